@@ -1,0 +1,76 @@
+#pragma once
+// Strided loops over K operands that share one shape. Dims that are contiguous for every operand
+// are merged first, so most calls become a single long inner loop; rows are split across threads.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "tinyvid/core/parallel.hpp"
+#include "tinyvid/core/shape.hpp"
+
+namespace tv::cpu {
+
+template <size_t K>
+using Offsets = std::array<int64_t, K>;
+
+// Drops size-1 dims and merges neighbours that are contiguous for all K operands.
+template <size_t K>
+void coalesce(Shape& shape, std::array<Shape, K>& strides) {
+  Shape s;
+  std::array<Shape, K> st;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !s.empty();
+    for (size_t k = 0; k < K && merge; ++k) merge = st[k].back() == strides[k][d] * shape[d];
+    if (merge) {
+      s.back() *= shape[d];
+      for (size_t k = 0; k < K; ++k) st[k].back() = strides[k][d];
+    } else {
+      s.push_back(shape[d]);
+      for (size_t k = 0; k < K; ++k) st[k].push_back(strides[k][d]);
+    }
+  }
+  shape = std::move(s);
+  strides = std::move(st);
+}
+
+// Calls row(offsets, n, inner_strides) for every innermost row of `shape`, in parallel.
+// row must not throw.
+template <size_t K, class F>
+void for_each_row(Shape shape, std::array<Shape, K> strides, F&& row) {
+  if (numel_of(shape) == 0) return;
+  coalesce(shape, strides);
+  if (shape.empty()) {
+    row(Offsets<K>{}, int64_t{1}, Offsets<K>{});
+    return;
+  }
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  const int64_t inner = shape.back();
+  const int64_t rows = numel_of(shape) / inner;
+  Offsets<K> inner_strides;
+  for (size_t k = 0; k < K; ++k) inner_strides[k] = strides[k].back();
+  parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / inner), [&](int64_t b, int64_t e) {
+    // Decompose the first row index once, then step through the outer dims like an odometer.
+    std::vector<int64_t> idx(nd, 0);
+    Offsets<K> off{};
+    int64_t r = b;
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      idx[d] = r % shape[d];
+      r /= shape[d];
+      for (size_t k = 0; k < K; ++k) off[k] += idx[d] * strides[k][d];
+    }
+    for (int64_t i = b; i < e; ++i) {
+      row(off, inner, inner_strides);
+      for (int64_t d = nd - 2; d >= 0; --d) {
+        if (++idx[d] < shape[d]) {
+          for (size_t k = 0; k < K; ++k) off[k] += strides[k][d];
+          break;
+        }
+        for (size_t k = 0; k < K; ++k) off[k] -= (shape[d] - 1) * strides[k][d];
+        idx[d] = 0;
+      }
+    }
+  });
+}
+
+}  // namespace tv::cpu

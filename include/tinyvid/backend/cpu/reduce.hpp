@@ -1,0 +1,126 @@
+#pragma once
+// Reductions on raw pointers. Sums accumulate in double, so a float sum over a large batch
+// (a bias gradient over N*H*W, a batch-norm statistic) does not lose digits.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "tinyvid/core/parallel.hpp"
+#include "tinyvid/core/shape.hpp"
+
+namespace tv::cpu {
+
+namespace detail {
+struct DimList {
+  Shape size, stride;
+  void push(int64_t n, int64_t s) {
+    if (n == 1) return;
+    if (!size.empty() && stride.back() == s * n) {  // contiguous with the previous dim: merge
+      size.back() *= n;
+      stride.back() = s;
+    } else {
+      size.push_back(n);
+      stride.push_back(s);
+    }
+  }
+  int64_t numel() const { return numel_of(size); }
+  int64_t offset_of(int64_t linear) const {  // storage offset of the linear index-th element
+    int64_t off = 0;
+    for (size_t d = size.size(); d-- > 0;) {
+      off += (linear % size[d]) * stride[d];
+      linear /= size[d];
+    }
+    return off;
+  }
+};
+}  // namespace detail
+
+// out (contiguous over the kept dims, in order) = scale * sum of `in` over the dims where reduce[d].
+template <class T>
+void sum(const T* in, const Shape& shape, const Shape& strides, const std::vector<bool>& reduce, T* out,
+         double scale = 1.0) {
+  detail::DimList kept, red;
+  for (size_t d = 0; d < shape.size(); ++d) (reduce[d] ? red : kept).push(shape[d], strides[d]);
+  const int64_t nk = kept.numel(), nr = red.numel();
+  if (nk == 0) return;
+  // Reduced dims: an inner run of `red_inner` elements at stride `red_step`, repeated at `red_outer`.
+  const int64_t red_inner = red.size.empty() ? 1 : red.size.back();
+  const int64_t red_step = red.size.empty() ? 0 : red.stride.back();
+  detail::DimList red_rest{Shape(red.size.begin(), red.size.empty() ? red.size.end() : red.size.end() - 1),
+                           Shape(red.stride.begin(), red.stride.empty() ? red.stride.end() : red.stride.end() - 1)};
+  std::vector<int64_t> red_outer(nr == 0 ? 0 : nr / red_inner);
+  for (size_t i = 0; i < red_outer.size(); ++i) red_outer[i] = red_rest.offset_of(static_cast<int64_t>(i));
+
+  const bool column_mode = !kept.size.empty() && kept.stride.back() == 1 && red_step != 1 && nr > 0;
+  if (!column_mode) {
+    // Each output is a sum over its own elements, the innermost run contiguous when red_step is 1.
+    parallel_for(0, nk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(nr, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o) {
+        const T* base = in + kept.offset_of(o);
+        double acc = 0.0;
+        for (int64_t ro : red_outer) {
+          const T* p = base + ro;
+          if (red_step == 1) {
+#pragma omp simd reduction(+ : acc)
+            for (int64_t i = 0; i < red_inner; ++i) acc += p[i];
+          } else {
+            for (int64_t i = 0; i < red_inner; ++i) acc += p[i * red_step];
+          }
+        }
+        out[o] = static_cast<T>(acc * scale);
+      }
+    });
+    return;
+  }
+  // The innermost kept dim is contiguous: add whole rows into a tile of accumulators (vectorized).
+  constexpr int64_t kTile = 256;
+  const int64_t k_inner = kept.size.back();
+  const int64_t tiles_per_row = (k_inner + kTile - 1) / kTile;
+  const int64_t k_outer = nk / k_inner;
+  detail::DimList kept_rest{Shape(kept.size.begin(), kept.size.end() - 1), Shape(kept.stride.begin(), kept.stride.end() - 1)};
+  parallel_for(0, k_outer * tiles_per_row, std::max<int64_t>(1, kParallelGrain / (kTile * nr)), [&](int64_t b, int64_t e) {
+    double acc[kTile];
+    for (int64_t w = b; w < e; ++w) {
+      const int64_t ko = w / tiles_per_row, t0 = (w % tiles_per_row) * kTile;
+      const int64_t len = std::min(kTile, k_inner - t0);
+      const T* base = in + kept_rest.offset_of(ko) + t0;
+      for (int64_t j = 0; j < len; ++j) acc[j] = 0.0;
+      for (int64_t ro : red_outer)
+        for (int64_t i = 0; i < red_inner; ++i) {
+          const T* p = base + ro + i * red_step;
+#pragma omp simd
+          for (int64_t j = 0; j < len; ++j) acc[j] += p[j];
+        }
+      T* o = out + ko * k_inner + t0;
+      for (int64_t j = 0; j < len; ++j) o[j] = static_cast<T>(acc[j] * scale);
+    }
+  });
+}
+
+// Maximum along one dim: values and the index of the first maximum; NaN wins, as in PyTorch.
+template <class T>
+void max_along(const T* in, const Shape& shape, const Shape& strides, int64_t dim, T* values, int64_t* indices) {
+  detail::DimList kept;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (static_cast<int64_t>(d) != dim) kept.push(shape[d], strides[d]);
+  const int64_t n = shape[dim], step = strides[dim], nk = kept.numel();
+  parallel_for(0, nk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(n, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      const T* p = in + kept.offset_of(o);
+      T best = p[0];
+      int64_t arg = 0;
+      for (int64_t i = 1; i < n && !std::isnan(best); ++i) {
+        T v = p[i * step];
+        if (v > best || std::isnan(v)) {
+          best = v;
+          arg = i;
+        }
+      }
+      values[o] = best;
+      indices[o] = arg;
+    }
+  });
+}
+
+}  // namespace tv::cpu

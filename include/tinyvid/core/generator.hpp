@@ -1,0 +1,56 @@
+#pragma once
+// Seeded random numbers that are the same on every machine: the engine is std::mt19937_64, whose
+// output the C++ standard fixes; the distributions are written here because std's are not portable.
+#include <cmath>
+#include <cstdint>
+#include <random>
+
+namespace tv {
+
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 5489u) : engine_(seed) {}
+  void manual_seed(uint64_t seed) {
+    engine_.seed(seed);
+    has_spare_ = false;
+  }
+  uint64_t next_u64() { return engine_(); }
+  // Uniform in [0, 1) with 53 random bits.
+  double next_double() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * next_double(); }
+  // Standard normal by Box-Muller; the second value of each pair is kept for the next call.
+  double normal() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    double u1 = 1.0 - next_double();  // in (0, 1]: log(u1) is finite
+    double u2 = next_double();
+    double r = std::sqrt(-2.0 * std::log(u1));
+    constexpr double two_pi = 6.283185307179586476925286766559;
+    spare_ = r * std::sin(two_pi * u2);
+    has_spare_ = true;
+    return r * std::cos(two_pi * u2);
+  }
+  // Uniform integer in [0, n), without modulo bias.
+  uint64_t randint(uint64_t n) {
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = engine_(); while (x >= limit);
+    return x % n;
+  }
+
+ private:
+  std::mt19937_64 engine_;
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+// The generator used when a function is not given one; tv::manual_seed(s) seeds it, as torch.manual_seed.
+inline Generator& default_generator() {
+  static Generator g;
+  return g;
+}
+inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+}  // namespace tv

@@ -1,0 +1,58 @@
+#pragma once
+// In-place writes: fill_, copy_, add_, mul_. They record no history (an optimizer step, an init);
+// on a tensor that requires grad they are allowed only with grad mode off.
+#include "tinyvid/autograd/grad_mode.hpp"
+#include "tinyvid/backend/cpu/elementwise.hpp"
+#include "tinyvid/core/tensor.hpp"
+
+namespace tv {
+
+namespace detail {
+template <class T>
+void check_inplace(const Tensor<T>& t, const char* op) {
+  TV_CHECK(!(is_grad_enabled() && t.requires_grad()), op, ": in-place write to a tensor that requires grad (shape ",
+           t.shape(), "); do it under tv::NoGradGuard, as an optimizer step does");
+}
+}  // namespace detail
+
+template <class T>
+Tensor<T>& Tensor<T>::fill_(T value) {
+  detail::check_inplace(*this, "fill_");
+  cpu::fill(shape(), data(), strides(), value);
+  storage()->bump_version();
+  return *this;
+}
+
+// Copies src into this tensor; src broadcasts to this tensor's shape.
+template <class T>
+Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
+  detail::check_inplace(*this, "copy_");
+  Shape b = broadcast_shapes(shape(), src.shape(), "copy_");
+  TV_CHECK(b == shape(), "copy_: source of shape ", src.shape(), " does not broadcast to destination shape ", shape());
+  cpu::copy(shape(), data(), strides(), src.data(), broadcast_strides(src.shape(), src.strides(), shape()));
+  storage()->bump_version();
+  return *this;
+}
+
+// this += alpha * other; other broadcasts to this tensor's shape.
+template <class T>
+Tensor<T>& Tensor<T>::add_(const Tensor<T>& other, T alpha) {
+  detail::check_inplace(*this, "add_");
+  Shape b = broadcast_shapes(shape(), other.shape(), "add_");
+  TV_CHECK(b == shape(), "add_: operand of shape ", other.shape(), " does not broadcast to shape ", shape());
+  cpu::map2(shape(), data(), strides(), data(), strides(), other.data(),
+            broadcast_strides(other.shape(), other.strides(), shape()),
+            [alpha](T x, T y) { return x + alpha * y; });
+  storage()->bump_version();
+  return *this;
+}
+
+template <class T>
+Tensor<T>& Tensor<T>::mul_(T value) {
+  detail::check_inplace(*this, "mul_");
+  cpu::map1(shape(), data(), strides(), data(), strides(), [value](T x) { return x * value; });
+  storage()->bump_version();
+  return *this;
+}
+
+}  // namespace tv

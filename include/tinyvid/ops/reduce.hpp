@@ -1,0 +1,175 @@
+#pragma once
+// Reductions over any set of dims (sum, mean, var) and along one dim (max with its indices).
+// An empty dim list means all dims, as torch.sum(x) does.
+#include <vector>
+
+#include "tinyvid/autograd/node.hpp"
+#include "tinyvid/backend/cpu/elementwise.hpp"
+#include "tinyvid/backend/cpu/index.hpp"
+#include "tinyvid/backend/cpu/reduce.hpp"
+#include "tinyvid/ops/creation.hpp"
+#include "tinyvid/ops/view.hpp"
+
+namespace tv {
+
+namespace detail {
+
+// Which dims a reduction covers; every dim when `dims` is empty.
+inline std::vector<bool> reduce_mask(const Shape& dims, int64_t ndim, const char* op) {
+  std::vector<bool> mask(ndim, dims.empty());
+  for (int64_t d : dims) {
+    int64_t w = wrap_dim(d, ndim, op);
+    TV_CHECK(!mask[w], op, ": dim ", d, " appears more than once in ", dims);
+    mask[w] = true;
+  }
+  return mask;
+}
+
+inline Shape reduced_shape(const Shape& shape, const std::vector<bool>& mask, bool keepdim) {
+  Shape out;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (!mask[d]) out.push_back(shape[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+inline int64_t reduced_count(const Shape& shape, const std::vector<bool>& mask) {
+  int64_t n = 1;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (mask[d]) n *= shape[d];
+  return n;
+}
+
+// scale * sum over the masked dims, without autograd.
+template <class T>
+Tensor<T> sum_raw(const Tensor<T>& x, const std::vector<bool>& mask, bool keepdim, double scale) {
+  Tensor<T> out = Tensor<T>::empty(reduced_shape(x.shape(), mask, keepdim));
+  cpu::sum(x.data(), x.shape(), x.strides(), mask, out.data(), scale);
+  return out;
+}
+
+// The gradient of a reduction: g (reduced shape) read back over the input shape, as a view.
+template <class T>
+Tensor<T> expand_back(const Tensor<T>& g, const Shape& in_shape, const std::vector<bool>& mask) {
+  return g.reshape(reduced_shape(in_shape, mask, true)).expand(in_shape);
+}
+
+}  // namespace detail
+
+// Sums x down to `shape` (the shape it was broadcast from): the adjoint of broadcasting.
+template <class T>
+Tensor<T> sum_to(const Tensor<T>& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  const size_t lead = x.shape().size() - shape.size();
+  TV_CHECK(x.shape().size() >= shape.size(), "sum_to: cannot sum shape ", x.shape(), " to more dims ", shape);
+  std::vector<bool> mask(x.dim(), false);
+  for (size_t d = 0; d < x.shape().size(); ++d) {
+    if (d < lead) mask[d] = true;
+    else {
+      int64_t want = shape[d - lead];
+      TV_CHECK(want == x.shape()[d] || want == 1, "sum_to: shape ", x.shape(), " does not broadcast from ", shape);
+      mask[d] = want == 1 && x.shape()[d] != 1;
+    }
+  }
+  return detail::sum_raw(x, mask, true, 1.0).reshape(shape);
+}
+
+template <class T>
+Tensor<T> sum(const Tensor<T>& x, const Shape& dims = {}, bool keepdim = false) {
+  auto mask = detail::reduce_mask(dims, x.dim(), "sum");
+  Tensor<T> out = detail::sum_raw(x, mask, keepdim, 1.0);
+  Shape in_shape = x.shape();
+  autograd::record(out, "SumBackward", {x}, [in_shape, mask](const Tensor<T>& g, const autograd::Node<T>&) {
+    return std::vector<Tensor<T>>{detail::expand_back(g, in_shape, mask)};
+  });
+  return out;
+}
+
+template <class T>
+Tensor<T> mean(const Tensor<T>& x, const Shape& dims = {}, bool keepdim = false) {
+  auto mask = detail::reduce_mask(dims, x.dim(), "mean");
+  const double n = static_cast<double>(detail::reduced_count(x.shape(), mask));
+  Tensor<T> out = detail::sum_raw(x, mask, keepdim, 1.0 / n);
+  Shape in_shape = x.shape();
+  autograd::record(out, "MeanBackward", {x}, [in_shape, mask, n](const Tensor<T>& g, const autograd::Node<T>&) {
+    Tensor<T> gs = Tensor<T>::empty(g.shape());
+    const T inv = static_cast<T>(1.0 / n);
+    cpu::map1(g.shape(), gs.data(), gs.strides(), g.data(), g.strides(), [inv](T v) { return v * inv; });
+    return std::vector<Tensor<T>>{detail::expand_back(gs, in_shape, mask)};
+  });
+  return out;
+}
+
+// Variance over dims: unbiased (divides by n - 1, torch's default) or biased (by n).
+template <class T>
+Tensor<T> var(const Tensor<T>& x, const Shape& dims = {}, bool unbiased = true, bool keepdim = false) {
+  auto mask = detail::reduce_mask(dims, x.dim(), "var");
+  const double n = static_cast<double>(detail::reduced_count(x.shape(), mask));
+  const double denom = std::max(0.0, n - (unbiased ? 1.0 : 0.0));
+  Tensor<T> m = detail::sum_raw(x, mask, true, 1.0 / n);
+  // Two passes (mean, then squared deviations) keep the result exact for data far from zero.
+  Tensor<T> sq = Tensor<T>::empty(x.shape());
+  cpu::map2(x.shape(), sq.data(), sq.strides(), x.data(), x.strides(), m.data(),
+            broadcast_strides(m.shape(), m.strides(), x.shape()), [](T a, T b) { return (a - b) * (a - b); });
+  Tensor<T> out = detail::sum_raw(sq, mask, keepdim, 1.0 / denom);
+  autograd::record(out, "VarBackward", {x},
+                   [sx = autograd::Saved<T>(x), m, mask, denom](const Tensor<T>& g, const autograd::Node<T>&) {
+                     const Tensor<T>& xv = sx.get("var");
+                     Tensor<T> ge = detail::expand_back(g, xv.shape(), mask);
+                     Tensor<T> gx = Tensor<T>::empty(xv.shape());
+                     const T k = static_cast<T>(2.0 / denom);
+                     // gx = g * 2 (x - mean) / denom
+                     cpu::map2(xv.shape(), gx.data(), gx.strides(), xv.data(), xv.strides(), m.data(),
+                               broadcast_strides(m.shape(), m.strides(), xv.shape()), [k](T a, T b) { return k * (a - b); });
+                     cpu::map2(xv.shape(), gx.data(), gx.strides(), gx.data(), gx.strides(), ge.data(), ge.strides(),
+                               [](T a, T b) { return a * b; });
+                     return std::vector<Tensor<T>>{gx};
+                   });
+  return out;
+}
+
+template <class T>
+struct ValuesIndices {
+  Tensor<T> values;
+  Tensor<int64_t> indices;
+};
+
+// Maximum along `dim` and where it is (the first maximum; NaN propagates), as torch.max(x, dim).
+template <class T>
+ValuesIndices<T> max(const Tensor<T>& x, int64_t dim, bool keepdim = false) {
+  TV_CHECK(x.numel() > 0, "max: cannot take the maximum of an empty tensor of shape ", x.shape());
+  const int64_t d = wrap_dim(dim, x.dim(), "max");
+  if (x.dim() == 0) return max(x.reshape({1}), 0, keepdim);
+  std::vector<bool> mask(x.dim(), false);
+  mask[d] = true;
+  Shape out_shape = detail::reduced_shape(x.shape(), mask, keepdim);
+  Tensor<T> values = Tensor<T>::empty(out_shape);
+  Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape);
+  cpu::max_along(x.data(), x.shape(), x.strides(), d, values.data(), indices.data());
+  Shape in_shape = x.shape();
+  autograd::record(values, "MaxBackward", {x}, [in_shape, mask, d, indices](const Tensor<T>& g, const autograd::Node<T>&) {
+    // Scatter g to the positions of the maxima.
+    Shape keep = detail::reduced_shape(in_shape, mask, true);
+    Tensor<T> gk = g.reshape(keep);
+    Tensor<int64_t> ik = indices.reshape(keep);
+    Tensor<T> gx = zeros<T>(in_shape);
+    cpu::scatter_add(gx.data(), in_shape, d, ik.data(), ik.shape(), ik.strides(), gk.data(), gk.strides());
+    return std::vector<Tensor<T>>{gx};
+  });
+  return {values, indices};
+}
+
+// The largest element of x (a tensor with no dims).
+template <class T>
+Tensor<T> max(const Tensor<T>& x) {
+  return max(x.reshape({-1}), 0, false).values;
+}
+
+template <class T>
+Tensor<int64_t> argmax(const Tensor<T>& x, int64_t dim, bool keepdim = false) {
+  NoGradGuard no_grad;
+  return max(x, dim, keepdim).indices;
+}
+
+}  // namespace tv

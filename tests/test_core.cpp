@@ -1,0 +1,210 @@
+// Tensor core: layout, views sharing storage, creation, printing, randomness, threads, errors.
+#include <doctest/doctest.h>
+
+#include <sstream>
+#include <thread>
+#include <tinyvid/tinyvid.hpp>
+
+using tv::Shape;
+using tv::Tensor;
+
+namespace {
+template <class T>
+std::string str(const Tensor<T>& t) {
+  std::ostringstream os;
+  os << t;
+  return os.str();
+}
+}  // namespace
+
+TEST_CASE("a new tensor is contiguous, row-major") {
+  auto t = tv::zeros<float>({2, 3, 4});
+  CHECK(t.shape() == Shape{2, 3, 4});
+  CHECK(t.strides() == Shape{12, 4, 1});
+  CHECK(t.numel() == 24);
+  CHECK(t.dim() == 3);
+  CHECK(t.size(-1) == 4);
+  CHECK(t.is_contiguous());
+  CHECK(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);
+}
+
+TEST_CASE("creation functions") {
+  CHECK(tv::ones<float>({2, 2}).to_vector() == std::vector<float>{1, 1, 1, 1});
+  CHECK(tv::full<double>({3}, 2.5).to_vector() == std::vector<double>{2.5, 2.5, 2.5});
+  CHECK(tv::arange<float>(4).to_vector() == std::vector<float>{0, 1, 2, 3});
+  CHECK(tv::arange<double>(1, 2, 0.25).to_vector() == std::vector<double>{1, 1.25, 1.5, 1.75});
+  auto t = tv::tensor<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(t.at({1, 0}) == 4);
+  CHECK(tv::scalar_tensor<float>(3).dim() == 0);
+  CHECK(tv::scalar_tensor<float>(3).item() == 3);
+  CHECK_THROWS_WITH_AS(tv::tensor<float>({1, 2, 3}, {2, 2}), doctest::Contains("3 values do not fill shape [2, 2]"),
+                       tv::Error);
+}
+
+TEST_CASE("views share storage with their base") {
+  auto base = tv::arange<float>(12).reshape({3, 4});
+  SUBCASE("narrow") {
+    auto v = base.narrow(1, 1, 2);
+    CHECK(v.shape() == Shape{3, 2});
+    CHECK(!v.is_contiguous());
+    v.at({2, 1}) = -1;
+    CHECK(base.at({2, 2}) == -1);
+  }
+  SUBCASE("transpose and permute") {
+    auto v = base.t();
+    CHECK(v.strides() == Shape{1, 4});
+    v.at({3, 0}) = 100;
+    CHECK(base.at({0, 3}) == 100);
+    auto p = base.reshape({3, 2, 2}).permute({2, 0, 1});
+    CHECK(p.shape() == Shape{2, 3, 2});
+    CHECK(p.at({1, 2, 0}) == base.at({2, 1}));
+  }
+  SUBCASE("select, unsqueeze, squeeze") {
+    auto row = base.select(0, -1);
+    CHECK(row.to_vector() == std::vector<float>{8, 9, 10, 11});
+    CHECK(base.unsqueeze(1).shape() == Shape{3, 1, 4});
+    CHECK(base.unsqueeze(-1).shape() == Shape{3, 4, 1});
+    CHECK(base.unsqueeze(1).squeeze().shape() == Shape{3, 4});
+    CHECK(base.unsqueeze(0).squeeze(0).shape() == Shape{3, 4});
+    CHECK(base.squeeze(0).shape() == Shape{3, 4});  // not of size 1: unchanged, as in PyTorch
+    row.fill_(7);
+    CHECK(base.at({2, 0}) == 7);
+  }
+  SUBCASE("expand reads one element many times") {
+    auto col = tv::tensor<float>({1, 2, 3}, {3, 1});
+    auto e = col.expand({3, 4});
+    CHECK(e.strides() == Shape{1, 0});
+    CHECK(e.to_vector() == std::vector<float>{1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3});
+    CHECK(col.expand({2, -1, 4}).shape() == Shape{2, 3, 4});
+  }
+  SUBCASE("slice with a step") {
+    auto s = base.slice(1, 0, 4, 2);
+    CHECK(s.to_vector() == std::vector<float>{0, 2, 4, 6, 8, 10});
+    CHECK(base.slice(0, -2, 100).shape() == Shape{2, 4});
+  }
+  SUBCASE("view and reshape") {
+    auto v = base.view({2, -1});
+    CHECK(v.shape() == Shape{2, 6});
+    CHECK(v.storage() == base.storage());
+    auto r = base.t().reshape({12});  // not viewable: reshape copies
+    CHECK(r.storage() != base.storage());
+    CHECK(r.to_vector() == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+    CHECK(base.t().t().view({12}).storage() == base.storage());
+    CHECK(base.reshape({3, 2, 2}).narrow(2, 0, 1).view({3, 2}).shape() == Shape{3, 2});
+    CHECK_THROWS_WITH_AS(base.t().view({12}), doctest::Contains("use reshape()"), tv::Error);
+    CHECK(base.flatten().shape() == Shape{12});
+    CHECK(tv::zeros<float>({2, 3, 4, 5}).flatten(1, 2).shape() == Shape{2, 12, 5});
+  }
+  SUBCASE("contiguous, clone, detach") {
+    auto t = base.t();
+    auto c = t.contiguous();
+    CHECK(c.is_contiguous());
+    CHECK(c.storage() != base.storage());
+    CHECK(base.contiguous().storage() == base.storage());
+    auto k = base.clone();
+    k.at({0, 0}) = 42;
+    CHECK(base.at({0, 0}) == 0);
+    auto d = base.detach();
+    d.at({0, 0}) = 42;
+    CHECK(base.at({0, 0}) == 42);
+  }
+}
+
+TEST_CASE("in-place writes, broadcasting and the version counter") {
+  auto t = tv::zeros<float>({2, 3});
+  auto v0 = t.storage()->version();
+  t.copy_(tv::tensor<float>({1, 2, 3}));
+  CHECK(t.to_vector() == std::vector<float>{1, 2, 3, 1, 2, 3});
+  t.add_(tv::ones<float>({2, 1}), 2);
+  CHECK(t.to_vector() == std::vector<float>{3, 4, 5, 3, 4, 5});
+  t.mul_(0.5f);
+  CHECK(t.at({1, 2}) == 2.5f);
+  CHECK(t.storage()->version() == v0 + 3);
+  CHECK_THROWS_WITH_AS(t.copy_(tv::zeros<float>({3, 3})), doctest::Contains("copy_"), tv::Error);
+}
+
+TEST_CASE("printing follows PyTorch's format") {
+  CHECK(str(tv::tensor<float>({1, 2, 3})) == "tensor([1., 2., 3.])");
+  CHECK(str(tv::tensor<float>({0.5f, -1.25f, 3, 4}, {2, 2})) == "tensor([[ 0.5000, -1.2500],\n        [ 3.0000,  4.0000]])");
+  CHECK(str(tv::scalar_tensor<double>(2.5)) == "tensor(2.5000, dtype=float64)");
+  CHECK(str(tv::tensor<float>({1e-5f, 1})) == "tensor([1.0000e-05, 1.0000e+00])");
+  CHECK(str(tv::zeros<float>({2, 1, 2})) == "tensor([[[0., 0.]],\n\n        [[0., 0.]]])");
+  CHECK(str(tv::arange<float>(2000)) == "tensor([   0.,    1.,    2., ..., 1997., 1998., 1999.])");
+  auto x = tv::ones<float>({1}).requires_grad_();
+  CHECK(str(x) == "tensor([1.], requires_grad=True)");
+  CHECK(str(tv::exp(x)) == "tensor([2.7183], grad_fn=<ExpBackward>)");
+}
+
+TEST_CASE("seeded randomness: same seed, same numbers") {
+  // The engine is std::mt19937_64, whose 10000th output the C++ standard fixes.
+  tv::Generator g(5489u);
+  uint64_t v = 0;
+  for (int i = 0; i < 10000; ++i) v = g.next_u64();
+  CHECK(v == 9981545732273789042ull);
+
+  tv::Generator a(7), b(7), c(8);
+  auto ta = tv::normal<float>({1000}, 0, 1, a), tb = tv::normal<float>({1000}, 0, 1, b);
+  CHECK(ta.to_vector() == tb.to_vector());
+  CHECK(tv::uniform<float>({10}, 0, 1, c).to_vector() != tv::uniform<float>({10}, 0, 1, a).to_vector());
+
+  tv::manual_seed(3);
+  auto d1 = tv::uniform<double>({5});
+  tv::manual_seed(3);
+  CHECK(tv::uniform<double>({5}).to_vector() == d1.to_vector());
+
+  tv::Generator s(1);
+  auto n = tv::normal<double>({200000}, 2.0, 3.0, s);
+  CHECK(tv::mean(n).item() == doctest::Approx(2.0).epsilon(0.03));
+  CHECK(std::sqrt(tv::var(n).item()) == doctest::Approx(3.0).epsilon(0.01));
+  auto u = tv::uniform<double>({100000}, -1.0, 3.0, s);
+  CHECK(tv::max(u).item() < 3.0);
+  CHECK(-tv::max(-u).item() >= -1.0);
+  CHECK(tv::mean(u).item() == doctest::Approx(1.0).epsilon(0.02));
+}
+
+TEST_CASE("thread count: one setting, and results that do not depend on it") {
+  int before = tv::get_num_threads();
+  auto x = tv::normal<float>({3000, 1000});
+  tv::set_num_threads(1);
+  CHECK(tv::get_num_threads() == 1);
+  auto s1 = tv::sum(x, {0}).to_vector();
+  auto m1 = tv::matmul(x.narrow(0, 0, 300), x.narrow(0, 0, 300).t()).to_vector();
+  tv::set_num_threads(2);
+  auto s2 = tv::sum(x, {0}).to_vector();
+  auto m2 = tv::matmul(x.narrow(0, 0, 300), x.narrow(0, 0, 300).t());
+  CHECK(s1 == s2);
+  for (size_t i = 0; i < m1.size(); i += 997) CHECK(m1[i] == doctest::Approx(m2.to_vector()[i]).epsilon(1e-4));
+  tv::set_num_threads(before);
+  CHECK_THROWS_AS(tv::set_num_threads(0), tv::Error);
+}
+
+TEST_CASE("shape errors name the op and both shapes") {
+  auto a = tv::zeros<float>({2, 3}), b = tv::zeros<float>({4});
+  CHECK_THROWS_WITH_AS(a + b, doctest::Contains("add: shapes [2, 3] and [4] cannot be broadcast"), tv::Error);
+  CHECK_THROWS_WITH_AS(a * b, doctest::Contains("mul: shapes [2, 3] and [4]"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::matmul(a, a), doctest::Contains("matmul: shapes [2, 3] and [2, 3] cannot be multiplied"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::sum(a, {2}), doctest::Contains("sum: dim 2 is out of range for a tensor with 2 dims"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::sum(a, {1, -1}), doctest::Contains("appears more than once"), tv::Error);
+  CHECK_THROWS_WITH_AS(a.narrow(1, 2, 2), doctest::Contains("narrow: range [2, 4) is out of bounds for dim 1 of size 3"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(a.view({4, 2}), doctest::Contains("view: shape [4, 2] is invalid for a tensor of shape [2, 3]"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(a.permute({0, 0}), doctest::Contains("permute: dim 0 is repeated"), tv::Error);
+  CHECK_THROWS_WITH_AS(a.expand({3, 3}), doctest::Contains("expand: shape [2, 3] cannot be expanded to [3, 3]"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::cat<float>({a, b}), doctest::Contains("cat: tensor 1 has shape [4], but tensor 0 has shape [2, 3]"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::stack<float>({a, a.t()}), doctest::Contains("stack: tensor 1 has shape [3, 2]"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::split(a, std::vector<int64_t>{1, 1}, 1), doctest::Contains("split: sizes add up to 2 but dim 1 has length 3"),
+                       tv::Error);
+  auto idx = tv::tensor<int64_t>({0, 3}, {1, 2});
+  CHECK_THROWS_WITH_AS(tv::gather(a, 1, idx), doctest::Contains("gather: index 3 is out of range for dim 1 of size 3"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(a.at({2, 0}), doctest::Contains("at: index 2 is out of range for dim 0 of size 2"), tv::Error);
+  CHECK_THROWS_WITH_AS(a.item(), doctest::Contains("item: expected a tensor with one element, got shape [2, 3]"), tv::Error);
+  CHECK_THROWS_WITH_AS(Tensor<float>().shape(), doctest::Contains("undefined tensor"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::max(tv::zeros<float>({0})), doctest::Contains("max: cannot take the maximum of an empty tensor"),
+                       tv::Error);
+}

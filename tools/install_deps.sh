@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tinyvid needs, only those missing. `--peer` adds PyTorch
+# (python3-torch), used by bench/ to measure the peer and by fixture scripts, never by the library.
+set -euo pipefail
+packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev)
+if [[ "${1:-}" == "--peer" ]]; then packages+=(python3-torch python3-numpy); fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
