@@ -168,9 +168,11 @@ TEST_CASE("thread count: one setting, and results that do not depend on it") {
   tv::set_num_threads(1);
   CHECK(tv::get_num_threads() == 1);
   auto s1 = tv::sum(x, {0}).to_vector();
+  float full1 = tv::sum(x).item();
   auto m1 = tv::matmul(x.narrow(0, 0, 300), x.narrow(0, 0, 300).t()).to_vector();
   tv::set_num_threads(2);
   auto s2 = tv::sum(x, {0}).to_vector();
+  CHECK(tv::sum(x).item() == full1);
   auto m2 = tv::matmul(x.narrow(0, 0, 300), x.narrow(0, 0, 300).t());
   CHECK(s1 == s2);
   for (size_t i = 0; i < m1.size(); i += 997) CHECK(m1[i] == doctest::Approx(m2.to_vector()[i]).epsilon(1e-4));
@@ -207,4 +209,18 @@ TEST_CASE("shape errors name the op and both shapes") {
   CHECK_THROWS_WITH_AS(Tensor<float>().shape(), doctest::Contains("undefined tensor"), tv::Error);
   CHECK_THROWS_WITH_AS(tv::max(tv::zeros<float>({0})), doctest::Contains("max: cannot take the maximum of an empty tensor"),
                        tv::Error);
+}
+
+TEST_CASE("copies of permuted views keep every element (tiled transposing copy included)") {
+  auto x = tv::arange<float>(3 * 70 * 45).reshape({3, 70, 45});
+  for (Shape perm : {Shape{0, 2, 1}, Shape{2, 1, 0}, Shape{1, 0, 2}, Shape{2, 0, 1}, Shape{1, 2, 0}}) {
+    CAPTURE(perm);
+    auto p = x.permute(perm);
+    auto c = p.contiguous();
+    CHECK(c.is_contiguous());
+    CHECK(c.to_vector() == p.to_vector());  // to_vector walks element by element, another path
+  }
+  auto t = tv::zeros<float>({45, 70});
+  t.copy_(x.select(0, 1).t());
+  CHECK(t.to_vector() == x.select(0, 1).t().to_vector());
 }

@@ -37,11 +37,12 @@ Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, const char* op, F f) {
   return out;
 }
 
-template <class T>
-T stable_sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  T e = std::exp(x);
-  return e / (T(1) + e);
+// out = g(x) with g an Eigen array expression (vectorized transcendental functions), contiguous.
+template <class T, class G>
+Tensor<T> map_array(const Tensor<T>& x, G g) {
+  Tensor<T> out = Tensor<T>::empty(x.shape());
+  cpu::map1_array(x.shape(), out.data(), out.strides(), x.data(), x.strides(), g);
+  return out;
 }
 
 }  // namespace detail
@@ -134,11 +135,11 @@ Tensor<T> pow(const Tensor<T>& a, const Tensor<T>& b) {
 // ---- unary: out = f(x), backward g * f'(x) computed from whichever of x or out is cheaper ----
 
 namespace detail {
-// Records a unary op whose derivative is a function of the saved input (FromInput) or output.
+// Records `out` = f(x) with the derivative written as grad_times(g, v), where v is the saved input
+// or output, whichever the derivative is cheaper from.
 enum class SaveFrom { Input, Output };
-template <class T, class F, class D>
-Tensor<T> unary(const Tensor<T>& x, const char* name, SaveFrom from, F f, D grad_times) {
-  Tensor<T> out = map(x, f);
+template <class T, class D>
+Tensor<T> record_unary(const Tensor<T>& x, Tensor<T> out, const char* name, SaveFrom from, D grad_times) {
   if (autograd::any_requires_grad<T>({x})) {
     autograd::Saved<T> saved(from == SaveFrom::Input ? x : out);
     autograd::record(out, name, {x}, [saved, name, grad_times](const Tensor<T>& g, const autograd::Node<T>&) {
@@ -160,58 +161,60 @@ Tensor<T> neg(const Tensor<T>& x) {
 
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {
-  return detail::unary(x, "ExpBackward", detail::SaveFrom::Output, [](T v) { return std::exp(v); },
-                       [](T g, T o) { return g * o; });
+  return detail::record_unary(x, detail::map_array(x, [](const auto& a) { return a.exp(); }), "ExpBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return g * o; });
 }
 
 template <class T>
 Tensor<T> log(const Tensor<T>& x) {
-  return detail::unary(x, "LogBackward", detail::SaveFrom::Input, [](T v) { return std::log(v); },
-                       [](T g, T v) { return g / v; });
+  return detail::record_unary(x, detail::map_array(x, [](const auto& a) { return a.log(); }), "LogBackward",
+                              detail::SaveFrom::Input, [](T g, T v) { return g / v; });
 }
 
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& x) {
-  return detail::unary(x, "SqrtBackward", detail::SaveFrom::Output, [](T v) { return std::sqrt(v); },
-                       [](T g, T o) { return g / (T(2) * o); });
+  return detail::record_unary(x, detail::map(x, [](T v) { return std::sqrt(v); }), "SqrtBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return g / (T(2) * o); });
 }
 
 template <class T>
 Tensor<T> abs(const Tensor<T>& x) {
-  return detail::unary(x, "AbsBackward", detail::SaveFrom::Input, [](T v) { return std::abs(v); },
-                       [](T g, T v) { return v > T(0) ? g : (v < T(0) ? -g : T(0)); });
+  return detail::record_unary(x, detail::map(x, [](T v) { return std::abs(v); }), "AbsBackward",
+                              detail::SaveFrom::Input, [](T g, T v) { return v > T(0) ? g : (v < T(0) ? -g : T(0)); });
 }
 
 template <class T>
 Tensor<T> relu(const Tensor<T>& x) {
-  return detail::unary(x, "ReluBackward", detail::SaveFrom::Output, [](T v) { return v > T(0) ? v : T(0); },
-                       [](T g, T o) { return o > T(0) ? g : T(0); });
+  return detail::record_unary(x, detail::map(x, [](T v) { return v > T(0) ? v : T(0); }), "ReluBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return o > T(0) ? g : T(0); });
 }
 
 template <class T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
-  return detail::unary(x, "SigmoidBackward", detail::SaveFrom::Output, [](T v) { return detail::stable_sigmoid(v); },
-                       [](T g, T o) { return g * o * (T(1) - o); });
+  return detail::record_unary(x, detail::map_array(x, [](const auto& a) { return a.logistic(); }), "SigmoidBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return g * o * (T(1) - o); });
 }
 
 template <class T>
 Tensor<T> tanh(const Tensor<T>& x) {
-  return detail::unary(x, "TanhBackward", detail::SaveFrom::Output, [](T v) { return std::tanh(v); },
-                       [](T g, T o) { return g * (T(1) - o * o); });
+  return detail::record_unary(x, detail::map_array(x, [](const auto& a) { return a.tanh(); }), "TanhBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return g * (T(1) - o * o); });
 }
 
 // Clamps to [lo, hi]; the gradient passes where lo <= x <= hi (as PyTorch). Use +-infinity for no bound.
 template <class T>
 Tensor<T> clamp(const Tensor<T>& x, Scalar<T> lo, Scalar<T> hi) {
   TV_CHECK(!(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
-  return detail::unary(x, "ClampBackward", detail::SaveFrom::Input, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); },
-                       [lo, hi](T g, T v) { return v >= lo && v <= hi ? g : T(0); });
+  return detail::record_unary(x, detail::map(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); }),
+                              "ClampBackward", detail::SaveFrom::Input,
+                              [lo, hi](T g, T v) { return v >= lo && v <= hi ? g : T(0); });
 }
 
 template <class T>
 Tensor<T> pow(const Tensor<T>& x, Scalar<T> p) {
-  return detail::unary(x, "PowBackward", detail::SaveFrom::Input, [p](T v) { return std::pow(v, p); },
-                       [p](T g, T v) { return p == T(0) ? T(0) : g * p * std::pow(v, p - T(1)); });
+  return detail::record_unary(x, detail::map(x, [p](T v) { return std::pow(v, p); }), "PowBackward",
+                              detail::SaveFrom::Input,
+                              [p](T g, T v) { return p == T(0) ? T(0) : g * p * std::pow(v, p - T(1)); });
 }
 
 // ---- with a scalar ----

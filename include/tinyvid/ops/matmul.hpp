@@ -31,23 +31,17 @@ Tensor<T> matmul_raw(Tensor<T> a, Tensor<T> b) {
   out_shape.push_back(N);
   Tensor<T> out = Tensor<T>::empty(out_shape);
   const int64_t nb = numel_of(batch);
-  // Byte offsets of each batch's matrices, read through broadcast strides.
+  // Element offsets of each batch's matrices, read through broadcast strides.
   Shape sa = broadcast_strides(ba, Shape(a.strides().begin(), a.strides().end() - 2), batch);
   Shape sb = broadcast_strides(bb, Shape(b.strides().begin(), b.strides().end() - 2), batch);
   std::vector<int64_t> oa(nb, 0), ob(nb, 0);
-  {
-    int64_t i = 0;
-    Shape zero(batch.size(), 0);
-    std::array<Shape, 2> st{sa, sb};
-    Shape idx(batch.size(), 0);
-    for (i = 0; i < nb; ++i) {
-      int64_t r = i;
-      for (size_t d = batch.size(); d-- > 0;) {
-        int64_t k = r % batch[d];
-        r /= batch[d];
-        oa[i] += k * st[0][d];
-        ob[i] += k * st[1][d];
-      }
+  for (int64_t i = 0; i < nb; ++i) {
+    int64_t r = i;
+    for (size_t d = batch.size(); d-- > 0;) {
+      const int64_t k = r % batch[d];
+      r /= batch[d];
+      oa[i] += k * sa[d];
+      ob[i] += k * sb[d];
     }
   }
   auto one = [&](int64_t i) {

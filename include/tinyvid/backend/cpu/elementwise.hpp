@@ -1,7 +1,10 @@
 #pragma once
 // Elementwise kernels on raw pointers: out = f(a), out = f(a, b) with broadcast strides, copy, fill.
 // The inner loops have unit-stride fast paths the compiler vectorizes.
+#include <algorithm>
 #include <cstring>
+
+#include <Eigen/Core>
 
 #include "tinyvid/backend/cpu/loops.hpp"
 
@@ -18,6 +21,31 @@ void map1(const Shape& shape, U* out, const Shape& out_strides, const T* in, con
       for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
     } else {
       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(a[i * st[1]]);
+    }
+  });
+}
+
+// out = g(in) where g maps an Eigen array expression to another (a.exp(), a.tanh(), ...): Eigen's
+// SIMD versions of the transcendental functions. Strided rows go through a small buffer, so every
+// layout computes the same values.
+template <class T, class G>
+void map1_array(const Shape& shape, T* out, const Shape& out_strides, const T* in, const Shape& in_strides, G g) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  for_each_row<2>(shape, {out_strides, in_strides}, [&](Offsets<2> off, int64_t n, Offsets<2> st) {
+    T* o = out + off[0];
+    const T* a = in + off[1];
+    if (st[0] == 1 && st[1] == 1) {
+      Eigen::Map<Array>(o, n) = g(Eigen::Map<const Array>(a, n));
+      return;
+    }
+    constexpr int64_t kBuffer = 256;
+    alignas(64) T buf[kBuffer];
+    for (int64_t i0 = 0; i0 < n; i0 += kBuffer) {
+      const int64_t len = std::min(kBuffer, n - i0);
+      for (int64_t i = 0; i < len; ++i) buf[i] = a[(i0 + i) * st[1]];
+      Eigen::Map<Array> b(buf, len);
+      b = g(Eigen::Map<const Array>(buf, len));
+      for (int64_t i = 0; i < len; ++i) o[(i0 + i) * st[0]] = buf[i];
     }
   });
 }
@@ -48,8 +76,52 @@ void map2(const Shape& shape, U* out, const Shape& out_strides, const T* a, cons
                   });
 }
 
+namespace detail {
+// A copy that transposes (dst contiguous along one dim, src along another) walks both in 32 x 32
+// tiles, so neither side strides through memory a cache line per element.
+template <class T>
+bool copy_transposing(Shape shape, std::array<Shape, 2> st, T* dst, const T* src) {
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  if (nd < 2 || st[0][nd - 1] != 1 || st[1][nd - 1] == 1) return false;
+  int64_t j = -1;
+  for (int64_t d = 0; d < nd - 1; ++d)
+    if (st[1][d] == 1) j = d;
+  if (j < 0) return false;
+  std::swap(shape[j], shape[nd - 2]);
+  for (auto& s : st) std::swap(s[j], s[nd - 2]);
+  constexpr int64_t B = 32;
+  const int64_t rows = shape[nd - 2], cols = shape[nd - 1], row_blocks = (rows + B - 1) / B;
+  const Shape outer(shape.begin(), shape.end() - 2);
+  const int64_t n_outer = numel_of(outer);
+  const int64_t d_row = st[0][nd - 2], s_col = st[1][nd - 1];
+  parallel_for(0, n_outer * row_blocks, std::max<int64_t>(1, kParallelGrain / (B * cols)), [&](int64_t b, int64_t e) {
+    for (int64_t w = b; w < e; ++w) {
+      int64_t o = w / row_blocks, r0 = (w % row_blocks) * B, od = 0, os = 0;
+      for (int64_t d = nd - 3; d >= 0; --d) {
+        od += (o % outer[d]) * st[0][d];
+        os += (o % outer[d]) * st[1][d];
+        o /= outer[d];
+      }
+      const int64_t r1 = std::min(rows, r0 + B);
+      for (int64_t c0 = 0; c0 < cols; c0 += B) {
+        const int64_t c1 = std::min(cols, c0 + B);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) dst[od + r * d_row + c] = src[os + r + c * s_col];
+      }
+    }
+  });
+  return true;
+}
+}  // namespace detail
+
 template <class T>
 void copy(const Shape& shape, T* dst, const Shape& dst_strides, const T* src, const Shape& src_strides) {
+  {
+    Shape s = shape;
+    std::array<Shape, 2> st{dst_strides, src_strides};
+    coalesce<2>(s, st);
+    if (numel_of(shape) > 0 && detail::copy_transposing(s, st, dst, src)) return;
+  }
   for_each_row<2>(shape, {dst_strides, src_strides}, [&](Offsets<2> off, int64_t n, Offsets<2> st) {
     if (st[0] == 1 && st[1] == 1) {
       std::memcpy(dst + off[0], src + off[1], static_cast<size_t>(n) * sizeof(T));

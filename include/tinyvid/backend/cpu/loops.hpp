@@ -34,8 +34,9 @@ void coalesce(Shape& shape, std::array<Shape, K>& strides) {
   strides = std::move(st);
 }
 
-// Calls row(offsets, n, inner_strides) for every innermost row of `shape`, in parallel.
-// row must not throw.
+// Calls row(offsets, n, inner_strides) for every innermost row of `shape`, in parallel. When there
+// are fewer rows than threads (a contiguous tensor is a single row), rows are cut into pieces so
+// every thread gets work. row must not throw.
 template <size_t K, class F>
 void for_each_row(Shape shape, std::array<Shape, K> strides, F&& row) {
   if (numel_of(shape) == 0) return;
@@ -47,20 +48,27 @@ void for_each_row(Shape shape, std::array<Shape, K> strides, F&& row) {
   const int64_t nd = static_cast<int64_t>(shape.size());
   const int64_t inner = shape.back();
   const int64_t rows = numel_of(shape) / inner;
+  const int64_t threads = get_num_threads();
+  const int64_t piece = rows >= threads ? inner : std::max(kParallelGrain, (inner + threads - 1) / threads);
+  const int64_t pieces = (inner + piece - 1) / piece;
   Offsets<K> inner_strides;
   for (size_t k = 0; k < K; ++k) inner_strides[k] = strides[k].back();
-  parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / inner), [&](int64_t b, int64_t e) {
+  parallel_for(0, rows * pieces, std::max<int64_t>(1, kParallelGrain / piece), [&](int64_t b, int64_t e) {
     // Decompose the first row index once, then step through the outer dims like an odometer.
     std::vector<int64_t> idx(nd, 0);
     Offsets<K> off{};
-    int64_t r = b;
+    int64_t r = b / pieces;
     for (int64_t d = nd - 2; d >= 0; --d) {
       idx[d] = r % shape[d];
       r /= shape[d];
       for (size_t k = 0; k < K; ++k) off[k] += idx[d] * strides[k][d];
     }
-    for (int64_t i = b; i < e; ++i) {
-      row(off, inner, inner_strides);
+    for (int64_t w = b; w < e; ++w) {
+      const int64_t p = w % pieces, start = p * piece;
+      Offsets<K> at = off;
+      for (size_t k = 0; k < K; ++k) at[k] += start * inner_strides[k];
+      row(at, std::min(piece, inner - start), inner_strides);
+      if (p + 1 < pieces) continue;
       for (int64_t d = nd - 2; d >= 0; --d) {
         if (++idx[d] < shape[d]) {
           for (size_t k = 0; k < K; ++k) off[k] += strides[k][d];

@@ -53,23 +53,46 @@ void sum(const T* in, const Shape& shape, const Shape& strides, const std::vecto
   for (size_t i = 0; i < red_outer.size(); ++i) red_outer[i] = red_rest.offset_of(static_cast<int64_t>(i));
 
   const bool column_mode = !kept.size.empty() && kept.stride.back() == 1 && red_step != 1 && nr > 0;
+  // Sum of the reduced elements of output o from run ro_begin to ro_end, inner elements [i0, i1).
+  auto partial = [&](int64_t o, size_t ro_begin, size_t ro_end, int64_t i0, int64_t i1) {
+    const T* base = in + kept.offset_of(o);
+    double acc = 0.0;
+    for (size_t r = ro_begin; r < ro_end; ++r) {
+      const T* p = base + red_outer[r];
+      if (red_step == 1) {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = i0; i < i1; ++i) acc += p[i];
+      } else {
+        for (int64_t i = i0; i < i1; ++i) acc += p[i * red_step];
+      }
+    }
+    return acc;
+  };
+  if (!column_mode && nk < get_num_threads() && nr >= 2 * kParallelGrain) {
+    // Few outputs, many elements each (a full sum): fixed-size pieces summed in parallel, then
+    // added in order, so the result does not depend on the thread count.
+    const int64_t piece = kParallelGrain;
+    const int64_t inner_pieces = (red_inner + piece - 1) / piece;
+    const int64_t units = static_cast<int64_t>(red_outer.size()) * inner_pieces;
+    std::vector<double> partials(units);
+    for (int64_t o = 0; o < nk; ++o) {
+      parallel_for(0, units, 1, [&](int64_t b, int64_t e) {
+        for (int64_t u = b; u < e; ++u) {
+          const size_t r = static_cast<size_t>(u / inner_pieces);
+          const int64_t i0 = (u % inner_pieces) * piece;
+          partials[u] = partial(o, r, r + 1, i0, std::min(red_inner, i0 + piece));
+        }
+      });
+      double acc = 0.0;
+      for (double v : partials) acc += v;
+      out[o] = static_cast<T>(acc * scale);
+    }
+    return;
+  }
   if (!column_mode) {
     // Each output is a sum over its own elements, the innermost run contiguous when red_step is 1.
     parallel_for(0, nk, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(nr, 1)), [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o) {
-        const T* base = in + kept.offset_of(o);
-        double acc = 0.0;
-        for (int64_t ro : red_outer) {
-          const T* p = base + ro;
-          if (red_step == 1) {
-#pragma omp simd reduction(+ : acc)
-            for (int64_t i = 0; i < red_inner; ++i) acc += p[i];
-          } else {
-            for (int64_t i = 0; i < red_inner; ++i) acc += p[i * red_step];
-          }
-        }
-        out[o] = static_cast<T>(acc * scale);
-      }
+      for (int64_t o = b; o < e; ++o) out[o] = static_cast<T>(partial(o, 0, red_outer.size(), 0, red_inner) * scale);
     });
     return;
   }
