@@ -121,6 +121,9 @@ TEST_CASE("in-place writes, broadcasting and the version counter") {
   CHECK(t.at({1, 2}) == 2.5f);
   CHECK(t.storage()->version() == v0 + 3);
   CHECK_THROWS_WITH_AS(t.copy_(tv::zeros<float>({3, 3})), doctest::Contains("copy_"), tv::Error);
+  auto e = tv::zeros<float>({3, 1}).expand({3, 4});
+  CHECK_THROWS_WITH_AS(e.add_(tv::ones<float>({3, 4})), doctest::Contains("add_: the tensor (shape [3, 4], strides [1, 0]) is an expanded view"),
+                       tv::Error);
 }
 
 TEST_CASE("printing follows PyTorch's format") {
@@ -130,6 +133,7 @@ TEST_CASE("printing follows PyTorch's format") {
   CHECK(str(tv::tensor<float>({1e-5f, 1})) == "tensor([1.0000e-05, 1.0000e+00])");
   CHECK(str(tv::zeros<float>({2, 1, 2})) == "tensor([[[0., 0.]],\n\n        [[0., 0.]]])");
   CHECK(str(tv::arange<float>(2000)) == "tensor([   0.,    1.,    2., ..., 1997., 1998., 1999.])");
+  CHECK(str(tv::tensor<int64_t>({3, -12})) == "tensor([  3, -12])");
   auto x = tv::ones<float>({1}).requires_grad_();
   CHECK(str(x) == "tensor([1.], requires_grad=True)");
   CHECK(str(tv::exp(x)) == "tensor([2.7183], grad_fn=<ExpBackward>)");

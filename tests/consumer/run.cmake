@@ -10,7 +10,7 @@ endfunction()
 if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/tinyvid-build -DCMAKE_BUILD_TYPE=Release
       -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix -DTINYVID_BUILD_TESTS=OFF -DTINYVID_BUILD_EXAMPLES=OFF
-      -DTINYVID_BUILD_BENCH=OFF -DTINYVID_BUILD_TOOLS=OFF)
+      -DTINYVID_BUILD_BENCH=OFF)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/tinyvid-build)
   run(${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
       -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)

@@ -116,7 +116,6 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   detail::print_rec(os, t, f, summarize, 0, 0, indent);
   if (t.numel() == 0) os << ", size=" << t.shape();
   if constexpr (std::is_same_v<T, double>) os << ", dtype=float64";
-  if constexpr (std::is_same_v<T, int64_t>) os << ", dtype=int64";
   if (t.grad_fn()) os << ", grad_fn=<" << t.grad_fn()->name() << ">";
   else if (t.requires_grad()) os << ", requires_grad=True";
   return os << ')';

@@ -12,6 +12,9 @@ template <class T>
 void check_inplace(const Tensor<T>& t, const char* op) {
   TV_CHECK(!(is_grad_enabled() && t.requires_grad()), op, ": in-place write to a tensor that requires grad (shape ",
            t.shape(), "); do it under tv::NoGradGuard, as an optimizer step does");
+  for (int64_t d = 0; d < t.dim(); ++d)
+    TV_CHECK(t.stride(d) != 0 || t.size(d) <= 1, op, ": the tensor (shape ", t.shape(), ", strides ", t.strides(),
+             ") is an expanded view whose elements share memory; write to a contiguous() copy instead");
 }
 }  // namespace detail
 

@@ -34,6 +34,20 @@ struct DimList {
     return off;
   }
 };
+// Sum of n contiguous values in double, with 32 independent lanes so the adds do not wait on each
+// other (one accumulator would be bound by the add latency, not by memory).
+template <class T>
+double sum_contiguous(const T* p, int64_t n) {
+  constexpr int64_t L = 32;
+  double lanes[L] = {};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int64_t l = 0; l < L; ++l) lanes[l] += static_cast<double>(p[i + l]);
+  double acc = 0.0;
+  for (; i < n; ++i) acc += p[i];
+  for (int64_t l = 0; l < L; ++l) acc += lanes[l];
+  return acc;
+}
 }  // namespace detail
 
 // out (contiguous over the kept dims, in order) = scale * sum of `in` over the dims where reduce[d].
@@ -60,8 +74,7 @@ void sum(const T* in, const Shape& shape, const Shape& strides, const std::vecto
     for (size_t r = ro_begin; r < ro_end; ++r) {
       const T* p = base + red_outer[r];
       if (red_step == 1) {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t i = i0; i < i1; ++i) acc += p[i];
+        acc += detail::sum_contiguous(p + i0, i1 - i0);
       } else {
         for (int64_t i = i0; i < i1; ++i) acc += p[i * red_step];
       }

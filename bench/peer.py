@@ -1,0 +1,58 @@
+"""The PyTorch peer of bench_matmul and bench_elementwise: the same figures, as JSON lines.
+
+Run with Debian's python3-torch (/usr/bin/python3). Exits 0 with a note when torch is missing.
+"""
+import json
+import sys
+import time
+
+try:
+    import torch
+except ImportError:
+    print("peer.py: torch is not installed (apt-get install python3-torch); no peer figures", file=sys.stderr)
+    sys.exit(0)
+
+
+def median_seconds(f, min_reps=5, min_seconds=1.0):
+    f()
+    f()
+    times = []
+    while len(times) < min_reps or sum(times) < min_seconds:
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 200:
+            break
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    threads = 2
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for n in (256, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        s = median_seconds(lambda: a @ b)
+        print(json.dumps({"bench": "matmul", "impl": "pytorch", "n": n, "threads": threads,
+                          "torch": torch.__version__, "seconds": round(s, 6), "gflops": round(2 * n**3 / s / 1e9, 1)}))
+    n = 16777216
+    a, b = torch.randn(n), torch.randn(n)
+    side = 4096
+    m = torch.randn(side, side)
+    cases = [
+        ("add", n, 3 * n * 4, lambda: a + b),
+        ("relu", n, 2 * n * 4, lambda: torch.relu(a)),
+        ("exp", n, 2 * n * 4, lambda: torch.exp(a)),
+        ("tanh", n, 2 * n * 4, lambda: torch.tanh(a)),
+        ("sum", n, n * 4, lambda: a.sum()),
+        ("transpose_copy", side * side, 2 * side * side * 4, lambda: m.t().contiguous()),
+    ]
+    for op, numel, nbytes, f in cases:
+        s = median_seconds(f)
+        print(json.dumps({"bench": "elementwise", "impl": "pytorch", "op": op, "numel": numel, "threads": threads,
+                          "seconds": round(s, 6), "gbps": round(nbytes / s / 1e9, 2)}))
+
+
+if __name__ == "__main__":
+    main()
