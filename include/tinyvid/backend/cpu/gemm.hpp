@@ -1,11 +1,20 @@
 #pragma once
-// The one GEMM every matrix product goes through: C = A * B + beta * C on tinyvid buffers mapped
-// into Eigen without copying. Built with TINYVID_WITH_OPENBLAS, Eigen hands the product to OpenBLAS
-// (EIGEN_USE_BLAS); otherwise Eigen's own GEMM runs.
+// The one GEMM every matrix product goes through: C = A * B + beta * C on tinyvid buffers, without
+// copying. Built with TINYVID_WITH_OPENBLAS (which comes with EIGEN_USE_BLAS, so Eigen's own products
+// go to OpenBLAS too) the buffers are handed straight to OpenBLAS's sgemm/dgemm, with beta, so C is
+// not zeroed in a separate pass; otherwise they are mapped into Eigen and Eigen's GEMM runs.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include <Eigen/Core>
+
+#include "tinyvid/core/error.hpp"
+
+#if defined(TINYVID_WITH_OPENBLAS) && !defined(EIGEN_USE_BLAS)
+#error "TINYVID_WITH_OPENBLAS needs EIGEN_USE_BLAS (link the tinyvid::tinyvid target, which defines both)"
+#endif
 
 namespace tv::cpu {
 
@@ -48,6 +57,20 @@ int64_t row_major_ld(const MatrixRef<T>& c) {
 template <class T>
 void gemm(const MatrixRef<const T>& a, const MatrixRef<const T>& b, const MatrixRef<T>& c, T beta = T(0)) {
   if (c.rows == 0 || c.cols == 0) return;
+#ifdef TINYVID_WITH_OPENBLAS
+  // BLAS is column-major: the row-major C (M x N) is the column-major C^T = B^T A^T, and a
+  // row-major operand is its own transpose in column-major terms.
+  TV_CHECK(c.rows < INT_MAX && c.cols < INT_MAX && a.cols < INT_MAX, "gemm: a dimension exceeds the BLAS int range");
+  const int m = static_cast<int>(c.cols), n = static_cast<int>(c.rows), k = static_cast<int>(a.cols);
+  const char tb = b.is_row_major() ? 'N' : 'T', ta = a.is_row_major() ? 'N' : 'T';
+  const int ldb = static_cast<int>(b.leading_dim()), lda = static_cast<int>(a.leading_dim());
+  const int ldc = static_cast<int>(row_major_ld(c));
+  const T one = T(1);
+  if constexpr (std::is_same_v<T, float>)
+    sgemm_(&tb, &ta, &m, &n, &k, &one, b.data, &ldb, a.data, &lda, &beta, c.data, &ldc);
+  else
+    dgemm_(&tb, &ta, &m, &n, &k, &one, b.data, &ldb, a.data, &lda, &beta, c.data, &ldc);
+#else
   auto as_mut = [](const MatrixRef<const T>& m) {
     return MatrixRef<T>{const_cast<T*>(m.data), m.rows, m.cols, m.row_stride, m.col_stride};
   };
@@ -58,6 +81,7 @@ void gemm(const MatrixRef<const T>& a, const MatrixRef<const T>& b, const Matrix
   detail::with_map(as_mut(a), [&](const auto& am) {
     detail::with_map(as_mut(b), [&](const auto& bm) { cm.noalias() += am * bm; });
   });
+#endif
 }
 
 }  // namespace tv::cpu
