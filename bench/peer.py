@@ -1,7 +1,9 @@
 """The PyTorch peer of bench_matmul and bench_elementwise: the same figures, as JSON lines.
 
 Run with Debian's python3-torch (/usr/bin/python3). Exits 0 with a note when torch is missing.
+Takes the same flags as the two binaries: [--sizes 256,1024,2048] [--numel 16777216] [--threads 2].
 """
+import argparse
 import json
 import sys
 import time
@@ -28,15 +30,20 @@ def median_seconds(f, min_reps=5, min_seconds=1.0):
 
 
 def main():
-    threads = 2
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="256,1024,2048")
+    ap.add_argument("--numel", type=int, default=16777216)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    threads = args.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    for n in (256, 1024, 2048):
+    for n in map(int, args.sizes.split(",")):
         a, b = torch.randn(n, n), torch.randn(n, n)
         s = median_seconds(lambda: a @ b)
         print(json.dumps({"bench": "matmul", "impl": "pytorch", "n": n, "threads": threads,
                           "torch": torch.__version__, "seconds": round(s, 6), "gflops": round(2 * n**3 / s / 1e9, 1)}))
-    n = 16777216
+    n = args.numel
     a, b = torch.randn(n), torch.randn(n)
     side = 4096
     m = torch.randn(side, side)

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Runs tinyvid's benchmarks and, when Debian's python3-torch is installed, the PyTorch peer in the
-# same run; prints every JSON line and then the ratios. Usage: bash bench/run.sh [build-dir]
+# same run; prints every JSON line and then the ratios.
+# Usage: bash bench/run.sh [build-dir] [--sizes 256,1024] [--numel N] [--threads N]  (flags go to all three)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# A relative build dir is taken from where run.sh is called; the default is the repo's build/.
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath -m "${1:-$root/build}")
+cd "$root"
+shift $(( $# > 0 ? 1 : 0 ))
 for b in bench_matmul bench_elementwise; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
 {
-  "$build/bench/bench_matmul"
-  "$build/bench/bench_elementwise"
+  "$build/bench/bench_matmul" "$@"
+  "$build/bench/bench_elementwise" "$@"
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    /usr/bin/python3 bench/peer.py
+    /usr/bin/python3 bench/peer.py "$@"
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi

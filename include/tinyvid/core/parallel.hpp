@@ -55,8 +55,10 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
   }
 #pragma omp parallel num_threads(nt)
   {
+    // The team may be smaller than asked for (OMP_DYNAMIC, thread limits): chunk by its real size.
+    const int team = omp_get_num_threads();
     int t = omp_get_thread_num();
-    int64_t chunk = (n + nt - 1) / nt;
+    int64_t chunk = (n + team - 1) / team;
     int64_t b = begin + t * chunk;
     int64_t e = std::min(end, b + chunk);
     if (b < e) f(b, e);

@@ -1,0 +1,238 @@
+#pragma once
+// 2-D convolution on NCHW buffers. One recipe (DESIGN.md): a 1x1 stride-1 unpadded conv is a GEMM on
+// the input as it lies; every other conv unrolls the input into columns, a tile of output pixels at a
+// time in per-thread scratch that stays in cache, and multiplies. Groups and dilation live in the unroll.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "tinyvid/backend/cpu/gemm.hpp"
+#include "tinyvid/backend/cpu/scratch.hpp"
+#include "tinyvid/core/parallel.hpp"
+
+namespace tv::cpu {
+
+struct ConvGeometry {
+  int64_t N, C, H, W;        // input
+  int64_t Cout, KH, KW;      // weight: Cout x C/groups x KH x KW
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int64_t OH, OW;            // output
+  int64_t Cg() const { return C / groups; }
+  int64_t Cog() const { return Cout / groups; }
+  int64_t K() const { return Cg() * KH * KW; }  // the GEMM's inner dimension
+  int64_t HW() const { return H * W; }
+  int64_t OHW() const { return OH * OW; }
+};
+
+enum class ConvAlgorithm { Gemm1x1, Im2colGemm };
+
+// The algorithm for a shape: a pure function, so a test can assert which one runs.
+inline ConvAlgorithm choose_conv_algorithm(const ConvGeometry& g) {
+  const bool pointwise = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  return pointwise ? ConvAlgorithm::Gemm1x1 : ConvAlgorithm::Im2colGemm;
+}
+
+// Output pixels per column tile: the unrolled tile (K x width) is kept near 512 KB so it stays in L2.
+inline int64_t conv_tile_width(const ConvGeometry& g, size_t elem_size) {
+  const int64_t budget = 512 * 1024 / static_cast<int64_t>(elem_size);
+  int64_t w = std::max<int64_t>(64, budget / std::max<int64_t>(g.K(), 1));
+  w = (w + 15) / 16 * 16;
+  return std::min(w, g.OHW());
+}
+
+namespace detail {
+
+// Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K x (j1 - j0)).
+template <class T>
+void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols) {
+  const int64_t tw = j1 - j0;
+  for (int64_t r = 0; r < g.K(); ++r) {
+    const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
+    const T* src = x + c * g.HW();
+    T* dst = cols + r * tw;
+    for (int64_t j = j0; j < j1;) {
+      const int64_t oy = j / g.OW, ox0 = j % g.OW, ox1 = std::min(g.OW, ox0 + (j1 - j));
+      const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
+      T* d = dst + (j - j0);
+      if (iy < 0 || iy >= g.H) {
+        std::fill(d, d + (ox1 - ox0), T(0));
+      } else {
+        const T* row = src + iy * g.W;
+        const int64_t off = kj * g.dw - g.pw;
+        for (int64_t ox = ox0; ox < ox1; ++ox) {
+          const int64_t ix = ox * g.sw + off;
+          d[ox - ox0] = (ix >= 0 && ix < g.W) ? row[ix] : T(0);
+        }
+      }
+      j += ox1 - ox0;
+    }
+  }
+}
+
+// The adjoint of im2col_tile: adds cols (K x (j1 - j0)) back into gx (Cg x H x W).
+template <class T>
+void col2im_tile(const ConvGeometry& g, const T* cols, int64_t j0, int64_t j1, T* gx) {
+  const int64_t tw = j1 - j0;
+  for (int64_t r = 0; r < g.K(); ++r) {
+    const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
+    T* dst = gx + c * g.HW();
+    const T* src = cols + r * tw;
+    for (int64_t j = j0; j < j1;) {
+      const int64_t oy = j / g.OW, ox0 = j % g.OW, ox1 = std::min(g.OW, ox0 + (j1 - j));
+      const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
+      if (iy >= 0 && iy < g.H) {
+        T* row = dst + iy * g.W;
+        const T* s = src + (j - j0);
+        const int64_t off = kj * g.dw - g.pw;
+        for (int64_t ox = ox0; ox < ox1; ++ox) {
+          const int64_t ix = ox * g.sw + off;
+          if (ix >= 0 && ix < g.W) row[ix] += s[ox - ox0];
+        }
+      }
+      j += ox1 - ox0;
+    }
+  }
+}
+
+// Work items (image, group, column tile) over [0, N * groups * tiles).
+struct TileSplit {
+  int64_t tiles, width;
+  void decode(const ConvGeometry& g, int64_t item, int64_t& n, int64_t& grp, int64_t& j0, int64_t& j1) const {
+    const int64_t t = item % tiles;
+    grp = (item / tiles) % g.groups;
+    n = item / (tiles * g.groups);
+    j0 = t * width;
+    j1 = std::min(g.OHW(), j0 + width);
+  }
+};
+
+// Tiles for the 1x1 path: whole images unless there are fewer image-groups than threads.
+inline TileSplit pointwise_split(const ConvGeometry& g) {
+  const int64_t threads = get_num_threads();
+  int64_t width = g.OHW();
+  if (g.N * g.groups < threads) width = std::max<int64_t>(16, (g.OHW() + threads - 1) / threads);
+  return {(g.OHW() + width - 1) / width, width};
+}
+
+inline TileSplit unrolled_split(const ConvGeometry& g, size_t elem_size) {
+  const int64_t width = conv_tile_width(g, elem_size);
+  return {(g.OHW() + width - 1) / width, width};
+}
+
+}  // namespace detail
+
+// y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
+template <class T>
+void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
+  const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
+  const int64_t items = g.N * g.groups * split.tiles;
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      int64_t n, grp, j0, j1;
+      split.decode(g, it, n, grp, j0, j1);
+      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+      const T* wg = w + grp * g.Cog() * g.K();
+      T* yg = y + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0;
+      const int64_t tw = j1 - j0;
+      MatrixRef<const T> a{wg, g.Cog(), g.K(), g.K(), 1};
+      MatrixRef<T> c{yg, g.Cog(), tw, g.OHW(), 1};
+      if (pointwise) {
+        gemm<T>(a, {xg + j0, g.K(), tw, g.HW(), 1}, c);
+      } else {
+        T* cols = scratch<T>(g.K() * tw);
+        detail::im2col_tile(g, xg, j0, j1, cols);
+        gemm<T>(a, {cols, g.K(), tw, tw, 1}, c);
+      }
+      if (bias) {
+        for (int64_t o = 0; o < g.Cog(); ++o) {
+          const T bv = bias[grp * g.Cog() + o];
+          T* row = yg + o * g.OHW();
+#pragma omp simd
+          for (int64_t j = 0; j < tw; ++j) row[j] += bv;
+        }
+      }
+    }
+  });
+}
+
+// gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
+template <class T>
+void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
+  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
+  if (pointwise) {
+    // gx = W^T gy, tile by tile: the tiles of one image write disjoint columns.
+    const auto split = detail::pointwise_split(g);
+    parallel_for(0, g.N * g.groups * split.tiles, 1, [&](int64_t b, int64_t e) {
+      for (int64_t it = b; it < e; ++it) {
+        int64_t n, grp, j0, j1;
+        split.decode(g, it, n, grp, j0, j1);
+        const T* wg = w + grp * g.Cog() * g.K();
+        MatrixRef<const T> wt{wg, g.K(), g.Cog(), 1, g.K()};  // W^T, read in place
+        MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), j1 - j0, g.OHW(), 1};
+        gemm<T>(wt, gyg, {gx + (n * g.C + grp * g.Cg()) * g.HW() + j0, g.Cg(), j1 - j0, g.HW(), 1});
+      }
+    });
+    return;
+  }
+  // Unrolled: columns of gradient per tile, folded back (col2im). Tiles of one image overlap in gx,
+  // so an image-group is one work item.
+  std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
+  const auto split = detail::unrolled_split(g, sizeof(T));
+  parallel_for(0, g.N * g.groups, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ng = b; ng < e; ++ng) {
+      const int64_t n = ng / g.groups, grp = ng % g.groups;
+      const T* wg = w + grp * g.Cog() * g.K();
+      T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
+      for (int64_t t = 0; t < split.tiles; ++t) {
+        const int64_t j0 = t * split.width, j1 = std::min(g.OHW(), j0 + split.width), tw = j1 - j0;
+        T* cols = scratch<T>(g.K() * tw);
+        MatrixRef<const T> wt{wg, g.K(), g.Cog(), 1, g.K()};
+        MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), tw, g.OHW(), 1};
+        gemm<T>(wt, gyg, {cols, g.K(), tw, tw, 1});
+        detail::col2im_tile(g, cols, j0, j1, gxg);
+      }
+    }
+  });
+}
+
+// gw (Cout x Cg x KH x KW, overwritten) = the gradient of the weight. Each thread sums its own
+// work items into a private partial; the partials are added in thread order at the end.
+template <class T>
+void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
+  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
+  const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
+  const int64_t items = g.N * g.groups * split.tiles;
+  const int64_t wsize = g.Cout * g.K();
+  // parallel_for runs on the calling thread alone when nested; otherwise on up to `threads` threads.
+  const bool nested = omp_in_parallel();
+  const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
+  std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
+    for (int64_t it = b; it < e; ++it) {
+      int64_t n, grp, j0, j1;
+      split.decode(g, it, n, grp, j0, j1);
+      const int64_t tw = j1 - j0;
+      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
+      MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), tw, g.OHW(), 1};
+      MatrixRef<T> gwg{mine + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+      if (pointwise) {
+        gemm<T>(gyg, {xg + j0, tw, g.K(), 1, g.HW()}, gwg, T(1));  // gy x^T
+      } else {
+        T* cols = scratch<T>(g.K() * tw);
+        detail::im2col_tile(g, xg, j0, j1, cols);
+        gemm<T>(gyg, {cols, tw, g.K(), 1, tw}, gwg, T(1));  // gy cols^T
+      }
+    }
+  });
+  std::copy(partials.begin(), partials.begin() + wsize, gw);
+  for (int t = 1; t < threads; ++t) {
+    const T* p = partials.data() + t * wsize;
+#pragma omp simd
+    for (int64_t i = 0; i < wsize; ++i) gw[i] += p[i];
+  }
+}
+
+}  // namespace tv::cpu

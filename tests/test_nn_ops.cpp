@@ -1,0 +1,283 @@
+// nn ops: conv2d, batch_norm, pools, softmax, cross_entropy, dropout, linear, LSTM cell.
+// Each is gradchecked in double and compared with PyTorch's values (tests/fixtures, made by
+// tools/fixtures/make_nn_fixtures.py), in double and in float.
+#include <doctest/doctest.h>
+
+#include <tinyvid/tinyvid.hpp>
+
+#include "fixtures.hpp"
+
+using tv::Shape;
+using tv::Tensor;
+using Inputs = std::vector<Tensor<double>>;
+
+namespace {
+Tensor<double> randn(const Shape& s, uint64_t seed, double scale = 1.0) {
+  tv::Generator g(seed);
+  return tv::normal<double>(s, 0, scale, g).requires_grad_();
+}
+Tensor<int64_t> to_index(const Tensor<double>& t) {
+  auto out = Tensor<int64_t>::empty(t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) out.data()[i] = static_cast<int64_t>(t.data()[i]);
+  return out;
+}
+// Gradient of sum(y * gy) with respect to each input, through tinyvid's backward.
+template <class T>
+std::vector<Tensor<T>> grads_of(Tensor<T> y, const Tensor<T>& gy, std::vector<Tensor<T>> inputs) {
+  for (auto& x : inputs) x.set_grad({});
+  y.backward(gy);
+  std::vector<Tensor<T>> g;
+  for (auto& x : inputs) g.push_back(x.grad());
+  return g;
+}
+constexpr double kAtolD = 1e-10, kRtolD = 1e-9;  // double against PyTorch's double
+constexpr double kAtolF = 1e-4, kRtolF = 1e-4;   // float against the same values
+}  // namespace
+
+TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1") {
+  struct Case {
+    const char* name;
+    Shape x, w;
+    tv::Pair stride, padding, dilation;
+    int64_t groups;
+    bool bias;
+  };
+  const Case cases[] = {
+      {"3x3 pad 1", {2, 3, 5, 5}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+      {"1x1 (GEMM path)", {2, 4, 3, 4}, {3, 4, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false},
+      {"1x1 stride 2", {1, 4, 5, 5}, {3, 4, 1, 1}, {2, 2}, {0, 0}, {1, 1}, 1, true},
+      {"7x7 stride 2 pad 3", {1, 2, 9, 8}, {2, 2, 7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, false},
+      {"groups and dilation", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true},
+      {"depthwise", {2, 3, 4, 4}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false},
+  };
+  for (const auto& c : cases) {
+    SUBCASE(c.name) {
+      Inputs in;
+      in.push_back(randn(c.x, 1));
+      in.push_back(randn(c.w, 2));
+      if (c.bias) in.push_back(randn({c.w[0]}, 3));
+      auto ok = tv::gradcheck(
+          [&](const Inputs& v) {
+            return tv::conv2d(v[0], v[1], c.bias ? v[2] : Tensor<double>(), c.stride, c.padding, c.dilation, c.groups);
+          },
+          in);
+      CHECK_MESSAGE(ok, ok.message);
+    }
+  }
+}
+
+TEST_CASE("conv2d: the algorithm is chosen from the shape") {
+  auto geometry = [](int64_t k, int64_t s, int64_t p) {
+    return tv::cpu::ConvGeometry{1, 8, 10, 10, 8, k, k, s, s, p, p, 1, 1, 1, 10, 10};
+  };
+  CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 1, 0)) == tv::cpu::ConvAlgorithm::Gemm1x1);
+  CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 2, 0)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(geometry(3, 1, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+}
+
+TEST_CASE("conv2d matches PyTorch") {
+  fixtures::Fixture f("nn_conv.txt");
+  struct Case {
+    std::string name;
+    tv::Pair stride, padding, dilation;
+    int64_t groups;
+  };
+  const Case cases[] = {{"stem", {2, 2}, {3, 3}, {1, 1}, 1},
+                        {"pw", {1, 1}, {0, 0}, {1, 1}, 1},
+                        {"3x3", {1, 1}, {1, 1}, {1, 1}, 1},
+                        {"strided_dilated_groups", {2, 1}, {1, 2}, {2, 1}, 2}};
+  for (const auto& c : cases) {
+    SUBCASE(c.name.c_str()) {
+      const bool has_bias = f.has(c.name + ".b");
+      auto run = [&](auto tag, double atol, double rtol) {
+        using T = decltype(tag);
+        auto x = f.get<T>(c.name + ".x").requires_grad_();
+        auto w = f.get<T>(c.name + ".w").requires_grad_();
+        auto b = has_bias ? f.get<T>(c.name + ".b").requires_grad_() : Tensor<T>();
+        auto y = tv::conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+        CHECK(fixtures::worst_ratio(y, f.get(c.name + ".y"), atol, rtol) <= 1);
+        auto g = grads_of(y, f.get<T>(c.name + ".gy"), has_bias ? std::vector<Tensor<T>>{x, w, b} : std::vector<Tensor<T>>{x, w});
+        CHECK(fixtures::worst_ratio(g[0], f.get(c.name + ".gx"), atol, rtol) <= 1);
+        CHECK(fixtures::worst_ratio(g[1], f.get(c.name + ".gw"), atol, rtol) <= 1);
+        if (has_bias) CHECK(fixtures::worst_ratio(g[2], f.get(c.name + ".gb"), atol, rtol) <= 1);
+      };
+      run(double{}, kAtolD, kRtolD);
+      run(float{}, kAtolF, kRtolF);
+    }
+  }
+}
+
+TEST_CASE("conv2d: bad input is a clear error") {
+  auto x = tv::zeros<float>({1, 3, 8, 8});
+  CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 2, 3, 3})),
+                       doctest::Contains("weight of shape [4, 2, 3, 3] expects 2 input channels, but the input of shape [1, 3, 8, 8] has 3"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 3, 9, 9})),
+                       doctest::Contains("kernel 9 x 9 (with dilation) is larger than the padded input 8 x 8"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::conv2d(tv::zeros<float>({3, 8, 8}), tv::zeros<float>({4, 3, 3, 3})),
+                       doctest::Contains("expected a 4-D input (N x C x H x W), got shape [3, 8, 8]"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 3, 3, 3}), tv::zeros<float>({5})),
+                       doctest::Contains("bias of shape [5] does not match 4 output channels"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 1, 3, 3}), {}, {1, 1}, {0, 0}, {1, 1}, 2),
+                       doctest::Contains("must both be divisible by groups 2"), tv::Error);
+}
+
+TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, affine=False") {
+  fixtures::Fixture f("nn_batch_norm.txt");
+  auto run = [&](auto tag, double atol, double rtol) {
+    using T = decltype(tag);
+    auto x = f.get<T>("x").requires_grad_(), w = f.get<T>("w").requires_grad_(), b = f.get<T>("b").requires_grad_();
+    auto rm = f.get<T>("rm0"), rv = f.get<T>("rv0");
+    auto y = tv::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.1, 1e-5);
+    CHECK(fixtures::worst_ratio(y, f.get("train.y"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(rm, f.get("train.rm"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(rv, f.get("train.rv"), atol, rtol) <= 1);
+    auto g = grads_of(y, f.get<T>("train.gy"), {x, w, b});
+    CHECK(fixtures::worst_ratio(g[0], f.get("train.gx"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[1], f.get("train.gw"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[2], f.get("train.gb"), atol, rtol) <= 1);
+
+    y = tv::batch_norm(x, rm, rv, w, b, /*training=*/false, 0.1, 1e-5);
+    CHECK(fixtures::worst_ratio(y, f.get("eval.y"), atol, rtol) <= 1);
+    g = grads_of(y, f.get<T>("eval.gy"), {x, w, b});
+    CHECK(fixtures::worst_ratio(g[0], f.get("eval.gx"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[1], f.get("eval.gw"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[2], f.get("eval.gb"), atol, rtol) <= 1);
+
+    y = tv::batch_norm(x, Tensor<T>(), Tensor<T>(), Tensor<T>(), Tensor<T>(), true, 0.1, 1e-5);
+    CHECK(fixtures::worst_ratio(y, f.get("plain.y"), atol, rtol) <= 1);
+    g = grads_of(y, f.get<T>("plain.gy"), {x});
+    CHECK(fixtures::worst_ratio(g[0], f.get("plain.gx"), atol, rtol) <= 1);
+  };
+  run(double{}, kAtolD, kRtolD);
+  run(float{}, kAtolF, kRtolF);
+}
+
+TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a view") {
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    auto x = randn({3, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);
+    auto ok = tv::gradcheck(
+        [&](const Inputs& v) {
+          auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
+          return tv::batch_norm(v[0], rm, rv, v[1], v[2], training);
+        },
+        {x, w, b});
+    CHECK_MESSAGE(ok, ok.message);
+  }
+  // N=2 clips of T=4 frames, C=3: normalize frames 1..2 of every clip with channel_dim 2.
+  auto frames = randn({8, 3, 2, 2}, 8);
+  auto ok = tv::gradcheck(
+      [](const Inputs& v) {
+        auto group = v[0].view({2, 4, 3, 2, 2}).narrow(1, 1, 2);
+        return tv::batch_norm(group, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
+                              1e-5, 2);
+      },
+      {frames});
+  CHECK_MESSAGE(ok, ok.message);
+  // The same numbers as normalizing a contiguous copy of the group with the channel moved to dim 1.
+  tv::NoGradGuard no_grad;
+  auto group = frames.view({2, 4, 3, 2, 2}).narrow(1, 1, 2);
+  auto via_view = tv::batch_norm(group, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
+                                 1e-5, 2);
+  auto moved = group.permute({0, 2, 1, 3, 4}).contiguous();
+  auto via_copy = tv::batch_norm(moved, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true);
+  CHECK(fixtures::worst_ratio(via_view.permute({0, 2, 1, 3, 4}), via_copy, 1e-12, 1e-12) <= 1);
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({1, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
+                                      Tensor<float>(), true),
+                       doctest::Contains("expected more than 1 value per channel when training"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), tv::zeros<float>({4}), tv::ones<float>({4}),
+                                      Tensor<float>(), Tensor<float>(), true),
+                       doctest::Contains("running_mean of shape [4] does not match 3 channels"), tv::Error);
+}
+
+TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
+  fixtures::Fixture f("nn_misc.txt");
+  auto run = [&](auto tag, double atol, double rtol) {
+    using T = decltype(tag);
+    auto x = f.get<T>("x").requires_grad_();
+    auto check = [&](const std::string& name, Tensor<T> y, const Tensor<T>& in) {
+      CAPTURE(name);
+      CHECK(fixtures::worst_ratio(y, f.get(name + ".y"), atol, rtol) <= 1);
+      auto g = grads_of(y, f.get<T>(name + ".gy"), {in});
+      CHECK(fixtures::worst_ratio(g[0], f.get(name + ".gx"), atol, rtol) <= 1);
+    };
+    check("maxpool", tv::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), x);
+    check("maxpool_ceil", tv::max_pool2d(x, {2, 2}, {2, 2}, {0, 0}, true), x);
+    check("avgpool", tv::avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}), x);
+    check("avgpool_nopad", tv::avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}, false, false), x);
+    check("adaptive", tv::adaptive_avg_pool2d(x, {4, 3}), x);
+    auto logits = f.get<T>("logits").requires_grad_();
+    check("softmax", tv::softmax(logits, 1), logits);
+    check("log_softmax", tv::log_softmax(logits, 1), logits);
+    check("softmax0", tv::softmax(logits, 0), logits);
+    auto target = to_index(f.get("target"));
+    for (auto [name, eps] : {std::pair<std::string, double>{"ce", 0.0}, {"ce_smooth", 0.1}}) {
+      CAPTURE(name);
+      logits.set_grad({});
+      auto loss = tv::cross_entropy(logits, target, eps);
+      CHECK(fixtures::worst_ratio(loss, f.get(name + ".y").reshape({}), atol, rtol) <= 1);
+      loss.backward();
+      CHECK(fixtures::worst_ratio(logits.grad(), f.get(name + ".gx"), atol, rtol) <= 1);
+    }
+    auto [h, c] = tv::lstm_cell(f.get<T>("lstm.x"), {f.get<T>("lstm.h0"), f.get<T>("lstm.c0")}, f.get<T>("lstm.weight_ih"),
+                                f.get<T>("lstm.weight_hh"), f.get<T>("lstm.bias_ih"), f.get<T>("lstm.bias_hh"));
+    CHECK(fixtures::worst_ratio(h, f.get("lstm.h"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(c, f.get("lstm.c"), atol, rtol) <= 1);
+  };
+  run(double{}, kAtolD, kRtolD);
+  run(float{}, kAtolF, kRtolF);
+}
+
+TEST_CASE("pools, softmax, losses, linear, LSTM cell, dropout: gradcheck") {
+  auto x = randn({2, 2, 5, 6}, 11);
+  auto check = [](const char* name, auto fn, Inputs in) {
+    CAPTURE(name);
+    auto ok = tv::gradcheck(fn, in);
+    CHECK_MESSAGE(ok, ok.message);
+  };
+  check("max_pool2d", [](const Inputs& v) { return tv::max_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}); }, {x});
+  check("avg_pool2d", [](const Inputs& v) { return tv::avg_pool2d(v[0], {2, 3}, {1, 2}, {1, 1}, true); }, {x});
+  check("adaptive_avg_pool2d", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], {3, 4}); }, {x});
+  check("global average pool", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], {1, 1}); }, {x});
+  auto logits = randn({4, 5}, 12);
+  check("softmax dim 0", [](const Inputs& v) { return tv::softmax(v[0], 0); }, {logits});
+  check("log_softmax", [](const Inputs& v) { return tv::log_softmax(v[0], -1); }, {logits});
+  auto target = tv::tensor<int64_t>({4, 0, 2, 2});
+  check("cross_entropy smoothed", [&](const Inputs& v) { return tv::cross_entropy(v[0], target, 0.2); }, {logits});
+  check("linear", [](const Inputs& v) { return tv::linear(v[0], v[1], v[2]); }, {randn({2, 3, 4}, 13), randn({5, 4}, 14), randn({5}, 15)});
+  check("lstm_cell",
+        [](const Inputs& v) {
+          auto s = tv::lstm_cell(v[0], {v[1], v[2]}, v[3], v[4], v[5], v[6]);
+          return tv::cat<double>({s.h, s.c}, 1);
+        },
+        {randn({2, 3}, 16), randn({2, 2}, 17), randn({2, 2}, 18), randn({8, 3}, 19), randn({8, 2}, 20), randn({8}, 21),
+         randn({8}, 22)});
+  check("dropout (same mask each call)",
+        [](const Inputs& v) {
+          tv::Generator g(7);
+          return tv::dropout(v[0], 0.3, true, g);
+        },
+        {randn({4, 5}, 23)});
+}
+
+TEST_CASE("dropout: seeded, scaled, identity in eval; top-k accuracy") {
+  auto x = tv::ones<float>({100000});
+  tv::Generator g1(3), g2(3);
+  auto a = tv::dropout(x, 0.4, true, g1), b = tv::dropout(x, 0.4, true, g2);
+  CHECK(a.to_vector() == b.to_vector());
+  double kept = 0, other = 0;
+  for (float v : a.to_vector()) {
+    kept += v == 1 / 0.6f;
+    other += v != 0.0f && v != 1 / 0.6f;
+  }
+  CHECK(other == 0);  // every element is dropped or scaled by 1 / (1 - p)
+  CHECK(kept / 100000 == doctest::Approx(0.6).epsilon(0.02));
+  CHECK(tv::dropout(x, 0.4, false).is_same(x));
+  auto logits = tv::tensor<float>({0.1f, 0.7f, 0.2f, 0.5f, 0.3f, 0.2f}, {2, 3});
+  auto target = tv::tensor<int64_t>({2, 0});
+  CHECK(tv::topk_accuracy(logits, target, 1) == 0.5);
+  CHECK(tv::topk_accuracy(logits, target, 2) == 1.0);
+  CHECK_THROWS_WITH_AS(tv::cross_entropy(logits, tv::tensor<int64_t>({3, 0})),
+                       doctest::Contains("target 3 (sample 0) is not a class index in [0, 3)"), tv::Error);
+}
