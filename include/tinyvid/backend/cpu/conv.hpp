@@ -43,6 +43,14 @@ inline int64_t conv_tile_width(const ConvGeometry& g, size_t elem_size) {
 
 namespace detail {
 
+// The output columns [lo, hi) within [ox0, ox1) whose input column ox * stride + off lies in [0, W):
+// computed once per run, so the copy loops carry no bounds test (a stride-1 run is a plain copy).
+inline void valid_columns(int64_t ox0, int64_t ox1, int64_t off, int64_t stride, int64_t W, int64_t& lo, int64_t& hi) {
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  lo = std::clamp(ceil_div(-off, stride), ox0, ox1);
+  hi = std::clamp(ceil_div(W - off, stride), lo, ox1);
+}
+
 // Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K x (j1 - j0)).
 template <class T>
 void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols) {
@@ -51,19 +59,24 @@ void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* c
     const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
     const T* src = x + c * g.HW();
     T* dst = cols + r * tw;
+    const int64_t off = kj * g.dw - g.pw;
     for (int64_t j = j0; j < j1;) {
       const int64_t oy = j / g.OW, ox0 = j % g.OW, ox1 = std::min(g.OW, ox0 + (j1 - j));
       const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
-      T* d = dst + (j - j0);
+      T* d = dst + (j - j0) - ox0;  // d[ox] for ox in [ox0, ox1)
       if (iy < 0 || iy >= g.H) {
-        std::fill(d, d + (ox1 - ox0), T(0));
+        std::fill(d + ox0, d + ox1, T(0));
       } else {
-        const T* row = src + iy * g.W;
-        const int64_t off = kj * g.dw - g.pw;
-        for (int64_t ox = ox0; ox < ox1; ++ox) {
-          const int64_t ix = ox * g.sw + off;
-          d[ox - ox0] = (ix >= 0 && ix < g.W) ? row[ix] : T(0);
+        int64_t lo, hi;
+        valid_columns(ox0, ox1, off, g.sw, g.W, lo, hi);
+        std::fill(d + ox0, d + lo, T(0));
+        const T* row = src + iy * g.W + off;
+        if (g.sw == 1) {
+          std::copy(row + lo, row + hi, d + lo);
+        } else {
+          for (int64_t ox = lo; ox < hi; ++ox) d[ox] = row[ox * g.sw];
         }
+        std::fill(d + hi, d + ox1, T(0));
       }
       j += ox1 - ox0;
     }
@@ -78,16 +91,20 @@ void col2im_tile(const ConvGeometry& g, const T* cols, int64_t j0, int64_t j1, T
     const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
     T* dst = gx + c * g.HW();
     const T* src = cols + r * tw;
+    const int64_t off = kj * g.dw - g.pw;
     for (int64_t j = j0; j < j1;) {
       const int64_t oy = j / g.OW, ox0 = j % g.OW, ox1 = std::min(g.OW, ox0 + (j1 - j));
       const int64_t iy = oy * g.sh - g.ph + ki * g.dh;
       if (iy >= 0 && iy < g.H) {
-        T* row = dst + iy * g.W;
-        const T* s = src + (j - j0);
-        const int64_t off = kj * g.dw - g.pw;
-        for (int64_t ox = ox0; ox < ox1; ++ox) {
-          const int64_t ix = ox * g.sw + off;
-          if (ix >= 0 && ix < g.W) row[ix] += s[ox - ox0];
+        int64_t lo, hi;
+        valid_columns(ox0, ox1, off, g.sw, g.W, lo, hi);
+        T* row = dst + iy * g.W + off;
+        const T* s = src + (j - j0) - ox0;
+        if (g.sw == 1) {
+#pragma omp simd
+          for (int64_t ox = lo; ox < hi; ++ox) row[ox] += s[ox];
+        } else {
+          for (int64_t ox = lo; ox < hi; ++ox) row[ox * g.sw] += s[ox];
         }
       }
       j += ox1 - ox0;
