@@ -281,3 +281,135 @@ TEST_CASE("dropout: seeded, scaled, identity in eval; top-k accuracy") {
   CHECK_THROWS_WITH_AS(tv::cross_entropy(logits, tv::tensor<int64_t>({3, 0})),
                        doctest::Contains("target 3 (sample 0) is not a class index in [0, 3)"), tv::Error);
 }
+
+// ---- modules ----
+
+namespace {
+// A small network built the way the ResNet will be: named members registered in order.
+struct TinyNet : tv::nn::UnaryModule<float> {
+  TinyNet() {
+    using namespace tv::nn;
+    conv1 = register_module("conv1", std::make_shared<Conv2d<float>>(Conv2dOptions(3, 4, 3).padding(1).bias(false)));
+    bn1 = register_module("bn1", std::make_shared<BatchNorm2d<float>>(BatchNormOptions(4)));
+    layer1 = register_module("layer1", std::make_shared<Sequential<float>>());
+    layer1->push_back(std::make_shared<Conv2d<float>>(Conv2dOptions(4, 4, 1)));
+    layer1->push_back(std::make_shared<ReLU<float>>());
+    fc = register_module("fc", std::make_shared<Linear<float>>(4, 5));
+  }
+  Tensor<float> forward(const Tensor<float>& x) override {
+    auto y = (*layer1)(tv::relu((*bn1)((*conv1)(x))));
+    return (*fc)(tv::adaptive_avg_pool2d(y, {1, 1}).flatten(1));
+  }
+  std::shared_ptr<tv::nn::Conv2d<float>> conv1;
+  std::shared_ptr<tv::nn::BatchNorm2d<float>> bn1;
+  std::shared_ptr<tv::nn::Sequential<float>> layer1;
+  std::shared_ptr<tv::nn::Linear<float>> fc;
+};
+}  // namespace
+
+TEST_CASE("Module: PyTorch's dotted names, in PyTorch's order") {
+  TinyNet net;
+  std::vector<std::string> keys;
+  for (auto& [name, t] : net.state_dict()) keys.push_back(name);
+  const std::vector<std::string> expected = {
+      "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+      "layer1.0.weight", "layer1.0.bias", "fc.weight", "fc.bias"};
+  CHECK(keys == expected);
+  CHECK(net.parameters().size() == 7);
+  int64_t count = 0;
+  for (auto& p : net.parameters()) count += p.numel();
+  CHECK(count == 4 * 3 * 9 + 4 + 4 + 4 * 4 + 4 + 5 * 4 + 5);
+  CHECK(net.submodule("layer1.0") == net.layer1->named_children()[0].second);
+  CHECK_THROWS_WITH_AS(net.submodule("layer1.7"), doctest::Contains("no child named '7' in path 'layer1.7'"), tv::Error);
+  for (auto& p : net.parameters()) CHECK(p.requires_grad());
+}
+
+TEST_CASE("Module: state_dict round trip and strict loading errors") {
+  TinyNet a, b;
+  auto y_in = tv::normal<float>({2, 3, 5, 5});
+  a.eval();
+  b.eval();
+  b.load_state_dict(a.state_dict());
+  CHECK(a(y_in).to_vector() == b(y_in).to_vector());
+  auto sd = a.state_dict();
+  auto missing = sd;
+  missing.erase(missing.begin() + 1);
+  CHECK_THROWS_WITH_AS(b.load_state_dict(missing), doctest::Contains("missing keys [bn1.weight], unexpected keys []"),
+                       tv::Error);
+  auto extra = sd;
+  extra.emplace_back("head.weight", tv::zeros<float>({1}));
+  CHECK_THROWS_WITH_AS(b.load_state_dict(extra), doctest::Contains("unexpected keys [head.weight]"), tv::Error);
+  b.load_state_dict(extra, /*strict=*/false);
+  auto wrong = sd;
+  wrong[0].second = tv::zeros<float>({4, 3, 5, 5});
+  CHECK_THROWS_WITH_AS(b.load_state_dict(wrong),
+                       doctest::Contains("size mismatch for conv1.weight: the checkpoint has shape [4, 3, 5, 5], the module has shape [4, 3, 3, 3]"),
+                       tv::Error);
+}
+
+TEST_CASE("BatchNorm2d module matches PyTorch, counts batches, and uses running statistics in eval") {
+  fixtures::Fixture f("nn_batch_norm.txt");
+  tv::nn::BatchNorm2d<double> bn(tv::nn::BatchNormOptions(3));
+  bn.load_state_dict({{"weight", f.get("w")}, {"bias", f.get("b")}, {"running_mean", f.get("rm0")},
+                      {"running_var", f.get("rv0")}, {"num_batches_tracked", tv::zeros<double>({})}});
+  auto x = f.get("x");
+  auto y = bn(x);
+  CHECK(fixtures::worst_ratio(y, f.get("train.y"), kAtolD, kRtolD) <= 1);
+  CHECK(fixtures::worst_ratio(bn.running_mean, f.get("train.rm"), kAtolD, kRtolD) <= 1);
+  CHECK(fixtures::worst_ratio(bn.running_var, f.get("train.rv"), kAtolD, kRtolD) <= 1);
+  CHECK(bn.num_batches_tracked.item() == 1);
+  bn.eval();
+  auto rm = bn.running_mean.clone();
+  CHECK(fixtures::worst_ratio(bn(x), f.get("eval.y"), kAtolD, kRtolD) <= 1);
+  CHECK(bn.running_mean.to_vector() == rm.to_vector());
+  CHECK(bn.num_batches_tracked.item() == 1);
+}
+
+TEST_CASE("LSTMCell module loads PyTorch's weights by name and matches") {
+  fixtures::Fixture f("nn_misc.txt");
+  tv::nn::LSTMCell<double> cell(6, 4);
+  cell.load_state_dict({{"weight_ih", f.get("lstm.weight_ih")}, {"weight_hh", f.get("lstm.weight_hh")},
+                        {"bias_ih", f.get("lstm.bias_ih")}, {"bias_hh", f.get("lstm.bias_hh")}});
+  auto [h, c] = cell(f.get("lstm.x"), {f.get("lstm.h0"), f.get("lstm.c0")});
+  CHECK(fixtures::worst_ratio(h, f.get("lstm.h"), kAtolD, kRtolD) <= 1);
+  CHECK(fixtures::worst_ratio(c, f.get("lstm.c"), kAtolD, kRtolD) <= 1);
+  auto zero_state = cell(f.get("lstm.x"));
+  CHECK(zero_state.h.shape() == Shape{3, 4});
+}
+
+TEST_CASE("initializers follow PyTorch's formulas") {
+  tv::Generator g(1);
+  tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(64, 128, 3), g);
+  const double bound = 1.0 / std::sqrt(64.0 * 9);  // kaiming_uniform(a=sqrt(5)) on fan_in 576
+  CHECK(tv::max(tv::abs(conv.weight)).item() <= bound);
+  CHECK(tv::max(tv::abs(conv.weight)).item() > 0.95 * bound);
+  tv::nn::init::kaiming_normal_(conv.weight, "fan_out", g);
+  const double std_expected = std::sqrt(2.0 / (128 * 9));
+  CHECK(std::sqrt(tv::var(conv.weight).item()) == doctest::Approx(std_expected).epsilon(0.02));
+  tv::nn::Linear<float> fc(2048, 400);
+  int64_t count = 0;
+  for (auto& p : fc.parameters()) count += p.numel();
+  CHECK(count == 819600);  // DNR.md's fc for 400 classes
+  CHECK_THROWS_WITH_AS(tv::nn::Conv2d<float>(tv::nn::Conv2dOptions(3, 4, 3).groups(2)),
+                       doctest::Contains("must be divisible by groups 2"), tv::Error);
+}
+
+TEST_CASE("train() and eval() reach every child: dropout and batch norm") {
+  auto seq = std::make_shared<tv::nn::Sequential<float>>();
+  seq->push_back(std::make_shared<tv::nn::Dropout<float>>(0.5));
+  auto x = tv::ones<float>({1000});
+  CHECK((*seq)(x).to_vector() != x.to_vector());
+  seq->eval();
+  CHECK(!(*seq)[0]->is_training());
+  CHECK((*seq)(x).to_vector() == x.to_vector());
+  TinyNet net;
+  net.eval();
+  CHECK(!net.bn1->is_training());
+  net.train();
+  CHECK(net.bn1->is_training());
+  auto loss = tv::sum(net(tv::normal<float>({2, 3, 4, 4})));
+  loss.backward();
+  for (auto& p : net.parameters()) CHECK(p.grad().defined());
+  net.zero_grad();
+  for (auto& p : net.parameters()) CHECK(!p.grad().defined());
+}

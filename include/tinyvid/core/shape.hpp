@@ -10,7 +10,15 @@
 
 namespace tv {
 
-using Shape = std::vector<int64_t>;
+// A list of sizes (or strides). A type of its own, so `std::cout << x.shape()` finds its printer.
+struct Shape : std::vector<int64_t> {
+  using std::vector<int64_t>::vector;
+  Shape(const std::vector<int64_t>& v) : std::vector<int64_t>(v) {}  // NOLINT: implicit on purpose
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Shape& s) {
+  return os << static_cast<const std::vector<int64_t>&>(s);
+}
 
 inline std::string to_string(const Shape& s) {
   std::ostringstream os;
