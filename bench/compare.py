@@ -1,9 +1,17 @@
-"""Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them and one line
-per figure both measured: {"bench", "key", "tinyvid", "pytorch", "ratio"} (ratio > 1: tinyvid faster)."""
+"""Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them, then one line per
+figure both measured: {"bench", "key", "figure", "tinyvid", "pytorch", "ratio"}; ratio > 1 means
+tinyvid is faster (for times, the ratio is pytorch / tinyvid)."""
 import json
 import sys
 
-KEYS = {"matmul": ("n", "gflops"), "elementwise": ("op", "gbps")}
+# bench -> (field naming the case, [(figure, higher is better)])
+KEYS = {
+    "matmul": ("n", [("gflops", True)]),
+    "elementwise": ("op", [("gbps", True)]),
+    "conv": ("shape", [("fwd_gflops", True), ("fwd_bwd_gflops", True)]),
+    "batch_norm": ("shape", [("gbps", True)]),
+    "lstm_cell": ("shape", [("ms", False)]),
+}
 figures = {}
 for line in sys.stdin:
     line = line.strip()
@@ -11,10 +19,14 @@ for line in sys.stdin:
         continue
     print(line)
     r = json.loads(line)
-    key_field, value_field = KEYS.get(r["bench"], (None, None))
-    if key_field:
-        figures.setdefault((r["bench"], f"{key_field}={r[key_field]}"), {})[r["impl"]] = r[value_field]
-for (bench, key), v in figures.items():
+    if r["bench"] not in KEYS:
+        continue
+    key_field, values = KEYS[r["bench"]]
+    for name, higher_better in values:
+        slot = figures.setdefault((r["bench"], f"{key_field}={r[key_field]}", name, higher_better), {})
+        slot[r["impl"]] = r[name]
+for (bench, key, name, higher_better), v in figures.items():
     if "tinyvid" in v and "pytorch" in v:
-        print(json.dumps({"bench": bench, "key": key, "tinyvid": v["tinyvid"], "pytorch": v["pytorch"],
-                          "ratio": round(v["tinyvid"] / v["pytorch"], 3)}))
+        ratio = v["tinyvid"] / v["pytorch"] if higher_better else v["pytorch"] / v["tinyvid"]
+        print(json.dumps({"bench": bench, "key": key, "figure": name, "tinyvid": v["tinyvid"], "pytorch": v["pytorch"],
+                          "ratio": round(ratio, 3)}))

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Runs tinyvid's benchmarks and, when Debian's python3-torch is installed, the PyTorch peer in the
 # same run; prints every JSON line and then the ratios.
-# Usage: bash bench/run.sh [build-dir] [--sizes 256,1024] [--numel N] [--threads N]  (flags go to all three)
+# Usage: bash bench/run.sh [build-dir] [--sizes 256,1024] [--numel N] [--threads N]
+# (the flags go to the matmul and elementwise benchmarks and their peer; conv and layers use their defaults)
 set -euo pipefail
 # A relative build dir is taken from where run.sh is called; the default is the repo's build/.
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath -m "${1:-$root/build}")
 cd "$root"
 shift $(( $# > 0 ? 1 : 0 ))
-for b in bench_matmul bench_elementwise; do
+for b in bench_matmul bench_elementwise bench_conv bench_layers; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
 {
   "$build/bench/bench_matmul" "$@"
   "$build/bench/bench_elementwise" "$@"
+  "$build/bench/bench_conv"
+  "$build/bench/bench_layers"
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
+    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi

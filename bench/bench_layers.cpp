@@ -1,0 +1,41 @@
+// Batch norm (training forward + backward, 8 x 256 x 56 x 56) in GB/s and one LSTM cell step
+// (batch 8, 512 -> 512, forward + backward) in ms: one JSON line each.
+// Usage: bench_layers [--threads 2]
+#include <cstdio>
+#include <tinyvid/tinyvid.hpp>
+
+#include "bench_util.hpp"
+
+int main(int argc, char** argv) {
+  const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
+  tv::set_num_threads(threads);
+  tv::Generator gen(0);
+  {
+    tv::nn::BatchNorm2d<float> bn(tv::nn::BatchNormOptions(256));
+    auto x = tv::normal<float>({8, 256, 56, 56}, 0, 1, gen).requires_grad_();
+    auto gy = tv::normal<float>(x.shape(), 0, 1, gen);
+    double s = bench::median_seconds([&] {
+      auto y = bn(x);
+      y.backward(gy);
+      x.set_grad({});
+      bn.zero_grad();
+    });
+    // Bytes a fused implementation must move: forward reads x twice (statistics, normalize) and writes
+    // y; backward reads gy and x twice (sums, input gradient) and writes gx.
+    const double bytes = 7.0 * x.numel() * sizeof(float);
+    std::printf("{\"bench\":\"batch_norm\",\"impl\":\"tinyvid\",\"shape\":\"8x256x56x56\",\"threads\":%d,\"seconds\":%.6f,\"gbps\":%.2f}\n",
+                threads, s, bytes / s / 1e9);
+  }
+  {
+    tv::nn::LSTMCell<float> cell(512, 512, true, gen);
+    auto x = tv::normal<float>({8, 512}, 0, 1, gen);
+    auto h = tv::normal<float>({8, 512}, 0, 1, gen), c = tv::normal<float>({8, 512}, 0, 1, gen);
+    double s = bench::median_seconds([&] {
+      auto state = cell(x, {h, c});
+      tv::sum(state.h + state.c).backward();
+      cell.zero_grad();
+    });
+    std::printf("{\"bench\":\"lstm_cell\",\"impl\":\"tinyvid\",\"shape\":\"8x512\",\"threads\":%d,\"seconds\":%.6f,\"ms\":%.3f}\n",
+                threads, s, s * 1e3);
+  }
+}
