@@ -49,6 +49,8 @@ TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1"
       {"7x7 stride 2 pad 3", {1, 2, 9, 8}, {2, 2, 7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, false},
       {"groups and dilation", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true},
       {"depthwise", {2, 3, 4, 4}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false},
+      {"3x3 on a wide map (shifted GEMMs)", {2, 3, 3, 20}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+      {"2x3 kernel, uneven padding (shifted GEMMs)", {1, 2, 4, 24}, {3, 2, 2, 3}, {1, 1}, {1, 2}, {1, 1}, 1, false},
   };
   for (const auto& c : cases) {
     SUBCASE(c.name) {
@@ -72,7 +74,39 @@ TEST_CASE("conv2d: the algorithm is chosen from the shape") {
   };
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 1, 0)) == tv::cpu::ConvAlgorithm::Gemm1x1);
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 2, 0)) == tv::cpu::ConvAlgorithm::Im2colGemm);
-  CHECK(tv::cpu::choose_conv_algorithm(geometry(3, 1, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(geometry(3, 2, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  // Stride 1: shifted GEMMs when the padded width adds at most 15% (56 -> 58, 14 -> 16), not at 7 -> 9.
+  auto map = [](int64_t size) { return tv::cpu::ConvGeometry{8, 64, size, size, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, size, size}; };
+  CHECK(tv::cpu::choose_conv_algorithm(map(56)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(map(14)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(map(7)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+}
+
+TEST_CASE("conv2d: the three algorithms agree on the same convolution") {
+  // A 3x3 stride-1 conv at 40 x 40 runs as shifted GEMMs; the same conv with dilation (1, 1) routed
+  // through groups=1 im2col is checked by computing it as a sum of 1x1 convs on shifted views.
+  tv::Generator gen(4);
+  auto x = tv::normal<float>({2, 5, 40, 40}, 0, 1, gen), w = tv::normal<float>({6, 5, 3, 3}, 0, 1, gen);
+  auto b = tv::normal<float>({6}, 0, 1, gen);
+  auto y = tv::conv2d(x, w, b, {1, 1}, {1, 1});
+  auto padded = tv::zeros<float>({2, 5, 42, 42});
+  padded.narrow(2, 1, 40).narrow(3, 1, 40).copy_(x);
+  auto ref = tv::zeros<float>({2, 6, 40, 40});
+  for (int64_t ki = 0; ki < 3; ++ki)
+    for (int64_t kj = 0; kj < 3; ++kj) {
+      auto tap = w.narrow(2, ki, 1).narrow(3, kj, 1).contiguous();  // 6 x 5 x 1 x 1: the Gemm1x1 path
+      ref = ref + tv::conv2d(padded.narrow(2, ki, 40).narrow(3, kj, 40).contiguous(), tap);
+    }
+  ref = ref + b.reshape({1, 6, 1, 1});
+  CHECK(fixtures::worst_ratio(y, ref, 1e-4, 1e-4) <= 1);
+  // and im2col: the same conv on a 7-wide map (im2col) equals its shifted-GEMM result on a copy
+  // placed in a wider, zero-filled map.
+  auto narrow_x = x.narrow(3, 0, 7).contiguous();
+  auto y7 = tv::conv2d(narrow_x, w, b, {1, 1}, {1, 1});
+  auto wide = tv::zeros<float>({2, 5, 40, 40});
+  wide.narrow(3, 0, 7).copy_(narrow_x);
+  auto y_wide = tv::conv2d(wide, w, b, {1, 1}, {1, 1}).narrow(3, 0, 6);
+  CHECK(fixtures::worst_ratio(y7.narrow(3, 0, 6), y_wide, 1e-4, 1e-4) <= 1);
 }
 
 TEST_CASE("conv2d matches PyTorch") {

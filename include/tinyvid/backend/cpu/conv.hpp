@@ -25,12 +25,20 @@ struct ConvGeometry {
   int64_t OHW() const { return OH * OW; }
 };
 
-enum class ConvAlgorithm { Gemm1x1, Im2colGemm };
+enum class ConvAlgorithm { Gemm1x1, ShiftedGemm, Im2colGemm };
 
 // The algorithm for a shape: a pure function, so a test can assert which one runs.
+// - Gemm1x1: a 1x1 stride-1 unpadded conv is one GEMM on the input as it lies.
+// - ShiftedGemm: a stride-1 conv on a zero-padded copy of the input is a sum of KH x KW GEMMs, one per
+//   kernel tap, each reading the padded input at a fixed offset: no unrolling at all. Its outputs are
+//   computed on the padded width and the extra columns dropped, so it is used where they are few.
+// - Im2colGemm: everything else (strides, dilation, groups, small maps).
 inline ConvAlgorithm choose_conv_algorithm(const ConvGeometry& g) {
   const bool pointwise = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-  return pointwise ? ConvAlgorithm::Gemm1x1 : ConvAlgorithm::Im2colGemm;
+  if (pointwise) return ConvAlgorithm::Gemm1x1;
+  const bool shiftable = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.ph < g.KH && g.pw < g.KW;
+  const bool few_extra_columns = 100 * (g.W + 2 * g.pw) <= 115 * g.OW;  // at most 15% extra work
+  return shiftable && few_extra_columns ? ConvAlgorithm::ShiftedGemm : ConvAlgorithm::Im2colGemm;
 }
 
 // Output pixels per column tile: the unrolled tile (K x width) is kept near 512 KB so it stays in L2.
@@ -139,9 +147,139 @@ inline TileSplit unrolled_split(const ConvGeometry& g, size_t elem_size) {
 
 }  // namespace detail
 
+namespace detail {
+
+// Stride-1 convolution as a sum of shifted GEMMs (see choose_conv_algorithm). The output is computed
+// on the padded grid: row oy, column ox of the padded width Wp, at linear position oy * Wp + ox; tap
+// (ki, kj) reads the padded input at that position plus ki * Wp + kj.
+struct ShiftedLayout {
+  int64_t Hp, Wp, plane, L;  // padded size, padded plane (+ slack read by the last taps), grid length
+  explicit ShiftedLayout(const ConvGeometry& g)
+      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp + g.KW), L(g.OH * Wp) {}
+};
+
+// f(j, len, out_offset) for each run of grid positions [j, j + len) within [j0, j1) that are real
+// outputs (column < OW), with the offset of position j in the OH x OW output plane.
+template <class F>
+void for_each_valid_run(const ConvGeometry& g, const ShiftedLayout& s, int64_t j0, int64_t j1, F&& f) {
+  for (int64_t row = j0 / s.Wp; row * s.Wp < j1; ++row) {
+    const int64_t a = std::max(j0, row * s.Wp), b = std::min(j1, row * s.Wp + g.OW);
+    if (a < b) f(a, b - a, row * g.OW + (a - row * s.Wp));
+  }
+}
+
+// Zero-padded copies of all N x C input planes.
+template <class T>
+std::vector<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T* x) {
+  std::vector<T> xp(static_cast<size_t>(g.N * g.C * s.plane), T(0));
+  parallel_for(0, g.N * g.C, 1, [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc)
+      for (int64_t i = 0; i < g.H; ++i)
+        std::copy(x + (nc * g.H + i) * g.W, x + (nc * g.H + i + 1) * g.W, xp.data() + nc * s.plane + (i + g.ph) * s.Wp + g.pw);
+  });
+  return xp;
+}
+
+inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
+  const int64_t w = std::max<int64_t>(256, (256 * 1024 / 4) / std::max<int64_t>(g.Cout, 1));
+  return std::min((w + 15) / 16 * 16, s.L);
+}
+
+// y = sum over taps of W_tap (Cout x C) times the shifted padded input, then the valid columns + bias.
+template <class T>
+void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  const ShiftedLayout s(g);
+  const std::vector<T> xp = pad_planes(g, s, x);
+  const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
+  std::vector<T> wt(static_cast<size_t>(taps * K * C));  // wt[tap][k][c]
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < taps; ++t) wt[(t * K + k) * C + c] = w[(k * C + c) * taps + t];
+  const int64_t tw = shifted_tile_width(g, s), tiles = (s.L + tw - 1) / tw;
+  parallel_for(0, g.N * tiles, 1, [&](int64_t b, int64_t e) {
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it / tiles, j0 = (it % tiles) * tw, j1 = std::min(s.L, j0 + tw), cols = j1 - j0;
+      T* acc = scratch<T>(K * cols);
+      for (int64_t t = 0; t < taps; ++t) {
+        const T* src = xp.data() + n * C * s.plane + (t / g.KW) * s.Wp + (t % g.KW) + j0;
+        gemm<T>({wt.data() + t * K * C, K, C, C, 1}, {src, C, cols, s.plane, 1}, {acc, K, cols, cols, 1},
+                t == 0 ? T(0) : T(1));
+      }
+      // Keep the columns that are real outputs, a row segment at a time.
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
+        for (int64_t k = 0; k < K; ++k) {
+          const T bk = bias ? bias[k] : T(0);
+          const T* a = acc + k * cols + (j - j0);
+          T* out = y + (n * K + k) * g.OHW() + out_at;
+#pragma omp simd
+          for (int64_t i = 0; i < len; ++i) out[i] = a[i] + bk;
+        }
+      });
+    }
+  });
+}
+
+// The input gradient of a stride-1 conv is a stride-1 conv of gy with the kernel flipped and its
+// channel axes swapped, padded by KH - 1 - ph: the forward above, reused.
+template <class T>
+void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
+  ConvGeometry t = g;
+  t.C = g.Cout;
+  t.H = g.OH;
+  t.W = g.OW;
+  t.Cout = g.C;
+  t.ph = g.KH - 1 - g.ph;
+  t.pw = g.KW - 1 - g.pw;
+  t.OH = g.H;
+  t.OW = g.W;
+  const int64_t taps = g.KH * g.KW;
+  std::vector<T> flipped(static_cast<size_t>(g.C * g.Cout * taps));  // [c][k][KH-1-ki][KW-1-kj]
+  for (int64_t k = 0; k < g.Cout; ++k)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t tap = 0; tap < taps; ++tap) flipped[(c * g.Cout + k) * taps + (taps - 1 - tap)] = w[(k * g.C + c) * taps + tap];
+  shifted_forward(t, gy, flipped.data(), static_cast<const T*>(nullptr), gx);
+}
+
+// gw[tap] (Cout x C) = sum over images and tiles of gy on the padded grid (zeros in the extra columns)
+// times the shifted padded input, transposed. Per-thread partials, added in thread order.
+template <class T>
+void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
+  const ShiftedLayout s(g);
+  const std::vector<T> xp = pad_planes(g, s, x);
+  const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
+  const int64_t tw = shifted_tile_width(g, s), tiles = (s.L + tw - 1) / tw, items = g.N * tiles;
+  const bool nested = omp_in_parallel();
+  const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
+  const int64_t wsize = taps * K * C;
+  std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it / tiles, j0 = (it % tiles) * tw, j1 = std::min(s.L, j0 + tw), cols = j1 - j0;
+      T* gyp = scratch<T>(K * cols);
+      std::fill(gyp, gyp + K * cols, T(0));
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
+        for (int64_t k = 0; k < K; ++k) std::copy_n(gy + (n * K + k) * g.OHW() + out_at, len, gyp + k * cols + (j - j0));
+      });
+      for (int64_t t = 0; t < taps; ++t) {
+        const T* src = xp.data() + n * C * s.plane + (t / g.KW) * s.Wp + (t % g.KW) + j0;
+        gemm<T>({gyp, K, cols, cols, 1}, {src, cols, C, 1, s.plane}, {mine + t * K * C, K, C, C, 1}, T(1));
+      }
+    }
+  });
+  for (int tr = 1; tr < threads; ++tr)
+    for (int64_t i = 0; i < wsize; ++i) partials[i] += partials[tr * wsize + i];
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < C; ++c) gw[(k * C + c) * taps + t] = partials[(t * K + k) * C + c];
+}
+
+}  // namespace detail
+
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 template <class T>
 void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
   const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
   const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
   const int64_t items = g.N * g.groups * split.tiles;
@@ -177,6 +315,7 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
 // gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
 template <class T>
 void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
+  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_input(g, gy, w, gx);
   const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
   if (pointwise) {
     // gx = W^T gy, tile by tile: the tiles of one image write disjoint columns.
@@ -218,6 +357,7 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
 // work items into a private partial; the partials are added in thread order at the end.
 template <class T>
 void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
+  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_weight(g, x, gy, gw);
   const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
   const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
   const int64_t items = g.N * g.groups * split.tiles;
