@@ -41,12 +41,13 @@ inline ConvAlgorithm choose_conv_algorithm(const ConvGeometry& g) {
   return shiftable && few_extra_columns ? ConvAlgorithm::ShiftedGemm : ConvAlgorithm::Im2colGemm;
 }
 
-// Output pixels per column tile: the unrolled tile (K x width) is kept near 512 KB so it stays in L2.
+// Output pixels per column block: the unrolled block (K x width) is kept near 512 KB so it stays in
+// L2, but never under 256 columns: narrower GEMMs lose more than the cache saves (measured here:
+// 512 x 4608 x 49 runs at 129 GFLOP/s on one core, x 196 at 177).
 inline int64_t conv_tile_width(const ConvGeometry& g, size_t elem_size) {
   const int64_t budget = 512 * 1024 / static_cast<int64_t>(elem_size);
-  int64_t w = std::max<int64_t>(64, budget / std::max<int64_t>(g.K(), 1));
-  w = (w + 15) / 16 * 16;
-  return std::min(w, g.OHW());
+  const int64_t w = std::max<int64_t>(256, budget / std::max<int64_t>(g.K(), 1));
+  return (w + 15) / 16 * 16;
 }
 
 namespace detail {
@@ -59,10 +60,10 @@ inline void valid_columns(int64_t ox0, int64_t ox1, int64_t off, int64_t stride,
   hi = std::clamp(ceil_div(W - off, stride), lo, ox1);
 }
 
-// Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K x (j1 - j0)).
+// Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K rows, row stride ld).
 template <class T>
-void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols) {
-  const int64_t tw = j1 - j0;
+void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols, int64_t ld) {
+  const int64_t tw = ld;
   for (int64_t r = 0; r < g.K(); ++r) {
     const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
     const T* src = x + c * g.HW();
@@ -91,10 +92,10 @@ void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* c
   }
 }
 
-// The adjoint of im2col_tile: adds cols (K x (j1 - j0)) back into gx (Cg x H x W).
+// The adjoint of im2col_tile: adds cols (K rows, row stride ld) back into gx (Cg x H x W).
 template <class T>
-void col2im_tile(const ConvGeometry& g, const T* cols, int64_t j0, int64_t j1, T* gx) {
-  const int64_t tw = j1 - j0;
+void col2im_tile(const ConvGeometry& g, const T* cols, int64_t j0, int64_t j1, T* gx, int64_t ld) {
+  const int64_t tw = ld;
   for (int64_t r = 0; r < g.K(); ++r) {
     const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
     T* dst = gx + c * g.HW();
@@ -120,30 +121,55 @@ void col2im_tile(const ConvGeometry& g, const T* cols, int64_t j0, int64_t j1, T
   }
 }
 
-// Work items (image, group, column tile) over [0, N * groups * tiles).
-struct TileSplit {
-  int64_t tiles, width;
-  void decode(const ConvGeometry& g, int64_t item, int64_t& n, int64_t& grp, int64_t& j0, int64_t& j1) const {
-    const int64_t t = item % tiles;
-    grp = (item / tiles) % g.groups;
-    n = item / (tiles * g.groups);
-    j0 = t * width;
-    j1 = std::min(g.OHW(), j0 + width);
+// Work items: (group, block of output columns). A block is a tile of one image's output pixels, or,
+// when an image has fewer pixels than a tile (the small maps of late stages), whole images side by
+// side, so that every GEMM is wide enough to run at speed.
+struct ColumnBlocks {
+  int64_t width;             // columns per block, at most
+  int64_t images_per_block;  // > 1: blocks of whole images
+  int64_t tiles_per_image;   // when images_per_block == 1
+  int64_t per_group;         // blocks per group
+  struct Block {
+    int64_t grp, n0, n1, j0, j1;  // images [n0, n1), pixels [j0, j1) of each
+    int64_t columns() const { return (n1 - n0) * (j1 - j0); }
+    bool single_image() const { return n1 - n0 == 1; }
+  };
+  Block decode(const ConvGeometry& g, int64_t item) const {
+    const int64_t grp = item / per_group, blk = item % per_group;
+    if (images_per_block > 1) {
+      const int64_t n0 = blk * images_per_block;
+      return {grp, n0, std::min(g.N, n0 + images_per_block), 0, g.OHW()};
+    }
+    const int64_t n = blk / tiles_per_image, j0 = (blk % tiles_per_image) * width;
+    return {grp, n, n + 1, j0, std::min(g.OHW(), j0 + width)};
   }
+  int64_t items(const ConvGeometry& g) const { return g.groups * per_group; }
 };
 
-// Tiles for the 1x1 path: whole images unless there are fewer image-groups than threads.
-inline TileSplit pointwise_split(const ConvGeometry& g) {
+// Blocks of about `width` columns, narrowed until every thread has work.
+inline ColumnBlocks column_blocks(const ConvGeometry& g, int64_t width) {
   const int64_t threads = get_num_threads();
-  int64_t width = g.OHW();
-  if (g.N * g.groups < threads) width = std::max<int64_t>(16, (g.OHW() + threads - 1) / threads);
-  return {(g.OHW() + width - 1) / width, width};
+  for (;;) {
+    ColumnBlocks cb{};
+    cb.width = std::max<int64_t>(1, width);
+    if (g.OHW() >= cb.width) {
+      cb.images_per_block = 1;
+      cb.tiles_per_image = (g.OHW() + cb.width - 1) / cb.width;
+      cb.per_group = g.N * cb.tiles_per_image;
+    } else {
+      // Whole images per block, in a number of blocks that the threads share evenly where possible.
+      int64_t want = (g.N * g.OHW() + cb.width - 1) / cb.width;
+      if (g.groups == 1) want = std::min(g.N, (want + threads - 1) / threads * threads);
+      cb.images_per_block = std::max<int64_t>(1, (g.N + want - 1) / want);
+      cb.tiles_per_image = 1;
+      cb.per_group = (g.N + cb.images_per_block - 1) / cb.images_per_block;
+    }
+    if (cb.items(g) >= threads || width <= 16) return cb;
+    width /= 2;
+  }
 }
 
-inline TileSplit unrolled_split(const ConvGeometry& g, size_t elem_size) {
-  const int64_t width = conv_tile_width(g, elem_size);
-  return {(g.OHW() + width - 1) / width, width};
-}
+inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return column_blocks(g, conv_tile_width(g, elem_size)); }
 
 }  // namespace detail
 
@@ -279,75 +305,93 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 template <class T>
 void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
-  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
-  const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
-  const int64_t items = g.N * g.groups * split.tiles;
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  const ConvAlgorithm algo = choose_conv_algorithm(g);
+  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
+  const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
+  const auto blocks = detail::blocks_for(g, sizeof(T));
+  parallel_for(0, blocks.items(g), 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
-      int64_t n, grp, j0, j1;
-      split.decode(g, it, n, grp, j0, j1);
-      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-      const T* wg = w + grp * g.Cog() * g.K();
-      T* yg = y + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0;
-      const int64_t tw = j1 - j0;
-      MatrixRef<const T> a{wg, g.Cog(), g.K(), g.K(), 1};
-      MatrixRef<T> c{yg, g.Cog(), tw, g.OHW(), 1};
-      if (pointwise) {
-        gemm<T>(a, {xg + j0, g.K(), tw, g.HW(), 1}, c);
-      } else {
-        T* cols = scratch<T>(g.K() * tw);
-        detail::im2col_tile(g, xg, j0, j1, cols);
-        gemm<T>(a, {cols, g.K(), tw, tw, 1}, c);
+      const auto blk = blocks.decode(g, it);
+      const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
+      MatrixRef<const T> a{w + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+      // B: the input as it lies (1x1, one image) or unrolled into scratch.
+      MatrixRef<const T> bm{x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, g.K(), cols_n, g.HW(), 1};
+      if (!(pointwise && blk.single_image())) {
+        T* cols = scratch<T>(g.K() * cols_n, 0);
+        for (int64_t n = blk.n0; n < blk.n1; ++n)
+          detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n);
+        bm = {cols, g.K(), cols_n, cols_n, 1};
       }
-      if (bias) {
+      // C: straight into y for one image, else into scratch and then each image's rows.
+      T* out = blk.single_image() ? y + (blk.n0 * g.Cout + blk.grp * g.Cog()) * g.OHW() + blk.j0 : scratch<T>(g.Cog() * cols_n, 1);
+      const int64_t ldo = blk.single_image() ? g.OHW() : cols_n;
+      gemm<T>(a, bm, {out, g.Cog(), cols_n, ldo, 1});
+      for (int64_t n = blk.n0; n < blk.n1; ++n)
         for (int64_t o = 0; o < g.Cog(); ++o) {
-          const T bv = bias[grp * g.Cog() + o];
-          T* row = yg + o * g.OHW();
+          const T bv = bias ? bias[blk.grp * g.Cog() + o] : T(0);
+          const T* src = out + o * ldo + (n - blk.n0) * span;
+          T* dst = y + (n * g.Cout + blk.grp * g.Cog() + o) * g.OHW() + blk.j0;
+          if (src == dst) {
+            if (bias) {
 #pragma omp simd
-          for (int64_t j = 0; j < tw; ++j) row[j] += bv;
+              for (int64_t j = 0; j < span; ++j) dst[j] += bv;
+            }
+          } else {
+#pragma omp simd
+            for (int64_t j = 0; j < span; ++j) dst[j] = src[j] + bv;
+          }
         }
-      }
     }
   });
 }
 
+namespace detail {
+// The gradient of the output for one block as a matrix (Cog x columns): gy itself for one image,
+// else the images' rows gathered side by side into scratch slot 1.
+template <class T>
+MatrixRef<const T> gy_block(const ConvGeometry& g, const ColumnBlocks::Block& blk, const T* gy) {
+  const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
+  if (blk.single_image())
+    return {gy + (blk.n0 * g.Cout + blk.grp * g.Cog()) * g.OHW() + blk.j0, g.Cog(), cols_n, g.OHW(), 1};
+  T* buf = scratch<T>(g.Cog() * cols_n, 1);
+  for (int64_t n = blk.n0; n < blk.n1; ++n)
+    for (int64_t o = 0; o < g.Cog(); ++o)
+      std::copy_n(gy + (n * g.Cout + blk.grp * g.Cog() + o) * g.OHW() + blk.j0, span, buf + o * cols_n + (n - blk.n0) * span);
+  return {buf, g.Cog(), cols_n, cols_n, 1};
+}
+}  // namespace detail
+
 // gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
 template <class T>
 void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
-  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_input(g, gy, w, gx);
-  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
-  if (pointwise) {
-    // gx = W^T gy, tile by tile: the tiles of one image write disjoint columns.
-    const auto split = detail::pointwise_split(g);
-    parallel_for(0, g.N * g.groups * split.tiles, 1, [&](int64_t b, int64_t e) {
-      for (int64_t it = b; it < e; ++it) {
-        int64_t n, grp, j0, j1;
-        split.decode(g, it, n, grp, j0, j1);
-        const T* wg = w + grp * g.Cog() * g.K();
-        MatrixRef<const T> wt{wg, g.K(), g.Cog(), 1, g.K()};  // W^T, read in place
-        MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), j1 - j0, g.OHW(), 1};
-        gemm<T>(wt, gyg, {gx + (n * g.C + grp * g.Cg()) * g.HW() + j0, g.Cg(), j1 - j0, g.HW(), 1});
+  const ConvAlgorithm algo = choose_conv_algorithm(g);
+  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_input(g, gy, w, gx);
+  const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
+  const auto blocks = detail::blocks_for(g, sizeof(T));
+  // Blocks of one image's tiles overlap in gx (col2im), so such tiles run in order within one work
+  // item; blocks of whole images never overlap. A 1x1 conv's tiles write disjoint columns.
+  const bool item_per_image = !pointwise && blocks.images_per_block == 1 && blocks.tiles_per_image > 1;
+  const int64_t per_item = item_per_image ? blocks.tiles_per_image : 1;
+  if (!pointwise) std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
+  parallel_for(0, blocks.items(g) / per_item, 1, [&](int64_t b, int64_t e) {
+    for (int64_t it = b * per_item; it < e * per_item; ++it) {
+      const auto blk = blocks.decode(g, it);
+      const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
+      MatrixRef<const T> wt{w + blk.grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()};  // W^T, read in place
+      const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
+      if (pointwise && blk.single_image()) {
+        gemm<T>(wt, gyb, {gx + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, g.Cg(), cols_n, g.HW(), 1});
+        continue;
       }
-    });
-    return;
-  }
-  // Unrolled: columns of gradient per tile, folded back (col2im). Tiles of one image overlap in gx,
-  // so an image-group is one work item.
-  std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
-  const auto split = detail::unrolled_split(g, sizeof(T));
-  parallel_for(0, g.N * g.groups, 1, [&](int64_t b, int64_t e) {
-    for (int64_t ng = b; ng < e; ++ng) {
-      const int64_t n = ng / g.groups, grp = ng % g.groups;
-      const T* wg = w + grp * g.Cog() * g.K();
-      T* gxg = gx + (n * g.C + grp * g.Cg()) * g.HW();
-      for (int64_t t = 0; t < split.tiles; ++t) {
-        const int64_t j0 = t * split.width, j1 = std::min(g.OHW(), j0 + split.width), tw = j1 - j0;
-        T* cols = scratch<T>(g.K() * tw);
-        MatrixRef<const T> wt{wg, g.K(), g.Cog(), 1, g.K()};
-        MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), tw, g.OHW(), 1};
-        gemm<T>(wt, gyg, {cols, g.K(), tw, tw, 1});
-        detail::col2im_tile(g, cols, j0, j1, gxg);
+      T* cols = scratch<T>(g.K() * cols_n, 0);
+      gemm<T>(wt, gyb, {cols, g.K(), cols_n, cols_n, 1});
+      for (int64_t n = blk.n0; n < blk.n1; ++n) {
+        T* gxg = gx + (n * g.C + blk.grp * g.Cg()) * g.HW();
+        if (pointwise) {  // 1x1: the columns are the gradient, laid out as the input
+          for (int64_t c = 0; c < g.Cg(); ++c) std::copy_n(cols + c * cols_n + (n - blk.n0) * span, span, gxg + c * g.HW() + blk.j0);
+        } else {
+          detail::col2im_tile(g, cols + (n - blk.n0) * span, blk.j0, blk.j1, gxg, cols_n);
+        }
       }
     }
   });
@@ -357,11 +401,11 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
 // work items into a private partial; the partials are added in thread order at the end.
 template <class T>
 void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
-  if (choose_conv_algorithm(g) == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_weight(g, x, gy, gw);
-  const bool pointwise = choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1;
-  const auto split = pointwise ? detail::pointwise_split(g) : detail::unrolled_split(g, sizeof(T));
-  const int64_t items = g.N * g.groups * split.tiles;
-  const int64_t wsize = g.Cout * g.K();
+  const ConvAlgorithm algo = choose_conv_algorithm(g);
+  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_weight(g, x, gy, gw);
+  const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
+  const auto blocks = detail::blocks_for(g, sizeof(T));
+  const int64_t items = blocks.items(g), wsize = g.Cout * g.K();
   // parallel_for runs on the calling thread alone when nested; otherwise on up to `threads` threads.
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
@@ -369,19 +413,18 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
     for (int64_t it = b; it < e; ++it) {
-      int64_t n, grp, j0, j1;
-      split.decode(g, it, n, grp, j0, j1);
-      const int64_t tw = j1 - j0;
-      const T* xg = x + (n * g.C + grp * g.Cg()) * g.HW();
-      MatrixRef<const T> gyg{gy + (n * g.Cout + grp * g.Cog()) * g.OHW() + j0, g.Cog(), tw, g.OHW(), 1};
-      MatrixRef<T> gwg{mine + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
-      if (pointwise) {
-        gemm<T>(gyg, {xg + j0, tw, g.K(), 1, g.HW()}, gwg, T(1));  // gy x^T
-      } else {
-        T* cols = scratch<T>(g.K() * tw);
-        detail::im2col_tile(g, xg, j0, j1, cols);
-        gemm<T>(gyg, {cols, tw, g.K(), 1, tw}, gwg, T(1));  // gy cols^T
+      const auto blk = blocks.decode(g, it);
+      const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
+      const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
+      MatrixRef<T> gwg{mine + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+      if (pointwise && blk.single_image()) {  // gy x^T
+        gemm<T>(gyb, {x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, cols_n, g.K(), 1, g.HW()}, gwg, T(1));
+        continue;
       }
+      T* cols = scratch<T>(g.K() * cols_n, 0);
+      for (int64_t n = blk.n0; n < blk.n1; ++n)
+        detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n);
+      gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, T(1));  // gy cols^T
     }
   });
   std::copy(partials.begin(), partials.begin() + wsize, gw);
