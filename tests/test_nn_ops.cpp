@@ -49,6 +49,8 @@ TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1"
       {"7x7 stride 2 pad 3", {1, 2, 9, 8}, {2, 2, 7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, false},
       {"groups and dilation", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true},
       {"depthwise", {2, 3, 4, 4}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false},
+      {"stride 2 on a larger map (several tiles per image)", {1, 2, 40, 40}, {2, 2, 3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true},
+      {"1x1 on a larger map (several tiles per image)", {2, 2, 17, 17}, {3, 2, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false},
       {"3x3 on a wide map (shifted GEMMs)", {2, 3, 3, 20}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
       {"2x3 kernel, uneven padding (shifted GEMMs)", {1, 2, 4, 24}, {3, 2, 2, 3}, {1, 1}, {1, 2}, {1, 1}, 1, false},
   };
