@@ -73,8 +73,8 @@ Tensor<T> log_softmax(const Tensor<T>& x, int64_t dim) {
       const T m = detail::row_max(in, n);
       double s = 0;
       for (int64_t i = 0; i < n; ++i) s += std::exp(static_cast<double>(in[i] - m));
-      const T shift = m + static_cast<T>(std::log(s));
-      for (int64_t i = 0; i < n; ++i) out[i] = in[i] - shift;
+      const T lse = static_cast<T>(std::log(s));
+      for (int64_t i = 0; i < n; ++i) out[i] = (in[i] - m) - lse;  // this order: exactly <= 0 at the maximum
     });
   }
   autograd::record(y, "LogSoftmaxBackward", {x}, [sy = autograd::Saved<T>(y), dim](const Tensor<T>& g, const autograd::Node<T>&) {
