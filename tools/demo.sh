@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j"$(nproc)" --target autograd_basics
+cmake --build build -j"$(nproc)" --target autograd_basics module_tour
 ./build/examples/autograd_basics
+./build/examples/module_tour
