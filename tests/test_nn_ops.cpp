@@ -219,6 +219,15 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
   auto moved = group.permute({0, 2, 1, 3, 4}).contiguous();
   auto via_copy = tv::batch_norm(moved, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true);
   CHECK(fixtures::worst_ratio(via_view.permute({0, 2, 1, 3, 4}), via_copy, 1e-12, 1e-12) <= 1);
+  // Data far from zero (mean 1000, std 1) still normalizes to mean 0, variance 1 in float.
+  tv::Generator gen(9);
+  auto far = tv::add(tv::normal<float>({16, 2, 8, 8}, 0, 1, gen), 1000.0f);
+  auto z = tv::batch_norm(far, Tensor<float>(), Tensor<float>(), Tensor<float>(), Tensor<float>(), true, 0.1, 0.0);
+  auto zm = tv::mean(z, {0, 2, 3}).to_vector(), zv = tv::var(z, {0, 2, 3}, false).to_vector();
+  for (int c = 0; c < 2; ++c) {
+    CHECK(std::abs(zm[c]) < 1e-3);
+    CHECK(zv[c] == doctest::Approx(1.0).epsilon(1e-3));
+  }
   CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({1, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
                                       Tensor<float>(), true),
                        doctest::Contains("expected more than 1 value per channel when training"), tv::Error);

@@ -59,30 +59,41 @@ struct ChannelWalk {
   }
 };
 
-// Per-channel mean and biased variance (two passes: exact for data far from zero).
+// Per-channel mean and biased variance in one pass: sums of x and x^2 accumulated in double over
+// independent lanes (vectorized). In double the cancellation in E[x^2] - E[x]^2 costs about
+// 1e-16 (mean / std)^2 relative, negligible for float activations.
 template <class T>
 void channel_stats(const T* x, const ChannelWalk<1>& w, double* mean, double* var) {
   const int64_t m = w.per_channel();
   parallel_for(0, w.channels, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
-      double s = 0;
+      constexpr int64_t L = 16;
+      double s[L] = {}, ss[L] = {};
+      double s_tail = 0, ss_tail = 0;
       for (int64_t r = 0; r < w.num_runs(); ++r) {
         const T* p = w.run(0, x, c, r);
-        if (w.step[0] == 1) s += detail::sum_contiguous(p, w.inner);
-        else
-          for (int64_t i = 0; i < w.inner; ++i) s += p[i * w.step[0]];
-      }
-      const double mu = s / m;
-      double ss = 0;
-      for (int64_t r = 0; r < w.num_runs(); ++r) {
-        const T* p = w.run(0, x, c, r);
-        for (int64_t i = 0; i < w.inner; ++i) {
-          const double d = p[i * w.step[0]] - mu;
-          ss += d * d;
+        int64_t i = 0;
+        if (w.step[0] == 1) {
+          for (; i + L <= w.inner; i += L)
+            for (int64_t l = 0; l < L; ++l) {
+              const double v = p[i + l];
+              s[l] += v;
+              ss[l] += v * v;
+            }
+        }
+        for (; i < w.inner; ++i) {
+          const double v = p[i * w.step[0]];
+          s_tail += v;
+          ss_tail += v * v;
         }
       }
+      for (int64_t l = 0; l < L; ++l) {
+        s_tail += s[l];
+        ss_tail += ss[l];
+      }
+      const double mu = s_tail / m;
       mean[c] = mu;
-      var[c] = ss / m;
+      var[c] = std::max(0.0, ss_tail / m - mu * mu);
     }
   });
 }
