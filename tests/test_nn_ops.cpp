@@ -298,6 +298,9 @@ TEST_CASE("pools, softmax, losses, linear, LSTM cell, dropout: gradcheck") {
         },
         {randn({2, 3}, 16), randn({2, 2}, 17), randn({2, 2}, 18), randn({8, 3}, 19), randn({8, 2}, 20), randn({8}, 21),
          randn({8}, 22)});
+  for (auto act : {tv::CellActivation::Tanh, tv::CellActivation::Sigmoid})
+    check(act == tv::CellActivation::Tanh ? "lstm_gates tanh" : "lstm_gates sigmoid (DNR's relay)",
+          [act](const Inputs& v) { return tv::lstm_gates(v[0], v[1], act); }, {randn({3, 8}, 24, 2.0), randn({3, 2}, 25)});
   check("dropout (same mask each call)",
         [](const Inputs& v) {
           tv::Generator g(7);

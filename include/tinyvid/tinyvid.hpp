@@ -28,6 +28,7 @@
 #include "tinyvid/ops/loss.hpp"
 #include "tinyvid/ops/dropout.hpp"
 #include "tinyvid/ops/linear.hpp"
+#include "tinyvid/ops/lstm.hpp"
 #include "tinyvid/nn/init.hpp"
 #include "tinyvid/nn/layers.hpp"
 #include "tinyvid/nn/module.hpp"

@@ -14,6 +14,7 @@
 #include "tinyvid/ops/dropout.hpp"
 #include "tinyvid/ops/elementwise.hpp"
 #include "tinyvid/ops/linear.hpp"
+#include "tinyvid/ops/lstm.hpp"
 #include "tinyvid/ops/pool.hpp"
 
 namespace tv::nn {
