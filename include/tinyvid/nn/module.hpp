@@ -101,6 +101,16 @@ class Module {
     return found;
   }
 
+  // Moves parameters and buffers to a device. Only the CPU exists in this build, so asking for another
+  // device is an error rather than a silent no-op.
+  void to(Device device) {
+    TV_CHECK(device == Device::CPU, "to: device ", device_name(device),
+             " is not available in this build (tinyvid has the CPU backend only so far)");
+    for (auto& [name, t] : state_dict())
+      TV_CHECK(t.device() == device, "to: ", name, " is on ", device_name(t.device()), ", cannot move it to ",
+               device_name(device));
+  }
+
   // Gradients back to none (PyTorch's zero_grad(set_to_none=True)).
   void zero_grad() {
     for (auto& p : parameters()) p.set_grad(Tensor<T>());
