@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "tinyvid/backend/cpu/gemm.hpp"
+#include "tinyvid/backend/cpu/microkernel.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
 #include "tinyvid/core/parallel.hpp"
 
@@ -181,7 +183,7 @@ namespace detail {
 struct ShiftedLayout {
   int64_t Hp, Wp, plane, L;  // padded size, padded plane (+ slack read by the last taps), grid length
   explicit ShiftedLayout(const ConvGeometry& g)
-      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp + g.KW), L(g.OH * Wp) {}
+      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp + g.KW + kMicroCols), L(g.OH * Wp) {}
 };
 
 // f(j, len, out_offset) for each run of grid positions [j, j + len) within [j0, j1) that are real
@@ -211,9 +213,50 @@ inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s)
   return std::min((w + 15) / 16 * 16, s.L);
 }
 
+#ifdef TINYVID_HAVE_MICROKERNEL
+// The same computation with the 8 x 48 micro-kernel: weights packed once into 8-row panels (k runs over
+// taps, then channels); B is read in place, 48 consecutive floats of the padded input per tap and channel.
+inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  const ShiftedLayout s(g);
+  const std::vector<float> xp = pad_planes(g, s, x);
+  const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
+  std::vector<float> ap(static_cast<size_t>(M * K));  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c
+  for (int64_t mb = 0; mb < panels_m; ++mb)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < kMicroRows; ++i)
+          ap[(mb * K + t * C + c) * kMicroRows + i] = w[((mb * kMicroRows + i) * C + c) * taps + t];
+  std::vector<int64_t> tap_offset(taps);
+  for (int64_t t = 0; t < taps; ++t) tap_offset[t] = (t / g.KW) * s.Wp + (t % g.KW);
+  const int64_t panels_n = (s.L + kMicroCols - 1) / kMicroCols;
+  parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
+    float* ct = scratch<float>(M * kMicroCols, 1);
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
+      const float* img = xp.data() + n * C * s.plane + j0;
+      for (int64_t mb = 0; mb < panels_m; ++mb)
+        micro_kernel_8x48_taps(taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img,
+                               ct + mb * kMicroRows * kMicroCols, kMicroCols);
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
+        for (int64_t k = 0; k < M; ++k) {
+          const float bk = bias ? bias[k] : 0.0f;
+          const float* a = ct + k * kMicroCols + (j - j0);
+          float* out = y + (n * M + k) * g.OHW() + out_at;
+          for (int64_t i = 0; i < len; ++i) out[i] = a[i] + bk;
+        }
+      });
+    }
+  });
+}
+#endif
+
 // y = sum over taps of W_tap (Cout x C) times the shifted padded input, then the valid columns + bias.
 template <class T>
 void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+#ifdef TINYVID_HAVE_MICROKERNEL
+  if constexpr (std::is_same_v<T, float>)
+    if (g.Cout % kMicroRows == 0) return shifted_forward_micro(g, x, w, bias, y);
+#endif
   const ShiftedLayout s(g);
   const std::vector<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
