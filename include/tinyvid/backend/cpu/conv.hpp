@@ -309,10 +309,65 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
   shifted_forward(t, gy, flipped.data(), static_cast<const T*>(nullptr), gx);
 }
 
+#ifdef TINYVID_HAVE_MICROKERNEL
+// The weight gradient with the micro-kernel: G (Cout x taps*C, column t * C + c) accumulates, over
+// chunks of grid pixels, gy's rows (zero in the extra columns) times the shifted padded input, both
+// packed per chunk; each thread owns a partial G, added in thread order at the end.
+inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
+  const ShiftedLayout s(g);
+  const std::vector<float> xp = pad_planes(g, s, x);
+  const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, N9 = taps * C, panels_m = M / kMicroRows;
+  const int64_t blocks_n = N9 / kMicroCols;
+  constexpr int64_t kChunk = 256;  // grid pixels per work item: the reduction length of one pass
+  const int64_t chunks = (s.L + kChunk - 1) / kChunk, items = g.N * chunks;
+  const bool nested = omp_in_parallel();
+  const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
+  std::vector<float> partials(static_cast<size_t>(threads) * M * N9, 0.0f);
+  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+    float* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * M * N9;
+    float* ap = scratch<float>(M * kChunk, 1);
+    float* bp = scratch<float>(kChunk * kMicroCols + 16, 0);
+    bp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp) + 63) & ~uintptr_t{63});
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t n = it / chunks, j0 = (it % chunks) * kChunk, j1 = std::min(s.L, j0 + kChunk), len = j1 - j0;
+      // A: gy on the grid, packed ap[mb][pixel][i]; zero where the grid column is not an output.
+      std::fill(ap, ap + M * len, 0.0f);
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t out_at) {
+        for (int64_t m = 0; m < M; ++m) {
+          const float* src = gy + (n * M + m) * g.OHW() + out_at;
+          float* dst = ap + ((m / kMicroRows) * len + (j - j0)) * kMicroRows + m % kMicroRows;
+          for (int64_t i = 0; i < run; ++i) dst[i * kMicroRows] = src[i];
+        }
+      });
+      const float* img = xp.data() + n * C * s.plane + j0;
+      for (int64_t jb = 0; jb < blocks_n; ++jb) {
+        // B: 48 columns (tap, channel) of the shifted input at each pixel of the chunk.
+        for (int64_t q = 0; q < kMicroCols; ++q) {
+          const int64_t col = jb * kMicroCols + q, t = col / C, c = col % C;
+          const float* src = img + c * s.plane + (t / g.KW) * s.Wp + (t % g.KW);
+          for (int64_t k = 0; k < len; ++k) bp[k * kMicroCols + q] = src[k];
+        }
+        for (int64_t mb = 0; mb < panels_m; ++mb)
+          micro_kernel_8x48(len, ap + mb * len * kMicroRows, bp, mine + mb * kMicroRows * N9 + jb * kMicroCols, N9, true);
+      }
+    }
+  });
+  for (int tr = 1; tr < threads; ++tr)
+    for (int64_t i = 0; i < M * N9; ++i) partials[i] += partials[tr * M * N9 + i];
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < C; ++c) gw[(m * C + c) * taps + t] = partials[m * N9 + t * C + c];
+}
+#endif
+
 // gw[tap] (Cout x C) = sum over images and tiles of gy on the padded grid (zeros in the extra columns)
 // times the shifted padded input, transposed. Per-thread partials, added in thread order.
 template <class T>
 void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
+#ifdef TINYVID_HAVE_MICROKERNEL
+  if constexpr (std::is_same_v<T, float>)
+    if (g.Cout % kMicroRows == 0 && (g.KH * g.KW * g.C) % kMicroCols == 0) return shifted_backward_weight_micro(g, x, gy, gw);
+#endif
   const ShiftedLayout s(g);
   const std::vector<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;

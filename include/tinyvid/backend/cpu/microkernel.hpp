@@ -15,11 +15,20 @@ namespace tv::cpu {
 constexpr int64_t kMicroRows = 8, kMicroCols = 48;
 
 #ifdef TINYVID_HAVE_MICROKERNEL
-// C (8 x 48, row stride ldc) = Ap (K x 8, packed) times Bp (K x 48, packed, 64-byte aligned).
+// C (8 x 48, row stride ldc) = Ap (K x 8, packed) times Bp (K x 48, packed, 64-byte aligned); with
+// accumulate, added to what C holds.
 inline void micro_kernel_8x48(int64_t K, const float* __restrict Ap, const float* __restrict Bp, float* __restrict C,
-                              int64_t ldc) {
+                              int64_t ldc, bool accumulate = false) {
   __m512 c[kMicroRows][3];
-  for (int i = 0; i < kMicroRows; ++i) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+  for (int i = 0; i < kMicroRows; ++i) {
+    if (accumulate) {
+      c[i][0] = _mm512_loadu_ps(C + i * ldc);
+      c[i][1] = _mm512_loadu_ps(C + i * ldc + 16);
+      c[i][2] = _mm512_loadu_ps(C + i * ldc + 32);
+    } else {
+      c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+    }
+  }
   for (int64_t k = 0; k < K; ++k) {
     const __m512 b0 = _mm512_load_ps(Bp + k * kMicroCols), b1 = _mm512_load_ps(Bp + k * kMicroCols + 16),
                  b2 = _mm512_load_ps(Bp + k * kMicroCols + 32);
