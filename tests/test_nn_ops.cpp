@@ -175,6 +175,18 @@ TEST_CASE("conv2d in float agrees with double on every path (the AVX-512 micro-k
   }
 }
 
+TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradient") {
+  for (int64_t size : {4, 20}) {  // the unrolled path and the shifted one
+    auto x = tv::zeros<float>({0, 3, size, size}).requires_grad_();
+    auto w = tv::normal<float>({8, 3, 3, 3}).requires_grad_();
+    auto y = tv::conv2d(x, w, {}, {1, 1}, {1, 1});
+    CHECK(y.shape() == Shape{0, 8, size, size});
+    tv::sum(y).backward();
+    CHECK(tv::sum(tv::abs(w.grad())).item() == 0);
+    CHECK(x.grad().shape() == x.shape());
+  }
+}
+
 TEST_CASE("conv2d: bad input is a clear error") {
   auto x = tv::zeros<float>({1, 3, 8, 8});
   CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 2, 3, 3})),

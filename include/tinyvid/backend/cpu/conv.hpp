@@ -403,6 +403,7 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 template <class T>
 void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  if (g.N * g.Cout * g.OHW() == 0) return;  // an empty batch or output: nothing to compute
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
@@ -462,6 +463,10 @@ MatrixRef<const T> gy_block(const ConvGeometry& g, const ColumnBlocks::Block& bl
 // gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
 template <class T>
 void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
+  if (g.N * g.Cout * g.OHW() == 0) {
+    std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
+    return;
+  }
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_input(g, gy, w, gx);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
@@ -499,6 +504,10 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
 // work items into a private partial; the partials are added in thread order at the end.
 template <class T>
 void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
+  if (g.N * g.Cout * g.OHW() == 0) {
+    std::fill(gw, gw + g.Cout * g.K(), T(0));
+    return;
+  }
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_weight(g, x, gy, gw);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
