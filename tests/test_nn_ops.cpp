@@ -187,6 +187,31 @@ TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradient
   }
 }
 
+TEST_CASE("conv2d: an infinite input pixel poisons only the weight-gradient taps that read it") {
+  // Input column 0 is read by taps kj = 0 (output column 1) and kj = 1 (output column 0), never by kj = 2
+  // (padding 1): the kj = 2 taps stay finite. 16 channels in float take the micro-kernel, 8 the BLAS path.
+  auto run = [](auto tag, int64_t channels) {
+    using T = decltype(tag);
+    auto x = tv::normal<T>({1, channels, 20, 20}).requires_grad_();
+    x.detach().at({0, 0, 5, 0}) = INFINITY;
+    auto w = tv::normal<T>({8, channels, 3, 3}).requires_grad_();
+    tv::sum(tv::conv2d(x, w, {}, {1, 1}, {1, 1})).backward();
+    for (int64_t o = 0; o < 8; ++o)
+      for (int64_t ki = 0; ki < 3; ++ki) CHECK(std::isfinite(w.grad().at({o, 0, ki, 2})));
+  };
+  run(float{}, 16);
+  run(float{}, 8);
+  run(double{}, 8);
+}
+
+TEST_CASE("Module: a shared submodule's parameters are listed once, as in PyTorch") {
+  auto lin = std::make_shared<tv::nn::Linear<float>>(3, 3);
+  tv::nn::Sequential<float> seq({lin, std::make_shared<tv::nn::ReLU<float>>(), lin});
+  CHECK(seq.parameters().size() == 2);
+  CHECK(seq.state_dict().size() == 4);  // state_dict keeps both names: 0.weight, 0.bias, 2.weight, 2.bias
+  tv::optim::SGD opt(seq.parameters(), tv::optim::SGDOptions(0.1));
+}
+
 TEST_CASE("conv2d: bad input is a clear error") {
   auto x = tv::zeros<float>({1, 3, 8, 8});
   CHECK_THROWS_WITH_AS(tv::conv2d(x, tv::zeros<float>({4, 2, 3, 3})),
@@ -275,6 +300,9 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
   CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({1, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
                                       Tensor<float>(), true),
                        doctest::Contains("expected more than 1 value per channel when training"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
+                                      Tensor<float>(), false),
+                       doctest::Contains("running_mean and running_var must be given in evaluation mode"), tv::Error);
   CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), tv::zeros<float>({4}), tv::ones<float>({4}),
                                       Tensor<float>(), Tensor<float>(), true),
                        doctest::Contains("running_mean of shape [4] does not match 3 channels"), tv::Error);

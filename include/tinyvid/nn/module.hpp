@@ -2,6 +2,7 @@
 // Module: parameters, buffers and child modules under dotted names exactly like PyTorch's
 // (`layer1.0.bn1.running_mean`), train/eval, and state_dict / load_state_dict, so checkpoints
 // convert key for key. Modules are held by std::shared_ptr, as libtorch's module holders.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -31,9 +32,17 @@ class Module {
     for (auto& [name, p] : named_parameters()) out.push_back(p);
     return out;
   }
+  // Each parameter once, under its first name, even when a module is shared (as PyTorch's
+  // named_parameters); state_dict() keeps every name.
   StateDict<T> named_parameters() const {
-    StateDict<T> out;
-    collect(out, "", /*params=*/true, /*buffers=*/false);
+    StateDict<T> all, out;
+    collect(all, "", /*params=*/true, /*buffers=*/false);
+    std::vector<const void*> seen;
+    for (auto& [name, t] : all) {
+      if (std::find(seen.begin(), seen.end(), t.impl()) != seen.end()) continue;
+      seen.push_back(t.impl());
+      out.emplace_back(name, t);
+    }
     return out;
   }
   StateDict<T> named_buffers() const {

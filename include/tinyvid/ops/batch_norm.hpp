@@ -31,6 +31,8 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   check_vec(weight, "weight");
   check_vec(bias, "bias");
   TV_CHECK(running_mean.defined() == running_var.defined(), "batch_norm: give both running_mean and running_var, or neither");
+  TV_CHECK(training || running_mean.defined(),
+           "batch_norm: running_mean and running_var must be given in evaluation mode (training=false)");
   const bool use_batch_stats = training || !running_mean.defined();
   const int64_t M = x.numel() / std::max<int64_t>(C, 1);
   if (use_batch_stats)

@@ -64,14 +64,13 @@ Tensor<T> max_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, 
           const int64_t y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
           T best = -std::numeric_limits<T>::infinity();
           int64_t arg = -1;
-          bool found_nan = false;  // NaN wins and ends the search, as in PyTorch
-          for (int64_t iy = std::max<int64_t>(y0, 0); iy < std::min(y0 + g.KH, g.H) && !found_nan; ++iy)
-            for (int64_t ix = std::max<int64_t>(x0, 0); ix < std::min(x0 + g.KW, g.W) && !found_nan; ++ix) {
+          // A NaN is taken whenever met, so the last NaN of the window wins, as in PyTorch's CPU kernel.
+          for (int64_t iy = std::max<int64_t>(y0, 0); iy < std::min(y0 + g.KH, g.H); ++iy)
+            for (int64_t ix = std::max<int64_t>(x0, 0); ix < std::min(x0 + g.KW, g.W); ++ix) {
               const T v = plane[iy * g.W + ix];
               if (v > best || std::isnan(v) || arg < 0) {
                 best = v;
                 arg = iy * g.W + ix;
-                found_nan = std::isnan(v);
               }
             }
           yp[(p * g.OH + oy) * g.OW + ox] = best;

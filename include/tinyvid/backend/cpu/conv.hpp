@@ -328,6 +328,7 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
     float* ap = scratch<float>(M * kChunk, 1);
     float* bp = scratch<float>(kChunk * kMicroCols + 16, 0);
     bp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp) + 63) & ~uintptr_t{63});
+    std::vector<char> is_output;
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / chunks, j0 = (it % chunks) * kChunk, j1 = std::min(s.L, j0 + kChunk), len = j1 - j0;
       // A: gy on the grid, packed ap[mb][pixel][i]; zero where the grid column is not an output.
@@ -340,12 +341,16 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
         }
       });
       const float* img = xp.data() + n * C * s.plane + j0;
+      // Grid pixels past a row's last output read the next row's input: their gy is zero, but 0 * inf
+      // would still be NaN, so B is zeroed there too (PyTorch never forms those products).
+      is_output.assign(static_cast<size_t>(len), 0);
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { std::fill_n(is_output.begin() + (j - j0), run, 1); });
       for (int64_t jb = 0; jb < blocks_n; ++jb) {
         // B: 48 columns (tap, channel) of the shifted input at each pixel of the chunk.
         for (int64_t q = 0; q < kMicroCols; ++q) {
           const int64_t col = jb * kMicroCols + q, t = col / C, c = col % C;
           const float* src = img + c * s.plane + (t / g.KW) * s.Wp + (t % g.KW);
-          for (int64_t k = 0; k < len; ++k) bp[k * kMicroCols + q] = src[k];
+          for (int64_t k = 0; k < len; ++k) bp[k * kMicroCols + q] = is_output[k] ? src[k] : 0.0f;
         }
         for (int64_t mb = 0; mb < panels_m; ++mb)
           micro_kernel_8x48(len, ap + mb * len * kMicroRows, bp, mine + mb * kMicroRows * N9 + jb * kMicroCols, N9, true);
@@ -378,6 +383,7 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
   std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
+    std::vector<char> is_output;
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / tiles, j0 = (it % tiles) * tw, j1 = std::min(s.L, j0 + tw), cols = j1 - j0;
       T* gyp = scratch<T>(K * cols);
@@ -385,9 +391,16 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
       for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
         for (int64_t k = 0; k < K; ++k) std::copy_n(gy + (n * K + k) * g.OHW() + out_at, len, gyp + k * cols + (j - j0));
       });
+      // The shifted input with the grid's extra columns zeroed (they read the next row's pixels: gy is
+      // zero there, but 0 * inf would still be NaN), transposed in the GEMM.
+      is_output.assign(static_cast<size_t>(cols), 0);
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { std::fill_n(is_output.begin() + (j - j0), run, 1); });
+      T* xs = scratch<T>(C * cols, 1);
       for (int64_t t = 0; t < taps; ++t) {
         const T* src = xp.data() + n * C * s.plane + (t / g.KW) * s.Wp + (t % g.KW) + j0;
-        gemm<T>({gyp, K, cols, cols, 1}, {src, cols, C, 1, s.plane}, {mine + t * K * C, K, C, C, 1}, T(1));
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t k = 0; k < cols; ++k) xs[c * cols + k] = is_output[k] ? src[c * s.plane + k] : T(0);
+        gemm<T>({gyp, K, cols, cols, 1}, {xs, cols, C, 1, cols}, {mine + t * K * C, K, C, C, 1}, T(1));
       }
     }
   });
