@@ -28,19 +28,11 @@ class LrSchedule {
   static LrSchedule constant(double base_lr) { return LrSchedule(Kind::Constant, base_lr); }
 
   static LrSchedule cosine_per_iteration(double base_lr, int64_t epochs, double min_lr = 0) {
-    TV_CHECK(epochs >= 1, "LrSchedule::cosine_per_iteration: expected epochs >= 1, got ", epochs);
-    LrSchedule s(Kind::CosinePerIteration, base_lr);
-    s.epochs_ = epochs;
-    s.min_lr_ = min_lr;
-    return s;
+    return cosine(Kind::CosinePerIteration, "LrSchedule::cosine_per_iteration", base_lr, epochs, min_lr);
   }
 
   static LrSchedule cosine_per_epoch(double base_lr, int64_t epochs, double min_lr = 0) {
-    TV_CHECK(epochs >= 1, "LrSchedule::cosine_per_epoch: expected epochs >= 1, got ", epochs);
-    LrSchedule s(Kind::CosinePerEpoch, base_lr);
-    s.epochs_ = epochs;
-    s.min_lr_ = min_lr;
-    return s;
+    return cosine(Kind::CosinePerEpoch, "LrSchedule::cosine_per_epoch", base_lr, epochs, min_lr);
   }
 
   // milestones in epochs; a milestone listed twice applies gamma twice, as in MultiStepLR.
@@ -85,6 +77,14 @@ class LrSchedule {
   double warmup_ratio() const { return warmup_ratio_; }
 
  private:
+  static LrSchedule cosine(Kind kind, const char* name, double base_lr, int64_t epochs, double min_lr) {
+    TV_CHECK(epochs >= 1, name, ": expected epochs >= 1, got ", epochs);
+    LrSchedule s(kind, base_lr);
+    s.epochs_ = epochs;
+    s.min_lr_ = min_lr;
+    return s;
+  }
+
   LrSchedule(Kind kind, double base_lr) : kind_(kind), base_lr_(base_lr) {
     TV_CHECK(base_lr >= 0, "LrSchedule: expected base_lr >= 0, got ", base_lr);
   }

@@ -15,46 +15,16 @@ namespace tv::cpu {
 constexpr int64_t kMicroRows = 8, kMicroCols = 48;
 
 #ifdef TINYVID_HAVE_MICROKERNEL
-// C (8 x 48, row stride ldc) = Ap (K x 8, packed) times Bp (K x 48, packed, 64-byte aligned); with
-// accumulate, added to what C holds.
-inline void micro_kernel_8x48(int64_t K, const float* __restrict Ap, const float* __restrict Bp, float* __restrict C,
-                              int64_t ldc, bool accumulate = false) {
-  __m512 c[kMicroRows][3];
-  for (int i = 0; i < kMicroRows; ++i) {
-    if (accumulate) {
-      c[i][0] = _mm512_loadu_ps(C + i * ldc);
-      c[i][1] = _mm512_loadu_ps(C + i * ldc + 16);
-      c[i][2] = _mm512_loadu_ps(C + i * ldc + 32);
-    } else {
-      c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
-    }
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_load_ps(Bp + k * kMicroCols), b1 = _mm512_load_ps(Bp + k * kMicroCols + 16),
-                 b2 = _mm512_load_ps(Bp + k * kMicroCols + 32);
-    const float* a = Ap + k * kMicroRows;
-#pragma GCC unroll 8
-    for (int i = 0; i < kMicroRows; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i]);
-      c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
-      c[i][2] = _mm512_fmadd_ps(av, b2, c[i][2]);
-    }
-  }
-  for (int i = 0; i < kMicroRows; ++i) {
-    _mm512_storeu_ps(C + i * ldc, c[i][0]);
-    _mm512_storeu_ps(C + i * ldc + 16, c[i][1]);
-    _mm512_storeu_ps(C + i * ldc + 32, c[i][2]);
-  }
-}
-
-// The same block with B read in place from a stride-1 convolution's zero-padded input: row k = (tap t,
-// channel c) of B is the 48 floats at base + tap_offset[t] + c * plane. No packing of B at all.
+// The one kernel: C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row
+// k = (tap t, channel c) is the 48 floats at base + tap_offset[t] + c * plane. A stride-1 convolution
+// reads B in place from its zero-padded input this way; a packed panel is one tap with plane 48.
+// With accumulate, C's values are the starting point (for sums split over chunks).
 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
                                    const float* __restrict Ap, const float* __restrict base, float* __restrict Cm,
-                                   int64_t ldc) {
+                                   int64_t ldc, bool accumulate = false) {
   __m512 c[kMicroRows][3];
-  for (int i = 0; i < kMicroRows; ++i) c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+  for (int i = 0; i < kMicroRows; ++i)
+    for (int v = 0; v < 3; ++v) c[i][v] = accumulate ? _mm512_loadu_ps(Cm + i * ldc + 16 * v) : _mm512_setzero_ps();
   const float* a = Ap;
   for (int64_t t = 0; t < taps; ++t) {
     const float* row = base + tap_offset[t];
@@ -69,11 +39,14 @@ inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_o
       }
     }
   }
-  for (int i = 0; i < kMicroRows; ++i) {
-    _mm512_storeu_ps(Cm + i * ldc, c[i][0]);
-    _mm512_storeu_ps(Cm + i * ldc + 16, c[i][1]);
-    _mm512_storeu_ps(Cm + i * ldc + 32, c[i][2]);
-  }
+  for (int i = 0; i < kMicroRows; ++i)
+    for (int v = 0; v < 3; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
+}
+
+// C (8 x 48) (+)= Ap (K x 8, packed) times Bp (K x 48, packed).
+inline void micro_kernel_8x48(int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate = false) {
+  const int64_t no_offset = 0;
+  micro_kernel_8x48_taps(1, K, &no_offset, kMicroCols, Ap, Bp, C, ldc, accumulate);
 }
 #endif
 
