@@ -53,6 +53,8 @@ TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1"
       {"1x1 on a larger map (several tiles per image)", {2, 2, 17, 17}, {3, 2, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false},
       {"3x3 on a wide map (shifted GEMMs)", {2, 3, 3, 20}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
       {"2x3 kernel, uneven padding (shifted GEMMs)", {1, 2, 4, 24}, {3, 2, 2, 3}, {1, 1}, {1, 2}, {1, 1}, 1, false},
+      {"3x3 with 16 channels (Winograd)", {1, 16, 5, 6}, {16, 16, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+      {"3x3 with 16 channels, padding (2, 0) (Winograd)", {1, 16, 4, 7}, {17, 16, 3, 3}, {1, 1}, {2, 0}, {1, 1}, 1, false},
   };
   for (const auto& c : cases) {
     SUBCASE(c.name) {
@@ -77,11 +79,79 @@ TEST_CASE("conv2d: the algorithm is chosen from the shape") {
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 1, 0)) == tv::cpu::ConvAlgorithm::Gemm1x1);
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 2, 0)) == tv::cpu::ConvAlgorithm::Im2colGemm);
   CHECK(tv::cpu::choose_conv_algorithm(geometry(3, 2, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
-  // Stride 1: shifted GEMMs when the padded width adds at most 15% (56 -> 58, 14 -> 16), not at 7 -> 9.
-  auto map = [](int64_t size) { return tv::cpu::ConvGeometry{8, 64, size, size, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, size, size}; };
-  CHECK(tv::cpu::choose_conv_algorithm(map(56)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
-  CHECK(tv::cpu::choose_conv_algorithm(map(14)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
-  CHECK(tv::cpu::choose_conv_algorithm(map(7)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  // 3x3 stride 1 with 16+ channels: Winograd at every ResNet size; with fewer channels, shifted GEMMs
+  // when the padded width adds at most 15% (56 -> 58), else im2col (10 -> 12).
+  auto map = [](int64_t size, int64_t ch) { return tv::cpu::ConvGeometry{8, ch, size, size, ch, 3, 3, 1, 1, 1, 1, 1, 1, 1, size, size}; };
+  for (int64_t size : {56, 28, 14, 7}) CHECK(tv::cpu::choose_conv_algorithm(map(size, 64)) == tv::cpu::ConvAlgorithm::Winograd3x3);
+  CHECK(tv::cpu::choose_conv_algorithm(map(56, 8)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(map(10, 8)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+}
+
+namespace {
+// Direct convolution by its definition (stride 1, no dilation, one group), with its two gradients.
+template <class T>
+Tensor<T> cast(const Tensor<double>& t) {
+  auto out = Tensor<T>::empty(t.shape());
+  for (int64_t i = 0; i < t.numel(); ++i) out.data()[i] = static_cast<T>(t.data()[i]);
+  return out;
+}
+struct NaiveConv {
+  int64_t N, C, H, W, Cout, KH, KW, ph, pw, OH, OW;
+  template <class F>
+  void each(F&& f) const {
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < Cout; ++k)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t oy = 0; oy < OH; ++oy)
+            for (int64_t ox = 0; ox < OW; ++ox)
+              for (int64_t i = 0; i < KH; ++i)
+                for (int64_t j = 0; j < KW; ++j) {
+                  const int64_t iy = oy - ph + i, ix = ox - pw + j;
+                  if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                    f(((n * Cout + k) * OH + oy) * OW + ox, ((n * C + c) * H + iy) * W + ix, ((k * C + c) * KH + i) * KW + j);
+                }
+  }
+};
+}  // namespace
+
+TEST_CASE("conv2d: Winograd equals the direct sum, forward and both gradients, in one chunk and in several") {
+  struct Case {
+    const char* name;
+    int64_t N, C, H, W, Cout, ph, pw;
+  };
+  const Case cases[] = {{"200 x 150 map: several chunks", 1, 16, 200, 150, 16, 1, 1},
+                        {"odd sizes, micro-kernel rows", 3, 24, 7, 9, 32, 1, 0},
+                        {"padding 2, 17 outputs", 2, 16, 5, 5, 17, 2, 2}};
+  for (const auto& c : cases) {
+    SUBCASE(c.name) {
+      const NaiveConv nc{c.N, c.C, c.H, c.W, c.Cout, 3, 3, c.ph, c.pw, c.H + 2 * c.ph - 2, c.W + 2 * c.pw - 2};
+      const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, 3, 3, 1, 1, c.ph, c.pw, 1, 1, 1, nc.OH, nc.OW};
+      REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::Winograd3x3);
+      if (c.H == 200) CHECK(tv::cpu::winograd::TileLayout(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 100);
+      tv::Generator gen(7);
+      auto x = tv::normal<double>({c.N, c.C, c.H, c.W}, 0, 1, gen), w = tv::normal<double>({c.Cout, c.C, 3, 3}, 0, 1, gen);
+      auto gy = tv::normal<double>({c.N, c.Cout, nc.OH, nc.OW}, 0, 1, gen);
+      auto y_ref = tv::zeros<double>(gy.shape()), gx_ref = tv::zeros<double>(x.shape()), gw_ref = tv::zeros<double>(w.shape());
+      nc.each([&](int64_t yo, int64_t xo, int64_t wo) {
+        y_ref.data()[yo] += x.data()[xo] * w.data()[wo];
+        gx_ref.data()[xo] += gy.data()[yo] * w.data()[wo];
+        gw_ref.data()[wo] += gy.data()[yo] * x.data()[xo];
+      });
+      // Rounding grows with the length of each sum (terms of size ~1): y and gx sum 9 C or 9 Cout
+      // products, gw sums N OH OW of them.
+      auto run = [&](auto tag, double per_term) {
+        using T = decltype(tag);
+        auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
+        auto y = tv::conv2d(xt, wt, Tensor<T>(), {1, 1}, {c.ph, c.pw});
+        CHECK(fixtures::worst_ratio(y, y_ref, per_term * 9 * c.C, 1e-4) <= 1);
+        y.backward(cast<T>(gy));
+        CHECK(fixtures::worst_ratio(xt.grad(), gx_ref, per_term * 9 * c.Cout, 1e-4) <= 1);
+        CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * c.N * nc.OH * nc.OW, 1e-4) <= 1);
+      };
+      run(double{}, 1e-13);
+      run(float{}, 1e-6);
+    }
+  }
 }
 
 TEST_CASE("conv2d: the three algorithms agree on the same convolution") {
@@ -121,7 +191,9 @@ TEST_CASE("conv2d matches PyTorch") {
   const Case cases[] = {{"stem", {2, 2}, {3, 3}, {1, 1}, 1},
                         {"pw", {1, 1}, {0, 0}, {1, 1}, 1},
                         {"3x3", {1, 1}, {1, 1}, {1, 1}, 1},
-                        {"strided_dilated_groups", {2, 1}, {1, 2}, {2, 1}, 2}};
+                        {"strided_dilated_groups", {2, 1}, {1, 2}, {2, 1}, 2},
+                        {"winograd", {1, 1}, {1, 1}, {1, 1}, 1},
+                        {"winograd_uneven", {1, 1}, {0, 2}, {1, 1}, 1}};
   for (const auto& c : cases) {
     SUBCASE(c.name.c_str()) {
       const bool has_bias = f.has(c.name + ".b");
