@@ -326,7 +326,6 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
     if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, N, C, H, W, ph, pw, w, Cout, bias, y, L, V, M);
 #endif
   const T* u = transform_weight(w, Cout, C, micro);
-  const int64_t panels = L.ld / kMicroCols;
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
@@ -335,7 +334,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
     if (micro) {
 #ifdef TINYVID_HAVE_MICROKERNEL
       if constexpr (std::is_same_v<T, float>) {
-        const int64_t mbs = Cout / kMicroRows, no_offset = 0;
+        const int64_t mbs = Cout / kMicroRows, panels = L.ld / kMicroCols, no_offset = 0;
         parallel_for(0, kTaps * panels, 1, [&](int64_t b, int64_t e) {
           for (int64_t it = b; it < e; ++it) {
             const int64_t xi = it / panels, j = (it % panels) * kMicroCols;
