@@ -11,6 +11,7 @@ KEYS = {
     "conv": ("shape", [("fwd_gflops", True), ("fwd_bwd_gflops", True)]),
     "batch_norm": ("shape", [("gbps", True)]),
     "lstm_cell": ("shape", [("ms", False)]),
+    "model": ("model", [("forward_s", False), ("train_step_s", False), ("peak_rss_mb", False)]),
 }
 figures = {}
 for line in sys.stdin:

@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath -m "${1:-$root/build}")
 cd "$root"
 shift $(( $# > 0 ? 1 : 0 ))
-for b in bench_matmul bench_elementwise bench_conv bench_layers; do
+for b in bench_matmul bench_elementwise bench_conv bench_layers bench_models; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
 {
@@ -17,9 +17,11 @@ done
   "$build/bench/bench_elementwise" "$@"
   "$build/bench/bench_conv"
   "$build/bench/bench_layers"
+  "$build/bench/bench_models" --model tsn_r50
+  "$build/bench/bench_models" --model tsn_r50_dnr
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
-    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py)
+    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi

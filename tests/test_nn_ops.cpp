@@ -607,3 +607,14 @@ TEST_CASE("train() and eval() reach every child: dropout and batch norm") {
   net.zero_grad();
   for (auto& p : net.parameters()) CHECK(!p.grad().defined());
 }
+
+TEST_CASE("batch_norm: exact statistics for a channel whose mean is far larger than its spread") {
+  // mean 1e6, std 1: unshifted sums of x and x^2 in double would lose the variance entirely.
+  tv::Generator gen(11);
+  auto x = tv::add(tv::normal<double>({64, 2, 3, 3}, 0, 1, gen), 1e6);
+  auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
+  auto y = tv::batch_norm(x, rm, rv, Tensor<double>(), Tensor<double>(), true, 1.0, 0.0);
+  auto centered = tv::sub(x, tv::mean(x, {0, 2, 3}, true));
+  auto ref = tv::div(centered, tv::sqrt(tv::mean(tv::mul(centered, centered), {0, 2, 3}, true)));
+  CHECK(fixtures::worst_ratio(y, ref, 1e-9, 1e-9) <= 1);
+}

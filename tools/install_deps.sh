@@ -2,8 +2,8 @@
 # Installs the Debian packages tinyvid needs, only those missing. `--peer` adds PyTorch
 # (python3-torch), used by bench/ to measure the peer and by fixture scripts, never by the library.
 set -euo pipefail
-packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev)
-if [[ "${1:-}" == "--peer" ]]; then packages+=(python3-torch python3-numpy); fi
+packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev python3 python3-numpy)
+if [[ "${1:-}" == "--peer" ]]; then packages+=(python3-torch); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 #pragma once
-// Indexing along a dim: gather (what cross-entropy needs) and shift (TSM's and DNR's channel
-// interlacing: move along a dim by whole steps, fill what is vacated with zeros).
+// Indexing along a dim: gather (what cross-entropy needs), shift (move along a dim by whole steps,
+// fill what is vacated with zeros) and temporal_shift (TSM's shift, DNR's channel interlacing).
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/backend/cpu/elementwise.hpp"
 #include "tinyvid/backend/cpu/index.hpp"
@@ -52,6 +52,47 @@ Tensor<T> shift(const Tensor<T>& x, int64_t dim, int64_t steps) {
   }
   autograd::record(out, "ShiftBackward", {x}, [d, steps](const Tensor<T>& g, const autograd::Node<T>&) {
     return std::vector<Tensor<T>>{shift(g, d, -steps)};
+  });
+  return out;
+}
+
+namespace detail {
+// out = x with channels [0, fold) moved `dir` frames (dir = -1: frame t receives t + 1) and channels
+// [fold, 2 fold) moved -dir frames; zeros where a frame is vacated; x viewed as N x T x C x HW.
+template <class T>
+Tensor<T> temporal_shift_raw(const Tensor<T>& x, int64_t frames, int64_t fold, int64_t dir) {
+  const Shape shape = x.shape();
+  const int64_t N = shape[0] / frames, C = shape[1], T_ = frames;
+  const Tensor<T> xv = x.contiguous().view({N, T_, C, x.numel() / std::max<int64_t>(shape[0] * C, 1)});
+  Tensor<T> out = zeros<T>(xv.shape());
+  auto copy_part = [&](int64_t c0, int64_t c1, int64_t steps) {
+    if (c1 <= c0 || std::abs(steps) >= T_) return;
+    const int64_t k = std::abs(steps);
+    Tensor<T> dst = out.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? k : 0, T_ - k);
+    Tensor<T> src = xv.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? 0 : k, T_ - k);
+    cpu::copy(dst.shape(), dst.data(), dst.strides(), src.data(), src.strides());
+  };
+  copy_part(0, fold, dir);
+  copy_part(fold, 2 * fold, -dir);
+  copy_part(2 * fold, C, 0);
+  return out.view(shape);
+}
+}  // namespace detail
+
+// TSM's temporal shift (MMAction2's TemporalShift, DNR's channel interlacing) on a clip batch
+// x (N*T x C x ...; the T frames of a clip adjacent): of C / fold_div channels, the first group takes
+// each frame's successor (frame t receives t + 1), the second its predecessor (t receives t - 1); the
+// vacated frame is zero; the other channels are untouched. Its gradient is the opposite shift.
+template <class T>
+Tensor<T> temporal_shift(const Tensor<T>& x, int64_t frames, int64_t fold_div = 8) {
+  TV_CHECK(x.dim() >= 2, "temporal_shift: expected an input of shape N*T x C x ..., got ", x.shape());
+  TV_CHECK(frames >= 1 && x.size(0) % frames == 0, "temporal_shift: the batch dim ", x.size(0),
+           " is not a multiple of the frames per clip, ", frames, " (input shape ", x.shape(), ")");
+  TV_CHECK(fold_div >= 1, "temporal_shift: fold_div must be at least 1, got ", fold_div);
+  const int64_t fold = x.size(1) / fold_div;
+  Tensor<T> out = detail::temporal_shift_raw(x, frames, fold, -1);
+  autograd::record(out, "TemporalShiftBackward", {x}, [frames, fold](const Tensor<T>& g, const autograd::Node<T>&) {
+    return std::vector<Tensor<T>>{detail::temporal_shift_raw(g, frames, fold, +1)};
   });
   return out;
 }

@@ -1,0 +1,43 @@
+// Whole recognizers on one clip of 8 frames at 224 (batch 8 frames), 2 threads: eval forward time and
+// training-step time (forward, backward, SGD step), one JSON line per model; peak memory (max RSS of
+// this process) is reported for the training step of the model named by --model, measured in a run of
+// its own: bash bench/run.sh runs `bench_models --model tsn_r50` and `--model tsn_r50_dnr`.
+// Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2]
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <tinyvid/tinyvid.hpp>
+
+#include "bench_util.hpp"
+
+int main(int argc, char** argv) {
+  const std::string name = bench::flag(argc, argv, "model", "tsn_r50");
+  const long frames = std::stol(bench::flag(argc, argv, "frames", "8"));
+  const long size = std::stol(bench::flag(argc, argv, "size", "224"));
+  const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
+  tv::set_num_threads(threads);
+  tv::models::ModelConfig cfg;
+  cfg.frames = frames;
+  auto model = tv::models::make_model<float>(name, cfg);
+  tv::Generator gen(0);
+  auto x = tv::normal<float>({frames, 3, size, size}, 0, 1, gen);
+  auto label = tv::tensor<int64_t>({3});
+  model->eval();
+  const double fwd = bench::median_seconds([&] {
+    tv::NoGradGuard no_grad;
+    model->forward(x);
+  }, 3, 3.0);
+  model->train();
+  tv::optim::SGD sgd(model->parameters(), tv::optim::SGDOptions(0.01).momentum(0.9).weight_decay(1e-4));
+  const double step = bench::median_seconds([&] {
+    sgd.zero_grad();
+    auto loss = tv::cross_entropy(model->forward(x), label);
+    loss.backward();
+    sgd.step();
+  }, 3, 5.0);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"size\":%ld,\"threads\":%d,"
+              "\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f}\n",
+              name.c_str(), frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0);
+}

@@ -1,0 +1,216 @@
+#pragma once
+// ResNet 18/34/50/101/152 ('pytorch' style: the stride sits on the 3x3 conv) for clip batches
+// (N*T x 3 x H x W, the T frames of a clip adjacent), with torchvision's parameter names and init, and
+// the normalization chosen per model: batch norm, or DNR (bn1 -> cross-layer, bn2 -> cross-temporal,
+// channel interlacing on the residual input; ../shared/DNR.md). TSM's temporal shift is a switch too.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tinyvid/dnr/norm.hpp"
+#include "tinyvid/nn/layers.hpp"
+
+namespace tv::models {
+
+enum class Norm { Batch, Dnr };
+
+struct ResNetOptions {
+  int64_t depth = 50;
+  int64_t frames = 8;           // frames per clip: DNR and the temporal shift work per clip
+  Norm norm = Norm::Batch;
+  dnr::DnrOptions dnr;          // used when norm == Norm::Dnr
+  bool temporal_shift = false;  // TSM: shift each block's residual input
+  int64_t shift_div = 8;        // TSM's fold: 1 / shift_div of the channels each way
+  int64_t width = 64;           // channels of the stem and of stage 1 (64 in ResNet; less for small demos)
+};
+
+// What a block needs from its stage: the clip length and, for cross-layer DNR, the stage's relay cell
+// with the state it carries from block to block.
+template <class T>
+struct StageContext {
+  int64_t frames;
+  dnr::RelayCell<T>* relay = nullptr;
+  dnr::RelayState<T> state;
+};
+
+namespace detail {
+template <class T>
+std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t stride, Generator& gen) {
+  auto c = std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false), gen);
+  nn::init::kaiming_normal_(c->weight, "fan_out", gen);  // torchvision's and MMAction2's ResNet init
+  return c;
+}
+template <class T>
+std::shared_ptr<nn::BatchNorm2d<T>> bn(int64_t c) {
+  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c));
+}
+}  // namespace detail
+
+template <class T = float>
+class Block : public nn::Module<T> {
+ public:
+  virtual Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) = 0;
+
+ protected:
+  // Registers norm slot `name` (bn1 or bn2): a BatchNorm2d, or the DNR norm the options ask for.
+  void make_norm(const std::string& name, int64_t c, bool cross_layer, const ResNetOptions& o, Generator& gen) {
+    const bool dnr = o.norm == Norm::Dnr;
+    if (cross_layer && dnr && o.dnr.cross_layer) {
+      cl_norm = this->register_module(name, std::make_shared<dnr::CrossLayerNorm<T>>(c));
+    } else if (!cross_layer && dnr && o.dnr.cross_temporal) {
+      ct_norm = this->register_module(name, std::make_shared<dnr::CrossTemporalNorm<T>>(c, o.dnr, 0.1, 1e-5, gen));
+    } else {
+      (cross_layer ? bn1_ : bn2_) = this->register_module(name, detail::bn<T>(c));
+    }
+  }
+  Tensor<T> norm1(const Tensor<T>& y, StageContext<T>& ctx) {
+    if (!cl_norm) return (*bn1_)(y);
+    TV_CHECK(ctx.relay != nullptr, "ResNet block: cross-layer DNR needs the stage's relay cell");
+    return cl_norm->forward(y, ctx.frames, *ctx.relay, ctx.state);
+  }
+  Tensor<T> norm2(const Tensor<T>& y, StageContext<T>& ctx) { return ct_norm ? ct_norm->forward(y, ctx.frames) : (*bn2_)(y); }
+  // The residual branch's input: shifted in time for TSM and for DNR's channel interlacing (once
+  // when a model has both: they are the same operation in the same place).
+  Tensor<T> branch_input(const Tensor<T>& x, const StageContext<T>& ctx) const {
+    return shift_ ? temporal_shift(x, ctx.frames, shift_div_) : x;
+  }
+  void set_shift(const ResNetOptions& o) {
+    shift_ = o.temporal_shift || (o.norm == Norm::Dnr && o.dnr.interlace);
+    shift_div_ = o.temporal_shift ? o.shift_div : 8;
+  }
+  Tensor<T> residual(const Tensor<T>& x) { return downsample ? (*downsample)(x) : x; }
+  void make_downsample(int64_t in, int64_t out, int64_t stride, Generator& gen) {
+    if (stride == 1 && in == out) return;
+    downsample = std::make_shared<nn::Sequential<T>>();
+    downsample->push_back(detail::conv<T>(in, out, 1, stride, gen));
+    downsample->push_back(detail::bn<T>(out));
+    this->register_module("downsample", downsample);
+  }
+
+ public:
+  std::shared_ptr<nn::BatchNorm2d<T>> bn1_, bn2_;
+  std::shared_ptr<dnr::CrossLayerNorm<T>> cl_norm;
+  std::shared_ptr<dnr::CrossTemporalNorm<T>> ct_norm;
+  std::shared_ptr<nn::Sequential<T>> downsample;
+
+ private:
+  bool shift_ = false;
+  int64_t shift_div_ = 8;
+};
+
+template <class T = float>
+class BasicBlock : public Block<T> {
+ public:
+  static constexpr int64_t expansion = 1;
+  BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
+    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 3, stride, gen));
+    this->make_norm("bn1", planes, true, o, gen);
+    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, 1, gen));
+    this->make_norm("bn2", planes, false, o, gen);
+    this->make_downsample(inplanes, planes, stride, gen);
+    this->set_shift(o);
+  }
+  Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
+    Tensor<T> out = relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx));
+    out = this->norm2((*conv2)(out), ctx);
+    return relu(add(out, this->residual(x)));
+  }
+  std::shared_ptr<nn::Conv2d<T>> conv1, conv2;
+};
+
+template <class T = float>
+class Bottleneck : public Block<T> {
+ public:
+  static constexpr int64_t expansion = 4;
+  Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
+    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 1, 1, gen));
+    this->make_norm("bn1", planes, true, o, gen);
+    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, stride, gen));
+    this->make_norm("bn2", planes, false, o, gen);
+    conv3 = this->register_module("conv3", detail::conv<T>(planes, planes * expansion, 1, 1, gen));
+    bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion));
+    this->make_downsample(inplanes, planes * expansion, stride, gen);
+    this->set_shift(o);
+  }
+  Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
+    Tensor<T> out = relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx));
+    out = relu(this->norm2((*conv2)(out), ctx));
+    out = (*bn3)((*conv3)(out));
+    return relu(add(out, this->residual(x)));
+  }
+  std::shared_ptr<nn::Conv2d<T>> conv1, conv2, conv3;
+  std::shared_ptr<nn::BatchNorm2d<T>> bn3;
+};
+
+// One stage: blocks "0", "1", ... and, with cross-layer DNR, the stage's relay cell "relay" whose state
+// starts at zero at the stage's first block.
+template <class T = float>
+class ResLayer : public nn::Module<T> {
+ public:
+  template <class B>
+  static std::shared_ptr<ResLayer> make(int64_t& inplanes, int64_t planes, int64_t blocks, int64_t stride,
+                                        const ResNetOptions& o, Generator& gen) {
+    auto layer = std::make_shared<ResLayer>();
+    for (int64_t b = 0; b < blocks; ++b) {
+      auto block = std::make_shared<B>(inplanes, planes, b == 0 ? stride : 1, o, gen);
+      layer->blocks.push_back(layer->register_module(std::to_string(b), std::shared_ptr<Block<T>>(block)));
+      inplanes = planes * B::expansion;
+    }
+    if (o.norm == Norm::Dnr && o.dnr.cross_layer)
+      layer->relay = layer->register_module("relay", std::make_shared<dnr::RelayCell<T>>(planes, o.dnr.reduction, gen));
+    return layer;
+  }
+  Tensor<T> forward(const Tensor<T>& x, int64_t frames) {
+    StageContext<T> ctx{frames, relay.get(), {}};
+    Tensor<T> y = x;
+    for (auto& b : blocks) y = b->forward(y, ctx);
+    return y;
+  }
+  std::vector<std::shared_ptr<Block<T>>> blocks;
+  std::shared_ptr<dnr::RelayCell<T>> relay;
+};
+
+template <class T = float>
+class ResNet : public nn::Module<T> {
+ public:
+  explicit ResNet(const ResNetOptions& o, Generator& gen = default_generator()) : options(o) {
+    const std::vector<int64_t> blocks = stage_blocks(o.depth);
+    conv1 = this->register_module(
+        "conv1", std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(3, o.width, 7).stride(2).padding(3).bias(false), gen));
+    nn::init::kaiming_normal_(conv1->weight, "fan_out", gen);
+    bn1 = this->register_module("bn1", detail::bn<T>(o.width));
+    int64_t inplanes = o.width;
+    for (int64_t s = 0; s < 4; ++s) {
+      const int64_t planes = o.width << s, stride = s == 0 ? 1 : 2;
+      auto layer = o.depth < 50 ? ResLayer<T>::template make<BasicBlock<T>>(inplanes, planes, blocks[s], stride, o, gen)
+                                : ResLayer<T>::template make<Bottleneck<T>>(inplanes, planes, blocks[s], stride, o, gen);
+      layers.push_back(this->register_module("layer" + std::to_string(s + 1), layer));
+    }
+    out_channels = inplanes;
+  }
+  static std::vector<int64_t> stage_blocks(int64_t depth) {
+    switch (depth) {
+      case 18: return {2, 2, 2, 2};
+      case 34: case 50: return {3, 4, 6, 3};
+      case 101: return {3, 4, 23, 3};
+      case 152: return {3, 8, 36, 3};
+    }
+    TV_FAIL("ResNet: depth must be 18, 34, 50, 101 or 152, got ", depth);
+  }
+  // x: N*T x 3 x H x W -> N*T x out_channels x H/32 x W/32.
+  Tensor<T> forward(const Tensor<T>& x) {
+    TV_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input of shape N*T x 3 x H x W, got ", x.shape());
+    TV_CHECK(x.size(0) % options.frames == 0, "ResNet: the batch dim ", x.size(0),
+             " is not a multiple of the frames per clip, ", options.frames);
+    Tensor<T> y = max_pool2d(relu((*bn1)((*conv1)(x))), {3, 3}, {2, 2}, {1, 1});
+    for (auto& layer : layers) y = layer->forward(y, options.frames);
+    return y;
+  }
+  ResNetOptions options;
+  int64_t out_channels;
+  std::shared_ptr<nn::Conv2d<T>> conv1;
+  std::shared_ptr<nn::BatchNorm2d<T>> bn1;
+  std::vector<std::shared_ptr<ResLayer<T>>> layers;
+};
+
+}  // namespace tv::models

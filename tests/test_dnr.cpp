@@ -1,0 +1,336 @@
+// DNR layers and the models built on them: gradient checks in double, PyTorch reference values
+// (tests/fixtures/dnr.txt, made by tools/fixtures/make_dnr_fixtures.py from DNR.md), parameter counts
+// from DNR.md, parameter names, and the registry's errors.
+#include <doctest/doctest.h>
+
+#include <tinyvid/tinyvid.hpp>
+
+#include "fixtures.hpp"
+
+using tv::Tensor;
+using Inputs = std::vector<Tensor<double>>;
+namespace dnr = tv::dnr;
+namespace models = tv::models;
+
+namespace {
+Tensor<double> randn(const tv::Shape& s, uint64_t seed, double scale = 1.0, double shift = 0.0) {
+  tv::Generator g(seed);
+  return tv::add(tv::normal<double>(s, 0, scale, g), shift).detach().requires_grad_();
+}
+// A module's parameters loaded from fixture tensors named prefix + name.
+template <class T>
+void load(tv::nn::Module<T>& m, const fixtures::Fixture& f, const std::string& prefix) {
+  tv::nn::StateDict<T> sd;
+  for (auto& [name, t] : m.named_parameters()) sd.emplace_back(name, f.get<T>(prefix + name));
+  m.load_state_dict(sd, /*strict=*/false);
+}
+template <class T>
+int64_t count(const tv::nn::Module<T>& m) {
+  int64_t n = 0;
+  for (auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+constexpr double kTolD = 1e-10, kTolF = 1e-4;
+}  // namespace
+
+TEST_CASE("temporal_shift (channel interlacing): PyTorch's values, gradient, bad input") {
+  fixtures::Fixture f("dnr.txt");
+  CHECK(fixtures::worst_ratio(dnr::interlace(f.get("interlace.x"), 4), f.get("interlace.out"), kTolD, kTolD) <= 1);
+  CHECK(fixtures::worst_ratio(dnr::interlace(f.get<float>("interlace.x"), 4), f.get("interlace.out"), kTolF, kTolF) <= 1);
+  // 3 clips of 4 frames, 16 channels: fold 2 each way; a non-contiguous input too.
+  auto x = randn({12, 16, 2, 3}, 1);
+  auto ok = tv::gradcheck([](const Inputs& in) { return tv::temporal_shift(in[0], 4, 8); }, {x});
+  CHECK_MESSAGE(ok, ok.message);
+  auto xt = randn({12, 3, 2, 16}, 2);
+  ok = tv::gradcheck([](const Inputs& in) { return tv::temporal_shift(in[0].permute({0, 3, 1, 2}), 4, 4); }, {xt});
+  CHECK_MESSAGE(ok, ok.message);
+  CHECK_THROWS_WITH_AS(tv::temporal_shift(x, 5), doctest::Contains("not a multiple of the frames per clip, 5"), tv::Error);
+}
+
+TEST_CASE("RelayCell: PyTorch's values and gradients, gradcheck, h in (0, 1)") {
+  fixtures::Fixture f("dnr.txt");
+  auto run = [&](auto tag, double tol) {
+    using T = decltype(tag);
+    dnr::RelayCell<T> cell(8);
+    load(cell, f, "relay.");
+    auto s = f.get<T>("relay.s").requires_grad_(), h = f.get<T>("relay.h").requires_grad_();
+    auto c = f.get<T>("relay.c").requires_grad_();
+    auto next = cell(s, {h, c});
+    auto out = tv::cat(std::vector<Tensor<T>>{next.h, next.c}, 1);
+    CHECK(fixtures::worst_ratio(out, f.get("relay.out"), tol, tol) <= 1);
+    out.backward(f.get<T>("relay.gout"));
+    CHECK(fixtures::worst_ratio(s.grad(), f.get("relay.gs"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(h.grad(), f.get("relay.gh"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(c.grad(), f.get("relay.gc"), tol, tol) <= 1);
+    for (auto& [name, p] : cell.named_parameters())
+      CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get("relay.grad." + name), tol, tol) <= 1, name);
+    for (T v : next.h.to_vector()) CHECK((v > 0 && v < 1));
+  };
+  run(double{}, kTolD);
+  run(float{}, kTolF);
+
+  dnr::RelayCell<double> cell(4);  // reduction 4: a bottleneck of one channel
+  auto s = randn({2, 4}, 3), h = randn({2, 4}, 4), c = randn({2, 4}, 5);
+  Inputs in{s, h, c};
+  for (auto& p : cell.parameters()) in.push_back(p);
+  auto ok = tv::gradcheck(
+      [&](const Inputs& v) {
+        auto st = cell(v[0], {v[1], v[2]});
+        return tv::cat(std::vector<Tensor<double>>{st.h, st.c}, 1);
+      },
+      in);
+  CHECK_MESSAGE(ok, ok.message);
+  CHECK(count(cell) == 2 * (4 * 1 + 1 + 1 * 16 + 16));
+  CHECK_THROWS_WITH_AS(dnr::RelayCell<float>(3), doctest::Contains("leave no bottleneck channel"), tv::Error);
+  CHECK_THROWS_WITH_AS(cell(randn({2, 5}, 6), {}), doctest::Contains("expected an input of shape N x 4"), tv::Error);
+}
+
+TEST_CASE("CrossLayerNorm: PyTorch's values (train and eval), state, running statistics, gradients") {
+  fixtures::Fixture f("dnr.txt");
+  auto run = [&](auto tag, double tol) {
+    using T = decltype(tag);
+    dnr::RelayCell<T> cell(8);
+    load(cell, f, "cl.");
+    dnr::CrossLayerNorm<T> norm(8);
+    norm.running_mean.copy_(f.get<T>("cl.running_mean0"));
+    norm.running_var.copy_(f.get<T>("cl.running_var0"));
+    auto y = f.get<T>("cl.y").requires_grad_();
+    dnr::RelayState<T> state{f.get<T>("cl.h0"), f.get<T>("cl.c0")};
+    auto out = norm.forward(y, 4, cell, state);
+    CHECK(fixtures::worst_ratio(out, f.get("cl.out"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(state.h, f.get("cl.h1"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(state.c, f.get("cl.c1"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(norm.running_mean, f.get("cl.running_mean1"), tol, tol) <= 1);
+    CHECK(fixtures::worst_ratio(norm.running_var, f.get("cl.running_var1"), tol, tol) <= 1);
+    CHECK(norm.num_batches_tracked.item() == 1);
+    out.backward(f.get<T>("cl.gout"));
+    CHECK(fixtures::worst_ratio(y.grad(), f.get("cl.gy"), tol, tol) <= 1);
+    for (auto& [name, p] : cell.named_parameters())
+      CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get("cl.grad." + name), tol, tol) <= 1, name);
+    norm.eval();
+    tv::NoGradGuard no_grad;
+    dnr::RelayState<T> state0{f.get<T>("cl.h0"), f.get<T>("cl.c0")};
+    CHECK(fixtures::worst_ratio(norm.forward(y, 4, cell, state0), f.get("cl.out_eval"), tol, tol) <= 1);
+  };
+  run(double{}, kTolD);
+  run(float{}, kTolF);
+}
+
+TEST_CASE("CrossTemporalNorm: PyTorch's values, uni- and bi-directional, train and eval, gradients") {
+  fixtures::Fixture f("dnr.txt");
+  for (const auto& [name, group, bi] : {std::tuple{"ct_uni", 4, false}, std::tuple{"ct_bi", 2, true}}) {
+    SUBCASE(name) {
+      auto run = [&, name = std::string(name), group = group, bi = bi](auto tag, double tol) {
+        using T = decltype(tag);
+        dnr::DnrOptions o;
+        o.ct_group_frames = group;
+        o.ct_bidirectional = bi;
+        dnr::CrossTemporalNorm<T> norm(8, o);
+        load(norm, f, name + ".");
+        norm.running_mean.copy_(f.get<T>(name + ".running_mean0"));
+        norm.running_var.copy_(f.get<T>(name + ".running_var0"));
+        auto y = f.get<T>(name + ".y").requires_grad_();
+        auto out = norm.forward(y, 8);
+        CHECK(fixtures::worst_ratio(out, f.get(name + ".out"), tol, tol) <= 1);
+        CHECK(fixtures::worst_ratio(norm.running_mean, f.get(name + ".running_mean1"), tol, tol) <= 1);
+        CHECK(fixtures::worst_ratio(norm.running_var, f.get(name + ".running_var1"), tol, tol) <= 1);
+        out.backward(f.get<T>(name + ".gout"));
+        CHECK(fixtures::worst_ratio(y.grad(), f.get(name + ".gy"), tol, tol) <= 1);
+        for (auto& [pname, p] : norm.named_parameters())
+          CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get(name + ".grad." + pname), tol, tol) <= 1, pname);
+        norm.eval();
+        tv::NoGradGuard no_grad;
+        CHECK(fixtures::worst_ratio(norm.forward(y, 8), f.get(name + ".out_eval"), tol, tol) <= 1);
+      };
+      run(double{}, kTolD);
+      run(float{}, kTolF);
+    }
+  }
+}
+
+TEST_CASE("DNR norms: gradcheck in double (CL with its stage cell; CT uni, bi, shared cell)") {
+  SUBCASE("cross-layer") {
+    dnr::RelayCell<double> cell(4);
+    dnr::CrossLayerNorm<double> norm(4);
+    Inputs in{randn({8, 4, 2, 2}, 7, 2.0, 0.5), randn({2, 4}, 8).detach(), randn({2, 4}, 9).requires_grad_()};
+    in[1] = tv::sigmoid(in[1]).detach().requires_grad_();
+    for (auto& p : cell.parameters()) in.push_back(p);
+    auto ok = tv::gradcheck(
+        [&](const Inputs& v) {
+          dnr::RelayState<double> st{v[1], v[2]};
+          return norm.forward(v[0], 4, cell, st);
+        },
+        in);
+    CHECK_MESSAGE(ok, ok.message);
+  }
+  struct Case {
+    const char* name;
+    int64_t group;
+    bool bi, shared;
+  };
+  for (const Case& c : {Case{"CT groups of 2", 2, false, false}, Case{"CT bidirectional", 2, true, false},
+                        Case{"CT bidirectional, shared cell", 1, true, true}}) {
+    SUBCASE(c.name) {
+      dnr::DnrOptions o;
+      o.ct_group_frames = c.group;
+      o.ct_bidirectional = c.bi;
+      o.ct_shared_direction_cell = c.shared;
+      dnr::CrossTemporalNorm<double> norm(4, o);
+      CHECK((norm.relay_backward != nullptr) == (c.bi && !c.shared));
+      Inputs in{randn({8, 4, 2, 2}, 10, 1.5)};
+      for (auto& p : norm.parameters()) in.push_back(p);
+      auto ok = tv::gradcheck([&](const Inputs& v) { return norm.forward(v[0], 4); }, in);
+      CHECK_MESSAGE(ok, ok.message);
+    }
+  }
+  dnr::DnrOptions o;
+  dnr::CrossTemporalNorm<float> norm(4, o);
+  CHECK_THROWS_WITH_AS(norm.forward(tv::zeros<float>({12, 4, 2, 2}), 6), doctest::Contains("do not split into groups of 4"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(norm.forward(tv::zeros<float>({8, 5, 2, 2}), 4), doctest::Contains("N*T x 4 x H x W"), tv::Error);
+}
+
+TEST_CASE("models: parameter counts of DNR.md, names as torchvision and MMAction2") {
+  models::ModelConfig cfg;
+  cfg.num_classes = 400;
+  auto tsn = models::make_model<float>("tsn_r50", cfg);
+  CHECK(count(*tsn) == 24327632);
+  auto dnr_model = models::make_model<float>("tsn_r50_dnr", cfg);
+  // + CL cells 870,400 + CT cells 3,143,680 + relay biases 40,256 - the replaced BNs' affine 15,104
+  CHECK(count(*dnr_model) == 24327632 + 870400 + 3143680 + 40256 - 15104);
+  cfg.num_classes = 200;
+  CHECK(count(*models::make_model<float>("tsn_r50", cfg)) == 23917832);
+  CHECK(count(*models::make_model<float>("tsm_r50", cfg)) == 23917832);  // the shift has no parameters
+
+  std::vector<std::string> names;
+  for (auto& [name, t] : dnr_model->state_dict()) names.push_back(name);
+  auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  CHECK(names.front() == "backbone.conv1.weight");
+  CHECK(has("backbone.layer1.0.downsample.1.running_var"));
+  CHECK(has("backbone.layer1.relay.input_proj.0.weight"));
+  CHECK(has("backbone.layer2.3.bn2.relay.hidden_proj.2.bias"));
+  CHECK(has("backbone.layer4.2.bn1.num_batches_tracked"));
+  CHECK_FALSE(has("backbone.layer4.2.bn1.weight"));
+  CHECK(has("backbone.layer4.2.bn3.weight"));
+  CHECK(names.back() == "cls_head.fc_cls.bias");
+  auto plain = tsn->state_dict();
+  CHECK(plain.size() == 320);  // as torchvision's resnet50: 53 convs, 53 BNs x 5, fc x 2
+}
+
+TEST_CASE("models: forward shapes, TSN consensus, DNR switches, registry errors") {
+  models::ModelConfig cfg;
+  cfg.num_classes = 5;
+  cfg.frames = 4;
+  cfg.set = {{"width", "8"}, {"ct_group_frames", "2"}};
+  for (const char* name : {"tsn_r18", "tsn_r18_dnr", "tsm_r18_dnr", "tsn_r50_dnr"}) {
+    SUBCASE(name) {
+      auto m = models::make_model<float>(name, cfg);
+      auto y = m->forward(tv::normal<float>({8, 3, 32, 32}));
+      CHECK(y.shape() == tv::Shape{2, 5});
+      tv::sum(y).backward();
+      for (auto& [pname, p] : m->named_parameters()) CHECK_MESSAGE(p.grad().defined(), pname);
+    }
+  }
+  // TSN in eval: a clip's score is the mean of its frames' scores (averaging before the fc).
+  auto m = models::make_model<double>("tsn_r18", cfg);
+  m->eval();
+  tv::NoGradGuard no_grad;
+  auto x = tv::normal<double>({4, 3, 32, 32});
+  auto y = m->forward(x);
+  auto per_frame = m->cls_head->fc_cls->forward(tv::mean(m->backbone->forward(x), {2, 3}));
+  CHECK(fixtures::worst_ratio(y, tv::mean(per_frame, {0}, true), 1e-12, 1e-12) <= 1);
+
+  cfg.set = {{"ct_bidirectional", "true"}, {"interlace", "off"}, {"cross_layer", "false"}, {"width", "8"}};
+  auto bi = models::make_model<float>("tsn_r18_dnr", cfg);
+  CHECK(bi->backbone->layers[0]->relay == nullptr);
+  CHECK(bi->backbone->layers[0]->blocks[0]->ct_norm->relay_backward != nullptr);
+
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r51"), doctest::Contains("known models: tsn_r18"), tv::Error);
+  cfg.set = {{"ct_grup_frames", "2"}};
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r50_dnr", cfg), doctest::Contains("unknown switch 'ct_grup_frames'"),
+                       tv::Error);
+  cfg.set = {{"ct_group_frames", "3"}};
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r50_dnr", cfg), doctest::Contains("do not split into groups"),
+                       tv::Error);
+  cfg.set = {{"interlace", "maybe"}};
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r50_dnr", cfg), doctest::Contains("expected true or false"),
+                       tv::Error);
+  auto r50 = models::make_model<float>("tsn_r50");
+  CHECK_THROWS_WITH_AS(r50->forward(tv::zeros<float>({6, 3, 32, 32})), doctest::Contains("not a multiple of the frames"),
+                       tv::Error);
+}
+
+namespace {
+// The deterministic weights of tools/fixtures/make_dnr_fixtures.py (deterministic_fill): entry k of the
+// state_dict, by the last part of its name.
+template <class T>
+void deterministic_fill(tv::nn::Module<T>& m) {
+  int64_t k = 0;
+  for (auto& [name, t] : m.state_dict()) {
+    const std::string leaf = name.substr(name.rfind('.') + 1);
+    const int64_t n = t.numel();
+    std::vector<T> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const double wave = std::sin(1.0 + 0.7 * static_cast<double>(k) + 0.37 * static_cast<double>(i));
+      double x;
+      if (leaf == "num_batches_tracked") x = 0;
+      else if (leaf == "running_var") x = 1.0 + 0.3 * wave * wave;
+      else if (leaf == "running_mean" || leaf == "bias") x = 0.1 * wave;
+      else if (leaf == "weight" && t.dim() == 1) x = 1.0 + 0.1 * wave;
+      else x = std::sqrt(2.0 / static_cast<double>(n / t.size(0))) * wave;
+      v[static_cast<size_t>(i)] = static_cast<T>(x);
+    }
+    tv::NoGradGuard no_grad;
+    t.copy_(tv::tensor<T>(v, t.shape()));
+    ++k;
+  }
+}
+}  // namespace
+
+// Training mode is compared on the R18 model only: through 50 training-mode batch norms on tiny maps
+// the deep models are chaotic (see make_dnr_fixtures.py), so those are compared in eval mode.
+TEST_CASE("models match a plain-PyTorch reference: logits and gradients (TSN, TSM, DNR, bi; train and eval)") {
+  fixtures::Fixture f("models.txt");
+  struct Case {
+    const char* key;
+    const char* model;
+    int64_t width, classes, frames, group;
+    bool bi, train;
+  };
+  for (const Case& c : {Case{"tsn_r18_dnr", "tsn_r18_dnr", 8, 5, 4, 2, false, true},
+                        Case{"tsm_r50_dnr_bi", "tsm_r50_dnr", 4, 3, 4, 2, true, false},
+                        Case{"tsn_r50", "tsn_r50", 4, 6, 2, 4, false, false}}) {
+    SUBCASE(c.key) {
+      auto run = [&](auto tag, double tol) {
+        using T = decltype(tag);
+        models::ModelConfig cfg;
+        cfg.num_classes = c.classes;
+        cfg.frames = c.frames;
+        cfg.dropout = 0;
+        cfg.set = {{"width", std::to_string(c.width)}, {"ct_group_frames", std::to_string(c.group)},
+                   {"ct_bidirectional", c.bi ? "true" : "false"}};
+        auto m = models::make_model<T>(c.model, cfg);
+        CHECK(static_cast<double>(m->state_dict().size()) == f.get(std::string(c.key) + ".keys").item());
+        deterministic_fill(*m);
+        const int64_t n = 2 * c.frames * 3 * 64 * 64;
+        std::vector<T> xs(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
+        auto x = tv::tensor<T>(xs, {2 * c.frames, 3, 64, 64});
+        if (!c.train) m->eval();
+        auto y = m->forward(x);
+        CHECK(fixtures::worst_ratio(y, f.get(std::string(c.key) + ".out"), tol, tol) <= 1);
+        std::vector<T> gs(static_cast<size_t>(y.numel()));
+        for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
+        y.backward(tv::tensor<T>(gs, y.shape()));
+        CHECK(fixtures::worst_ratio(m->backbone->conv1->weight.grad(), f.get(std::string(c.key) + ".grad.conv1"), tol, tol) <= 1);
+        CHECK(fixtures::worst_ratio(m->cls_head->fc_cls->weight.grad(), f.get(std::string(c.key) + ".grad.fc"), tol, tol) <= 1);
+        if (!c.train) return;
+        m->eval();
+        tv::NoGradGuard no_grad;
+        CHECK(fixtures::worst_ratio(m->forward(x), f.get(std::string(c.key) + ".eval"), tol, tol) <= 1);
+      };
+      run(double{}, 1e-9);
+      run(float{}, 2e-3);
+    }
+  }
+}
