@@ -334,3 +334,42 @@ TEST_CASE("models match a plain-PyTorch reference: logits and gradients (TSN, TS
     }
   }
 }
+
+TEST_CASE("dynamic_affine and the eval-mode norms (running statistics folded in): gradcheck, errors") {
+  auto z = randn({2, 4, 3, 2, 2}, 20), scale = randn({2, 2, 3}, 21), shift = randn({2, 2, 3}, 22);
+  auto ok = tv::gradcheck([](const Inputs& v) { return dnr::dynamic_affine(v[0], v[1], v[2]); }, {z, scale, shift});
+  CHECK_MESSAGE(ok, ok.message);
+  // Frames 0-1 use group 0's pair, frames 2-3 group 1's.
+  auto y = dnr::dynamic_affine(tv::ones<double>({1, 4, 1, 1}), tv::tensor<double>({2, 3}, {1, 2, 1}),
+                               tv::tensor<double>({0, 1}, {1, 2, 1}));
+  CHECK(y.to_vector() == std::vector<double>{2, 2, 4, 4});
+  CHECK_THROWS_WITH_AS(dnr::dynamic_affine(z, randn({2, 3, 3}, 23), randn({2, 3, 3}, 24)),
+                       doctest::Contains("G dividing T"), tv::Error);
+
+  dnr::DnrOptions o;
+  o.ct_group_frames = 2;
+  o.ct_bidirectional = true;
+  dnr::CrossTemporalNorm<double> ct(4, o);
+  ct.running_mean.copy_(tv::tensor<double>({0.1, -0.2, 0.3, 0.0}));
+  ct.running_var.copy_(tv::tensor<double>({1.5, 0.5, 2.0, 1.0}));
+  ct.eval();
+  Inputs in{randn({8, 4, 2, 2}, 25)};
+  for (auto& p : ct.parameters()) in.push_back(p);
+  ok = tv::gradcheck([&](const Inputs& v) { return ct.forward(v[0], 4); }, in);
+  CHECK_MESSAGE(ok, ok.message);
+  CHECK(ct.num_batches_tracked.item() == 0);  // eval never counts or updates the statistics
+
+  dnr::RelayCell<double> cell(4);
+  dnr::CrossLayerNorm<double> cl(4);
+  cl.running_var.copy_(tv::tensor<double>({1.5, 0.5, 2.0, 1.0}));
+  cl.eval();
+  Inputs in2{randn({8, 4, 2, 2}, 26)};
+  for (auto& p : cell.parameters()) in2.push_back(p);
+  ok = tv::gradcheck(
+      [&](const Inputs& v) {
+        dnr::RelayState<double> st;
+        return cl.forward(v[0], 4, cell, st);
+      },
+      in2);
+  CHECK_MESSAGE(ok, ok.message);
+}

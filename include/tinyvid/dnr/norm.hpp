@@ -37,16 +37,72 @@ Tensor<T> interlace(const Tensor<T>& x, int64_t frames) {
   return temporal_shift(x, frames, 8);
 }
 
-// out = z * h + c with z of shape N x t x C x ... and h, c of shape N x C (broadcast over the rest).
+// out[n, t, k, ...] = z[n, t, k, ...] * scale[n, g, k] + shift[n, g, k], g = t / (t_len / G): the
+// dynamic affine of each clip, channel and group of frames, in one pass over z (forward) and one
+// over z and the gradient (backward: the input's gradient and both per-clip sums together).
+// z: N x t_len x C x ..., scale and shift: N x G x C (G = 1: one pair for all frames).
 template <class T>
-Tensor<T> dynamic_affine(const Tensor<T>& z, const Tensor<T>& h, const Tensor<T>& c) {
-  TV_CHECK(z.dim() >= 3 && h.dim() == 2 && h.size(0) == z.size(0) && h.size(1) == z.size(2) && c.shape() == h.shape(),
-           "dynamic_affine: expected z of shape N x t x C x ... and h, c of shape N x C, got ", z.shape(), ", ",
-           h.shape(), " and ", c.shape());
-  Shape per_clip(static_cast<size_t>(z.dim()), 1);
-  per_clip[0] = z.size(0);
-  per_clip[2] = z.size(2);
-  return add(mul(z, h.reshape(per_clip)), c.reshape(per_clip));
+Tensor<T> dynamic_affine(const Tensor<T>& z, const Tensor<T>& scale, const Tensor<T>& shift) {
+  TV_CHECK(z.dim() >= 3 && scale.dim() == 3 && scale.size(0) == z.size(0) && scale.size(2) == z.size(2) &&
+               scale.size(1) >= 1 && z.size(1) % scale.size(1) == 0 && shift.shape() == scale.shape(),
+           "dynamic_affine: expected z of shape N x T x C x ... and scale, shift of shape N x G x C with G dividing T, got ",
+           z.shape(), ", ", scale.shape(), " and ", shift.shape());
+  const int64_t N = z.size(0), Tn = z.size(1), C = z.size(2), G = scale.size(1), per_group = Tn / G;
+  const int64_t inner = z.numel() / std::max<int64_t>(N * Tn * C, 1);
+  const Tensor<T> zc = z.contiguous(), sc = scale.contiguous(), hc = shift.contiguous();
+  Tensor<T> out = Tensor<T>::empty(z.shape());
+  {
+    const T *zp = zc.data(), *a = sc.data(), *b = hc.data();
+    T* op = out.data();
+    parallel_for(0, N * Tn * C, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / (Tn * C), t = (r / C) % Tn, k = r % C, at = (n * G + t / per_group) * C + k;
+        const T av = a[at], bv = b[at];
+        const T* src = zp + r * inner;
+        T* dst = op + r * inner;
+#pragma omp simd
+        for (int64_t i = 0; i < inner; ++i) dst[i] = src[i] * av + bv;
+      }
+    });
+  }
+  autograd::record(out, "DynamicAffineBackward", {z, scale, shift},
+                   [zs = autograd::Saved<T>(zc), sc, N, Tn, C, G, per_group, inner, shape = z.shape()](
+                       const Tensor<T>& grad, const autograd::Node<T>& node) {
+    const Tensor<T> g = grad.contiguous(), zv = zs.get("dynamic_affine");
+    const bool want_z = node.needs_grad(0), want_ab = node.needs_grad(1) || node.needs_grad(2);
+    Tensor<T> gz = want_z ? Tensor<T>::empty(shape) : Tensor<T>();
+    Tensor<T> ga = zeros<T>({N, G, C}), gb = zeros<T>({N, G, C});
+    const T *gp = g.data(), *zp = zv.data(), *a = sc.data();
+    // Parallel over (clip, channel): each owns its sums, so no two threads add into one.
+    parallel_for(0, N * C, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t n = q / C, k = q % C;
+        for (int64_t t = 0; t < Tn; ++t) {
+          const int64_t r = (n * Tn + t) * C + k, at = (n * G + t / per_group) * C + k;
+          const T* gr = gp + r * inner;
+          if (want_z) {
+            const T av = a[at];
+            T* dst = gz.data() + r * inner;
+#pragma omp simd
+            for (int64_t i = 0; i < inner; ++i) dst[i] = gr[i] * av;
+          }
+          if (want_ab) {
+            double sa = 0, sb = 0;
+            const T* zr = zp + r * inner;
+#pragma omp simd reduction(+ : sa, sb)
+            for (int64_t i = 0; i < inner; ++i) {
+              sa += static_cast<double>(gr[i]) * zr[i];
+              sb += gr[i];
+            }
+            ga.data()[at] += static_cast<T>(sa);
+            gb.data()[at] += static_cast<T>(sb);
+          }
+        }
+      }
+    });
+    return std::vector<Tensor<T>>{gz, ga, gb};
+  });
+  return out;
 }
 
 // The running statistics both norms keep (no weight, no bias), with BatchNorm2d's names.
@@ -75,6 +131,13 @@ class DynamicNorm : public nn::Module<T> {
   Tensor<T> standardize(const Tensor<T>& x) {
     return batch_norm(x, running_mean, running_var, Tensor<T>(), Tensor<T>(), this->is_training(), momentum, eps, 2);
   }
+  // Eval: the running statistics' standardization folded into the dynamic affine, one pass over y:
+  // y * (h / std) + (c - mean h / std); h, c: N x G x C.
+  Tensor<T> affine_with_running_stats(const Tensor<T>& y5, const Tensor<T>& h, const Tensor<T>& c) const {
+    const Tensor<T> inv_std = div(ones<T>({channels}), sqrt(add(running_var, static_cast<T>(eps))));
+    const Tensor<T> scale = mul(h, inv_std);
+    return dynamic_affine(y5, scale, sub(c, mul(scale, running_mean)));
+  }
   void count_batch() {
     if (!this->is_training()) return;
     NoGradGuard no_grad;
@@ -93,7 +156,10 @@ class CrossLayerNorm : public DynamicNorm<T> {
     const Tensor<T> y5 = this->clips(y, frames, "CrossLayerNorm");
     state = cell(mean(y5, {1, 3, 4}), state);
     this->count_batch();
-    return dynamic_affine(this->standardize(y5), state.h, state.c).reshape(y.shape());
+    const int64_t N = y5.size(0);
+    const Tensor<T> h = state.h.reshape({N, 1, this->channels}), c = state.c.reshape({N, 1, this->channels});
+    if (this->is_training()) return dynamic_affine(this->standardize(y5), h, c).reshape(y.shape());
+    return this->affine_with_running_stats(y5, h, c).reshape(y.shape());
   }
 };
 
@@ -130,15 +196,22 @@ class CrossTemporalNorm : public DynamicNorm<T> {
       for (int64_t g = groups - 1; g >= 0; --g) backward_states[g] = state = cell(pooled[g], state);
     }
     this->count_batch();
-    std::vector<Tensor<T>> out(groups);
+    std::vector<Tensor<T>> hs(groups), cs(groups);
     for (int64_t g = 0; g < groups; ++g) {
-      Tensor<T> h = forward_states[g].h, c = forward_states[g].c;
+      hs[g] = forward_states[g].h;
+      cs[g] = forward_states[g].c;
       if (bidirectional) {
-        h = mul(add(h, backward_states[g].h), T(0.5));
-        c = mul(add(c, backward_states[g].c), T(0.5));
+        hs[g] = mul(add(hs[g], backward_states[g].h), T(0.5));
+        cs[g] = mul(add(cs[g], backward_states[g].c), T(0.5));
       }
-      out[g] = dynamic_affine(this->standardize(part[g]), h, c);
     }
+    if (!this->is_training())  // one set of running statistics for all groups: one pass over y
+      return this->affine_with_running_stats(y5, stack(hs, 1), stack(cs, 1)).reshape(y.shape());
+    std::vector<Tensor<T>> out(groups);
+    const int64_t N = y5.size(0);
+    for (int64_t g = 0; g < groups; ++g)
+      out[g] = dynamic_affine(this->standardize(part[g]), hs[g].reshape({N, 1, this->channels}),
+                              cs[g].reshape({N, 1, this->channels}));
     return cat(out, 1).reshape(y.shape());
   }
   int64_t group_frames;

@@ -64,13 +64,21 @@ Tensor<T> temporal_shift_raw(const Tensor<T>& x, int64_t frames, int64_t fold, i
   const Shape shape = x.shape();
   const int64_t N = shape[0] / frames, C = shape[1], T_ = frames;
   const Tensor<T> xv = x.contiguous().view({N, T_, C, x.numel() / std::max<int64_t>(shape[0] * C, 1)});
-  Tensor<T> out = zeros<T>(xv.shape());
+  Tensor<T> out = Tensor<T>::empty(xv.shape());
+  // Channels [c0, c1) moved `steps` frames; only the vacated frames are zeroed (one write per element).
   auto copy_part = [&](int64_t c0, int64_t c1, int64_t steps) {
-    if (c1 <= c0 || std::abs(steps) >= T_) return;
-    const int64_t k = std::abs(steps);
-    Tensor<T> dst = out.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? k : 0, T_ - k);
-    Tensor<T> src = xv.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? 0 : k, T_ - k);
-    cpu::copy(dst.shape(), dst.data(), dst.strides(), src.data(), src.strides());
+    if (c1 <= c0) return;
+    const int64_t k = std::min<int64_t>(std::abs(steps), T_);
+    Tensor<T> part = out.narrow(2, c0, c1 - c0);
+    if (k < T_) {
+      Tensor<T> dst = part.narrow(1, steps > 0 ? k : 0, T_ - k);
+      Tensor<T> src = xv.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? 0 : k, T_ - k);
+      cpu::copy(dst.shape(), dst.data(), dst.strides(), src.data(), src.strides());
+    }
+    if (k > 0) {
+      Tensor<T> vacated = part.narrow(1, steps > 0 ? 0 : T_ - k, k);
+      cpu::fill(vacated.shape(), vacated.data(), vacated.strides(), T(0));
+    }
   };
   copy_part(0, fold, dir);
   copy_part(fold, 2 * fold, -dir);
