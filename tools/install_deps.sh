@@ -2,7 +2,8 @@
 # Installs the Debian packages tinyvid needs, only those missing. `--peer` adds PyTorch
 # (python3-torch), used by bench/ to measure the peer and by fixture scripts, never by the library.
 set -euo pipefail
-packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev python3 python3-numpy)
+packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev python3 python3-numpy
+  pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libstb-dev)
 if [[ "${1:-}" == "--peer" ]]; then packages+=(python3-torch); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,414 @@
+#pragma once
+// Video reading on FFmpeg (libavformat, libavcodec, libswscale; written against 5.1): frames as RGB
+// tv::data::Image at native size, upright (display-matrix rotation applied), frame i = the i-th decodable
+// frame in presentation order. Link tinyvid::video.
+//
+// How frames are found, and why:
+// - At open the demuxer is scanned once (no decoding, as decord does): the presentation timestamps of the
+//   video packets and which of them are key frames. When every packet carries a distinct pts, frame i has
+//   the i-th smallest pts, and a read can seek to the preceding key frame and decode forward ("seekable").
+// - Files whose timestamps cannot be trusted (AVI keeps no pts; a damaged packet decodes to nothing, so the
+//   pts table and the decoded frames disagree) are read sequentially from the start and frames are counted
+//   as they come out. Any disagreement found while decoding switches the file to that mode for good.
+// - The frame count is never taken from the header alone: corrupted.mp4 claims 50 and decodes 49. It is
+//   found once, by decoding from the last key frame to the end (seekable) or the whole file, and cached.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+}
+
+#include "tinyvid/core/error.hpp"
+#include "tinyvid/data/image.hpp"
+
+namespace tv::data {
+
+namespace detail {
+
+struct FormatCloser {
+  void operator()(AVFormatContext* p) const { avformat_close_input(&p); }
+};
+struct CodecFreer {
+  void operator()(AVCodecContext* p) const { avcodec_free_context(&p); }
+};
+struct FrameFreer {
+  void operator()(AVFrame* p) const { av_frame_free(&p); }
+};
+struct PacketFreer {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+struct SwsFreer {
+  void operator()(SwsContext* p) const { sws_freeContext(p); }
+};
+
+inline std::string av_error_string(int code) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
+  av_strerror(code, buf, sizeof(buf));
+  return buf;
+}
+
+// Turns an image by a multiple of 90 degrees clockwise.
+inline Image rotate_clockwise(const Image& in, int degrees) {
+  if (degrees == 0) return in;
+  const int64_t H = in.height, W = in.width, C = in.channels;
+  const bool swap = degrees == 90 || degrees == 270;
+  Image out(swap ? W : H, swap ? H : W, C);
+  for (int64_t y = 0; y < out.height; ++y) {
+    uint8_t* dst = out.row(y);
+    for (int64_t x = 0; x < out.width; ++x) {
+      int64_t sy, sx;
+      if (degrees == 90) { sy = H - 1 - x; sx = y; }
+      else if (degrees == 180) { sy = H - 1 - y; sx = W - 1 - x; }
+      else { sy = x; sx = W - 1 - y; }
+      std::memcpy(dst + x * C, in.row(sy) + sx * C, static_cast<size_t>(C));
+    }
+  }
+  return out;
+}
+
+}  // namespace detail
+
+class VideoReader {
+ public:
+  // decode_threads: the codec's thread count (frame and slice threads); 1 decodes on the calling thread.
+  explicit VideoReader(const std::string& path, int decode_threads = 2) : path_(path), threads_(decode_threads) {
+    TV_CHECK(decode_threads >= 1, "VideoReader: decode_threads must be >= 1, got ", decode_threads, " for '", path, "'");
+    std::error_code ec;
+    TV_CHECK(std::filesystem::is_regular_file(path, ec), "VideoReader: expected a video file, '", path,
+             "' does not exist or is not a regular file");
+    TV_CHECK(std::filesystem::file_size(path, ec) > 0, "VideoReader: '", path, "' is empty (0 bytes)");
+    open_();
+    scan_packets_();
+    // Decode the first frame now: an undecodable stream fails here, and the true size comes from a real
+    // frame, never from the header (a broken header can claim 12336x12336).
+    bool ok = false;
+    try {
+      rewind_();
+      ok = next_frame_();
+      if (ok && cur_ != 0) throw Inconsistent{};
+    } catch (const Inconsistent&) {  // the first frame out is not the smallest pts: read sequentially
+      make_sequential_();
+      rewind_();
+      ok = next_frame_();
+    }
+    TV_CHECK(ok, "VideoReader: no decodable video frame in '", path_, "' (", codec(), " stream)");
+    const int rot = rotation_;
+    const bool swap = rot == 90 || rot == 270;
+    width_ = swap ? frame_->height : frame_->width;
+    height_ = swap ? frame_->width : frame_->height;
+  }
+
+  VideoReader(const VideoReader&) = delete;
+  VideoReader& operator=(const VideoReader&) = delete;
+  VideoReader(VideoReader&&) = default;
+  VideoReader& operator=(VideoReader&&) = default;
+
+  const std::string& path() const { return path_; }
+  // Decodable frames (computed once: see the top of this file).
+  int64_t frame_count() const {
+    if (count_ < 0) count_frames_();
+    return count_;
+  }
+  // Average frame rate as the container states it (avg_frame_rate, else r_frame_rate); 0 if unknown.
+  double fps() const { return fps_; }
+  // Seconds, from the stream's duration, else the container's; 0 if unknown.
+  double duration() const { return duration_; }
+  // Size of the frames read() returns, i.e. after rotation.
+  int64_t width() const { return width_; }
+  int64_t height() const { return height_; }
+  // Clockwise degrees (0, 90, 180, 270) applied to the stored frames to show them upright.
+  int rotation() const { return rotation_; }
+  std::string codec() const { return avcodec_get_name(fmt_->streams[vidx_]->codecpar->codec_id); }
+  std::string container() const { return fmt_->iformat->name; }
+
+  // Frames at the given indices, in the order asked; indices may repeat and come in any order.
+  Clip read(const std::vector<int64_t>& indices) {
+    if (indices.empty()) return {};
+    const int64_t n = frame_count();
+    for (int64_t i : indices)
+      TV_CHECK(i >= 0 && i < n, "VideoReader: frame index ", i, " out of range for '", path_, "' with ", n, " frames");
+    std::vector<int64_t> wanted(indices);
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    std::vector<Image> got;
+    // A disagreement between the pts table and the decoder turns the file sequential; then read again.
+    while (!try_read_(wanted, got)) {
+    }
+    Clip out;
+    out.reserve(indices.size());
+    for (int64_t i : indices)
+      out.push_back(got[static_cast<size_t>(std::lower_bound(wanted.begin(), wanted.end(), i) - wanted.begin())]);
+    return out;
+  }
+  Image frame(int64_t i) { return std::move(read({i})[0]); }
+
+ private:
+  static constexpr int kMaxConsecutiveErrors = 64;
+
+  void open_format_() const {
+    fmt_.reset();
+    AVFormatContext* raw = nullptr;
+    int r = avformat_open_input(&raw, path_.c_str(), nullptr, nullptr);
+    TV_CHECK(r >= 0, "VideoReader: cannot open '", path_, "' as a media file: ", detail::av_error_string(r));
+    fmt_.reset(raw);
+    r = avformat_find_stream_info(fmt_.get(), nullptr);
+    TV_CHECK(r >= 0, "VideoReader: cannot read stream info of '", path_, "': ", detail::av_error_string(r));
+    for (unsigned s = 0; vidx_ >= 0 && s < fmt_->nb_streams; ++s)
+      if (static_cast<int>(s) != vidx_) fmt_->streams[s]->discard = AVDISCARD_ALL;  // skip audio, subtitles
+  }
+
+  void open_() {
+    open_format_();
+    const AVCodec* dec = nullptr;
+    int r = av_find_best_stream(fmt_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &dec, 0);
+    TV_CHECK(r != AVERROR_STREAM_NOT_FOUND, "VideoReader: no video stream in '", path_, "' (",
+             fmt_->nb_streams, " stream(s), container ", fmt_->iformat->name, ")");
+    TV_CHECK(r >= 0 && dec, "VideoReader: no decoder for the video stream of '", path_, "' (codec ",
+             avcodec_get_name(fmt_->streams[std::max(r, 0)]->codecpar->codec_id), ")");
+    vidx_ = r;
+    AVStream* st = fmt_->streams[vidx_];
+    for (unsigned s = 0; s < fmt_->nb_streams; ++s)
+      if (static_cast<int>(s) != vidx_) fmt_->streams[s]->discard = AVDISCARD_ALL;
+    cc_.reset(avcodec_alloc_context3(dec));
+    TV_CHECK(cc_, "VideoReader: out of memory opening '", path_, "'");
+    r = avcodec_parameters_to_context(cc_.get(), st->codecpar);
+    TV_CHECK(r >= 0, "VideoReader: bad codec parameters in '", path_, "': ", detail::av_error_string(r));
+    cc_->thread_count = threads_;
+    cc_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+    cc_->pkt_timebase = st->time_base;
+    r = avcodec_open2(cc_.get(), dec, nullptr);
+    TV_CHECK(r >= 0, "VideoReader: cannot open the ", dec->name, " decoder for '", path_, "': ", detail::av_error_string(r));
+    frame_.reset(av_frame_alloc());
+    pkt_.reset(av_packet_alloc());
+    TV_CHECK(frame_ && pkt_, "VideoReader: out of memory opening '", path_, "'");
+
+    AVRational rate = st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0 ? st->avg_frame_rate : st->r_frame_rate;
+    fps_ = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0.0;
+    if (st->duration != AV_NOPTS_VALUE && st->duration > 0) duration_ = static_cast<double>(st->duration) * av_q2d(st->time_base);
+    else if (fmt_->duration != AV_NOPTS_VALUE && fmt_->duration > 0) duration_ = static_cast<double>(fmt_->duration) / AV_TIME_BASE;
+    // av_display_rotation_get gives the counter-clockwise angle of the display matrix.
+    if (const uint8_t* m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, nullptr)) {
+      double ccw = av_display_rotation_get(reinterpret_cast<const int32_t*>(m));
+      if (ccw == ccw) {  // not NaN
+        int cw = static_cast<int>(std::lround(-ccw / 90.0)) * 90 % 360;
+        rotation_ = cw < 0 ? cw + 360 : cw;
+      }
+    }
+  }
+
+  // One pass over the demuxer: the pts table, the key frames, where the first packet lies.
+  void scan_packets_() {
+    std::vector<std::pair<int64_t, bool>> pkts;  // pts, key
+    bool all_pts = true;
+    int errors = 0;
+    for (;;) {
+      int r = av_read_frame(fmt_.get(), pkt_.get());
+      if (r == AVERROR_EOF) break;
+      if (r < 0) {
+        if (++errors > kMaxConsecutiveErrors) break;
+        continue;
+      }
+      errors = 0;
+      if (pkt_->stream_index == vidx_ && !(pkt_->flags & AV_PKT_FLAG_DISCARD)) {
+        if (pkt_->pts == AV_NOPTS_VALUE) all_pts = false;
+        pkts.emplace_back(pkt_->pts, (pkt_->flags & AV_PKT_FLAG_KEY) != 0);
+      }
+      av_packet_unref(pkt_.get());
+    }
+    TV_CHECK(!pkts.empty(), "VideoReader: no video packets could be read from '", path_, "' (container ",
+             fmt_->iformat->name, ", codec ", codec(), ")");
+    std::sort(pkts.begin(), pkts.end());
+    for (size_t i = 0; i < pkts.size(); ++i) {
+      pts_.push_back(pkts[i].first);
+      if (pkts[i].second) keys_.push_back(static_cast<int64_t>(i));
+    }
+    seekable_ = all_pts && std::adjacent_find(pts_.begin(), pts_.end()) == pts_.end() && !keys_.empty() && keys_[0] == 0;
+  }
+
+  void rewind_() const {
+    int r = av_seek_frame(fmt_.get(), vidx_, INT64_MIN / 2, AVSEEK_FLAG_BACKWARD);
+    if (r < 0) r = avformat_seek_file(fmt_.get(), -1, INT64_MIN, 0, 0, 0);
+    if (r < 0) open_format_();  // some broken files cannot seek: reading them again from the top does
+    avcodec_flush_buffers(cc_.get());
+    draining_ = false;
+    next_seq_ = 0;
+    cur_ = -1;
+  }
+
+  // Seeks to the key frame at or before frame `target` (seekable files only).
+  void seek_to_key_(int64_t target) const {
+    auto it = std::upper_bound(keys_.begin(), keys_.end(), target);
+    const int64_t key = *(it - 1);  // keys_[0] == 0 <= target
+    if (key == 0) return rewind_();
+    int r = av_seek_frame(fmt_.get(), vidx_, pts_[static_cast<size_t>(key)], AVSEEK_FLAG_BACKWARD);
+    if (r < 0) return rewind_();
+    avcodec_flush_buffers(cc_.get());
+    draining_ = false;
+    cur_ = -1;
+  }
+
+  struct Inconsistent {};  // the pts table and the decoded frames disagree
+
+  // Decodes the next frame into frame_ and sets cur_ to its index; false at the end of the stream.
+  bool next_frame_() const {
+    int errors = 0;
+    for (;;) {
+      int r = avcodec_receive_frame(cc_.get(), frame_.get());
+      if (r == 0) {
+        if (!seekable_) {
+          cur_ = next_seq_++;
+        } else {
+          auto it = std::lower_bound(pts_.begin(), pts_.end(), frame_->pts);
+          if (frame_->pts == AV_NOPTS_VALUE || it == pts_.end() || *it != frame_->pts) throw Inconsistent{};
+          cur_ = it - pts_.begin();
+        }
+        return true;
+      }
+      if (r == AVERROR_EOF) return false;
+      if (r != AVERROR(EAGAIN)) {
+        TV_CHECK(++errors <= kMaxConsecutiveErrors, "VideoReader: decoding '", path_, "' failed ", errors,
+                 " times in a row: ", detail::av_error_string(r));
+        continue;
+      }
+      if (draining_) return false;
+      r = av_read_frame(fmt_.get(), pkt_.get());
+      if (r < 0) {
+        // Past too many read errors the rest of the file is treated as missing: drain what was decoded.
+        if (r == AVERROR_EOF || ++errors > kMaxConsecutiveErrors) {
+          avcodec_send_packet(cc_.get(), nullptr);
+          draining_ = true;
+        }
+        continue;
+      }
+      if (pkt_->stream_index != vidx_) {
+        av_packet_unref(pkt_.get());
+        continue;
+      }
+      r = avcodec_send_packet(cc_.get(), pkt_.get());
+      av_packet_unref(pkt_.get());
+      if (r < 0 && r != AVERROR(EAGAIN)) {
+        TV_CHECK(++errors <= kMaxConsecutiveErrors, "VideoReader: decoding '", path_, "' failed ", errors,
+                 " times in a row: ", detail::av_error_string(r));
+      }
+    }
+  }
+
+  void make_sequential_() const {
+    seekable_ = false;
+    count_ = -1;
+    cur_ = -1;
+  }
+
+  void count_frames_() const {
+    if (seekable_) {
+      try {
+        const int64_t key = keys_.back();
+        seek_to_key_(key);
+        int64_t expect = key;  // frames from the key frame on must come out as key, key + 1, ...
+        while (next_frame_()) {
+          if (cur_ < key) continue;  // leading frames of an open GOP belong before the key frame
+          if (cur_ != expect) throw Inconsistent{};
+          ++expect;
+        }
+        cur_ = -1;
+        if (expect > key) {
+          count_ = expect;
+          return;
+        }
+      } catch (const Inconsistent&) {
+      }
+      make_sequential_();
+    }
+    rewind_();
+    int64_t n = 0;
+    while (next_frame_()) n = cur_ + 1;
+    cur_ = -1;
+    TV_CHECK(n > 0, "VideoReader: no decodable video frame in '", path_, "'");
+    count_ = n;
+  }
+
+  // Fills got[k] with frame wanted[k] (sorted, unique); false if the file turned sequential meanwhile.
+  bool try_read_(const std::vector<int64_t>& wanted, std::vector<Image>& got) {
+    got.assign(wanted.size(), Image());
+    try {
+      for (size_t k = 0; k < wanted.size(); ++k) {
+        const int64_t t = wanted[k];
+        const bool valid = cur_ >= 0 && !draining_;
+        if (seekable_) {
+          const int64_t key = *(std::upper_bound(keys_.begin(), keys_.end(), t) - 1);
+          if (!valid || t <= cur_ || key > cur_ + 1) seek_to_key_(t);
+        } else if (!valid || t <= cur_) {
+          rewind_();
+        }
+        bool first = true;
+        for (;;) {
+          TV_CHECK(next_frame_(), "VideoReader: '", path_, "' ended before frame ", t, " (", frame_count(), " frames counted)");
+          if (seekable_ && first && cur_ > t) throw Inconsistent{};  // the seek landed past the frame
+          first = false;
+          if (cur_ == t) break;
+          if (cur_ > t) throw Inconsistent{};  // frame t never came out: a packet decoded to nothing
+        }
+        got[k] = to_rgb_();
+      }
+      return true;
+    } catch (const Inconsistent&) {
+      TV_CHECK(seekable_, "VideoReader: internal error: inconsistent frame order in sequential mode for '", path_, "'");
+      make_sequential_();
+      const int64_t n = frame_count();
+      for (int64_t i : wanted)
+        TV_CHECK(i < n, "VideoReader: frame index ", i, " out of range for '", path_, "' with ", n, " decodable frames");
+      return false;
+    }
+  }
+
+  Image to_rgb_() {
+    const AVFrame* f = frame_.get();
+    TV_CHECK(f->width > 0 && f->height > 0, "VideoReader: decoded an empty frame in '", path_, "'");
+    sws_.reset(sws_getCachedContext(sws_.release(), f->width, f->height, static_cast<AVPixelFormat>(f->format),
+                                    f->width, f->height, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
+    TV_CHECK(sws_, "VideoReader: cannot convert pixel format ",
+             av_get_pix_fmt_name(static_cast<AVPixelFormat>(f->format)), " to RGB for '", path_, "'");
+    Image img(f->height, f->width, 3);
+    // swscale's SIMD paths want aligned rows; convert into a padded buffer, then copy the rows out.
+    const int stride = FFALIGN(f->width * 3, 64);
+    scratch_.resize(static_cast<size_t>(stride) * static_cast<size_t>(f->height) + 64);
+    uint8_t* dst[4] = {scratch_.data(), nullptr, nullptr, nullptr};
+    int dst_stride[4] = {stride, 0, 0, 0};
+    sws_scale(sws_.get(), f->data, f->linesize, 0, f->height, dst, dst_stride);
+    for (int y = 0; y < f->height; ++y)
+      std::memcpy(img.row(y), scratch_.data() + static_cast<size_t>(y) * stride, static_cast<size_t>(f->width) * 3);
+    return detail::rotate_clockwise(img, rotation_);
+  }
+
+  std::string path_;
+  int threads_ = 2;
+  mutable std::unique_ptr<AVFormatContext, detail::FormatCloser> fmt_;
+  mutable std::unique_ptr<AVCodecContext, detail::CodecFreer> cc_;
+  mutable std::unique_ptr<AVFrame, detail::FrameFreer> frame_;
+  mutable std::unique_ptr<AVPacket, detail::PacketFreer> pkt_;
+  mutable std::unique_ptr<SwsContext, detail::SwsFreer> sws_;
+  mutable std::vector<uint8_t> scratch_;
+  int vidx_ = -1;
+  double fps_ = 0, duration_ = 0;
+  int64_t width_ = 0, height_ = 0;
+  int rotation_ = 0;
+  std::vector<int64_t> pts_;   // pts of the video packets, sorted: frame i has pts_[i] (seekable files)
+  std::vector<int64_t> keys_;  // frame indices of the key frames, sorted
+  mutable bool seekable_ = false;
+  mutable bool draining_ = false;
+  mutable int64_t next_seq_ = 0;  // index of the next frame out of the decoder (sequential files)
+  mutable int64_t cur_ = -1;      // index of the frame in frame_, -1 when none / position unknown
+  mutable int64_t count_ = -1;
+};
+
+}  // namespace tv::data

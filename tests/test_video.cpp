@@ -1,0 +1,243 @@
+// Video and frame-folder reading on the real files of data/videos (see data/videos/PROVENANCE.md).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyvid/data/frames.hpp"
+#include "tinyvid/data/video.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using tv::data::Clip;
+using tv::data::Image;
+using tv::data::VideoReader;
+
+const std::string kVideos = std::string(TINYVID_TEST_DATA) + "/videos/";
+
+// FFmpeg's warnings about the broken files would drown doctest's output.
+const int kQuietFFmpeg = (av_log_set_level(AV_LOG_FATAL), 0);
+
+uint64_t fnv1a(const Image& img) {
+  uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(img.height * 65536 + img.width);
+  for (uint8_t b : img.pixels) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
+// A scratch file removed when the test ends.
+struct TempFile {
+  fs::path path;
+  explicit TempFile(const std::string& name, const std::string& bytes)
+      : path(fs::temp_directory_path() / ("tinyvid_test_video_" + std::to_string(::getpid()) + "_" + name)) {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  ~TempFile() {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+struct GoodVideo {
+  const char* file;
+  int64_t frames, width, height;  // width, height of the upright frames
+  double fps;
+};
+
+// PROVENANCE.md's "decoded" frame counts, sizes and average frame rates.
+const GoodVideo kGood[] = {
+    {"demo.mp4", 280, 340, 256, 28},
+    {"test.mp4", 300, 340, 256, 30},
+    {"part_0.mp4", 32, 340, 256, 30},
+    {"demo_spatiotemporal_det.mp4", 57, 340, 256, 6},
+    {"test_video_structuralize.mp4", 300, 426, 240, 30000.0 / 1001},
+    {"demo_skeleton.mp4", 72, 1920, 1080, 2160.0 / 77},
+    {"test.avi", 164, 320, 240, 25},
+    {"S001C001P001R001A001_rgb.avi", 103, 1920, 1080, 30},
+    {"flipping_a_pancake.mkv", 310, 426, 240, 30},
+    {"bbb_480p_vp9_opus_1second.webm", 24, 854, 480, 24},
+    {"test_stereo_left_right.webm", 26, 256, 144, 12.5},
+    {"unordered.mov", 4, 50, 50, 32},
+    {"video_0.mov", 3, 568, 320, 30},
+    {"video_90.mov", 3, 320, 568, 30},
+    {"video_180.mov", 3, 568, 320, 30},
+    {"video_270.mov", 3, 320, 568, 30},
+};
+
+}  // namespace
+
+TEST_CASE("VideoReader: every good video: count, size, fps, and seeking gives the sequential frames") {
+  for (const GoodVideo& g : kGood) {
+    SUBCASE(g.file) {
+      VideoReader r(kVideos + g.file);
+      CHECK(r.frame_count() == g.frames);
+      CHECK(r.width() == g.width);
+      CHECK(r.height() == g.height);
+      CHECK(r.fps() == doctest::Approx(g.fps).epsilon(1e-3));
+      CHECK(r.duration() > 0);
+      // Frame by frame in order: the reader decodes forward without seeking.
+      std::vector<uint64_t> seq;
+      for (int64_t i = 0; i < g.frames; ++i) {
+        Image img = r.frame(i);
+        REQUIRE(img.height == g.height);
+        REQUIRE(img.width == g.width);
+        REQUIRE(img.channels == 3);
+        seq.push_back(fnv1a(img));
+      }
+      // Scattered, unsorted, repeated indices, on a fresh reader and on the used one.
+      const int64_t n = g.frames;
+      std::vector<int64_t> idx = {n - 1, 0, n / 2, n / 2, n / 3, n - 2 < 0 ? 0 : n - 2, 1 % n, (2 * n) / 3, 0, n - 1};
+      for (int pass = 0; pass < 2; ++pass) {
+        VideoReader fresh(kVideos + g.file);
+        Clip clip = pass == 0 ? fresh.read(idx) : r.read(idx);
+        REQUIRE(clip.size() == idx.size());
+        for (size_t k = 0; k < idx.size(); ++k) CHECK_MESSAGE(fnv1a(clip[k]) == seq[static_cast<size_t>(idx[k])], "frame ", idx[k]);
+      }
+      // A dense range in one call equals the frames one at a time.
+      if (g.width * g.height <= 854 * 480) {
+        std::vector<int64_t> all(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(i)] = i;
+        Clip clip = VideoReader(kVideos + g.file).read(all);
+        for (int64_t i = 0; i < n; ++i) CHECK(fnv1a(clip[static_cast<size_t>(i)]) == seq[static_cast<size_t>(i)]);
+      }
+      CHECK_THROWS_WITH_AS(r.frame(n), doctest::Contains("out of range"), tv::Error);
+      CHECK_THROWS_WITH_AS(r.read({0, -1}), doctest::Contains("frame index -1 out of range"), tv::Error);
+    }
+  }
+}
+
+TEST_CASE("VideoReader: metadata and rotation") {
+  VideoReader demo(kVideos + "demo.mp4");
+  CHECK(demo.codec() == "h264");
+  CHECK(demo.container().find("mp4") != std::string::npos);
+  CHECK(demo.duration() == doctest::Approx(10.0).epsilon(1e-3));
+  CHECK(VideoReader(kVideos + "bbb_480p_vp9_opus_1second.webm").codec() == "vp9");
+  CHECK(VideoReader(kVideos + "flipping_a_pancake.mkv").container().find("matroska") != std::string::npos);
+
+  // The rotated files show other scenes than video_0.mov (checked by eye: their key labels read upright),
+  // so the test pins the angle, the upright size and the direction of each turn.
+  const struct { const char* file; int rotation; int64_t h, w; } cases[] = {
+      {"video_0.mov", 0, 320, 568}, {"video_90.mov", 90, 568, 320}, {"video_180.mov", 180, 320, 568}, {"video_270.mov", 270, 568, 320}};
+  for (const auto& c : cases) {
+    SUBCASE(c.file) {
+      VideoReader r(kVideos + c.file);
+      CHECK(r.rotation() == c.rotation);
+      Image img = r.frame(2);
+      CHECK(img.height == c.h);
+      CHECK(img.width == c.w);
+    }
+  }
+  SUBCASE("turns are clockwise") {
+    Image img(2, 3, 1);  // 0 1 2 / 3 4 5
+    for (int i = 0; i < 6; ++i) img.pixels[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+    using tv::data::detail::rotate_clockwise;
+    CHECK(rotate_clockwise(img, 90).pixels == std::vector<uint8_t>{3, 0, 4, 1, 5, 2});
+    CHECK(rotate_clockwise(img, 180).pixels == std::vector<uint8_t>{5, 4, 3, 2, 1, 0});
+    CHECK(rotate_clockwise(img, 270).pixels == std::vector<uint8_t>{2, 5, 1, 4, 0, 3});
+    CHECK(rotate_clockwise(img, 90).height == 3);
+  }
+}
+
+TEST_CASE("VideoReader: bad inputs are tv::Errors naming the file and the reason") {
+  CHECK_THROWS_WITH_AS(VideoReader(kVideos + "no_such_file.mp4"), doctest::Contains("no_such_file.mp4' does not exist"), tv::Error);
+  CHECK_THROWS_WITH_AS(VideoReader(kVideos + "test.wav"), doctest::Contains("no video stream in"), tv::Error);
+  CHECK_THROWS_WITH_AS(VideoReader(kVideos + "invalid_vp9_bitstream-bug_1416.webm"),
+                       doctest::Contains("no decodable video frame in"), tv::Error);
+  CHECK_THROWS_WITH_AS(VideoReader(kVideos + "fixed_lacing_bad_lace_size.mkv"),
+                       doctest::Contains("no video packets could be read from"), tv::Error);
+  CHECK_THROWS_WITH_AS(VideoReader{kVideos}, doctest::Contains("not a regular file"), tv::Error);
+
+  SUBCASE("the header over-counts: 50 claimed, 49 decodable") {
+    VideoReader r(kVideos + "corrupted.mp4");
+    CHECK(r.frame_count() == 49);
+    CHECK(r.read({48, 0, 30}).size() == 3);
+    CHECK_THROWS_WITH_AS(r.frame(49), doctest::Contains("corrupted.mp4' with 49 frames"), tv::Error);
+  }
+  SUBCASE("one frame of a claimed 9 s, beside a subtitle stream") {
+    VideoReader r(kVideos + "block_ends_beyond_cluster.mkv");
+    CHECK(r.frame_count() == 1);
+    CHECK(r.frame(0).width == 576);
+  }
+  SUBCASE("made here: zero bytes, garbage") {
+    TempFile empty("empty.mp4", "");
+    CHECK_THROWS_WITH_AS(VideoReader(empty.path.string()), doctest::Contains("is empty (0 bytes)"), tv::Error);
+    std::mt19937 rng(7);
+    std::string junk(100000, '\0');
+    for (char& c : junk) c = static_cast<char>(rng() & 0xff);
+    TempFile garbage("garbage.mp4", junk);
+    CHECK_THROWS_WITH_AS(VideoReader(garbage.path.string()), doctest::Contains("garbage.mp4"), tv::Error);
+  }
+  SUBCASE("made here: truncated copies of demo.mp4 fail cleanly or read what is there") {
+    const std::string bytes = slurp(kVideos + "demo.mp4");
+    for (size_t len : {size_t(16), size_t(1000), size_t(40000), size_t(200000), size_t(400000), bytes.size() - 1000}) {
+      TempFile cut("cut_" + std::to_string(len) + ".mp4", bytes.substr(0, len));
+      try {
+        VideoReader r(cut.path.string());
+        const int64_t n = r.frame_count();
+        CHECK(n >= 1);
+        CHECK(n <= 280);
+        CHECK(r.read({n - 1, 0, n / 2}).size() == 3);
+      } catch (const tv::Error& e) {
+        CHECK(std::string(e.what()).find(cut.path.filename().string()) != std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("FrameFolderReader: MMAction2 rawframes") {
+  using tv::data::format_frame_name;
+  using tv::data::FrameFolderReader;
+  const std::string dir = kVideos + "rawframes/";
+
+  CHECK(format_frame_name("img_{:05d}.jpg", 7) == "img_00007.jpg");
+  CHECK(format_frame_name("img_{:05}.jpg", 12) == "img_00012.jpg");
+  CHECK(format_frame_name("{}.png", 123) == "123.png");
+  CHECK(format_frame_name("f{:d}", 5) == "f5");
+  CHECK(format_frame_name("img_{:03d}.jpg", 12345) == "img_12345.jpg");
+  CHECK_THROWS_WITH_AS(format_frame_name("img_{:5s}.jpg", 1), doctest::Contains("expected '{}' or '{:0Nd}'"), tv::Error);
+  CHECK_THROWS_WITH_AS(format_frame_name("img.jpg", 1), doctest::Contains("expected one '{}'"), tv::Error);
+
+  FrameFolderReader imgs(dir + "img_sample");
+  Clip clip = imgs.read({9, 0, 4, 4});
+  REQUIRE(clip.size() == 4);
+  for (const Image& img : clip) {
+    CHECK(img.height == 240);
+    CHECK(img.width == 320);
+    CHECK(img.channels == 3);
+  }
+  CHECK(clip[2].pixels == clip[3].pixels);
+  CHECK(clip[0].pixels != clip[1].pixels);
+  CHECK(clip[1].pixels == tv::data::read_image(dir + "img_sample/img_00001.jpg").pixels);
+  CHECK(FrameFolderReader(dir + "img_sample", "img_{:05d}.jpg", 0).read({1})[0].pixels == clip[1].pixels);
+  CHECK_THROWS_WITH_AS(imgs.read({10}), doctest::Contains("img_00011.jpg' does not exist"), tv::Error);
+  CHECK_THROWS_WITH_AS(FrameFolderReader(dir + "nope"), doctest::Contains("nope' does not exist"), tv::Error);
+
+  // Flow frames are grayscale JPEGs: three equal channels.
+  Image x = FrameFolderReader(dir + "flow_sample", "x_{:05d}.jpg").read({2})[0];
+  CHECK(x.channels == 3);
+  CHECK(x.width == 320);
+  bool equal = true;
+  for (size_t i = 0; i < x.pixels.size(); i += 3) equal = equal && x.pixels[i] == x.pixels[i + 1] && x.pixels[i] == x.pixels[i + 2];
+  CHECK(equal);
+}
+
+TEST_CASE("write_png round-trips through read_image") {
+  Image img = VideoReader(kVideos + "unordered.mov").frame(2);
+  TempFile png("frame.png", "");
+  tv::data::write_png(png.path.string(), img);
+  Image back = tv::data::read_image(png.path.string());
+  CHECK(back.width == img.width);
+  CHECK(back.height == img.height);
+  CHECK(back.pixels == img.pixels);
+  CHECK_THROWS_WITH_AS(tv::data::write_png(png.path.string(), Image()), doctest::Contains("non-empty image"), tv::Error);
+}
