@@ -357,3 +357,38 @@ TEST_CASE("data: multi-view crops, flip and Normalize + FormatShape") {
   CHECK(d[6] == (1.f - 123.675f) / 58.395f);    // frame 1, R, x 0
   CHECK_THROWS_WITH_AS((Normalize{}(Clip{Image(2, 2), Image(2, 3)})), doctest::Contains("frame 1 is 2x3x3"), tv::Error);
 }
+
+#include <tinyvid/data/kinetics200.hpp>
+
+TEST_CASE("data: Kinetics-200 from the official id lists and the Kinetics-400 CSVs") {
+  const std::string dir = TINYVID_FIXTURE_DIR "/../data/kinetics200";
+  auto val = tv::data::kinetics200_split(dir + "/val_ytid_list.txt", dir + "/kinetics-400_val.csv");
+  CHECK(val.classes.size() == 200);
+  CHECK(val.entries.size() == 5000);
+  CHECK(val.missing.empty());
+  std::vector<int64_t> per_class(200, 0);
+  for (const auto& e : val.entries) per_class.at(static_cast<size_t>(e.label()))++;
+  CHECK(std::all_of(per_class.begin(), per_class.end(), [](int64_t n) { return n == 25; }));
+  CHECK(std::is_sorted(val.classes.begin(), val.classes.end()));
+  // The training split: a user's Kinetics-400 training CSV (here a stand-in with two listed ids and one
+  // not listed), numbered by the validation split's classes; listed ids absent from it are reported.
+  const std::string tmp = "/tmp/tinyvid_k200_train.csv";
+  {
+    std::ofstream f(tmp);
+    f << "label,youtube_id,time_start,time_end,split,is_cc\n"
+      << val.classes[3] << ",kIRmvrmc2nM,10,20,train,0\n"
+      << "\"" << val.classes[7] << "\",2B65vtRd5Ck,0,10,train,0\n"
+      << val.classes[0] << ",NOT_IN_LIST,0,10,train,0\n";
+  }
+  auto train = tv::data::kinetics200_split(dir + "/train_ytid_list.txt", tmp, val.classes);
+  REQUIRE(train.entries.size() == 2);
+  CHECK(train.entries[0].label() == 3);
+  CHECK(train.entries[1].label() == 7);
+  std::string class_dir = val.classes[3];  // "arm wrestling" -> arm_wrestling/, as MMAction2's folders
+  std::replace(class_dir.begin(), class_dir.end(), ' ', '_');
+  CHECK(train.entries[0].path == class_dir + "/kIRmvrmc2nM_000010_000020.mp4");
+  CHECK(train.missing.size() == 80000 - 2);
+  std::remove(tmp.c_str());
+  CHECK_THROWS_WITH_AS(tv::data::kinetics200_split(dir + "/no_such_list.txt", dir + "/kinetics-400_val.csv"),
+                       doctest::Contains("no_such_list.txt"), tv::Error);
+}
