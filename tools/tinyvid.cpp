@@ -2,6 +2,11 @@
 //   tinyvid summary --model NAME [--num-classes K] [--frames T] [--size S] [--set key=value ...] [--json]
 //   tinyvid forward --model NAME --weights W.safetensors --input X.safetensors --output Y.safetensors
 //                   [--num-classes K] [--frames T] [--set key=value ...]
+// With video (TINYVID_WITH_VIDEO, i.e. built against tinyvid::video):
+//   tinyvid synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]
+//   tinyvid probe FILE [--json]
+//   tinyvid check-videos LIST [--data-prefix DIR] [--json]
+//   tinyvid frames FILE --indices 0,37,79 --out DIR
 // Errors are one line on stderr and exit code 2; `tinyvid help` lists the commands.
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +16,19 @@
 
 #include <tinyvid/io/safetensors.hpp>
 #include <tinyvid/tinyvid.hpp>
+
+#ifdef TINYVID_WITH_VIDEO
+#include <tinyvid/data/frames.hpp>
+#include <tinyvid/data/annotations.hpp>
+#include <tinyvid/data/synth.hpp>
+#include <tinyvid/data/video.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#endif
 
 namespace {
 
@@ -23,6 +41,18 @@ const char* kUsage =
     "          [--num-classes K] [--frames T] [--set key=value ...]\n"
     "      runs the model in eval mode on the tensor named 'input' (N*T x 3 x H x W) and writes the\n"
     "      class scores as 'output'\n"
+#ifdef TINYVID_WITH_VIDEO
+    "  synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]\n"
+    "      writes the synthetic action dataset: DIR/videos/<class>/*.mp4, DIR/train_list.txt, DIR/val_list.txt,\n"
+    "      DIR/classes.txt (train with data prefix DIR/videos); defaults 10 classes, 100 train and 20 val\n"
+    "      videos per class, 112x112, 32 frames, seed 0; an interrupted run resumes where it stopped\n"
+    "  probe FILE [--json]\n"
+    "      container, codec, size, fps, decodable frame count and duration of a video\n"
+    "  check-videos LIST [--data-prefix DIR] [--json]\n"
+    "      opens and decodes every video of an MMAction2 video list; lists the bad ones, exit code 1 if any\n"
+    "  frames FILE --indices 0,37,79 --out DIR\n"
+    "      writes those frames as DIR/frame_000037.png ...\n"
+#endif
     "  help\n"
     "models: (tsn|tsm)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr\n"
     "switches (--set): width, shift_div, cross_layer, cross_temporal, ct_group_frames, ct_bidirectional,\n"
@@ -45,9 +75,10 @@ struct Args {
   }
 };
 
-Args parse(int argc, char** argv, const std::vector<std::string>& boolean_flags) {
+// first: the index of the first option (after the command and its positional argument, if any).
+Args parse(int argc, char** argv, const std::vector<std::string>& boolean_flags, int first = 2) {
   Args a;
-  for (int i = 2; i < argc; ++i) {
+  for (int i = first; i < argc; ++i) {
     std::string k = argv[i];
     TV_CHECK(k.rfind("--", 0) == 0, "unexpected argument '", k, "' (options start with --; see tinyvid help)");
     k = k.substr(2);
@@ -141,6 +172,180 @@ int forward(const Args& a) {
   return 0;
 }
 
+#ifdef TINYVID_WITH_VIDEO
+// The positional argument after the command (a file), or an error naming what was expected.
+std::string positional(int argc, char** argv, const char* what) {
+  TV_CHECK(argc > 2 && std::string(argv[2]).rfind("--", 0) != 0, "expected ", what, " after the command (see tinyvid help)");
+  return argv[2];
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
+
+int synth(const Args& a) {
+  tv::data::SynthOptions o;
+  const auto& names = tv::data::synth_class_names();
+  const int64_t n_classes = to_int("classes", a.get("classes", std::to_string(names.size())));
+  TV_CHECK(n_classes <= static_cast<int64_t>(names.size()), "--classes: expected at most ", names.size(), ", got ", n_classes);
+  o.classes.assign(names.begin(), names.begin() + n_classes);
+  // 0 videos of a split is allowed (a val-only set), so these are read without to_int's >= 1 rule.
+  auto count = [&](const char* k, int64_t fallback) {
+    const std::string v = a.get(k, std::to_string(fallback));
+    TV_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos, "--", k,
+             ": expected a whole number >= 0, got '", v, "'");
+    return static_cast<int64_t>(std::stoll(v));
+  };
+  o.train_per_class = count("train-per-class", o.train_per_class);
+  o.val_per_class = count("val-per-class", o.val_per_class);
+  o.size = to_int("size", a.get("size", std::to_string(o.size)));
+  o.frames = to_int("frames", a.get("frames", std::to_string(o.frames)));
+  o.seed = static_cast<uint64_t>(count("seed", 0));
+  o.progress = true;
+  const std::string out = a.need("out");
+  const auto r = tv::data::write_synth_dataset(out, o);
+  std::printf("synth: %lld videos written, %lld already complete, in %.1f s; train with data prefix %s\n",
+              static_cast<long long>(r.written), static_cast<long long>(r.skipped), r.seconds,
+              (std::filesystem::path(out) / "videos").string().c_str());
+  return 0;
+}
+
+int probe(int argc, char** argv) {
+  const std::string file = positional(argc, argv, "a video FILE");
+  const Args a = parse(argc, argv, {"json"}, 3);
+  tv::data::VideoReader r(file, 1);
+  const int64_t frames = r.frame_count();
+  if (a.flag("json")) {
+    std::printf("{\"file\":%s,\"container\":%s,\"codec\":%s,\"width\":%lld,\"height\":%lld,\"fps\":%.6g,\"frames\":%lld,"
+                "\"duration\":%.6g,\"rotation\":%d}\n",
+                json_string(file).c_str(), json_string(r.container()).c_str(), json_string(r.codec()).c_str(),
+                static_cast<long long>(r.width()), static_cast<long long>(r.height()), r.fps(),
+                static_cast<long long>(frames), r.duration(), r.rotation());
+  } else {
+    std::printf("file       %s\ncontainer  %s\ncodec      %s\nsize       %lldx%lld\nfps        %.6g\nframes     %lld\n"
+                "duration   %.3f s\nrotation   %d\n",
+                file.c_str(), r.container().c_str(), r.codec().c_str(), static_cast<long long>(r.width()),
+                static_cast<long long>(r.height()), r.fps(), static_cast<long long>(frames), r.duration(), r.rotation());
+  }
+  return 0;
+}
+
+// Decodes every frame of a video (in chunks, so a long video never sits in memory whole).
+int64_t test_decode(const std::string& path) {
+  tv::data::VideoReader r(path, 1);
+  const int64_t n = r.frame_count();
+  constexpr int64_t kChunk = 64;
+  for (int64_t s = 0; s < n; s += kChunk) {
+    std::vector<int64_t> idx;
+    for (int64_t i = s; i < std::min(n, s + kChunk); ++i) idx.push_back(i);
+    r.read(idx);
+  }
+  return n;
+}
+
+int check_videos(int argc, char** argv) {
+  const std::string list = positional(argc, argv, "a video LIST");
+  const Args a = parse(argc, argv, {"json"}, 3);
+  tv::data::ListOptions lo;
+  lo.data_prefix = a.get("data-prefix");
+  const auto anns = tv::data::read_video_list(list, lo);
+  std::vector<std::string> errors(anns.size());
+  std::vector<int64_t> counts(anns.size(), -1);
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done{0}, bad{0};
+  std::mutex mu;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  auto progress = [&](bool final) {
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rate = el > 0 ? static_cast<double>(done.load()) / el : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(anns.size()) - done.load()) / rate : 0.0;
+    std::fprintf(stderr, "\rcheck-videos: %lld/%zu checked, %lld bad, %.1f videos/s, ETA %s   %s",
+                 static_cast<long long>(done.load()), anns.size(), static_cast<long long>(bad.load()), rate,
+                 tv::data::detail::format_duration(eta).c_str(), final ? "\n" : "");
+    std::fflush(stderr);
+  };
+  auto worker = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < anns.size();) {
+      try {
+        counts[k] = test_decode(anns[k].path);
+      } catch (const std::exception& e) {
+        errors[k] = e.what();
+        ++bad;
+      }
+      ++done;
+      std::lock_guard<std::mutex> lock(mu);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+    }
+  };
+  // Two workers: decoding is mostly single-threaded per file, and two keep a disk busy without thrashing it.
+  std::thread second(worker);
+  worker();
+  second.join();
+  progress(true);
+  if (a.flag("json")) {
+    std::printf("{\"list\":%s,\"checked\":%zu,\"bad\":[", json_string(list).c_str(), anns.size());
+    bool first = true;
+    for (size_t k = 0; k < anns.size(); ++k)
+      if (!errors[k].empty()) {
+        std::printf("%s{\"path\":%s,\"error\":%s}", first ? "" : ",", json_string(anns[k].path).c_str(),
+                    json_string(errors[k]).c_str());
+        first = false;
+      }
+    std::printf("]}\n");
+  } else {
+    for (size_t k = 0; k < anns.size(); ++k)
+      if (!errors[k].empty()) std::printf("BAD %s: %s\n", anns[k].path.c_str(), errors[k].c_str());
+    std::printf("checked %zu videos of %s: %lld bad\n", anns.size(), list.c_str(), static_cast<long long>(bad.load()));
+  }
+  return bad.load() > 0 ? 1 : 0;
+}
+
+int frames(int argc, char** argv) {
+  const std::string file = positional(argc, argv, "a video FILE");
+  const Args a = parse(argc, argv, {}, 3);
+  std::vector<int64_t> indices;
+  for (const std::string& f : tv::data::detail::split_on(a.need("indices"), ',')) {
+    size_t used = 0;
+    long long x = -1;
+    try {
+      x = std::stoll(f, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TV_CHECK(!f.empty() && used == f.size() && x >= 0, "--indices: expected frame numbers >= 0 separated by commas, got '",
+             a.need("indices"), "'");
+    indices.push_back(x);
+  }
+  const std::string out = a.need("out");
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  TV_CHECK(!ec, "cannot create '", out, "': ", ec.message());
+  tv::data::VideoReader r(file);
+  const auto clip = r.read(indices);
+  for (size_t k = 0; k < indices.size(); ++k) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "frame_%06lld.png", static_cast<long long>(indices[k]));
+    const std::string path = (std::filesystem::path(out) / name).string();
+    tv::data::write_png(path, clip[k]);
+    std::printf("%s\n", path.c_str());
+  }
+  return 0;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,6 +357,15 @@ int main(int argc, char** argv) {
     }
     if (command == "summary") return summary(parse(argc, argv, {"json"}));
     if (command == "forward") return forward(parse(argc, argv, {}));
+#ifdef TINYVID_WITH_VIDEO
+    // FFmpeg's info lines (x264's banner per file) and warnings about damaged files would bury our output;
+    // what matters comes back as a tv::Error. check-videos reports every bad file itself.
+    av_log_set_level(command == "check-videos" ? AV_LOG_FATAL : AV_LOG_ERROR);
+    if (command == "synth") return synth(parse(argc, argv, {}));
+    if (command == "probe") return probe(argc, argv);
+    if (command == "check-videos") return check_videos(argc, argv);
+    if (command == "frames") return frames(argc, argv);
+#endif
     std::fprintf(stderr, "tinyvid: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {
