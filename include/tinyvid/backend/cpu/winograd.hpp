@@ -275,7 +275,7 @@ bool use_micro_kernel(int64_t Cout) {
 // The forward for a map small enough to be one chunk (the late stages, where the weights outweigh
 // the activations): each work item owns a block of output channels, transforms their kernels into
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
-inline void forward_one_chunk(const float* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
+inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
                               const float* w, int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V,
                               float* M) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
@@ -323,7 +323,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
   T* M = scratch<T>(kTaps * ms, kScratchWinogradM);
 #ifdef TINYVID_HAVE_MICROKERNEL
   if constexpr (std::is_same_v<T, float>)
-    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, N, C, H, W, ph, pw, w, Cout, bias, y, L, V, M);
+    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M);
 #endif
   const T* u = transform_weight(w, Cout, C, micro);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
