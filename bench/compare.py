@@ -1,6 +1,6 @@
 """Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them, then one line per
 figure both measured: {"bench", "key", "figure", "tinyvid", "pytorch", "ratio"}; ratio > 1 means
-tinyvid is faster (for times, the ratio is pytorch / tinyvid)."""
+tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer is PyAV, listed as "pytorch"."""
 import json
 import sys
 
@@ -11,6 +11,7 @@ KEYS = {
     "conv": ("shape", [("fwd_gflops", True), ("fwd_bwd_gflops", True)]),
     "batch_norm": ("shape", [("gbps", True)]),
     "lstm_cell": ("shape", [("ms", False)]),
+    "decode": ("file", [("fps", True)]),
     "model": ("model", [("forward_s", False), ("train_step_s", False), ("peak_rss_mb", False)]),
 }
 figures = {}

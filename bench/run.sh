@@ -19,9 +19,10 @@ done
   "$build/bench/bench_layers"
   "$build/bench/bench_models" --model tsn_r50
   "$build/bench/bench_models" --model tsn_r50_dnr
+  if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
-    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py)
+    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py && /usr/bin/python3 peer_data.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi
