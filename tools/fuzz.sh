@@ -8,21 +8,9 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 build="${TINYVID_FUZZ_BUILD:-build-fuzz}"
 
-bash tools/install_deps.sh
 # clang, the OpenMP runtime clang links (the tinyvid target uses OpenMP) and the fuzzer/sanitizer
 # runtimes (only recommended by clang, so asked for by name).
-packages=(clang libomp-dev libclang-rt-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash tools/install_deps.sh clang libomp-dev libclang-rt-dev
 
 CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYVID_BUILD_EXAMPLES=OFF \
   -DTINYVID_BUILD_BENCH=OFF >/dev/null

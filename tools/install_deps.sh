@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tinyvid needs, only those missing. `--peer` adds PyTorch
 # (python3-torch), used by bench/ to measure the peer and by fixture scripts, never by the library.
+# Further package names on the command line are installed too (tools/fuzz.sh asks for clang).
 set -euo pipefail
 packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev python3 python3-numpy
   pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libstb-dev)
-if [[ "${1:-}" == "--peer" ]]; then packages+=(python3-torch); fi
+for arg in "$@"; do
+  if [[ "$arg" == "--peer" ]]; then packages+=(python3-torch); else packages+=("$arg"); fi
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

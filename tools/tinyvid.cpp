@@ -99,17 +99,7 @@ Args parse(int argc, char** argv, const std::vector<std::string>& boolean_flags,
   return a;
 }
 
-int64_t to_int(const std::string& what, const std::string& v) {
-  size_t used = 0;
-  long long x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TV_CHECK(used == v.size() && !v.empty() && x >= 1, "--", what, ": expected a positive whole number, got '", v, "'");
-  return x;
-}
+int64_t to_int(const std::string& option, const std::string& v) { return tv::models::detail::parse_int("--" + option, v); }
 
 tv::models::ModelConfig model_config(const Args& a) {
   tv::models::ModelConfig cfg;

@@ -47,6 +47,15 @@ class Generator {
 };
 
 // The generator used when a function is not given one; tv::manual_seed(s) seeds it, as torch.manual_seed.
+// splitmix64's finalizer: derives unrelated seeds from related inputs (a seed, an epoch, an index...),
+// so a sample's random draws depend only on what identifies it, never on thread timing.
+inline uint64_t mix_seed(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 inline Generator& default_generator() {
   static Generator g;
   return g;

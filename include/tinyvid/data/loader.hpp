@@ -55,15 +55,8 @@ struct Batch {
 };
 
 namespace detail {
-// splitmix64's finalizer: nearby (seed, epoch, index) give unrelated generator seeds.
-inline uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 inline uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
-  return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
+  return mix_seed(mix_seed(mix_seed(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
 }
 
 inline Batch collate(std::vector<Sample>& samples) {

@@ -63,18 +63,11 @@ struct SynthReport {
 
 namespace detail {
 
-inline uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 inline uint64_t synth_video_seed(uint64_t seed, const std::string& cls, int split, int64_t index) {
-  uint64_t h = splitmix64(seed);
-  for (unsigned char c : cls) h = splitmix64(h ^ c);
-  h = splitmix64(h ^ static_cast<uint64_t>(split));
-  return splitmix64(h ^ static_cast<uint64_t>(index));
+  uint64_t h = mix_seed(seed);
+  for (unsigned char c : cls) h = mix_seed(h ^ c);
+  h = mix_seed(h ^ static_cast<uint64_t>(split));
+  return mix_seed(h ^ static_cast<uint64_t>(index));
 }
 
 inline float clamp01(float v) { return v < 0.f ? 0.f : (v > 1.f ? 1.f : v); }

@@ -37,7 +37,8 @@ inline bool parse_bool(const std::string& key, const std::string& v) {
   if (v == "0" || v == "false" || v == "off" || v == "no") return false;
   TV_FAIL("model switch ", key, ": expected true or false, got '", v, "'");
 }
-inline int64_t parse_int(const std::string& key, const std::string& v) {
+// A positive whole number from text, or an error naming `what` (also the command line's parser).
+inline int64_t parse_int(const std::string& what, const std::string& v) {
   size_t used = 0;
   int64_t x = 0;
   try {
@@ -45,7 +46,7 @@ inline int64_t parse_int(const std::string& key, const std::string& v) {
   } catch (const std::exception&) {
     used = 0;
   }
-  TV_CHECK(used == v.size() && !v.empty() && x >= 1, "model switch ", key, ": expected a positive whole number, got '", v, "'");
+  TV_CHECK(used == v.size() && !v.empty() && x >= 1, what, ": expected a positive whole number, got '", v, "'");
   return x;
 }
 }  // namespace detail
@@ -71,15 +72,15 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm ? 0.5 : 0.4);
   auto& d = o.backbone.dnr;
   for (const auto& [key, value] : cfg.set) {
-    if (key == "width") o.backbone.width = detail::parse_int(key, value);
-    else if (key == "shift_div") o.backbone.shift_div = detail::parse_int(key, value);
+    if (key == "width") o.backbone.width = detail::parse_int("model switch " + key, value);
+    else if (key == "shift_div") o.backbone.shift_div = detail::parse_int("model switch " + key, value);
     else if (key == "cross_layer") d.cross_layer = detail::parse_bool(key, value);
     else if (key == "cross_temporal") d.cross_temporal = detail::parse_bool(key, value);
-    else if (key == "ct_group_frames") d.ct_group_frames = detail::parse_int(key, value);
+    else if (key == "ct_group_frames") d.ct_group_frames = detail::parse_int("model switch " + key, value);
     else if (key == "ct_bidirectional") d.ct_bidirectional = detail::parse_bool(key, value);
     else if (key == "ct_shared_direction_cell") d.ct_shared_direction_cell = detail::parse_bool(key, value);
     else if (key == "interlace") d.interlace = detail::parse_bool(key, value);
-    else if (key == "reduction") d.reduction = detail::parse_int(key, value);
+    else if (key == "reduction") d.reduction = detail::parse_int("model switch " + key, value);
     else {
       std::string known;
       for (auto& n : switch_names()) known += (known.empty() ? "" : ", ") + n;
