@@ -3,7 +3,12 @@
 // output the C++ standard fixes; the distributions are written here because std's are not portable.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
+#include <sstream>
+#include <string>
+
+#include "tinyvid/core/error.hpp"
 
 namespace tv {
 
@@ -38,6 +43,24 @@ class Generator {
     uint64_t x;
     do x = engine_(); while (x >= limit);
     return x % n;
+  }
+
+  // The whole state as text (a checkpoint stores it): restoring it continues the same sequence.
+  std::string state() const {
+    std::ostringstream out;
+    out << engine_ << ' ' << has_spare_ << ' ' << std::hexfloat << spare_;
+    return out.str();
+  }
+  void set_state(const std::string& s) {
+    std::istringstream in(s);
+    std::mt19937_64 engine;
+    bool has_spare = false;
+    std::string spare_text;
+    in >> engine >> has_spare >> spare_text;
+    TV_CHECK(!in.fail(), "Generator::set_state: not a generator state (expected the text of Generator::state())");
+    engine_ = engine;
+    has_spare_ = has_spare;
+    spare_ = std::strtod(spare_text.c_str(), nullptr);
   }
 
  private:

@@ -40,7 +40,7 @@ struct LoaderOptions {
   int64_t batch_size = 1;
   bool shuffle = true;
   bool drop_last = false;   // drop the last batch when it would have fewer than batch_size indices
-  int num_workers = 2;      // threads decoding batches
+  int num_workers = 2;      // threads decoding batches; 0: next() decodes on the calling thread (debugging)
   int64_t prefetch = 4;     // batches decoded ahead of the consumer, at most
   uint64_t seed = 0;
 };
@@ -84,7 +84,7 @@ class Loader {
  public:
   Loader(const Dataset& dataset, LoaderOptions options = {}) : ds_(dataset), opt_(options) {
     TV_CHECK(opt_.batch_size >= 1, "Loader: batch_size must be >= 1, got ", opt_.batch_size);
-    TV_CHECK(opt_.num_workers >= 1, "Loader: num_workers must be >= 1, got ", opt_.num_workers);
+    TV_CHECK(opt_.num_workers >= 0, "Loader: num_workers must be >= 0, got ", opt_.num_workers);
     TV_CHECK(opt_.prefetch >= 1, "Loader: prefetch must be >= 1, got ", opt_.prefetch);
   }
   Loader(const Loader&) = delete;
@@ -108,16 +108,19 @@ class Loader {
     return o;
   }
 
-  // Stops the previous epoch if unfinished and starts decoding this one.
-  void start_epoch(int64_t epoch) {
+  // Stops the previous epoch if unfinished and starts decoding this one, from batch first_batch on (a
+  // resumed run skips the batches it has trained on; they are not decoded).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0) {
     stop();
+    TV_CHECK(first_batch >= 0 && first_batch <= num_batches(), "Loader::start_epoch: first_batch ", first_batch,
+             " is not in [0, ", num_batches(), "]");
     epoch_ = epoch;
     order_ = order(epoch);
     total_ = num_batches();
-    claimed_ = delivered_ = 0;
+    claimed_ = delivered_ = first_batch;
     stop_flag_ = false;
     started_ = true;
-    const int workers = static_cast<int>(std::min<int64_t>(opt_.num_workers, std::max<int64_t>(total_, 1)));
+    const int workers = static_cast<int>(std::min<int64_t>(opt_.num_workers, total_ - first_batch));
     for (int w = 0; w < workers; ++w) workers_.emplace_back([this] { work(); });
   }
 
@@ -125,6 +128,11 @@ class Loader {
   // was thrown, and ends the epoch.
   std::optional<Batch> next() {
     TV_CHECK(started_, "Loader: call start_epoch(epoch) before next()");
+    if (opt_.num_workers == 0) {
+      while (delivered_ < total_)
+        if (std::optional<Batch> b = make_batch(delivered_++)) return b;
+      return std::nullopt;
+    }
     while (true) {
       std::unique_lock<std::mutex> lock(m_);
       if (delivered_ >= total_) {

@@ -5,13 +5,19 @@
 //   -> fc. Averaging before the fc equals averaging the fc's outputs.
 // - TSM: backbone with the temporal shift -> global average pool -> dropout -> fc -> average over T
 //   (MMAction2's TSMHead).
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "tinyvid/models/resnet.hpp"
+#include "tinyvid/ops/join.hpp"
+#include "tinyvid/ops/softmax.hpp"
 
 namespace tv::models {
 
 enum class Consensus { BeforeFc, AfterFc };  // TSN, TSM
+// How the scores of several test views are fused (MMAction2's average_clips).
+enum class AverageClips { Prob, Score };
 
 template <class T = float>
 class ClsHead : public nn::Module<T> {
@@ -61,6 +67,35 @@ class Recognizer : public nn::Module<T> {
   // x: N*T x 3 x H x W (frames of a clip adjacent) -> class scores (logits) N x K.
   Tensor<T> forward(const Tensor<T>& x) { return cls_head->forward(backbone->forward(x), frames()); }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
+
+  // Multi-view testing as MMAction2 fuses views. x: N*V*T frames, the V views (clips of T frames) of a video
+  // adjacent -> N x K. TSN (consensus before the fc): the pooled features of all V*T frames are averaged, then
+  // one fc; TSM (after the fc): scores per view, then `average` over the views (Prob: softmax per view, then
+  // mean; Score: mean of the scores); TSN with Prob returns the softmax of its one score vector.
+  // The backbone runs on at most max_views_per_pass clips at once (0: all), which bounds memory only.
+  Tensor<T> forward_views(const Tensor<T>& x, int64_t views, AverageClips average, int64_t max_views_per_pass = 0) {
+    const int64_t Tn = frames();
+    TV_CHECK(x.dim() == 4 && views >= 1 && x.size(0) % (views * Tn) == 0, "Recognizer::forward_views: expected N*",
+             views, "*", Tn, " frames (", views, " views of ", Tn, " frames per video), got ", x.shape());
+    const int64_t N = x.size(0) / (views * Tn), clips = N * views;
+    const int64_t step = max_views_per_pass > 0 ? max_views_per_pass : clips;
+    std::vector<Tensor<T>> pooled;  // (clips * T) x C in pieces
+    for (int64_t c0 = 0; c0 < clips; c0 += step) {
+      const int64_t c1 = std::min(clips, c0 + step);
+      pooled.push_back(mean(backbone->forward(x.narrow(0, c0 * Tn, (c1 - c0) * Tn)), {2, 3}));
+    }
+    Tensor<T> feats = pooled.size() == 1 ? pooled[0] : cat(pooled, 0);
+    const int64_t C = feats.size(1);
+    Tensor<T> scores;
+    if (cls_head->consensus == Consensus::BeforeFc) {
+      scores = (*cls_head->fc_cls)(mean(feats.reshape({N, views * Tn, C}), {1}));  // N x K
+      return average == AverageClips::Prob ? softmax(scores, 1) : scores;
+    }
+    Tensor<T> per_view = mean((*cls_head->fc_cls)(feats).reshape({N * views, Tn, -1}), {1});  // N*V x K
+    if (average == AverageClips::Prob) per_view = softmax(per_view, 1);
+    return mean(per_view.reshape({N, views, per_view.size(1)}), {1});
+  }
+
   int64_t frames() const { return options.backbone.frames; }
   RecognizerOptions options;
   std::shared_ptr<ResNet<T>> backbone;

@@ -1,0 +1,132 @@
+#pragma once
+// Testing a recognizer on a dataset: every video's views (clips x crops, each a clip of the model's T frames)
+// fused as MMAction2 fuses them (Recognizer::forward_views), then top-1, top-5 and mean class accuracy
+// (metrics.hpp). Also the report files of `tinyvid test`: results JSON, per-class CSV, confusion-matrix PNG.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tinyvid/autograd/grad_mode.hpp"
+#include "tinyvid/core/progress.hpp"
+#include "tinyvid/data/loader.hpp"
+#include "tinyvid/io/safetensors.hpp"
+#include "tinyvid/models/recognizer.hpp"
+#include "tinyvid/train/metrics.hpp"
+#include "tinyvid/viz/plot.hpp"
+
+namespace tv::train {
+
+struct EvalOptions {
+  models::AverageClips average = models::AverageClips::Prob;
+  int64_t batch_size = 1;
+  int num_workers = 2;
+  int64_t max_views_per_pass = 0;  // backbone clips per pass (memory only); 0: a whole batch at once
+  bool progress = false;           // a progress line on stderr
+  std::string what = "test";       // its name on the progress line
+};
+
+struct EvalResult {
+  ScoreTable scores;              // fused scores per video (probabilities with Prob)
+  std::vector<int64_t> labels, indices;
+  double top1 = 0, top5 = 0, mean_class_accuracy = 0;
+  int64_t views = 0;              // views per video
+  double seconds = 0;
+  std::vector<data::SkippedSample> skipped;
+};
+
+inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset& ds, const EvalOptions& o = {}) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  data::Loader loader(ds, {.batch_size = o.batch_size, .shuffle = false, .num_workers = o.num_workers, .seed = 0});
+  loader.start_epoch(0);
+  EvalResult res;
+  ProgressLine progress(o.what, ds.size(), "videos", o.progress && stderr_is_terminal());
+  const int64_t T = model.frames();
+  while (auto batch = loader.next()) {
+    const int64_t N = batch->labels.numel(), M = batch->clips.size(0) / N;
+    TV_CHECK(M % T == 0, o.what, ": a video gives ", M, " frames, not a whole number of ", T, "-frame views");
+    res.views = M / T;
+    Tensor<float> scores = model.forward_views(batch->clips, M / T, o.average, o.max_views_per_pass);
+    const int64_t K = scores.size(1);
+    const std::vector<float> flat = scores.contiguous().to_vector();
+    for (int64_t n = 0; n < N; ++n) {
+      res.scores.emplace_back(flat.begin() + n * K, flat.begin() + (n + 1) * K);
+      res.labels.push_back(batch->labels.data()[n]);
+      res.indices.push_back(batch->indices[static_cast<size_t>(n)]);
+    }
+    progress.advance(N);
+  }
+  if (o.progress) progress.finish();
+  res.seconds = progress.seconds();
+  res.skipped = ds.skipped();
+  if (!res.scores.empty()) {
+    res.top1 = top_k_accuracy(res.scores, res.labels, 1);
+    res.top5 = top_k_accuracy(res.scores, res.labels, 5);
+    res.mean_class_accuracy = mean_class_accuracy(res.scores, res.labels);
+  }
+  if (was_training) model.train();
+  return res;
+}
+
+namespace detail {
+inline std::string json_escape(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\', out += ch;
+    else if (static_cast<unsigned char>(ch) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
+      out += buf;
+    } else out += ch;
+  }
+  return out + "\"";
+}
+inline void write_text_atomically(const std::string& path, const std::string& text) {
+  io::detail::write_file_atomically(path, "write", [&](auto&& put) { put(text.data(), text.size()); });
+}
+}  // namespace detail
+
+// DIR/results.json (metrics, views, counts, `extra` fields as given), DIR/per_class.csv (class, name, videos,
+// top-1 of the class) and DIR/confusion.png.
+inline void write_test_report(const std::string& dir, const EvalResult& r, const std::vector<std::string>& names,
+                              const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  const auto m = confusion_matrix(r.scores, r.labels);
+  char buf[256];
+  std::string json = "{";
+  std::snprintf(buf, sizeof(buf), "\"top1\":%.6f,\"top5\":%.6f,\"mean_class_accuracy\":%.6f,\"videos\":%zu,"
+                "\"views\":%lld,\"skipped\":%zu,\"seconds\":%.2f", r.top1, r.top5, r.mean_class_accuracy,
+                r.scores.size(), static_cast<long long>(r.views), r.skipped.size(), r.seconds);
+  json += buf;
+  for (const auto& [k, v] : extra) json += "," + detail::json_escape(k) + ":" + detail::json_escape(v);
+  json += ",\"skipped_files\":[";
+  for (size_t i = 0; i < r.skipped.size(); ++i) {
+    if (i) json += ',';
+    json += "{\"path\":" + detail::json_escape(r.skipped[i].path) + ",\"reason\":" +
+            detail::json_escape(r.skipped[i].reason) + "}";
+  }
+  json += "]}\n";
+  detail::write_text_atomically(dir + "/results.json", json);
+
+  std::string csv = "class,name,videos,top1\n";
+  for (size_t c = 0; c < m.size(); ++c) {
+    int64_t n = 0;
+    for (int64_t v : m[c]) n += v;
+    std::string name = c < names.size() ? names[c] : std::to_string(c);
+    if (name.find_first_of(",\"") != std::string::npos) {  // CSV quoting
+      std::string q = "\"";
+      for (char ch : name) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      name = q + "\"";
+    }
+    std::snprintf(buf, sizeof(buf), ",%lld,%.6f\n", static_cast<long long>(n),
+                  n ? static_cast<double>(m[c][c]) / static_cast<double>(n) : 0.0);
+    csv += std::to_string(c) + "," + name + buf;
+  }
+  detail::write_text_atomically(dir + "/per_class.csv", csv);
+
+  std::snprintf(buf, sizeof(buf), "confusion: top-1 %.1f%%, %zu videos", 100 * r.top1, r.scores.size());
+  viz::confusion_matrix_image(m, names, buf).save_png(dir + "/confusion.png");
+}
+
+}  // namespace tv::train

@@ -1,0 +1,280 @@
+// The train/ floor: configs, MMAction2's test metrics and view fusion, and the training loop on a tiny
+// synthetic dataset (checkpoints, exact resume, NaN stop, test reports).
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tinyvid/data/synth.hpp"
+#include "tinyvid/train/trainer.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using tv::train::Config;
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) {
+    path = fs::temp_directory_path() / ("tinyvid_test_train_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// 4 classes x (3 train + 1 val) videos of 8 frames at 32x32, written once for all tests of this file.
+const fs::path& tiny_dataset() {
+  static TempDir dir("data");
+  static bool written = [] {
+    tv::data::SynthOptions o;
+    o.classes = {"move_left", "move_right", "grow", "shrink"};
+    o.train_per_class = 3;
+    o.val_per_class = 1;
+    o.size = 32;
+    o.frames = 8;
+    o.seed = 3;
+    o.threads = 2;
+    tv::data::write_synth_dataset(dir.path.string(), o);
+    return true;
+  }();
+  (void)written;
+  return dir.path;
+}
+
+// A TSN-DNR ResNet-18 of width 4 on 4 frames of 32x32, with dropout (so resuming must restore the RNG).
+Config tiny_config() {
+  Config c = Config::from_string(R"(
+model = tsn_r18_dnr
+model.width = 4
+model.ct_group_frames = 2
+model.dropout = 0.5
+num_classes = 4
+data.train_list = train_list.txt
+data.val_list = val_list.txt
+data.prefix = videos
+data.classes = classes.txt
+sampler.num_clips = 4
+train.resize = 0
+train.crop = multiscale
+train.scales = 1, 0.875
+train.crop_size = 32
+train.flip = 0.5
+epochs = 2
+batch_size = 4
+optim.lr = 0.05
+schedule = cosine
+schedule.warmup_iters = 2
+log_every = 1
+checkpoint_every_iters = 2
+)", "tiny.conf");
+  c.set("data.root", tiny_dataset().string(), "test");
+  return c;
+}
+
+std::map<std::string, tv::Tensor<float>> weights_of(const fs::path& file) {
+  return tv::io::load_safetensors<float>(file.string());
+}
+
+}  // namespace
+
+TEST_CASE("train: config files, --set overrides and typed values with clear errors") {
+  Config c = Config::from_string("# a comment\nmodel = tsn_r50   # trailing comment\noptim.lr = 0.1\n"
+                                 "train.scales = 1, 0.875,0.75\nflag = yes\nn = 12\n",
+                                 "run.conf");
+  c.set("optim.lr=0.01");
+  CHECK(c.str("model") == "tsn_r50");
+  CHECK(c.real("optim.lr") == doctest::Approx(0.01));
+  CHECK(c.reals("train.scales", {}) == std::vector<double>{1, 0.875, 0.75});
+  CHECK(c.boolean("flag", false));
+  CHECK(c.integer("n") == 12);
+  CHECK(c.integer("absent", 7) == 7);
+  CHECK_THROWS_WITH_AS(c.integer("model"), doctest::Contains("run.conf:2: expected a whole number for 'model', got 'tsn_r50'"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(c.real("nothing"), doctest::Contains("the key 'nothing' is required"), tv::Error);
+  CHECK_THROWS_WITH_AS(Config::from_string("model tsn\n", "bad.conf"), doctest::Contains("bad.conf:1: expected 'key = value'"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(c.set("no equals sign"), doctest::Contains("--set: expected key=value"), tv::Error);
+
+  // A typo is an error naming the line, not a silent default.
+  Config t = tiny_config();
+  t.set("optim.learning_rate", "0.1", "typo.conf:3");
+  tv::train::make_recipe(t);
+  CHECK_THROWS_WITH_AS(t.check_all_used(), doctest::Contains("typo.conf:3: unknown key 'optim.learning_rate'; known keys:"),
+                       tv::Error);
+  Config m = tiny_config();
+  m.set("model", "tsn_r51", "x");
+  CHECK_THROWS_WITH_AS(tv::train::make_recipe(m), doctest::Contains("unknown model 'tsn_r51'"), tv::Error);
+  Config s = tiny_config();
+  s.set("schedule", "linear", "x");
+  CHECK_THROWS_WITH_AS(tv::train::make_recipe(s), doctest::Contains("schedule must be cosine, mmcv0_cosine"), tv::Error);
+}
+
+TEST_CASE("train: top-k and mean class accuracy as MMAction2 computes them") {
+  // 4 classes; class 3 never occurs (left out of the mean), class 2 only as a prediction (counts as 0).
+  const tv::train::ScoreTable scores = {
+      {0.9f, 0.05f, 0.03f, 0.02f},  // true 0, predicted 0
+      {0.1f, 0.2f, 0.6f, 0.1f},     // true 0, predicted 2; 0 is third: a top-5 hit, not top-2
+      {0.2f, 0.7f, 0.05f, 0.05f},   // true 1, predicted 1
+      {0.6f, 0.3f, 0.05f, 0.05f},   // true 1, predicted 0; 1 is second
+  };
+  const std::vector<int64_t> labels = {0, 0, 1, 1};
+  CHECK(tv::train::top_k_accuracy(scores, labels, 1) == doctest::Approx(0.5));
+  CHECK(tv::train::top_k_accuracy(scores, labels, 2) == doctest::Approx(0.75));
+  CHECK(tv::train::top_k_accuracy(scores, labels, 5) == doctest::Approx(1.0));
+  // Per-class recall: class 0 1/2, class 1 1/2, class 2 0 (predicted, never true) -> mean over 3 classes.
+  CHECK(tv::train::mean_class_accuracy(scores, labels) == doctest::Approx((0.5 + 0.5 + 0.0) / 3));
+  const auto m = tv::train::confusion_matrix(scores, labels);
+  CHECK(m[0] == std::vector<int64_t>{1, 0, 1, 0});
+  CHECK(m[1] == std::vector<int64_t>{1, 1, 0, 0});
+  CHECK_THROWS_WITH_AS(tv::train::top_k_accuracy(scores, {0, 1}, 1), doctest::Contains("one label per score row"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::train::top_k_accuracy(scores, {0, 1, 4, 0}, 1), doctest::Contains("label 4 of row 2"), tv::Error);
+}
+
+TEST_CASE("train: multi-view fusion follows MMAction2's heads") {
+  tv::NoGradGuard no_grad;
+  tv::manual_seed(11);
+  const int64_t V = 3, T = 2;
+  tv::models::ModelConfig cfg{.num_classes = 5, .frames = T, .dropout = 0, .set = {{"width", "4"}}};
+  const auto x = tv::normal<float>({2 * V * T, 3, 32, 32});  // 2 videos x 3 views x 2 frames
+
+  SUBCASE("TSM: scores per view, then softmax-and-mean (prob) or mean (score)") {
+    auto tsm = tv::models::make_model<float>("tsm_r18", cfg);
+    tsm->eval();
+    const auto per_view = tsm->forward(x).reshape({2, V, 5});  // forward = one view per T frames
+    const auto prob = tsm->forward_views(x, V, tv::models::AverageClips::Prob);
+    const auto score = tsm->forward_views(x, V, tv::models::AverageClips::Score);
+    const auto want_prob = tv::mean(tv::softmax(per_view, 2), {1}), want_score = tv::mean(per_view, {1});
+    for (int64_t i = 0; i < 10; ++i) {
+      CHECK(prob.data()[i] == doctest::Approx(want_prob.contiguous().data()[i]).epsilon(1e-5));
+      CHECK(score.data()[i] == doctest::Approx(want_score.contiguous().data()[i]).epsilon(1e-5));
+    }
+    // Running one view per pass changes nothing.
+    const auto chunked = tsm->forward_views(x, V, tv::models::AverageClips::Prob, 1);
+    for (int64_t i = 0; i < 10; ++i) CHECK(chunked.data()[i] == doctest::Approx(prob.data()[i]).epsilon(1e-6));
+  }
+  SUBCASE("TSN: features of all V*T frames averaged before one fc") {
+    auto tsn = tv::models::make_model<float>("tsn_r18", cfg);
+    auto all = tv::models::make_model<float>("tsn_r18", {.num_classes = 5, .frames = V * T, .dropout = 0, .set = {{"width", "4"}}});
+    all->load_state_dict(tsn->state_dict());
+    tsn->eval(), all->eval();
+    const auto want = all->forward(x);  // one clip of V*T frames per video = TSN's consensus over every frame
+    const auto got = tsn->forward_views(x, V, tv::models::AverageClips::Score, 2);
+    const auto prob = tsn->forward_views(x, V, tv::models::AverageClips::Prob);
+    const auto want_prob = tv::softmax(want, 1);
+    for (int64_t i = 0; i < 10; ++i) {
+      CHECK(got.data()[i] == doctest::Approx(want.data()[i]).epsilon(1e-5));
+      CHECK(prob.data()[i] == doctest::Approx(want_prob.data()[i]).epsilon(1e-5));
+    }
+  }
+  auto tsn = tv::models::make_model<float>("tsn_r18", cfg);
+  CHECK_THROWS_WITH_AS(tsn->forward_views(x.narrow(0, 0, 5), V, tv::models::AverageClips::Prob),
+                       doctest::Contains("expected N*3*2 frames"), tv::Error);
+}
+
+TEST_CASE("train: an interrupted and resumed run ends with the same weights as one that was not") {
+  TempDir whole("whole"), cut("cut");
+  const Config c = tiny_config();
+  const auto full = tv::train::train(c, {.work_dir = whole.path.string(), .progress = false, .quiet = true});
+  CHECK(full.epochs_done == 2);
+  CHECK(full.global_iter == 6);  // 12 videos / batch 4 = 3 iterations per epoch
+  CHECK(full.best_top1 >= 0);
+  for (const char* f : {"latest.safetensors", "latest.state.safetensors", "best.safetensors", "log.jsonl", "curves.png",
+                        "config.txt"})
+    CHECK_MESSAGE(fs::exists(whole.path / f), f);
+
+  // "Killed" after 5 iterations: the last checkpoint is from iteration 4 (every 2, and at the epoch's end),
+  // so the 5th iteration's work is lost and redone.
+  const auto part = tv::train::train(c, {.work_dir = cut.path.string(), .progress = false, .quiet = true,
+                                         .stop_after_iters = 5});
+  CHECK(part.global_iter == 5);
+  const auto resumed = tv::train::train(c, {.work_dir = cut.path.string(), .resume = true, .progress = false, .quiet = true});
+  CHECK(resumed.epochs_done == 2);
+
+  const auto a = weights_of(whole.path / "latest.safetensors"), b = weights_of(cut.path / "latest.safetensors");
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, t] : a) {
+    const auto& u = b.at(name);
+    REQUIRE(t.numel() == u.numel());
+    bool same = true;
+    for (int64_t i = 0; i < t.numel(); ++i) same = same && t.data()[i] == u.data()[i];
+    CHECK_MESSAGE(same, name);
+  }
+  // The log of the resumed run is the log of the whole run: lines after the checkpoint were redone, once.
+  auto lines = [](const fs::path& p) {
+    std::vector<std::string> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);) out.push_back(l.substr(0, l.find(",\"data_time\"")));
+    return out;
+  };
+  CHECK(lines(whole.path / "log.jsonl") == lines(cut.path / "log.jsonl"));
+  CHECK(lines(whole.path / "log.jsonl").size() == 8);  // 6 iterations + 2 validations
+}
+
+TEST_CASE("train: a diverging run stops with a message naming the iteration and the last good checkpoint") {
+  TempDir dir("nan");
+  Config c = tiny_config();
+  c.set("optim.lr", "1e30", "test");
+  c.set("optim.clip_grad", "0", "test");
+  c.set("schedule", "constant", "test");
+  c.set("checkpoint_every_iters", "1", "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true}),
+                       doctest::Contains("stopped. The last good checkpoint is"), tv::Error);
+  CHECK(fs::exists(dir.path / "latest.state.safetensors"));
+  // The state left behind loads: resuming from it fails the same way instead of reading garbage.
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                       doctest::Contains("stopped."), tv::Error);
+}
+
+TEST_CASE("train: resume refuses a state of another model or a damaged file") {
+  TempDir dir("refuse");
+  Config c = tiny_config();
+  c.set("epochs", "1", "test");
+  tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true, .stop_after_iters = 2});
+  Config other = c;
+  other.set("model", "tsn_r18", "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(other, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                       doctest::Contains("is a state of model 'tsn_r18_dnr', the config builds 'tsn_r18'"), tv::Error);
+  fs::resize_file(dir.path / "latest.state.safetensors", 1000);
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                       doctest::Contains("latest.state.safetensors"), tv::Error);
+}
+
+TEST_CASE("train: the test report's files agree with the metrics") {
+  TempDir dir("report");
+  Config c = tiny_config();
+  c.set("epochs", "1", "test");
+  c.set("val_every", "0", "test");
+  tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true});
+  const auto r = tv::train::make_recipe(c);
+  auto model = tv::models::make_model<float>(r.model, r.model_config);
+  tv::io::load_weights(*model, (dir.path / "latest.safetensors").string());
+  auto ds = tv::train::make_dataset(r, "test");
+  const auto res = tv::train::evaluate(*model, *ds, {.average = r.average_clips});
+  CHECK(res.scores.size() == 4);
+  CHECK(res.views == 1);
+  tv::train::write_test_report(dir.path.string(), res, tv::train::class_names(r));
+  const std::string json = slurp(dir.path / "results.json");
+  char top1[64];
+  std::snprintf(top1, sizeof(top1), "\"top1\":%.6f", res.top1);
+  CHECK(json.find(top1) != std::string::npos);
+  const std::string csv = slurp(dir.path / "per_class.csv");
+  CHECK(csv.rfind("class,name,videos,top1\n0,move_left,1,", 0) == 0);
+  CHECK(fs::file_size(dir.path / "confusion.png") > 1000);
+}
