@@ -278,3 +278,37 @@ TEST_CASE("train: the test report's files agree with the metrics") {
   CHECK(csv.rfind("class,name,videos,top1\n0,move_left,1,", 0) == 0);
   CHECK(fs::file_size(dir.path / "confusion.png") > 1000);
 }
+
+TEST_CASE("train: load_from starts fine-tuning from another run's weights, leaving out the classifier") {
+  TempDir dir("load_from");
+  auto source = tv::models::make_model<float>("tsm_r18_dnr", {.num_classes = 4, .frames = 4, .set = {{"width", "4"}}});
+  const std::string path = (dir.path / "k400.safetensors").string();
+  tv::io::save_weights(*source, path);
+  auto target = tv::models::make_model<float>("tsm_r18_dnr", {.num_classes = 3, .frames = 4, .set = {{"width", "4"}}});
+  const auto fc_before = target->cls_head->fc_cls->weight.to_vector();
+  tv::train::load_initial_weights(*target, path, {"cls_head."});
+  std::map<std::string, std::vector<float>> src;
+  for (const auto& [k, t] : source->state_dict()) src[k] = t.to_vector();
+  for (const auto& [k, t] : target->state_dict())
+    if (k.rfind("cls_head.", 0) != 0) CHECK_MESSAGE(t.to_vector() == src.at(k), k);
+  CHECK(target->cls_head->fc_cls->weight.to_vector() == fc_before);
+  CHECK_THROWS_WITH_AS(tv::train::load_initial_weights(*target, path, {}),
+                       doctest::Contains("size mismatch for cls_head.fc_cls.weight"), tv::Error);
+  auto other = tv::models::make_model<float>("tsm_r18", {.num_classes = 3, .frames = 4, .set = {{"width", "4"}}});
+  CHECK_THROWS_WITH_AS(tv::train::load_initial_weights(*other, path, {"cls_head."}),
+                       doctest::Contains("the model's 'backbone.layer1.0.bn1.weight' is not in the file"), tv::Error);
+}
+
+TEST_CASE("train: every config in configs/ builds its recipe, with no unknown key") {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(TINYVID_CONFIG_DIR)) {
+    if (e.path().extension() != ".conf") continue;
+    CAPTURE(e.path().string());
+    const Config c = Config::from_file(e.path().string());
+    const auto r = tv::train::make_recipe(c);
+    CHECK_NOTHROW(c.check_all_used());
+    CHECK(r.model_config.num_classes > 0);
+    ++n;
+  }
+  CHECK(n >= 10);
+}

@@ -99,12 +99,20 @@ inline void write_test_report(const std::string& dir, const EvalResult& r, const
                 "\"views\":%lld,\"skipped\":%zu,\"seconds\":%.2f", r.top1, r.top5, r.mean_class_accuracy,
                 r.scores.size(), static_cast<long long>(r.views), r.skipped.size(), r.seconds);
   json += buf;
-  for (const auto& [k, v] : extra) json += "," + detail::json_escape(k) + ":" + detail::json_escape(v);
+  for (const auto& [k, v] : extra) {
+    json += ',';
+    json += detail::json_escape(k);
+    json += ':';
+    json += detail::json_escape(v);
+  }
   json += ",\"skipped_files\":[";
   for (size_t i = 0; i < r.skipped.size(); ++i) {
     if (i) json += ',';
-    json += "{\"path\":" + detail::json_escape(r.skipped[i].path) + ",\"reason\":" +
-            detail::json_escape(r.skipped[i].reason) + "}";
+    json += "{\"path\":";
+    json += detail::json_escape(r.skipped[i].path);
+    json += ",\"reason\":";
+    json += detail::json_escape(r.skipped[i].reason);
+    json += '}';
   }
   json += "]}\n";
   detail::write_text_atomically(dir + "/results.json", json);

@@ -33,6 +33,10 @@ struct Recipe {
   int64_t max_views_per_pass = 0;
   int64_t test_batch_size = 1;
 
+  // Initial weights (fine-tuning): a safetensors file; keys starting with a load_skip prefix are not loaded.
+  std::string load_from;
+  std::vector<std::string> load_skip;
+
   // Optimization.
   optim::SGDOptions sgd{0.1};
   double clip_grad = 40;  // max gradient norm, 0: off
@@ -96,6 +100,19 @@ inline Recipe make_recipe(const Config& c) {
   for (const auto& [k, v] : c.with_prefix("model."))
     if (k != "dropout") r.model_config.set[k] = v;
   models::make_model<float>(r.model, r.model_config);  // a bad name or switch fails now, not after data setup
+  r.load_from = c.str("load_from", "");
+  for (const auto& [k, v] : c.with_prefix("load_from.")) TV_CHECK(k == "skip", "config: unknown key 'load_from.", k, "'");
+  if (c.has("load_from.skip")) {
+    std::string item;
+    for (const char ch : c.str("load_from.skip") + ",") {
+      if (ch == ',') {
+        if (!item.empty()) r.load_skip.push_back(item);
+        item.clear();
+      } else if (ch != ' ') {
+        item += ch;
+      }
+    }
+  }
 
   // Data.
   const std::string root = c.str("data.root", "");

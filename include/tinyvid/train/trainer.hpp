@@ -92,6 +92,26 @@ inline void draw_curves(const std::vector<std::string>& log, const std::string& 
 
 }  // namespace detail
 
+// Fine-tuning's start: every weight of the model except those under a skipped prefix (the classifier, whose
+// classes differ) must be in the file with its shape; the skipped ones keep their initialisation.
+inline void load_initial_weights(nn::Module<float>& model, const std::string& path, const std::vector<std::string>& skip) {
+  auto skipped = [&](const std::string& k) {
+    for (const std::string& p : skip)
+      if (k.rfind(p, 0) == 0) return true;
+    return false;
+  };
+  const auto file = io::load_safetensors<float>(path);
+  nn::StateDict<float> chosen;
+  for (const auto& [k, t] : model.state_dict()) {
+    if (skipped(k)) continue;
+    auto it = file.find(k);
+    TV_CHECK(it != file.end(), "load_from '", path, "': the model's '", k, "' is not in the file (", file.size(),
+             " tensors; load_from.skip leaves out prefixes)");
+    chosen.emplace_back(k, it->second);
+  }
+  model.load_state_dict(chosen, /*strict=*/false);
+}
+
 inline TrainResult train(const Config& config, const TrainOptions& o) {
   namespace fs = std::filesystem;
   const Recipe r = make_recipe(config);
@@ -105,6 +125,7 @@ inline TrainResult train(const Config& config, const TrainOptions& o) {
   // Model and optimizer: the weights' initial values come from the seed.
   manual_seed(r.seed);
   auto model = models::make_model<float>(r.model, r.model_config);
+  if (!r.load_from.empty()) load_initial_weights(*model, r.load_from, r.load_skip);
   const auto named = model->named_parameters();
   optim::SGD opt(model->parameters(), r.sgd);
 
