@@ -32,8 +32,8 @@ int train_command(int argc, char** argv) {
   std::printf("done: %lld epochs, %lld iterations, %.1f s in training iterations", static_cast<long long>(r.epochs_done),
               static_cast<long long>(r.global_iter), r.seconds);
   if (r.best_top1 >= 0)
-    std::printf("; best val top-1 %.4f (epoch %lld), last %.4f", r.best_top1, static_cast<long long>(r.best_epoch),
-                r.last_val_top1);
+    std::printf("; best val top-1 %.4f (epoch %lld)", r.best_top1, static_cast<long long>(r.best_epoch));
+  if (r.last_val_top1 >= 0) std::printf(", last %.4f", r.last_val_top1);
   std::printf("\n");
   return 0;
 }

@@ -183,9 +183,12 @@ inline TrainResult train(const Config& config, const TrainOptions& o) {
     std::ifstream in(log_path);
     for (std::string l; std::getline(in, l);)
       if (!(detail::json_field(l, "global_iter") > static_cast<double>(g))) log.push_back(l);
-    if (!o.quiet)
+    if (!o.quiet && epoch >= r.epochs)
+      std::printf("%s: the run has finished its %lld epochs; nothing to resume\n", sp.c_str(),
+                  static_cast<long long>(r.epochs));
+    else if (!o.quiet)
       std::printf("resuming from %s: epoch %lld, iteration %lld of %lld\n", sp.c_str(), static_cast<long long>(epoch + 1),
-                static_cast<long long>(iter), static_cast<long long>(iters));
+                  static_cast<long long>(iter), static_cast<long long>(iters));
   }
   {
     std::string text;
@@ -221,6 +224,7 @@ inline TrainResult train(const Config& config, const TrainOptions& o) {
     return fs::exists(sp) ? "The last good checkpoint is " + sp + " (tinyvid train --resume continues from it)"
                           : std::string("No checkpoint was written yet");
   };
+  res.epochs_done = epoch;
   using Clock = std::chrono::steady_clock;
   double window_loss = 0, window_top1 = 0, window_data = 0, window_time = 0;
   int64_t window_n = 0;

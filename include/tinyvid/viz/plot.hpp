@@ -145,7 +145,7 @@ inline std::string format_tick(double v) {
   char buf[32];
   const double a = std::abs(v);
   if (a != 0 && (a < 1e-3 || a >= 1e5)) std::snprintf(buf, sizeof(buf), "%.0e", v);
-  else std::snprintf(buf, sizeof(buf), "%g", std::round(v * 1e4) / 1e4);
+  else std::snprintf(buf, sizeof(buf), "%.3g", v);
   return buf;
 }
 
@@ -216,7 +216,9 @@ inline Canvas confusion_matrix_image(const std::vector<std::vector<int64_t>>& m,
   const bool labels = cell >= 12;
   const int64_t margin = labels ? static_cast<int64_t>(std::min<size_t>(longest, 24) + 4) * 6 + 12 : 12;
   const int64_t left = margin + 16, top = 40;
-  Canvas cv(left + K * cell + 16, top + K * cell + margin + 28);
+  const std::string note = "rows: true class, columns: predicted class (numbered as the rows)";
+  const int64_t width = std::max({left + K * cell + 16, 32 + Canvas::text_width(title, 2), left + Canvas::text_width(note) + 16});
+  Canvas cv(width, top + K * cell + 40);
   cv.text(16, 10, title, {0, 0, 0}, 2);
   for (int64_t r = 0; r < K; ++r) {
     int64_t row_total = 0;
@@ -241,7 +243,7 @@ inline Canvas confusion_matrix_image(const std::vector<std::vector<int64_t>>& m,
       cv.text(left + r * cell + (cell - Canvas::text_width(idx)) / 2, top + K * cell + 4, idx, {90, 90, 90});
     }
   }
-  cv.text(left, top + K * cell + 16, "rows: true class, columns: predicted class (numbered as the rows)", {90, 90, 90});
+  cv.text(left, top + K * cell + 18, note, {90, 90, 90});
   return cv;
 }
 
