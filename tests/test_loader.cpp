@@ -165,17 +165,33 @@ TEST_CASE("Loader: batch shapes, labels, drop_last") {
   }
 }
 
-TEST_CASE("Loader: same seed gives the same batches with 1 and 3 workers; epochs reshuffle") {
+TEST_CASE("Loader: same seed gives the same batches with 0, 1 and 3 workers; epochs reshuffle; mid-epoch start") {
   VideoDataset ds(six_videos(), small_train_pipeline());
   Loader one(ds, {.batch_size = 2, .num_workers = 1, .seed = 11});
   Loader three(ds, {.batch_size = 2, .num_workers = 3, .prefetch = 2, .seed = 11});
+  Loader inline_loader(ds, {.batch_size = 2, .num_workers = 0, .seed = 11});  // on the calling thread
   auto a = all_batches(one, 1);
   auto b = all_batches(three, 1);
+  auto c = all_batches(inline_loader, 1);
   REQUIRE(a.size() == 3);
   REQUIRE(b.size() == 3);
+  REQUIRE(c.size() == 3);
   for (size_t i = 0; i < a.size(); ++i) {
     CHECK(a[i].indices == b[i].indices);
     CHECK(same(a[i].clips, b[i].clips));
+    CHECK(a[i].indices == c[i].indices);
+    CHECK(same(a[i].clips, c[i].clips));
+  }
+  // A resumed run starts at batch 1 of the epoch: it gets exactly batches 1 and 2 of the full epoch.
+  for (Loader* l : {&three, &inline_loader}) {
+    l->start_epoch(1, 1);
+    std::vector<Batch> rest;
+    while (auto batch = l->next()) rest.push_back(std::move(*batch));
+    REQUIRE(rest.size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(rest[i].indices == a[i + 1].indices);
+      CHECK(same(rest[i].clips, a[i + 1].clips));
+    }
   }
   // Orders are permutations, reproducible, and differ between epochs.
   auto o0 = one.order(0), o1 = one.order(1), o2 = one.order(2);
@@ -283,7 +299,9 @@ TEST_CASE("Loader: a worker's exception reaches the consumer; stopping early nev
   }
   SUBCASE("bad options") {
     CHECK_THROWS_WITH_AS(Loader(good, {.batch_size = 0}), doctest::Contains("batch_size must be >= 1"), tv::Error);
-    CHECK_THROWS_WITH_AS(Loader(good, {.num_workers = 0}), doctest::Contains("num_workers must be >= 1"), tv::Error);
+    CHECK_THROWS_WITH_AS(Loader(good, {.num_workers = -1}), doctest::Contains("num_workers must be >= 0"), tv::Error);
+    Loader l(good, {.batch_size = 4});
+    CHECK_THROWS_WITH_AS(l.start_epoch(0, l.num_batches() + 1), doctest::Contains(("is not in [0, " + std::to_string(l.num_batches()) + "]").c_str()), tv::Error);
     Loader loader(good);
     CHECK_THROWS_WITH_AS(loader.next(), doctest::Contains("start_epoch"), tv::Error);
   }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -46,6 +47,81 @@ struct TempFile {
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// The video stream's packets as the demuxer gives them: where each lies in the file, and its size.
+std::vector<std::pair<int64_t, int>> video_packets(const std::string& path) {
+  AVFormatContext* fmt = nullptr;
+  REQUIRE(avformat_open_input(&fmt, path.c_str(), nullptr, nullptr) >= 0);
+  const int v = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  std::vector<std::pair<int64_t, int>> out;
+  AVPacket* pkt = av_packet_alloc();
+  while (v >= 0 && av_read_frame(fmt, pkt) >= 0) {
+    if (pkt->stream_index == v) out.emplace_back(pkt->pos, pkt->size);
+    av_packet_unref(pkt);
+  }
+  av_packet_free(&pkt);
+  avformat_close_input(&fmt);
+  return out;
+}
+
+// Every frame of a plain FFmpeg decode (one thread, no seeking), converted by swscale into padded rows as
+// the reader did before it converted some frames in place: fnv1a of each, in the order they come out.
+std::vector<uint64_t> plain_decode(const std::string& path) {
+  AVFormatContext* fmt = nullptr;
+  REQUIRE(avformat_open_input(&fmt, path.c_str(), nullptr, nullptr) >= 0);
+  REQUIRE(avformat_find_stream_info(fmt, nullptr) >= 0);
+  const AVCodec* dec = nullptr;
+  const int v = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &dec, 0);
+  REQUIRE(v >= 0);
+  AVCodecContext* cc = avcodec_alloc_context3(dec);
+  avcodec_parameters_to_context(cc, fmt->streams[v]->codecpar);
+  cc->thread_count = 1;
+  REQUIRE(avcodec_open2(cc, dec, nullptr) >= 0);
+  AVPacket* pkt = av_packet_alloc();
+  AVFrame* f = av_frame_alloc();
+  SwsContext* sws = nullptr;
+  std::vector<uint8_t> buf;
+  std::vector<uint64_t> out;
+  auto drain = [&] {
+    while (avcodec_receive_frame(cc, f) == 0) {
+      sws = sws_getCachedContext(sws, f->width, f->height, static_cast<AVPixelFormat>(f->format), f->width, f->height,
+                                 AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr);
+      const int stride = FFALIGN(f->width * 3, 64);
+      buf.assign(static_cast<size_t>(stride) * f->height + 64, 0);
+      uint8_t* dst[4] = {buf.data(), nullptr, nullptr, nullptr};
+      int dst_stride[4] = {stride, 0, 0, 0};
+      sws_scale(sws, f->data, f->linesize, 0, f->height, dst, dst_stride);
+      Image img(f->height, f->width, 3);
+      for (int y = 0; y < f->height; ++y) std::memcpy(img.row(y), buf.data() + static_cast<size_t>(y) * stride, f->width * 3u);
+      out.push_back(fnv1a(img));
+    }
+  };
+  while (av_read_frame(fmt, pkt) >= 0) {
+    if (pkt->stream_index == v) avcodec_send_packet(cc, pkt);
+    av_packet_unref(pkt);
+    drain();
+  }
+  avcodec_send_packet(cc, nullptr);
+  drain();
+  sws_freeContext(sws);
+  av_frame_free(&f);
+  av_packet_free(&pkt);
+  avcodec_free_context(&cc);
+  avformat_close_input(&fmt);
+  return out;
+}
+
+std::vector<uint64_t> hashes(const Clip& clip) {
+  std::vector<uint64_t> out;
+  for (const Image& img : clip) out.push_back(fnv1a(img));
+  return out;
+}
+
+std::vector<int64_t> first_n(int64_t n) {
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = i;
+  return out;
 }
 
 struct GoodVideo {
@@ -191,6 +267,56 @@ TEST_CASE("VideoReader: bad inputs are tv::Errors naming the file and the reason
         CHECK(std::string(e.what()).find(cut.path.filename().string()) != std::string::npos);
       }
     }
+  }
+}
+
+TEST_CASE("VideoReader: frames equal a plain FFmpeg decode (rows converted in place or through padding)") {
+  // 1920 wide: converted in place; 340 and 854 (VP9): through the padded buffer. Frame 0 comes from open.
+  for (const char* file : {"demo_skeleton.mp4", "test.mp4", "bbb_480p_vp9_opus_1second.webm"}) {
+    SUBCASE(file) {
+      const std::vector<uint64_t> want = plain_decode(kVideos + file);
+      VideoReader r(kVideos + file);
+      REQUIRE(r.frame_count() == static_cast<int64_t>(want.size()));
+      const int64_t n = std::min<int64_t>(r.frame_count(), 24);
+      CHECK(hashes(r.read(first_n(n))) == std::vector<uint64_t>(want.begin(), want.begin() + n));
+      CHECK(fnv1a(r.frame(r.frame_count() - 1)) == want.back());
+    }
+  }
+}
+
+TEST_CASE("VideoReader: the frame count of a damaged copy is what decodes") {
+  // test.mp4 has key frames at 0 and 235; packet 100 lies in the first GOP, which decoding the last GOP
+  // to count would not see.
+  const std::string bytes = slurp(kVideos + "test.mp4");
+  const auto pkts = video_packets(kVideos + "test.mp4");
+  REQUIRE(pkts.size() == 300);
+  const auto [pos, size] = pkts[100];
+  REQUIRE(pos > 0);
+  SUBCASE("a NAL unit length past the packet's end: seen at open") {
+    std::string b = bytes;
+    const uint32_t len = static_cast<uint32_t>(size) + 100;
+    for (int k = 0; k < 4; ++k) b[static_cast<size_t>(pos + k)] = static_cast<char>(len >> (24 - 8 * k));
+    TempFile bad("bad_nal_length.mp4", b);
+    const std::vector<uint64_t> want = plain_decode(bad.path.string());
+    REQUIRE(want.size() == 299);
+    VideoReader r(bad.path.string(), 1);
+    CHECK(r.frame_count() == 299);
+    CHECK(hashes(r.read(first_n(299))) == want);
+    CHECK_THROWS_WITH_AS(r.frame(299), doctest::Contains("with 299 frames"), tv::Error);
+  }
+  SUBCASE("slice data zeroed, NAL unit framing intact: found when decoding reaches it") {
+    std::string b = bytes;
+    std::memset(b.data() + pos + 5, 0, static_cast<size_t>(size - 5));  // keep the length and the NAL header
+    TempFile bad("zeroed_slice.mp4", b);
+    const std::vector<uint64_t> want = plain_decode(bad.path.string());
+    REQUIRE(want.size() == 299);
+    VideoReader r(bad.path.string(), 1);
+    const int64_t n = r.frame_count();  // one per packet (300) until decoding shows otherwise
+    CHECK(n >= 299);
+    if (n > 299) CHECK_THROWS_WITH_AS(r.read(first_n(n)), doctest::Contains("with 299 decodable frames"), tv::Error);
+    CHECK(r.frame_count() == 299);
+    CHECK(hashes(r.read(first_n(299))) == want);
+    CHECK(hashes(VideoReader(bad.path.string(), 1).read({298, 150, 99})) == std::vector<uint64_t>{want[298], want[150], want[99]});
   }
 }
 

@@ -10,8 +10,14 @@
 // - Files whose timestamps cannot be trusted (AVI keeps no pts; a damaged packet decodes to nothing, so the
 //   pts table and the decoded frames disagree) are read sequentially from the start and frames are counted
 //   as they come out. Any disagreement found while decoding switches the file to that mode for good.
-// - The frame count is never taken from the header alone: corrupted.mp4 claims 50 and decodes 49. It is
-//   found once, by decoding from the last key frame to the end (seekable) or the whole file, and cached.
+// - The frame count is never taken from the header alone: corrupted.mp4 claims 50 and decodes 49. A seekable
+//   H.264/HEVC file whose packets all pass a cheap check at the scan (not empty, not flagged corrupt, NAL unit
+//   lengths that tile the packet exactly, a picture NAL in each) counts one frame per packet, without
+//   decoding: that is what decodes unless a packet's payload is damaged. If a packet fails the check
+//   (corrupted.mp4), the file is counted by decoding all of it; other codecs by decoding from the last key
+//   frame to the end (seekable) or all of it (sequential). The count is cached. Decoding in seekable mode
+//   checks that frames come out as consecutive indices, so damage the check missed turns the file sequential
+//   when a read decodes through it, and the count is found again by decoding (it can only go down).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -19,6 +25,10 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -55,6 +65,25 @@ inline std::string av_error_string(int code) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
   av_strerror(code, buf, sizeof(buf));
   return buf;
+}
+
+// A zeroed h x w RGB image. Large frames are asked for transparent huge pages before they are first touched
+// (as numpy does for its arrays): faulting in 4 KiB pages costs a 1080p read about a sixth of its time.
+inline Image new_rgb_image(int64_t h, int64_t w) {
+  Image img;
+  img.height = h;
+  img.width = w;
+  img.channels = 3;
+  const size_t n = static_cast<size_t>(h * w * 3);
+  img.pixels.reserve(n);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t at = reinterpret_cast<uintptr_t>(img.pixels.data());
+  const uintptr_t lo = (at + kHuge - 1) & ~(kHuge - 1), hi = (at + n) & ~(kHuge - 1);
+  if (at != 0 && hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);  // advice: errors are harmless
+#endif
+  img.pixels.resize(n);
+  return img;
 }
 
 // Turns an image by a multiple of 90 degrees clockwise.
@@ -114,7 +143,7 @@ class VideoReader {
   VideoReader& operator=(VideoReader&&) = default;
 
   const std::string& path() const { return path_; }
-  // Decodable frames (computed once: see the top of this file).
+  // Decodable frames (found once: see the top of this file).
   int64_t frame_count() const {
     if (count_ < 0) count_frames_();
     return count_;
@@ -144,10 +173,18 @@ class VideoReader {
     // A disagreement between the pts table and the decoder turns the file sequential; then read again.
     while (!try_read_(wanted, got)) {
     }
+    // Each frame is moved out at its last use and copied before that (frames are megabytes).
+    std::vector<size_t> at(indices.size()), last(wanted.size());
+    for (size_t j = 0; j < indices.size(); ++j) {
+      at[j] = static_cast<size_t>(std::lower_bound(wanted.begin(), wanted.end(), indices[j]) - wanted.begin());
+      last[at[j]] = j;
+    }
     Clip out;
     out.reserve(indices.size());
-    for (int64_t i : indices)
-      out.push_back(got[static_cast<size_t>(std::lower_bound(wanted.begin(), wanted.end(), i) - wanted.begin())]);
+    for (size_t j = 0; j < indices.size(); ++j) {
+      if (last[at[j]] == j) out.push_back(std::move(got[at[j]]));
+      else out.push_back(got[at[j]]);
+    }
     return out;
   }
   Image frame(int64_t i) { return std::move(read({i})[0]); }
@@ -206,15 +243,47 @@ class VideoReader {
     }
   }
 
+  // Length in bytes of the NAL unit size fields of length-prefixed H.264/HEVC (avcC/hvcC extradata), 0 for
+  // other codecs and Annex B streams (start codes), which the packet check does not cover.
+  int nal_length_size_() const {
+    const AVCodecParameters* par = fmt_->streams[vidx_]->codecpar;
+    const uint8_t* x = par->extradata;
+    if (par->codec_id == AV_CODEC_ID_H264 && par->extradata_size >= 7 && x[0] == 1) return (x[4] & 3) + 1;
+    if (par->codec_id == AV_CODEC_ID_HEVC && par->extradata_size >= 23 && (x[0] || x[1] || x[2] > 1)) return (x[21] & 3) + 1;
+    return 0;
+  }
+
+  // True if the packet's NAL units tile it exactly and one of them carries a picture: a packet that fails
+  // this decodes to nothing (corrupted.mp4's packet 30: "Invalid NAL unit size", no frame).
+  bool well_formed_(const AVPacket& p, int len_size) const {
+    if (p.size <= 0 || (p.flags & AV_PKT_FLAG_CORRUPT)) return false;
+    const bool hevc = fmt_->streams[vidx_]->codecpar->codec_id == AV_CODEC_ID_HEVC;
+    bool picture = false;
+    for (int64_t at = 0; at < p.size;) {
+      if (at + len_size >= p.size) return false;
+      int64_t n = 0;
+      for (int b = 0; b < len_size; ++b) n = (n << 8) | p.data[at + b];
+      at += len_size;
+      if (n <= 0 || n > p.size - at || (p.data[at] & 0x80)) return false;  // forbidden_zero_bit
+      const int type = hevc ? (p.data[at] >> 1) & 0x3f : p.data[at] & 0x1f;
+      picture = picture || (hevc ? type < 32 : type >= 1 && type <= 5);
+      at += n;
+    }
+    return picture;
+  }
+
   // One pass over the demuxer: the pts table, the key frames, where the first packet lies.
   void scan_packets_() {
     std::vector<std::pair<int64_t, bool>> pkts;  // pts, key
     bool all_pts = true;
+    const int len_size = nal_length_size_();
+    bool well_formed = len_size > 0;  // a read error (a packet may be lost there) also clears it
     int errors = 0;
     for (;;) {
       int r = av_read_frame(fmt_.get(), pkt_.get());
       if (r == AVERROR_EOF) break;
       if (r < 0) {
+        well_formed = false;
         if (++errors > kMaxConsecutiveErrors) break;
         continue;
       }
@@ -222,6 +291,7 @@ class VideoReader {
       if (pkt_->stream_index == vidx_ && !(pkt_->flags & AV_PKT_FLAG_DISCARD)) {
         if (pkt_->pts == AV_NOPTS_VALUE) all_pts = false;
         pkts.emplace_back(pkt_->pts, (pkt_->flags & AV_PKT_FLAG_KEY) != 0);
+        well_formed = well_formed && well_formed_(*pkt_, len_size);
       }
       av_packet_unref(pkt_.get());
     }
@@ -233,6 +303,7 @@ class VideoReader {
       if (pkts[i].second) keys_.push_back(static_cast<int64_t>(i));
     }
     seekable_ = all_pts && std::adjacent_find(pts_.begin(), pts_.end()) == pts_.end() && !keys_.empty() && keys_[0] == 0;
+    packets_checked_ = len_size > 0 ? (well_formed ? 1 : -1) : 0;
   }
 
   void rewind_() const {
@@ -243,6 +314,7 @@ class VideoReader {
     draining_ = false;
     next_seq_ = 0;
     cur_ = -1;
+    floor_ = expect_ = 0;
   }
 
   // Seeks to the key frame at or before frame `target` (seekable files only).
@@ -255,12 +327,14 @@ class VideoReader {
     avcodec_flush_buffers(cc_.get());
     draining_ = false;
     cur_ = -1;
+    floor_ = expect_ = key;
   }
 
   struct Inconsistent {};  // the pts table and the decoded frames disagree
 
   // Decodes the next frame into frame_ and sets cur_ to its index; false at the end of the stream.
   bool next_frame_() const {
+    cur_ = -1;  // avcodec_receive_frame empties frame_ first
     int errors = 0;
     for (;;) {
       int r = avcodec_receive_frame(cc_.get(), frame_.get());
@@ -270,7 +344,11 @@ class VideoReader {
         } else {
           auto it = std::lower_bound(pts_.begin(), pts_.end(), frame_->pts);
           if (frame_->pts == AV_NOPTS_VALUE || it == pts_.end() || *it != frame_->pts) throw Inconsistent{};
-          cur_ = it - pts_.begin();
+          const int64_t i = it - pts_.begin();
+          // From the key frame on, frames must come out as key, key + 1, ...: a gap is a packet that decoded
+          // to nothing. (Leading frames of an open GOP belong before the key frame.)
+          if (i >= floor_ && i != expect_++) throw Inconsistent{};
+          cur_ = i;
         }
         return true;
       }
@@ -310,19 +388,19 @@ class VideoReader {
   }
 
   void count_frames_() const {
+    if (seekable_ && packets_checked_ > 0) {
+      count_ = static_cast<int64_t>(pts_.size());
+      return;
+    }
     if (seekable_) {
       try {
-        const int64_t key = keys_.back();
+        // A packet that failed the check may lie in any GOP: then decode them all.
+        const int64_t key = packets_checked_ < 0 ? 0 : keys_.back();
         seek_to_key_(key);
-        int64_t expect = key;  // frames from the key frame on must come out as key, key + 1, ...
         while (next_frame_()) {
-          if (cur_ < key) continue;  // leading frames of an open GOP belong before the key frame
-          if (cur_ != expect) throw Inconsistent{};
-          ++expect;
         }
-        cur_ = -1;
-        if (expect > key) {
-          count_ = expect;
+        if (expect_ > key) {  // next_frame_ checked that key, key + 1, ... came out
+          count_ = expect_;
           return;
         }
       } catch (const Inconsistent&) {
@@ -343,6 +421,10 @@ class VideoReader {
     try {
       for (size_t k = 0; k < wanted.size(); ++k) {
         const int64_t t = wanted[k];
+        if (cur_ == t) {  // still in frame_, e.g. frame 0 decoded at open
+          got[k] = to_rgb_();
+          continue;
+        }
         const bool valid = cur_ >= 0 && !draining_;
         if (seekable_) {
           const int64_t key = *(std::upper_bound(keys_.begin(), keys_.end(), t) - 1);
@@ -352,7 +434,10 @@ class VideoReader {
         }
         bool first = true;
         for (;;) {
-          TV_CHECK(next_frame_(), "VideoReader: '", path_, "' ended before frame ", t, " (", frame_count(), " frames counted)");
+          if (!next_frame_()) {
+            if (seekable_) throw Inconsistent{};  // the pts table promised frame t
+            TV_CHECK(false, "VideoReader: '", path_, "' ended before frame ", t, " (", frame_count(), " frames counted)");
+          }
           if (seekable_ && first && cur_ > t) throw Inconsistent{};  // the seek landed past the frame
           first = false;
           if (cur_ == t) break;
@@ -378,16 +463,23 @@ class VideoReader {
                                     f->width, f->height, AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
     TV_CHECK(sws_, "VideoReader: cannot convert pixel format ",
              av_get_pix_fmt_name(static_cast<AVPixelFormat>(f->format)), " to RGB for '", path_, "'");
-    Image img(f->height, f->width, 3);
-    // swscale's SIMD paths want aligned rows; convert into a padded buffer, then copy the rows out.
-    const int stride = FFALIGN(f->width * 3, 64);
-    scratch_.resize(static_cast<size_t>(stride) * static_cast<size_t>(f->height) + 64);
-    uint8_t* dst[4] = {scratch_.data(), nullptr, nullptr, nullptr};
+    Image img = detail::new_rgb_image(f->height, f->width);
+    // swscale's SIMD yuv420p converter works in blocks of 16 pixels: with unpadded rows it skips a row's tail
+    // or writes past it (FFmpeg 5.1, e.g. 854 or 568 wide). yuv420p rows of a multiple of 64 bytes (1920,
+    // 1280, 320 wide) need no padding and are converted in place; the rest goes through a padded buffer.
+    const int row = f->width * 3;
+    const int stride = FFALIGN(row, 64);
+    const bool in_place = f->format == AV_PIX_FMT_YUV420P && stride == row &&
+                          reinterpret_cast<uintptr_t>(img.pixels.data()) % 16 == 0;
+    if (!in_place) scratch_.resize(static_cast<size_t>(stride) * static_cast<size_t>(f->height) + 64);
+    uint8_t* dst[4] = {in_place ? img.pixels.data() : scratch_.data(), nullptr, nullptr, nullptr};
     int dst_stride[4] = {stride, 0, 0, 0};
     sws_scale(sws_.get(), f->data, f->linesize, 0, f->height, dst, dst_stride);
-    for (int y = 0; y < f->height; ++y)
-      std::memcpy(img.row(y), scratch_.data() + static_cast<size_t>(y) * stride, static_cast<size_t>(f->width) * 3);
-    return detail::rotate_clockwise(img, rotation_);
+    if (!in_place)
+      for (int y = 0; y < f->height; ++y)
+        std::memcpy(img.row(y), scratch_.data() + static_cast<size_t>(y) * stride, static_cast<size_t>(row));
+    if (rotation_ != 0) return detail::rotate_clockwise(img, rotation_);
+    return img;
   }
 
   std::string path_;
@@ -408,7 +500,10 @@ class VideoReader {
   mutable bool draining_ = false;
   mutable int64_t next_seq_ = 0;  // index of the next frame out of the decoder (sequential files)
   mutable int64_t cur_ = -1;      // index of the frame in frame_, -1 when none / position unknown
+  mutable int64_t floor_ = 0;     // seekable: the key frame decoding started from
+  mutable int64_t expect_ = 0;    // seekable: index the next frame at or after floor_ must have
   mutable int64_t count_ = -1;
+  int packets_checked_ = 0;  // the scan's packet check: 1 all passed (one frame per packet), -1 some failed, 0 not done
 };
 
 }  // namespace tv::data
