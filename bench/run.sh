@@ -20,6 +20,7 @@ done
   "$build/bench/bench_models" --model tsn_r50
   "$build/bench/bench_models" --model tsn_r50_dnr
   if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
+  if [[ -x "$build/bench/bench_train" ]]; then "$build/bench/bench_train"; fi
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
     (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py && /usr/bin/python3 peer_data.py)

@@ -36,7 +36,7 @@ echo
 printf '%-14s %10s %8s %8s %12s %10s\n' model params top-1 top-5 "mean class" "train (s)"
 for m in tsn_r18 tsn_r18_dnr; do
   r="work_dirs/demo_$m/test/results.json"
-  params=$($tv summary --model "$m" --num-classes 10 --set width=16 --size 112 --json | sed -n 's/.*"params":\([0-9]*\).*/\1/p')
+  params=$($tv summary --model "$m" --num-classes 10 --set width=16 --size 112 --json | grep -o '"params":[0-9]*' | head -1 | cut -d: -f2)
   printf '%-14s %10s %8s %8s %12s %10s\n' "$m" "$params" "$(field "$r" top1)" "$(field "$r" top5)" \
     "$(field "$r" mean_class_accuracy)" "$(train_seconds "work_dirs/demo_$m/log.jsonl")"
 done

@@ -15,6 +15,9 @@
 // worker would split across the thread count and compete with the consumer's compute, so the data pipeline
 // keeps its loops serial and each VideoReader decodes with decode_threads=1. (parallel_for runs serially
 // only when nested in an OpenMP region, which a std::thread is not.)
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -43,6 +46,10 @@ struct LoaderOptions {
   int num_workers = 2;      // threads decoding batches; 0: next() decodes on the calling thread (debugging)
   int64_t prefetch = 4;     // batches decoded ahead of the consumer, at most
   uint64_t seed = 0;
+  // Workers run at this nice level (Linux; 0: the process's): on a machine whose cores the training threads
+  // fill, a worker at full priority preempts one of them mid-parallel-loop and the others spin waiting for it,
+  // so data loading costs twice its own time. Niced workers take the cores' idle moments instead.
+  int worker_nice = 19;
 };
 
 // Samples of one batch stacked: clips (N*M) x 3 x H x W, sample-major; labels N; indices into the dataset.
@@ -173,6 +180,7 @@ class Loader {
 
  private:
   void work() {
+    if (opt_.worker_nice > 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), opt_.worker_nice);
     while (true) {
       int64_t b;
       {

@@ -56,8 +56,10 @@ class VideoWriter {
     cc_->flags |= AV_CODEC_FLAG_BITEXACT;
     if (fmt_->oformat->flags & AVFMT_GLOBALHEADER) cc_->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     if (enc->id == AV_CODEC_ID_H264) {
-      // Near-transparent quality at a fast preset: the content is synthetic and small.
+      // Near-transparent quality at a fast preset: the content is synthetic and small. fastdecode (CAVLC, no
+      // deblocking, no weighted prediction) halves what a training loader spends decoding these files.
       av_opt_set(cc_->priv_data, "preset", "veryfast", 0);
+      av_opt_set(cc_->priv_data, "tune", "fastdecode", 0);
       av_opt_set(cc_->priv_data, "crf", "18", 0);
     } else {
       cc_->flags |= AV_CODEC_FLAG_QSCALE;
