@@ -47,6 +47,8 @@ TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1"
       {"1x1 (GEMM path)", {2, 4, 3, 4}, {3, 4, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false},
       {"1x1 stride 2", {1, 4, 5, 5}, {3, 4, 1, 1}, {2, 2}, {0, 0}, {1, 1}, 1, true},
       {"7x7 stride 2 pad 3", {1, 2, 9, 8}, {2, 2, 7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, false},
+      {"3x3 stride 2, odd width (column phases)", {2, 2, 7, 9}, {3, 2, 3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true},
+      {"stride 2, dilation 2, groups (column phases)", {1, 4, 9, 11}, {4, 2, 3, 3}, {2, 2}, {2, 2}, {2, 2}, 2, true},
       {"groups and dilation", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true},
       {"depthwise", {2, 3, 4, 4}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false},
       {"stride 2 on a larger map (several tiles per image)", {1, 2, 40, 40}, {2, 2, 3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true},

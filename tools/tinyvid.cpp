@@ -7,6 +7,8 @@
 //   tinyvid probe FILE [--json]
 //   tinyvid check-videos LIST [--data-prefix DIR] [--json]
 //   tinyvid frames FILE --indices 0,37,79 --out DIR
+//   tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
+//                          [--threads N] [--rawframe-list FILE]
 // Errors are one line on stderr and exit code 2; `tinyvid help` lists the commands.
 #include <algorithm>
 #include <cstdio>
@@ -21,12 +23,20 @@
 #include <tinyvid/data/frames.hpp>
 #include <tinyvid/data/annotations.hpp>
 #include <tinyvid/data/synth.hpp>
+#include <tinyvid/data/transforms.hpp>
 #include <tinyvid/data/video.hpp>
+#include <tinyvid/train/trainer.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <mutex>
+#include <numeric>
 #include <thread>
 #endif
 
@@ -42,6 +52,15 @@ const char* kUsage =
     "      runs the model in eval mode on the tensor named 'input' (N*T x 3 x H x W) and writes the\n"
     "      class scores as 'output'\n"
 #ifdef TINYVID_WITH_VIDEO
+    "  train CONFIG [--work-dir D] [--resume] [--set key=value ...]\n"
+    "      trains the config's model (configs/README.md lists the keys); writes log.jsonl, latest and best\n"
+    "      weights, the training state and curves.png into D (default work_dirs/<config name>)\n"
+    "  test CONFIG --checkpoint C [--views CLIPSxCROPS] [--out DIR] [--set key=value ...] [--json]\n"
+    "      multi-view test (e.g. --views 10x3): top-1, top-5, mean class accuracy; writes results.json,\n"
+    "      per_class.csv and confusion.png into DIR (default: the checkpoint's folder/test)\n"
+    "  infer (--config C | --model NAME [--num-classes K] [--frames T] [--size S]) --weights W --video FILE\n"
+    "        [--labels L] [--json]\n"
+    "      the top-5 classes of one video\n"
     "  synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]\n"
     "      writes the synthetic action dataset: DIR/videos/<class>/*.mp4, DIR/train_list.txt, DIR/val_list.txt,\n"
     "      DIR/classes.txt (train with data prefix DIR/videos); defaults 10 classes, 100 train and 20 val\n"
@@ -52,6 +71,13 @@ const char* kUsage =
     "      opens and decodes every video of an MMAction2 video list; lists the bad ones, exit code 1 if any\n"
     "  frames FILE --indices 0,37,79 --out DIR\n"
     "      writes those frames as DIR/frame_000037.png ...\n"
+    "  extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]\n"
+    "                 [--threads N] [--rawframe-list FILE]\n"
+    "      every frame of every video of the list as JPEG (MMAction2 rawframes): OUT/<video path without\n"
+    "      extension>/img_00001.jpg ... (T, default img_{:05d}.jpg); short side resized to S (default 0: native\n"
+    "      size), quality Q (95), N videos at once (default: the cores); writes the RawframeDataset list (default\n"
+    "      OUT/<list name>_rawframes.txt, for data prefix OUT). A re-run skips completed videos; bad ones are\n"
+    "      listed, exit code 1 if any\n"
 #endif
     "  help\n"
     "models: (tsn|tsm)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr\n"
@@ -334,6 +360,9 @@ int frames(int argc, char** argv) {
   }
   return 0;
 }
+
+#include "train_commands.hpp"
+#include "extract_frames.hpp"
 #endif
 
 }  // namespace
@@ -350,11 +379,15 @@ int main(int argc, char** argv) {
 #ifdef TINYVID_WITH_VIDEO
     // FFmpeg's info lines (x264's banner per file) and warnings about damaged files would bury our output;
     // what matters comes back as a tv::Error. check-videos reports every bad file itself.
-    av_log_set_level(command == "check-videos" ? AV_LOG_FATAL : AV_LOG_ERROR);
+    av_log_set_level(command == "check-videos" || command == "extract-frames" ? AV_LOG_FATAL : AV_LOG_ERROR);
     if (command == "synth") return synth(parse(argc, argv, {}));
     if (command == "probe") return probe(argc, argv);
     if (command == "check-videos") return check_videos(argc, argv);
     if (command == "frames") return frames(argc, argv);
+    if (command == "extract-frames") return extract_frames(argc, argv);
+    if (command == "train") return train_command(argc, argv);
+    if (command == "test") return test_command(argc, argv);
+    if (command == "infer") return infer_command(argc, argv);
 #endif
     std::fprintf(stderr, "tinyvid: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -68,10 +69,49 @@ inline void valid_columns(int64_t ox0, int64_t ox1, int64_t off, int64_t stride,
   hi = std::clamp(ceil_div(W - off, stride), lo, ox1);
 }
 
-// Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K rows, row stride ld).
+// A stride-2 conv reads every other input column, so its unrolled rows would be strided gathers. Split once
+// into even and odd columns (per channel: two planes of H x ceil(W/2)), every unrolled row is a contiguous
+// copy from one of them. Worth it from 3 taps wide on (a 1x1/2 conv reads only a quarter of the input).
+inline bool use_column_phases(const ConvGeometry& g) { return g.sw == 2 && g.KW >= 3; }
+inline int64_t phase_width(const ConvGeometry& g) { return (g.W + 1) / 2; }
+
+// N x C x 2 x H x ceil(W/2): the even columns of each channel, then the odd ones (a last odd column is 0).
 template <class T>
-void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols, int64_t ld) {
-  const int64_t tw = ld;
+std::unique_ptr<T[]> split_column_phases(const ConvGeometry& g, const T* x) {
+  const int64_t Wq = phase_width(g), H = g.H, W = g.W;
+  std::unique_ptr<T[]> out(new T[static_cast<size_t>(g.N * g.C * 2 * H * Wq)]);
+  parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.HW()), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      const T* src = x + nc * g.HW();
+      T* even = out.get() + nc * 2 * H * Wq;
+      T* odd = even + H * Wq;
+      for (int64_t y = 0; y < H; ++y) {
+        const T* r = src + y * W;
+        T* ev = even + y * Wq;
+        T* od = odd + y * Wq;
+        for (int64_t j = 0; j < W / 2; ++j) {
+          ev[j] = r[2 * j];
+          od[j] = r[2 * j + 1];
+        }
+        if (W % 2) ev[W / 2] = r[W - 1], od[W / 2] = T(0);
+      }
+    }
+  });
+  return out;
+}
+
+// The planes of image n, group grp within split_column_phases' output (null stays null).
+template <class T>
+const T* phases_of(const ConvGeometry& g, const std::unique_ptr<T[]>& phases, int64_t n, int64_t grp) {
+  return phases ? phases.get() + (n * g.C + grp * g.Cg()) * 2 * g.H * phase_width(g) : nullptr;
+}
+
+// Unrolls output pixels [j0, j1) of one image-group x (Cg x H x W) into cols (K rows, row stride ld).
+// phases: that image-group's split_column_phases planes when use_column_phases(g), else null.
+template <class T>
+void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* cols, int64_t ld,
+                 const T* phases = nullptr) {
+  const int64_t tw = ld, Wq = phase_width(g);
   for (int64_t r = 0; r < g.K(); ++r) {
     const int64_t c = r / (g.KH * g.KW), ki = (r / g.KW) % g.KH, kj = r % g.KW;
     const T* src = x + c * g.HW();
@@ -90,6 +130,10 @@ void im2col_tile(const ConvGeometry& g, const T* x, int64_t j0, int64_t j1, T* c
         const T* row = src + iy * g.W + off;
         if (g.sw == 1) {
           std::copy(row + lo, row + hi, d + lo);
+        } else if (phases) {  // input column 2 ox + off lies in plane (off & 1) at ox + (off - (off & 1)) / 2
+          const int64_t pc = off & 1;
+          const T* prow = phases + ((c * 2 + pc) * g.H + iy) * Wq + (off - pc) / 2;
+          std::copy(prow + lo, prow + hi, d + lo);
         } else {
           for (int64_t ox = lo; ox < hi; ++ox) d[ox] = row[ox * g.sw];
         }
@@ -428,6 +472,7 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
+  const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   parallel_for(0, blocks.items(g), 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
       const auto blk = blocks.decode(g, it);
@@ -438,7 +483,8 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
       if (!(pointwise && blk.single_image())) {
         T* cols = scratch<T>(g.K() * cols_n, 0);
         for (int64_t n = blk.n0; n < blk.n1; ++n)
-          detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n);
+          detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n,
+                              detail::phases_of(g, phases, n, blk.grp));
         bm = {cols, g.K(), cols_n, cols_n, 1};
       }
       // C: straight into y for one image, else into scratch and then each image's rows.
@@ -539,6 +585,7 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
     for (int64_t it = b; it < e; ++it) {
@@ -552,7 +599,8 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
       }
       T* cols = scratch<T>(g.K() * cols_n, 0);
       for (int64_t n = blk.n0; n < blk.n1; ++n)
-        detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n);
+        detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n,
+                            detail::phases_of(g, phases, n, blk.grp));
       gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, T(1));  // gy cols^T
     }
   });

@@ -1,0 +1,227 @@
+// Part of tools/tinyvid.cpp (included inside its anonymous namespace, after Args, parse and positional; the
+// standard headers are included there): MMAction2's tools/data/build_rawframes.py (RGB frames only) plus the
+// rawframe list of tools/data/build_file_list.py.
+//   tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
+//                          [--threads N] [--rawframe-list FILE]
+// Frame k (1-based) of <prefix>/<name> goes to OUT/<name without extension>/<T formatted with k>. A folder is
+// complete when its .done (frame count, settings), written last and atomically, is there; a re-run skips
+// complete folders and redoes the others.
+
+struct ExtractSettings {
+  int64_t short_side = 0;  // 0: native size
+  int quality = 95;
+  std::string tmpl = "img_{:05d}.jpg";
+  // What a folder's .done records besides the count: a re-run with other settings redoes the folder.
+  std::string text() const {
+    return "short_side=" + std::to_string(short_side) + " quality=" + std::to_string(quality) + " template=" + tmpl;
+  }
+};
+
+// One frame folder to fill; several list lines may name the same video.
+struct ExtractJob {
+  std::string video;          // the file read
+  std::string rel;            // the folder, relative to --out, as the rawframe list names it
+  std::vector<size_t> lines;  // the list lines it serves
+  int64_t frames = -1;        // once done (extracted, or complete already)
+  bool skipped = false;       // complete already
+  std::string error;
+};
+
+void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".part";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  TV_CHECK(f, "cannot create '", tmp.string(), "'");
+  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  TV_CHECK(std::fclose(f) == 0 && written, "cannot write '", tmp.string(), "'");
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  TV_CHECK(!ec, "cannot rename '", tmp.string(), "' to '", path.string(), "': ", ec.message());
+}
+
+// The frame count of a complete folder (a .done with these settings, and its last frame there), else -1.
+int64_t completed_frames(const std::filesystem::path& dir, const ExtractSettings& s) {
+  std::ifstream in(dir / ".done");
+  std::string count, settings;
+  if (!std::getline(in, count) || !std::getline(in, settings) || settings != s.text()) return -1;
+  const int64_t n = std::atoll(count.c_str());
+  std::error_code ec;
+  if (n < 1 || count != std::to_string(n) ||
+      !std::filesystem::is_regular_file(dir / tv::data::format_frame_name(s.tmpl, n), ec))
+    return -1;
+  return n;
+}
+
+// Decodes, resizes and writes every frame of job.video into dir (or finds it complete); counts frames written.
+void extract_video(ExtractJob& job, const std::filesystem::path& dir, const ExtractSettings& s,
+                   std::atomic<int64_t>& frames, const std::function<void()>& tick) {
+  if ((job.frames = completed_frames(dir, s)) > 0) {
+    job.skipped = true;
+    return;
+  }
+  tv::data::VideoReader r(job.video, 1);  // videos run in parallel, each on one thread
+  const int64_t n = r.frame_count();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  TV_CHECK(!ec, "cannot create '", dir.string(), "': ", ec.message());
+  std::filesystem::remove(dir / ".done", ec);  // written with other settings: must not outlive the redo
+  int64_t written = 0;
+  try {
+    const tv::data::Resize resize{.scale = {-1, s.short_side}};
+    // Chunks of about 48 MB of decoded frames: a long or large video never sits in memory whole.
+    const int64_t frame_bytes = std::max<int64_t>(1, r.width() * r.height() * 3);
+    const int64_t chunk = std::clamp<int64_t>((int64_t{48} << 20) / frame_bytes, 1, 64);
+    for (int64_t first = 0; first < n; first += chunk) {
+      std::vector<int64_t> idx;
+      for (int64_t i = first; i < std::min(n, first + chunk); ++i) idx.push_back(i);
+      tv::data::Clip clip = r.read(idx);
+      for (size_t k = 0; k < clip.size(); ++k) {
+        // Frame by frame, not Resize on the clip: a stream may change size midway.
+        tv::data::Image img = std::move(clip[k]);
+        if (s.short_side > 0) img = std::move(resize({std::move(img)})[0]);
+        const int64_t number = first + static_cast<int64_t>(k) + 1;
+        tv::data::write_jpeg((dir / tv::data::format_frame_name(s.tmpl, number)).string(), img, s.quality);
+        written = number;
+        ++frames;
+      }
+      tick();
+    }
+    write_file_atomically(dir / ".done", std::to_string(n) + "\n" + s.text() + "\n");
+  } catch (...) {
+    // A bad video leaves no half folder behind; only files written here are removed, never anything else.
+    for (int64_t i = 1; i <= written; ++i) std::filesystem::remove(dir / tv::data::format_frame_name(s.tmpl, i), ec);
+    std::filesystem::remove(dir, ec);  // only if empty
+    frames -= written;                 // the total counts frames kept
+    throw;
+  }
+  job.frames = n;
+}
+
+// A whole number >= 0 (to_int wants >= 1).
+int64_t whole_number(const Args& a, const std::string& k, int64_t fallback) {
+  const std::string v = a.get(k, std::to_string(fallback));
+  TV_CHECK(!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos, "--", k,
+           ": expected a whole number >= 0, got '", v, "'");
+  return std::stoll(v);
+}
+
+int extract_frames(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  const std::string list = positional(argc, argv, "a video LIST");
+  const Args a = parse(argc, argv, {}, 3);
+  const std::string prefix = a.get("data-prefix");
+  const fs::path out = a.need("out");
+  ExtractSettings s;
+  s.short_side = whole_number(a, "short-side", 0);
+  s.quality = static_cast<int>(whole_number(a, "quality", 95));
+  TV_CHECK(s.quality >= 1 && s.quality <= 100, "--quality: expected 1 to 100, got ", s.quality);
+  s.tmpl = a.get("template", s.tmpl);
+  tv::data::format_frame_name(s.tmpl, 1);  // a bad template fails now, not per video
+  std::string ext = fs::path(s.tmpl).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  TV_CHECK(s.tmpl.find('/') == std::string::npos && (ext == ".jpg" || ext == ".jpeg"),
+           "--template: expected a file name ending in .jpg or .jpeg (frames are written as JPEG), got '", s.tmpl, "'");
+  const int64_t threads =
+      to_int("threads", a.get("threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
+  const fs::path rawframe_list = a.has("rawframe-list") ? fs::path(a.get("rawframe-list"))
+                                                        : out / (fs::path(list).stem().string() + "_rawframes.txt");
+
+  // The names as the list writes them (no prefix joined): the frame folders are named after them.
+  const auto anns = tv::data::read_video_list(list);
+  std::vector<ExtractJob> jobs;
+  std::vector<std::string> line_error(anns.size());
+  std::vector<size_t> job_of(anns.size(), SIZE_MAX);
+  std::map<std::string, size_t> by_rel;
+  for (size_t k = 0; k < anns.size(); ++k) {
+    const std::string& name = anns[k].path;
+    std::string video = tv::data::detail::join_path(prefix, name);
+    if (!fs::path(video).has_extension()) video += ".mp4";  // a bare id, as VideoDataset (DecordInit) reads it
+    fs::path rel = name;
+    if (rel.is_absolute()) rel = prefix.empty() ? fs::path() : rel.lexically_relative(prefix);
+    const std::string r = rel.replace_extension().lexically_normal().generic_string();
+    if (r.empty() || r == "." || r == ".." || r.rfind("../", 0) == 0) {
+      line_error[k] = "its frame folder would not lie inside --out (the path must be relative, or under --data-prefix)";
+      continue;
+    }
+    auto [it, fresh] = by_rel.emplace(r, jobs.size());
+    if (fresh) jobs.push_back({video, r, {}, -1, false, ""});
+    ExtractJob& job = jobs[it->second];
+    if (job.video != video) {  // a.mp4 and a.avi: one folder for two videos
+      line_error[k] = "its frame folder '" + r + "' is also that of " + job.video;
+      continue;
+    }
+    job.lines.push_back(k);
+    job_of[k] = it->second;
+  }
+
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> done{0}, skipped{0}, bad{0}, frames{0};
+  std::mutex mu;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  auto progress = [&](bool final) {
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Complete folders take no time: the rate and ETA count the videos worked on.
+    const double rate = el > 0 ? static_cast<double>(done.load() - skipped.load()) / el : 0.0;
+    const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(jobs.size()) - done.load()) / rate : 0.0;
+    std::fprintf(stderr, "\rextract-frames: %lld/%zu videos (%lld complete already, %lld bad), %.2f videos/s, %.0f frames/s, ETA %s   %s",
+                 static_cast<long long>(done.load()), jobs.size(), static_cast<long long>(skipped.load()),
+                 static_cast<long long>(bad.load()), rate, el > 0 ? static_cast<double>(frames.load()) / el : 0.0,
+                 tv::data::detail::format_duration(eta).c_str(), final ? "\n" : "");
+    std::fflush(stderr);
+  };
+  auto tick = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+  };
+  auto worker = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {
+      ExtractJob& job = jobs[k];
+      try {
+        extract_video(job, out / job.rel, s, frames, tick);
+        if (job.skipped) ++skipped;
+      } catch (const std::exception& e) {
+        job.error = e.what();
+        job.frames = -1;
+        ++bad;
+      }
+      ++done;
+      tick();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < std::min<int64_t>(threads, static_cast<int64_t>(jobs.size())); ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  progress(true);
+
+  // The rawframe list keeps the video list's order and labels; bad videos are left out and listed.
+  std::vector<tv::data::Annotation> rawframes;
+  int64_t failed = 0;
+  for (size_t k = 0; k < anns.size(); ++k) {
+    const bool own = job_of[k] == SIZE_MAX;
+    const std::string& err = own ? line_error[k] : jobs[job_of[k]].error;
+    if (!err.empty()) {
+      if (own || jobs[job_of[k]].lines.front() == k) {  // a video on several lines is reported once
+        std::printf("BAD %s: %s\n", tv::data::detail::join_path(prefix, anns[k].path).c_str(), err.c_str());
+        ++failed;
+      }
+      continue;
+    }
+    tv::data::Annotation r = anns[k];
+    r.path = jobs[job_of[k]].rel;
+    r.total_frames = jobs[job_of[k]].frames;
+    rawframes.push_back(std::move(r));
+  }
+  std::error_code ec;
+  if (rawframe_list.has_parent_path()) fs::create_directories(rawframe_list.parent_path(), ec);
+  write_file_atomically(rawframe_list, tv::data::format_rawframe_list(rawframes));
+  const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t extracted = static_cast<int64_t>(jobs.size()) - skipped.load() - bad.load();
+  std::printf("extract-frames: %lld videos extracted (%lld frames), %lld complete already, %lld bad, in %.1f s; "
+              "wrote %s (%zu entries; train with data prefix %s)\n",
+              static_cast<long long>(extracted), static_cast<long long>(frames.load()),
+              static_cast<long long>(skipped.load()), static_cast<long long>(failed), el,
+              rawframe_list.string().c_str(), rawframes.size(), out.string().c_str());
+  return failed > 0 ? 1 : 0;
+}
