@@ -357,6 +357,33 @@ TEST_CASE("FrameFolderReader: MMAction2 rawframes") {
   CHECK(equal);
 }
 
+TEST_CASE("read_image: broken JPEGs are errors naming the file, and the fuzzer's finds decode safely") {
+  const fs::path dir = fs::temp_directory_path() / ("tinyvid_test_jpeg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string jpg = kVideos + "rawframes/img_sample/img_00001.jpg";
+  std::ifstream in(jpg, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto write = [&](const std::string& name, const std::string& content) {
+    std::ofstream(dir / name, std::ios::binary) << content;
+    return (dir / name).string();
+  };
+  CHECK_THROWS_WITH_AS(tv::data::read_image(write("header_only.jpg", bytes.substr(0, 2))),
+                       doctest::Contains("header_only.jpg' as JPEG"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::read_image(write("garbage.jpg", "\xFF\xD8" + std::string(500, 'x'))),
+                       doctest::Contains("garbage.jpg' as JPEG"), tv::Error);
+  // A file cut in its entropy-coded data decodes (the rest gray), as OpenCV's imread returns it.
+  const auto cut = tv::data::read_image(write("cut.jpg", bytes.substr(0, bytes.size() / 2)));
+  CHECK(cut.width == 320);
+  for (const auto& e : fs::directory_iterator(std::string(TINYVID_TEST_DATA) + "/../fuzz/regressions/image")) {
+    CAPTURE(e.path().string());
+    try {
+      tv::data::read_image(e.path().string());
+    } catch (const tv::Error&) {
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("write_png round-trips through read_image") {
   Image img = VideoReader(kVideos + "unordered.mov").frame(2);
   TempFile png("frame.png", "");

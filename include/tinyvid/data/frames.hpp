@@ -1,14 +1,17 @@
 #pragma once
-// Frame folders (MMAction2's "rawframes": one JPEG/PNG per frame) read with stb_image, and PNG / JPEG writing
-// with stb_image_write. Link tinyvid::video (it carries the stb include directory, /usr/include/stb on Debian).
+// Frame folders (MMAction2's "rawframes": one JPEG/PNG per frame): JPEG read with libjpeg(-turbo), the decoder
+// OpenCV uses, PNG with stb_image; PNG / JPEG writing with stb_image_write. Link tinyvid::video (it carries
+// libjpeg and the stb include directory, /usr/include/stb on Debian).
 //
 // stb is compiled here with STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC: every translation unit that includes
 // this header gets its own private (static) copy of the decoder, so the library stays header-only and no
 // two units clash at link time. The price is a little code size per unit. Include this header before any
 // other stb_image.h / stb_image_write.h in a unit (or not in the same unit), since stb guards its declarations.
-// Only stb's JPEG and PNG decoders are compiled: frames are nothing else, and each other format is more
-// untrusted-input surface (tests/fuzz/fuzz_image.cpp).
+// Only stb's PNG decoder is compiled: frames are JPEG or PNG, and each other format is more untrusted-input
+// surface (tests/fuzz/fuzz_image.cpp). stb 2.27's JPEG decoder failed that fuzzer twice (a Huffman table of more
+// than 256 codes written past its arrays, nothings/stb#1289; a negative bit count shifted by 34).
 #include <algorithm>
+#include <csetjmp>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -24,7 +27,6 @@
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #endif
 #define STB_IMAGE_STATIC
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
@@ -35,6 +37,8 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <jpeglib.h>
+
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/data/image.hpp"
 
@@ -42,57 +46,67 @@ namespace tv::data {
 
 namespace detail {
 
-// stb_image 2.27 (Debian 12's libstb-dev) writes past its Huffman tables when a JPEG DHT segment declares more
-// than 256 codes (nothings/stb#1289, fixed in 2.28). Walks the markers as stb reads them (a DHT's tables are
-// read even past the segment's length, bytes past the end read as 0) and answers whether every table fits.
-inline bool jpeg_huffman_tables_fit(const uint8_t* p, size_t n) {
-  size_t i = 0;
-  while (i < n && p[i] == 0xFF) ++i;  // stb takes FF FF .. D8 for a start of image too
-  if (i == 0 || i >= n || p[i] != 0xD8) return true;  // not a JPEG
-  ++i;
-  auto byte = [&](size_t k) -> size_t { return k < n ? p[k] : 0; };
-  while (i + 1 < n) {
-    if (p[i] != 0xFF) {  // entropy-coded data, or padding between segments
-      ++i;
-      continue;
-    }
-    size_t j = i + 1;
-    while (j < n && p[j] == 0xFF) ++j;  // fill bytes
-    if (j >= n) break;
-    const uint8_t m = p[j];
-    i = j + 1;
-    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  // stuffed byte, TEM, RSTn, SOI: no length
-    if (m == 0xD9) break;                                             // EOI
-    const size_t len = byte(i) << 8 | byte(i + 1);
-    if (m == 0xC4) {
-      long left = static_cast<long>(len) - 2;
-      size_t k = i + 2;
-      while (left > 0 && k < n) {
-        if ((p[k] >> 4) > 1 || (p[k] & 15) > 3) return true;  // stb refuses the table itself
-        size_t codes = 0;
-        for (size_t t = 1; t <= 16; ++t) codes += byte(k + t);
-        if (codes > 256) return false;
-        k += 17 + codes;
-        left -= static_cast<long>(17 + codes);
-      }
-    }
-    if (len < 2) break;  // stb skips to the end
-    i += len;
-  }
-  return true;
-}
-
-// Frames are video frames: a header claiming more pixels than this (8192 x 8192) is refused before stb
+// Frames are video frames: a header claiming more pixels than this (8192 x 8192) is refused before a decoder
 // allocates for it (a 300-byte JPEG can claim 26000 x 26000, i.e. 2 GB).
 constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
 
+// libjpeg reports a fatal error through error_exit, which must not return: jump back to decode_jpeg with the
+// message. Warnings (corrupt entropy data, a premature end) are not printed; the image decodes as OpenCV's
+// imread returns it.
+struct JpegErrors {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+inline void jpeg_error_exit(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegErrors*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  std::longjmp(e->jump, 1);
+}
+inline void jpeg_no_message(j_common_ptr, int) {}
+
+// JPEG through libjpeg(-turbo) with its default decoding (integer IDCT, fancy upsampling): the decoder and
+// settings of OpenCV's imread, which MMAction2 reads rawframes with, so the pixels are OpenCV's.
+inline Image decode_jpeg(const uint8_t* data, size_t n, const std::string& path) {
+  jpeg_decompress_struct cinfo{};
+  JpegErrors err{};
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_no_message;
+  Image img;  // constructed before setjmp: a longjmp skips no destructor
+  bool too_large = false;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    TV_FAIL("read_image: cannot decode '", path, "' as JPEG: ", err.message);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(n));
+  jpeg_read_header(&cinfo, TRUE);
+  too_large = static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > kMaxImagePixels;
+  if (!too_large) {
+    cinfo.out_color_space = JCS_RGB;  // grayscale comes out as three equal channels
+    jpeg_start_decompress(&cinfo);
+    img = Image(cinfo.output_height, cinfo.output_width, 3);
+    while (cinfo.output_scanline < cinfo.output_height) {
+      JSAMPROW row = img.row(cinfo.output_scanline);
+      jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+  }
+  const int64_t w = cinfo.image_width, h = cinfo.image_height;
+  jpeg_destroy_decompress(&cinfo);
+  TV_CHECK(!too_large, "read_image: '", path, "' claims ", w, " x ", h, " pixels; frames larger than ", kMaxImagePixels,
+           " pixels are refused");
+  return img;
+}
+
 }  // namespace detail
 
-// Reads an image file (JPEG or PNG) as RGB (grayscale becomes three equal channels).
+// Reads an image file (JPEG or PNG) as RGB (grayscale becomes three equal channels): JPEG with libjpeg,
+// as OpenCV, PNG with stb_image.
 inline Image read_image(const std::string& path) {
   std::error_code ec;
   TV_CHECK(std::filesystem::is_regular_file(path, ec), "read_image: frame file '", path, "' does not exist");
-  // Read whole, so the JPEG check below sees the bytes stb will decode.
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   const std::streamoff length = in.tellg();
   TV_CHECK(in.good() && length >= 0 && length <= INT32_MAX, "read_image: cannot read '", path, "'",
@@ -101,9 +115,8 @@ inline Image read_image(const std::string& path) {
   in.seekg(0);
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(length));
   TV_CHECK(in.gcount() == length, "read_image: cannot read '", path, "'");
+  if (bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) return detail::decode_jpeg(bytes.data(), bytes.size(), path);
   const auto size = static_cast<int>(length);
-  TV_CHECK(detail::jpeg_huffman_tables_fit(bytes.data(), bytes.size()), "read_image: cannot decode '", path,
-           "' as JPEG/PNG: a Huffman table declares more than 256 codes");
   int w = 0, h = 0, c = 0;
   if (stbi_info_from_memory(bytes.data(), size, &w, &h, &c))
     TV_CHECK(static_cast<int64_t>(w) * h <= detail::kMaxImagePixels, "read_image: '", path, "' claims ", w, " x ", h,
