@@ -7,6 +7,8 @@
 //   tinyvid probe FILE [--json]
 //   tinyvid check-videos LIST [--data-prefix DIR] [--json]
 //   tinyvid frames FILE --indices 0,37,79 --out DIR
+//   tinyvid lists (kinetics200|kinetics|sthv1|sthv2) ...   (tools/list_commands.hpp)
+//   tinyvid train / test / infer ...                        (tools/train_commands.hpp)
 //   tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
 //                          [--threads N] [--rawframe-list FILE]
 // Errors are one line on stderr and exit code 2; `tinyvid help` lists the commands.
@@ -21,6 +23,7 @@
 
 #ifdef TINYVID_WITH_VIDEO
 #include <tinyvid/data/frames.hpp>
+#include <tinyvid/data/kinetics200.hpp>
 #include <tinyvid/data/annotations.hpp>
 #include <tinyvid/data/synth.hpp>
 #include <tinyvid/data/transforms.hpp>
@@ -69,6 +72,11 @@ const char* kUsage =
     "      container, codec, size, fps, decodable frame count and duration of a video\n"
     "  check-videos LIST [--data-prefix DIR] [--json]\n"
     "      opens and decodes every video of an MMAction2 video list; lists the bad ones, exit code 1 if any\n"
+    "  lists kinetics200 --ids-dir D --val-csv F [--train-csv F] --out DIR\n"
+    "  lists kinetics --csv F --label-map F --out LIST [--level 1|2]\n"
+    "  lists sthv1 --split F --labels F --frames-dir D --out LIST\n"
+    "  lists sthv2 --split F.json --labels F.json --out LIST [--suffix .webm]\n"
+    "      MMAction2's annotation lists from the datasets' own files (Kinetics-200 from the official id lists)\n"
     "  frames FILE --indices 0,37,79 --out DIR\n"
     "      writes those frames as DIR/frame_000037.png ...\n"
     "  extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]\n"
@@ -362,6 +370,7 @@ int frames(int argc, char** argv) {
 }
 
 #include "train_commands.hpp"
+#include "list_commands.hpp"
 #include "extract_frames.hpp"
 #endif
 
@@ -385,6 +394,7 @@ int main(int argc, char** argv) {
     if (command == "check-videos") return check_videos(argc, argv);
     if (command == "frames") return frames(argc, argv);
     if (command == "extract-frames") return extract_frames(argc, argv);
+    if (command == "lists") return lists_command(argc, argv);
     if (command == "train") return train_command(argc, argv);
     if (command == "test") return test_command(argc, argv);
     if (command == "infer") return infer_command(argc, argv);
