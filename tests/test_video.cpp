@@ -1,6 +1,7 @@
 // Video and frame-folder reading on the real files of data/videos (see data/videos/PROVENANCE.md).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "tinyvid/data/frames.hpp"
+#include "tinyvid/data/transforms.hpp"
 #include "tinyvid/data/video.hpp"
 
 namespace {
@@ -382,6 +384,24 @@ TEST_CASE("read_image: broken JPEGs are errors naming the file, and the fuzzer's
     }
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("read_image and Resize give OpenCV's pixels (cv2.imread, cv2.resize INTER_LINEAR)") {
+  // tests/fixtures/opencv: made by tools/fixtures/make_opencv_fixtures.py with Debian's OpenCV 4.6.
+  const std::string fix = std::string(TINYVID_TEST_DATA) + "/../fixtures/opencv/";
+  const Image img = tv::data::read_image(kVideos + "rawframes/img_sample/img_00001.jpg");
+  CHECK(img.pixels == tv::data::read_image(fix + "img_00001_decoded.png").pixels);
+  auto max_diff = [](const Image& a, const Image& b) {
+    REQUIRE(a.pixels.size() == b.pixels.size());
+    int d = 0;
+    for (size_t i = 0; i < a.pixels.size(); ++i) d = std::max(d, std::abs(int(a.pixels[i]) - int(b.pixels[i])));
+    return d;
+  };
+  const Image small = tv::data::resize_bilinear(img, 113, 85);
+  CHECK(max_diff(tv::data::resize_bilinear(img, 171, 128), tv::data::read_image(fix + "img_00001_resized_171x128.png")) == 0);
+  CHECK(max_diff(small, tv::data::read_image(fix + "img_00001_resized_113x85.png")) == 0);
+  CHECK(max_diff(tv::data::resize_bilinear(small, 150, 113),
+                 tv::data::read_image(fix + "img_00001_resized_113x85_then_150x113.png")) == 0);
 }
 
 TEST_CASE("write_png round-trips through read_image") {
