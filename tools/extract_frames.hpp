@@ -166,13 +166,13 @@ int extract_frames(int argc, char** argv) {
     std::fprintf(stderr, "\rextract-frames: %lld/%zu videos (%lld complete already, %lld bad), %.2f videos/s, %.0f frames/s, ETA %s   %s",
                  static_cast<long long>(done.load()), jobs.size(), static_cast<long long>(skipped.load()),
                  static_cast<long long>(bad.load()), rate, el > 0 ? static_cast<double>(frames.load()) / el : 0.0,
-                 tv::data::detail::format_duration(eta).c_str(), final ? "\n" : "");
+                 tv::format_duration(eta).c_str(), final ? "\n" : "");
     std::fflush(stderr);
   };
   auto tick = [&] {
     std::lock_guard<std::mutex> lock(mu);
     const auto now = std::chrono::steady_clock::now();
-    if (now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+    if (tv::stderr_is_terminal() && now - last > std::chrono::milliseconds(500)) last = now, progress(false);
   };
   auto worker = [&] {
     for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {

@@ -297,7 +297,7 @@ int check_videos(int argc, char** argv) {
     const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(anns.size()) - done.load()) / rate : 0.0;
     std::fprintf(stderr, "\rcheck-videos: %lld/%zu checked, %lld bad, %.1f videos/s, ETA %s   %s",
                  static_cast<long long>(done.load()), anns.size(), static_cast<long long>(bad.load()), rate,
-                 tv::data::detail::format_duration(eta).c_str(), final ? "\n" : "");
+                 tv::format_duration(eta).c_str(), final ? "\n" : "");
     std::fflush(stderr);
   };
   auto worker = [&] {
@@ -311,7 +311,7 @@ int check_videos(int argc, char** argv) {
       ++done;
       std::lock_guard<std::mutex> lock(mu);
       const auto now = std::chrono::steady_clock::now();
-      if (now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+      if (tv::stderr_is_terminal() && now - last > std::chrono::milliseconds(500)) last = now, progress(false);
     }
   };
   // Two workers: decoding is mostly single-threaded per file, and two keep a disk busy without thrashing it.

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "tinyvid/core/error.hpp"
+#include "tinyvid/core/progress.hpp"
 #include "tinyvid/core/generator.hpp"
 #include "tinyvid/data/image.hpp"
 #include "tinyvid/data/video.hpp"
@@ -165,14 +166,6 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
   return clip;
 }
 
-inline std::string format_duration(double seconds) {
-  const int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof(buf), "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60));
-  else std::snprintf(buf, sizeof(buf), "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  return buf;
-}
-
 // A complete video on disk: it decodes to the expected frame count and size.
 inline bool synth_video_complete(const std::string& path, int64_t S, int64_t T) {
   std::error_code ec;
@@ -269,7 +262,7 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
     const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(jobs.size()) - d) / rate : 0.0;
     std::fprintf(stderr, "\rsynth: %lld/%zu videos (%lld skipped), %.1f videos/s, ETA %s   %s",
                  static_cast<long long>(d), jobs.size(), static_cast<long long>(skipped.load()), rate,
-                 detail::format_duration(eta).c_str(), final ? "\n" : "");
+                 format_duration(eta).c_str(), final ? "\n" : "");
     std::fflush(stderr);
   };
 
@@ -303,7 +296,7 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
           ++written;
         }
         ++done;
-        if (o.progress) {
+        if (o.progress && stderr_is_terminal()) {  // the live line; a log gets only the final one
           std::lock_guard<std::mutex> lock(mu);
           const auto now = std::chrono::steady_clock::now();
           if (now - last_print > std::chrono::milliseconds(500)) {
