@@ -69,49 +69,56 @@ class Config {
     const Entry& e = need(key);
     return e.value;
   }
+  // Typed reads with a default: the key counts as known either way.
   std::string str(const std::string& key, const std::string& fallback) const {
-    known_.insert(key);
-    return has(key) ? str(key) : fallback;
+    return or_default(key, fallback, [&] { return str(key); });
   }
   int64_t integer(const std::string& key, int64_t fallback) const {
-    known_.insert(key);
-    return has(key) ? integer(key) : fallback;
+    return or_default(key, fallback, [&] { return integer(key); });
   }
   int64_t integer(const std::string& key) const {
     const Entry& e = need(key);
     return parse_integer(e.value, key, e.where);
   }
   double real(const std::string& key, double fallback) const {
-    known_.insert(key);
-    return has(key) ? real(key) : fallback;
+    return or_default(key, fallback, [&] { return real(key); });
   }
   double real(const std::string& key) const {
     const Entry& e = need(key);
     return parse_real(e.value, key, e.where);
   }
   bool boolean(const std::string& key, bool fallback) const {
-    known_.insert(key);
-    if (!has(key)) return fallback;
-    const Entry& e = need(key);
-    if (e.value == "true" || e.value == "1" || e.value == "yes" || e.value == "on") return true;
-    if (e.value == "false" || e.value == "0" || e.value == "no" || e.value == "off") return false;
-    TV_FAIL(e.where, ": expected true or false for '", key, "', got '", e.value, "'");
+    return or_default(key, fallback, [&] {
+      const Entry& e = need(key);
+      if (e.value == "true" || e.value == "1" || e.value == "yes" || e.value == "on") return true;
+      if (e.value == "false" || e.value == "0" || e.value == "no" || e.value == "off") return false;
+      TV_FAIL(e.where, ": expected true or false for '", key, "', got '", e.value, "'");
+    });
+  }
+  // Comma-separated lists.
+  std::vector<std::string> strings(const std::string& key, const std::vector<std::string>& fallback) const {
+    return or_default(key, fallback, [&] {
+      std::vector<std::string> out;
+      for (const std::string& item : split(need(key).value))
+        if (!item.empty()) out.push_back(item);
+      return out;
+    });
   }
   std::vector<double> reals(const std::string& key, const std::vector<double>& fallback) const {
-    known_.insert(key);
-    if (!has(key)) return fallback;
-    const Entry& e = need(key);
-    std::vector<double> out;
-    for (const std::string& item : split(e.value)) out.push_back(parse_real(item, key, e.where));
-    return out;
+    return or_default(key, fallback, [&] {
+      const Entry& e = need(key);
+      std::vector<double> out;
+      for (const std::string& item : split(e.value)) out.push_back(parse_real(item, key, e.where));
+      return out;
+    });
   }
   std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback) const {
-    known_.insert(key);
-    if (!has(key)) return fallback;
-    const Entry& e = need(key);
-    std::vector<int64_t> out;
-    for (const std::string& item : split(e.value)) out.push_back(parse_integer(item, key, e.where));
-    return out;
+    return or_default(key, fallback, [&] {
+      const Entry& e = need(key);
+      std::vector<int64_t> out;
+      for (const std::string& item : split(e.value)) out.push_back(parse_integer(item, key, e.where));
+      return out;
+    });
   }
 
   // The keys that start with prefix (e.g. "model." for the model's switches); they count as read.
@@ -152,6 +159,12 @@ class Config {
   struct Entry {
     std::string value, where;
   };
+
+  template <class V, class Read>
+  V or_default(const std::string& key, const V& fallback, Read read) const {
+    known_.insert(key);
+    return has(key) ? V(read()) : fallback;
+  }
 
   const Entry& need(const std::string& key) const {
     known_.insert(key);

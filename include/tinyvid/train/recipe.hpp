@@ -101,18 +101,7 @@ inline Recipe make_recipe(const Config& c) {
     if (k != "dropout") r.model_config.set[k] = v;
   models::make_model<float>(r.model, r.model_config);  // a bad name or switch fails now, not after data setup
   r.load_from = c.str("load_from", "");
-  for (const auto& [k, v] : c.with_prefix("load_from.")) TV_CHECK(k == "skip", "config: unknown key 'load_from.", k, "'");
-  if (c.has("load_from.skip")) {
-    std::string item;
-    for (const char ch : c.str("load_from.skip") + ",") {
-      if (ch == ',') {
-        if (!item.empty()) r.load_skip.push_back(item);
-        item.clear();
-      } else if (ch != ' ') {
-        item += ch;
-      }
-    }
-  }
+  r.load_skip = c.strings("load_from.skip", {});
 
   // Data.
   const std::string root = c.str("data.root", "");
