@@ -373,6 +373,15 @@ TEST_CASE("read_image: broken JPEGs are errors naming the file, and the fuzzer's
                        doctest::Contains("header_only.jpg' as JPEG"), tv::Error);
   CHECK_THROWS_WITH_AS(tv::data::read_image(write("garbage.jpg", "\xFF\xD8" + std::string(500, 'x'))),
                        doctest::Contains("garbage.jpg' as JPEG"), tv::Error);
+  // PNG: a file cut short, a bad CRC in the header, and a format read_image does not read.
+  const std::string png = slurp(std::string(TINYVID_TEST_DATA) + "/../fixtures/opencv/png_rgb16.png");
+  CHECK_THROWS_WITH_AS(tv::data::read_image(write("cut.png", png.substr(0, png.size() - 30))),
+                       doctest::Contains("cut.png' as PNG"), tv::Error);
+  std::string bad_crc = png;
+  bad_crc[29] ^= 1;  // the IHDR chunk's CRC
+  CHECK_THROWS_WITH_AS(tv::data::read_image(write("crc.png", bad_crc)), doctest::Contains("crc.png' as PNG"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::read_image(write("frame.ppm", "P6\n4 3\n255\n" + std::string(36, 'x'))),
+                       doctest::Contains("neither JPEG nor PNG"), tv::Error);
   // A file cut in its entropy-coded data decodes (the rest gray), as OpenCV's imread returns it.
   const auto cut = tv::data::read_image(write("cut.jpg", bytes.substr(0, bytes.size() / 2)));
   CHECK(cut.width == 320);
@@ -402,6 +411,36 @@ TEST_CASE("read_image and Resize give OpenCV's pixels (cv2.imread, cv2.resize IN
   CHECK(max_diff(small, tv::data::read_image(fix + "img_00001_resized_113x85.png")) == 0);
   CHECK(max_diff(tv::data::resize_bilinear(small, 150, 113),
                  tv::data::read_image(fix + "img_00001_resized_113x85_then_150x113.png")) == 0);
+}
+
+TEST_CASE("read_image decodes every kind of PNG as cv2.imread (palette + tRNS, 1/4/16-bit gray, alpha, interlaced)") {
+  const std::string fix = std::string(TINYVID_TEST_DATA) + "/../fixtures/opencv/";
+  for (const char* kind : {"palette_trns", "gray1", "gray4", "gray16", "gray_alpha", "rgba", "rgb16", "rgb_interlaced"}) {
+    CAPTURE(kind);
+    const Image img = tv::data::read_image(fix + "png_" + kind + ".png");
+    const Image expected = tv::data::read_image(fix + "png_" + kind + "_cv2.png");
+    CHECK(img.width == 13);
+    CHECK(img.height == 9);
+    CHECK(img.channels == 3);
+    CHECK(img.pixels == expected.pixels);
+  }
+}
+
+TEST_CASE("write_jpeg writes the bytes of cv2.imencode (libjpeg defaults, 4:2:0)") {
+  const std::string fix = std::string(TINYVID_TEST_DATA) + "/../fixtures/opencv/";
+  TempFile out("frame.jpg", "");
+  const Image img = tv::data::read_image(fix + "img_00001_decoded.png");
+  for (int quality : {95, 75}) {
+    CAPTURE(quality);
+    tv::data::write_jpeg(out.path.string(), img, quality);
+    CHECK(slurp(out.path.string()) == slurp(fix + "img_00001_q" + std::to_string(quality) + ".jpg"));
+  }
+  Image gray = tv::data::read_image(fix + "gray_83x61.png");  // three equal channels; write it as one
+  Image one(gray.height, gray.width, 1);
+  for (size_t i = 0; i < one.pixels.size(); ++i) one.pixels[i] = gray.pixels[3 * i];
+  tv::data::write_jpeg(out.path.string(), one, 95);
+  CHECK(slurp(out.path.string()) == slurp(fix + "gray_83x61_q95.jpg"));
+  CHECK_THROWS_WITH_AS(tv::data::write_jpeg("/nonexistent-dir/x.jpg", img), doctest::Contains("cannot create"), tv::Error);
 }
 
 TEST_CASE("write_png round-trips through read_image") {

@@ -27,15 +27,9 @@ struct ExtractJob {
   std::string error;
 };
 
-void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".part";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  TV_CHECK(f, "cannot create '", tmp.string(), "'");
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  TV_CHECK(std::fclose(f) == 0 && written, "cannot write '", tmp.string(), "'");
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  TV_CHECK(!ec, "cannot rename '", tmp.string(), "' to '", path.string(), "': ", ec.message());
+// A .done marker or the list: whole or absent, whatever happens to the process.
+void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
+  tv::io::detail::write_file_atomically(path.string(), "extract-frames", [&](auto&& put) { put(text.data(), text.size()); });
 }
 
 // The frame count of a complete folder (a .done with these settings, and its last frame there), else -1.
@@ -85,7 +79,7 @@ void extract_video(ExtractJob& job, const std::filesystem::path& dir, const Extr
       }
       tick();
     }
-    write_file_atomically(dir / ".done", std::to_string(n) + "\n" + s.text() + "\n");
+    write_text_atomically(dir / ".done", std::to_string(n) + "\n" + s.text() + "\n");
   } catch (...) {
     // A bad video leaves no half folder behind; only files written here are removed, never anything else.
     for (int64_t i = 1; i <= written; ++i) std::filesystem::remove(dir / tv::data::format_frame_name(s.tmpl, i), ec);
@@ -215,7 +209,7 @@ int extract_frames(int argc, char** argv) {
   }
   std::error_code ec;
   if (rawframe_list.has_parent_path()) fs::create_directories(rawframe_list.parent_path(), ec);
-  write_file_atomically(rawframe_list, tv::data::format_rawframe_list(rawframes));
+  write_text_atomically(rawframe_list, tv::data::format_rawframe_list(rawframes));
   const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t extracted = static_cast<int64_t>(jobs.size()) - skipped.load() - bad.load();
   std::printf("extract-frames: %lld videos extracted (%lld frames), %lld complete already, %lld bad, in %.1f s; "

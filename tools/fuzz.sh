@@ -2,7 +2,7 @@
 # Fuzzes the readers with libFuzzer (ASan + UBSan), each target for the given seconds (default 30):
 #   bash tools/fuzz.sh [seconds] [target...]
 # Targets: safetensors (the .safetensors parser), video (VideoReader on FFmpeg), image (read_image /
-# FrameFolderReader on stb_image); all of them by default (video and image only with FFmpeg and stb).
+# FrameFolderReader on libjpeg / libpng); all of them by default (video and image only where tinyvid::video is built).
 # Builds tests/fuzz/fuzz_<target> with clang in build-fuzz/ (or $TINYVID_FUZZ_BUILD), seeds each corpus
 # (build-fuzz/fuzz-corpus/<target>) with small real files and past findings (tests/fuzz/regressions/), and
 # stops a target at its first finding, leaving the input as build-fuzz/<target>-crash-* (or -timeout-*,
@@ -24,7 +24,7 @@ if (($#)); then
   targets=("$@")
 else
   targets=(safetensors)
-  # The video targets exist only where CMake found FFmpeg and stb (tinyvid::video).
+  # The video targets exist only where CMake found FFmpeg, libjpeg and libpng (tinyvid::video).
   if [[ $(cmake --build "$build" --target help) == *fuzz_video* ]]; then targets+=(video image); fi
 fi
 for t in "${targets[@]}"; do
@@ -76,7 +76,7 @@ EOF
     image)
       cp "$videos/rawframes/img_sample/img_00001.jpg" "$corpus/rgb.jpg"
       cp "$videos/rawframes/flow_sample/x_00001.jpg" "$corpus/gray.jpg"
-      # Small PNGs (RGB, and gray + alpha interlaced) and a PPM: formats stb_image reads besides JPEG.
+      # Small PNGs (RGB, gray + alpha) and a PPM (which read_image must refuse).
       python3 - "$corpus" <<'EOF'
 import struct, sys, zlib
 def png(path, w, h, color, channels, interlace):

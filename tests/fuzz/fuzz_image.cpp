@@ -1,4 +1,4 @@
-// libFuzzer target: read_image (stb_image, as FrameFolderReader uses it) on arbitrary bytes must return an
+// libFuzzer target: read_image (libjpeg / libpng, as FrameFolderReader uses them) on arbitrary bytes must return an
 // RGB image or throw tv::Error; nothing else. Run with tools/fuzz.sh.
 #include <unistd.h>
 

@@ -1,46 +1,26 @@
 #pragma once
-// Frame folders (MMAction2's "rawframes": one JPEG/PNG per frame): JPEG read with libjpeg(-turbo), the decoder
-// OpenCV uses, PNG with stb_image; PNG / JPEG writing with stb_image_write. Link tinyvid::video (it carries
-// libjpeg and the stb include directory, /usr/include/stb on Debian).
+// Frame folders (MMAction2's "rawframes": one JPEG/PNG per frame) and image files. JPEG through libjpeg(-turbo)
+// and PNG through libpng, the libraries and settings of OpenCV's imread / imwrite, which MMAction2 reads and
+// writes frames with; so the pixels (and JPEG bytes) are OpenCV's. Link tinyvid::video (it carries both).
 //
-// stb is compiled here with STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC: every translation unit that includes
-// this header gets its own private (static) copy of the decoder, so the library stays header-only and no
-// two units clash at link time. The price is a little code size per unit. Include this header before any
-// other stb_image.h / stb_image_write.h in a unit (or not in the same unit), since stb guards its declarations.
-// Only stb's PNG decoder is compiled: frames are JPEG or PNG, and each other format is more untrusted-input
-// surface (tests/fuzz/fuzz_image.cpp). stb 2.27's JPEG decoder failed that fuzzer twice (a Huffman table of more
-// than 256 codes written past its arrays, nothings/stb#1289; a negative bit count shifted by 34).
-#include <algorithm>
+// Every decoder here reads untrusted input and is fuzzed (tests/fuzz/fuzz_image.cpp). stb_image, used before,
+// failed that fuzzer three times (JPEG: a Huffman table of more than 256 codes written past its arrays,
+// nothings/stb#1289, and a negative shift; PNG: memcpy to a null buffer on an empty IDAT).
 #include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#endif
-#define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb_image.h>
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
 #include <jpeglib.h>
+#include <png.h>
 
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/data/image.hpp"
+#include "tinyvid/io/file.hpp"
 
 namespace tv::data {
 
@@ -50,7 +30,7 @@ namespace detail {
 // allocates for it (a 300-byte JPEG can claim 26000 x 26000, i.e. 2 GB).
 constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
 
-// libjpeg reports a fatal error through error_exit, which must not return: jump back to decode_jpeg with the
+// libjpeg reports a fatal error through error_exit, which must not return: jump back to the caller with the
 // message. Warnings (corrupt entropy data, a premature end) are not printed; the image decodes as OpenCV's
 // imread returns it.
 struct JpegErrors {
@@ -65,8 +45,7 @@ inline void jpeg_error_exit(j_common_ptr cinfo) {
 }
 inline void jpeg_no_message(j_common_ptr, int) {}
 
-// JPEG through libjpeg(-turbo) with its default decoding (integer IDCT, fancy upsampling): the decoder and
-// settings of OpenCV's imread, which MMAction2 reads rawframes with, so the pixels are OpenCV's.
+// JPEG through libjpeg(-turbo) with its default decoding (integer IDCT, fancy upsampling): OpenCV's imread.
 inline Image decode_jpeg(const uint8_t* data, size_t n, const std::string& path) {
   jpeg_decompress_struct cinfo{};
   JpegErrors err{};
@@ -100,52 +79,171 @@ inline Image decode_jpeg(const uint8_t* data, size_t n, const std::string& path)
   return img;
 }
 
-}  // namespace detail
+// Baseline JPEG as OpenCV's imwrite makes it: libjpeg's defaults (4:2:0 chroma for color) at `quality`.
+inline std::vector<uint8_t> encode_jpeg(const Image& img, int quality, const std::string& path) {
+  jpeg_compress_struct cinfo{};
+  JpegErrors err{};
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_no_message;
+  unsigned char* buffer = nullptr;  // libjpeg's, grown with malloc
+  unsigned long size = 0;
+  std::vector<uint8_t> encoded;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_compress(&cinfo);
+    std::free(buffer);
+    TV_FAIL("write_jpeg: cannot encode '", path, "': ", err.message);
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = static_cast<JDIMENSION>(img.width);
+  cinfo.image_height = static_cast<JDIMENSION>(img.height);
+  cinfo.input_components = static_cast<int>(img.channels);
+  cinfo.in_color_space = img.channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(img.row(cinfo.next_scanline));
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  encoded.assign(buffer, buffer + size);
+  jpeg_destroy_compress(&cinfo);
+  std::free(buffer);
+  return encoded;
+}
 
-// Reads an image file (JPEG or PNG) as RGB (grayscale becomes three equal channels): JPEG with libjpeg,
-// as OpenCV, PNG with stb_image.
-inline Image read_image(const std::string& path) {
-  std::error_code ec;
-  TV_CHECK(std::filesystem::is_regular_file(path, ec), "read_image: frame file '", path, "' does not exist");
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  const std::streamoff length = in.tellg();
-  TV_CHECK(in.good() && length >= 0 && length <= INT32_MAX, "read_image: cannot read '", path, "'",
-           length > INT32_MAX ? " (larger than 2 GB)" : "");
-  std::vector<uint8_t> bytes(static_cast<size_t>(length));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(length));
-  TV_CHECK(in.gcount() == length, "read_image: cannot read '", path, "'");
-  if (bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) return detail::decode_jpeg(bytes.data(), bytes.size(), path);
-  const auto size = static_cast<int>(length);
-  int w = 0, h = 0, c = 0;
-  if (stbi_info_from_memory(bytes.data(), size, &w, &h, &c))
-    TV_CHECK(static_cast<int64_t>(w) * h <= detail::kMaxImagePixels, "read_image: '", path, "' claims ", w, " x ", h,
-             " pixels; frames larger than ", detail::kMaxImagePixels, " pixels are refused");
-  stbi_uc* data = stbi_load_from_memory(bytes.data(), size, &w, &h, &c, 3);
-  TV_CHECK(data, "read_image: cannot decode '", path, "' as JPEG/PNG: ", stbi_failure_reason());
-  Image img(h, w, 3);
-  std::copy(data, data + static_cast<size_t>(w) * h * 3, img.pixels.begin());
-  stbi_image_free(data);
+// libpng reports errors through a callback that must not return: keep the message, jump back to png_jmpbuf.
+// Warnings (a bad CRC in an ancillary chunk, an sRGB profile) are not printed.
+struct PngErrors {
+  char message[256];
+};
+inline void png_error_exit(png_structp png, png_const_charp message) {
+  auto* e = static_cast<PngErrors*>(png_get_error_ptr(png));
+  std::snprintf(e->message, sizeof e->message, "%s", message);
+  png_longjmp(png, 1);
+}
+inline void png_no_warning(png_structp, png_const_charp) {}
+
+struct PngSource {
+  const uint8_t* data;
+  size_t size, pos;
+};
+inline void png_read_memory(png_structp png, png_bytep out, size_t n) {
+  auto* src = static_cast<PngSource*>(png_get_io_ptr(png));
+  if (n > src->size - src->pos) png_error(png, "the file ends early");
+  std::memcpy(out, src->data + src->pos, n);
+  src->pos += n;
+}
+
+// PNG through libpng with OpenCV's imread transforms for a color image: 16 bits to 8 (high byte), palette and
+// low-bit gray expanded, gray to RGB, alpha (and tRNS transparency) dropped, not composited.
+inline Image decode_png(const uint8_t* data, size_t n, const std::string& path) {
+  PngErrors err{};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, png_error_exit, png_no_warning);
+  TV_CHECK(png, "read_image: cannot decode '", path, "' as PNG: out of memory");
+  png_infop info = png_create_info_struct(png);
+  PngSource src{data, n, 0};
+  Image img;  // constructed before setjmp: a longjmp skips no destructor
+  std::vector<png_bytep> rows;
+  bool too_large = false;
+  png_uint_32 w = 0, h = 0;
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    TV_FAIL("read_image: cannot decode '", path, "' as PNG: ", err.message);
+  }
+  if (!info) png_error(png, "out of memory");
+  png_set_read_fn(png, &src, png_read_memory);
+  png_read_info(png, info);
+  w = png_get_image_width(png, info);
+  h = png_get_image_height(png, info);
+  too_large = static_cast<int64_t>(w) * h > kMaxImagePixels;
+  if (!too_large) {
+    const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (depth == 16) png_set_strip_16(png);
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if ((color & PNG_COLOR_MASK_COLOR) == 0 && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if ((color & PNG_COLOR_MASK_COLOR) == 0) png_set_gray_to_rgb(png);
+    png_set_strip_alpha(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    if (png_get_rowbytes(png, info) != static_cast<size_t>(w) * 3) png_error(png, "unexpected row size after conversion");
+    img = Image(h, w, 3);
+    rows.resize(h);
+    for (png_uint_32 y = 0; y < h; ++y) rows[y] = img.row(y);
+    png_read_image(png, rows.data());
+    png_read_end(png, nullptr);
+  }
+  png_destroy_read_struct(&png, &info, nullptr);
+  TV_CHECK(!too_large, "read_image: '", path, "' claims ", w, " x ", h, " pixels; frames larger than ", kMaxImagePixels,
+           " pixels are refused");
   return img;
 }
 
-// Writes 1 (gray), 3 (RGB) or 4 (RGBA) channel images as PNG.
+inline void png_append_memory(png_structp png, png_bytep data, size_t n) {
+  auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+  out->insert(out->end(), data, data + n);
+}
+inline void png_no_flush(png_structp) {}
+
+inline std::vector<uint8_t> encode_png(const Image& img, const std::string& path) {
+  PngErrors err{};
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_exit, png_no_warning);
+  TV_CHECK(png, "write_png: cannot encode '", path, "': out of memory");
+  png_infop info = png_create_info_struct(png);
+  std::vector<uint8_t> encoded;
+  std::vector<png_bytep> rows(static_cast<size_t>(img.height));
+  for (int64_t y = 0; y < img.height; ++y) rows[y] = const_cast<uint8_t*>(img.row(y));
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    TV_FAIL("write_png: cannot encode '", path, "': ", err.message);
+  }
+  if (!info) png_error(png, "out of memory");
+  png_set_write_fn(png, &encoded, png_append_memory, png_no_flush);
+  const int color = img.channels == 1 ? PNG_COLOR_TYPE_GRAY
+                    : img.channels == 3 ? PNG_COLOR_TYPE_RGB
+                                        : PNG_COLOR_TYPE_RGB_ALPHA;
+  png_set_IHDR(png, info, static_cast<png_uint_32>(img.width), static_cast<png_uint_32>(img.height), 8, color,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  png_write_image(png, rows.data());
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return encoded;
+}
+
+}  // namespace detail
+
+// Reads an image file (JPEG or PNG, told by its first bytes) as RGB; grayscale becomes three equal channels.
+inline Image read_image(const std::string& path) {
+  std::error_code ec;
+  TV_CHECK(std::filesystem::is_regular_file(path, ec), "read_image: frame file '", path, "' does not exist");
+  const std::vector<uint8_t> bytes = io::detail::read_file(path, "read_image");
+  static constexpr uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (bytes.size() >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) return detail::decode_jpeg(bytes.data(), bytes.size(), path);
+  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPngSignature, 8) == 0)
+    return detail::decode_png(bytes.data(), bytes.size(), path);
+  TV_FAIL("read_image: '", path, "' is neither JPEG nor PNG (", bytes.size(), " bytes, expected the signature FF D8 or "
+          "89 'PNG')");
+}
+
+// Writes 1 (gray), 3 (RGB) or 4 (RGBA) channel images as PNG, atomically: pictures of a running job (curves,
+// confusion matrices) are rewritten in place and are never seen half-written.
 inline void write_png(const std::string& path, const Image& img) {
-  TV_CHECK(!img.empty() && (img.channels == 1 || img.channels == 3 || img.channels == 4),
+  TV_CHECK(!img.empty() && (img.channels == 1 || img.channels == 3 || img.channels == 4) && img.width <= INT32_MAX &&
+               img.height <= INT32_MAX,
            "write_png: expected a non-empty image with 1, 3 or 4 channels, got ", img.height, " x ", img.width, " x ",
            img.channels, " for '", path, "'");
   TV_CHECK(img.pixels.size() == static_cast<size_t>(img.height * img.width * img.channels),
            "write_png: image holds ", img.pixels.size(), " bytes, expected ", img.height * img.width * img.channels,
            " for '", path, "'");
-  int ok = stbi_write_png(path.c_str(), static_cast<int>(img.width), static_cast<int>(img.height),
-                          static_cast<int>(img.channels), img.pixels.data(), static_cast<int>(img.width * img.channels));
-  TV_CHECK(ok, "write_png: cannot write '", path, "'");
+  const std::vector<uint8_t> encoded = detail::encode_png(img, path);
+  io::detail::write_file_atomically(path, "write_png", [&](auto&& put) { put(encoded.data(), encoded.size()); });
 }
 
-// Writes 1 (gray) or 3 (RGB) channel images as baseline JPEG at quality 1..100 (stb_image_write: 4:2:0 chroma
-// up to quality 90, full chroma above). Not atomic, like write_png: a caller that must know a file is whole
-// marks completion itself. Encoded in memory first because stb's own file writer ignores write errors
-// (a full disk would leave a short file and report success).
+// Writes 1 (gray) or 3 (RGB) channel images as baseline JPEG at quality 1..100, byte for byte what OpenCV's
+// imwrite writes. Not atomic (extract-frames writes thousands and marks a finished folder itself).
 inline void write_jpeg(const std::string& path, const Image& img, int quality = 95) {
   TV_CHECK(!img.empty() && (img.channels == 1 || img.channels == 3) && img.width <= 65535 && img.height <= 65535,
            "write_jpeg: expected a non-empty image of at most 65535 x 65535 with 1 or 3 channels, got ", img.height,
@@ -154,20 +252,8 @@ inline void write_jpeg(const std::string& path, const Image& img, int quality = 
            "write_jpeg: image holds ", img.pixels.size(), " bytes, expected ", img.height * img.width * img.channels,
            " for '", path, "'");
   TV_CHECK(quality >= 1 && quality <= 100, "write_jpeg: expected quality in [1, 100], got ", quality, " for '", path, "'");
-  std::vector<uint8_t> encoded;
-  encoded.reserve(static_cast<size_t>(img.height * img.width) / 4 + 1024);
-  auto append = [](void* ctx, void* data, int size) {
-    auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-    out->insert(out->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + size);
-  };
-  const int ok = stbi_write_jpg_to_func(append, &encoded, static_cast<int>(img.width), static_cast<int>(img.height),
-                                        static_cast<int>(img.channels), img.pixels.data(), quality);
-  TV_CHECK(ok, "write_jpeg: cannot encode '", path, "'");
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  TV_CHECK(f, "write_jpeg: cannot create '", path, "'");
-  const bool written = std::fwrite(encoded.data(), 1, encoded.size(), f) == encoded.size();
-  const bool closed = std::fclose(f) == 0;  // a delayed write error (full disk, NFS) shows here
-  TV_CHECK(written && closed, "write_jpeg: cannot write '", path, "' (", encoded.size(), " bytes)");
+  const std::vector<uint8_t> encoded = detail::encode_jpeg(img, quality, path);
+  io::detail::write_file(path, encoded.data(), encoded.size(), "write_jpeg");
 }
 
 // Python's str.format for one integer, as MMAction2's filename_tmpl uses it: "{}", "{:d}", "{:05d}", "{:05}".

@@ -25,6 +25,7 @@
 
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/core/tensor.hpp"
+#include "tinyvid/io/file.hpp"
 #include "tinyvid/nn/module.hpp"
 
 namespace tv::io {
@@ -546,68 +547,6 @@ Tensor<T> decode_tensor(const SafetensorsFile::Entry& e, const uint8_t* data_sec
 }
 
 namespace detail {
-// The whole file; a missing, unreadable or non-regular file is an error naming the path.
-inline std::vector<uint8_t> read_file(const std::string& path, const char* op) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) TV_FAIL(op, ": cannot open '", path, "': ", std::strerror(errno));
-  struct stat st {};
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    std::fclose(f);
-    TV_FAIL(op, ": '", path, "' is not a regular file");
-  }
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-  const size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed || got != bytes.size())
-    TV_FAIL(op, ": reading '", path, "' failed after ", got, " of ", bytes.size(), " bytes");
-  return bytes;
-}
-
-// Writes a file so that `path` holds either its old content or the complete new one, even if the
-// process is killed: the bytes go to path + ".tmp" (same directory, same file system), are flushed to
-// disk, and the temporary is renamed over `path`. `fill(put)` produces the bytes through put(ptr, n).
-template <class Fill>
-void write_file_atomically(const std::string& path, const char* op, Fill&& fill) {
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) TV_FAIL(op, ": cannot create '", tmp, "' to write '", path, "': ", std::strerror(errno));
-  // Any failure closes and removes the temporary, so no partial file is left behind.
-  auto discard = [&] {
-    if (f) std::fclose(f);
-    f = nullptr;
-    std::remove(tmp.c_str());
-  };
-  auto fail = [&](const char* step) {
-    const int err = errno;
-    discard();
-    TV_FAIL(op, ": writing '", path, "' failed (", step, "): ", std::strerror(err));
-  };
-  auto put = [&](const void* p, size_t n) {
-    if (n > 0 && std::fwrite(p, 1, n, f) != n) fail("write");
-  };
-  try {
-    fill(put);
-  } catch (...) {
-    discard();
-    throw;
-  }
-  if (std::fflush(f) != 0) fail("flush");
-  if (fsync(fileno(f)) != 0) fail("fsync");
-  const int closed = std::fclose(f);
-  f = nullptr;
-  if (closed != 0) fail("close");
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
-  // Make the rename itself durable; best effort, since some file systems refuse fsync on a directory.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    ::close(fd);
-  }
-}
-
 // JSON string as serde_json writes it: quotes, backslashes and control characters escaped.
 inline void append_json_string(std::string& out, const std::string& s) {
   static constexpr char kControl[] = "\b\f\n\r\t", kLetter[] = "bfnrt";

@@ -1,7 +1,7 @@
 #pragma once
 // Pictures of results, drawn on an RGB tv::data::Image and written as PNG: line charts (training curves) and
 // a confusion matrix. A 5x7 pixel font is built in (digits, lowercase letters, some punctuation; capitals are
-// drawn as lowercase), so nothing beyond stb is needed.
+// drawn as lowercase), so no font library is needed.
 #include <algorithm>
 #include <array>
 #include <cmath>
