@@ -80,7 +80,16 @@ TEST_CASE("conv2d: the algorithm is chosen from the shape") {
   };
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 1, 0)) == tv::cpu::ConvAlgorithm::Gemm1x1);
   CHECK(tv::cpu::choose_conv_algorithm(geometry(1, 2, 0)) == tv::cpu::ConvAlgorithm::Im2colGemm);
-  CHECK(tv::cpu::choose_conv_algorithm(geometry(3, 2, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  // Stride 2: shifted GEMMs on the input's phases where the phase width adds at most 15% (the stem: 115 for
+  // 112 outputs; 3x3 at 56: 29 for 28), else im2col (3x3 at 7: 5 for 4); a 1x1 stride-2 conv unrolls.
+  auto strided = [](int64_t size, int64_t k) {
+    const int64_t p = k / 2, out = (size + 2 * p - k) / 2 + 1;
+    return tv::cpu::ConvGeometry{8, 64, size, size, 64, k, k, 2, 2, p, p, 1, 1, 1, out, out};
+  };
+  CHECK(tv::cpu::choose_conv_algorithm(strided(224, 7)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(strided(56, 3)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(strided(7, 3)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  CHECK(tv::cpu::choose_conv_algorithm(strided(56, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
   // 3x3 stride 1 with 16+ channels: Winograd at every ResNet size; with fewer channels, shifted GEMMs
   // when the padded width adds at most 15% (56 -> 58), else im2col (10 -> 12).
   auto map = [](int64_t size, int64_t ch) { return tv::cpu::ConvGeometry{8, ch, size, size, ch, 3, 3, 1, 1, 1, 1, 1, 1, 1, size, size}; };
@@ -98,7 +107,7 @@ Tensor<T> cast(const Tensor<double>& t) {
   return out;
 }
 struct NaiveConv {
-  int64_t N, C, H, W, Cout, KH, KW, ph, pw, OH, OW;
+  int64_t N, C, H, W, Cout, KH, KW, ph, pw, OH, OW, stride = 1;
   template <class F>
   void each(F&& f) const {
     for (int64_t n = 0; n < N; ++n)
@@ -108,7 +117,7 @@ struct NaiveConv {
             for (int64_t ox = 0; ox < OW; ++ox)
               for (int64_t i = 0; i < KH; ++i)
                 for (int64_t j = 0; j < KW; ++j) {
-                  const int64_t iy = oy - ph + i, ix = ox - pw + j;
+                  const int64_t iy = oy * stride - ph + i, ix = ox * stride - pw + j;
                   if (iy >= 0 && iy < H && ix >= 0 && ix < W)
                     f(((n * Cout + k) * OH + oy) * OW + ox, ((n * C + c) * H + iy) * W + ix, ((k * C + c) * KH + i) * KW + j);
                 }
@@ -154,6 +163,76 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward and both gradients, i
       run(float{}, 1e-6);
     }
   }
+}
+
+TEST_CASE("conv2d: stride-2 shifted GEMMs on the input's phases equal the direct sum, forward and both gradients") {
+  struct Case {
+    const char* name;
+    int64_t N, C, H, W, Cout, K, pad;
+  };
+  // Odd and even sizes (a last phase column of padding only), the stem's 7x7 / pad 3, channel counts for the
+  // micro-kernels (Cout multiple of 16: 48 = a partial 64-block) and for the plain path (Cout 6).
+  const Case cases[] = {{"stem-like 7x7, pad 3", 2, 3, 40, 41, 48, 7, 3},
+                        {"3x3 pad 1, 64 + 16 channels", 2, 5, 30, 30, 80, 3, 1},
+                        {"3x3 pad 0, odd Cout", 1, 4, 23, 26, 6, 3, 0},
+                        {"5x5 pad 2, several chunks", 3, 2, 64, 60, 16, 5, 2}};
+  for (const auto& c : cases) {
+    SUBCASE(c.name) {
+      const int64_t OH = (c.H + 2 * c.pad - c.K) / 2 + 1, OW = (c.W + 2 * c.pad - c.K) / 2 + 1;
+      const NaiveConv nc{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, c.pad, c.pad, OH, OW, 2};
+      const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, 2, 2, c.pad, c.pad, 1, 1, 1, OH, OW};
+      REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+      tv::Generator gen(11);
+      auto x = tv::normal<double>({c.N, c.C, c.H, c.W}, 0, 1, gen), w = tv::normal<double>({c.Cout, c.C, c.K, c.K}, 0, 1, gen);
+      auto gy = tv::normal<double>({c.N, c.Cout, OH, OW}, 0, 1, gen);
+      auto y_ref = tv::zeros<double>(gy.shape()), gx_ref = tv::zeros<double>(x.shape()), gw_ref = tv::zeros<double>(w.shape());
+      nc.each([&](int64_t yo, int64_t xo, int64_t wo) {
+        y_ref.data()[yo] += x.data()[xo] * w.data()[wo];
+        gx_ref.data()[xo] += gy.data()[yo] * w.data()[wo];
+        gw_ref.data()[wo] += gy.data()[yo] * x.data()[xo];
+      });
+      auto run = [&](auto tag, double per_term) {
+        using T = decltype(tag);
+        auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
+        auto y = tv::conv2d(xt, wt, Tensor<T>(), {2, 2}, {c.pad, c.pad});
+        CHECK(fixtures::worst_ratio(y, y_ref, per_term * c.K * c.K * c.C, 1e-4) <= 1);
+        y.backward(cast<T>(gy));
+        CHECK(fixtures::worst_ratio(xt.grad(), gx_ref, per_term * c.K * c.K * c.Cout, 1e-4) <= 1);
+        CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * c.N * OH * OW, 1e-4) <= 1);
+      };
+      run(double{}, 1e-13);
+      run(float{}, 1e-6);
+    }
+  }
+}
+
+TEST_CASE("conv2d: the weight gradient skips the grid's extra columns, as an infinite input shows") {
+  // 7x7 / 2, pad 3 on a 40-wide map: a 23-wide phase grid for 20 outputs. The extra grid columns read the
+  // next row's first input columns at taps where no real output reads them; an infinite input there must
+  // leave those taps' gradients finite, as the direct sum (and PyTorch) leaves them.
+  const NaiveConv nc{1, 2, 12, 40, 16, 7, 7, 3, 3, 6, 20, 2};
+  const tv::cpu::ConvGeometry g{1, 2, 12, 40, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1, 6, 20};
+  REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+  tv::Generator gen(3);
+  auto x = tv::normal<double>({1, 2, 12, 40}, 0, 1, gen), w = tv::normal<double>({16, 2, 7, 7}, 0, 1, gen);
+  x.data()[5 * 40] = std::numeric_limits<double>::infinity();  // channel 0, row 5, column 0
+  auto gw_ref = tv::zeros<double>(w.shape());
+  nc.each([&](int64_t, int64_t xo, int64_t wo) { gw_ref.data()[wo] += x.data()[xo]; });  // gy = 1
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    auto wt = cast<T>(w).requires_grad_();
+    auto y = tv::conv2d(cast<T>(x), wt, Tensor<T>(), {2, 2}, {3, 3});
+    y.backward(tv::ones<T>(y.shape()));
+    int64_t finite = 0, same = 0;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      finite += std::isfinite(gw_ref.data()[i]);
+      same += std::isfinite(static_cast<double>(wt.grad().data()[i])) == std::isfinite(gw_ref.data()[i]);
+    }
+    CHECK(finite > w.numel() / 2);  // most taps never see the infinite pixel
+    CHECK(same == w.numel());
+  };
+  run(double{});
+  run(float{});
 }
 
 TEST_CASE("conv2d: the three algorithms agree on the same convolution") {

@@ -36,17 +36,20 @@ enum class ConvAlgorithm { Gemm1x1, Winograd3x3, ShiftedGemm, Im2colGemm };
 // - Winograd3x3: a 3x3 stride-1 conv with enough channels for the transforms to pay (winograd.hpp):
 //   2.25x fewer multiplies.
 // - ShiftedGemm: a stride-1 conv on a zero-padded copy of the input is a sum of KH x KW GEMMs, one per
-//   kernel tap, each reading the padded input at a fixed offset: no unrolling at all. Its outputs are
-//   computed on the padded width and the extra columns dropped, so it is used where they are few.
-// - Im2colGemm: everything else (strides, dilation, groups, small maps).
+//   kernel tap, each reading the padded input at a fixed offset: no unrolling at all. A stride-2 conv is the
+//   same on the four phases of the padded input (ShiftedLayout). Its outputs are computed on the padded
+//   (phase) width and the extra columns dropped, so it is used where they are few. The input gradient of a
+//   stride-2 conv unrolls (Im2colGemm's col2im).
+// - Im2colGemm: everything else (other strides, dilation, groups, small maps).
 inline ConvAlgorithm choose_conv_algorithm(const ConvGeometry& g) {
   const bool pointwise = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
   if (pointwise) return ConvAlgorithm::Gemm1x1;
   const bool winograd = g.KH == 3 && g.KW == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
                         g.ph >= 0 && g.ph <= 2 && g.pw >= 0 && g.pw <= 2 && g.C >= 16 && g.Cout >= 16;
   if (winograd) return ConvAlgorithm::Winograd3x3;
-  const bool shiftable = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1 && g.ph < g.KH && g.pw < g.KW;
-  const bool few_extra_columns = 100 * (g.W + 2 * g.pw) <= 115 * g.OW;  // at most 15% extra work
+  const bool shiftable = g.sh == g.sw && (g.sw == 1 || g.sw == 2) && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
+                         g.ph < g.KH && g.pw < g.KW && !(g.KH == 1 && g.KW == 1);
+  const bool few_extra_columns = 100 * ((g.W + 2 * g.pw + g.sw - 1) / g.sw) <= 115 * g.OW;  // at most 15% extra work
   return shiftable && few_extra_columns ? ConvAlgorithm::ShiftedGemm : ConvAlgorithm::Im2colGemm;
 }
 
@@ -227,35 +230,110 @@ inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return
 
 namespace detail {
 
-// Stride-1 convolution as a sum of shifted GEMMs (see choose_conv_algorithm). The output is computed
-// on the padded grid: row oy, column ox of the padded width Wp, at linear position oy * Wp + ox; tap
-// (ki, kj) reads the padded input at that position plus ki * Wp + kj.
+// Convolution as a sum of shifted GEMMs (see choose_conv_algorithm). Stride 1: the output is computed on
+// the padded grid, row oy, column ox of the padded width Wp at linear position oy * Wp + ox, and tap (ki, kj)
+// reads the padded input at that position plus ki * Wp + kj. Stride 2: the padded input is split into its
+// four phases (even / odd rows x even / odd columns, each Hq x Wq); output (oy, ox) sums tap (ki, kj) of
+// phase (ki % 2, kj % 2) at (oy + ki / 2, ox + kj / 2), so the grid is Wq wide and every tap is again a
+// fixed offset: no unrolling for the stem and the strided 3x3 convs either.
 struct ShiftedLayout {
-  int64_t Hp, Wp, plane, L;  // padded size, padded plane (+ slack read by the last taps), grid length
+  int64_t stride, Hp, Wp, Hq, Wq;  // stride (1 or 2), padded size, phase size (the padded size at stride 1)
+  int64_t phase_plane, plane, L;   // one phase, one channel's phases (+ slack read by the last taps), grid length
   explicit ShiftedLayout(const ConvGeometry& g)
-      : Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), plane(Hp * Wp + g.KW + kMicroCols), L(g.OH * Wp) {}
+      : stride(g.sw), Hp(g.H + 2 * g.ph), Wp(g.W + 2 * g.pw), Hq((Hp + stride - 1) / stride), Wq((Wp + stride - 1) / stride),
+        phase_plane(Hq * Wq), plane(stride * stride * phase_plane + g.KW + kMicroCols), L(g.OH * Wq) {}
+  int64_t tap_offset(const ConvGeometry& g, int64_t t) const {
+    const int64_t ki = t / g.KW, kj = t % g.KW;
+    return ((ki % stride) * stride + kj % stride) * phase_plane + (ki / stride) * Wq + kj / stride;
+  }
 };
 
 // f(j, len, out_offset) for each run of grid positions [j, j + len) within [j0, j1) that are real
 // outputs (column < OW), with the offset of position j in the OH x OW output plane.
 template <class F>
 void for_each_valid_run(const ConvGeometry& g, const ShiftedLayout& s, int64_t j0, int64_t j1, F&& f) {
-  for (int64_t row = j0 / s.Wp; row * s.Wp < j1; ++row) {
-    const int64_t a = std::max(j0, row * s.Wp), b = std::min(j1, row * s.Wp + g.OW);
-    if (a < b) f(a, b - a, row * g.OW + (a - row * s.Wp));
+  for (int64_t row = j0 / s.Wq; row * s.Wq < j1; ++row) {
+    const int64_t a = std::max(j0, row * s.Wq), b = std::min(j1, row * s.Wq + g.OW);
+    if (a < b) f(a, b - a, row * g.OW + (a - row * s.Wq));
   }
 }
 
-// Zero-padded copies of all N x C input planes.
+// Zero-padded copies of all N x C input planes (at stride 2, split into their phases), in the calling
+// thread's scratch (reused across calls: a fresh buffer of this size costs more in page faults than the
+// copy). `finite`: no infinity or NaN in x (then a gradient may read the padded input in place).
 template <class T>
-std::vector<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T* x) {
-  std::vector<T> xp(static_cast<size_t>(g.N * g.C * s.plane), T(0));
+struct PaddedInput {
+  const T* data;
+  bool finite;
+};
+// No infinity or NaN among p[0, n): an exponent field of all ones marks both. Integer min, so it vectorizes.
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U exponent = static_cast<U>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  U least = exponent;  // (bits & exponent) ^ exponent is 0 exactly for a non-finite value
+  for (int64_t i = 0; i < n; ++i) {
+    U bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    least = std::min<U>(least, (bits & exponent) ^ exponent);
+  }
+  return least != 0;
+}
+
+// Zeros every element of one channel's padded planes that the input does not overwrite: the padding rows
+// and columns, a phase's odd last row or column, and the slack (the buffer is reused, so no fill of the
+// whole: that would double the memory traffic of the copy).
+template <class T>
+void zero_padding(const ConvGeometry& g, const ShiftedLayout& s, T* plane) {
+  const int64_t phases = s.stride * s.stride;
+  for (int64_t p = 0; p < phases; ++p) {
+    T* ph = plane + p * s.phase_plane;
+    const int64_t pr = p / s.stride, pc = p % s.stride;  // this phase holds padded rows pr + stride * i, likewise columns
+    for (int64_t i = 0; i < s.Hq; ++i) {
+      const int64_t r = pr + s.stride * i;
+      T* row = ph + i * s.Wq;
+      if (r < g.ph || r >= g.ph + g.H) {
+        std::fill(row, row + s.Wq, T(0));
+        continue;
+      }
+      // Columns c = pc + stride * j outside [pw, pw + W) are padding.
+      const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
+      const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
+      std::fill(row, row + lo, T(0));
+      std::fill(row + hi, row + s.Wq, T(0));
+    }
+  }
+  std::fill(plane + phases * s.phase_plane, plane + s.plane, T(0));
+}
+
+template <class T>
+PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T* x) {
+  T* xp = scratch<T>(g.N * g.C * s.plane, kScratchPadded);
+  std::vector<char> finite(static_cast<size_t>(g.N * g.C), 1);
   parallel_for(0, g.N * g.C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc)
-      for (int64_t i = 0; i < g.H; ++i)
-        std::copy(x + (nc * g.H + i) * g.W, x + (nc * g.H + i + 1) * g.W, xp.data() + nc * s.plane + (i + g.ph) * s.Wp + g.pw);
+    for (int64_t nc = b; nc < e; ++nc) {
+      T* plane = xp + nc * s.plane;
+      zero_padding(g, s, plane);
+      finite[nc] = all_finite(x + nc * g.HW(), g.HW());
+      for (int64_t i = 0; i < g.H; ++i) {
+        const T* src = x + (nc * g.H + i) * g.W;
+        if (s.stride == 1) {
+          std::copy(src, src + g.W, plane + (i + g.ph) * s.Wp + g.pw);
+          continue;
+        }
+        const int64_t r = i + g.ph;  // padded row r: phase row r % 2, at row r / 2; column j + pw likewise
+        T* row = plane + (r % 2) * 2 * s.phase_plane + (r / 2) * s.Wq;
+        T* even = row + ((g.pw % 2) ? s.phase_plane : 0) + g.pw / 2;  // where input column 0 lands
+        T* odd = row + ((g.pw % 2) ? 0 : s.phase_plane) + (g.pw + 1) / 2;  // where input column 1 lands
+        const int64_t n_even = (g.W + 1) / 2, n_odd = g.W / 2;
+#pragma omp simd
+        for (int64_t j = 0; j < n_even; ++j) even[j] = src[2 * j];
+#pragma omp simd
+        for (int64_t j = 0; j < n_odd; ++j) odd[j] = src[2 * j + 1];
+      }
+    }
   });
-  return xp;
+  return {xp, std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; })};
 }
 
 inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
@@ -268,7 +346,7 @@ inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s)
 // taps, then channels); B is read in place, 48 consecutive floats of the padded input per tap and channel.
 inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   const ShiftedLayout s(g);
-  const std::vector<float> xp = pad_planes(g, s, x);
+  const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
   std::vector<float> ap(static_cast<size_t>(M * K));  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c
   for (int64_t mb = 0; mb < panels_m; ++mb)
@@ -277,13 +355,13 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
         for (int64_t i = 0; i < kMicroRows; ++i)
           ap[(mb * K + t * C + c) * kMicroRows + i] = w[((mb * kMicroRows + i) * C + c) * taps + t];
   std::vector<int64_t> tap_offset(taps);
-  for (int64_t t = 0; t < taps; ++t) tap_offset[t] = (t / g.KW) * s.Wp + (t % g.KW);
+  for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
   const int64_t panels_n = (s.L + kMicroCols - 1) / kMicroCols;
   parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
     float* ct = scratch<float>(M * kMicroCols, 1);
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
-      const float* img = xp.data() + n * C * s.plane + j0;
+      const float* img = xp.data + n * C * s.plane + j0;
       for (int64_t mb = 0; mb < panels_m; ++mb)
         micro_kernel_8x48_taps(taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img,
                                ct + mb * kMicroRows * kMicroCols, kMicroCols);
@@ -308,7 +386,7 @@ void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bia
     if (g.Cout % kMicroRows == 0) return shifted_forward_micro(g, x, w, bias, y);
 #endif
   const ShiftedLayout s(g);
-  const std::vector<T> xp = pad_planes(g, s, x);
+  const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
   std::vector<T> wt(static_cast<size_t>(taps * K * C));  // wt[tap][k][c]
   for (int64_t k = 0; k < K; ++k)
@@ -320,7 +398,7 @@ void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bia
       const int64_t n = it / tiles, j0 = (it % tiles) * tw, j1 = std::min(s.L, j0 + tw), cols = j1 - j0;
       T* acc = scratch<T>(K * cols);
       for (int64_t t = 0; t < taps; ++t) {
-        const T* src = xp.data() + n * C * s.plane + (t / g.KW) * s.Wp + (t % g.KW) + j0;
+        const T* src = xp.data + n * C * s.plane + s.tap_offset(g, t) + j0;
         gemm<T>({wt.data() + t * K * C, K, C, C, 1}, {src, C, cols, s.plane, 1}, {acc, K, cols, cols, 1},
                 t == 0 ? T(0) : T(1));
       }
@@ -360,58 +438,77 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
 }
 
 #ifdef TINYVID_HAVE_MICROKERNEL
-// The weight gradient with the micro-kernel: G (Cout x taps*C, column t * C + c) accumulates, over
-// chunks of grid pixels, gy's rows (zero in the extra columns) times the shifted padded input, both
-// packed per chunk; each thread owns a partial G, added in thread order at the end.
+// The weight gradient with the broadcast micro-kernel, vectorized over output channels (Cout a multiple of
+// 16): gw (Cout x C*taps) is accumulated transposed, G[c * taps + t][o], over chunks of grid pixels: the
+// shifted input rows of the chunk times gy^T packed 64 channels per pixel, zero where the grid column is
+// not an output. Where the input holds an infinity or NaN the rows are copied with those columns zeroed
+// too (0 * inf is NaN, and PyTorch never forms those products). Each thread owns a partial G, added in
+// thread order at the end.
 inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   const ShiftedLayout s(g);
-  const std::vector<float> xp = pad_planes(g, s, x);
-  const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, N9 = taps * C, panels_m = M / kMicroRows;
-  const int64_t blocks_n = N9 / kMicroCols;
-  constexpr int64_t kChunk = 256;  // grid pixels per work item: the reduction length of one pass
+  const PaddedInput<float> xp = pad_planes(g, s, x);
+  const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, R = taps * C;
+  constexpr int64_t kChunk = 256, kRowBlock = 48;  // grid pixels per work item; rows copied at a time
   const int64_t chunks = (s.L + kChunk - 1) / kChunk, items = g.N * chunks;
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
-  std::vector<float> partials(static_cast<size_t>(threads) * M * N9, 0.0f);
+  std::vector<float> partials(static_cast<size_t>(threads) * R * M, 0.0f);
+  std::vector<int64_t> tap_offset(taps);
+  for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
-    float* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * M * N9;
+    float* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * R * M;
     float* ap = scratch<float>(M * kChunk, 1);
-    float* bp = scratch<float>(kChunk * kMicroCols + 16, 0);
-    bp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp) + 63) & ~uintptr_t{63});
-    std::vector<char> is_output;
+    float* rows = scratch<float>(kRowBlock * kChunk, 0);
+    std::vector<std::pair<int64_t, int64_t>> runs;  // valid [begin, end) within the chunk
+    const float* row_at[kRowBlock];
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / chunks, j0 = (it % chunks) * kChunk, j1 = std::min(s.L, j0 + kChunk), len = j1 - j0;
-      // A: gy on the grid, packed ap[mb][pixel][i]; zero where the grid column is not an output.
+      runs.clear();
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { runs.emplace_back(j - j0, j - j0 + run); });
+      // A: gy^T on the grid, in blocks of 64 channels: ap[block][pixel][channel within the block].
       std::fill(ap, ap + M * len, 0.0f);
       for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t out_at) {
         for (int64_t m = 0; m < M; ++m) {
+          const int64_t mb = m / kBroadcastCols, width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
           const float* src = gy + (n * M + m) * g.OHW() + out_at;
-          float* dst = ap + ((m / kMicroRows) * len + (j - j0)) * kMicroRows + m % kMicroRows;
-          for (int64_t i = 0; i < run; ++i) dst[i * kMicroRows] = src[i];
+          float* dst = ap + mb * kBroadcastCols * len + (j - j0) * width + m % kBroadcastCols;
+          for (int64_t i = 0; i < run; ++i) dst[i * width] = src[i];
         }
       });
-      const float* img = xp.data() + n * C * s.plane + j0;
-      // Grid pixels past a row's last output read the next row's input: their gy is zero, but 0 * inf
-      // would still be NaN, so B is zeroed there too (PyTorch never forms those products).
-      is_output.assign(static_cast<size_t>(len), 0);
-      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { std::fill_n(is_output.begin() + (j - j0), run, 1); });
-      for (int64_t jb = 0; jb < blocks_n; ++jb) {
-        // B: 48 columns (tap, channel) of the shifted input at each pixel of the chunk.
-        for (int64_t q = 0; q < kMicroCols; ++q) {
-          const int64_t col = jb * kMicroCols + q, t = col / C, c = col % C;
-          const float* src = img + c * s.plane + (t / g.KW) * s.Wp + (t % g.KW);
-          for (int64_t k = 0; k < len; ++k) bp[k * kMicroCols + q] = is_output[k] ? src[k] : 0.0f;
+      // B: row c * taps + t is channel c's padded input at tap t, read in place; copied with the extra
+      // columns zeroed only where the input holds an infinity or NaN.
+      const float* img = xp.data + n * C * s.plane + j0;
+      for (int64_t r0 = 0; r0 < R; r0 += kRowBlock) {
+        const int64_t nr = std::min(kRowBlock, R - r0);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float* src = img + ((r0 + r) / taps) * s.plane + tap_offset[(r0 + r) % taps];
+          if (xp.finite) {
+            row_at[r] = src;
+            continue;
+          }
+          float* dst = rows + r * len;
+          int64_t at = 0;
+          for (const auto& [lo, hi] : runs) {
+            std::fill(dst + at, dst + lo, 0.0f);
+            std::copy(src + lo, src + hi, dst + lo);
+            at = hi;
+          }
+          std::fill(dst + at, dst + len, 0.0f);
+          row_at[r] = dst;
         }
-        for (int64_t mb = 0; mb < panels_m; ++mb)
-          micro_kernel_8x48(len, ap + mb * len * kMicroRows, bp, mine + mb * kMicroRows * N9 + jb * kMicroCols, N9, true);
+        for (int64_t mb = 0; mb * kBroadcastCols < M; ++mb) {
+          const int64_t width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
+          for (int64_t r = 0; r < nr; r += kBroadcastRows)
+            micro_kernel_broadcast(std::min(kBroadcastRows, nr - r), width, len, row_at + r, ap + mb * kBroadcastCols * len,
+                                   mine + (r0 + r) * M + mb * kBroadcastCols, M);
+        }
       }
     }
   });
   for (int tr = 1; tr < threads; ++tr)
-    for (int64_t i = 0; i < M * N9; ++i) partials[i] += partials[tr * M * N9 + i];
+    for (int64_t i = 0; i < R * M; ++i) partials[i] += partials[tr * R * M + i];
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t c = 0; c < C; ++c) gw[(m * C + c) * taps + t] = partials[m * N9 + t * C + c];
+    for (int64_t r = 0; r < R; ++r) gw[m * R + r] = partials[r * M + m];
 }
 #endif
 
@@ -421,10 +518,10 @@ template <class T>
 void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
 #ifdef TINYVID_HAVE_MICROKERNEL
   if constexpr (std::is_same_v<T, float>)
-    if (g.Cout % kMicroRows == 0 && (g.KH * g.KW * g.C) % kMicroCols == 0) return shifted_backward_weight_micro(g, x, gy, gw);
+    if (g.Cout % 16 == 0) return shifted_backward_weight_micro(g, x, gy, gw);
 #endif
   const ShiftedLayout s(g);
-  const std::vector<T> xp = pad_planes(g, s, x);
+  const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
   const int64_t tw = shifted_tile_width(g, s), tiles = (s.L + tw - 1) / tw, items = g.N * tiles;
   const bool nested = omp_in_parallel();
@@ -447,7 +544,7 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
       for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { std::fill_n(is_output.begin() + (j - j0), run, 1); });
       T* xs = scratch<T>(C * cols, 1);
       for (int64_t t = 0; t < taps; ++t) {
-        const T* src = xp.data() + n * C * s.plane + (t / g.KW) * s.Wp + (t % g.KW) + j0;
+        const T* src = xp.data + n * C * s.plane + s.tap_offset(g, t) + j0;
         for (int64_t c = 0; c < C; ++c)
           for (int64_t k = 0; k < cols; ++k) xs[c * cols + k] = is_output[k] ? src[c * s.plane + k] : T(0);
         gemm<T>({gyp, K, cols, cols, 1}, {xs, cols, C, 1, cols}, {mine + t * K * C, K, C, C, 1}, T(1));
@@ -535,7 +632,7 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   }
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::Winograd3x3) return winograd::backward_input(gy, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, gx);
-  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_input(g, gy, w, gx);
+  if (algo == ConvAlgorithm::ShiftedGemm && g.sw == 1) return detail::shifted_backward_input(g, gy, w, gx);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   // Blocks of one image's tiles overlap in gx (col2im), so such tiles run in order within one work

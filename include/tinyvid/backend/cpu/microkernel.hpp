@@ -48,6 +48,56 @@ inline void micro_kernel_8x48(int64_t K, const float* Ap, const float* Bp, float
   const int64_t no_offset = 0;
   micro_kernel_8x48_taps(1, K, &no_offset, kMicroCols, Ap, Bp, C, ldc, accumulate);
 }
+
+// The other orientation, vectorized over output channels, for weight gradients: C (R x 16V, row stride
+// ldc) += sum over k < K of B[r][k] times Ap[k][0:16V], where row r of B is the K floats at b[r]
+// (rows of the input, broadcast) and Ap is gy^T packed 16V floats per k. R <= 6, V <= 4: 4R accumulators
+// and 4 A registers fit the 32 vector registers.
+constexpr int64_t kBroadcastRows = 6, kBroadcastCols = 64;
+template <int R, int V>
+inline void micro_kernel_broadcast(int64_t K, const float* const* b, const float* __restrict Ap,
+                                   float* __restrict Cm, int64_t ldc) {
+  __m512 c[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) c[r][v] = _mm512_loadu_ps(Cm + r * ldc + 16 * v);
+  const float* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = b[r];
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 a[V];
+    for (int v = 0; v < V; ++v) a[v] = _mm512_loadu_ps(Ap + (k * V + v) * 16);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m512 bv = _mm512_set1_ps(rows[r][k]);
+      for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(bv, a[v], c[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(Cm + r * ldc + 16 * v, c[r][v]);
+}
+
+template <int V>
+inline void micro_kernel_broadcast_rows(int64_t rows, int64_t K, const float* const* b, const float* Ap, float* Cm,
+                                        int64_t ldc) {
+  switch (rows) {
+    case 6: return micro_kernel_broadcast<6, V>(K, b, Ap, Cm, ldc);
+    case 5: return micro_kernel_broadcast<5, V>(K, b, Ap, Cm, ldc);
+    case 4: return micro_kernel_broadcast<4, V>(K, b, Ap, Cm, ldc);
+    case 3: return micro_kernel_broadcast<3, V>(K, b, Ap, Cm, ldc);
+    case 2: return micro_kernel_broadcast<2, V>(K, b, Ap, Cm, ldc);
+    default: return micro_kernel_broadcast<1, V>(K, b, Ap, Cm, ldc);
+  }
+}
+
+// Any rows <= kBroadcastRows and width = 16, 32, 48 or 64 channels.
+inline void micro_kernel_broadcast(int64_t rows, int64_t width, int64_t K, const float* const* b, const float* Ap,
+                                   float* Cm, int64_t ldc) {
+  switch (width / 16) {
+    case 4: return micro_kernel_broadcast_rows<4>(rows, K, b, Ap, Cm, ldc);
+    case 3: return micro_kernel_broadcast_rows<3>(rows, K, b, Ap, Cm, ldc);
+    case 2: return micro_kernel_broadcast_rows<2>(rows, K, b, Ap, Cm, ldc);
+    default: return micro_kernel_broadcast_rows<1>(rows, K, b, Ap, Cm, ldc);
+  }
+}
 #endif
 
 }  // namespace tv::cpu

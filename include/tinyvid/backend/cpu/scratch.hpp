@@ -8,7 +8,7 @@ namespace tv::cpu {
 
 // Slots 0 and 1 are for buffers private to a work item; the named slots hold one call's buffers on
 // the calling thread, which is also a worker of the parallel loops inside the call.
-enum ScratchSlot : int { kScratchWinogradU = 2, kScratchWinogradV = 3, kScratchWinogradM = 4, kScratchSlots = 5 };
+enum ScratchSlot : int { kScratchWinogradU = 2, kScratchWinogradV = 3, kScratchWinogradM = 4, kScratchPadded = 5, kScratchSlots = 6 };
 
 template <class T>
 T* scratch(int64_t n, int slot = 0) {
