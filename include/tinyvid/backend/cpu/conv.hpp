@@ -358,21 +358,25 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
   const int64_t panels_n = (s.L + kMicroCols - 1) / kMicroCols;
   parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
-    float* ct = scratch<float>(M * kMicroCols, 1);
+    alignas(64) float ct[kMicroRows * kMicroCols];
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
       const float* img = xp.data + n * C * s.plane + j0;
-      for (int64_t mb = 0; mb < panels_m; ++mb)
-        micro_kernel_8x48_taps(taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img,
-                               ct + mb * kMicroRows * kMicroCols, kMicroCols);
-      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
-        for (int64_t k = 0; k < M; ++k) {
-          const float bk = bias ? bias[k] : 0.0f;
-          const float* a = ct + k * kMicroCols + (j - j0);
-          float* out = y + (n * M + k) * g.OHW() + out_at;
-          for (int64_t i = 0; i < len; ++i) out[i] = a[i] + bk;
-        }
-      });
+      for (int64_t mb = 0; mb < panels_m; ++mb) {
+        micro_kernel_8x48_taps(taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img, ct, kMicroCols);
+        // The panel's 8 rows go out right away: spread over the kernel calls, the stores drain while the next
+        // panel computes (all 64 rows at the end stalled on the output lines: 16% of the stem's time).
+        for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
+          for (int64_t i = 0; i < kMicroRows; ++i) {
+            const int64_t k = mb * kMicroRows + i;
+            const float bk = bias ? bias[k] : 0.0f;
+            const float* a = ct + i * kMicroCols + (j - j0);
+            float* out = y + (n * M + k) * g.OHW() + out_at;
+#pragma omp simd
+            for (int64_t q = 0; q < len; ++q) out[q] = a[q] + bk;
+          }
+        });
+      }
     }
   });
 }
@@ -468,11 +472,14 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
       // A: gy^T on the grid, in blocks of 64 channels: ap[block][pixel][channel within the block].
       std::fill(ap, ap + M * len, 0.0f);
       for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t out_at) {
-        for (int64_t m = 0; m < M; ++m) {
-          const int64_t mb = m / kBroadcastCols, width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
-          const float* src = gy + (n * M + m) * g.OHW() + out_at;
-          float* dst = ap + mb * kBroadcastCols * len + (j - j0) * width + m % kBroadcastCols;
-          for (int64_t i = 0; i < run; ++i) dst[i * width] = src[i];
+        for (int64_t m0 = 0; m0 < M; m0 += 16) {  // 16 channels x 16 pixels at a time
+          const int64_t mb = m0 / kBroadcastCols, width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
+          const float* src = gy + (n * M + m0) * g.OHW() + out_at;
+          float* dst = ap + mb * kBroadcastCols * len + (j - j0) * width + m0 % kBroadcastCols;
+          int64_t i = 0;
+          for (; i + 16 <= run; i += 16) transpose_16x16(src + i, g.OHW(), dst + i * width, width);
+          for (; i < run; ++i)
+            for (int64_t m = 0; m < 16; ++m) dst[i * width + m] = src[m * g.OHW() + i];
         }
       });
       // B: row c * taps + t is channel c's padded input at tap t, read in place; copied with the extra

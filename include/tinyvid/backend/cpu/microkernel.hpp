@@ -49,6 +49,40 @@ inline void micro_kernel_8x48(int64_t K, const float* Ap, const float* Bp, float
   micro_kernel_8x48_taps(1, K, &no_offset, kMicroCols, Ap, Bp, C, ldc, accumulate);
 }
 
+// dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds): packs gy^T for the kernel
+// below 16 channels x 16 pixels at a time (a scalar strided copy took a fifth of the weight gradient).
+// (GCC 12's unmasked unpack / shuffle intrinsics start from an undefined vector and warn -Wuninitialized, a
+// false positive fixed in GCC 13; the full-mask forms below compile to the same instructions.)
+inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  constexpr __mmask16 all16 = 0xFFFF;
+  constexpr __mmask8 all8 = 0xFF;
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {  // interleave 32-bit elements of row pairs (within 128-bit lanes)
+    t[i] = _mm512_mask_unpacklo_ps(r[i], all16, r[i], r[i + 1]);
+    t[i + 1] = _mm512_mask_unpackhi_ps(r[i], all16, r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // then 64-bit pairs: each lane holds a 4 x 4 block transposed
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
+                  d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(a, all8, a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(a, all8, a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_mask_unpacklo_pd(b, all8, b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_mask_unpackhi_pd(b, all8, b, d));
+  }
+  for (int i = 0; i < 4; ++i) {  // move 128-bit lanes: rows of 4-row groups 0/1 and 2/3
+    t[i] = _mm512_mask_shuffle_f32x4(r[i], all16, r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_mask_shuffle_f32x4(r[i], all16, r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_mask_shuffle_f32x4(r[i + 8], all16, r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_mask_shuffle_f32x4(r[i + 8], all16, r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_mask_shuffle_f32x4(t[i], all16, t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_mask_shuffle_f32x4(t[i], all16, t[i], t[i + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+
 // The other orientation, vectorized over output channels, for weight gradients: C (R x 16V, row stride
 // ldc) += sum over k < K of B[r][k] times Ap[k][0:16V], where row r of B is the K floats at b[r]
 // (rows of the input, broadcast) and Ap is gy^T packed 16V floats per k. R <= 6, V <= 4: 4R accumulators
