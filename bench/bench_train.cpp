@@ -3,8 +3,11 @@
 // on worker threads) and fed one fixed tensor. The data cost is 1 - with_data / model_only.
 // Two cases, one JSON line each: the demo (configs/demo_tsn_r18.conf: TSN-R18 of width 16, 8x112, batch 8)
 // and TSN-R50 (8x224, batch 8; the videos are the synthetic dataset rendered at 256x256).
-// Usage: bench_train [--case demo|r50|all] [--iters N] [--threads 2] [--workers 2] [--dir /tmp/tinyvid_bench_train]
+// Usage: bench_train [--case demo|r50|all] [--iters N per round] [--rounds 3] [--threads 2] [--workers 2] [--nice 19]
+//                    [--dir /tmp/tinyvid_bench_train]
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -20,6 +23,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 int nice_level = 19;
+int rounds = 3;
 
 struct Case {
   const char* name;
@@ -30,7 +34,7 @@ struct Case {
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 void run(const Case& c, int64_t iters, int workers, const std::string& dir) {
-  // The dataset: 10 classes of 32-frame videos, enough for iters batches of 8 without wrapping.
+  // The dataset: 10 classes of 32-frame videos (the loader starts a new epoch when one ends).
   tv::data::SynthOptions so;
   so.size = c.size;
   so.train_per_class = c.videos_per_class;
@@ -61,21 +65,50 @@ void run(const Case& c, int64_t iters, int workers, const std::string& dir) {
   auto ds = tv::train::make_dataset(r, "train");
   tv::data::Loader loader(*ds, {.batch_size = 8, .shuffle = true, .drop_last = true, .num_workers = workers, .seed = 1,
                                  .worker_nice = nice_level});
-  loader.start_epoch(0);
+  int64_t epoch = 0;
+  loader.start_epoch(epoch);
+  auto next_batch = [&] {  // the next batch, into a new epoch when one ends (as training does)
+    auto b = loader.next();
+    if (!b) {
+      loader.start_epoch(++epoch);
+      b = loader.next();
+    }
+    return b;
+  };
   // Warm-up before either timing: three steps (the allocator's pool, first-touch page faults of the
   // activations and gradients), so the run timed first pays no more of them than the other.
-  auto first = loader.next();
+  auto first = next_batch();
   for (int i = 0; i < 3; ++i) step(first->clips, first->labels);
-  const auto t0 = Clock::now();
-  int64_t clips = 0;
-  for (int64_t i = 0; i < iters; ++i) {
-    auto b = loader.next();
-    if (!b) break;
-    step(b->clips, b->labels);
-    clips += b->labels.numel();
+  // Rounds of model-only and with-data timings in turn; the medians are reported (one round of each swings
+  // by 5% on this machine).
+  std::vector<double> with_data, model_only;
+  for (int round = 0; round < rounds; ++round) {
+    auto t1 = Clock::now();
+    for (int64_t i = 0; i < iters; ++i) step(first->clips, first->labels);
+    model_only.push_back(8.0 * static_cast<double>(iters) / seconds_since(t1));
+    auto t0 = Clock::now();
+    int64_t clips = 0;
+    for (int64_t i = 0; i < iters; ++i) {
+      auto b = next_batch();
+      step(b->clips, b->labels);
+      clips += b->labels.numel();
+    }
+    with_data.push_back(static_cast<double>(clips) / seconds_since(t0));
   }
-  const double with_data = static_cast<double>(clips) / seconds_since(t0);
   loader.stop();
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  auto list = [](const std::vector<double>& v) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s%.2f", i ? "," : "", v[i]);
+      out += buf;
+    }
+    return out + "]";
+  };
 
   // The data alone, on one worker: what a clip costs the machine.
   tv::data::Loader alone(*ds, {.batch_size = 8, .shuffle = true, .drop_last = true, .num_workers = 1, .seed = 2});
@@ -85,16 +118,15 @@ void run(const Case& c, int64_t iters, int workers, const std::string& dir) {
   for (int64_t i = 0; i < iters; ++i)
     if (auto b = alone.next()) data_clips += b->labels.numel();
   const double data_only = static_cast<double>(data_clips) / seconds_since(t2);
+  const double with = median(with_data), without = median(model_only);
 
-  const auto t1 = Clock::now();
-  for (int64_t i = 0; i < iters; ++i) step(first->clips, first->labels);
-  const double model_only = 8.0 * static_cast<double>(iters) / seconds_since(t1);
   std::printf("{\"bench\":\"train_throughput\",\"impl\":\"tinyvid\",\"case\":\"%s\",\"model\":\"%s\",\"width\":%lld,"
               "\"frames\":8,\"size\":%lld,\"batch\":8,\"workers\":%d,\"threads\":%d,\"clips_per_s_with_data\":%.2f,"
               "\"clips_per_s_model_only\":%.2f,\"data_slowdown\":%.3f,\"worker_nice\":%d,"
-              "\"data_only_clips_per_s_one_worker\":%.1f}\n",
+              "\"data_only_clips_per_s_one_worker\":%.1f,\"rounds_with_data\":%s,\"rounds_model_only\":%s}\n",
               c.name, c.model, static_cast<long long>(c.width), static_cast<long long>(c.crop), workers,
-              tv::get_num_threads(), with_data, model_only, 1.0 - with_data / model_only, nice_level, data_only);
+              tv::get_num_threads(), with, without, 1.0 - with / without, nice_level, data_only, list(with_data).c_str(),
+              list(model_only).c_str());
   std::fflush(stdout);
 }
 
@@ -108,6 +140,7 @@ int main(int argc, char** argv) {
   const int workers = std::stoi(bench::flag(argc, argv, "workers", "2"));
   const std::string dir = bench::flag(argc, argv, "dir", "/tmp/tinyvid_bench_train");
   nice_level = std::stoi(bench::flag(argc, argv, "nice", "19"));
+  rounds = std::max(1, std::stoi(bench::flag(argc, argv, "rounds", "3")));
   tv::set_num_threads(threads);
   if (which == "demo" || which == "all") run({"demo", "tsn_r18", 16, 112, 112, 0, 34}, iters ? iters : 40, workers, dir);
   if (which == "r50" || which == "all") run({"r50", "tsn_r50", 64, 256, 224, 256, 8}, iters ? iters : 8, workers, dir);
