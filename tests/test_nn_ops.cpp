@@ -122,6 +122,31 @@ struct NaiveConv {
                     f(((n * Cout + k) * OH + oy) * OW + ox, ((n * C + c) * H + iy) * W + ix, ((k * C + c) * KH + i) * KW + j);
                 }
   }
+  // tv::conv2d's forward and both gradients against the direct sums, in double and float, on seeded inputs.
+  // Rounding grows with the length of each sum (terms of size ~1): y sums KH KW C products, gx KH KW Cout
+  // (at most), gw N OH OW.
+  void check(uint64_t seed) const {
+    tv::Generator gen(seed);
+    auto x = tv::normal<double>({N, C, H, W}, 0, 1, gen), w = tv::normal<double>({Cout, C, KH, KW}, 0, 1, gen);
+    auto gy = tv::normal<double>({N, Cout, OH, OW}, 0, 1, gen);
+    auto y_ref = tv::zeros<double>(gy.shape()), gx_ref = tv::zeros<double>(x.shape()), gw_ref = tv::zeros<double>(w.shape());
+    each([&](int64_t yo, int64_t xo, int64_t wo) {
+      y_ref.data()[yo] += x.data()[xo] * w.data()[wo];
+      gx_ref.data()[xo] += gy.data()[yo] * w.data()[wo];
+      gw_ref.data()[wo] += gy.data()[yo] * x.data()[xo];
+    });
+    auto run = [&](auto tag, double per_term) {
+      using T = decltype(tag);
+      auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
+      auto y = tv::conv2d(xt, wt, Tensor<T>(), {stride, stride}, {ph, pw});
+      CHECK(fixtures::worst_ratio(y, y_ref, per_term * KH * KW * C, 1e-4) <= 1);
+      y.backward(cast<T>(gy));
+      CHECK(fixtures::worst_ratio(xt.grad(), gx_ref, per_term * KH * KW * Cout, 1e-4) <= 1);
+      CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * N * OH * OW, 1e-4) <= 1);
+    };
+    run(double{}, 1e-13);
+    run(float{}, 1e-6);
+  }
 };
 }  // namespace
 
@@ -139,28 +164,7 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward and both gradients, i
       const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, 3, 3, 1, 1, c.ph, c.pw, 1, 1, 1, nc.OH, nc.OW};
       REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::Winograd3x3);
       if (c.H == 200) CHECK(tv::cpu::winograd::TileLayout(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 100);
-      tv::Generator gen(7);
-      auto x = tv::normal<double>({c.N, c.C, c.H, c.W}, 0, 1, gen), w = tv::normal<double>({c.Cout, c.C, 3, 3}, 0, 1, gen);
-      auto gy = tv::normal<double>({c.N, c.Cout, nc.OH, nc.OW}, 0, 1, gen);
-      auto y_ref = tv::zeros<double>(gy.shape()), gx_ref = tv::zeros<double>(x.shape()), gw_ref = tv::zeros<double>(w.shape());
-      nc.each([&](int64_t yo, int64_t xo, int64_t wo) {
-        y_ref.data()[yo] += x.data()[xo] * w.data()[wo];
-        gx_ref.data()[xo] += gy.data()[yo] * w.data()[wo];
-        gw_ref.data()[wo] += gy.data()[yo] * x.data()[xo];
-      });
-      // Rounding grows with the length of each sum (terms of size ~1): y and gx sum 9 C or 9 Cout
-      // products, gw sums N OH OW of them.
-      auto run = [&](auto tag, double per_term) {
-        using T = decltype(tag);
-        auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
-        auto y = tv::conv2d(xt, wt, Tensor<T>(), {1, 1}, {c.ph, c.pw});
-        CHECK(fixtures::worst_ratio(y, y_ref, per_term * 9 * c.C, 1e-4) <= 1);
-        y.backward(cast<T>(gy));
-        CHECK(fixtures::worst_ratio(xt.grad(), gx_ref, per_term * 9 * c.Cout, 1e-4) <= 1);
-        CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * c.N * nc.OH * nc.OW, 1e-4) <= 1);
-      };
-      run(double{}, 1e-13);
-      run(float{}, 1e-6);
+      nc.check(7);
     }
   }
 }
@@ -182,26 +186,7 @@ TEST_CASE("conv2d: stride-2 shifted GEMMs on the input's phases equal the direct
       const NaiveConv nc{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, c.pad, c.pad, OH, OW, 2};
       const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, 2, 2, c.pad, c.pad, 1, 1, 1, OH, OW};
       REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::ShiftedGemm);
-      tv::Generator gen(11);
-      auto x = tv::normal<double>({c.N, c.C, c.H, c.W}, 0, 1, gen), w = tv::normal<double>({c.Cout, c.C, c.K, c.K}, 0, 1, gen);
-      auto gy = tv::normal<double>({c.N, c.Cout, OH, OW}, 0, 1, gen);
-      auto y_ref = tv::zeros<double>(gy.shape()), gx_ref = tv::zeros<double>(x.shape()), gw_ref = tv::zeros<double>(w.shape());
-      nc.each([&](int64_t yo, int64_t xo, int64_t wo) {
-        y_ref.data()[yo] += x.data()[xo] * w.data()[wo];
-        gx_ref.data()[xo] += gy.data()[yo] * w.data()[wo];
-        gw_ref.data()[wo] += gy.data()[yo] * x.data()[xo];
-      });
-      auto run = [&](auto tag, double per_term) {
-        using T = decltype(tag);
-        auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
-        auto y = tv::conv2d(xt, wt, Tensor<T>(), {2, 2}, {c.pad, c.pad});
-        CHECK(fixtures::worst_ratio(y, y_ref, per_term * c.K * c.K * c.C, 1e-4) <= 1);
-        y.backward(cast<T>(gy));
-        CHECK(fixtures::worst_ratio(xt.grad(), gx_ref, per_term * c.K * c.K * c.Cout, 1e-4) <= 1);
-        CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * c.N * OH * OW, 1e-4) <= 1);
-      };
-      run(double{}, 1e-13);
-      run(float{}, 1e-6);
+      nc.check(11);
     }
   }
 }
