@@ -110,6 +110,25 @@ TEST_CASE("views share storage with their base") {
   }
 }
 
+TEST_CASE("large buffers are reused at their size, and empty_cache gives them back") {
+  tv::empty_cache();
+  const float* first = nullptr;
+  {
+    auto a = tv::zeros<float>({1024, 1024});  // 4 MB: cached when freed
+    first = a.data();
+  }
+  CHECK(tv::detail::LargeBlockCache::instance().cached_bytes() == 4u << 20);
+  {
+    auto b = tv::ones<float>({512, 2048});  // the same size: the same block, filled anew
+    CHECK(b.data() == first);
+    CHECK(b.data()[12345] == 1.0f);
+    CHECK(tv::detail::LargeBlockCache::instance().cached_bytes() == 0);
+    auto small = tv::zeros<float>({16});  // small buffers never enter the cache
+  }
+  CHECK(tv::empty_cache() == 4u << 20);
+  CHECK(tv::empty_cache() == 0);
+}
+
 TEST_CASE("in-place writes, broadcasting and the version counter") {
   auto t = tv::zeros<float>({2, 3});
   auto v0 = t.storage()->version();
