@@ -452,4 +452,5 @@ TEST_CASE("write_png round-trips through read_image") {
   CHECK(back.height == img.height);
   CHECK(back.pixels == img.pixels);
   CHECK_THROWS_WITH_AS(tv::data::write_png(png.path.string(), Image()), doctest::Contains("non-empty image"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::write_png("/nonexistent-dir/x.png", img), doctest::Contains("cannot create"), tv::Error);
 }

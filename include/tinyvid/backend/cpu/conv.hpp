@@ -260,7 +260,8 @@ void for_each_valid_run(const ConvGeometry& g, const ShiftedLayout& s, int64_t j
 
 // Zero-padded copies of all N x C input planes (at stride 2, split into their phases), in the calling
 // thread's scratch (reused across calls: a fresh buffer of this size costs more in page faults than the
-// copy). `finite`: no infinity or NaN in x (then a gradient may read the padded input in place).
+// copy). With check_finite, `finite` tells whether x holds no infinity or NaN (then the weight gradient may
+// read the padded input in place); checked during the copy, while each plane is in cache.
 template <class T>
 struct PaddedInput {
   const T* data;
@@ -307,14 +308,14 @@ void zero_padding(const ConvGeometry& g, const ShiftedLayout& s, T* plane) {
 }
 
 template <class T>
-PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T* x) {
+PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T* x, bool check_finite = false) {
   T* xp = scratch<T>(g.N * g.C * s.plane, kScratchPadded);
   std::vector<char> finite(static_cast<size_t>(g.N * g.C), 1);
   parallel_for(0, g.N * g.C, 1, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
       T* plane = xp + nc * s.plane;
       zero_padding(g, s, plane);
-      finite[nc] = all_finite(x + nc * g.HW(), g.HW());
+      if (check_finite) finite[nc] = all_finite(x + nc * g.HW(), g.HW());
       for (int64_t i = 0; i < g.H; ++i) {
         const T* src = x + (nc * g.H + i) * g.W;
         if (s.stride == 1) {
@@ -450,7 +451,7 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
 // thread order at the end.
 inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
   const ShiftedLayout s(g);
-  const PaddedInput<float> xp = pad_planes(g, s, x);
+  const PaddedInput<float> xp = pad_planes(g, s, x, /*check_finite=*/true);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, R = taps * C;
   constexpr int64_t kChunk = 256, kRowBlock = 48;  // grid pixels per work item; rows copied at a time
   const int64_t chunks = (s.L + kChunk - 1) / kChunk, items = g.N * chunks;
@@ -463,25 +464,29 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
     float* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * R * M;
     float* ap = scratch<float>(M * kChunk, 1);
     float* rows = scratch<float>(kRowBlock * kChunk, 0);
-    std::vector<std::pair<int64_t, int64_t>> runs;  // valid [begin, end) within the chunk
+    struct Run {
+      int64_t lo, hi, out_at;  // valid grid columns [lo, hi) within the chunk, and where lo lands in gy
+    };
+    std::vector<Run> runs;
     const float* row_at[kRowBlock];
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / chunks, j0 = (it % chunks) * kChunk, j1 = std::min(s.L, j0 + kChunk), len = j1 - j0;
       runs.clear();
-      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t) { runs.emplace_back(j - j0, j - j0 + run); });
+      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t out_at) { runs.push_back({j - j0, j - j0 + run, out_at}); });
       // A: gy^T on the grid, in blocks of 64 channels: ap[block][pixel][channel within the block].
       std::fill(ap, ap + M * len, 0.0f);
-      for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t run, int64_t out_at) {
+      for (const Run& run : runs) {
+        const int64_t run_len = run.hi - run.lo;
         for (int64_t m0 = 0; m0 < M; m0 += 16) {  // 16 channels x 16 pixels at a time
           const int64_t mb = m0 / kBroadcastCols, width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
-          const float* src = gy + (n * M + m0) * g.OHW() + out_at;
-          float* dst = ap + mb * kBroadcastCols * len + (j - j0) * width + m0 % kBroadcastCols;
+          const float* src = gy + (n * M + m0) * g.OHW() + run.out_at;
+          float* dst = ap + mb * kBroadcastCols * len + run.lo * width + m0 % kBroadcastCols;
           int64_t i = 0;
-          for (; i + 16 <= run; i += 16) transpose_16x16(src + i, g.OHW(), dst + i * width, width);
-          for (; i < run; ++i)
+          for (; i + 16 <= run_len; i += 16) transpose_16x16(src + i, g.OHW(), dst + i * width, width);
+          for (; i < run_len; ++i)
             for (int64_t m = 0; m < 16; ++m) dst[i * width + m] = src[m * g.OHW() + i];
         }
-      });
+      }
       // B: row c * taps + t is channel c's padded input at tap t, read in place; copied with the extra
       // columns zeroed only where the input holds an infinity or NaN.
       const float* img = xp.data + n * C * s.plane + j0;
@@ -495,10 +500,10 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
           }
           float* dst = rows + r * len;
           int64_t at = 0;
-          for (const auto& [lo, hi] : runs) {
-            std::fill(dst + at, dst + lo, 0.0f);
-            std::copy(src + lo, src + hi, dst + lo);
-            at = hi;
+          for (const Run& run : runs) {
+            std::fill(dst + at, dst + run.lo, 0.0f);
+            std::copy(src + run.lo, src + run.hi, dst + run.lo);
+            at = run.hi;
           }
           std::fill(dst + at, dst + len, 0.0f);
           row_at[r] = dst;

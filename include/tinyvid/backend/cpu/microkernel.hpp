@@ -43,12 +43,6 @@ inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_o
     for (int v = 0; v < 3; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
 }
 
-// C (8 x 48) (+)= Ap (K x 8, packed) times Bp (K x 48, packed).
-inline void micro_kernel_8x48(int64_t K, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate = false) {
-  const int64_t no_offset = 0;
-  micro_kernel_8x48_taps(1, K, &no_offset, kMicroCols, Ap, Bp, C, ldc, accumulate);
-}
-
 // dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds): packs gy^T for the kernel
 // below 16 channels x 16 pixels at a time (a scalar strided copy took a fifth of the weight gradient).
 // (GCC 12's unmasked unpack / shuffle intrinsics start from an undefined vector and warn -Wuninitialized, a
