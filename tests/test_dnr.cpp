@@ -335,6 +335,58 @@ TEST_CASE("models match a plain-PyTorch reference: logits and gradients (TSN, TS
   }
 }
 
+// norm_group_clips = 2 on a batch of 4 clips must train exactly as two devices with 2 clips each would:
+// the logits of two separate runs, their gradients summed, their running statistics averaged.
+TEST_CASE("models: norm_group_clips gives every norm per-device statistics (BN, CL, CT, stem, downsample)") {
+  for (const char* name : {"tsn_r18_dnr", "tsm_r50_dnr", "tsn_r50"}) {
+    SUBCASE(name) {
+      models::ModelConfig cfg;
+      cfg.num_classes = 3;
+      cfg.frames = 4;
+      cfg.dropout = 0;
+      cfg.set = {{"width", "4"}, {"ct_group_frames", "2"}, {"ct_bidirectional", "true"}};
+      auto one_device = models::make_model<double>(name, cfg);
+      deterministic_fill(*one_device);
+      cfg.set["norm_group_clips"] = "2";
+      auto grouped = models::make_model<double>(name, cfg);
+      deterministic_fill(*grouped);
+      tv::nn::StateDict<double> initial;
+      for (auto& [key, t] : one_device->named_buffers()) initial.emplace_back(key, t.clone());
+
+      tv::Generator gen(31);
+      auto x = tv::normal<double>({16, 3, 64, 64}, 0, 1, gen), gy = tv::normal<double>({4, 3}, 0, 1, gen);
+      auto y = grouped->forward(x);
+      y.backward(gy);
+      std::map<std::string, Tensor<double>> averaged;  // the two devices' buffers, averaged
+      for (int64_t d = 0; d < 2; ++d) {
+        one_device->load_state_dict(initial, /*strict=*/false);
+        auto part = one_device->forward(x.narrow(0, 8 * d, 8));
+        part.backward(gy.narrow(0, 2 * d, 2));  // gradients add up across the two runs
+        CHECK(fixtures::worst_ratio(y.narrow(0, 2 * d, 2).detach(), part.detach(), 1e-12, 1e-10) <= 1);
+        for (auto& [key, t] : one_device->named_buffers()) {
+          auto half = tv::mul(t.detach(), 0.5);
+          averaged[key] = d == 0 ? half : tv::add(averaged[key], half);
+        }
+      }
+      for (auto& [key, t] : grouped->named_buffers()) CHECK_MESSAGE(fixtures::worst_ratio(t, averaged[key], 1e-12, 1e-10) <= 1, key);
+      const auto sum_of_parts = one_device->named_parameters();
+      size_t k = 0;
+      for (auto& [key, p] : grouped->named_parameters())
+        CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), sum_of_parts[k++].second.grad(), 1e-12, 1e-8) <= 1, key);
+      // In eval the grouping changes nothing: running statistics only.
+      grouped->eval();
+      one_device->load_state_dict(grouped->state_dict());
+      one_device->eval();
+      tv::NoGradGuard no_grad;
+      CHECK(fixtures::worst_ratio(grouped->forward(x), one_device->forward(x), 0, 0) <= 1);
+    }
+  }
+  models::ModelConfig cfg;
+  cfg.set = {{"norm_group_clips", "-1"}};
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r18", cfg),
+                       doctest::Contains("model switch norm_group_clips: expected a whole number >= 0, got '-1'"), tv::Error);
+}
+
 TEST_CASE("dynamic_affine and the eval-mode norms (running statistics folded in): gradcheck, errors") {
   auto z = randn({2, 4, 3, 2, 2}, 20), scale = randn({2, 2, 3}, 21), shift = randn({2, 2, 3}, 22);
   auto ok = tv::gradcheck([](const Inputs& v) { return dnr::dynamic_affine(v[0], v[1], v[2]); }, {z, scale, shift});

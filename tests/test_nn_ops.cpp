@@ -446,6 +446,82 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
                        doctest::Contains("running_mean of shape [4] does not match 3 channels"), tv::Error);
 }
 
+TEST_CASE("batch_norm over groups of samples matches one PyTorch BatchNorm2d replica per group") {
+  fixtures::Fixture f("nn_batch_norm_groups.txt");
+  auto run = [&](auto tag, double atol, double rtol) {
+    using T = decltype(tag);
+    auto x = f.get<T>("x").requires_grad_(), w = f.get<T>("w").requires_grad_(), b = f.get<T>("b").requires_grad_();
+    auto rm = f.get<T>("rm0"), rv = f.get<T>("rv0");
+    // 10 samples in groups of 4: 4, 4 and 2.
+    auto y = tv::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.1, 1e-5, 1, /*stats_group_size=*/4);
+    CHECK(fixtures::worst_ratio(y, f.get("y"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(rm, f.get("rm"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(rv, f.get("rv"), atol, rtol) <= 1);
+    auto g = grads_of(y, f.get<T>("gy"), {x, w, b});
+    CHECK(fixtures::worst_ratio(g[0], f.get("gx"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[1], f.get("gw"), atol, rtol) <= 1);
+    CHECK(fixtures::worst_ratio(g[2], f.get("gb"), atol, rtol) <= 1);
+  };
+  run(double{}, kAtolD, kRtolD);
+  run(float{}, kAtolF, kRtolF);
+}
+
+TEST_CASE("batch_norm over groups of samples: gradcheck, groups of frame views, eval and edge cases") {
+  auto x = randn({5, 2, 3, 2}, 11), w = randn({2}, 12), b = randn({2}, 13);
+  for (int64_t group : {1, 2, 5, 8}) {  // 1: a group per sample; 2: 2, 2, 1; 5 and 8: the whole batch
+    CAPTURE(group);
+    auto ok = tv::gradcheck(
+        [&](const Inputs& v) {
+          auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
+          return tv::batch_norm(v[0], rm, rv, v[1], v[2], true, 0.1, 1e-5, 1, group);
+        },
+        {x, w, b});
+    CHECK_MESSAGE(ok, ok.message);
+  }
+  // DNR's use: clips in dim 0, a narrowed group of frames, channels in dim 2; groups of 2 clips of 3.
+  auto frames = randn({12, 3, 2, 2}, 14);
+  auto ok = tv::gradcheck(
+      [](const Inputs& v) {
+        auto part = v[0].view({3, 4, 3, 2, 2}).narrow(1, 2, 2);
+        return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
+                              1e-5, 2, 2);
+      },
+      {frames});
+  CHECK_MESSAGE(ok, ok.message);
+
+  tv::NoGradGuard no_grad;
+  // Each group is normalized as if it were the batch; the running statistics move by the groups' mean.
+  auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
+  auto y = tv::batch_norm(x, rm, rv, w, b, true, 0.5, 1e-5, 1, 2);
+  double expect_mean[2] = {0, 0}, expect_var[2] = {0, 0};
+  for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 2}, {4, 1}}) {
+    auto part = x.narrow(0, start, rows);
+    auto alone = tv::batch_norm(part, Tensor<double>(), Tensor<double>(), w, b, true, 0.1, 1e-5);
+    CHECK(fixtures::worst_ratio(y.narrow(0, start, rows), alone, 1e-12, 1e-12) <= 1);
+    auto m = tv::mean(part, {0, 2, 3}).to_vector(), v = tv::var(part, {0, 2, 3}, /*unbiased=*/true).to_vector();
+    for (int c = 0; c < 2; ++c) {
+      expect_mean[c] += rows / 5.0 * m[c];
+      expect_var[c] += rows / 5.0 * v[c];
+    }
+  }
+  for (int c = 0; c < 2; ++c) {
+    CHECK(rm.to_vector()[c] == doctest::Approx(0.5 * expect_mean[c]).epsilon(1e-12));
+    CHECK(rv.to_vector()[c] == doctest::Approx(0.5 + 0.5 * expect_var[c]).epsilon(1e-12));
+  }
+  // Eval uses the running statistics whatever the grouping.
+  auto e1 = tv::batch_norm(x, rm, rv, w, b, false, 0.1, 1e-5, 1, 2), e0 = tv::batch_norm(x, rm, rv, w, b, false);
+  CHECK(fixtures::worst_ratio(e1, e0, 0, 0) <= 1);
+
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 2}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
+                                      Tensor<float>(), true, 0.1, 1e-5, 1, 2),
+                       doctest::Contains("more than 1 value per channel when training, got input shape [3, 2] in "
+                                         "statistics groups of 2 along dim 0"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 4}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
+                                      Tensor<float>(), true, 0.1, 1e-5, 0, 2),
+                       doctest::Contains("stats_group_size splits dim 0 into groups"), tv::Error);
+}
+
 TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
   fixtures::Fixture f("nn_misc.txt");
   auto run = [&](auto tag, double atol, double rtol) {

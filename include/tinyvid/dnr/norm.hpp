@@ -116,6 +116,7 @@ class DynamicNorm : public nn::Module<T> {
   }
   int64_t channels;
   double momentum, eps;
+  int64_t stats_group_clips = 0;  // > 0: training statistics over groups of this many clips (batch_norm)
   Tensor<T> running_mean, running_var, num_batches_tracked;
 
  protected:
@@ -127,9 +128,11 @@ class DynamicNorm : public nn::Module<T> {
              " is not a multiple of the frames per clip, ", frames);
     return y.reshape({y.size(0) / frames, frames, channels, y.size(2), y.size(3)});
   }
-  // Standardized with the batch's statistics (training) or the running ones (eval); channels in dim 2.
+  // Standardized with the batch's statistics (training) or the running ones (eval); clips in dim 0,
+  // channels in dim 2.
   Tensor<T> standardize(const Tensor<T>& x) {
-    return batch_norm(x, running_mean, running_var, Tensor<T>(), Tensor<T>(), this->is_training(), momentum, eps, 2);
+    return batch_norm(x, running_mean, running_var, Tensor<T>(), Tensor<T>(), this->is_training(), momentum, eps, 2,
+                      stats_group_clips);
   }
   // Eval: the running statistics' standardization folded into the dynamic affine, one pass over y:
   // y * (h / std) + (c - mean h / std); h, c: N x G x C.

@@ -28,7 +28,7 @@ inline std::vector<std::string> model_names() {
 
 inline std::vector<std::string> switch_names() {
   return {"width", "shift_div", "cross_layer", "cross_temporal", "ct_group_frames", "ct_bidirectional",
-          "ct_shared_direction_cell", "interlace", "reduction"};
+          "ct_shared_direction_cell", "interlace", "reduction", "norm_group_clips"};
 }
 
 namespace detail {
@@ -37,8 +37,9 @@ inline bool parse_bool(const std::string& key, const std::string& v) {
   if (v == "0" || v == "false" || v == "off" || v == "no") return false;
   TV_FAIL("model switch ", key, ": expected true or false, got '", v, "'");
 }
-// A positive whole number from text, or an error naming `what` (also the command line's parser).
-inline int64_t parse_int(const std::string& what, const std::string& v) {
+// A whole number >= min_value (default: positive) from text, or an error naming `what` (also the
+// command line's parser).
+inline int64_t parse_int(const std::string& what, const std::string& v, int64_t min_value = 1) {
   size_t used = 0;
   int64_t x = 0;
   try {
@@ -46,7 +47,9 @@ inline int64_t parse_int(const std::string& what, const std::string& v) {
   } catch (const std::exception&) {
     used = 0;
   }
-  TV_CHECK(used == v.size() && !v.empty() && x >= 1, what, ": expected a positive whole number, got '", v, "'");
+  TV_CHECK(used == v.size() && !v.empty() && x >= min_value, what, ": expected ",
+           min_value == 1 ? std::string("a positive whole number") : "a whole number >= " + std::to_string(min_value),
+           ", got '", v, "'");
   return x;
 }
 }  // namespace detail
@@ -81,6 +84,7 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
     else if (key == "ct_shared_direction_cell") d.ct_shared_direction_cell = detail::parse_bool(key, value);
     else if (key == "interlace") d.interlace = detail::parse_bool(key, value);
     else if (key == "reduction") d.reduction = detail::parse_int("model switch " + key, value);
+    else if (key == "norm_group_clips") o.backbone.norm_group_clips = detail::parse_int("model switch " + key, value, 0);
     else {
       std::string known;
       for (auto& n : switch_names()) known += (known.empty() ? "" : ", ") + n;

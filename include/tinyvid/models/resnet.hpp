@@ -22,6 +22,8 @@ struct ResNetOptions {
   bool temporal_shift = false;  // TSM: shift each block's residual input
   int64_t shift_div = 8;        // TSM's fold: 1 / shift_div of the channels each way
   int64_t width = 64;           // channels of the stem and of stage 1 (64 in ResNet; less for small demos)
+  int64_t norm_group_clips = 0; // > 0: every norm's training statistics over groups of this many clips, as
+                                // per-GPU batch norm (the paper: 8); 0: over the whole batch
 };
 
 // What a block needs from its stage: the clip length and, for cross-layer DNR, the stage's relay cell
@@ -41,8 +43,8 @@ std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t 
   return c;
 }
 template <class T>
-std::shared_ptr<nn::BatchNorm2d<T>> bn(int64_t c) {
-  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c));
+std::shared_ptr<nn::BatchNorm2d<T>> bn(int64_t c, const ResNetOptions& o) {
+  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c).stats_group_size(o.norm_group_clips * o.frames));
 }
 }  // namespace detail
 
@@ -57,10 +59,12 @@ class Block : public nn::Module<T> {
     const bool dnr = o.norm == Norm::Dnr;
     if (cross_layer && dnr && o.dnr.cross_layer) {
       cl_norm = this->register_module(name, std::make_shared<dnr::CrossLayerNorm<T>>(c));
+      cl_norm->stats_group_clips = o.norm_group_clips;
     } else if (!cross_layer && dnr && o.dnr.cross_temporal) {
       ct_norm = this->register_module(name, std::make_shared<dnr::CrossTemporalNorm<T>>(c, o.dnr, 0.1, 1e-5, gen));
+      ct_norm->stats_group_clips = o.norm_group_clips;
     } else {
-      (cross_layer ? bn1_ : bn2_) = this->register_module(name, detail::bn<T>(c));
+      (cross_layer ? bn1_ : bn2_) = this->register_module(name, detail::bn<T>(c, o));
     }
   }
   Tensor<T> norm1(const Tensor<T>& y, StageContext<T>& ctx) {
@@ -79,11 +83,11 @@ class Block : public nn::Module<T> {
     shift_div_ = o.temporal_shift ? o.shift_div : 8;
   }
   Tensor<T> residual(const Tensor<T>& x) { return downsample ? (*downsample)(x) : x; }
-  void make_downsample(int64_t in, int64_t out, int64_t stride, Generator& gen) {
+  void make_downsample(int64_t in, int64_t out, int64_t stride, const ResNetOptions& o, Generator& gen) {
     if (stride == 1 && in == out) return;
     downsample = std::make_shared<nn::Sequential<T>>();
     downsample->push_back(detail::conv<T>(in, out, 1, stride, gen));
-    downsample->push_back(detail::bn<T>(out));
+    downsample->push_back(detail::bn<T>(out, o));
     this->register_module("downsample", downsample);
   }
 
@@ -107,7 +111,7 @@ class BasicBlock : public Block<T> {
     this->make_norm("bn1", planes, true, o, gen);
     conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, 1, gen));
     this->make_norm("bn2", planes, false, o, gen);
-    this->make_downsample(inplanes, planes, stride, gen);
+    this->make_downsample(inplanes, planes, stride, o, gen);
     this->set_shift(o);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
@@ -128,8 +132,8 @@ class Bottleneck : public Block<T> {
     conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, stride, gen));
     this->make_norm("bn2", planes, false, o, gen);
     conv3 = this->register_module("conv3", detail::conv<T>(planes, planes * expansion, 1, 1, gen));
-    bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion));
-    this->make_downsample(inplanes, planes * expansion, stride, gen);
+    bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion, o));
+    this->make_downsample(inplanes, planes * expansion, stride, o, gen);
     this->set_shift(o);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
@@ -178,7 +182,7 @@ class ResNet : public nn::Module<T> {
     conv1 = this->register_module(
         "conv1", std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(3, o.width, 7).stride(2).padding(3).bias(false), gen));
     nn::init::kaiming_normal_(conv1->weight, "fan_out", gen);
-    bn1 = this->register_module("bn1", detail::bn<T>(o.width));
+    bn1 = this->register_module("bn1", detail::bn<T>(o.width, o));
     int64_t inplanes = o.width;
     for (int64_t s = 0; s < 4; ++s) {
       const int64_t planes = o.width << s, stride = s == 0 ? 1 : 2;

@@ -78,6 +78,9 @@ struct BatchNormOptions {
   TV_OPTION(BatchNormOptions, double, momentum) = 0.1;  // negative: a cumulative average (PyTorch's None)
   TV_OPTION(BatchNormOptions, bool, affine) = true;
   TV_OPTION(BatchNormOptions, bool, track_running_stats) = true;
+  // > 0: training statistics over groups of this many samples of the batch, as one batch norm per device
+  // in data-parallel training (see batch_norm); 0: over the whole batch.
+  TV_OPTION(BatchNormOptions, int64_t, stats_group_size) = 0;
 };
 
 // torch.nn.BatchNorm2d: weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked (kept
@@ -106,7 +109,8 @@ class BatchNorm2d : public UnaryModule<T> {
       if (momentum < 0) momentum = 1.0 / num_batches_tracked.item();
     }
     const bool batch_stats = this->is_training() || !options.track_running_stats_;
-    return batch_norm(x, running_mean, running_var, weight, bias, batch_stats, momentum, options.eps_);
+    return batch_norm(x, running_mean, running_var, weight, bias, batch_stats, momentum, options.eps_, 1,
+                      options.stats_group_size_);
   }
   BatchNormOptions options;
   Tensor<T> weight, bias, running_mean, running_var, num_batches_tracked;
