@@ -81,6 +81,7 @@ TEST_CASE("data: list lines as MMAction2 splits them, bad lines name file:line")
   CHECK((v[0] == Annotation{"a.mp4", -1, 0, {3}}));
   CHECK(v[1].label() == -1);
   CHECK((parse_video_list("a.mp4\t3\n", "v.txt", {.delimiter = '\t'})[0].label() == 3));
+  CHECK((parse_video_list("my video.mp4\t3\n", "v.txt", {.delimiter = '\t'})[0].path == "my video.mp4"));
   auto r = parse_rawframe_list("d1\t10   2\nd2 7\n", "r.txt");
   CHECK((r[0] == Annotation{"d1", 10, 0, {2}}));
   CHECK((r[1] == Annotation{"d2", 7, 0, {-1}}));
@@ -343,6 +344,18 @@ TEST_CASE("data: multi-view crops, flip and Normalize + FormatShape") {
   CHECK((Flip{1.0}(clip, g)[1].pixels == flip_horizontal(clip[1]).pixels));
   CHECK((Flip{0.0}(clip, g)[1].pixels == clip[1].pixels));
   CHECK(flip_horizontal(flip_horizontal(clip[0])).pixels == clip[0].pixels);
+  // flip_label_map: a flipped clip of a directed class takes its mirror class; others keep theirs.
+  const Flip swap{.flip_ratio = 1.0, .flip_label_map = {{2, 4}, {4, 2}}}, keep{.flip_ratio = 0.0, .flip_label_map = {{2, 4}}};
+  int64_t label = 2;
+  CHECK((swap(clip, g, label)[0].pixels == flip_horizontal(clip[0]).pixels));
+  CHECK(label == 4);
+  swap(clip, g, label);
+  CHECK(label == 2);
+  keep(clip, g, label);
+  CHECK(label == 2);
+  label = 7;
+  swap(clip, g, label);
+  CHECK(label == 7);
 
   Clip small{Image(1, 2), Image(1, 2)};
   small[0].pixels = {0, 128, 255, 10, 20, 30};
@@ -391,4 +404,12 @@ TEST_CASE("data: Kinetics-200 from the official id lists and the Kinetics-400 CS
   std::remove(tmp.c_str());
   CHECK_THROWS_WITH_AS(tv::data::kinetics200_split(dir + "/no_such_list.txt", dir + "/kinetics-400_val.csv"),
                        doctest::Contains("no_such_list.txt"), tv::Error);
+  // A CSV without the label column (Kinetics' test split) cannot give classes.
+  {
+    std::ofstream f(tmp);
+    f << "youtube_id,time_start,time_end,split\nkIRmvrmc2nM,10,20,test\n";
+  }
+  CHECK_THROWS_WITH_AS(tv::data::kinetics200_split(dir + "/train_ytid_list.txt", tmp, val.classes),
+                       doctest::Contains("expected a CSV with a 'label' column"), tv::Error);
+  std::remove(tmp.c_str());
 }

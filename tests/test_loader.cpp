@@ -109,6 +109,22 @@ TEST_CASE("VideoDataset: test-mode views are M = crops x clips frames, crop-majo
   CHECK(s->label == 3);
 }
 
+TEST_CASE("VideoDataset: a flip's label map reaches the sample; bare ids read as .mp4; multi-label lists refused") {
+  Pipeline p;
+  p.sampler = SampleFrames{.clip_len = 1, .num_clips = 2};
+  p.steps = {clip_step(Resize{.scale = {-1, 32}}), clip_step(Flip{.flip_ratio = 1.0, .flip_label_map = {{3, 5}}})};
+  VideoDataset ds(parse_video_list("test 3\ntest.mp4 4\n", "two", {.data_prefix = kVideos}), p);
+  tv::Generator g;
+  auto flipped = ds.get(0, g);  // "test" is test.mp4, as MMAction2's DecordInit reads a bare id
+  REQUIRE(flipped);
+  CHECK(flipped->label == 5);
+  CHECK(ds.get(1, g)->label == 4);
+  CHECK(video_file("a/b") == "a/b.mp4");
+  CHECK(video_file("a/b.webm") == "a/b.webm");
+  const auto multi = parse_video_list("test.mp4 1 2\n", "multi", {.data_prefix = kVideos, .multi_class = true, .num_classes = 3});
+  CHECK_THROWS_WITH_AS(VideoDataset(multi, p), doctest::Contains("expected a single-label list"), tv::Error);
+}
+
 TEST_CASE("RawframeDataset: the real list names its missing folder; img_sample reads") {
   auto list = read_rawframe_list(kVideos + "/annotations/rawframe_test_list.txt",
                                  {.data_prefix = kVideos + "/rawframes"});
@@ -255,10 +271,10 @@ TEST_CASE("Loader: a worker's exception reaches the consumer; stopping early nev
   }
   std::atomic<int> calls{0};
   Pipeline throwing = small_train_pipeline(1);
-  throwing.steps.push_back([&calls](Clip c, tv::Generator&) {
+  throwing.steps.push_back(clip_step([&calls](const Clip& c, tv::Generator&) {
     if (calls.fetch_add(1) == 5) TV_FAIL("boom in a transform");
     return c;
-  });
+  }));
   VideoDataset bad(list, throwing);
   VideoDataset good(list, small_train_pipeline(1));
 

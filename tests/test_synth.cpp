@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cmath>
 #include <filesystem>
@@ -92,6 +95,32 @@ TEST_CASE("synth: VideoWriter writes an MP4 that VideoReader reads back") {
                        tv::Error);
   CHECK_THROWS_WITH_AS(tv::data::VideoWriter((dir.path / "no_such_dir" / "x.mp4").string(), 32, 32, 8),
                        doctest::Contains("no_such_dir"), tv::Error);
+}
+
+// The encoder must not read memory it never wrote: x264's AVX-512 macroblock-tree code does (an encode's bytes
+// followed the heap's old contents), so VideoWriter caps x264 at AVX2. Each encode here runs with glibc filling
+// fresh blocks with another byte (M_PERTURB, what MALLOC_PERTURB_ sets).
+TEST_CASE("synth: VideoWriter's bytes do not depend on what fresh memory holds") {
+  TempDir dir("heap");
+  const Clip clip = tv::data::synth_video("grow", 32, 8, 7);
+  auto encode = [&](int junk) {
+#ifdef __GLIBC__
+    mallopt(M_PERTURB, junk);
+#endif
+    const fs::path p = dir.path / ("junk_" + std::to_string(junk) + ".mp4");
+    {
+      tv::data::VideoWriter w(p.string(), 32, 32, 8);
+      for (const Image& f : clip) w.write(f);
+      w.close();
+    }
+#ifdef __GLIBC__
+    mallopt(M_PERTURB, 0);
+#endif
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string first = encode(0);
+  for (int junk : {1, 0x55, 0xAA, 0x13}) CHECK_MESSAGE(encode(junk) == first, "M_PERTURB " << junk);
 }
 
 TEST_CASE("synth: a tiny dataset is written, lists parse, resume rewrites nothing") {

@@ -319,6 +319,17 @@ TEST_CASE("VideoReader: the frame count of a damaged copy is what decodes") {
     CHECK(r.frame_count() == 299);
     CHECK(hashes(r.read(first_n(299))) == want);
     CHECK(hashes(VideoReader(bad.path.string(), 1).read({298, 150, 99})) == std::vector<uint64_t>{want[298], want[150], want[99]});
+    // count_decoded (probe, check-videos) decodes all of it first: the true count at once, reads agree.
+    VideoReader fresh(bad.path.string(), 1);
+    CHECK(fresh.count_decoded() == 299);
+    CHECK(fresh.frame_count() == 299);
+    CHECK(hashes(fresh.read({0, 298})) == std::vector<uint64_t>{want[0], want[298]});
+  }
+  SUBCASE("the intact file: count_decoded agrees with the packet count") {
+    VideoReader r(kVideos + "test.mp4", 1);
+    CHECK(r.count_decoded() == 300);
+    CHECK(r.frame_count() == 300);
+    CHECK(hashes(r.read({299, 0})) == hashes(VideoReader(kVideos + "test.mp4", 1).read({299, 0})));
   }
 }
 

@@ -101,7 +101,8 @@ int64_t whole_number(const Args& a, const std::string& k, int64_t fallback) {
 int extract_frames(int argc, char** argv) {
   namespace fs = std::filesystem;
   const std::string list = positional(argc, argv, "a video LIST");
-  const Args a = parse(argc, argv, {}, 3);
+  const Args a = parse(
+      argc, argv, {.values = {"out", "data-prefix", "short-side", "quality", "template", "threads", "rawframe-list"}}, 3);
   const std::string prefix = a.get("data-prefix");
   const fs::path out = a.need("out");
   ExtractSettings s;
@@ -127,8 +128,7 @@ int extract_frames(int argc, char** argv) {
   std::map<std::string, size_t> by_rel;
   for (size_t k = 0; k < anns.size(); ++k) {
     const std::string& name = anns[k].path;
-    std::string video = tv::data::detail::join_path(prefix, name);
-    if (!fs::path(video).has_extension()) video += ".mp4";  // a bare id, as VideoDataset (DecordInit) reads it
+    const std::string video = tv::data::video_file(tv::data::detail::join_path(prefix, name));
     fs::path rel = name;
     if (rel.is_absolute()) rel = prefix.empty() ? fs::path() : rel.lexically_relative(prefix);
     const std::string r = rel.replace_extension().lexically_normal().generic_string();

@@ -6,7 +6,7 @@
 //   tinyvid synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]
 //   tinyvid probe FILE [--json]
 //   tinyvid check-videos LIST [--data-prefix DIR] [--json]
-//   tinyvid frames FILE --indices 0,37,79 --out DIR
+//   tinyvid frames FILE --indices 0,37,79 --out DIR [--size WxH]
 //   tinyvid lists (kinetics200|kinetics|sthv1|sthv2) ...   (tools/list_commands.hpp)
 //   tinyvid train / test / infer ...                        (tools/train_commands.hpp)
 //   tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
@@ -74,11 +74,12 @@ const char* kUsage =
     "      opens and decodes every video of an MMAction2 video list; lists the bad ones, exit code 1 if any\n"
     "  lists kinetics200 --ids-dir D --val-csv F [--train-csv F] --out DIR\n"
     "  lists kinetics --csv F --label-map F --out LIST [--level 1|2]\n"
-    "  lists sthv1 --split F --labels F --frames-dir D --out LIST\n"
+    "  lists sthv1 --split F --labels F --frames-dir D --out LIST [--rgb-prefix P]\n"
     "  lists sthv2 --split F.json --labels F.json --out LIST [--suffix .webm]\n"
     "      MMAction2's annotation lists from the datasets' own files (Kinetics-200 from the official id lists)\n"
-    "  frames FILE --indices 0,37,79 --out DIR\n"
-    "      writes those frames as DIR/frame_000037.png ...\n"
+    "  frames FILE --indices 0,37,79 --out DIR [--size WxH]\n"
+    "      writes those frames as DIR/frame_000037.png ..., resized to WxH if given (-1x256: short side 256,\n"
+    "      ratio kept, as MMAction2's Resize(scale=(-1, 256)))\n"
     "  extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]\n"
     "                 [--threads N] [--rawframe-list FILE]\n"
     "      every frame of every video of the list as JPEG (MMAction2 rawframes): OUT/<video path without\n"
@@ -90,7 +91,7 @@ const char* kUsage =
     "  help\n"
     "models: (tsn|tsm)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr\n"
     "switches (--set): width, shift_div, cross_layer, cross_temporal, ct_group_frames, ct_bidirectional,\n"
-    "    ct_shared_direction_cell, interlace, reduction\n";
+    "    ct_shared_direction_cell, interlace, reduction, norm_group_clips\n";
 
 // Options after the command: --flag value pairs, repeated --set, and boolean flags.
 struct Args {
@@ -109,16 +110,29 @@ struct Args {
   }
 };
 
+// The options a command takes: `values` take a value (--out DIR; "set" is the repeatable --set key=value),
+// `flags` stand alone (--json). Anything else is an error: a typo must not be ignored silently.
+struct Options {
+  std::vector<std::string> values = {}, flags = {};
+};
+
 // first: the index of the first option (after the command and its positional argument, if any).
-Args parse(int argc, char** argv, const std::vector<std::string>& boolean_flags, int first = 2) {
+Args parse(int argc, char** argv, const Options& known, int first = 2) {
+  auto listed = [](const std::vector<std::string>& v, const std::string& k) { return std::find(v.begin(), v.end(), k) != v.end(); };
   Args a;
   for (int i = first; i < argc; ++i) {
     std::string k = argv[i];
     TV_CHECK(k.rfind("--", 0) == 0, "unexpected argument '", k, "' (options start with --; see tinyvid help)");
     k = k.substr(2);
-    if (std::find(boolean_flags.begin(), boolean_flags.end(), k) != boolean_flags.end()) {
+    if (listed(known.flags, k)) {
       a.switches.push_back(k);
       continue;
+    }
+    if (!listed(known.values, k)) {
+      std::string all;
+      for (const auto& v : known.values) all += (all.empty() ? "--" : ", --") + v + (v == "set" ? " key=value" : "");
+      for (const auto& f : known.flags) all += (all.empty() ? "--" : ", --") + f;
+      TV_FAIL("unknown option --", k, "; this command takes ", all.empty() ? "no options" : all, " (see tinyvid help)");
     }
     TV_CHECK(i + 1 < argc, "option --", k, " needs a value");
     const std::string v = argv[++i];
@@ -247,9 +261,9 @@ int synth(const Args& a) {
 
 int probe(int argc, char** argv) {
   const std::string file = positional(argc, argv, "a video FILE");
-  const Args a = parse(argc, argv, {"json"}, 3);
+  const Args a = parse(argc, argv, {.flags = {"json"}}, 3);
   tv::data::VideoReader r(file, 1);
-  const int64_t frames = r.frame_count();
+  const int64_t frames = r.count_decoded();  // a diagnostic: every frame decoded, nothing taken on trust
   if (a.flag("json")) {
     std::printf("{\"file\":%s,\"container\":%s,\"codec\":%s,\"width\":%lld,\"height\":%lld,\"fps\":%.6g,\"frames\":%lld,"
                 "\"duration\":%.6g,\"rotation\":%d}\n",
@@ -266,21 +280,17 @@ int probe(int argc, char** argv) {
 }
 
 // Decodes every frame of a video (in chunks, so a long video never sits in memory whole).
+// Decodes every frame of a file (and converts the first to RGB): its decodable frame count, or an error.
 int64_t test_decode(const std::string& path) {
   tv::data::VideoReader r(path, 1);
-  const int64_t n = r.frame_count();
-  constexpr int64_t kChunk = 64;
-  for (int64_t s = 0; s < n; s += kChunk) {
-    std::vector<int64_t> idx;
-    for (int64_t i = s; i < std::min(n, s + kChunk); ++i) idx.push_back(i);
-    r.read(idx);
-  }
+  const int64_t n = r.count_decoded();
+  r.frame(0);
   return n;
 }
 
 int check_videos(int argc, char** argv) {
   const std::string list = positional(argc, argv, "a video LIST");
-  const Args a = parse(argc, argv, {"json"}, 3);
+  const Args a = parse(argc, argv, {.values = {"data-prefix"}, .flags = {"json"}}, 3);
   tv::data::ListOptions lo;
   lo.data_prefix = a.get("data-prefix");
   const auto anns = tv::data::read_video_list(list, lo);
@@ -303,7 +313,7 @@ int check_videos(int argc, char** argv) {
   auto worker = [&] {
     for (size_t k; (k = next.fetch_add(1)) < anns.size();) {
       try {
-        counts[k] = test_decode(anns[k].path);
+        counts[k] = test_decode(tv::data::video_file(anns[k].path));
       } catch (const std::exception& e) {
         errors[k] = e.what();
         ++bad;
@@ -339,7 +349,7 @@ int check_videos(int argc, char** argv) {
 
 int frames(int argc, char** argv) {
   const std::string file = positional(argc, argv, "a video FILE");
-  const Args a = parse(argc, argv, {}, 3);
+  const Args a = parse(argc, argv, {.values = {"indices", "out", "size"}}, 3);
   std::vector<int64_t> indices;
   for (const std::string& f : tv::data::detail::split_on(a.need("indices"), ',')) {
     size_t used = 0;
@@ -358,7 +368,18 @@ int frames(int argc, char** argv) {
   std::filesystem::create_directories(out, ec);
   TV_CHECK(!ec, "cannot create '", out, "': ", ec.message());
   tv::data::VideoReader r(file);
-  const auto clip = r.read(indices);
+  tv::data::Clip clip = r.read(indices);
+  if (a.has("size")) {
+    // WxH exactly, or -1xS / Sx-1: short side S, ratio kept (MMAction2's Resize(scale=(-1, S))); the loader's
+    // OpenCV-exact bilinear resize.
+    const std::string size = a.get("size");
+    const size_t x = size.find('x');
+    auto side = [&](const std::string& v) { return v == "-1" ? int64_t{-1} : to_int("size", v); };
+    TV_CHECK(x != std::string::npos, "--size: expected WxH such as 224x224 or -1x256, got '", size, "'");
+    const int64_t w = side(size.substr(0, x)), h = side(size.substr(x + 1));
+    TV_CHECK(w > 0 || h > 0, "--size: at most one side may be -1, got '", size, "'");
+    clip = tv::data::Resize{.scale = {w, h}, .keep_ratio = w < 0 || h < 0}(std::move(clip));
+  }
   for (size_t k = 0; k < indices.size(); ++k) {
     char name[32];
     std::snprintf(name, sizeof(name), "frame_%06lld.png", static_cast<long long>(indices[k]));
@@ -383,13 +404,16 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-    if (command == "summary") return summary(parse(argc, argv, {"json"}));
-    if (command == "forward") return forward(parse(argc, argv, {}));
+    if (command == "summary")
+      return summary(parse(argc, argv, {.values = {"model", "size", "num-classes", "frames", "set"}, .flags = {"json"}}));
+    if (command == "forward")
+      return forward(parse(argc, argv, {.values = {"model", "weights", "input", "output", "num-classes", "frames", "set"}}));
 #ifdef TINYVID_WITH_VIDEO
     // FFmpeg's info lines (x264's banner per file) and warnings about damaged files would bury our output;
     // what matters comes back as a tv::Error. check-videos reports every bad file itself.
     av_log_set_level(command == "check-videos" || command == "extract-frames" ? AV_LOG_FATAL : AV_LOG_ERROR);
-    if (command == "synth") return synth(parse(argc, argv, {}));
+    if (command == "synth")
+      return synth(parse(argc, argv, {.values = {"out", "classes", "train-per-class", "val-per-class", "size", "frames", "seed"}}));
     if (command == "probe") return probe(argc, argv);
     if (command == "check-videos") return check_videos(argc, argv);
     if (command == "frames") return frames(argc, argv);

@@ -19,7 +19,7 @@ std::string default_work_dir(const std::string& config_path) {
 
 int train_command(int argc, char** argv) {
   const std::string config_path = positional(argc, argv, "a CONFIG file");
-  const Args a = parse(argc, argv, {"resume", "no-progress", "quiet"}, 3);
+  const Args a = parse(argc, argv, {.values = {"work-dir", "stop-after-iters", "set"}, .flags = {"resume", "no-progress", "quiet"}}, 3);
   const tv::train::Config c = load_config(config_path, a);
   tv::train::TrainOptions o;
   o.work_dir = a.get("work-dir", default_work_dir(config_path));
@@ -40,7 +40,7 @@ int train_command(int argc, char** argv) {
 
 int test_command(int argc, char** argv) {
   const std::string config_path = positional(argc, argv, "a CONFIG file");
-  const Args a = parse(argc, argv, {"json", "no-progress"}, 3);
+  const Args a = parse(argc, argv, {.values = {"checkpoint", "views", "out", "set"}, .flags = {"json", "no-progress"}}, 3);
   tv::train::Config c = load_config(config_path, a);
   std::string views = "config";
   if (a.has("views")) {
@@ -88,7 +88,9 @@ int test_command(int argc, char** argv) {
 }
 
 int infer_command(int argc, char** argv) {
-  const Args a = parse(argc, argv, {"json"});
+  const Args a = parse(argc, argv,
+                       {.values = {"config", "model", "num-classes", "frames", "size", "weights", "video", "labels", "set"},
+                        .flags = {"json"}});
   tv::train::Recipe r;
   if (a.has("config")) {
     tv::train::Config c = load_config(a.get("config"), a);

@@ -151,8 +151,11 @@ inline std::vector<Annotation> parse_video_list(const std::string& text, const s
     std::string s = detail::strip(lines[n]);
     detail::check_not_blank(s, source, n + 1, "path label");
     auto f = detail::split_on(s, o.delimiter);
+    // With the space delimiter, whitespace inside a field is a tab-separated line read wrongly; with another
+    // delimiter a path may hold spaces, as in MMAction2.
     for (const std::string& field : f)
-      TV_CHECK(!field.empty() && std::none_of(field.begin(), field.end(), detail::is_space), detail::where(source, n + 1),
+      TV_CHECK(!field.empty() && (o.delimiter != ' ' || std::none_of(field.begin(), field.end(), detail::is_space)),
+               detail::where(source, n + 1),
                ": expected 'path label' separated by exactly one '", o.delimiter == '\t' ? std::string("\\t")
                                                                                      : std::string(1, o.delimiter),
                "' (the delimiter), got '", s, "'");

@@ -28,17 +28,20 @@
 
 namespace tv::data {
 
-// One pipeline step on the decoded frames; random steps draw from the sample's generator.
-using ClipStep = std::function<Clip(Clip, Generator&)>;
+// One pipeline step on the decoded frames and the sample's label (Flip with a flip_label_map changes it);
+// random steps draw from the sample's generator.
+using ClipStep = std::function<Clip(Clip, Generator&, int64_t& label)>;
 
-// Wraps a transform of transforms.hpp as a step, whether or not it draws random numbers:
+// Wraps a transform of transforms.hpp as a step, whether or not it draws random numbers or sees the label:
 // clip_step(Resize{.scale = {-1, 256}}), clip_step(MultiScaleCrop{...}), clip_step(Flip{}).
 template <class T>
 ClipStep clip_step(T t) {
-  if constexpr (std::is_invocable_r_v<Clip, const T&, const Clip&, Generator&>)
-    return [t = std::move(t)](Clip c, Generator& g) { return t(c, g); };
+  if constexpr (std::is_invocable_r_v<Clip, const T&, const Clip&, Generator&, int64_t&>)
+    return [t = std::move(t)](Clip c, Generator& g, int64_t& label) { return t(c, g, label); };
+  else if constexpr (std::is_invocable_r_v<Clip, const T&, const Clip&, Generator&>)
+    return [t = std::move(t)](Clip c, Generator& g, int64_t&) { return t(c, g); };
   else
-    return [t = std::move(t)](Clip c, Generator&) { return t(c); };
+    return [t = std::move(t)](Clip c, Generator&, int64_t&) { return t(c); };
 }
 
 // The pipeline of a dataset config: which frames, what to do to them, and the final Normalize + FormatShape.
@@ -104,8 +107,9 @@ class Dataset {
       return std::nullopt;
     }
     try {
-      for (const ClipStep& step : pipe_.steps) clip = step(std::move(clip), gen);
-      return Sample{pipe_.normalize(clip), a.label(), i};
+      int64_t label = a.label();
+      for (const ClipStep& step : pipe_.steps) clip = step(std::move(clip), gen, label);
+      return Sample{pipe_.normalize(clip), label, i};
     } catch (const Error& e) {
       TV_FAIL(name_, ": pipeline failed on sample ", i, " '", a.path, "': ", detail::without_prefix(e.what()));
     }
@@ -134,8 +138,13 @@ class Dataset {
   mutable std::vector<SkippedSample> skipped_;
 };
 
-// Videos decoded with FFmpeg. Frame indices are 0-based (start_index 0); a name without extension gets
-// ".mp4" as DecordInit does (Kinetics lists of bare ids).
+// The file a video list entry names: one without extension gets ".mp4", as MMAction2's DecordInit does
+// (Kinetics lists of bare ids). The dataset, check-videos and extract-frames all open this file.
+inline std::string video_file(const std::string& list_path) {
+  return std::filesystem::path(list_path).has_extension() ? list_path : list_path + ".mp4";
+}
+
+// Videos decoded with FFmpeg. Frame indices are 0-based (start_index 0); the file is video_file(path).
 class VideoDataset : public Dataset {
  public:
   VideoDataset(std::vector<Annotation> list, Pipeline pipeline, bool skip_bad = false)
@@ -143,10 +152,8 @@ class VideoDataset : public Dataset {
 
  protected:
   Clip decode(const Annotation& a, Generator& gen) const override {
-    std::string path = a.path;
-    if (!std::filesystem::path(path).has_extension()) path += ".mp4";
     // One decoding thread: the Loader's workers are the parallelism.
-    VideoReader reader(path, /*decode_threads=*/1);
+    VideoReader reader(video_file(a.path), /*decode_threads=*/1);
     return reader.read(pipeline().sampler(reader.frame_count(), 0, gen));
   }
 };

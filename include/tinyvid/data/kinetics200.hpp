@@ -53,6 +53,7 @@ inline Kinetics200Split kinetics200_split(const std::string& ids_path, const std
     const std::string file = a.path.substr(a.path.find('/') + 1);
     const std::string id = file.substr(0, file.size() - std::string("_000000_000000.mp4").size());
     if (!ids.count(id)) continue;
+    TV_CHECK(a.label() >= 0, csv_path, ": expected a CSV with a 'label' column (the class of each video), got none");
     found.insert(id);
     used.insert(csv_classes[static_cast<size_t>(a.label())]);
     kept.push_back(&a);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -398,13 +399,21 @@ struct TenCrop {
   }
 };
 
-// Flip(flip_ratio, direction='horizontal'): one coin per clip. (Flow inversion and flip_label_map are not here.)
+// Flip(flip_ratio, direction='horizontal', flip_label_map): one coin per clip. (RGB only: no flow inversion.)
 struct Flip {
   double flip_ratio = 0.5;
+  // Labels swapped when a clip is flipped (classes that name a direction): Something-Something V1
+  // {2:4, 4:2, 30:41, 41:30, 52:66, 66:52}, V2 {86:87, 87:86, 93:94, 94:93, 166:167, 167:166}.
+  std::map<int64_t, int64_t> flip_label_map{};
 
   Clip operator()(const Clip& clip, Generator& gen) const {
+    int64_t no_label = -1;
+    return (*this)(clip, gen, no_label);
+  }
+  Clip operator()(const Clip& clip, Generator& gen, int64_t& label) const {
     detail::clip_size(clip, "Flip");
     if (!(gen.next_double() < flip_ratio)) return clip;
+    if (auto it = flip_label_map.find(label); it != flip_label_map.end()) label = it->second;
     Clip out;
     out.reserve(clip.size());
     for (const Image& f : clip) out.push_back(flip_horizontal(f));

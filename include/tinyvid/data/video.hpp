@@ -189,6 +189,28 @@ class VideoReader {
   }
   Image frame(int64_t i) { return std::move(read({i})[0]); }
 
+  // Decodes the whole file and returns the frames that came out; frame_count() agrees from then on. For
+  // diagnostics (probe, check-videos): frame_count() may count a damaged H.264 packet that decodes to nothing
+  // until a read decodes through it.
+  int64_t count_decoded() {
+    if (seekable_) {
+      try {
+        seek_to_key_(0);
+        while (next_frame_()) {
+        }
+        if (expect_ == static_cast<int64_t>(pts_.size())) {  // every frame of the pts table, in order
+          count_ = expect_;
+          return count_;
+        }
+      } catch (const Inconsistent&) {
+      }
+      make_sequential_();
+    }
+    count_ = -1;
+    count_frames_();  // sequential: decodes all of it
+    return count_;
+  }
+
  private:
   static constexpr int kMaxConsecutiveErrors = 64;
 

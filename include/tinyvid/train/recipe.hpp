@@ -149,7 +149,16 @@ inline Recipe make_recipe(const Config& c) {
     TV_FAIL("config: train.crop must be multiscale, random_resized, random or center, got '", crop_kind, "'");
   }
   const double flip = c.real("train.flip", 0.5);
-  if (flip > 0) r.train_pipeline.steps.push_back(data::clip_step(data::Flip{.flip_ratio = flip}));
+  data::Flip flip_step{.flip_ratio = flip};
+  for (const std::string& pair : c.strings("train.flip_label_map", {})) {  // "2:4, 4:2, ..."
+    const size_t colon = pair.find(':');
+    TV_CHECK(colon != std::string::npos, "config: train.flip_label_map: expected label:label pairs such as 2:4, got '",
+             pair, "'");
+    const std::string what = "config: train.flip_label_map '" + pair + "'";
+    flip_step.flip_label_map[models::detail::parse_int(what, pair.substr(0, colon), 0)] =
+        models::detail::parse_int(what, pair.substr(colon + 1), 0);
+  }
+  if (flip > 0) r.train_pipeline.steps.push_back(data::clip_step(std::move(flip_step)));
 
   // Validation: the cheap protocol (the training clips in test mode, one centre crop).
   const int64_t test_resize = c.integer("test.resize", train_resize);
