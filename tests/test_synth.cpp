@@ -166,6 +166,15 @@ TEST_CASE("synth: a tiny dataset is written, lists parse, resume rewrites nothin
   CHECK(tv::data::VideoReader(train[1].path, 1).frame_count() == 8);
   for (const auto& e : fs::recursive_directory_iterator(dir.path))
     CHECK_MESSAGE(e.path().extension() != ".part", "stray temporary file ", e.path().string());
+
+  // A run with another seed (or size, frames, generator version) must not mix its videos with these.
+  auto other = o;
+  other.seed = 8;
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(dir.path.string(), other),
+                       doctest::Contains("holds a dataset made with other settings or by another generator"), tv::Error);
+  fs::remove(dir.path / "synth_manifest.txt");  // as a directory written before manifests existed
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(dir.path.string(), o),
+                       doctest::Contains("holds videos but no synth_manifest.txt"), tv::Error);
 }
 
 TEST_CASE("synth: same seed gives identical files, another seed different videos") {

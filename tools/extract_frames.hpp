@@ -148,25 +148,20 @@ int extract_frames(int argc, char** argv) {
   }
 
   std::atomic<size_t> next{0};
-  std::atomic<int64_t> done{0}, skipped{0}, bad{0}, frames{0};
-  std::mutex mu;
+  std::atomic<int64_t> skipped{0}, bad{0}, frames{0};
+  std::mutex mu;  // guards the progress line
   const auto t0 = std::chrono::steady_clock::now();
-  auto last = t0;
-  auto progress = [&](bool final) {
+  tv::ProgressLine progress("extract-frames", static_cast<int64_t>(jobs.size()), "videos");
+  auto status = [&] {  // the line's extra part; complete folders take no time and stay out of the rate
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // Complete folders take no time: the rate and ETA count the videos worked on.
-    const double rate = el > 0 ? static_cast<double>(done.load() - skipped.load()) / el : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(jobs.size()) - done.load()) / rate : 0.0;
-    std::fprintf(stderr, "\rextract-frames: %lld/%zu videos (%lld complete already, %lld bad), %.2f videos/s, %.0f frames/s, ETA %s   %s",
-                 static_cast<long long>(done.load()), jobs.size(), static_cast<long long>(skipped.load()),
-                 static_cast<long long>(bad.load()), rate, el > 0 ? static_cast<double>(frames.load()) / el : 0.0,
-                 tv::format_duration(eta).c_str(), final ? "\n" : "");
-    std::fflush(stderr);
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%lld complete already, %lld bad, %.0f frames/s", static_cast<long long>(skipped.load()),
+                  static_cast<long long>(bad.load()), el > 0 ? static_cast<double>(frames.load()) / el : 0.0);
+    return std::string(buf);
   };
   auto tick = [&] {
     std::lock_guard<std::mutex> lock(mu);
-    const auto now = std::chrono::steady_clock::now();
-    if (tv::stderr_is_terminal() && now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+    progress.update(status());
   };
   auto worker = [&] {
     for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {
@@ -179,15 +174,15 @@ int extract_frames(int argc, char** argv) {
         job.frames = -1;
         ++bad;
       }
-      ++done;
-      tick();
+      std::lock_guard<std::mutex> lock(mu);
+      job.skipped ? progress.skip(1, status()) : progress.advance(1, status());
     }
   };
   std::vector<std::thread> pool;
   for (int64_t t = 1; t < std::min<int64_t>(threads, static_cast<int64_t>(jobs.size())); ++t) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
-  progress(true);
+  progress.finish();
 
   // The rawframe list keeps the video list's order and labels; bad videos are left out and listed.
   std::vector<tv::data::Annotation> rawframes;

@@ -297,38 +297,28 @@ int check_videos(int argc, char** argv) {
   std::vector<std::string> errors(anns.size());
   std::vector<int64_t> counts(anns.size(), -1);
   std::atomic<size_t> next{0};
-  std::atomic<int64_t> done{0}, bad{0};
-  std::mutex mu;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto last = t0;
-  auto progress = [&](bool final) {
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double rate = el > 0 ? static_cast<double>(done.load()) / el : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(anns.size()) - done.load()) / rate : 0.0;
-    std::fprintf(stderr, "\rcheck-videos: %lld/%zu checked, %lld bad, %.1f videos/s, ETA %s   %s",
-                 static_cast<long long>(done.load()), anns.size(), static_cast<long long>(bad.load()), rate,
-                 tv::format_duration(eta).c_str(), final ? "\n" : "");
-    std::fflush(stderr);
-  };
+  int64_t bad = 0;
+  std::mutex mu;  // guards bad and the progress line
+  tv::ProgressLine progress("check-videos", static_cast<int64_t>(anns.size()), "videos");
   auto worker = [&] {
     for (size_t k; (k = next.fetch_add(1)) < anns.size();) {
+      std::string error;
       try {
         counts[k] = test_decode(tv::data::video_file(anns[k].path));
       } catch (const std::exception& e) {
-        errors[k] = e.what();
-        ++bad;
+        error = e.what();
       }
-      ++done;
       std::lock_guard<std::mutex> lock(mu);
-      const auto now = std::chrono::steady_clock::now();
-      if (tv::stderr_is_terminal() && now - last > std::chrono::milliseconds(500)) last = now, progress(false);
+      errors[k] = error;
+      bad += !error.empty();
+      progress.advance(1, std::to_string(bad) + " bad");
     }
   };
   // Two workers: decoding is mostly single-threaded per file, and two keep a disk busy without thrashing it.
   std::thread second(worker);
   worker();
   second.join();
-  progress(true);
+  progress.finish();
   if (a.flag("json")) {
     std::printf("{\"list\":%s,\"checked\":%zu,\"bad\":[", json_string(list).c_str(), anns.size());
     bool first = true;
@@ -342,9 +332,9 @@ int check_videos(int argc, char** argv) {
   } else {
     for (size_t k = 0; k < anns.size(); ++k)
       if (!errors[k].empty()) std::printf("BAD %s: %s\n", anns[k].path.c_str(), errors[k].c_str());
-    std::printf("checked %zu videos of %s: %lld bad\n", anns.size(), list.c_str(), static_cast<long long>(bad.load()));
+    std::printf("checked %zu videos of %s: %lld bad\n", anns.size(), list.c_str(), static_cast<long long>(bad));
   }
-  return bad.load() > 0 ? 1 : 0;
+  return bad > 0 ? 1 : 0;
 }
 
 int frames(int argc, char** argv) {

@@ -1,6 +1,7 @@
 #pragma once
 // Progress of a long job on one line of stderr: done/total, rate, ETA. On a terminal the line redraws itself
 // in place (at most twice a second); into a file or pipe it prints nothing until finish(), so logs stay clean.
+// Not thread-safe: workers that share one hold a mutex around its calls.
 //
 //   tv::ProgressLine p("synth", total, "videos");
 //   for (...) { ...; p.advance(); }
@@ -35,6 +36,15 @@ class ProgressLine {
   // Adds n finished units; `extra` is appended to the line (e.g. "loss 1.23").
   void advance(int64_t n = 1, const std::string& extra = "") {
     done_ += n;
+    update(extra);
+  }
+  // Adds n units that needed no work (found complete by a resumed run): done, but not in the rate.
+  void skip(int64_t n = 1, const std::string& extra = "") {
+    skipped_ += n;
+    advance(n, extra);
+  }
+  // Redraws with a new `extra` (at most twice a second) without finishing a unit.
+  void update(const std::string& extra) {
     extra_ = extra;
     const auto now = Clock::now();
     if (live_ && now - last_ > std::chrono::milliseconds(500)) {
@@ -48,7 +58,7 @@ class ProgressLine {
   double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
   double rate() const {
     const double s = seconds();
-    return s > 0 ? static_cast<double>(done_) / s : 0.0;
+    return s > 0 ? static_cast<double>(done_ - skipped_) / s : 0.0;
   }
   double eta_seconds() const {
     const double r = rate();
@@ -70,7 +80,7 @@ class ProgressLine {
   }
 
   std::string what_, unit_, extra_;
-  int64_t total_, done_ = 0;
+  int64_t total_, done_ = 0, skipped_ = 0;
   bool live_;
   Clock::time_point start_ = Clock::now(), last_ = start_;
 };

@@ -4,14 +4,18 @@
 //
 // Every class comes with its time-reversed twin (left/right, up/down, clockwise/counter-clockwise,
 // growing/shrinking, fading in/out): the set of frames of a video says little about its class, only their
-// order does, so a model that ignores time sits at chance within each pair. The translations and rotations
-// move a fixed-size object over a static textured background: whole-frame statistics (what DNR's relay pools)
-// stay the same in every frame, and only local motion (what a temporal shift sees) tells the twins apart.
+// order does, so a model that ignores time sits at chance within each pair. Each video draws its object
+// (disc, square or triangle; plain, striped or checked; colour, size, place, speed) and a static textured
+// background with sensor noise. The translations move the object unchanged: pooled statistics of a frame
+// (what DNR's relay reads) stay the same in every frame, and only local motion (what a temporal shift sees)
+// tells the twins apart. Growing, fading and the turning hand change them over time (size, brightness,
+// orientation), in opposite orders for the twins.
 //
 // Layout written by write_synth_dataset(out_dir, options):
 //   out_dir/videos/<class>/<split>_<NNNN>.mp4      one video per sample
 //   out_dir/train_list.txt, out_dir/val_list.txt   `<class>/<split>_<NNNN>.mp4 <label>` (data prefix out_dir/videos)
 //   out_dir/classes.txt                            class names, one a line, in label order
+//   out_dir/synth_manifest.txt                     seed, size, frames, fps, generator version: a resumed run must match
 // A video is a pure function of (seed, class name, split, index): a subset of classes gives the same videos
 // for the classes it keeps, any thread count gives the same files, and an interrupted run resumes.
 #include <algorithm>
@@ -22,7 +26,6 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -34,6 +37,7 @@
 #include "tinyvid/data/image.hpp"
 #include "tinyvid/data/video.hpp"
 #include "tinyvid/data/video_writer.hpp"
+#include "tinyvid/io/file.hpp"
 
 namespace tv::data {
 
@@ -83,6 +87,56 @@ inline float segment_distance(float px, float py, float ax, float ay, float bx, 
   return std::sqrt(qx * qx + qy * qy);
 }
 
+// An object's look, drawn once per video: its outline (disc, square or triangle, turned by a random angle)
+// and the texture on it (plain, stripes or checks that move with it).
+struct SynthShape {
+  enum Outline { kDisc, kSquare, kTriangle } outline = kDisc;
+  enum Texture { kPlain, kStripes, kChecks } texture = kPlain;
+  float cos_a = 1, sin_a = 0;  // the outline's and the texture's orientation
+  float period = 6, phase = 0;
+
+  static SynthShape draw(Generator& g, float size) {
+    constexpr double kTwoPi = 6.283185307179586476925286766559;
+    SynthShape s;
+    s.outline = static_cast<Outline>(std::min<int64_t>(2, static_cast<int64_t>(g.next_double() * 3)));
+    s.texture = static_cast<Texture>(std::min<int64_t>(2, static_cast<int64_t>(g.next_double() * 3)));
+    const double a = g.uniform(0, kTwoPi);
+    s.cos_a = static_cast<float>(std::cos(a));
+    s.sin_a = static_cast<float>(std::sin(a));
+    s.period = size * static_cast<float>(g.uniform(0.04, 0.09)) + 2.f;
+    s.phase = static_cast<float>(g.uniform(0, kTwoPi));
+    return s;
+  }
+  // How much of the pixel at offset (dx, dy) from the centre a shape of radius r covers (a 1-pixel soft edge);
+  // the three outlines have about the same area.
+  float cover(float dx, float dy, float r) const {
+    const float u = cos_a * dx + sin_a * dy, v = -sin_a * dx + cos_a * dy;
+    float inside;  // distance inside the outline (negative: outside)
+    if (outline == kDisc) {
+      inside = r - std::hypot(u, v);
+    } else if (outline == kSquare) {
+      inside = 0.886f * r - std::max(std::abs(u), std::abs(v));
+    } else {  // equilateral triangle, edges at distance 0.65 r from the centre
+      const float e1 = v, e2 = -0.8660254f * u - 0.5f * v, e3 = 0.8660254f * u - 0.5f * v;
+      inside = 0.65f * r - std::max(e1, std::max(e2, e3));
+    }
+    return clamp01(inside + 0.5f);
+  }
+  // Brightness factor of the texture at offset (dx, dy): 0.82..1, so the object stays bright.
+  float shade(float dx, float dy) const {
+    if (texture == kPlain) return 1.f;
+    const float u = cos_a * dx + sin_a * dy, v = -sin_a * dx + cos_a * dy;
+    float t;
+    if (texture == kStripes) {
+      t = 0.5f + 0.5f * std::sin(6.2831853f * u / period + phase);
+    } else {
+      const auto cu = static_cast<int64_t>(std::floor(u / period)), cv = static_cast<int64_t>(std::floor(v / period));
+      t = ((cu + cv) & 1) ? 1.f : 0.f;
+    }
+    return 0.82f + 0.18f * t;
+  }
+};
+
 // Renders the frames of one video of class `cls`. All randomness comes from g, drawn before any frame, so
 // a class and its twin share the parameter distributions and differ only in the direction of time.
 inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Generator& g) {
@@ -92,9 +146,11 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
   for (float& b : base) b = static_cast<float>(g.uniform(25, 70));
   std::vector<float> texture(static_cast<size_t>(S * S));
   for (float& v : texture) v = static_cast<float>(g.normal() * 14.0);
-  // The object: a bright colour (every channel high, so it stands out from any background).
+  // The object: a bright colour (every channel high, so it stands out from any background), a random
+  // outline and texture.
   float color[3];
-  for (float& c : color) c = static_cast<float>(g.uniform(190, 255));
+  for (float& c : color) c = static_cast<float>(g.uniform(200, 255));
+  const SynthShape shape = SynthShape::draw(g, s);
 
   // One branch per pixel on an int, not on the class name.
   enum Kind { kHorizontal, kVertical, kRotate, kGrow, kFade };
@@ -107,17 +163,18 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
   const bool reverse = cls == "move_left" || cls == "move_up" || cls == "rotate_counterclockwise" ||
                        cls == "shrink" || cls == "fade_out";
   const float radius = s * static_cast<float>(g.uniform(0.08, 0.12)) + 0.5f;
-  // Translation: a fixed-size disc travelling 30-60% of the frame, kept fully inside it.
+  // Translation: a fixed-size object travelling 30-60% of the frame, kept fully inside it.
   const float travel = s * static_cast<float>(g.uniform(0.3, 0.6));
   const float margin = radius + 1.f;
   const float along0 = margin + static_cast<float>(g.next_double()) * std::max(0.f, s - 2 * margin - travel);
   const float across = margin + static_cast<float>(g.next_double()) * std::max(0.f, s - 2 * margin);
-  // Rotation: a clock hand with a knob at its tip (asymmetric: its direction is visible in every frame).
+  // Rotation: a clock hand with the object as the knob at its tip (asymmetric: its direction is visible in
+  // every frame).
   const float angle0 = static_cast<float>(g.uniform(0, kTwoPi));
   const float turn = static_cast<float>(g.uniform(0.4, 0.9) * kTwoPi);
   const float hand = s * static_cast<float>(g.uniform(0.28, 0.38));
   const float cx = s / 2 + static_cast<float>(g.uniform(-0.05, 0.05)) * s, cy = s / 2 + static_cast<float>(g.uniform(-0.05, 0.05)) * s;
-  // Growing and fading: a disc at a random place; radius from small to large, opacity from 0 to 1.
+  // Growing and fading: the object at a random place; radius from small to large, opacity from 0 to 1.
   const float r_small = s * static_cast<float>(g.uniform(0.04, 0.07)) + 0.5f, r_large = s * static_cast<float>(g.uniform(0.2, 0.3));
   const float px = s * static_cast<float>(g.uniform(0.3, 0.7)), py = s * static_cast<float>(g.uniform(0.3, 0.7));
   const uint64_t noise_seed = g.next_u64();
@@ -128,35 +185,37 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
   for (int64_t t = 0; t < T; ++t) {
     const float u0 = T > 1 ? static_cast<float>(t) / static_cast<float>(T - 1) : 0.f;
     const float u = reverse ? 1.f - u0 : u0;  // the twin plays the same motion backwards
+    // Where the object is in this frame, its size and opacity.
+    float ox = px, oy = py, r = radius, opacity = 1.f;
+    float tx = 0, ty = 0;  // rotation: the hand's tip
+    if (kind == kHorizontal) {
+      ox = along0 + u * travel, oy = across;
+    } else if (kind == kVertical) {
+      ox = across, oy = along0 + u * travel;
+    } else if (kind == kRotate) {
+      // Image y points down, so a growing angle turns clockwise on screen.
+      const float a = angle0 + u * turn;
+      tx = cx + hand * std::cos(a), ty = cy + hand * std::sin(a);
+      ox = tx, oy = ty, r = s * 0.08f + 0.5f;
+    } else if (kind == kGrow) {
+      r = r_small + u * (r_large - r_small);
+    } else {  // fade_in, fade_out
+      r = s * 0.18f, opacity = u;
+    }
     Image img(S, S, 3);
     for (int64_t y = 0; y < S; ++y) {
       for (int64_t x = 0; x < S; ++x) {
         const float fx = static_cast<float>(x) + 0.5f, fy = static_cast<float>(y) + 0.5f;
-        float cover = 0.f;  // how much of this pixel the object covers (a 1-pixel soft edge)
-        if (kind == kHorizontal) {
-          const float ox = along0 + u * travel;
-          cover = clamp01(radius - std::hypot(fx - ox, fy - across) + 0.5f);
-        } else if (kind == kVertical) {
-          const float oy = along0 + u * travel;
-          cover = clamp01(radius - std::hypot(fx - across, fy - oy) + 0.5f);
-        } else if (kind == kRotate) {
-          // Image y points down, so a growing angle turns clockwise on screen.
-          const float a = angle0 + u * turn;
-          const float tx = cx + hand * std::cos(a), ty = cy + hand * std::sin(a);
-          const float bar = clamp01(s * 0.035f + 0.5f - segment_distance(fx, fy, cx, cy, tx, ty) + 0.5f);
-          const float knob = clamp01(s * 0.08f + 0.5f - std::hypot(fx - tx, fy - ty) + 0.5f);
-          cover = std::max(bar, knob);
-        } else if (kind == kGrow) {
-          const float r = r_small + u * (r_large - r_small);
-          cover = clamp01(r - std::hypot(fx - px, fy - py) + 0.5f);
-        } else {  // fade_in, fade_out
-          cover = u * clamp01(s * 0.18f - std::hypot(fx - px, fy - py) + 0.5f);
-        }
+        const float dx = fx - ox, dy = fy - oy;
+        float cover = opacity * shape.cover(dx, dy, r);  // how much of this pixel the object covers
+        if (kind == kRotate)
+          cover = std::max(cover, clamp01(s * 0.035f + 0.5f - segment_distance(fx, fy, cx, cy, tx, ty) + 0.5f));
+        const float lit = shape.shade(dx, dy);
         const float n = static_cast<float>(noise.normal() * 3.0);
         const float bg = texture[static_cast<size_t>(y * S + x)] + n;
         uint8_t* p = img.row(y) + x * 3;
         for (int c = 0; c < 3; ++c) {
-          const float v = (1.f - cover) * (base[c] + bg) + cover * color[c];
+          const float v = (1.f - cover) * (base[c] + bg) + cover * color[c] * lit;
           p[c] = static_cast<uint8_t>(std::lround(std::clamp(v, 0.f, 255.f)));
         }
       }
@@ -179,17 +238,18 @@ inline bool synth_video_complete(const std::string& path, int64_t S, int64_t T) 
 }
 
 inline void write_text_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".part";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TV_CHECK(out.good(), "write_synth_dataset: cannot create '", tmp.string(), "'");
-    out << text;
-    out.flush();
-    TV_CHECK(out.good(), "write_synth_dataset: cannot write '", tmp.string(), "'");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  TV_CHECK(!ec, "write_synth_dataset: cannot rename '", tmp.string(), "' to '", path.string(), "': ", ec.message());
+  io::detail::write_file_atomically(path.string(), "write_synth_dataset", [&](auto&& put) { put(text.data(), text.size()); });
+}
+
+// What the videos of a dataset directory are a function of, besides (class, split, index): a resumed run
+// must match it, or it would keep videos of another seed, size or generator version next to new ones.
+inline constexpr int kSynthGeneratorVersion = 2;  // 2: random outlines and textures; AVX2-capped x264
+inline std::string synth_manifest(const SynthOptions& o) {
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "tinyvid synth generator %d\nseed %llu\nsize %lld\nframes %lld\nfps %.6g\n",
+                kSynthGeneratorVersion, static_cast<unsigned long long>(o.seed), static_cast<long long>(o.size),
+                static_cast<long long>(o.frames), o.fps);
+  return buf;
 }
 
 }  // namespace detail
@@ -244,6 +304,25 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
 
   const fs::path root(out_dir), videos = root / "videos";
   std::error_code ec;
+  // The manifest: a directory with videos made otherwise is refused, one without videos gets the manifest.
+  const fs::path manifest_path = root / "synth_manifest.txt";
+  const std::string manifest = detail::synth_manifest(o);
+  if (fs::exists(manifest_path, ec)) {
+    const std::vector<uint8_t> old = io::detail::read_file(manifest_path.string(), "write_synth_dataset");
+    TV_CHECK(std::string(old.begin(), old.end()) == manifest, "write_synth_dataset: '", out_dir,
+             "' holds a dataset made with other settings or by another generator (its synth_manifest.txt differs from ",
+             "this run's: seed ", o.seed, ", size ", o.size, ", frames ", o.frames, ", fps ", o.fps,
+             ", generator ", detail::kSynthGeneratorVersion, "); remove it or write elsewhere");
+  } else {
+    bool has_videos = false;
+    if (fs::is_directory(videos, ec))
+      for (const auto& e : fs::recursive_directory_iterator(videos, ec)) has_videos = has_videos || e.is_regular_file();
+    TV_CHECK(!has_videos, "write_synth_dataset: '", out_dir, "' holds videos but no synth_manifest.txt (made by an ",
+             "older tinyvid?): remove it or write elsewhere");
+    fs::create_directories(root, ec);
+    TV_CHECK(!ec, "write_synth_dataset: cannot create '", out_dir, "': ", ec.message());
+    detail::write_text_file(manifest_path, manifest);
+  }
   for (const std::string& c : classes) {
     fs::create_directories(videos / c, ec);
     TV_CHECK(!ec, "write_synth_dataset: cannot create '", (videos / c).string(), "': ", ec.message());
@@ -251,21 +330,15 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
 
   SynthReport report;
   std::atomic<size_t> next{0};
-  std::atomic<int64_t> done{0}, written{0}, skipped{0};
+  std::atomic<int64_t> written{0}, skipped{0};
   std::mutex mu;  // guards first_error and the progress line
   std::exception_ptr first_error;
-  auto last_print = std::chrono::steady_clock::now();
-  auto print_progress = [&](bool final) {
-    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-    const int64_t d = done.load();
-    const double rate = el > 0 ? static_cast<double>(d) / el : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(static_cast<int64_t>(jobs.size()) - d) / rate : 0.0;
-    std::fprintf(stderr, "\rsynth: %lld/%zu videos (%lld skipped), %.1f videos/s, ETA %s   %s",
-                 static_cast<long long>(d), jobs.size(), static_cast<long long>(skipped.load()), rate,
-                 format_duration(eta).c_str(), final ? "\n" : "");
-    std::fflush(stderr);
+  ProgressLine progress("synth", static_cast<int64_t>(jobs.size()), "videos", o.progress && stderr_is_terminal());
+  auto count = [&](bool was_complete) {
+    std::lock_guard<std::mutex> lock(mu);
+    const std::string extra = std::to_string(skipped.load()) + " complete already";
+    was_complete ? progress.skip(1, extra) : progress.advance(1, extra);
   };
-
   auto worker = [&] {
     for (;;) {
       const size_t k = next.fetch_add(1);
@@ -277,7 +350,8 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
       try {
         const Job& j = jobs[k];
         const fs::path path = videos / j.rel;
-        if (detail::synth_video_complete(path.string(), o.size, o.frames)) {
+        const bool complete = detail::synth_video_complete(path.string(), o.size, o.frames);
+        if (complete) {
           ++skipped;
         } else {
           // Written under a temporary name and renamed: an interrupted run never leaves a half file that
@@ -295,15 +369,7 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
           TV_CHECK(!rec, "write_synth_dataset: cannot rename '", tmp.string(), "' to '", path.string(), "': ", rec.message());
           ++written;
         }
-        ++done;
-        if (o.progress && stderr_is_terminal()) {  // the live line; a log gets only the final one
-          std::lock_guard<std::mutex> lock(mu);
-          const auto now = std::chrono::steady_clock::now();
-          if (now - last_print > std::chrono::milliseconds(500)) {
-            last_print = now;
-            print_progress(false);
-          }
-        }
+        count(complete);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
         if (!first_error) first_error = std::current_exception();
@@ -318,7 +384,7 @@ inline SynthReport write_synth_dataset(const std::string& out_dir, const SynthOp
   worker();
   for (auto& th : pool) th.join();
   if (first_error) std::rethrow_exception(first_error);
-  if (o.progress) print_progress(true);
+  if (o.progress) progress.finish();
 
   // The lists last: a directory with lists is a finished dataset.
   std::string names;
