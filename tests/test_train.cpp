@@ -124,6 +124,21 @@ TEST_CASE("train: config files, --set overrides and typed values with clear erro
   Config s = tiny_config();
   s.set("schedule", "linear", "x");
   CHECK_THROWS_WITH_AS(tv::train::make_recipe(s), doctest::Contains("schedule must be cosine, mmcv0_cosine"), tv::Error);
+  // flip_label_map: pairs of labels below num_classes (4 here), each label mapped once, only with flips on.
+  const std::pair<const char*, const char*> bad_maps[] = {{"1:4", "labels must be below num_classes = 4"},
+                                                          {"1:2, 1:3", "label 1 is mapped twice"},
+                                                          {"1-2", "expected label:label pairs such as 2:4"}};
+  for (const auto& [map, message] : bad_maps) {
+    Config f = tiny_config();
+    f.set("train.flip_label_map", map, "x");
+    CHECK_THROWS_WITH_AS(tv::train::make_recipe(f), doctest::Contains(message), tv::Error);
+  }
+  Config f = tiny_config();
+  f.set("train.flip_label_map", "1:2, 2:1", "x");
+  tv::train::make_recipe(f);
+  f.set("train.flip", "0", "x");
+  CHECK_THROWS_WITH_AS(tv::train::make_recipe(f), doctest::Contains("train.flip_label_map is set but train.flip is 0"),
+                       tv::Error);
 }
 
 TEST_CASE("train: top-k and mean class accuracy as MMAction2 computes them") {

@@ -46,6 +46,8 @@ inline Kinetics200Split kinetics200_split(const std::string& ids_path, const std
   }
   const std::vector<std::string> csv_classes(all_classes.begin(), all_classes.end());
   const std::vector<Annotation> rows = parse_kinetics_csv(csv, csv_path, csv_classes);
+  TV_CHECK(rows.empty() || rows.front().label() >= 0, csv_path,
+           ": expected a CSV with a 'label' column (the class of each video), got none");
   Kinetics200Split out;
   std::set<std::string> found, used;
   std::vector<const Annotation*> kept;
@@ -53,7 +55,6 @@ inline Kinetics200Split kinetics200_split(const std::string& ids_path, const std
     const std::string file = a.path.substr(a.path.find('/') + 1);
     const std::string id = file.substr(0, file.size() - std::string("_000000_000000.mp4").size());
     if (!ids.count(id)) continue;
-    TV_CHECK(a.label() >= 0, csv_path, ": expected a CSV with a 'label' column (the class of each video), got none");
     found.insert(id);
     used.insert(csv_classes[static_cast<size_t>(a.label())]);
     kept.push_back(&a);

@@ -108,19 +108,25 @@ struct SynthShape {
     return s;
   }
   // How much of the pixel at offset (dx, dy) from the centre a shape of radius r covers (a 1-pixel soft edge);
-  // the three outlines have about the same area.
+  // the three outlines have the area of a disc of radius r.
   float cover(float dx, float dy, float r) const {
     const float u = cos_a * dx + sin_a * dy, v = -sin_a * dx + cos_a * dy;
     float inside;  // distance inside the outline (negative: outside)
     if (outline == kDisc) {
       inside = r - std::hypot(u, v);
-    } else if (outline == kSquare) {
-      inside = 0.886f * r - std::max(std::abs(u), std::abs(v));
-    } else {  // equilateral triangle, edges at distance 0.65 r from the centre
+    } else if (outline == kSquare) {  // half side sqrt(pi) / 2 r
+      inside = 0.8862269f * r - std::max(std::abs(u), std::abs(v));
+    } else {  // equilateral triangle, edges at distance sqrt(pi / (3 sqrt 3)) r from the centre
       const float e1 = v, e2 = -0.8660254f * u - 0.5f * v, e3 = 0.8660254f * u - 0.5f * v;
-      inside = 0.65f * r - std::max(e1, std::max(e2, e3));
+      inside = 0.7775682f * r - std::max(e1, std::max(e2, e3));
     }
     return clamp01(inside + 0.5f);
+  }
+  // How far from the centre the outline of radius r reaches (its corners), soft edge included: where it must
+  // be placed to stay whole in the frame.
+  float reach(float r) const {
+    const float corner = outline == kDisc ? 1.f : outline == kSquare ? 1.2533141f : 1.5551364f;
+    return corner * r + 1.f;
   }
   // Brightness factor of the texture at offset (dx, dy): 0.82..1, so the object stays bright.
   float shade(float dx, float dy) const {
@@ -162,21 +168,27 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
   constexpr double kTwoPi = 6.283185307179586476925286766559;
   const bool reverse = cls == "move_left" || cls == "move_up" || cls == "rotate_counterclockwise" ||
                        cls == "shrink" || cls == "fade_out";
+  // Every placement keeps the whole object inside the frame (shape.reach): a cut-off object would change a
+  // frame's statistics where they must stay the same.
+  auto place = [&](float reach) { return reach + static_cast<float>(g.next_double()) * std::max(0.f, s - 2 * reach); };
   const float radius = s * static_cast<float>(g.uniform(0.08, 0.12)) + 0.5f;
-  // Translation: a fixed-size object travelling 30-60% of the frame, kept fully inside it.
+  // Translation: a fixed-size object travelling 30-60% of the frame.
   const float travel = s * static_cast<float>(g.uniform(0.3, 0.6));
-  const float margin = radius + 1.f;
+  const float margin = shape.reach(radius);
   const float along0 = margin + static_cast<float>(g.next_double()) * std::max(0.f, s - 2 * margin - travel);
-  const float across = margin + static_cast<float>(g.next_double()) * std::max(0.f, s - 2 * margin);
+  const float across = place(margin);
   // Rotation: a clock hand with the object as the knob at its tip (asymmetric: its direction is visible in
-  // every frame).
+  // every frame); hand plus knob stay within 0.5 s of the frame's centre.
   const float angle0 = static_cast<float>(g.uniform(0, kTwoPi));
   const float turn = static_cast<float>(g.uniform(0.4, 0.9) * kTwoPi);
-  const float hand = s * static_cast<float>(g.uniform(0.28, 0.38));
-  const float cx = s / 2 + static_cast<float>(g.uniform(-0.05, 0.05)) * s, cy = s / 2 + static_cast<float>(g.uniform(-0.05, 0.05)) * s;
+  const float knob = s * 0.07f + 0.5f;
+  const float hand = std::min(s * static_cast<float>(g.uniform(0.26, 0.34)), 0.47f * s - shape.reach(knob));
+  const float cx = s / 2 + static_cast<float>(g.uniform(-0.03, 0.03)) * s, cy = s / 2 + static_cast<float>(g.uniform(-0.03, 0.03)) * s;
   // Growing and fading: the object at a random place; radius from small to large, opacity from 0 to 1.
-  const float r_small = s * static_cast<float>(g.uniform(0.04, 0.07)) + 0.5f, r_large = s * static_cast<float>(g.uniform(0.2, 0.3));
-  const float px = s * static_cast<float>(g.uniform(0.3, 0.7)), py = s * static_cast<float>(g.uniform(0.3, 0.7));
+  const float r_small = s * static_cast<float>(g.uniform(0.04, 0.07)) + 0.5f, r_large = s * static_cast<float>(g.uniform(0.16, 0.24));
+  const float r_fade = s * 0.16f;
+  const float at_reach = shape.reach(kind == kGrow ? r_large : r_fade);
+  const float px = place(at_reach), py = place(at_reach);
   const uint64_t noise_seed = g.next_u64();
 
   Clip clip;
@@ -196,11 +208,11 @@ inline Clip render_synth_video(const std::string& cls, int64_t S, int64_t T, Gen
       // Image y points down, so a growing angle turns clockwise on screen.
       const float a = angle0 + u * turn;
       tx = cx + hand * std::cos(a), ty = cy + hand * std::sin(a);
-      ox = tx, oy = ty, r = s * 0.08f + 0.5f;
+      ox = tx, oy = ty, r = knob;
     } else if (kind == kGrow) {
       r = r_small + u * (r_large - r_small);
     } else {  // fade_in, fade_out
-      r = s * 0.18f, opacity = u;
+      r = r_fade, opacity = u;
     }
     Image img(S, S, 3);
     for (int64_t y = 0; y < S; ++y) {
@@ -243,7 +255,7 @@ inline void write_text_file(const std::filesystem::path& path, const std::string
 
 // What the videos of a dataset directory are a function of, besides (class, split, index): a resumed run
 // must match it, or it would keep videos of another seed, size or generator version next to new ones.
-inline constexpr int kSynthGeneratorVersion = 2;  // 2: random outlines and textures; AVX2-capped x264
+inline constexpr int kSynthGeneratorVersion = 2;  // 2: random outlines and textures, x264 without AVX-512
 inline std::string synth_manifest(const SynthOptions& o) {
   char buf[160];
   std::snprintf(buf, sizeof(buf), "tinyvid synth generator %d\nseed %llu\nsize %lld\nframes %lld\nfps %.6g\n",

@@ -7,7 +7,8 @@
 // `stats_group_size` > 0 takes the batch statistics over groups of that many entries of dim 0 (the last
 // group may be smaller), as one batch norm per device does in data-parallel training without SyncBN: the
 // paper's 8 clips per GPU, reproduced on one device. The running statistics then get one update with the
-// groups' statistics averaged, weighted by their sizes (the same expectation as one device's update).
+// groups' statistics averaged, weighted by their sizes. That is tinyvid's choice: DDP keeps one device's
+// buffers (rank 0's, from its own clips), which has the same expectation and more noise.
 #include <algorithm>
 #include <cmath>
 #include <vector>

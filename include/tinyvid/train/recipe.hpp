@@ -155,9 +155,13 @@ inline Recipe make_recipe(const Config& c) {
     TV_CHECK(colon != std::string::npos, "config: train.flip_label_map: expected label:label pairs such as 2:4, got '",
              pair, "'");
     const std::string what = "config: train.flip_label_map '" + pair + "'";
-    flip_step.flip_label_map[models::detail::parse_int(what, pair.substr(0, colon), 0)] =
-        models::detail::parse_int(what, pair.substr(colon + 1), 0);
+    const int64_t from = models::detail::parse_int(what, pair.substr(0, colon), 0),
+                  to = models::detail::parse_int(what, pair.substr(colon + 1), 0);
+    TV_CHECK(from < r.model_config.num_classes && to < r.model_config.num_classes, what, ": labels must be below num_classes = ",
+             r.model_config.num_classes);
+    TV_CHECK(flip_step.flip_label_map.emplace(from, to).second, what, ": label ", from, " is mapped twice");
   }
+  TV_CHECK(flip > 0 || flip_step.flip_label_map.empty(), "config: train.flip_label_map is set but train.flip is 0 (no flips)");
   if (flip > 0) r.train_pipeline.steps.push_back(data::clip_step(std::move(flip_step)));
 
   // Validation: the cheap protocol (the training clips in test mode, one centre crop).
