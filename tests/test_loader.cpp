@@ -18,11 +18,13 @@
 
 #include "tinyvid/data/dataset.hpp"
 #include "tinyvid/data/loader.hpp"
+#include "temp_files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace tv::data;
+using testing::TempDir;
 
 const std::string kVideos = std::string(TINYVID_TEST_DATA) + "/videos";
 
@@ -68,17 +70,6 @@ void within_seconds(int seconds, F f) {
   fut.get();
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / ("tinyvid_test_loader_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -223,7 +214,7 @@ TEST_CASE("Loader: same seed gives the same batches with 0, 1 and 3 workers; epo
 }
 
 TEST_CASE("Loader: skip_bad counts and reports missing, empty and garbage files") {
-  TempDir dir;
+  TempDir dir("loader");
   const std::string empty = (dir.path / "empty.mp4").string();
   const std::string garbage = (dir.path / "garbage.mp4").string();
   std::ofstream(empty, std::ios::binary).close();

@@ -16,26 +16,16 @@
 #include "tinyvid/data/synth.hpp"
 #include "tinyvid/data/video.hpp"
 #include "tinyvid/data/video_writer.hpp"
+#include "temp_files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using tv::data::Clip;
 using tv::data::Image;
+using testing::slurp;
+using testing::TempDir;
 
-// A fresh directory under /tmp, removed when the test ends.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("tinyvid_test_synth_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 // Centroid of the bright pixels (every channel above 150: the object, never the dark background).
 std::pair<double, double> bright_centroid(const Image& img) {
@@ -118,8 +108,7 @@ TEST_CASE("synth: VideoWriter's bytes do not depend on what fresh memory holds")
       for (const Image& f : clip) w.write(f);
       w.close();
     }
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
+    return slurp(p);
   };
   const std::string first = encode(0);
   for (int junk : {1, 0x55, 0xAA, 0x13}) CHECK_MESSAGE(encode(junk) == first, "M_PERTURB " << junk);
@@ -187,10 +176,6 @@ TEST_CASE("synth: same seed gives identical files, another seed different videos
   tv::data::write_synth_dataset(b.path.string(), o);
   o.seed = 8;
   tv::data::write_synth_dataset(c.path.string(), o);
-  auto bytes = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   for (const char* rel : {"move_up/train_0000.mp4", "move_up/val_0000.mp4", "grow/train_0001.mp4"}) {
     const Clip x = read_all((a.path / "videos" / rel).string());
     const Clip y = read_all((b.path / "videos" / rel).string());
@@ -198,12 +183,12 @@ TEST_CASE("synth: same seed gives identical files, another seed different videos
     REQUIRE(x.size() == y.size());
     for (size_t t = 0; t < x.size(); ++t) CHECK(x[t].pixels == y[t].pixels);
     CHECK(x[0].pixels != z[0].pixels);
-    CHECK(bytes(a.path / "videos" / rel) == bytes(b.path / "videos" / rel));
+    CHECK(slurp(a.path / "videos" / rel) == slurp(b.path / "videos" / rel));
   }
   // Two samples of one class differ (random positions, colours, speeds).
   CHECK(read_all((a.path / "videos/move_up/train_0000.mp4").string())[0].pixels !=
         read_all((a.path / "videos/move_up/train_0001.mp4").string())[0].pixels);
-  CHECK(bytes(a.path / "train_list.txt") == "move_up/train_0000.mp4 0\nmove_up/train_0001.mp4 0\n"
+  CHECK(slurp(a.path / "train_list.txt") == "move_up/train_0000.mp4 0\nmove_up/train_0001.mp4 0\n"
                                             "grow/train_0000.mp4 1\ngrow/train_0001.mp4 1\n");
 }
 

@@ -13,31 +13,16 @@
 
 #include "tinyvid/data/synth.hpp"
 #include "tinyvid/train/trainer.hpp"
+#include "temp_files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using testing::slurp;
+using testing::TempDir;
 using tv::train::Config;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("tinyvid_test_train_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // 4 classes x (3 train + 1 val) videos of 8 frames at 32x32, written once for all tests of this file.
 const fs::path& tiny_dataset() {

@@ -14,10 +14,13 @@
 #include "tinyvid/data/frames.hpp"
 #include "tinyvid/data/transforms.hpp"
 #include "tinyvid/data/video.hpp"
+#include "temp_files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using testing::slurp;
+using testing::TempFile;
 using tv::data::Clip;
 using tv::data::Image;
 using tv::data::VideoReader;
@@ -34,22 +37,7 @@ uint64_t fnv1a(const Image& img) {
 }
 
 // A scratch file removed when the test ends.
-struct TempFile {
-  fs::path path;
-  explicit TempFile(const std::string& name, const std::string& bytes)
-      : path(fs::temp_directory_path() / ("tinyvid_test_video_" + std::to_string(::getpid()) + "_" + name)) {
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  }
-  ~TempFile() {
-    std::error_code ec;
-    fs::remove(path, ec);
-  }
-};
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
 
 // The video stream's packets as the demuxer gives them: where each lies in the file, and its size.
 std::vector<std::pair<int64_t, int>> video_packets(const std::string& path) {
@@ -374,8 +362,7 @@ TEST_CASE("read_image: broken JPEGs are errors naming the file, and the fuzzer's
   const fs::path dir = fs::temp_directory_path() / ("tinyvid_test_jpeg_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string jpg = kVideos + "rawframes/img_sample/img_00001.jpg";
-  std::ifstream in(jpg, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = slurp(jpg);
   auto write = [&](const std::string& name, const std::string& content) {
     std::ofstream(dir / name, std::ios::binary) << content;
     return (dir / name).string();
