@@ -397,27 +397,33 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
 }
 
 TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a view") {
-  for (bool training : {true, false}) {
+  // stats_group_size 0: the whole batch; 1: a group per sample; 2: groups of 2, 2, 1; 5 and 8: the whole batch.
+  auto x = randn({5, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);
+  for (auto [training, group] : {std::pair<bool, int64_t>{true, 0}, {false, 0}, {true, 1}, {true, 2}, {true, 5}, {true, 8}}) {
     CAPTURE(training);
-    auto x = randn({3, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);
+    CAPTURE(group);
     auto ok = tv::gradcheck(
         [&](const Inputs& v) {
           auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
-          return tv::batch_norm(v[0], rm, rv, v[1], v[2], training);
+          return tv::batch_norm(v[0], rm, rv, v[1], v[2], training, 0.1, 1e-5, 1, group);
         },
         {x, w, b});
     CHECK_MESSAGE(ok, ok.message);
   }
-  // N=2 clips of T=4 frames, C=3: normalize frames 1..2 of every clip with channel_dim 2.
+  // N clips of T=4 frames, C=3: frames 1..2 of every clip with channel_dim 2, statistics over all clips, and
+  // (DNR's use with norm_group_clips) over groups of 2 of 3 clips.
+  for (auto [clips, group] : {std::pair<int64_t, int64_t>{2, 0}, {3, 2}}) {
+    CAPTURE(group);
+    auto ok = tv::gradcheck(
+        [clips = clips, group = group](const Inputs& v) {
+          auto part = v[0].view({clips, 4, 3, 2, 2}).narrow(1, 1, 2);
+          return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
+                                1e-5, 2, group);
+        },
+        {randn({clips * 4, 3, 2, 2}, 8)});
+    CHECK_MESSAGE(ok, ok.message);
+  }
   auto frames = randn({8, 3, 2, 2}, 8);
-  auto ok = tv::gradcheck(
-      [](const Inputs& v) {
-        auto group = v[0].view({2, 4, 3, 2, 2}).narrow(1, 1, 2);
-        return tv::batch_norm(group, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
-                              1e-5, 2);
-      },
-      {frames});
-  CHECK_MESSAGE(ok, ok.message);
   // The same numbers as normalizing a contiguous copy of the group with the channel moved to dim 1.
   tv::NoGradGuard no_grad;
   auto group = frames.view({2, 4, 3, 2, 2}).narrow(1, 1, 2);
@@ -466,29 +472,8 @@ TEST_CASE("batch_norm over groups of samples matches one PyTorch BatchNorm2d rep
   run(float{}, kAtolF, kRtolF);
 }
 
-TEST_CASE("batch_norm over groups of samples: gradcheck, groups of frame views, eval and edge cases") {
+TEST_CASE("batch_norm over groups of samples: per-group values, running statistics, eval and edge cases") {
   auto x = randn({5, 2, 3, 2}, 11), w = randn({2}, 12), b = randn({2}, 13);
-  for (int64_t group : {1, 2, 5, 8}) {  // 1: a group per sample; 2: 2, 2, 1; 5 and 8: the whole batch
-    CAPTURE(group);
-    auto ok = tv::gradcheck(
-        [&](const Inputs& v) {
-          auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
-          return tv::batch_norm(v[0], rm, rv, v[1], v[2], true, 0.1, 1e-5, 1, group);
-        },
-        {x, w, b});
-    CHECK_MESSAGE(ok, ok.message);
-  }
-  // DNR's use: clips in dim 0, a narrowed group of frames, channels in dim 2; groups of 2 clips of 3.
-  auto frames = randn({12, 3, 2, 2}, 14);
-  auto ok = tv::gradcheck(
-      [](const Inputs& v) {
-        auto part = v[0].view({3, 4, 3, 2, 2}).narrow(1, 2, 2);
-        return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
-                              1e-5, 2, 2);
-      },
-      {frames});
-  CHECK_MESSAGE(ok, ok.message);
-
   tv::NoGradGuard no_grad;
   // Each group is normalized as if it were the batch; the running statistics move by the groups' mean.
   auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
