@@ -1,9 +1,11 @@
-// Tensor core: layout, views sharing storage, creation, printing, randomness, threads, errors.
+// Tensor core: layout, views sharing storage, creation, printing, randomness, threads, errors; and the plots
+// (viz/plot.hpp): their tick chooser and layout, which need no image library.
 #include <doctest/doctest.h>
 
 #include <sstream>
 #include <thread>
 #include <tinyvid/tinyvid.hpp>
+#include <tinyvid/viz/plot.hpp>
 
 using tv::Shape;
 using tv::Tensor;
@@ -246,4 +248,90 @@ TEST_CASE("copies of permuted views keep every element (tiled transposing copy i
   auto t = tv::zeros<float>({45, 70});
   t.copy_(x.select(0, 1).t());
   CHECK(t.to_vector() == x.select(0, 1).t().to_vector());
+}
+
+// ---- plots (viz/plot.hpp): round ticks, labels that fit ----
+
+TEST_CASE("plots: round 1-2-5 ticks, labelled with the digits the step needs") {
+  using tv::viz::format_tick;
+  using tv::viz::nice_axis;
+  auto labels = [](double lo, double hi, int intervals = 6, bool percent = false) {
+    const auto a = nice_axis(lo, hi, intervals);
+    std::vector<std::string> out;
+    for (double v : a.ticks()) out.push_back(format_tick(v, a.step, percent));
+    return out;
+  };
+  using L = std::vector<std::string>;
+  CHECK(labels(3, 1130) == L{"0", "200", "400", "600", "800", "1000", "1200"});  // never 1.13e+03
+  CHECK(labels(3, 1130, 3) == L{"0", "500", "1000", "1500"});
+  CHECK(labels(0.0213, 0.0789) == L{"0.02", "0.03", "0.04", "0.05", "0.06", "0.07", "0.08"});
+  CHECK(labels(-0.036, 0.044) == L{"-0.04", "-0.02", "0", "0.02", "0.04", "0.06"});  // a zero, not -0.00
+  CHECK(labels(0, 1, 5) == L{"0", "0.2", "0.4", "0.6", "0.8", "1.0"});
+  CHECK(labels(0, 1, 5, true) == L{"0%", "20%", "40%", "60%", "80%", "100%"});
+  CHECK(labels(0, 2.5e6, 5) == L{"0", "500000", "1000000", "1500000", "2000000", "2500000"});
+  CHECK(labels(2e-6, 4e-6, 2) == L{"2e-06", "3e-06", "4e-06"});
+  CHECK(labels(5, 5) == L{"4.4", "4.6", "4.8", "5.0", "5.2", "5.4", "5.6"});  // one value: an axis around it
+  const auto a = nice_axis(0.5, 0.5000001);  // a tiny spread still gets a few round ticks
+  CHECK(a.ticks().size() >= 2);
+  CHECK(a.ticks().size() <= 7);
+}
+
+TEST_CASE("plots: every label of a chart lies inside its box, and a fixed y range is kept") {
+  using tv::viz::Canvas;
+  using tv::viz::Series;
+  // Drawn in the middle of a larger white canvas: a pixel outside the box is a label the box's edge would cut.
+  auto spill = [](int64_t w, int64_t h, const std::vector<Series>& series, const std::string& title,
+                  const tv::viz::ChartOptions& o = {}) {
+    const int64_t m = 100;
+    Canvas cv(w + 2 * m, h + 2 * m);
+    tv::viz::line_chart(cv, m, m, w, h, series, title, "iteration", o);
+    int64_t outside = 0, inside = 0;
+    for (int64_t y = 0; y < cv.height(); ++y)
+      for (int64_t x = 0; x < cv.width(); ++x) {
+        const uint8_t* p = cv.image().row(y) + x * 3;
+        const bool ink = p[0] != 255 || p[1] != 255 || p[2] != 255;
+        const bool in_box = x >= m && x < m + w && y >= m && y < m + h;
+        (in_box ? inside : outside) += ink;
+      }
+    CHECK(inside > 0);
+    return outside;
+  };
+  const Series loss{"train loss", {3, 400, 800, 1130}, {6.2, 2.1, 0.8, 0.41}};
+  CHECK(spill(600, 260, {loss}, "loss") == 0);
+  const Series wide{"x", {0, 1.7e6, 2.5e6}, {-1234567, 0, 2345678}};  // long labels on both axes
+  CHECK(spill(400, 200, {wide}, "wide") == 0);
+  // A long title: the legend moves below it instead of over it, still inside.
+  const Series a{"train top-1", {10, 20}, {0.2, 0.9}}, b{"val top-1", {20}, {0.7}};
+  CHECK(spill(420, 240, {a, b}, "a long title for a narrow chart", {.y_range = {0, 1}, .percent = true}) == 0);
+  CHECK(spill(300, 160, {}, "empty") == 0);
+  CHECK(spill(300, 160, {a}, "a title far too long for its chart, cut rather than drawn past the edge") == 0);
+
+  // With y_range {0, 1}, a curve between 0.2 and 0.9 is drawn on the whole [0, 1] axis: its top value sits
+  // 90% of the way up, as the plot of another run would place it.
+  Canvas cv(400, 300);
+  const Series flat{"acc", {0, 10}, {0.9, 0.9}, {255, 0, 0}};
+  tv::viz::line_chart(cv, 0, 0, 400, 300, {flat}, "t", "x", {.y_range = {0, 1}});
+  std::vector<int64_t> red_rows;
+  for (int64_t y = 0; y < cv.height(); ++y) {
+    const uint8_t* p = cv.image().row(y) + 200 * 3;  // a column in the middle of the plot
+    if (p[0] == 255 && p[1] == 0 && p[2] == 0) red_rows.push_back(y);
+  }
+  REQUIRE(!red_rows.empty());
+  // The axis' ends: the y of the grid lines at 0 and 1 is the plot's bottom and top; measure them from the axis line.
+  int64_t axis_top = -1, axis_bottom = -1;
+  for (int64_t y = 0; y < cv.height(); ++y) {
+    const uint8_t* p = cv.image().row(y) + 200 * 3;
+    if (p[0] == 60 && p[1] == 60 && p[2] == 60) axis_bottom = y;  // the x axis
+  }
+  for (int64_t y = 0; y < cv.height(); ++y) {
+    const uint8_t* p = cv.image().row(y) + 200 * 3;
+    if (p[0] == 228 && p[1] == 228 && p[2] == 228) {
+      axis_top = y;  // the first grid line from the top: the tick at 1
+      break;
+    }
+  }
+  REQUIRE(axis_top > 0);
+  REQUIRE(axis_bottom > axis_top);
+  const double up = static_cast<double>(axis_bottom - red_rows.front()) / static_cast<double>(axis_bottom - axis_top);
+  CHECK(up == doctest::Approx(0.9).epsilon(0.03));
 }

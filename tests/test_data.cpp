@@ -115,8 +115,56 @@ TEST_CASE("data: list lines as MMAction2 splits them, bad lines name file:line")
   }
   CHECK_THROWS_WITH_AS((parse_rawframe_list("d x 3 1\n", "o.txt", {.with_offset = true})),
                        doctest::Contains("o.txt:1: expected an integer offset, got 'x'"), tv::Error);
-  CHECK_THROWS_WITH_AS((parse_video_list("a 1 9\n", "m.txt", {.multi_class = true, .num_classes = 5})),
-                       doctest::Contains("m.txt:1: expected labels in [0, 5), got 9"), tv::Error);
+}
+
+// A bad label is an error naming FILE:LINE as the list loads (make_dataset passes the model's num_classes),
+// never a failure mid-epoch: in every list format, single- and multi-label, or collected for check-videos.
+TEST_CASE("data: labels are checked against num_classes as a list loads, by FILE:LINE") {
+  struct Row {
+    const char* name;
+    std::string text;
+    char kind;  // 'v' video list, 'r' rawframes, 'o' rawframes with offset
+    ListOptions options;
+    const char* message;  // empty: the list loads
+  };
+  const Row rows[] = {
+      {"video", "a.mp4 0\nb.mp4 412\n", 'v', {.num_classes = 400}, "v.txt:2: label 412 is outside [0, 400) (num_classes)"},
+      {"video last class", "a.mp4 399\n", 'v', {.num_classes = 400}, ""},
+      {"video tab", "a b.mp4\t400\n", 'v', {.num_classes = 400, .delimiter = '\t'},
+       "v.txt:1: label 400 is outside [0, 400) (num_classes)"},
+      {"rawframes", "d 3 1\nd 3 1\nd 3 7\n", 'r', {.num_classes = 5}, "v.txt:3: label 7 is outside [0, 5) (num_classes)"},
+      {"rawframes offset", "d 2 3 5\n", 'o', {.num_classes = 5, .with_offset = true},
+       "v.txt:1: label 5 is outside [0, 5) (num_classes)"},
+      {"multi-label", "a 1 9\n", 'v', {.multi_class = true, .num_classes = 5}, "v.txt:1: label 9 is outside [0, 5) (num_classes)"},
+      {"multi-label rawframes", "d 3 0 4\nd 3 2 -1\n", 'r', {.multi_class = true, .num_classes = 5},
+       "v.txt:2: label -1 is negative"},
+      // Without num_classes any label >= 0 loads, a negative one never does; a line without a label is
+      // an inference list's (label -1) unless num_classes asks for labels.
+      {"unchecked", "a.mp4 412\nb.mp4\n", 'v', {}, ""},
+      {"negative", "a.mp4 3\nb.mp4 -1\n", 'v', {}, "v.txt:2: label -1 is negative; labels are class indices from 0"},
+      {"negative rawframes", "d 3 -4\n", 'r', {}, "v.txt:1: label -4 is negative"},
+      {"missing", "a.mp4 3\nb.mp4\n", 'v', {.num_classes = 4}, "v.txt:2: expected a label in [0, 4) (num_classes), got none"},
+      {"bad num_classes", "a.mp4 3\n", 'v', {.num_classes = -1}, "num_classes must be >= 0 (0: unchecked), got -1"},
+      {"multi-label unchecked", "a 1 2\n", 'v', {.multi_class = true}, "num_classes must be > 0 with multi_class, got 0"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(r.name);
+    auto load = [&] {
+      return r.kind == 'v' ? parse_video_list(r.text, "v.txt", r.options) : parse_rawframe_list(r.text, "v.txt", r.options);
+    };
+    if (std::string(r.message).empty()) CHECK_NOTHROW(load());
+    else CHECK_THROWS_WITH_AS(load(), doctest::Contains(r.message), tv::Error);
+  }
+
+  // check-videos' way: every bad label collected with its line, every line kept.
+  std::vector<BadLabel> bad;
+  const auto list = parse_video_list("a.mp4 -3\nb.mp4 1\nc.mp4 4\nd.mp4\n", "l.txt", {.num_classes = 4, .bad_labels = &bad});
+  CHECK(list.size() == 4);
+  REQUIRE(bad.size() == 3);
+  CHECK((std::vector<size_t>{bad[0].line, bad[1].line, bad[2].line} == std::vector<size_t>{1, 3, 4}));
+  CHECK((I{bad[0].label, bad[1].label, bad[2].label} == I{-3, 4, -1}));
+  CHECK(bad[0].source == "l.txt");
+  CHECK(bad[1].message == "l.txt:3: label 4 is outside [0, 4) (num_classes)");
 }
 
 TEST_CASE("data: Kinetics CSV and Something-Something converters") {

@@ -1,17 +1,24 @@
-// io/safetensors: round trips, a file laid out as the reference implementation writes it
-// (tests/fixtures/io_reference.safetensors, made by tools/fixtures/make_io_fixtures.py), one test per
-// class of corrupt file, truncation and byte flips (an error, never a crash), atomic writes, and
-// module weights.
+// io/safetensors and io/file: round trips (F32/F64, F16/BF16, I64 num_batches_tracked), a file laid out as
+// the reference implementation writes it (tests/fixtures/io_reference.safetensors, made by
+// tools/fixtures/make_io_fixtures.py), one test per class of corrupt file, truncation and byte flips (an error,
+// never a crash), huge sparse files (refused before anything is allocated), atomic and concurrent writes,
+// directories where a file is expected, and module weights (non-finite values refused).
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
+#include <tinyvid/data/annotations.hpp>
 #include <tinyvid/tinyvid.hpp>
+#include <tinyvid/train/config.hpp>
 
 using tv::Shape;
 using tv::Tensor;
@@ -436,16 +443,67 @@ TEST_CASE("safetensors: saving is atomic: it replaces an existing file and leave
   CHECK_THROWS_AS(tv::io::save_safetensors<float>(path, {{"x", Tensor<float>()}}), tv::Error);
   CHECK(read_bytes(path) == before);
   CHECK(dir.listing() == std::vector<std::string>{"w.safetensors"});
-  if (fs::exists("/dev/full")) {  // a disk that fills up while writing: the temporary is a link to /dev/full
-    fs::create_symlink("/dev/full", path + ".tmp");
-    CHECK_THROWS_WITH_AS(tv::io::save_safetensors<float>(path, {{"big", filled<float>({1 << 16}, 0.0)}}),
-                         has("save_safetensors: writing '" + path + "' failed"), tv::Error);
+  {
+    // A disk that fills up while writing: a file size limit of 4 KiB makes the write fail (EFBIG, the signal ignored).
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = saved;
+    small.rlim_cur = 4096;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+    bool failed = false;
+    try {
+      tv::io::save_safetensors<float>(path, {{"big", filled<float>({1 << 16}, 0.0)}});
+    } catch (const tv::Error& e) {
+      failed = std::string(e.what()).find("save_safetensors: writing '" + path + "' failed") != std::string::npos;
+    }
+    setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, old_handler);
+    CHECK(failed);
     CHECK(read_bytes(path) == before);
     CHECK(dir.listing() == std::vector<std::string>{"w.safetensors"});
   }
+  // The temporary has a name of its own (process id and a count), never a fixed one another writer shares.
   const std::string unwritable = dir.path("no/such/dir/w.safetensors");
   CHECK_THROWS_WITH_AS(tv::io::save_safetensors<float>(unwritable, {{"a", filled<float>({1}, 0.0)}}),
-                       has("cannot create '" + unwritable + ".tmp'"), tv::Error);
+                       has("cannot create '" + unwritable + ".tmp." + std::to_string(::getpid()) + "."), tv::Error);
+}
+
+TEST_CASE("io: two writers saving one path at once never mix their bytes and leave no temporary") {
+  // Two runs sharing a work directory: each save is complete and atomic, whoever renames last wins. With one fixed
+  // temporary name the writers truncate each other's temporary and one rename finds it gone.
+  TempDir dir;
+  const std::string path = dir.path("results.json");
+  const size_t size = 1 << 18;  // many write calls per save
+  std::atomic<int> failures{0};
+  auto writer = [&](char fill_byte) {
+    const std::string text(size, fill_byte);
+    for (int i = 0; i < 40; ++i) {
+      try {
+        tv::io::detail::write_file_atomically(path, "test", [&](auto&& put) {
+          for (size_t at = 0; at < size; at += 4096) put(text.data() + at, 4096);
+        });
+      } catch (const tv::Error&) {
+        ++failures;
+      }
+    }
+  };
+  std::thread a(writer, 'a'), b(writer, 'b');
+  // Meanwhile every read sees one whole version.
+  int torn = 0;
+  for (int i = 0; i < 200; ++i) {
+    const Bytes now = read_bytes(path);
+    if (now.empty()) continue;  // not written yet
+    if (now.size() != size || std::count(now.begin(), now.end(), now[0]) != static_cast<std::ptrdiff_t>(size)) ++torn;
+  }
+  a.join();
+  b.join();
+  CHECK(failures == 0);
+  CHECK(torn == 0);
+  const Bytes last = read_bytes(path);
+  REQUIRE(last.size() == size);
+  CHECK(std::count(last.begin(), last.end(), last[0]) == static_cast<std::ptrdiff_t>(size));
+  CHECK(dir.listing() == std::vector<std::string>{"results.json"});
 }
 
 TEST_CASE("safetensors: save refuses what it could not read back") {
@@ -486,4 +544,208 @@ TEST_CASE_TEMPLATE("safetensors: save_weights and load_weights round trip a modu
   CHECK_THROWS_WITH_AS(tv::io::load_weights(b, path), doctest::Contains("unexpected keys [extra]"), tv::Error);
   tv::io::save_safetensors<T>(path, {{"weight", a.weight.t()}, {"bias", a.bias}});
   CHECK_THROWS_WITH_AS(tv::io::load_weights(b, path, false), doctest::Contains("size mismatch for weight"), tv::Error);
+}
+
+namespace {
+// A sparse file of `size` bytes starting with `head`: no disk space, and far more than could be allocated.
+void write_sparse(const std::string& path, const Bytes& head, uint64_t size) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(head.data()),
+                                              static_cast<std::streamsize>(head.size()));
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(size)) == 0);
+}
+constexpr uint64_t k100GB = uint64_t{100} << 30;
+}  // namespace
+
+TEST_CASE("safetensors: a 100 GB file with a bad header fails on the header, before any data is read") {
+  // Reading the file whole first would ask for 100 GB (std::bad_alloc, no file name) or take minutes.
+  TempDir dir;
+  const std::string bad_json = dir.path("bad_json.safetensors");
+  write_sparse(bad_json, make_file("{\"a\":"), k100GB);
+  CHECK_THROWS_WITH_AS(tv::io::load_safetensors<float>(bad_json),
+                       has("safetensors file '" + bad_json + "': header JSON at byte 13"), tv::Error);
+  // A header length of 50 GB: refused from the 8 bytes alone (the reference implementation's 100 MB limit).
+  const std::string long_header = dir.path("long_header.safetensors");
+  Bytes length = zeros(8);
+  length[4] = 0x0C;  // 0x0C00000000 = 51539607552 bytes
+  write_sparse(long_header, length, k100GB);
+  CHECK_THROWS_WITH_AS(tv::io::load_safetensors<float>(long_header),
+                       has("the header length is 51539607552 bytes; expected at most 100000000"), tv::Error);
+  // A valid header whose tensors do not cover the 100 GB: the offsets are checked against the file size.
+  const std::string short_tensors = dir.path("short_tensors.safetensors");
+  write_sparse(short_tensors, make_file("{" + entry("a", "F32", "[2]", 0, 8) + "}"), k100GB);
+  CHECK_THROWS_WITH_AS(tv::io::load_safetensors<float>(short_tensors),
+                       has("the tensors end at byte 8 of the data section, but it has"), tv::Error);
+}
+
+TEST_CASE("io: whole-file reads refuse a 100 GB file by its size, naming it") {
+  TempDir dir;
+  const std::string huge = dir.path("huge.txt");
+  write_sparse(huge, {}, k100GB);
+  CHECK_THROWS_WITH_AS(tv::io::detail::read_file(huge, "test"),
+                       has("test: '" + huge + "' has 107374182400 bytes; expected at most 1073741824"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::read_video_list(huge), has("'" + huge + "' has 107374182400 bytes"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::train::Config::from_file(huge), has("'" + huge + "' has 107374182400 bytes"), tv::Error);
+}
+
+TEST_CASE("io: a directory given as a list or a config is an error naming it, not an empty file") {
+  // `check-videos dir/` used to pass with "0 bad": a directory read as an empty list.
+  TempDir dir;
+  const std::string d = dir.path("lists");
+  fs::create_directories(d);
+  CHECK_THROWS_WITH_AS(tv::data::read_video_list(d),
+                       has("annotation file: '" + d + "' is not a regular file (a directory)"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::read_label_map(d), has("'" + d + "' is not a regular file"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::train::Config::from_file(d), has("config: '" + d + "' is not a regular file (a directory)"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::train::Config::from_file(dir.path("missing.conf")),
+                       has("config: cannot open '" + dir.path("missing.conf") + "'"), tv::Error);
+}
+
+TEST_CASE("safetensors: load_weights refuses NaN and infinity, naming the file, the tensor and the element") {
+  TempDir dir;
+  const std::string path = dir.path("w.safetensors");
+  tv::Generator g(3);
+  tv::nn::Linear<float> a(3, 2, true, g), b(3, 2, true, g);
+  const auto before = b.weight.to_vector();
+  auto weight = a.weight.clone();
+  weight.data()[4] = std::numeric_limits<float>::quiet_NaN();
+  tv::io::save_safetensors<float>(path, {{"weight", weight}, {"bias", a.bias}});
+  CHECK_THROWS_WITH_AS(tv::io::load_weights(b, path),
+                       has("load_weights '" + path +
+                           "': tensor 'weight' of shape [2, 3]: expected finite values, got nan at index [1, 1]"),
+                       tv::Error);
+  CHECK(b.weight.to_vector() == before);  // nothing was loaded
+  auto bias = a.bias.clone();
+  bias.data()[1] = -std::numeric_limits<float>::infinity();
+  tv::io::save_safetensors<float>(path, {{"weight", a.weight}, {"bias", bias}});
+  CHECK_THROWS_WITH_AS(tv::io::load_weights(b, path),
+                       has("tensor 'bias' of shape [2]: expected finite values, got -inf at index [1]"), tv::Error);
+  // A double file whose values overflow float loads as infinity: refused as well.
+  tv::io::save_safetensors<double>(path,
+                                   {{"weight", tv::full<double>({2, 3}, 1e300)}, {"bias", tv::zeros<double>({2})}});
+  CHECK_THROWS_WITH_AS(tv::io::load_weights(b, path),
+                       has("tensor 'weight' of shape [2, 3]: expected finite values, got inf at index [0, 0]"),
+                       tv::Error);
+  // load_safetensors itself reads what is there (inputs, the reference's NaN and infinity).
+  CHECK(std::isinf(tv::io::load_safetensors<float>(path).at("weight").to_vector()[0]));
+}
+
+TEST_CASE("safetensors: F16 and BF16 are rounded to nearest, ties to even, and every value of them round-trips") {
+  using tv::io::detail::bfloat16_to_float;
+  using tv::io::detail::half_to_float;
+  using tv::io::detail::round_to_binary16;
+  struct Format {
+    const char* name;
+    int fraction_bits;
+    float (*decode)(uint16_t);
+  };
+  for (const Format& f : {Format{"F16", 10, half_to_float}, Format{"BF16", 7, bfloat16_to_float}}) {
+    const std::string format = f.name;
+    CAPTURE(format);
+    const uint16_t infinity = static_cast<uint16_t>(((1 << (15 - f.fraction_bits)) - 1) << f.fraction_bits);
+    int wrong = 0;
+    for (uint32_t h = 0; h < 0x10000; ++h) {
+      const double v = f.decode(static_cast<uint16_t>(h));
+      if (std::isnan(v)) {
+        wrong += !std::isnan(f.decode(round_to_binary16(v, f.fraction_bits)));
+        continue;
+      }
+      wrong += round_to_binary16(v, f.fraction_bits) != h;  // every value (zeros, subnormals, infinities) is kept
+      // Between a value and the next one up: below the midpoint rounds down, above up, the midpoint to the even one.
+      const uint16_t magnitude = h & 0x7FFF;
+      if (magnitude >= infinity) continue;
+      const double next = f.decode(static_cast<uint16_t>(h + 1));  // the next magnitude up (infinity after the largest)
+      const double gap = std::isinf(next) ? v - f.decode(static_cast<uint16_t>(h - 1)) : next - v;
+      const double mid = v + gap / 2;
+      const uint16_t up = static_cast<uint16_t>(h + 1), even = (h & 1) ? up : static_cast<uint16_t>(h);
+      wrong += round_to_binary16(mid, f.fraction_bits) != even;
+      wrong += round_to_binary16(v + gap / 4, f.fraction_bits) != h;
+      wrong += round_to_binary16(v + 3 * gap / 4, f.fraction_bits) != up;
+    }
+    CHECK(wrong == 0);
+  }
+  // Landmarks: the largest half, where rounding overflows to infinity, the smallest subnormal, NaN.
+  CHECK(round_to_binary16(65504.0, 10) == 0x7BFF);
+  CHECK(round_to_binary16(65519.99, 10) == 0x7BFF);
+  CHECK(round_to_binary16(65520.0, 10) == 0x7C00);  // the tie rounds to the even: infinity
+  CHECK(round_to_binary16(-1e10, 10) == 0xFC00);
+  CHECK(round_to_binary16(std::ldexp(1.0, -24), 10) == 0x0001);
+  CHECK(round_to_binary16(std::ldexp(1.0, -25), 10) == 0x0000);  // a tie between 0 and the smallest: 0 is even
+  CHECK(round_to_binary16(std::ldexp(1.5, -25), 10) == 0x0001);
+  CHECK(round_to_binary16(-0.0, 10) == 0x8000);
+  CHECK(round_to_binary16(1.0 + std::ldexp(1.0, -11), 10) == 0x3C00);  // 1 + half an ulp: ties to even (1)
+  CHECK(round_to_binary16(1.0 + std::ldexp(3.0, -11), 10) == 0x3C02);
+  CHECK(round_to_binary16(3.140625, 7) == 0x4049);
+  CHECK(round_to_binary16(std::ldexp(1.0, 128), 7) == 0x7F80);
+  CHECK(std::isnan(half_to_float(round_to_binary16(std::nan(""), 10))));
+  CHECK(std::isnan(bfloat16_to_float(round_to_binary16(-std::nan(""), 7))));
+}
+
+TEST_CASE_TEMPLATE("safetensors: saving as F16 or BF16 halves the file and loads back as the rounded values", T, float,
+                   double) {
+  TempDir dir;
+  const std::string path = dir.path("half.safetensors");
+  const std::vector<double> values = {1.0, -2.5, 0.1, 3.140625, 65504.0, 1e5, 1e-7, -0.0, 1.0 + std::ldexp(1.0, -11)};
+  auto t = Tensor<T>::empty({3, 3});
+  for (size_t i = 0; i < values.size(); ++i) t.data()[i] = static_cast<T>(values[i]);
+  for (Dtype dtype : {Dtype::F16, Dtype::BF16}) {
+    CAPTURE(tv::io::dtype_name(dtype));
+    const int fraction_bits = dtype == Dtype::F16 ? 10 : 7;
+    tv::io::save_safetensors<T>(path, {{"w", t.t()}}, {}, dtype);  // a non-contiguous view, written row-major
+    const SafetensorsFile file = parse(read_bytes(path));
+    REQUIRE(file.entries.size() == 1);
+    CHECK(file.entries[0].dtype == dtype);
+    CHECK(file.entries[0].end - file.entries[0].begin == 9 * 2);
+    const auto loaded = tv::io::load_safetensors<T>(path).at("w").to_vector();
+    const auto transposed = t.t().to_vector();
+    for (size_t i = 0; i < loaded.size(); ++i) {
+      const uint16_t bits = tv::io::detail::round_to_binary16(static_cast<double>(transposed[i]), fraction_bits);
+      const double expected = dtype == Dtype::F16 ? tv::io::detail::half_to_float(bits)
+                                                  : tv::io::detail::bfloat16_to_float(bits);
+      CHECK(static_cast<double>(loaded[i]) == expected);
+    }
+  }
+  CHECK(tv::io::load_safetensors<T>(path).at("w").to_vector()[0] == T(1));
+  // 1e5 is beyond the largest half: infinity in F16 (and so refused by load_weights), 99840 in BF16.
+  tv::io::save_safetensors<T>(path, {{"w", t}}, {}, Dtype::F16);
+  CHECK(std::isinf(tv::io::load_safetensors<T>(path).at("w").to_vector()[5]));
+  CHECK_THROWS_WITH_AS(tv::io::save_safetensors<T>(path, {{"w", t}}, {}, Dtype::I32),
+                       has("expected F64, F32, F16 or BF16 to store floating-point tensors, got I32"), tv::Error);
+}
+
+TEST_CASE("safetensors: num_batches_tracked is stored as I64, as PyTorch keeps it, and loads back exactly") {
+  // torch.nn.BatchNorm2d's num_batches_tracked is a torch.long tensor: safetensors.torch.save_file writes it as
+  // I64, and PyTorch's load_state_dict expects that dtype.
+  TempDir dir;
+  const std::string path = dir.path("bn.safetensors");
+  tv::nn::BatchNorm2d<float> a(tv::nn::BatchNormOptions(3)), b(tv::nn::BatchNormOptions(3));
+  a.num_batches_tracked.fill_(16777216.0f);  // 2^24, the largest count a float holds exactly with its neighbours
+  for (Dtype dtype : {Dtype::F32, Dtype::F16, Dtype::BF16}) {
+    CAPTURE(tv::io::dtype_name(dtype));
+    tv::io::save_weights(a, path, dtype);
+    const Bytes bytes = read_bytes(path);
+    const SafetensorsFile file = parse(bytes);
+    for (const auto& e : file.entries) {
+      CAPTURE(e.name);
+      CHECK(e.dtype == (e.name == "num_batches_tracked" ? Dtype::I64 : dtype));
+      if (e.name == "num_batches_tracked") {
+        CHECK(e.shape.empty());
+        CHECK(tv::io::detail::load_le<uint64_t>(bytes.data() + file.data_start + e.begin) == 16777216u);
+      }
+    }
+    tv::io::load_weights(b, path);
+    CHECK(b.num_batches_tracked.item() == 16777216.0f);
+    CHECK(b.running_var.to_vector() == a.running_var.to_vector());
+  }
+  // Any name ending in num_batches_tracked (a recognizer's backbone.bn1.num_batches_tracked, a training state's
+  // model.* copy), for double tensors too; a count that is not a whole number cannot be stored so.
+  tv::io::save_safetensors<double>(path,
+                                   {{"model.backbone.bn1.num_batches_tracked", tv::full<double>({}, 123456789.0)}});
+  CHECK(parse(read_bytes(path)).entries.at(0).dtype == Dtype::I64);
+  CHECK(tv::io::load_safetensors<double>(path).at("model.backbone.bn1.num_batches_tracked").item() == 123456789.0);
+  CHECK_THROWS_WITH_AS(tv::io::save_safetensors<float>(path, {{"bn.num_batches_tracked", tv::full<float>({}, 2.5f)}}),
+                       has("tensor 'bn.num_batches_tracked' is stored as I64 (PyTorch's dtype for it), but element 0 "
+                           "is 2.5; expected a whole number"),
+                       tv::Error);
+  CHECK(tv::io::load_safetensors<double>(path).size() == 1);  // the failed save left the old file
 }

@@ -3,6 +3,11 @@
 // tools/fixtures/make_nn_fixtures.py), in double and in float.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
 #include <tinyvid/tinyvid.hpp>
 
 #include "fixtures.hpp"
@@ -578,6 +583,135 @@ TEST_CASE("pools, softmax, losses, linear, LSTM cell, dropout: gradcheck") {
           return tv::dropout(v[0], 0.3, true, g);
         },
         {randn({4, 5}, 23)});
+}
+
+namespace {
+// Equal as PyTorch's NaN semantics need: NaN matches only NaN, infinities match exactly, numbers to 1e-5.
+bool same_values(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float a = got[i], b = want[i];
+    if (std::isnan(a) != std::isnan(b)) return false;
+    if (!std::isnan(b) && !(a == b || std::abs(a - b) <= 1e-5f * (1 + std::abs(b)))) return false;
+  }
+  return true;
+}
+}  // namespace
+
+// A corrupt weight or input must reach the loss (and the trainer's NaN check) as NaN, never as plausible
+// numbers: every op whose max, min or compare could swallow a NaN, against PyTorch 1.13's values and
+// gradients (of y.sum()) for the same inputs.
+TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and gradients") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  struct Row {
+    const char* name;
+    std::vector<float> x;
+    Shape shape;
+    std::function<Tensor<float>(const Tensor<float>&)> fn;
+    std::vector<float> y, gx;
+  };
+  const std::vector<float> line = {nan, -1, 0, 2, inf, -inf};
+  const std::vector<float> pair_rows = {1, nan, 2, 3};  // 2 x 2: a NaN row and a plain one
+  const Row rows[] = {
+      // threshold_backward passes the gradient where out <= 0 is false: out > 0 and NaN.
+      {"relu", line, {6}, [](const Tensor<float>& x) { return tv::relu(x); }, {nan, 0, 0, 2, inf, 0}, {1, 0, 0, 1, 1, 0}},
+      {"clamp", line, {6}, [](const Tensor<float>& x) { return tv::clamp(x, -0.5f, 1.0f); }, {nan, -0.5f, 0, 1, 1, -0.5f},
+       {0, 0, 1, 0, 0, 0}},
+      // The first NaN is the maximum, and takes the gradient.
+      {"max along a dim", {1, nan, 3, nan, 1, 5, 2, 0}, {2, 4}, [](const Tensor<float>& x) { return tv::max(x, 1).values; },
+       {nan, 5}, {0, 1, 0, 0, 0, 1, 0, 0}},
+      {"max of all", {1, nan, 3, 2}, {4}, [](const Tensor<float>& x) { return tv::max(x); }, {nan}, {0, 1, 0, 0}},
+      // Windows [[1, nan], [nan, 0]] and [[nan, 2], [0, 3]]: the last NaN of a window wins (PyTorch's CPU kernel).
+      {"max_pool2d", {1, nan, 2, nan, 0, 3}, {1, 1, 2, 3},
+       [](const Tensor<float>& x) { return tv::max_pool2d(x, {2, 2}, {1, 1}); }, {nan, nan}, {0, 1, 0, 1, 0, 0}},
+      {"adaptive_avg_pool2d", pair_rows, {1, 1, 2, 2}, [](const Tensor<float>& x) { return tv::adaptive_avg_pool2d(x, {1, 1}); },
+       {nan}, {0.25f, 0.25f, 0.25f, 0.25f}},
+      {"softmax", pair_rows, {2, 2}, [](const Tensor<float>& x) { return tv::softmax(x, 1); },
+       {nan, nan, 0.26894143f, 0.7310586f}, {nan, nan, 0, 0}},
+      {"softmax with +inf", {inf, 1, -inf, 1}, {2, 2}, [](const Tensor<float>& x) { return tv::softmax(x, 1); },
+       {nan, nan, 0, 1}, {nan, nan, 0, 0}},
+      {"log_softmax", pair_rows, {2, 2}, [](const Tensor<float>& x) { return tv::log_softmax(x, 1); },
+       {nan, nan, -1.3132616f, -0.31326166f}, {nan, nan, 0.46211714f, -0.4621172f}},
+      {"cross_entropy", pair_rows, {2, 2},
+       [](const Tensor<float>& x) { return tv::cross_entropy(x, tv::tensor<int64_t>({0, 1})); }, {nan},
+       {nan, nan, 0.13447072f, -0.1344707f}},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(r.name);
+    auto x = tv::tensor<float>(r.x, r.shape).requires_grad_();
+    auto y = r.fn(x);
+    CHECK(same_values(y.to_vector(), r.y));
+    tv::sum(y).backward();
+    CHECK(same_values(x.grad().to_vector(), r.gx));
+  }
+  CHECK((tv::argmax(tv::tensor<float>({1, nan, 3, nan, 1, 5, 2, 0}, {2, 4}), 1).to_vector() == std::vector<int64_t>{1, 1}));
+
+  // batch_norm in training: a NaN or an infinity in a channel makes that channel's output NaN and its running
+  // variance NaN (not the clamped 0 of max(0, NaN)); the other channel is untouched.
+  for (float bad : {nan, inf}) {
+    CAPTURE(bad);
+    auto x = tv::tensor<float>({1, bad, 2, 3, 0, 4, 5, 1}, {2, 2, 1, 2}).requires_grad_();
+    auto rm = tv::zeros<float>({2}), rv = tv::ones<float>({2});
+    auto y = tv::batch_norm(x, rm, rv, Tensor<float>(), Tensor<float>(), true);
+    CHECK(same_values(y.to_vector(), {nan, nan, -0.5070914f, 0.16903043f, nan, nan, 1.521274f, -1.1832132f}));
+    tv::sum(y).backward();
+    CHECK(same_values(x.grad().to_vector(), {nan, nan, 0, 0, nan, nan, 0, 0}));
+    CHECK(same_values(rm.to_vector(), {bad, 0.275f}));  // PyTorch: nan, or inf for the infinity
+    CHECK(same_values(rv.to_vector(), {nan, 1.1916667f}));
+  }
+
+  // top-k accuracy ranks as torch.topk: NaN above every number, so a NaN score is no hit for what lies below it.
+  // torch.topk(k=1) of these rows: 0, 1, 0; k=2: {0, 2}, {1, 0}, {0, 1}.
+  auto logits = tv::tensor<float>({nan, 1, 2, 1, nan, 0, nan, nan, 0}, {3, 3});
+  auto target = tv::tensor<int64_t>({2, 0, 1});
+  CHECK(tv::topk_accuracy(logits, target, 1) == 0.0);
+  CHECK(tv::topk_accuracy(logits, target, 2) == 1.0);
+  CHECK(tv::topk_accuracy(logits, tv::tensor<int64_t>({0, 1, 0}), 1) == 1.0);
+
+  CHECK_THROWS_WITH_AS(tv::clamp(tv::zeros<float>({2}), nan, 1.0f), doctest::Contains("clamp: expected bounds that are numbers"),
+                       tv::Error);
+}
+
+// Every model input passes Recognizer::forward or forward_views, which refuse an infinity or NaN by its
+// index; a NaN born inside the backbone (a corrupt weight) comes out as NaN scores, not plausible ones.
+TEST_CASE("Recognizer: a non-finite input is refused by its index; a NaN weight reaches the scores") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto model = tv::models::make_model<float>("tsn_r18", {.num_classes = 3, .frames = 2, .dropout = 0, .set = {{"width", "4"}}});
+  model->eval();
+  tv::NoGradGuard no_grad;
+  tv::Generator gen(5);
+  const auto x = tv::normal<float>({2, 3, 32, 32}, 0, 1, gen);
+  auto all_finite = [](const Tensor<float>& t) {
+    for (float v : t.to_vector())
+      if (!std::isfinite(v)) return false;
+    return true;
+  };
+  REQUIRE(all_finite(model->forward(x)));
+
+  auto bad = x.clone();
+  bad.data()[((1 * 3 + 2) * 32 + 3) * 32 + 4] = nan;  // [1, 2, 3, 4]
+  CHECK_THROWS_WITH_AS(model->forward(bad),
+                       doctest::Contains("Recognizer::forward: input of shape [2, 3, 32, 32]: expected finite values, got nan "
+                                         "at index [1, 2, 3, 4]"),
+                       tv::Error);
+  bad = x.clone();
+  bad.data()[x.numel() - 1] = -inf;
+  CHECK_THROWS_WITH_AS(model->forward_views(bad, 1, tv::models::AverageClips::Prob),
+                       doctest::Contains("Recognizer::forward_views: input of shape [2, 3, 32, 32]: expected finite values, "
+                                         "got -inf at index [1, 2, 31, 31]"),
+                       tv::Error);
+  // A view is scanned as its elements: the first bad one in index order, whatever the strides.
+  bad = x.transpose(2, 3).contiguous().transpose(2, 3);
+  bad.data()[5 * 32 + 0] = inf;  // element [0, 0, 0, 5] of the view
+  bad.data()[0 * 32 + 9] = nan;  // element [0, 0, 9, 0], later in index order
+  CHECK_THROWS_WITH_AS(tv::check_finite(bad, "x"), doctest::Contains("x of shape [2, 3, 32, 32]: expected finite values, got inf at index [0, 0, 0, 5]"),
+                       tv::Error);
+
+  // A NaN weight in the stem: ReLU and max pooling keep it, so every score is NaN (it used to be a ReLU's 0).
+  for (auto& [name, p] : model->named_parameters())
+    if (name == "backbone.conv1.weight") p.data()[0] = nan;
+  const auto scores = model->forward(x).to_vector();
+  CHECK(std::all_of(scores.begin(), scores.end(), [](float v) { return std::isnan(v); }));
 }
 
 TEST_CASE("dropout: seeded, scaled, identity in eval; top-k accuracy") {

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -195,8 +197,8 @@ TEST_CASE("train: an interrupted and resumed run ends with the same weights as o
   CHECK(full.epochs_done == 2);
   CHECK(full.global_iter == 6);  // 12 videos / batch 4 = 3 iterations per epoch
   CHECK(full.best_top1 >= 0);
-  for (const char* f : {"latest.safetensors", "latest.state.safetensors", "best.safetensors", "log.jsonl", "curves.png",
-                        "config.txt"})
+  for (const char* f : {"latest.safetensors", "latest.state.safetensors", "best.safetensors", "epoch_1.safetensors",
+                        "epoch_2.safetensors", "log.json", "train.log", "curves.png", "config.txt"})
     CHECK_MESSAGE(fs::exists(whole.path / f), f);
 
   // "Killed" after 5 iterations: the last checkpoint is from iteration 4 (every 2, and at the epoch's end),
@@ -223,8 +225,8 @@ TEST_CASE("train: an interrupted and resumed run ends with the same weights as o
     for (std::string l; std::getline(in, l);) out.push_back(l.substr(0, l.find(",\"data_time\"")));
     return out;
   };
-  CHECK(lines(whole.path / "log.jsonl") == lines(cut.path / "log.jsonl"));
-  CHECK(lines(whole.path / "log.jsonl").size() == 8);  // 6 iterations + 2 validations
+  CHECK(lines(whole.path / "log.json") == lines(cut.path / "log.json"));
+  CHECK(lines(whole.path / "log.json").size() == 8);  // 6 iterations + 2 validations
 }
 
 TEST_CASE("train: a diverging run stops with a message naming the iteration and the last good checkpoint") {
@@ -247,13 +249,41 @@ TEST_CASE("train: resume refuses a state of another model or a damaged file") {
   Config c = tiny_config();
   c.set("epochs", "1", "test");
   tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true, .stop_after_iters = 2});
+  const std::string log_before = slurp(dir.path / "log.json");
   Config other = c;
   other.set("model", "tsn_r18", "test");
   CHECK_THROWS_WITH_AS(tv::train::train(other, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
                        doctest::Contains("is a state of model 'tsn_r18_dnr', the config builds 'tsn_r18'"), tv::Error);
-  fs::resize_file(dir.path / "latest.state.safetensors", 1000);
+  // A weights file is not a state (MMAction2's epoch_N.pth holds both; here the state is its own file).
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true,
+                                            .resume_from = (dir.path / "latest.safetensors").string(), .progress = false,
+                                            .quiet = true}),
+                       doctest::Contains("--resume reads a run's latest.state.safetensors"), tv::Error);
+  CHECK(slurp(dir.path / "log.json") == log_before);
+  // A state whose position lies outside the run is refused before anything is written (log.json stays).
+  const fs::path state = dir.path / "latest.state.safetensors";
+  const std::string good = slurp(state);
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{{"\"iter\":\"2\"", "\"iter\":\"-1\""},
+                                                                                 {"\"iter\":\"2\"", "\"iter\":\"9\""},
+                                                                                 {"\"epoch\":\"0\"", "\"epoch\":\"7\""}}) {
+    CAPTURE(to);
+    uint64_t old_size = 0;  // the 8-byte little-endian header length, then the JSON header, then the data
+    std::memcpy(&old_size, good.data(), 8);
+    std::string header = good.substr(8, old_size);
+    REQUIRE(header.find(from) != std::string::npos);
+    header.replace(header.find(from), from.size(), to);
+    const uint64_t new_size = header.size();
+    std::string out(8, '\0');
+    std::memcpy(out.data(), &new_size, 8);
+    std::ofstream(state, std::ios::binary) << out + header + good.substr(8 + old_size);
+    CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                         doctest::Contains("latest.state.safetensors"), tv::Error);
+    CHECK(slurp(dir.path / "log.json") == log_before);
+  }
+  fs::resize_file(state, 1000);
   CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
                        doctest::Contains("latest.state.safetensors"), tv::Error);
+  CHECK(slurp(dir.path / "log.json") == log_before);
 }
 
 TEST_CASE("train: the test report's files agree with the metrics") {
@@ -311,4 +341,175 @@ TEST_CASE("train: every config in configs/ builds its recipe, with no unknown ke
     ++n;
   }
   CHECK(n >= 10);
+}
+
+namespace {
+
+// Every file two runs must agree on: weights, the state, and log.json without its timings.
+void check_same_run_files(const fs::path& a, const fs::path& b) {
+  auto log = [](const fs::path& p) {
+    std::vector<std::string> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);) out.push_back(l.substr(0, l.find(",\"data_time\"")));
+    return out;
+  };
+  CHECK(log(a / "log.json") == log(b / "log.json"));
+  for (const auto& e : fs::directory_iterator(a)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".safetensors") == std::string::npos) continue;
+    CAPTURE(name);
+    REQUIRE(fs::exists(b / name));
+    CHECK(slurp(a / name) == slurp(b / name));
+  }
+  for (const auto& e : fs::directory_iterator(b))
+    CHECK_MESSAGE(fs::exists(a / e.path().filename()), e.path().filename().string());
+}
+
+}  // namespace
+
+TEST_CASE("train: a kill at any point of an epoch's end resumes to the files of an uninterrupted run") {
+  Config c = tiny_config();
+  c.set("max_keep_ckpts", "1", "test");  // epoch_1 is removed when epoch_2 is written
+  TempDir whole("kill_whole");
+  tv::train::train(c, {.work_dir = whole.path.string(), .progress = false, .quiet = true});
+  CHECK(!fs::exists(whole.path / "epoch_1.safetensors"));
+  CHECK(fs::exists(whole.path / "epoch_2.safetensors"));
+  // The points between the writes of an epoch's end, in order; "@2": the second (last) epoch's.
+  for (const char* point : {"before_epoch_checkpoint", "after_epoch_checkpoint", "after_validation", "after_best",
+                            "after_val_log", "after_epoch_checkpoint@2", "after_validation@2", "after_val_log@2"}) {
+    CAPTURE(point);
+    TempDir cut("kill_cut");
+    CHECK_THROWS_AS(tv::train::train(c, {.work_dir = cut.path.string(), .progress = false, .quiet = true,
+                                         .interrupt_at = point}),
+                    tv::train::TrainInterrupted);
+    const auto resumed =
+        tv::train::train(c, {.work_dir = cut.path.string(), .resume = true, .progress = false, .quiet = true});
+    CHECK(resumed.epochs_done == 2);
+    check_same_run_files(whole.path, cut.path);
+  }
+}
+
+TEST_CASE("train: a resume with other settings or another training list is refused unless allowed by name") {
+  TempDir dir("changed");
+  Config c = tiny_config();
+  tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true, .stop_after_iters = 2});
+  Config lr = c;
+  lr.set("optim.lr", "0.5", "test");
+  lr.set("batch_size", "2", "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(lr, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                       doctest::Contains("optim.lr: 0.05 -> 0.5"), tv::Error);
+  // Allowing one key is not allowing the other.
+  CHECK_THROWS_WITH_AS(tv::train::train(lr, {.work_dir = dir.path.string(), .resume = true, .allow_changed = {"optim.lr"},
+                                             .progress = false, .quiet = true}),
+                       doctest::Contains("batch_size: 4 -> 2"), tv::Error);
+  // Another training list (one video dropped) under the same path.
+  TempDir data("changed_list");
+  const std::string list = slurp(tiny_dataset() / "train_list.txt");
+  std::ofstream(data.path / "train_list.txt") << list.substr(list.find('\n') + 1);
+  Config other_list = c;
+  other_list.set("data.train_list", (data.path / "train_list.txt").string(), "test");
+  other_list.set("data.prefix", (tiny_dataset() / "videos").string(), "test");
+  CHECK_THROWS_WITH_AS(
+      tv::train::train(other_list, {.work_dir = dir.path.string(), .resume = true, .allow_changed = {"data.train_list", "data.prefix"},
+                                    .progress = false, .quiet = true}),
+      doctest::Contains("(training list): 12 samples"), tv::Error);
+  // Allowed by name: the run continues, and train.log says what changed.
+  Config epochs = c;
+  epochs.set("log_every", "2", "test");
+  const auto r = tv::train::train(epochs, {.work_dir = dir.path.string(), .resume = true, .allow_changed = {"log_every"},
+                                           .progress = false, .quiet = true});
+  CHECK(r.epochs_done == 2);
+  CHECK(slurp(dir.path / "train.log").find("changed on resume (--allow-change): log_every: 1 -> 2") != std::string::npos);
+}
+
+TEST_CASE("train: a work directory is never overwritten by a fresh run nor written by two runs at once") {
+  TempDir dir("guard");
+  Config c = tiny_config();
+  c.set("epochs", "1", "test");
+  // Killed before its first checkpoint: --resume finds no state and starts the run over its leftovers.
+  tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true, .stop_after_iters = 1});
+  CHECK(!fs::exists(dir.path / "latest.state.safetensors"));
+  tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true,
+                       .stop_after_iters = 2});
+  const std::string state = slurp(dir.path / "latest.safetensors");
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .progress = false, .quiet = true}),
+                       doctest::Contains("already holds files"), tv::Error);
+  CHECK(slurp(dir.path / "latest.safetensors") == state);
+  {
+    tv::train::WorkDirLock other(dir.path.string());  // a second run holding the directory
+    CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
+                         doctest::Contains(("is in use by another tinyvid run (pid " + std::to_string(::getpid())).c_str()),
+                         tv::Error);
+  }
+  std::ofstream(dir.path / "latest.safetensors.tmp.99999.0") << "a temporary whose writer was killed";
+  CHECK(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}).epochs_done == 1);
+  CHECK(!fs::exists(dir.path / "latest.safetensors.tmp.99999.0"));
+  // --force's new folder: the name with a UTC timestamp, next to the old one.
+  const std::string fresh = tv::train::timestamped_work_dir(dir.path.string() + "/");
+  CHECK(fresh.rfind(dir.path.string() + "_20", 0) == 0);
+  // train.log: the environment and every setting, defaults marked.
+  const std::string text = slurp(dir.path / "train.log");
+  for (const char* s : {"tinyvid 0.1.0", "compiler: ", "GEMM: ", "threads: ", "FFmpeg: ", "model = tsn_r18_dnr",
+                        "# default", "resumed from "})
+    CHECK_MESSAGE(text.find(s) != std::string::npos, std::string(s));
+}
+
+TEST_CASE("train: a run that cannot read its samples stops with the list of bad files") {
+  TempDir dir("bad_samples");
+  const std::string list = slurp(tiny_dataset() / "train_list.txt");
+  SUBCASE("every sample unreadable: no success, no iteration count") {
+    std::string bad;
+    for (size_t p = 0; p < list.size();) {
+      const size_t e = list.find('\n', p);
+      bad += "missing/" + list.substr(p, e - p) + "\n";
+      p = e + 1;
+    }
+    std::ofstream(dir.path / "list.txt") << bad;
+  }
+  SUBCASE("one of 12 unreadable, above data.max_skip_ratio = 0.01") {
+    std::ofstream(dir.path / "list.txt") << "missing/nothing.mp4 0\n" << list;
+  }
+  Config c = tiny_config();
+  c.set("data.train_list", (dir.path / "list.txt").string(), "test");
+  c.set("data.prefix", (tiny_dataset() / "videos").string(), "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = (dir.path / "run").string(), .progress = false, .quiet = true}),
+                       doctest::Contains("could not be read, more than data.max_skip_ratio = 0.01 allows; stopped."),
+                       tv::Error);
+  CHECK(slurp(dir.path / "run" / "bad_samples.txt").find("missing/") != std::string::npos);
+  CHECK(!fs::exists(dir.path / "run" / "best.safetensors"));
+}
+
+TEST_CASE("train: SIGINT stops at the next iteration, saved, and the resumed run is exact") {
+  TempDir whole("sigint_whole"), cut("sigint_cut");
+  const Config c = tiny_config();
+  tv::train::train(c, {.work_dir = whole.path.string(), .progress = false, .quiet = true});
+  {
+    tv::train::StopOnSignals guard;
+    std::raise(SIGINT);  // before the run: it stops after its first iteration
+    const auto r = tv::train::train(c, {.work_dir = cut.path.string(), .progress = false, .quiet = true});
+    CHECK(r.interrupted);
+    CHECK(r.global_iter == 1);
+  }
+  tv::train::stop_requested().store(false);
+  CHECK(slurp(cut.path / "train.log").find("stopped at epoch 1, iteration 1; saved. Continue with:") != std::string::npos);
+  const auto r = tv::train::train(c, {.work_dir = cut.path.string(), .resume = true, .progress = false, .quiet = true});
+  CHECK(!r.interrupted);
+  check_same_run_files(whole.path, cut.path);
+}
+
+TEST_CASE("train: a log that cannot be written stops the run with the file's name") {
+  tv::train::AppendLog full("/dev/full");
+  CHECK_THROWS_WITH_AS(full.write("a line\n"), doctest::Contains("writing the log '/dev/full' failed"), tv::Error);
+}
+
+TEST_CASE("train: a model whose scores overflow fails the test instead of ranking NaN somewhere") {
+  const auto r = tv::train::make_recipe(tiny_config());
+  auto model = tv::models::make_model<float>(r.model, r.model_config);
+  {
+    tv::NoGradGuard no_grad;
+    model->cls_head->fc_cls->weight.fill_(3e38f);  // finite weights, infinite scores
+  }
+  auto ds = tv::train::make_dataset(r, "val");
+  CHECK_THROWS_WITH_AS(tv::train::evaluate(*model, *ds, {.average = tv::models::AverageClips::Score, .what = "val"}),
+                       doctest::Contains("val: the scores of videos 0..0 of the list"), tv::Error);
 }

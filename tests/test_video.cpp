@@ -9,17 +9,20 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tinyvid/data/frames.hpp"
 #include "tinyvid/data/transforms.hpp"
 #include "tinyvid/data/video.hpp"
+#include "tinyvid/data/video_writer.hpp"
 #include "temp_files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using testing::slurp;
+using testing::TempDir;
 using testing::TempFile;
 using tv::data::Clip;
 using tv::data::Image;
@@ -217,8 +220,10 @@ TEST_CASE("VideoReader: metadata and rotation") {
 TEST_CASE("VideoReader: bad inputs are tv::Errors naming the file and the reason") {
   CHECK_THROWS_WITH_AS(VideoReader(kVideos + "no_such_file.mp4"), doctest::Contains("no_such_file.mp4' does not exist"), tv::Error);
   CHECK_THROWS_WITH_AS(VideoReader(kVideos + "test.wav"), doctest::Contains("no video stream in"), tv::Error);
+  // Its header claims 12336 x 12336 (and no frame decodes): refused by the size before any decoding.
   CHECK_THROWS_WITH_AS(VideoReader(kVideos + "invalid_vp9_bitstream-bug_1416.webm"),
-                       doctest::Contains("no decodable video frame in"), tv::Error);
+                       doctest::Contains("invalid_vp9_bitstream-bug_1416.webm' claims 12336 x 12336 pixels"),
+                       tv::Error);
   CHECK_THROWS_WITH_AS(VideoReader(kVideos + "fixed_lacing_bad_lace_size.mkv"),
                        doctest::Contains("no video packets could be read from"), tv::Error);
   CHECK_THROWS_WITH_AS(VideoReader{kVideos}, doctest::Contains("not a regular file"), tv::Error);
@@ -321,6 +326,169 @@ TEST_CASE("VideoReader: the frame count of a damaged copy is what decodes") {
   }
 }
 
+namespace {
+
+// A JPEG whose frame header (SOF0) claims width x height; the entropy-coded data stays that of the original.
+std::string jpeg_claiming(const std::string& jpeg, int width, int height) {
+  std::string out = jpeg;
+  const size_t sof = out.find("\xFF\xC0");
+  REQUIRE(sof != std::string::npos);
+  out[sof + 5] = static_cast<char>(height >> 8), out[sof + 6] = static_cast<char>(height & 0xFF);
+  out[sof + 7] = static_cast<char>(width >> 8), out[sof + 8] = static_cast<char>(width & 0xFF);
+  return out;
+}
+
+// An AVI of `frames` motion-JPEG frames, each the bytes of `jpeg`, whose stream header states width x height.
+void write_mjpeg_avi(const std::string& path, const std::string& jpeg, int width, int height, int frames) {
+  AVFormatContext* oc = nullptr;
+  REQUIRE(avformat_alloc_output_context2(&oc, nullptr, "avi", path.c_str()) >= 0);
+  AVStream* st = avformat_new_stream(oc, nullptr);
+  st->codecpar->codec_type = AVMEDIA_TYPE_VIDEO;
+  st->codecpar->codec_id = AV_CODEC_ID_MJPEG;
+  st->codecpar->width = width;
+  st->codecpar->height = height;
+  st->time_base = AVRational{1, 25};
+  REQUIRE(avio_open(&oc->pb, path.c_str(), AVIO_FLAG_WRITE) >= 0);
+  REQUIRE(avformat_write_header(oc, nullptr) >= 0);
+  AVPacket* pkt = av_packet_alloc();
+  for (int i = 0; i < frames; ++i) {
+    REQUIRE(av_new_packet(pkt, static_cast<int>(jpeg.size())) >= 0);
+    std::memcpy(pkt->data, jpeg.data(), jpeg.size());
+    pkt->pts = pkt->dts = i;
+    pkt->flags |= AV_PKT_FLAG_KEY;
+    pkt->stream_index = 0;
+    av_packet_rescale_ts(pkt, AVRational{1, 25}, st->time_base);
+    REQUIRE(av_interleaved_write_frame(oc, pkt) >= 0);
+  }
+  av_packet_free(&pkt);
+  REQUIRE(av_write_trailer(oc) >= 0);
+  avio_closep(&oc->pb);
+  avformat_free_context(oc);
+}
+
+}  // namespace
+
+TEST_CASE("VideoReader: playlists and file lists are refused: only the named file is read, as a container") {
+  // A dataset entry that is an HLS playlist or a concat list would make train / probe / extract-frames read the
+  // media files it names from elsewhere on disk.
+  TempDir dir("video_indirection");
+  fs::create_symlink(kVideos + "demo.mp4", dir.path / "clip.mp4");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.path / name, std::ios::binary) << text;
+    return (dir.path / name).string();
+  };
+  const std::string hls = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                          "#EXTINF:10.0,\nclip.mp4\n#EXT-X-ENDLIST\n";
+  const std::string concat = "ffconcat version 1.0\nfile clip.mp4\nfile clip.mp4\n";
+  for (const auto& [name, text, format] :
+       {std::tuple<std::string, std::string, std::string>{"playlist.m3u8", hls, "hls"},
+        {"concat.ffconcat", concat, "concat"},
+        {"disguised.mp4", concat, "concat"}}) {
+    CAPTURE(name);
+    const std::string path = write(name, text);
+    CHECK_THROWS_WITH_AS(VideoReader{path},
+                         doctest::Contains(("VideoReader: '" + path + "' is a '" + format +
+                                            "' file, not a video container; expected one of mov,mp4")
+                                               .c_str()),
+                         tv::Error);
+  }
+  // The linked file itself is a video, and a path with a colon is a file name, never a protocol.
+  CHECK(VideoReader((dir.path / "clip.mp4").string()).frame_count() == 280);
+  fs::create_symlink(kVideos + "unordered.mov", dir.path / "concat:clip.mov");
+  CHECK(VideoReader((dir.path / "concat:clip.mov").string()).frame_count() == 4);
+}
+
+TEST_CASE("VideoReader, VideoWriter: a relative name with a colon is a local file, not an FFmpeg protocol") {
+  // "pipe:1" would be standard output (and "pipe:0" standard input) to FFmpeg.
+  TempDir dir("video_colon_names");
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir.path);
+  try {
+    tv::data::VideoWriter w("pipe:1", 32, 32, 10);
+    for (int i = 0; i < 3; ++i) w.write(Image(32, 32, 3));
+    w.close();
+    CHECK(fs::is_regular_file(dir.path / "pipe:1"));
+    CHECK(VideoReader("pipe:1").frame_count() == 3);
+  } catch (...) {
+    fs::current_path(cwd);
+    throw;
+  }
+  fs::current_path(cwd);
+}
+
+TEST_CASE("VideoReader: frames larger than 8192 x 8192 are refused before they are decoded") {
+  // A few KB of motion JPEG can claim 16000 x 16000 pixels: 768 MB per RGB frame, more in the decoder.
+  TempDir dir("video_pixel_cap");
+  const std::string jpeg = slurp(kVideos + "rawframes/img_sample/img_00001.jpg");
+  const std::string huge = jpeg_claiming(jpeg, 16000, 16000);
+  SUBCASE("the stream states the size: refused at open, naming file and size") {
+    const std::string path = (dir.path / "huge.avi").string();
+    write_mjpeg_avi(path, huge, 16000, 16000, 2);
+    CHECK_THROWS_WITH_AS(VideoReader{path},
+                         doctest::Contains(("VideoReader: '" + path +
+                                            "' claims 16000 x 16000 pixels; expected at most 67108864 (8192 x 8192)")
+                                               .c_str()),
+                         tv::Error);
+  }
+  SUBCASE("the stream understates it: the decoder refuses every frame") {
+    const std::string path = (dir.path / "understated.avi").string();
+    write_mjpeg_avi(path, huge, 320, 240, 2);
+    CHECK_THROWS_WITH_AS(VideoReader{path}, doctest::Contains(("no decodable video frame in '" + path + "'").c_str()),
+                         tv::Error);
+  }
+  SUBCASE("the same file at its real size reads") {
+    const std::string path = (dir.path / "small.avi").string();
+    write_mjpeg_avi(path, jpeg, 320, 240, 2);
+    VideoReader r(path);
+    CHECK(r.frame_count() == 2);
+    CHECK(r.width() == 320);
+    CHECK(r.frame(1).height == 240);
+  }
+  // 8K video (7680 x 4320, DCI 8192 x 4320) is within the cap.
+  CHECK_NOTHROW(tv::data::check_frame_size(7680, 4320, "test", "8k.mp4"));
+  CHECK_NOTHROW(tv::data::check_frame_size(8192, 8192, "test", "square.mp4"));
+  CHECK_THROWS_AS(tv::data::check_frame_size(8192, 8193, "test", "over.mp4"), tv::Error);
+}
+
+namespace {
+uint32_t crc32_of(const std::string& bytes) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+// A PNG chunk: length, type, data, CRC of type and data.
+std::string png_chunk(const std::string& type, const std::string& data) {
+  return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32_of(type + data));
+}
+}  // namespace
+
+TEST_CASE("read_image: a JPEG or PNG header claiming more than 8192 x 8192 pixels is refused before decoding") {
+  TempDir dir("image_pixel_cap");
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir.path / name, std::ios::binary) << bytes;
+    return (dir.path / name).string();
+  };
+  const std::string jpeg = slurp(kVideos + "rawframes/img_sample/img_00001.jpg");
+  const std::string big_jpeg = write("big.jpg", jpeg_claiming(jpeg, 30000, 20000));
+  CHECK_THROWS_WITH_AS(tv::data::read_image(big_jpeg),
+                       doctest::Contains(("read_image: '" + big_jpeg + "' claims 30000 x 20000 pixels").c_str()),
+                       tv::Error);
+  // 20000 x 20000 RGB, 8 bits, and one tiny IDAT: 57 bytes that would decode to 1.2 GB.
+  const std::string ihdr = be32(20000) + be32(20000) + std::string("\x08\x02\x00\x00\x00", 5);
+  const std::string png = std::string("\x89PNG\r\n\x1A\n", 8) + png_chunk("IHDR", ihdr) +
+                          png_chunk("IDAT", std::string("\x78\x9C\x03\x00\x00\x00\x00\x01", 8)) + png_chunk("IEND", "");
+  const std::string big_png = write("big.png", png);
+  CHECK_THROWS_WITH_AS(tv::data::read_image(big_png),
+                       doctest::Contains(("read_image: '" + big_png + "' claims 20000 x 20000 pixels").c_str()),
+                       tv::Error);
+}
+
 TEST_CASE("FrameFolderReader: MMAction2 rawframes") {
   using tv::data::format_frame_name;
   using tv::data::FrameFolderReader;
@@ -333,6 +501,13 @@ TEST_CASE("FrameFolderReader: MMAction2 rawframes") {
   CHECK(format_frame_name("img_{:03d}.jpg", 12345) == "img_12345.jpg");
   CHECK_THROWS_WITH_AS(format_frame_name("img_{:5s}.jpg", 1), doctest::Contains("expected '{}' or '{:0Nd}'"), tv::Error);
   CHECK_THROWS_WITH_AS(format_frame_name("img.jpg", 1), doctest::Contains("expected one '{}'"), tv::Error);
+  // A width past 64 bits or past any file name's length: a tv::Error saying what was expected, not std::stoul's.
+  CHECK_THROWS_WITH_AS(format_frame_name("img_{:099999999999999999999d}.jpg", 1),
+                       doctest::Contains("frame template 'img_{:099999999999999999999d}.jpg': expected a whole number "
+                                         "in [0, 255] for 'the zero-padded width', got '99999999999999999999'"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(format_frame_name("{:0300d}", 1), doctest::Contains("got '300'"), tv::Error);
+  CHECK(format_frame_name("{:0255d}", 1).size() == 255);
 
   FrameFolderReader imgs(dir + "img_sample");
   Clip clip = imgs.read({9, 0, 4, 4});

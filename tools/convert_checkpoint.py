@@ -25,15 +25,18 @@ leading 'module.' (DataParallel) is stripped. Source layouts (--layout auto dete
   dnr          the DNR authors' code (MMAction v1, resnet_dnr.py): per stage a `wrapper` with the blocks
                in `ModuleList` and the cross-layer relay `lstm` (w_ih / w_hh: Linear, ReLU, Linear);
                each block's bn2 (cross-temporal) holds its own `lstm`.
-The output holds every mapped tensor as F32 (num_batches_tracked too), names sorted, with
-`__metadata__` naming the source layout and file. The report goes to stderr: keys mapped, keys
-dropped on purpose, keys that could not be mapped, and shape checks. Exit status: 0 done; 1 with
---strict when a key could not be mapped or a shape check failed (nothing is written then); 2 an error
-(missing or unreadable file, not a checkpoint, nothing to convert), reported in one line.
+The output holds every mapped tensor as F32, except num_batches_tracked as I64 (PyTorch's dtype, exact),
+names sorted, with `__metadata__` naming the source layout and file. It is written to a temporary file of
+its own, flushed to disk and renamed over OUT, so OUT is never seen half-written. The report goes to
+stderr: keys mapped, keys dropped on purpose, keys that could not be mapped, and shape checks. Exit
+status: 0 done; 1 with --strict when a key could not be mapped or a shape check failed (nothing is written
+then); 2 an error (missing or unreadable file, not a checkpoint, nothing to convert, a tensor holding NaN
+or infinity), reported in one line.
 """
 import argparse
 import collections
 import io
+import itertools
 import json
 import os
 import pickle
@@ -721,29 +724,63 @@ def _last_stage_channels(shapes):
 # safetensors
 # --------------------------------------------------------------------------------------------------
 
+def stored_dtype(name):
+    """PyTorch keeps BatchNorm's num_batches_tracked as int64: stored so, it stays exact (as tinyvid writes it)."""
+    return "I64" if name.endswith("num_batches_tracked") else "F32"
+
+
+_TEMP_COUNT = itertools.count()
+
+
+def _fsync_directory(path):
+    """Makes a rename in path's directory durable; best effort, since some file systems refuse it."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_safetensors(path, shapes, produce, metadata):
-    """shapes: name -> shape; produce(name): that tensor as a float32 array, asked for one at a time
-    while writing, so only one tensor is in memory. Header: sorted names, padded with spaces to 8 bytes.
-    Written to a temporary file renamed over `path`; nothing is left behind on failure."""
+    """shapes: name -> shape; produce(name): that tensor as an array, asked for one at a time while
+    writing, so only one tensor is in memory; stored as F32, or I64 for num_batches_tracked (stored_dtype).
+    Header: sorted names, padded with spaces to 8 bytes. Written to a temporary file of this process and
+    call (two writers never share one), flushed to disk, renamed over `path`, and the directory flushed;
+    nothing is left behind on failure."""
     header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
     offset = 0
     names = sorted(shapes)
     for name in names:
-        nbytes = 4 * int(np.prod(shapes[name], dtype=np.int64))
-        header[name] = {"dtype": "F32", "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        dtype = stored_dtype(name)
+        nbytes = (8 if dtype == "I64" else 4) * int(np.prod(shapes[name], dtype=np.int64))
+        header[name] = {"dtype": dtype, "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
-    tmp = "%s.tmp%d" % (path, os.getpid())
+    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), next(_TEMP_COUNT))
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(struct.pack("<Q", len(blob)))
             f.write(blob)
             for name in names:
                 a = produce(name)
                 if tuple(a.shape) != tuple(shapes[name]):  # cannot happen: the shape is the tensor's own
                     raise ConvertError("internal error: %s changed shape" % name)
-                f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+                if stored_dtype(name) == "I64":
+                    whole = (a == np.trunc(a)) & (np.abs(a) < 2.0 ** 63) if a.dtype.kind == "f" else True
+                    if not np.all(whole):
+                        raise ConvertError("cannot write %s: %s holds %s; expected a whole number (a count, stored "
+                                           "as int64)" % (path, name, a[~whole].ravel()[0]))
+                    f.write(np.ascontiguousarray(a, dtype="<i8").tobytes())
+                else:
+                    f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         if os.path.exists(tmp):
@@ -753,6 +790,7 @@ def write_safetensors(path, shapes, produce, metadata):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _fsync_directory(path)
     return 8 + len(blob) + offset
 
 
@@ -845,7 +883,6 @@ def convert(args, log):
         for name, t in mapped.items():
             if t.storage.stype.dtype in ("c8", "c16"):
                 raise ConvertError("%s is complex; tinyvid has no complex tensors" % owner[name])
-        nonfinite = []
 
         def produce(name):
             try:
@@ -854,16 +891,24 @@ def convert(args, log):
                 raise _about(args.input, e)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:  # a damaged storage, read only now
                 raise ConvertError("%s: corrupt checkpoint (%s)" % (args.input, _why(e)))
-            a = a.astype(np.float32)
-            if not np.all(np.isfinite(a)):
-                nonfinite.append(name)
-            return a
+            if stored_dtype(name) == "I64":
+                return a
+            # Weights holding NaN or infinity (a diverged run, or float64 beyond float32's range) would make
+            # every output NaN: refused, with the first bad element.
+            converted = a.astype(np.float32)
+            bad = np.flatnonzero(~np.isfinite(converted))
+            if bad.size:
+                i = int(bad[0])
+                value = a.ravel()[i]
+                raise ConvertError("%s: %s (%s) holds %s at flat index %d (%d non-finite of %d values%s); expected "
+                                   "finite weights, nothing written"
+                                   % (args.input, owner[name], name, value, i, bad.size, converted.size,
+                                      ", beyond float32's range" if np.isfinite(value) else ""))
+            return converted
 
         meta = {"format": "pt", "source_layout": layout, "source_file": os.path.basename(args.input),
                 "converter": "tinyvid tools/convert_checkpoint.py"}
         size = write_safetensors(args.output, {k: t.shape for k, t in mapped.items()}, produce, meta)
-        if nonfinite:
-            log("warning: non-finite values in %s" % ", ".join(sorted(nonfinite)))
         log("wrote %s: %d tensors, %d bytes" % (args.output, len(mapped), size))
     return 0
 

@@ -3,7 +3,7 @@
 # TSN+DNR on it (configs/demo_tsn_r18.conf, configs/demo_tsn_r18_dnr.conf), tests both and prints a table.
 #   bash tools/demo.sh            # everything; an interrupted run resumes where it stopped
 #   DEMO_EPOCHS=2 bash tools/demo.sh   # a shorter run (the table is then not the README's)
-# Outputs: data/synth/, work_dirs/demo_tsn_r18{,_dnr}/ (log.jsonl, curves.png, checkpoints, test/ with
+# Outputs: data/synth/, work_dirs/demo_tsn_r18{,_dnr}/ (log.json, curves.png, checkpoints, test/ with
 # results.json, per_class.csv, confusion.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,6 @@ for m in tsn_r18 tsn_r18_dnr; do
   r="work_dirs/demo_$m/test/results.json"
   params=$($tv summary --model "$m" --num-classes 10 --set width=16 --size 112 --json | grep -o '"params":[0-9]*' | head -1 | cut -d: -f2)
   printf '%-14s %10s %8s %8s %12s %10s\n' "$m" "$params" "$(field "$r" top1)" "$(field "$r" top5)" \
-    "$(field "$r" mean_class_accuracy)" "$(train_seconds "work_dirs/demo_$m/log.jsonl")"
+    "$(field "$r" mean_class_accuracy)" "$(train_seconds "work_dirs/demo_$m/log.json")"
 done
 echo "curves: work_dirs/demo_*/curves.png; confusion matrices: work_dirs/demo_*/test/confusion.png"

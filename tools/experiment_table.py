@@ -66,7 +66,7 @@ def main(root):
                 top1.append(json.load(f)["top1"])
             for k, v in kind_accuracy(os.path.join(d, seed, "test", "per_class.csv")).items():
                 kinds[k].append(v)
-            secs.append(train_seconds(os.path.join(d, seed, "log.jsonl")))
+            secs.append(train_seconds(os.path.join(d, seed, "log.json")))
         if not top1:
             continue
         cols = " | ".join(spread(kinds[k]) for k in KINDS)

@@ -90,14 +90,6 @@ void extract_video(ExtractJob& job, const std::filesystem::path& dir, const Extr
   job.frames = n;
 }
 
-// A whole number >= 0 (to_int wants >= 1).
-int64_t whole_number(const Args& a, const std::string& k, int64_t fallback) {
-  const std::string v = a.get(k, std::to_string(fallback));
-  TV_CHECK(!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos, "--", k,
-           ": expected a whole number >= 0, got '", v, "'");
-  return std::stoll(v);
-}
-
 int extract_frames(int argc, char** argv) {
   namespace fs = std::filesystem;
   const std::string list = positional(argc, argv, "a video LIST");
@@ -106,9 +98,8 @@ int extract_frames(int argc, char** argv) {
   const std::string prefix = a.get("data-prefix");
   const fs::path out = a.need("out");
   ExtractSettings s;
-  s.short_side = whole_number(a, "short-side", 0);
-  s.quality = static_cast<int>(whole_number(a, "quality", 95));
-  TV_CHECK(s.quality >= 1 && s.quality <= 100, "--quality: expected 1 to 100, got ", s.quality);
+  s.short_side = to_int("short-side", a.get("short-side", "0"), tv::Range::closed(0, 65536));
+  s.quality = static_cast<int>(to_int("quality", a.get("quality", "95"), tv::Range::closed(1, 100)));
   s.tmpl = a.get("template", s.tmpl);
   tv::data::format_frame_name(s.tmpl, 1);  // a bad template fails now, not per video
   std::string ext = fs::path(s.tmpl).extension().string();

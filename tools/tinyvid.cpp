@@ -5,7 +5,7 @@
 // With video (TINYVID_WITH_VIDEO, i.e. built against tinyvid::video):
 //   tinyvid synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]
 //   tinyvid probe FILE [--json]
-//   tinyvid check-videos LIST [--data-prefix DIR] [--json]
+//   tinyvid check-videos LIST [--data-prefix DIR] [--num-classes K] [--json]
 //   tinyvid frames FILE --indices 0,37,79 --out DIR [--size WxH]
 //   tinyvid lists (kinetics200|kinetics|sthv1|sthv2) ...   (tools/list_commands.hpp)
 //   tinyvid train / test / infer ...                        (tools/train_commands.hpp)
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <tinyvid/core/parse.hpp>
 #include <tinyvid/io/safetensors.hpp>
 #include <tinyvid/tinyvid.hpp>
 
@@ -40,8 +41,11 @@
 #include <functional>
 #include <mutex>
 #include <numeric>
+#include <sstream>
 #include <thread>
 #endif
+
+extern const char* const tinyvid_git_hash;  // tools/git_hash.cmake writes it at build time
 
 namespace {
 
@@ -55,13 +59,18 @@ const char* kUsage =
     "      runs the model in eval mode on the tensor named 'input' (N*T x 3 x H x W) and writes the\n"
     "      class scores as 'output'\n"
 #ifdef TINYVID_WITH_VIDEO
-    "  train CONFIG [--work-dir D] [--resume] [--set key=value ...] [--stop-after-iters N] [--no-progress]\n"
-    "        [--quiet]\n"
-    "      trains the config's model (configs/README.md lists the keys); writes log.jsonl, latest and best\n"
-    "      weights, the training state and curves.png into D (default work_dirs/<config name>)\n"
-    "  test CONFIG --checkpoint C [--views CLIPSxCROPS] [--out DIR] [--set key=value ...] [--json] [--no-progress]\n"
+    "  train CONFIG [--work-dir D] [--resume [STATE]] [--force] [--allow-change KEY,...] [--set key=value ...]\n"
+    "        [--stop-after-iters N] [--no-progress] [--quiet]\n"
+    "      trains the config's model (configs/README.md lists the keys) into D (default work_dirs/<config name>):\n"
+    "      log.json (MMAction2's fields), train.log, epoch_N / latest / best weights, the training state,\n"
+    "      curves.png. A D with files is refused unless --resume continues its run (or STATE's) or --force\n"
+    "      starts a new run in D_<timestamp>; a resume with other settings needs --allow-change KEY (or all).\n"
+    "      Ctrl-C or SIGTERM saves at the next safe point; --resume continues exactly\n"
+    "  test CONFIG CHECKPOINT [--views CLIPSxCROPS] [--out DIR] [--dump FILE] [--set key=value ...] [--json]\n"
+    "       [--no-progress]\n"
     "      multi-view test (e.g. --views 10x3): top-1, top-5, mean class accuracy; writes results.json,\n"
-    "      per_class.csv and confusion.png into DIR (default: the checkpoint's folder/test)\n"
+    "      per_class.csv and confusion.png into DIR (default: CHECKPOINT's folder/test/<name>_<views>);\n"
+    "      --dump writes every video's path, label and scores as JSON lines\n"
     "  infer (--config C | --model NAME [--num-classes K] [--frames T] [--size S]) --weights W --video FILE\n"
     "        [--labels L] [--set key=value ...] [--json]\n"
     "      the top-5 classes of one video\n"
@@ -71,8 +80,9 @@ const char* kUsage =
     "      videos per class, 112x112, 32 frames, seed 0; an interrupted run resumes where it stopped\n"
     "  probe FILE [--json]\n"
     "      container, codec, size, fps, decodable frame count and duration of a video\n"
-    "  check-videos LIST [--data-prefix DIR] [--json]\n"
-    "      opens and decodes every video of an MMAction2 video list; lists the bad ones, exit code 1 if any\n"
+    "  check-videos LIST [--data-prefix DIR] [--num-classes K] [--json]\n"
+    "      opens and decodes every video of an MMAction2 video list and checks its labels (in [0, K) with\n"
+    "      --num-classes, else not negative); lists the bad videos and labels (FILE:LINE), exit code 1 if any\n"
     "  lists kinetics200 --ids-dir D --val-csv F [--train-csv F] --out DIR\n"
     "  lists kinetics --csv F --label-map F --out LIST [--level 1|2]\n"
     "  lists sthv1 --split F --labels F --frames-dir D --out LIST [--rgb-prefix P]\n"
@@ -90,11 +100,13 @@ const char* kUsage =
     "      listed, exit code 1 if any\n"
 #endif
     "  help\n"
+    "options: --name value or --name=value; where --set is taken, --cfg-options key=value key=value ... sets\n"
+    "    every word up to the next option (MMAction2's spelling)\n"
     "models: (tsn|tsm)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr\n"
     "switches (--set): width, shift_div, cross_layer, cross_temporal, ct_group_frames, ct_bidirectional,\n"
     "    ct_shared_direction_cell, interlace, reduction, norm_group_clips\n";
 
-// Options after the command: --flag value pairs, repeated --set, and boolean flags.
+// Options after the command: --flag value pairs (or --flag=value), repeated --set key=value, and boolean flags.
 struct Args {
   std::map<std::string, std::string> values;
   std::map<std::string, std::string> set;
@@ -117,38 +129,59 @@ struct Options {
   std::vector<std::string> values = {}, flags = {};
 };
 
-// first: the index of the first option (after the command and its positional argument, if any).
+// first: the index of the first option (after the command and its positional argument, if any). Where a
+// command takes --set, --cfg-options k=v k2=v2 ... (MMAction2's spelling) sets every word up to the next
+// option.
 Args parse(int argc, char** argv, const Options& known, int first = 2) {
   auto listed = [](const std::vector<std::string>& v, const std::string& k) { return std::find(v.begin(), v.end(), k) != v.end(); };
+  auto is_option = [](const std::string& word) { return word.rfind("--", 0) == 0; };
   Args a;
   for (int i = first; i < argc; ++i) {
     std::string k = argv[i];
-    TV_CHECK(k.rfind("--", 0) == 0, "unexpected argument '", k, "' (options start with --; see tinyvid help)");
+    TV_CHECK(is_option(k), "unexpected argument '", k, "' (options start with --; see tinyvid help)");
     k = k.substr(2);
+    std::vector<std::string> words;  // the option's values
+    if (const size_t eq = k.find('='); eq != std::string::npos) {
+      words.push_back(k.substr(eq + 1));
+      k.resize(eq);
+    }
+    const bool sets = k == "set" || k == "cfg-options";
     if (listed(known.flags, k)) {
+      TV_CHECK(words.empty(), "option --", k, " takes no value, got '", argv[i], "'");
       a.switches.push_back(k);
       continue;
     }
-    if (!listed(known.values, k)) {
+    if (!listed(known.values, sets ? "set" : k)) {
       std::string all;
-      for (const auto& v : known.values) all += (all.empty() ? "--" : ", --") + v + (v == "set" ? " key=value" : "");
+      for (const auto& v : known.values)
+        all += (all.empty() ? "--" : ", --") + v + (v == "set" ? " key=value, --cfg-options key=value ..." : "");
       for (const auto& f : known.flags) all += (all.empty() ? "--" : ", --") + f;
       TV_FAIL("unknown option --", k, "; this command takes ", all.empty() ? "no options" : all, " (see tinyvid help)");
     }
-    TV_CHECK(i + 1 < argc, "option --", k, " needs a value");
-    const std::string v = argv[++i];
-    if (k == "set") {
+    if (k == "cfg-options") {
+      while (i + 1 < argc && !is_option(argv[i + 1])) words.push_back(argv[++i]);
+      TV_CHECK(!words.empty(), "option --cfg-options needs key=value words");
+    } else if (words.empty()) {
+      TV_CHECK(i + 1 < argc, "option --", k, " needs a value");
+      words.push_back(argv[++i]);
+    }
+    for (const std::string& v : words) {
+      if (!sets) {
+        a.values[k] = v;
+        continue;
+      }
       const size_t eq = v.find('=');
-      TV_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value, got '", v, "'");
+      TV_CHECK(eq != std::string::npos && eq > 0, "--", k, " expects key=value, got '", v, "'");
       a.set[v.substr(0, eq)] = v.substr(eq + 1);
-    } else {
-      a.values[k] = v;
     }
   }
   return a;
 }
 
-int64_t to_int(const std::string& option, const std::string& v) { return tv::models::detail::parse_int("--" + option, v); }
+// A whole number given to --option, by default positive.
+int64_t to_int(const std::string& option, const std::string& v, const tv::Range& range = tv::Range::at_least(1)) {
+  return tv::parse_int(v, "--" + option, range);
+}
 
 tv::models::ModelConfig model_config(const Args& a) {
   tv::models::ModelConfig cfg;
@@ -203,6 +236,7 @@ int forward(const Args& a) {
   auto inputs = tv::io::load_safetensors<float>(input_path);
   auto it = inputs.find("input");
   TV_CHECK(it != inputs.end(), input_path, ": no tensor named 'input' (expected N*T x 3 x H x W)");
+  tv::check_finite(it->second, input_path + ": tensor 'input'");  // the model checks too, but cannot name the file
   model->eval();
   tv::NoGradGuard no_grad;
   auto scores = model->forward(it->second);
@@ -241,10 +275,7 @@ int synth(const Args& a) {
   o.classes.assign(names.begin(), names.begin() + n_classes);
   // 0 videos of a split is allowed (a val-only set), so these are read without to_int's >= 1 rule.
   auto count = [&](const char* k, int64_t fallback) {
-    const std::string v = a.get(k, std::to_string(fallback));
-    TV_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos, "--", k,
-             ": expected a whole number >= 0, got '", v, "'");
-    return static_cast<int64_t>(std::stoll(v));
+    return to_int(k, a.get(k, std::to_string(fallback)), tv::Range::at_least(0));
   };
   o.train_per_class = count("train-per-class", o.train_per_class);
   o.val_per_class = count("val-per-class", o.val_per_class);
@@ -289,9 +320,14 @@ void test_decode(const std::string& path) {
 
 int check_videos(int argc, char** argv) {
   const std::string list = positional(argc, argv, "a video LIST");
-  const Args a = parse(argc, argv, {.values = {"data-prefix"}, .flags = {"json"}}, 3);
+  const Args a = parse(argc, argv, {.values = {"data-prefix", "num-classes"}, .flags = {"json"}}, 3);
+  // Labels are checked with the videos and every bad one reported by FILE:LINE: against --num-classes when
+  // given (a line without a label is bad then too), else only for being negative.
+  std::vector<tv::data::BadLabel> bad_labels;
   tv::data::ListOptions lo;
   lo.data_prefix = a.get("data-prefix");
+  if (a.has("num-classes")) lo.num_classes = to_int("num-classes", a.get("num-classes"));
+  lo.bad_labels = &bad_labels;
   const auto anns = tv::data::read_video_list(list, lo);
   std::vector<std::string> errors(anns.size());
   std::atomic<size_t> next{0};
@@ -326,31 +362,27 @@ int check_videos(int argc, char** argv) {
                     json_string(errors[k]).c_str());
         first = false;
       }
+    std::printf("],\"bad_labels\":[");
+    for (size_t k = 0; k < bad_labels.size(); ++k)
+      std::printf("%s{\"line\":%zu,\"label\":%lld,\"error\":%s}", k ? "," : "", bad_labels[k].line,
+                  static_cast<long long>(bad_labels[k].label), json_string(bad_labels[k].message).c_str());
     std::printf("]}\n");
   } else {
     for (size_t k = 0; k < anns.size(); ++k)
       if (!errors[k].empty()) std::printf("BAD %s: %s\n", anns[k].path.c_str(), errors[k].c_str());
-    std::printf("checked %zu videos of %s: %lld bad\n", anns.size(), list.c_str(), static_cast<long long>(bad));
+    for (const auto& b : bad_labels) std::printf("BAD LABEL %s\n", b.message.c_str());
+    std::printf("checked %zu videos of %s: %lld bad, %zu bad labels\n", anns.size(), list.c_str(),
+                static_cast<long long>(bad), bad_labels.size());
   }
-  return bad > 0 ? 1 : 0;
+  return bad > 0 || !bad_labels.empty() ? 1 : 0;
 }
 
 int frames(int argc, char** argv) {
   const std::string file = positional(argc, argv, "a video FILE");
   const Args a = parse(argc, argv, {.values = {"indices", "out", "size"}}, 3);
   std::vector<int64_t> indices;
-  for (const std::string& f : tv::data::detail::split_on(a.need("indices"), ',')) {
-    size_t used = 0;
-    long long x = -1;
-    try {
-      x = std::stoll(f, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    TV_CHECK(!f.empty() && used == f.size() && x >= 0, "--indices: expected frame numbers >= 0 separated by commas, got '",
-             a.need("indices"), "'");
-    indices.push_back(x);
-  }
+  for (const std::string& f : tv::data::detail::split_on(a.need("indices"), ','))
+    indices.push_back(to_int("indices", f, tv::Range::at_least(0)));
   const std::string out = a.need("out");
   std::error_code ec;
   std::filesystem::create_directories(out, ec);

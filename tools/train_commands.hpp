@@ -1,7 +1,7 @@
 // Part of tools/tinyvid.cpp (included inside its anonymous namespace, after Args and parse): the commands
 // that train, test and apply models, on the library's train/ floor.
-//   tinyvid train CONFIG [--work-dir D] [--resume] [--set key=value ...]
-//   tinyvid test CONFIG --checkpoint C [--views CLIPSxCROPS] [--out DIR] [--set key=value ...] [--json]
+//   tinyvid train CONFIG [--work-dir D] [--resume [STATE]] [--force] [--allow-change KEYS] [--set key=value ...]
+//   tinyvid test CONFIG CHECKPOINT [--views CLIPSxCROPS] [--out DIR] [--dump FILE] [--set key=value ...] [--json]
 //   tinyvid infer (--config C | --model NAME [--num-classes K] [--frames T] [--size S]) --weights W --video FILE
 //                 [--labels L] [--set key=value ...] [--json]
 
@@ -19,16 +19,43 @@ std::string default_work_dir(const std::string& config_path) {
 
 int train_command(int argc, char** argv) {
   const std::string config_path = positional(argc, argv, "a CONFIG file");
-  const Args a = parse(argc, argv, {.values = {"work-dir", "stop-after-iters", "set"}, .flags = {"resume", "no-progress", "quiet"}}, 3);
+  // `--resume` alone continues the work directory's run; `--resume PATH` continues from that state file
+  // (MMAction2's --resume [PATH]).
+  std::vector<char*> args(argv, argv + argc);
+  std::string resume_from;
+  for (size_t i = 3; i < args.size(); ++i)
+    if (std::string(args[i]) == "--resume" && i + 1 < args.size() && std::string(args[i + 1]).rfind("--", 0) != 0) {
+      resume_from = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  const Args a = parse(static_cast<int>(args.size()), args.data(),
+                       {.values = {"work-dir", "stop-after-iters", "set", "allow-change"},
+                        .flags = {"resume", "force", "no-progress", "quiet"}},
+                       3);
   const tv::train::Config c = load_config(config_path, a);
   tv::train::TrainOptions o;
-  o.work_dir = a.get("work-dir", default_work_dir(config_path));
   o.resume = a.flag("resume");
+  o.resume_from = resume_from;
+  TV_CHECK(!(o.resume && a.flag("force")), "--resume continues a run and --force starts a new one: give one of them");
+  // The work directory: --work-dir, else the resumed state's folder, else work_dirs/<config name>.
+  o.work_dir = a.get("work-dir", resume_from.empty() ? default_work_dir(config_path)
+                                                     : std::filesystem::path(resume_from).parent_path().string());
+  if (a.flag("force") && std::filesystem::exists(o.work_dir) && !std::filesystem::is_empty(o.work_dir)) {
+    const std::string fresh = tv::train::timestamped_work_dir(o.work_dir);
+    std::printf("tinyvid train: %s holds files; --force starts the new run in %s\n", o.work_dir.c_str(), fresh.c_str());
+    o.work_dir = fresh;
+  }
+  std::stringstream allowed(a.get("allow-change", ""));
+  for (std::string k; std::getline(allowed, k, ',');)
+    if (!k.empty()) o.allow_changed.push_back(k);
   o.progress = !a.flag("no-progress") && tv::stderr_is_terminal();
   o.quiet = a.flag("quiet");
+  o.build_info = std::string("git ") + tinyvid_git_hash;
   if (a.has("stop-after-iters")) o.stop_after_iters = to_int("stop-after-iters", a.get("stop-after-iters"));
   std::printf("tinyvid train: %s -> %s%s\n", config_path.c_str(), o.work_dir.c_str(), o.resume ? " (resume)" : "");
+  tv::train::StopOnSignals stop_on_signals;  // Ctrl-C / SIGTERM: save at the next safe point, then exit
   const auto r = tv::train::train(c, o);
+  if (r.interrupted) return 130;  // as a shell reports a process ended by SIGINT
   std::printf("done: %lld epochs, %lld iterations, %.1f s in training iterations", static_cast<long long>(r.epochs_done),
               static_cast<long long>(r.global_iter), r.seconds);
   if (r.best_top1 >= 0)
@@ -38,11 +65,18 @@ int train_command(int argc, char** argv) {
   return 0;
 }
 
+// tinyvid test CONFIG CHECKPOINT (MMAction2's test.py order; --checkpoint C works too).
 int test_command(int argc, char** argv) {
   const std::string config_path = positional(argc, argv, "a CONFIG file");
-  const Args a = parse(argc, argv, {.values = {"checkpoint", "views", "out", "set"}, .flags = {"json", "no-progress"}}, 3);
+  std::string checkpoint;
+  int first_option = 3;
+  if (argc > 3 && std::string(argv[3]).rfind("--", 0) != 0) checkpoint = argv[3], first_option = 4;
+  const Args a = parse(argc, argv, {.values = {"checkpoint", "views", "out", "set", "dump"}, .flags = {"json", "no-progress"}},
+                       first_option);
+  TV_CHECK(checkpoint.empty() || !a.has("checkpoint"), "give the checkpoint once: positionally or with --checkpoint");
+  if (checkpoint.empty()) checkpoint = a.need("checkpoint");
   tv::train::Config c = load_config(config_path, a);
-  std::string views = "config";
+  std::string views;
   if (a.has("views")) {
     // CLIPSxCROPS: test.num_clips (in the sampler's clips, as MMAction2's num_clips) and the crops.
     views = a.get("views");
@@ -60,20 +94,38 @@ int test_command(int argc, char** argv) {
   }
   const tv::train::Recipe r = tv::train::make_recipe(c);
   c.check_all_used();
-  const std::string checkpoint = a.need("checkpoint");
+  if (views.empty()) {
+    const std::string crop = c.str("test.crop", "center");
+    views = std::to_string(r.test_pipeline.sampler.num_clips) + "x" + (crop == "center" ? "1" : crop == "three" ? "3" : "10");
+  }
   auto model = tv::models::make_model<float>(r.model, r.model_config);
   tv::io::load_weights(*model, checkpoint);
   if (r.threads > 0) tv::set_num_threads(r.threads);
   auto ds = tv::train::make_dataset(r, "test");
-  const std::string out = a.get("out", (std::filesystem::path(checkpoint).parent_path() / "test").string());
+  // Each checkpoint and view setting gets its own folder, so tests of one run never overwrite each other.
+  const std::filesystem::path ck(checkpoint);
+  std::string stem = ck.filename().string();
+  stem = stem.substr(0, stem.find('.'));
+  const std::string out = a.get("out", (ck.parent_path() / "test" / (stem + "_" + views)).string());
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   TV_CHECK(!ec, "cannot create '", out, "': ", ec.message());
   const auto res = tv::train::evaluate(*model, *ds, {.average = r.average_clips, .batch_size = r.test_batch_size,
                                                      .num_workers = r.num_workers, .max_views_per_pass = r.max_views_per_pass,
                                                      .progress = !a.flag("no-progress")});
+  // Metrics over a fraction of the list would look like a result: too many unreadable videos is an error.
+  const double share = ds->size() ? static_cast<double>(res.skipped.size()) / static_cast<double>(ds->size()) : 0.0;
+  if (res.scores.empty() || share > r.max_skip_ratio) {
+    std::string bad;
+    for (size_t i = 0; i < res.skipped.size() && i < 10; ++i)
+      bad += "\n  " + res.skipped[i].path + ": " + res.skipped[i].reason;
+    TV_FAIL("test: ", res.skipped.size(), " of the ", ds->size(), " videos of ", r.test_list,
+            " could not be read, more than data.max_skip_ratio = ", r.max_skip_ratio,
+            " allows; no metrics written (tinyvid check-videos lists them all):", bad);
+  }
   tv::train::write_test_report(out, res, tv::train::class_names(r),
-                               {{"config", config_path}, {"checkpoint", checkpoint}, {"model", r.model}, {"views", views}});
+                               {{"config", config_path}, {"checkpoint", checkpoint}, {"model", r.model}, {"clips_x_crops", views}});
+  if (a.has("dump")) tv::train::write_scores_dump(a.get("dump"), res, *ds);
   if (a.flag("json")) {
     std::string text = tv::data::detail::read_text_file(out + "/results.json");
     std::fputs(text.c_str(), stdout);
@@ -82,7 +134,8 @@ int test_command(int argc, char** argv) {
                 r.model.c_str(), r.test_list.c_str(), res.scores.size(), static_cast<long long>(res.views), res.top1,
                 res.top5, res.mean_class_accuracy, res.seconds);
     for (const auto& s : res.skipped) std::printf("skipped (unreadable): %s: %s\n", s.path.c_str(), s.reason.c_str());
-    std::printf("wrote %s/results.json, per_class.csv, confusion.png\n", out.c_str());
+    std::printf("wrote %s/results.json, per_class.csv, confusion.png%s%s\n", out.c_str(), a.has("dump") ? ", " : "",
+                a.get("dump").c_str());
   }
   return 0;
 }
@@ -114,6 +167,8 @@ int infer_command(int argc, char** argv) {
   tv::data::VideoDataset ds({tv::data::Annotation{.path = video, .labels = {0}}}, r.test_pipeline);
   tv::Generator gen;
   const auto sample = ds.get(0, gen);
+  // Decoded frames are finite; a config's Normalize (a std of 0) may not leave them so: name the video.
+  tv::check_finite(sample->clips, video + ": the clips after the test pipeline");
   tv::NoGradGuard no_grad;
   model->eval();
   const int64_t views = sample->clips.size(0) / model->frames();

@@ -46,6 +46,12 @@ run(1 "BAD [^\n]*test.wav: [^\n]*no video stream.*BAD [^\n]*no_such_video: [^\n]
     check-videos ${WORK_DIR}/list.txt --data-prefix ${VIDEOS})
 run(1 "\"checked\":3,\"bad\":\\[{\"path\":\"[^\"]*test.wav\""
     check-videos ${WORK_DIR}/list.txt --data-prefix ${VIDEOS} --json)
+# Labels are checked alongside, each bad one by FILE:LINE: in [0, K) with --num-classes, else only not negative.
+run(1 "BAD LABEL [^\n]*list.txt:3: label 3 is outside \\[0, 3\\) \\(num_classes\\).*checked 3 videos[^\n]*: 2 bad, 1 bad labels"
+    check-videos ${WORK_DIR}/list.txt --data-prefix ${VIDEOS} --num-classes 3)
+file(WRITE ${WORK_DIR}/negative_label.txt "part_0 -2\npart_0 0\n")
+run(1 "\"bad\":\\[\\],\"bad_labels\":\\[{\"line\":1,\"label\":-2,\"error\":\"[^\"]*negative_label.txt:1: label -2 is negative"
+    check-videos ${WORK_DIR}/negative_label.txt --data-prefix ${VIDEOS} --json)
 
 # Something-Something V1: frames counted per folder (files with the prefix; a hidden marker is no frame).
 file(WRITE ${WORK_DIR}/labels.csv "Holding something\nMoving something up\n")

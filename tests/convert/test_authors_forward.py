@@ -1,7 +1,8 @@
 """A checkpoint of the DNR authors' code (tests/convert/fixtures/authors_dnr_r50.pth, made by
 tools/fixtures/make_authors_fixture.py) converted by tools/convert_checkpoint.py and run by
 `tinyvid forward` with that code's settings (groups of 2 frames, no interlacing) gives that code's
-class scores. Usage: python3 test_authors_forward.py PATH/TO/tinyvid  (numpy, no torch)."""
+class scores, and a NaN in the input is refused by file, shape and index.
+Usage: python3 test_authors_forward.py PATH/TO/tinyvid  (numpy, no torch)."""
 import json
 import os
 import struct
@@ -44,10 +45,20 @@ def main():
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_checkpoint.py"),
                         os.path.join(HERE, "fixtures", "authors_dnr_r50.pth"), weights, "--strict"], check=True)
         convert_checkpoint.write_safetensors(inp, {"input": x.shape}, lambda name: x, {})
-        subprocess.run([tinyvid, "forward", "--model", "tsn_r50_dnr", "--weights", weights, "--input", inp, "--output",
-                        out, "--num-classes", str(CLASSES), "--frames", str(FRAMES), "--set", "ct_group_frames=2",
-                        "--set", "interlace=false", "--set", f"width={WIDTH}"], check=True)
+        forward = [tinyvid, "forward", "--model", "tsn_r50_dnr", "--weights", weights, "--input", inp, "--output", out,
+                   "--num-classes", str(CLASSES), "--frames", str(FRAMES), "--set", "ct_group_frames=2",
+                   "--set", "interlace=false", "--set", f"width={WIDTH}"]
+        subprocess.run(forward, check=True)
         y = read_safetensors(out)["output"]
+        # A non-finite input is refused, naming the file, the shape and the first bad element.
+        bad = x.copy()
+        bad[9, 1, 4, 7] = np.nan
+        convert_checkpoint.write_safetensors(inp, {"input": bad.shape}, lambda name: bad, {})
+        r = subprocess.run(forward, capture_output=True, text=True)
+        want = "x.safetensors: tensor 'input' of shape [16, 3, 32, 32]: expected finite values, got nan at index [9, 1, 4, 7]"
+        if r.returncode != 2 or want not in r.stderr:
+            print("FAIL: a NaN input gave exit code %d and %r, expected 2 and %r" % (r.returncode, r.stderr, want))
+            return 1
     err = np.abs(y - expected).max() / np.abs(expected).max()
     print("tinyvid vs the authors' code: max |difference| / max |score| = %.2e" % err)
     if y.shape != expected.shape or not err < 1e-4:

@@ -10,13 +10,16 @@ import io
 import json
 import os
 import pickle
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import types
 import unittest
 import zipfile
+from unittest import mock
 
 try:
     import numpy as np
@@ -50,8 +53,8 @@ def load_tool():
 
 
 def read_safetensors(test, path):
-    """Parses a safetensors file, checking what tinyvid relies on: F32 only, names sorted, data laid
-    out in name order with no gap, header padded with spaces to 8 bytes."""
+    """Parses a safetensors file, checking what tinyvid relies on: F32, num_batches_tracked as I64 (PyTorch's
+    dtype), names sorted, data laid out in name order with no gap, header padded with spaces to 8 bytes."""
     with open(path, "rb") as f:
         blob = f.read()
     (n,) = struct.unpack("<Q", blob[:8])
@@ -67,11 +70,12 @@ def read_safetensors(test, path):
     for name in names:
         h = header[name]
         test.assertEqual(set(h), {"dtype", "shape", "data_offsets"})
-        test.assertEqual(h["dtype"], "F32", name)
+        count = name.endswith("num_batches_tracked")
+        test.assertEqual(h["dtype"], "I64" if count else "F32", name)
         begin, end = h["data_offsets"]
         test.assertEqual(begin, offset, name)
-        test.assertEqual(end - begin, 4 * int(np.prod(h["shape"], dtype=np.int64)), name)
-        tensors[name] = np.frombuffer(data[begin:end], dtype="<f4").reshape(h["shape"])
+        test.assertEqual(end - begin, (8 if count else 4) * int(np.prod(h["shape"], dtype=np.int64)), name)
+        tensors[name] = np.frombuffer(data[begin:end], dtype="<i8" if count else "<f4").reshape(h["shape"])
         offset = end
     test.assertEqual(offset, len(data), "data longer than its tensors")
     return meta, tensors
@@ -442,8 +446,10 @@ class Conversion(unittest.TestCase):
         self.assertIn("shape check: ok", err)
         meta, t = read_safetensors(self, self.out)
         self.assertTrue(np.array_equal(t["backbone.conv1.weight"], sd["conv1.weight"].astype(np.float32)))
+        # num_batches_tracked stays int64, exact (as float32 it would be 123456792).
         self.assertEqual(t["backbone.bn1.num_batches_tracked"].shape, ())
-        self.assertEqual(float(t["backbone.bn1.num_batches_tracked"]), float(np.float32(123456789)))
+        self.assertEqual(t["backbone.bn1.num_batches_tracked"].dtype, np.dtype("<i8"))
+        self.assertEqual(int(t["backbone.bn1.num_batches_tracked"]), 123456789)
 
     def test_relay_shape_check(self):
         sd = tiny_dnr_stage(8)
@@ -466,12 +472,33 @@ class Conversion(unittest.TestCase):
         self.assertIn("backbone.bn1.bias: 4 channels, but other tensors of backbone.bn1 have 5", err)
         self.assertIn("backbone.conv1.weight: 4 output channels, but backbone.bn1 has 5", err)
 
-    def test_non_finite_values_warned(self):
+    def test_non_finite_values_refused(self):
+        # Weights holding NaN or infinity are an error naming the tensor and where; nothing is written.
         sd = tiny_dnr_stage(8)
-        sd["backbone.conv1.weight"][0, 0, 0, 0] = np.nan
+        sd["backbone.conv1.weight"][0, 0, 1, 2] = np.nan
         rc, out, err = self.convert(sd)
-        self.assertEqual(rc, 0, err)
-        self.assertIn("warning: non-finite values in backbone.conv1.weight", err)
+        self.assertEqual(rc, 2, err)
+        last = err.strip().splitlines()[-1]
+        self.assertIn("convert_checkpoint: error: %s: backbone.conv1.weight (backbone.conv1.weight) holds nan at "
+                      "flat index 9 (1 non-finite of 588 values); expected finite weights, nothing written"
+                      % self.src, last)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["in.pth"])
+        # float64 beyond float32's range becomes infinity: refused the same way.
+        sd = tiny_dnr_stage(8)
+        sd["backbone.layer1.lstm.w_hh.0.seq.2.bias"] = np.full(32, 1e300)
+        rc, out, err = self.convert(sd)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("backbone.layer1.lstm.w_hh.0.seq.2.bias (backbone.layer1.relay.hidden_proj.2.bias) holds 1e+300 "
+                      "at flat index 0 (32 non-finite of 32 values, beyond float32's range)", err)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["in.pth"])
+
+    def test_count_that_is_not_whole_refused(self):
+        sd = tiny_dnr_stage(8)
+        sd["backbone.bn1.num_batches_tracked"] = np.array(2.5)
+        rc, out, err = self.convert(sd)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("backbone.bn1.num_batches_tracked holds 2.5; expected a whole number", err)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["in.pth"])
 
     def test_module_prefix_collision(self):
         sd = {"module.conv1.weight": np.zeros((4, 3, 7, 7), np.float32),
@@ -493,6 +520,68 @@ class Conversion(unittest.TestCase):
             os.remove(self.out)
         write_checkpoint(self.src, {"state_dict": sd, "meta": {"epoch": 1}})
         return run_tool(self.src, self.out, *extra)
+
+
+class Writing(unittest.TestCase):
+    """The output file: flushed to disk before it replaces OUT, and a temporary of its own per writer."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tool = load_tool()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.out = os.path.join(self.tmp.name, "out.safetensors")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_flushed_before_rename_and_directory_after(self):
+        events = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd):
+            events.append("fsync directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+            real_fsync(fd)
+
+        def replace(src, dst):
+            events.append("rename")
+            real_replace(src, dst)
+
+        x = np.arange(6, dtype=np.float32).reshape(2, 3)
+        with mock.patch("os.fsync", fsync), mock.patch("os.replace", replace):
+            self.tool.write_safetensors(self.out, {"x": x.shape}, lambda name: x, {})
+        self.assertEqual(events, ["fsync file", "rename", "fsync directory"])
+        self.assertEqual(os.listdir(self.tmp.name), ["out.safetensors"])
+
+    def test_two_writers_of_one_file_never_share_a_temporary(self):
+        # Both writers are inside write_safetensors at once (each waits for the other in produce): with one
+        # temporary name per process they would write into the same file and one rename would find it gone.
+        both_writing = threading.Barrier(2, timeout=30)
+        results = {}
+
+        def write(value):
+            a = np.full((1000,), value, np.float32)
+
+            def produce(name):
+                both_writing.wait()
+                return a
+
+            try:
+                self.tool.write_safetensors(self.out, {"x": a.shape}, produce, {"writer": str(value)})
+                results[value] = "ok"
+            except Exception as e:  # reported by the assertion below
+                results[value] = repr(e)
+
+        threads = [threading.Thread(target=write, args=(v,)) for v in (1.0, 2.0)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, {1.0: "ok", 2.0: "ok"})
+        self.assertEqual(os.listdir(self.tmp.name), ["out.safetensors"])
+        meta, tensors = read_safetensors(self, self.out)
+        self.assertEqual(set(np.unique(tensors["x"])), {float(meta["writer"])})  # one whole version
 
 
 class KeyMapping(unittest.TestCase):

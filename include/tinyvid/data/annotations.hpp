@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tinyvid/core/error.hpp"
+#include "tinyvid/io/file.hpp"
 
 namespace tv::data {
 
@@ -33,22 +34,34 @@ struct Annotation {
   bool operator==(const Annotation&) const = default;
 };
 
+// A label that a list line cannot have: where it is (FILE:LINE), the label (-1: none given) and the message.
+struct BadLabel {
+  std::string source;
+  size_t line = 0;
+  int64_t label = -1;
+  std::string message;  // "FILE:LINE: label 412 is outside [0, 400) (num_classes)"
+};
+
 struct ListOptions {
   std::string data_prefix{};      // data_prefix['video'] or data_prefix['img'], joined as os.path.join
   bool multi_class = false;       // `path l1 l2 ...` -> all labels (MMAction2 makes a multi-hot of them)
-  int64_t num_classes = -1;       // required with multi_class; labels are checked against it
+  // > 0: every line needs its labels in [0, num_classes), checked as the list loads, so a bad label is an error
+  // naming FILE:LINE, not a failure mid-epoch (required with multi_class). 0: unchecked, save that a label is
+  // never negative and a line may have none (an inference list; label -1).
+  int64_t num_classes = 0;
   bool with_offset = false;       // rawframes only: `dir offset total_frames label`
   char delimiter = ' ';           // videos only: MMAction2 splits on exactly this, not on any whitespace
+  // Null: a bad label is a tv::Error. Else each is appended here and its line kept (check-videos reports them all).
+  std::vector<BadLabel>* bad_labels = nullptr;
 };
 
 namespace detail {
 
+// Through io::detail::read_file, as every whole-file read: a directory, FIFO or oversized file is an error
+// naming the path, not an empty list.
 inline std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TV_CHECK(in.good(), "cannot open annotation file ", path);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
+  const std::vector<uint8_t> bytes = io::detail::read_file(path, "annotation file");
+  return std::string(bytes.begin(), bytes.end());
 }
 
 // Python's str.splitlines() for text files: \n, \r\n and \r end lines; a final newline adds no line.
@@ -120,17 +133,24 @@ inline std::string join_path(const std::string& prefix, const std::string& name)
 
 inline std::vector<int64_t> parse_labels(const std::vector<std::string>& fields, size_t first, const ListOptions& o,
                                          const std::string& source, size_t line, const std::string& text) {
+  TV_CHECK(o.num_classes >= 0 && (o.num_classes > 0 || !o.multi_class), "ListOptions: num_classes must be ",
+           o.multi_class ? "> 0 with multi_class" : ">= 0 (0: unchecked)", ", got ", o.num_classes);
   std::vector<int64_t> labels;
   for (size_t i = first; i < fields.size(); ++i) labels.push_back(parse_int(fields[i], source, line, "label"));
-  if (labels.empty()) return {-1};  // an inference list without labels
-  if (o.multi_class) {
-    TV_CHECK(o.num_classes > 0, "multi_class lists need num_classes > 0, got ", o.num_classes);
-    for (int64_t l : labels)
-      TV_CHECK(l >= 0 && l < o.num_classes, where(source, line), ": expected labels in [0, ", o.num_classes, "), got ",
-               l);
-  } else {
-    TV_CHECK(labels.size() == 1, where(source, line), ": expected one label (set multi_class for several), got ",
-             labels.size(), " in '", text, "'");
+  TV_CHECK(o.multi_class || labels.size() <= 1, where(source, line),
+           ": expected one label (set multi_class for several), got ", labels.size(), " in '", text, "'");
+  auto bad = [&](int64_t label, const std::string& problem) {
+    TV_CHECK(o.bad_labels, where(source, line), ": ", problem);
+    o.bad_labels->push_back({source, line, label, where(source, line) + ": " + problem});
+  };
+  const std::string range = "[0, " + std::to_string(o.num_classes) + ") (num_classes)";
+  if (labels.empty()) {  // an inference list: label -1
+    if (o.num_classes > 0) bad(-1, "expected a label in " + range + ", got none");
+    return {-1};
+  }
+  for (int64_t l : labels) {
+    if (l < 0) bad(l, "label " + std::to_string(l) + " is negative; labels are class indices from 0");
+    else if (o.num_classes > 0 && l >= o.num_classes) bad(l, "label " + std::to_string(l) + " is outside " + range);
   }
   return labels;
 }

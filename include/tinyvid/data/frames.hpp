@@ -19,16 +19,13 @@
 #include <png.h>
 
 #include "tinyvid/core/error.hpp"
+#include "tinyvid/core/parse.hpp"
 #include "tinyvid/data/image.hpp"
 #include "tinyvid/io/file.hpp"
 
 namespace tv::data {
 
 namespace detail {
-
-// Frames are video frames: a header claiming more pixels than this (8192 x 8192) is refused before a decoder
-// allocates for it (a 300-byte JPEG can claim 26000 x 26000, i.e. 2 GB).
-constexpr int64_t kMaxImagePixels = int64_t{1} << 26;
 
 // libjpeg reports a fatal error through error_exit, which must not return: jump back to the caller with the
 // message. Warnings (corrupt entropy data, a premature end) are not printed; the image decodes as OpenCV's
@@ -61,7 +58,7 @@ inline Image decode_jpeg(const uint8_t* data, size_t n, const std::string& path)
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(n));
   jpeg_read_header(&cinfo, TRUE);
-  too_large = static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > kMaxImagePixels;
+  too_large = !frame_size_allowed(cinfo.image_width, cinfo.image_height);
   if (!too_large) {
     cinfo.out_color_space = JCS_RGB;  // grayscale comes out as three equal channels
     jpeg_start_decompress(&cinfo);
@@ -74,8 +71,7 @@ inline Image decode_jpeg(const uint8_t* data, size_t n, const std::string& path)
   }
   const int64_t w = cinfo.image_width, h = cinfo.image_height;
   jpeg_destroy_decompress(&cinfo);
-  TV_CHECK(!too_large, "read_image: '", path, "' claims ", w, " x ", h, " pixels; frames larger than ", kMaxImagePixels,
-           " pixels are refused");
+  check_frame_size(w, h, "read_image", path);
   return img;
 }
 
@@ -158,7 +154,7 @@ inline Image decode_png(const uint8_t* data, size_t n, const std::string& path) 
   png_read_info(png, info);
   w = png_get_image_width(png, info);
   h = png_get_image_height(png, info);
-  too_large = static_cast<int64_t>(w) * h > kMaxImagePixels;
+  too_large = !frame_size_allowed(w, h);
   if (!too_large) {
     const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     if (depth == 16) png_set_strip_16(png);
@@ -176,8 +172,7 @@ inline Image decode_png(const uint8_t* data, size_t n, const std::string& path) 
     png_read_end(png, nullptr);
   }
   png_destroy_read_struct(&png, &info, nullptr);
-  TV_CHECK(!too_large, "read_image: '", path, "' claims ", w, " x ", h, " pixels; frames larger than ", kMaxImagePixels,
-           " pixels are refused");
+  check_frame_size(w, h, "read_image", path);
   return img;
 }
 
@@ -270,7 +265,10 @@ inline std::string format_frame_name(const std::string& tmpl, int64_t value) {
     if (ok && !s.empty() && s.back() == 'd') s.pop_back();
     if (ok && !s.empty()) {
       ok = s[0] == '0' && s.size() >= 2 && s.find_first_not_of("0123456789") == std::string::npos;
-      if (ok) width = std::stoul(s.substr(1));
+      // At most 255 digits: no file name is longer (and a huge width would allocate that many zeros).
+      if (ok)
+        width = static_cast<size_t>(parse_int(s.substr(1), "frame template '" + tmpl + "'", Range::closed(0, 255),
+                                              "the zero-padded width"));
     }
     TV_CHECK(ok, "frame template: expected '{}' or '{:0Nd}', got '{", spec, "}' in '", tmpl, "'");
   }

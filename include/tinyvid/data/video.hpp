@@ -3,6 +3,10 @@
 // tv::data::Image at native size, upright (display-matrix rotation applied), frame i = the i-th decodable
 // frame in presentation order. Link tinyvid::video.
 //
+// A video file is untrusted input: only the named local file is read, only as one of the containers of
+// kVideoContainers (a playlist or a list of other files is refused), and frames above kMaxFramePixels are
+// refused before anything is decoded at that size.
+//
 // How frames are found, and why:
 // - At open the demuxer is scanned once (no decoding, as decord does): the presentation timestamps of the
 //   video packets and which of them are key frames. When every packet carries a distinct pts, frame i has
@@ -33,6 +37,7 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/avstring.h>
 #include <libavutil/display.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
@@ -65,6 +70,34 @@ inline std::string av_error_string(int code) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
   av_strerror(code, buf, sizeof(buf));
   return buf;
+}
+
+// FFmpeg opens a name as a URL: "pipe:1", "concat:a|b" or "http://..." would read or write something else than
+// the file of that name. "file:" makes any path (one with a colon too) the local file itself.
+inline std::string local_file_url(const std::string& path) { return "file:" + path; }
+
+// Options that keep FFmpeg on local files: no other protocol, for the file and anything a demuxer or muxer
+// would open from it. Freed by the caller (av_dict_free).
+inline AVDictionary* local_file_options() {
+  AVDictionary* options = nullptr;
+  av_dict_set(&options, "protocol_whitelist", "file", 0);
+  return options;
+}
+
+// The demuxers VideoReader opens: containers that hold their streams themselves. Not the formats that read other
+// files a file names (hls playlists, concat lists, dash manifests, image2 sequences): a dataset entry that is
+// one would make tinyvid read media from elsewhere on disk. Audio-only containers (wav) are listed so that
+// they are reported as having no video stream. Names as FFmpeg's demuxers call themselves.
+constexpr const char* kVideoContainers = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,ogg,asf,wav";
+
+// The demuxer FFmpeg would pick for a local file, for messages; "" if it recognises none.
+inline std::string probe_container(const std::string& path) {
+  AVIOContext* pb = nullptr;
+  if (avio_open(&pb, local_file_url(path).c_str(), AVIO_FLAG_READ) < 0) return "";
+  const AVInputFormat* format = nullptr;
+  const int r = av_probe_input_buffer2(pb, &format, path.c_str(), nullptr, 0, 0);
+  avio_closep(&pb);
+  return r >= 0 && format ? format->name : "";
 }
 
 // A zeroed h x w RGB image. Large frames are asked for transparent huge pages before they are first touched
@@ -217,13 +250,41 @@ class VideoReader {
   void open_format_() const {
     fmt_.reset();
     AVFormatContext* raw = nullptr;
-    int r = avformat_open_input(&raw, path_.c_str(), nullptr, nullptr);
-    TV_CHECK(r >= 0, "VideoReader: cannot open '", path_, "' as a media file: ", detail::av_error_string(r));
+    // Only the named local file, and only as one of the containers: FFmpeg checks the format before its
+    // demuxer reads anything, and nothing opened from the file may use another protocol.
+    AVDictionary* options = detail::local_file_options();
+    av_dict_set(&options, "format_whitelist", detail::kVideoContainers, 0);
+    int r = avformat_open_input(&raw, detail::local_file_url(path_).c_str(), nullptr, &options);
+    av_dict_free(&options);
+    if (r < 0) {
+      const std::string found = detail::probe_container(path_);
+      TV_CHECK(found.empty() || av_match_list(found.c_str(), detail::kVideoContainers, ',') > 0, "VideoReader: '",
+               path_, "' is a '", found, "' file, not a video container; expected one of ", detail::kVideoContainers,
+               " (playlists and lists of other files are refused)");
+      TV_FAIL("VideoReader: cannot open '", path_, "' as a media file: ", detail::av_error_string(r));
+    }
     fmt_.reset(raw);
-    r = avformat_find_stream_info(fmt_.get(), nullptr);
+    // The frame size the container states is checked before anything decodes; the decoders that look at frames
+    // for the stream info refuse oversized ones before allocating them (and then forget the stated size), and
+    // sizes only the stream info finds are checked after it.
+    check_stated_frame_sizes_();
+    std::vector<AVDictionary*> codec_options(fmt_->nb_streams, nullptr);
+    for (AVDictionary*& o : codec_options) av_dict_set_int(&o, "max_pixels", kMaxFramePixels, 0);
+    r = avformat_find_stream_info(fmt_.get(), codec_options.data());
+    for (AVDictionary*& o : codec_options) av_dict_free(&o);
     TV_CHECK(r >= 0, "VideoReader: cannot read stream info of '", path_, "': ", detail::av_error_string(r));
+    check_stated_frame_sizes_();
     for (unsigned s = 0; vidx_ >= 0 && s < fmt_->nb_streams; ++s)
       if (static_cast<int>(s) != vidx_) fmt_->streams[s]->discard = AVDISCARD_ALL;  // skip audio, subtitles
+  }
+
+  // Every video stream's frame size within the cap (attached pictures, such as cover art, are never decoded).
+  void check_stated_frame_sizes_() const {
+    for (unsigned s = 0; s < fmt_->nb_streams; ++s) {
+      const AVStream* st = fmt_->streams[s];
+      if (st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(st->disposition & AV_DISPOSITION_ATTACHED_PIC))
+        check_frame_size(st->codecpar->width, st->codecpar->height, "VideoReader", path_);
+    }
   }
 
   void open_() {
@@ -245,6 +306,7 @@ class VideoReader {
     cc_->thread_count = threads_;
     cc_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     cc_->pkt_timebase = st->time_base;
+    cc_->max_pixels = kMaxFramePixels;  // frames larger than the stream stated are refused too, before allocation
     r = avcodec_open2(cc_.get(), dec, nullptr);
     TV_CHECK(r >= 0, "VideoReader: cannot open the ", dec->name, " decoder for '", path_, "': ", detail::av_error_string(r));
     frame_.reset(av_frame_alloc());

@@ -36,7 +36,8 @@ class VideoWriter {
     TV_CHECK(fps > 0 && std::isfinite(fps), "VideoWriter: expected fps > 0, got ", fps, " for '", path, "'");
     AVFormatContext* raw = nullptr;
     // The format is named, not guessed from the extension: callers write to a temporary name and rename.
-    int r = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str());
+    const std::string url = detail::local_file_url(path);  // the file itself, never a protocol such as "pipe:1"
+    int r = avformat_alloc_output_context2(&raw, nullptr, "mp4", url.c_str());
     TV_CHECK(r >= 0 && raw, "VideoWriter: cannot set up an MP4 muxer for '", path, "': ", detail::av_error_string(r));
     fmt_.reset(raw);
     fmt_->flags |= AVFMT_FLAG_BITEXACT;
@@ -94,7 +95,9 @@ class VideoWriter {
                               SWS_BILINEAR, nullptr, nullptr, nullptr));
     TV_CHECK(sws_, "VideoWriter: cannot set up RGB to ", av_get_pix_fmt_name(cc_->pix_fmt), " conversion for '", path, "'");
 
-    r = avio_open(&fmt_->pb, path.c_str(), AVIO_FLAG_WRITE);
+    AVDictionary* options = detail::local_file_options();
+    r = avio_open2(&fmt_->pb, url.c_str(), AVIO_FLAG_WRITE, nullptr, &options);
+    av_dict_free(&options);
     TV_CHECK(r >= 0, "VideoWriter: cannot create '", path, "': ", detail::av_error_string(r));
     r = avformat_write_header(fmt_.get(), nullptr);
     if (r < 0) {

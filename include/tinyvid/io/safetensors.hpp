@@ -1,9 +1,11 @@
 #pragma once
 // safetensors (Hugging Face's tensor file): an 8-byte little-endian header length N, N bytes of JSON
 // naming each tensor's dtype, shape and byte range, then the raw little-endian data.
-// A file is untrusted input: parse_safetensors checks everything before any tensor byte is read, and
-// every failure is a tv::Error naming the file. Writing follows the reference implementation (header
-// padded with spaces to 8 bytes) and is atomic (a temporary file renamed over the target).
+// A file is untrusted input: the header is read and checked against the file size before any tensor byte
+// is read (SafetensorsReader; parse_safetensors for bytes in memory), and every failure is a tv::Error
+// naming the file. Writing follows the reference implementation (header padded with spaces to 8 bytes), is
+// atomic (a temporary file of its own renamed over the target), stores num_batches_tracked as I64 as
+// PyTorch does, and can store float tensors as F16 or BF16.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,14 +13,17 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <numeric>
+#include <new>
 #include <set>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -27,6 +32,7 @@
 #include "tinyvid/core/tensor.hpp"
 #include "tinyvid/io/file.hpp"
 #include "tinyvid/nn/module.hpp"
+#include "tinyvid/ops/reduce.hpp"
 
 namespace tv::io {
 
@@ -405,24 +411,32 @@ inline SafetensorsFile::Entry read_entry(HeaderReader& r, const std::string& nam
   return e;
 }
 
-}  // namespace detail
+// The reference implementation refuses headers above 100 MB; a real one is a few hundred KB.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-// Reads and validates a whole safetensors file held in memory; `what` names it in messages.
-// Nothing outside data[0, size) is read.
-inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& what) {
-  using detail::bad_file;
+// The header length N from the first bytes of a file of `size` bytes (p holds min(size, 8) of them), checked
+// against the file size and the reference's limit before anything is allocated for the header.
+inline uint64_t header_length(const uint8_t* p, uint64_t size, const std::string& what) {
   if (size < 8) bad_file(what, "the file has ", size, " bytes; expected at least the 8-byte header length");
-  const uint64_t n = detail::load_le<uint64_t>(data);
+  const uint64_t n = load_le<uint64_t>(p);
   if (n > size - 8)
     bad_file(what, "the header length is ", n, " bytes, but only ", size - 8,
              " bytes follow it (a truncated file, or not safetensors)");
+  if (n > kMaxHeaderBytes)
+    bad_file(what, "the header length is ", n, " bytes; expected at most ", kMaxHeaderBytes,
+             " (the reference implementation's limit; not safetensors?)");
+  return n;
+}
 
+// Validates the header (bytes [8, 8 + n) of a file of `size` bytes, at `header`) against the file size: every
+// tensor's byte range lies inside the data section, and together they cover it exactly.
+inline SafetensorsFile parse_header(const uint8_t* header, uint64_t n, uint64_t size, const std::string& what) {
   SafetensorsFile file;
   file.data_start = 8 + n;
   const uint64_t data_size = size - file.data_start;
   std::set<std::string> names;
   bool has_metadata = false;
-  detail::HeaderReader r(data + 8, static_cast<size_t>(n), 8, what);
+  HeaderReader r(header, static_cast<size_t>(n), 8, what);
   r.object("'{' opening the header object", nullptr, [&](const std::string& key) {
     if (key == "__metadata__") {
       if (has_metadata) bad_file(what, "the header has '__metadata__' twice");
@@ -434,7 +448,7 @@ inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const
       return;
     }
     if (!names.insert(key).second) bad_file(what, "the tensor name '", key, "' appears twice in the header");
-    SafetensorsFile::Entry e = detail::read_entry(r, key, what);
+    SafetensorsFile::Entry e = read_entry(r, key, what);
     if (e.end > data_size)
       bad_file(what, "the data_offsets [", e.begin, ", ", e.end, "] of tensor '", key,
                "' reach past the end of the data section (", data_size, " bytes)");
@@ -469,6 +483,15 @@ inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const
   return file;
 }
 
+}  // namespace detail
+
+// Reads and validates a whole safetensors file held in memory; `what` names it in messages.
+// Nothing outside data[0, size) is read.
+inline SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& what) {
+  const uint64_t n = detail::header_length(data, size, what);
+  return detail::parse_header(data + 8, n, size, what);
+}
+
 namespace detail {
 template <class T>
 T to_element(double v) {
@@ -500,16 +523,15 @@ void convert(const uint8_t* src, int64_t n, T* dst, F f) {
 }
 }  // namespace detail
 
-// The tensor of one entry as T (float or double), converted from its dtype; `data_section` points
-// at byte data_start of the buffer that was parsed.
+// The tensor of one entry as T (float or double), converted from its dtype; `src` points at the entry's first
+// byte (its data_offsets begin).
 template <class T>
-Tensor<T> decode_tensor(const SafetensorsFile::Entry& e, const uint8_t* data_section) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "decode_tensor: T must be float or double");
+Tensor<T> decode_entry(const SafetensorsFile::Entry& e, const uint8_t* src) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "decode_entry: T must be float or double");
   using detail::convert;
   using detail::to_element;
   auto out = Tensor<T>::empty(e.shape);
   T* dst = out.data();
-  const uint8_t* src = data_section + e.begin;
   const int64_t n = out.numel();
   switch (e.dtype) {
     case Dtype::F64:
@@ -546,6 +568,58 @@ Tensor<T> decode_tensor(const SafetensorsFile::Entry& e, const uint8_t* data_sec
   return out;
 }
 
+// The same for a whole file in memory: `data_section` points at byte data_start of the buffer that was parsed.
+template <class T>
+Tensor<T> decode_tensor(const SafetensorsFile::Entry& e, const uint8_t* data_section) {
+  return decode_entry<T>(e, data_section + e.begin);
+}
+
+// A safetensors file on disk, read as untrusted input: the constructor reads the 8-byte header length and the
+// header only, and validates them against the file size; tensors are then read one at a time. So a file whose
+// header is wrong fails at once whatever its size, and memory holds one tensor's bytes beyond the tensors.
+class SafetensorsReader {
+ public:
+  SafetensorsReader(const std::string& path, const char* op = "load_safetensors") : in_(path, op), op_(op) {
+    uint8_t length[8] = {};
+    in_.read_at(0, length, static_cast<size_t>(std::min<uint64_t>(in_.size(), 8)));
+    const uint64_t n = detail::header_length(length, in_.size(), path);
+    std::vector<uint8_t> header = detail::byte_buffer(n, op, path, "the header");
+    in_.read_at(8, header.data(), header.size());
+    file_ = detail::parse_header(header.data(), n, in_.size(), path);
+  }
+
+  const SafetensorsFile& file() const { return file_; }
+  const std::string& path() const { return in_.path(); }
+
+  // One entry's tensor as T (float or double); running out of memory for it is an error naming it.
+  template <class T>
+  Tensor<T> read(const SafetensorsFile::Entry& e) const {
+    const uint64_t nbytes = e.end - e.begin;
+    std::vector<uint8_t> bytes = detail::byte_buffer(nbytes, op_, path(), "tensor '" + e.name + "'");
+    in_.read_at(file_.data_start + e.begin, bytes.data(), bytes.size());
+    try {
+      return decode_entry<T>(e, bytes.data());
+    } catch (const std::bad_alloc&) {
+      TV_FAIL(op_, ": out of memory for tensor '", e.name, "' of shape ", e.shape, " in '", path(), "'");
+    }
+  }
+
+ private:
+  detail::InputFile in_;
+  const char* op_;
+  SafetensorsFile file_;
+};
+
+// Every tensor of a safetensors file as T (float or double), whatever its stored dtype.
+template <class T>
+std::map<std::string, Tensor<T>> load_safetensors(const std::string& path) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "load_safetensors: T must be float or double");
+  const SafetensorsReader reader(path);
+  std::map<std::string, Tensor<T>> out;
+  for (const auto& e : reader.file().entries) out.emplace(e.name, reader.read<T>(e));
+  return out;
+}
+
 namespace detail {
 // JSON string as serde_json writes it: quotes, backslashes and control characters escaped.
 inline void append_json_string(std::string& out, const std::string& s) {
@@ -572,23 +646,81 @@ inline void append_json_string(std::string& out, const std::string& s) {
 }
 }  // namespace detail
 
-// Every tensor of a safetensors file as T (float or double), whatever its stored dtype.
+namespace detail {
+
+// A value rounded to nearest, ties to even, into a 16-bit IEEE-style float with `fraction_bits` fraction bits
+// and 15 - fraction_bits exponent bits: F16 (10) or BF16 (7). Overflow gives infinity, NaN a quiet NaN. From a
+// double, so that a double is rounded once (a float converts to double exactly).
+inline uint16_t round_to_binary16(double v, int fraction_bits) {
+  const int exponent_bits = 15 - fraction_bits;
+  const int64_t bias = (int64_t{1} << (exponent_bits - 1)) - 1;
+  const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  const uint16_t infinity = static_cast<uint16_t>(((1 << exponent_bits) - 1) << fraction_bits);
+  if (std::isnan(v)) return static_cast<uint16_t>(sign | infinity | (1 << (fraction_bits - 1)));
+  if (std::isinf(v)) return sign | infinity;
+  if (v == 0) return sign;
+  const double a = std::fabs(v);
+  int e = 0;
+  std::frexp(a, &e);  // a = f * 2^e, f in [0.5, 1): the leading bit is 2^(e - 1)
+  // The spacing of representable values around a is 2^(exponent - fraction_bits), where exponent is a's own,
+  // or the smallest normal one (1 - bias) for subnormals.
+  const int64_t exponent = std::max<int64_t>(e - 1, 1 - bias);
+  const double scaled = std::ldexp(a, static_cast<int>(fraction_bits - exponent));  // exact: a power of 2
+  double units = std::floor(scaled);
+  const double rest = scaled - units;
+  if (rest > 0.5 || (rest == 0.5 && std::fmod(units, 2.0) != 0)) units += 1;
+  // units is the significand with its leading bit (2^fraction_bits for normals); rounding up to
+  // 2^(fraction_bits + 1) carries into the exponent, and past the largest exponent gives infinity.
+  const int64_t bits = ((exponent + bias - 1) << fraction_bits) + static_cast<int64_t>(units);
+  return bits >= infinity ? static_cast<uint16_t>(sign | infinity) : static_cast<uint16_t>(sign | bits);
+}
+
+// PyTorch keeps BatchNorm's num_batches_tracked as int64: stored so, it is exact and loads into PyTorch as it was.
+inline bool is_integer_buffer(const std::string& name) {
+  constexpr std::string_view kSuffix = "num_batches_tracked";
+  return name.size() >= kSuffix.size() && name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
+
+// The values of one tensor as `dtype`, little-endian, for the file.
 template <class T>
-std::map<std::string, Tensor<T>> load_safetensors(const std::string& path) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "load_safetensors: T must be float or double");
-  const std::vector<uint8_t> bytes = detail::read_file(path, "load_safetensors");
-  const SafetensorsFile file = parse_safetensors(bytes.data(), bytes.size(), path);
-  std::map<std::string, Tensor<T>> out;
-  for (const auto& e : file.entries) out.emplace(e.name, decode_tensor<T>(e, bytes.data() + file.data_start));
+std::vector<uint8_t> encode_values(const T* values, int64_t n, Dtype dtype, const std::string& name,
+                                   const std::string& path) {
+  std::vector<uint8_t> out(static_cast<size_t>(n) * dtype_size(dtype));
+  uint8_t* p = out.data();
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(values[i]);
+    switch (dtype) {
+      case Dtype::F64: store_le<uint64_t>(p + 8 * i, std::bit_cast<uint64_t>(v)); break;
+      case Dtype::F32: store_le<uint32_t>(p + 4 * i, std::bit_cast<uint32_t>(to_element<float>(v))); break;
+      case Dtype::F16: store_le<uint16_t>(p + 2 * i, round_to_binary16(v, 10)); break;
+      case Dtype::BF16: store_le<uint16_t>(p + 2 * i, round_to_binary16(v, 7)); break;
+      case Dtype::I64:
+        TV_CHECK(v == std::trunc(v) && std::fabs(v) < 0x1p63, "save_safetensors '", path, "': tensor '", name,
+                 "' is stored as I64 (PyTorch's dtype for it), but element ", i, " is ", values[i],
+                 "; expected a whole number");
+        store_le<uint64_t>(p + 8 * i, static_cast<uint64_t>(static_cast<int64_t>(v)));
+        break;
+      default: TV_FAIL("save_safetensors '", path, "': cannot store tensor '", name, "' as ", dtype_name(dtype));
+    }
+  }
   return out;
 }
 
-// Writes the tensors in the given order, as F32 (float) or F64 (double), atomically.
+}  // namespace detail
+
+// Writes the tensors in the given order, atomically. Floating-point tensors are stored as `float_dtype`: by
+// default their own precision (F32 for float, F64 for double); F16 or BF16 (rounded to nearest even) halve a
+// float file, and loading converts back. Tensors named *num_batches_tracked are stored as I64, as PyTorch does.
 template <class T>
 void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
-                      const std::map<std::string, std::string>& metadata = {}) {
+                      const std::map<std::string, std::string>& metadata = {},
+                      Dtype float_dtype = std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "save_safetensors: T must be float or double");
-  constexpr const char* dtype = std::is_same_v<T, float> ? "F32" : "F64";
+  constexpr Dtype native = std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64;
+  TV_CHECK(float_dtype == Dtype::F64 || float_dtype == Dtype::F32 || float_dtype == Dtype::F16 ||
+               float_dtype == Dtype::BF16,
+           "save_safetensors '", path, "': expected F64, F32, F16 or BF16 to store floating-point tensors, got ",
+           dtype_name(float_dtype));
   std::set<std::string> names;
   for (const auto& [name, t] : tensors) {
     TV_CHECK(name != "__metadata__", "save_safetensors '", path, "': '__metadata__' cannot name a tensor");
@@ -601,6 +733,9 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
   for (const auto& [key, value] : metadata)
     TV_CHECK(detail::is_utf8(key) && detail::is_utf8(value), "save_safetensors '", path, "': metadata '", key,
              "' is not valid UTF-8");
+  auto stored_dtype = [&](const std::string& name) {
+    return detail::is_integer_buffer(name) ? Dtype::I64 : float_dtype;
+  };
 
   // Serialized as the reference does: "__metadata__" first, compact JSON, spaces up to a multiple of 8.
   std::string header = "{";
@@ -618,11 +753,12 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
   }
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * sizeof(T);
+    const Dtype dtype = stored_dtype(name);
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(dtype);
     if (header.size() > 1) header += ',';
     detail::append_json_string(header, name);
     header += ":{\"dtype\":\"";
-    header += dtype;
+    header += dtype_name(dtype);
     header += "\",\"shape\":[";
     for (size_t d = 0; d < t.shape().size(); ++d) {
       if (d) header += ',';
@@ -651,31 +787,33 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
         copy = t.to_vector();
         values = copy.data();
       }
-      const size_t nbytes = static_cast<size_t>(t.numel()) * sizeof(T);
-      if constexpr (std::endian::native == std::endian::little) {
-        put(values, nbytes);
+      const Dtype dtype = stored_dtype(name);
+      if (dtype == native && std::endian::native == std::endian::little) {
+        put(values, static_cast<size_t>(t.numel()) * sizeof(T));
       } else {
-        using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-        std::vector<uint8_t> le(nbytes);
-        for (int64_t i = 0; i < t.numel(); ++i)
-          detail::store_le<U>(le.data() + i * sizeof(T), std::bit_cast<U>(values[i]));
-        put(le.data(), nbytes);
+        const std::vector<uint8_t> bytes = detail::encode_values(values, t.numel(), dtype, name, path);
+        put(bytes.data(), bytes.size());
       }
     }
   });
 }
 
-// A module's state_dict to a file, marked {"format": "pt"} since its names and layouts are PyTorch's.
+// A module's state_dict to a file, marked {"format": "pt"} since its names and layouts are PyTorch's;
+// float_dtype as save_safetensors (F16 / BF16 for half-size files).
 template <class T>
-void save_weights(const nn::Module<T>& m, const std::string& path) {
-  save_safetensors<T>(path, m.state_dict(), {{"format", "pt"}});
+void save_weights(const nn::Module<T>& m, const std::string& path,
+                  Dtype float_dtype = std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64) {
+  save_safetensors<T>(path, m.state_dict(), {{"format", "pt"}}, float_dtype);
 }
 
 // Loads a file written by save_weights (or PyTorch's safetensors) into a module; strict as
 // Module::load_state_dict, whose message about missing, unexpected or misshapen keys is kept.
+// Every tensor must be finite: a NaN or infinity is an error naming the file, the tensor and the element.
 template <class T>
 void load_weights(nn::Module<T>& m, const std::string& path, bool strict = true) {
   auto loaded = load_safetensors<T>(path);
+  // A NaN or infinity loaded silently would make every output NaN.
+  for (const auto& [name, t] : loaded) check_finite(t, "load_weights '" + path + "': tensor '" + name + "'");
   nn::StateDict<T> dict(loaded.begin(), loaded.end());
   try {
     m.load_state_dict(dict, strict);

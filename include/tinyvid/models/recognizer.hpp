@@ -11,6 +11,7 @@
 
 #include "tinyvid/models/resnet.hpp"
 #include "tinyvid/ops/join.hpp"
+#include "tinyvid/ops/reduce.hpp"
 #include "tinyvid/ops/softmax.hpp"
 
 namespace tv::models {
@@ -64,8 +65,13 @@ class Recognizer : public nn::Module<T> {
     cls_head = this->register_module(
         "cls_head", std::make_shared<ClsHead<T>>(backbone->out_channels, o.num_classes, o.dropout, o.consensus, gen));
   }
-  // x: N*T x 3 x H x W (frames of a clip adjacent) -> class scores (logits) N x K.
-  Tensor<T> forward(const Tensor<T>& x) { return cls_head->forward(backbone->forward(x), frames()); }
+  // x: N*T x 3 x H x W (frames of a clip adjacent) -> class scores (logits) N x K. Every model input passes
+  // here or through forward_views, which refuse an infinity or NaN by its index (a cheap scan next to the
+  // backbone): inside the network it would become NaN scores or a NaN loss with no trace of where it came from.
+  Tensor<T> forward(const Tensor<T>& x) {
+    check_finite(x, "Recognizer::forward: input");
+    return cls_head->forward(backbone->forward(x), frames());
+  }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
 
   // Multi-view testing as MMAction2 fuses views. x: N*V*T frames, the V views (clips of T frames) of a video
@@ -77,6 +83,7 @@ class Recognizer : public nn::Module<T> {
     const int64_t Tn = frames();
     TV_CHECK(x.dim() == 4 && views >= 1 && x.size(0) % (views * Tn) == 0, "Recognizer::forward_views: expected N*",
              views, "*", Tn, " frames (", views, " views of ", Tn, " frames per video), got ", x.shape());
+    check_finite(x, "Recognizer::forward_views: input");
     const int64_t N = x.size(0) / (views * Tn), clips = N * views;
     const int64_t step = max_views_per_pass > 0 ? max_views_per_pass : clips;
     std::vector<Tensor<T>> pooled;  // (clips * T) x C in pieces

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tinyvid/core/parse.hpp"
 #include "tinyvid/models/recognizer.hpp"
 
 namespace tv::models {
@@ -37,21 +38,6 @@ inline bool parse_bool(const std::string& key, const std::string& v) {
   if (v == "0" || v == "false" || v == "off" || v == "no") return false;
   TV_FAIL("model switch ", key, ": expected true or false, got '", v, "'");
 }
-// A whole number >= min_value (default: positive) from text, or an error naming `what` (also the
-// command line's parser).
-inline int64_t parse_int(const std::string& what, const std::string& v, int64_t min_value = 1) {
-  size_t used = 0;
-  int64_t x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TV_CHECK(used == v.size() && !v.empty() && x >= min_value, what, ": expected ",
-           min_value == 1 ? std::string("a positive whole number") : "a whole number >= " + std::to_string(min_value),
-           ", got '", v, "'");
-  return x;
-}
 }  // namespace detail
 
 // The options a name and a config stand for; a bad name or switch is an error listing the valid ones.
@@ -66,7 +52,7 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   RecognizerOptions o;
   // name = arch "_r" depth ["_dnr"]
   const bool tsm = name.compare(0, 3, "tsm") == 0, dnr = name.size() > 4 && name.compare(name.size() - 4, 4, "_dnr") == 0;
-  o.backbone.depth = std::stoi(name.substr(5));
+  o.backbone.depth = parse_int(name.substr(5, name.find('_', 5) - 5), "model " + name);
   o.backbone.frames = cfg.frames;
   o.backbone.norm = dnr ? Norm::Dnr : Norm::Batch;
   o.backbone.temporal_shift = tsm;
@@ -74,17 +60,20 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   o.num_classes = cfg.num_classes;
   o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm ? 0.5 : 0.4);
   auto& d = o.backbone.dnr;
+  auto count = [](const std::string& key, const std::string& v, double min = 1) {
+    return parse_int(v, "model switch " + key, Range::at_least(min));
+  };
   for (const auto& [key, value] : cfg.set) {
-    if (key == "width") o.backbone.width = detail::parse_int("model switch " + key, value);
-    else if (key == "shift_div") o.backbone.shift_div = detail::parse_int("model switch " + key, value);
+    if (key == "width") o.backbone.width = count(key, value);
+    else if (key == "shift_div") o.backbone.shift_div = count(key, value);
     else if (key == "cross_layer") d.cross_layer = detail::parse_bool(key, value);
     else if (key == "cross_temporal") d.cross_temporal = detail::parse_bool(key, value);
-    else if (key == "ct_group_frames") d.ct_group_frames = detail::parse_int("model switch " + key, value);
+    else if (key == "ct_group_frames") d.ct_group_frames = count(key, value);
     else if (key == "ct_bidirectional") d.ct_bidirectional = detail::parse_bool(key, value);
     else if (key == "ct_shared_direction_cell") d.ct_shared_direction_cell = detail::parse_bool(key, value);
     else if (key == "interlace") d.interlace = detail::parse_bool(key, value);
-    else if (key == "reduction") d.reduction = detail::parse_int("model switch " + key, value);
-    else if (key == "norm_group_clips") o.backbone.norm_group_clips = detail::parse_int("model switch " + key, value, 0);
+    else if (key == "reduction") d.reduction = count(key, value);
+    else if (key == "norm_group_clips") o.backbone.norm_group_clips = count(key, value, 0);
     else {
       std::string known;
       for (auto& n : switch_names()) known += (known.empty() ? "" : ", ") + n;

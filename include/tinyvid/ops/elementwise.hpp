@@ -183,10 +183,13 @@ Tensor<T> abs(const Tensor<T>& x) {
                               detail::SaveFrom::Input, [](T g, T v) { return v > T(0) ? g : (v < T(0) ? -g : T(0)); });
 }
 
+// PyTorch's threshold: x <= 0 ? 0 : x, so a NaN stays NaN (a corrupt weight or input must reach the loss and
+// its NaN check, not turn into plausible scores), and the gradient passes where out <= 0 is false: out > 0
+// and NaN, as PyTorch's threshold_backward. One compare and a blend: still vectorized.
 template <class T>
 Tensor<T> relu(const Tensor<T>& x) {
-  return detail::record_unary(x, detail::map(x, [](T v) { return v > T(0) ? v : T(0); }), "ReluBackward",
-                              detail::SaveFrom::Output, [](T g, T o) { return o > T(0) ? g : T(0); });
+  return detail::record_unary(x, detail::map(x, [](T v) { return v <= T(0) ? T(0) : v; }), "ReluBackward",
+                              detail::SaveFrom::Output, [](T g, T o) { return o <= T(0) ? T(0) : g; });
 }
 
 template <class T>
@@ -202,8 +205,10 @@ Tensor<T> tanh(const Tensor<T>& x) {
 }
 
 // Clamps to [lo, hi]; the gradient passes where lo <= x <= hi (as PyTorch). Use +-infinity for no bound.
+// A NaN element stays NaN with gradient 0, as in PyTorch; a NaN bound is refused (it would clamp nothing).
 template <class T>
 Tensor<T> clamp(const Tensor<T>& x, Scalar<T> lo, Scalar<T> hi) {
+  TV_CHECK(!std::isnan(lo) && !std::isnan(hi), "clamp: expected bounds that are numbers, got min ", lo, ", max ", hi);
   TV_CHECK(!(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
   return detail::record_unary(x, detail::map(x, [lo, hi](T v) { return v < lo ? lo : (v > hi ? hi : v); }),
                               "ClampBackward", detail::SaveFrom::Input,

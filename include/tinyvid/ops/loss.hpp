@@ -1,6 +1,8 @@
 #pragma once
 // Losses and metrics: cross_entropy (as torch.nn.functional.cross_entropy with class indices, mean
 // reduction, optional label smoothing) and top-k accuracy.
+#include <cmath>
+
 #include "tinyvid/ops/elementwise.hpp"
 #include "tinyvid/ops/index.hpp"
 #include "tinyvid/ops/reduce.hpp"
@@ -32,8 +34,8 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& target, 
   return loss;
 }
 
-// The fraction of rows whose target is among the k largest logits (ties: the lower index wins, as
-// torch.topk). No gradient.
+// The fraction of rows whose target is among the k largest logits, ranked as torch.topk ranks them: NaN above
+// every number (so NaN scores never pass for a hit below them), ties to the lower index. No gradient.
 template <class T>
 double topk_accuracy(const Tensor<T>& logits, const Tensor<int64_t>& target, int64_t k = 1) {
   TV_CHECK(logits.dim() == 2 && target.dim() == 1 && target.size(0) == logits.size(0),
@@ -47,8 +49,13 @@ double topk_accuracy(const Tensor<T>& logits, const Tensor<int64_t>& target, int
     const T* row = l.data() + n * C;
     const int64_t t = target.data()[n * target.stride(0)];
     TV_CHECK(t >= 0 && t < C, "topk_accuracy: target ", t, " is not a class index in [0, ", C, ")");
+    const T mine = row[t];
+    const bool mine_nan = std::isnan(mine);
     int64_t better = 0;  // classes ranked before the target
-    for (int64_t c = 0; c < C; ++c) better += row[c] > row[t] || (row[c] == row[t] && c < t);
+    for (int64_t c = 0; c < C; ++c) {
+      const bool nan = std::isnan(row[c]);
+      better += mine_nan ? nan && c < t : nan || row[c] > mine || (row[c] == mine && c < t);
+    }
     hits += better < k;
   }
   return static_cast<double>(hits) / static_cast<double>(N);

@@ -1,6 +1,7 @@
 #pragma once
-// Reductions over any set of dims (sum, mean, var) and along one dim (max with its indices).
-// An empty dim list means all dims, as torch.sum(x) does.
+// Reductions over any set of dims (sum, mean, var) and along one dim (max with its indices; NaN wins, as in
+// PyTorch), and check_finite. An empty dim list means all dims, as torch.sum(x) does.
+#include <string>
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
@@ -164,6 +165,23 @@ ValuesIndices<T> max(const Tensor<T>& x, int64_t dim, bool keepdim = false) {
 template <class T>
 Tensor<T> max(const Tensor<T>& x) {
   return max(x.reshape({-1}), 0, false).values;
+}
+
+// Refuses a tensor holding an infinity or NaN: `what` (e.g. "Recognizer::forward: input") with the shape,
+// the first bad value and its index. For the inputs of a model, where a non-finite value would otherwise
+// come out as plausible-looking scores or a NaN loss far from its cause.
+template <class T>
+void check_finite(const Tensor<T>& x, const std::string& what) {
+  const Tensor<T> c = x.contiguous();
+  int64_t i = cpu::first_non_finite(c.data(), c.numel());
+  if (i < 0) return;
+  const T bad = c.data()[i];
+  Shape index(static_cast<size_t>(c.dim()));
+  for (int64_t d = c.dim() - 1; d >= 0; --d) {
+    index[static_cast<size_t>(d)] = i % c.size(d);
+    i /= c.size(d);
+  }
+  TV_FAIL(what, " of shape ", x.shape(), ": expected finite values, got ", bad, " at index ", index);
 }
 
 template <class T>

@@ -25,6 +25,8 @@ Tensor<T> along_rows(const Tensor<T>& x, int64_t dim, RowFn row_fn) {
   return d == x.dim() - 1 ? out : out.transpose(d, -1).contiguous();
 }
 
+// The row's maximum, skipping a NaN: a NaN anywhere in the row makes the sum of exponentials NaN, so the whole
+// row comes out NaN, as in PyTorch (and +inf gives inf - inf = NaN there too).
 template <class T>
 T row_max(const T* p, int64_t n) {
   T m = p[0];

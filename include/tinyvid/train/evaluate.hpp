@@ -2,6 +2,7 @@
 // Testing a recognizer on a dataset: every video's views (clips x crops, each a clip of the model's T frames)
 // fused as MMAction2 fuses them (Recognizer::forward_views), then top-1, top-5 and mean class accuracy
 // (metrics.hpp). Also the report files of `tinyvid test`: results JSON, per-class CSV, confusion-matrix PNG.
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -24,6 +25,7 @@ struct EvalOptions {
   int64_t max_views_per_pass = 0;  // backbone clips per pass (memory only); 0: a whole batch at once
   bool progress = false;           // a progress line on stderr
   std::string what = "test";       // its name on the progress line
+  const std::atomic<bool>* stop = nullptr;  // when it turns true, evaluate returns early with `interrupted`
 };
 
 struct EvalResult {
@@ -33,6 +35,7 @@ struct EvalResult {
   int64_t views = 0;              // views per video
   double seconds = 0;
   std::vector<data::SkippedSample> skipped;
+  bool interrupted = false;       // stopped early by EvalOptions::stop: the metrics cover only part of the set
 };
 
 inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset& ds, const EvalOptions& o = {}) {
@@ -45,10 +48,17 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
   ProgressLine progress(o.what, ds.size(), "videos", o.progress && stderr_is_terminal());
   const int64_t T = model.frames();
   while (auto batch = loader.next()) {
+    if (o.stop && o.stop->load()) {
+      res.interrupted = true;
+      break;
+    }
     const int64_t N = batch->labels.numel(), M = batch->clips.size(0) / N;
     TV_CHECK(M % T == 0, o.what, ": a video gives ", M, " frames, not a whole number of ", T, "-frame views");
     res.views = M / T;
     Tensor<float> scores = model.forward_views(batch->clips, M / T, o.average, o.max_views_per_pass);
+    // Metrics would rank a NaN score somewhere arbitrary: a model that produces one is an error, not a result.
+    check_finite(scores, o.what + ": the scores of videos " + std::to_string(batch->indices.front()) + ".." +
+                             std::to_string(batch->indices.back()) + " of the list");
     const int64_t K = scores.size(1);
     const std::vector<float> flat = scores.contiguous().to_vector();
     for (int64_t n = 0; n < N; ++n) {
@@ -58,6 +68,7 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
     }
     progress.advance(N);
   }
+  loader.stop();
   if (o.progress) progress.finish();
   res.seconds = progress.seconds();
   res.skipped = ds.skipped();
@@ -135,6 +146,25 @@ inline void write_test_report(const std::string& dir, const EvalResult& r, const
 
   std::snprintf(buf, sizeof(buf), "confusion: top-1 %.1f%%, %zu videos", 100 * r.top1, r.scores.size());
   viz::confusion_matrix_image(m, names, buf).save_png(dir + "/confusion.png");
+}
+
+// `tinyvid test --dump FILE`: each video's path, label and fused scores (probabilities with average_clips =
+// prob), one JSON object per line in the order of the list, for analysis outside tinyvid (MMAction2's
+// test.py --dump writes the same score lists).
+inline void write_scores_dump(const std::string& path, const EvalResult& r, const data::Dataset& ds) {
+  std::string out;
+  char buf[32];
+  for (size_t v = 0; v < r.scores.size(); ++v) {
+    const auto& a = ds.annotations()[static_cast<size_t>(r.indices[v])];
+    out += "{\"index\":" + std::to_string(r.indices[v]) + ",\"path\":" + detail::json_escape(a.path) +
+           ",\"label\":" + std::to_string(r.labels[v]) + ",\"scores\":[";
+    for (size_t k = 0; k < r.scores[v].size(); ++k) {
+      std::snprintf(buf, sizeof(buf), "%s%.9g", k ? "," : "", static_cast<double>(r.scores[v][k]));
+      out += buf;
+    }
+    out += "]}\n";
+  }
+  detail::write_text_atomically(path, out);
 }
 
 }  // namespace tv::train

@@ -1,18 +1,21 @@
 #pragma once
-// The training loop of `tinyvid train`: a Recipe (recipe.hpp) run into a work directory.
+// The training loop of `tinyvid train`: a Recipe (recipe.hpp) run into a work directory (work_dir.hpp).
 //
-// WORK_DIR/config.txt          the settings of the run (file + --set)
-// WORK_DIR/log.jsonl           one JSON object per logged iteration ("mode":"train") and per validation ("val")
-// WORK_DIR/latest.safetensors  the weights after the last finished epoch (or checkpoint_every_iters)
+// WORK_DIR/config.txt                the settings of the run (file + --set)
+// WORK_DIR/train.log                 everything printed, after the environment and every setting with its default
+// WORK_DIR/log.json                  JSON lines with MMAction2's field names, one per logged iteration
+//                                    ("mode":"train") and per validation ("val"): analyze_logs.py reads it
 // WORK_DIR/latest.state.safetensors  everything a resume needs: weights, SGD momenta, position, RNG state
-// WORK_DIR/best.safetensors    the weights of the best validation top-1
-// WORK_DIR/curves.png          loss and accuracy against iterations
+// WORK_DIR/latest.safetensors        the weights of that state
+// WORK_DIR/epoch_N.safetensors       the weights after epoch N (the newest max_keep_ckpts are kept)
+// WORK_DIR/best.safetensors          the weights of the best validation top-1
+// WORK_DIR/curves.png                loss and accuracy against iterations
 //
-// Every file is written atomically (temporary, fsync, rename): a kill at any moment leaves the last good
-// checkpoint. Resuming continues exactly: the loader's draws depend only on (seed, epoch, sample), the lr is
-// a function of the position, and the state file holds the rest (momenta, batch-norm statistics, the default
-// generator that dropout draws from), so an interrupted and resumed run ends with the same weights, bit for
-// bit, as one that was not interrupted (on the same machine and thread count).
+// Guarantees (tests/test_train.cpp): every file is written atomically (a unique temporary, fsync, rename);
+// the state is written last, so a kill at any moment resumes to exactly the files an uninterrupted run
+// writes: an epoch's training is saved with its validation marked pending, and the validation, best weights
+// and log line are redone on resume until the state records them. Resuming continues bit for bit: the
+// loader's draws depend only on (seed, epoch, sample), the lr on the position, and the state holds the rest.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -20,7 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,24 +36,35 @@
 #include "tinyvid/optim/clip_grad.hpp"
 #include "tinyvid/train/evaluate.hpp"
 #include "tinyvid/train/recipe.hpp"
+#include "tinyvid/train/work_dir.hpp"
 #include "tinyvid/viz/plot.hpp"
 
 namespace tv::train {
 
 struct TrainOptions {
   std::string work_dir;
-  bool resume = false;
-  bool progress = stderr_is_terminal();  // the live progress bar
-  bool quiet = false;                     // no log lines on stdout
-  int64_t stop_after_iters = -1;          // >= 0: return after this many global iterations (tests a kill)
+  bool resume = false;              // continue the run whose state is resume_from (or WORK_DIR's latest)
+  std::string resume_from;          // a state file; empty: WORK_DIR/latest.state.safetensors
+  std::vector<std::string> allow_changed;  // settings a resume may change ("all": any); each is logged
+  bool progress = stderr_is_terminal();    // the live progress bar
+  bool quiet = false;                      // no log lines on stdout (train.log still gets them)
+  std::string build_info;                  // for train.log's environment (the CLI's git hash)
+  int64_t stop_after_iters = -1;           // tests: return after this many global iterations, as a kill would
+  std::string interrupt_at;  // tests: throw at a named point between the writes of an epoch's end ("after_best@2")
 };
 
 struct TrainResult {
-  int64_t epochs_done = 0, global_iter = 0;
-  double best_top1 = -1;  // -1: never validated
+  int64_t epochs_done = 0, global_iter = 0;  // where the run stands: finished epochs, iterations done in total
+  double best_top1 = -1;                     // -1: never validated
   int64_t best_epoch = 0;
   double last_val_top1 = -1;
-  double seconds = 0;     // time in training iterations in this process (validation and checkpoints excluded)
+  double seconds = 0;        // time in training iterations in this process (validation and checkpoints excluded)
+  bool interrupted = false;  // stopped by a signal (stop_requested()); saved, `--resume` continues
+};
+
+// Thrown at TrainOptions::interrupt_at: a stand-in for a kill at that point (every file is written whole).
+struct TrainInterrupted : Error {
+  using Error::Error;
 };
 
 namespace detail {
@@ -79,258 +93,519 @@ inline void draw_curves(const std::vector<std::string>& log, const std::string& 
     const double it = json_field(l, "global_iter");
     if (l.find("\"mode\":\"train\"") != std::string::npos) {
       loss.x.push_back(it), loss.y.push_back(json_field(l, "loss"));
-      acc.x.push_back(it), acc.y.push_back(json_field(l, "top1"));
+      acc.x.push_back(it), acc.y.push_back(json_field(l, "top1_acc"));
     } else if (l.find("\"mode\":\"val\"") != std::string::npos) {
-      val.x.push_back(it), val.y.push_back(json_field(l, "top1"));
+      val.x.push_back(it), val.y.push_back(json_field(l, "top1_acc"));
     }
   }
   viz::Canvas cv(900, 560);
   viz::line_chart(cv, 0, 0, 900, 280, {loss}, title + ": loss", "iteration");
-  viz::line_chart(cv, 0, 280, 900, 280, {acc, val}, "top-1 accuracy", "iteration");
+  viz::line_chart(cv, 0, 280, 900, 280, {acc, val}, "top-1 accuracy", "iteration", {.y_range = {0, 1}, .percent = true});
   cv.save_png(path);
+}
+
+// The training list as read, for resume to notice a changed list: sample count and a hash of every entry
+// (paths without the data prefix, so a moved dataset is the same list).
+inline std::string list_digest(const std::vector<data::Annotation>& list, const std::string& prefix) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  };
+  for (const auto& a : list) {
+    mix(a.path.compare(0, prefix.size(), prefix) == 0 ? a.path.substr(prefix.size()) : a.path);
+    mix(std::to_string(a.total_frames) + ":" + std::to_string(a.offset));
+    for (int64_t l : a.labels) mix(std::to_string(l));
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%zu samples, fnv1a %016llx", list.size(), static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// The unreadable samples of a run that skipped too many: the first few in the message, all in a file.
+inline std::string skip_report(const std::vector<data::SkippedSample>& skipped, const std::string& file) {
+  std::string text, shown;
+  for (size_t i = 0; i < skipped.size(); ++i) {
+    const std::string line = skipped[i].path + ": " + skipped[i].reason;
+    text += line + "\n";
+    if (i < 10) shown += "\n  " + line;
+  }
+  if (skipped.size() > 10) shown += "\n  ... and " + std::to_string(skipped.size() - 10) + " more";
+  try {
+    io::detail::write_file_atomically(file, "train", [&](auto&& put) { put(text.data(), text.size()); });
+    shown += "\n(all listed in " + file + ")";
+  } catch (const Error&) {
+  }
+  return shown;
 }
 
 }  // namespace detail
 
-// Fine-tuning's start: every weight of the model except those under a skipped prefix (the classifier, whose
-// classes differ) must be in the file with its shape; the skipped ones keep their initialisation.
+// Fine-tuning's start: every weight of the model except those load_from.skip matches (the classifier, whose
+// classes differ; a DNR model's relay cells when starting from plain weights) must be in the file with its
+// shape; the skipped ones keep their initialisation.
 inline void load_initial_weights(nn::Module<float>& model, const std::string& path, const std::vector<std::string>& skip) {
-  auto skipped = [&](const std::string& k) {
-    for (const std::string& p : skip)
-      if (k.rfind(p, 0) == 0) return true;
-    return false;
-  };
+  auto skipped = [&](const std::string& k) { return skip_matches(k, skip); };
   const auto file = io::load_safetensors<float>(path);
   nn::StateDict<float> chosen;
   for (const auto& [k, t] : model.state_dict()) {
     if (skipped(k)) continue;
     auto it = file.find(k);
     TV_CHECK(it != file.end(), "load_from '", path, "': the model's '", k, "' is not in the file (", file.size(),
-             " tensors; load_from.skip leaves out prefixes)");
+             " tensors; load_from.skip leaves out keys)");
+    check_finite(it->second, "load_from '" + path + "': tensor '" + k + "'");
     chosen.emplace_back(k, it->second);
   }
   model.load_state_dict(chosen, /*strict=*/false);
 }
 
-inline TrainResult train(const Config& config, const TrainOptions& o) {
-  namespace fs = std::filesystem;
-  const Recipe r = make_recipe(config);
-  config.check_all_used();
-  TV_CHECK(!o.work_dir.empty(), "train: a work directory is required");
-  std::error_code ec;
-  fs::create_directories(o.work_dir, ec);
-  TV_CHECK(!ec, "train: cannot create the work directory '", o.work_dir, "': ", ec.message());
-  if (r.threads > 0) set_num_threads(r.threads);
+// One training run; see the file comment for what it writes and guarantees.
+class Trainer {
+ public:
+  Trainer(const Config& config, TrainOptions o) : config_(config), o_(std::move(o)), r_(make_recipe(config_)) {
+    config_.check_all_used();
+    TV_CHECK(!o_.work_dir.empty(), "train: a work directory is required");
+  }
 
-  // Model and optimizer: the weights' initial values come from the seed.
-  manual_seed(r.seed);
-  auto model = models::make_model<float>(r.model, r.model_config);
-  if (!r.load_from.empty()) load_initial_weights(*model, r.load_from, r.load_skip);
-  const auto named = model->named_parameters();
-  optim::SGD opt(model->parameters(), r.sgd);
+  TrainResult run() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(o_.work_dir, ec);
+    TV_CHECK(!ec, "train: cannot create the work directory '", o_.work_dir, "': ", ec.message());
+    WorkDirLock lock(o_.work_dir);
+    remove_stale_temporaries(o_.work_dir);  // a writer killed mid-save left them; the lock says none is writing
+    if (r_.threads > 0) set_num_threads(r_.threads);
+    build();
+    std::optional<TrainState> saved = find_state();
+    if (!saved) fresh_work_dir_check(o_.work_dir, o_.resume);
+    if (saved) check_resumable(*saved);  // everything checked before any file is touched
+    open_logs(saved);
+    if (saved) restore(*saved);
 
-  auto train_set = make_dataset(r, "train");
-  std::unique_ptr<data::Dataset> val_set;
-  if (r.val_every > 0 && !r.val_list.empty()) val_set = make_dataset(r, "val");
-  data::Loader loader(*train_set, {.batch_size = r.batch_size, .shuffle = true, .drop_last = r.drop_last,
-                                   .num_workers = r.num_workers, .prefetch = r.prefetch, .seed = r.seed});
-  const int64_t iters = loader.num_batches();
-  TV_CHECK(iters >= 1, "train: no batches: ", train_set->size(), " training samples with batch_size ", r.batch_size,
-           r.drop_last ? " and drop_last" : "");
-  const int64_t total_iters = iters * r.epochs;
-
-  // Where we start: fresh, or from the state file of a previous run.
-  TrainResult res;
-  int64_t epoch = 0, iter = 0;
-  std::vector<std::string> log;  // the lines of log.jsonl so far
-  const std::string log_path = o.work_dir + "/log.jsonl";
-  if (o.resume && fs::exists(detail::state_path(o.work_dir))) {
-    const std::string sp = detail::state_path(o.work_dir);
-    const std::vector<uint8_t> bytes = io::detail::read_file(sp, "train --resume");
-    const io::SafetensorsFile file = io::parse_safetensors(bytes.data(), bytes.size(), sp);
-    auto meta = [&](const std::string& k) {
-      auto it = file.metadata.find(k);
-      TV_CHECK(it != file.metadata.end(), "train --resume: '", sp, "' has no '", k, "' entry; not a tinyvid training state");
-      return it->second;
-    };
-    TV_CHECK(meta("model") == r.model, "train --resume: '", sp, "' is a state of model '", meta("model"),
-             "', the config builds '", r.model, "'");
-    nn::StateDict<float> weights;
-    std::vector<Tensor<float>> momenta(named.size());
-    std::map<std::string, size_t> param_index;
-    for (size_t i = 0; i < named.size(); ++i) param_index[named[i].first] = i;
-    for (const auto& e : file.entries) {
-      Tensor<float> t = io::decode_tensor<float>(e, bytes.data() + file.data_start);
-      if (e.name.rfind("model.", 0) == 0) weights.emplace_back(e.name.substr(6), t);
-      else if (e.name.rfind("momentum.", 0) == 0) {
-        auto it = param_index.find(e.name.substr(9));
-        TV_CHECK(it != param_index.end(), "train --resume: '", sp, "' has a momentum for an unknown parameter '",
-                 e.name.substr(9), "'");
-        momenta[it->second] = t;
+    for (; at_.epoch < r_.epochs; ++at_.epoch, at_.iter = 0) {
+      if (!at_.val_pending) {
+        if (!train_epoch()) return result();  // stopped: saved mid-epoch
+        end_of_epoch_checkpoint();
       }
+      if (at_.val_pending && !validate()) return result();  // stopped: the validation is redone on resume
+      report_skipped();
+      if (stop_requested().load() && at_.epoch + 1 < r_.epochs) {
+        res_.interrupted = true;
+        say("stopped after epoch " + std::to_string(at_.epoch + 1) +
+            "; saved. Continue with: tinyvid train CONFIG --work-dir " + o_.work_dir + " --resume");
+        detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
+        return result();
+      }
+      detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
     }
-    model->load_state_dict(weights);
-    opt.load_momentum_buffers(momenta);
-    epoch = std::stoll(meta("epoch"));
-    iter = std::stoll(meta("iter"));
-    TV_CHECK(iter <= iters, "train --resume: the state is at iteration ", iter, " of an epoch of ", iters,
-             " iterations; the data or batch size changed since");
-    default_generator().set_state(meta("rng"));
-    res.best_top1 = std::stod(meta("best_top1"));
-    res.best_epoch = std::stoll(meta("best_epoch"));
-    // The log keeps what happened up to the checkpoint; later lines are redone.
-    const int64_t g = epoch * iters + iter;
-    std::ifstream in(log_path);
-    for (std::string l; std::getline(in, l);)
-      if (!(detail::json_field(l, "global_iter") > static_cast<double>(g))) log.push_back(l);
-    if (!o.quiet && epoch >= r.epochs)
-      std::printf("%s: the run has finished its %lld epochs; nothing to resume\n", sp.c_str(),
-                  static_cast<long long>(r.epochs));
-    else if (!o.quiet)
-      std::printf("resuming from %s: epoch %lld, iteration %lld of %lld\n", sp.c_str(), static_cast<long long>(epoch + 1),
-                  static_cast<long long>(iter), static_cast<long long>(iters));
+    res_.epochs_done = r_.epochs;
+    return result();
   }
-  {
+
+ private:
+  // ---- setup ----
+
+  void build() {
+    manual_seed(r_.seed);  // the weights' initial values come from the seed
+    model_ = models::make_model<float>(r_.model, r_.model_config);
+    if (!r_.load_from.empty()) load_initial_weights(*model_, r_.load_from, r_.load_skip);
+    named_ = model_->named_parameters();
+    opt_ = std::make_unique<optim::SGD>(model_->parameters(), r_.sgd);
+    train_set_ = make_dataset(r_, "train");
+    if (r_.val_every > 0 && !r_.val_list.empty()) val_set_ = make_dataset(r_, "val");
+    loader_ = std::make_unique<data::Loader>(
+        *train_set_, data::LoaderOptions{.batch_size = r_.batch_size, .shuffle = true, .drop_last = r_.drop_last,
+                                         .num_workers = r_.num_workers, .prefetch = r_.prefetch, .seed = r_.seed});
+    iters_ = loader_->num_batches();
+    TV_CHECK(iters_ >= 1, "train: no batches: ", train_set_->size(), " training samples with batch_size ", r_.batch_size,
+             r_.drop_last ? " and drop_last" : "");
+    list_digest_ = detail::list_digest(train_set_->annotations(), r_.train_prefix);
+  }
+
+  std::optional<TrainState> find_state() {
+    if (!o_.resume) return std::nullopt;
+    const std::string path = o_.resume_from.empty() ? detail::state_path(o_.work_dir) : o_.resume_from;
+    // `--resume` on a directory without a state starts the run: a requeued cluster job runs the same command.
+    if (o_.resume_from.empty() && !std::filesystem::exists(path)) return std::nullopt;
+    state_source_ = path;
+    return load_train_state(path);
+  }
+
+  // A resume continues the same run: same model, same settings (unless allowed by name), same list, a
+  // position inside the run.
+  void check_resumable(const TrainState& s) {
+    const std::string& sp = state_source_;
+    TV_CHECK(s.model == r_.model, "train --resume: '", sp, "' is a state of model '", s.model, "', the config builds '",
+             r_.model, "'");
+    auto allowed = [&](const std::string& key) {
+      for (const std::string& a : o_.allow_changed)
+        if (a == "all" || a == key) return true;
+      return false;
+    };
+    std::map<std::string, std::string> before = s.config, now = config_.values();
+    before["(training list)"] = s.train_list_digest;
+    now["(training list)"] = list_digest_;
+    std::string refused;
+    for (const std::string& change : changed_settings(before, now)) {
+      const std::string key = change.substr(0, change.find(':'));
+      if (allowed(key)) accepted_changes_.push_back(change);
+      else refused += "\n  " + change;
+    }
+    TV_CHECK(refused.empty(), "train --resume: the settings differ from those of the run in '", sp, "':", refused,
+             "\nA resumed run must be the same run. Put the settings back, start a new run (--work-dir, --force), or "
+             "accept the change with --allow-change KEY[,KEY...] (or --allow-change all); it will be logged");
+    TV_CHECK(s.at.epoch <= r_.epochs && s.at.iter < iters_ && !(s.at.val_pending && s.at.iter != 0) &&
+                 !(s.at.epoch == r_.epochs && s.at.iter != 0) && !(s.at.val_pending && s.at.epoch == 0),
+             "train --resume: '", sp, "' stands at epoch ", s.at.epoch, ", iteration ", s.at.iter,
+             s.at.val_pending ? " (validation pending)" : "", ", outside a run of ", r_.epochs, " epochs of ", iters_,
+             " iterations; the file is damaged or not of this run");
+    TV_CHECK(s.at.best_epoch <= s.at.epoch, "train --resume: '", sp, "': best epoch ", s.at.best_epoch,
+             " is after the saved epoch ", s.at.epoch);
+    // The weights and momenta must fit the model before anything is written.
+    std::map<std::string, Tensor<float>> params;
+    for (const auto& [k, t] : named_) params.emplace(k, t);
+    for (const auto& [k, t] : s.momenta) {
+      auto it = params.find(k);
+      TV_CHECK(it != params.end(), "train --resume: '", sp, "' has a momentum for an unknown parameter '", k, "'");
+      TV_CHECK(it->second.shape() == t.shape(), "train --resume: '", sp, "': the momentum of '", k, "' has shape ",
+               t.shape(), ", the parameter ", it->second.shape());
+    }
+    nn::StateDict<float> weights(s.weights.begin(), s.weights.end());
+    auto probe = models::make_model<float>(r_.model, r_.model_config);
+    probe->load_state_dict(weights);  // strict: names every missing, unexpected or misshapen key
+    Generator g;
+    g.set_state(s.at.rng);
+  }
+
+  // log.json keeps the lines of the run up to the saved position (later ones are redone); train.log gets a
+  // header for this process: the environment, every setting with its default, what a resume changed.
+  void open_logs(const std::optional<TrainState>& saved) {
+    const std::string log_path = o_.work_dir + "/log.json";
+    if (saved) {
+      std::ifstream in(log_path);
+      for (std::string l; static_cast<int64_t>(log_.size()) < saved->at.log_lines && std::getline(in, l);)
+        log_.push_back(l);
+    }
     std::string text;
-    for (const std::string& l : log) text += l + "\n";
+    for (const std::string& l : log_) text += l + "\n";
     detail::write_text_atomically(log_path, text);
-    detail::write_text_atomically(o.work_dir + "/config.txt", config.dump());
+    detail::write_text_atomically(o_.work_dir + "/config.txt", config_.dump());
+    json_log_ = AppendLog(log_path);
+    text_log_ = AppendLog(o_.work_dir + "/train.log");
+    std::string head = "\n" + environment_info(o_.build_info) + "\nwork directory: " + o_.work_dir + "\n";
+    if (saved) {
+      head += "resumed from " + state_source_ + "\n";
+      if (saved->at.log_lines > static_cast<int64_t>(log_.size()))
+        head += "warning: log.json had only " + std::to_string(log_.size()) + " of the run's " +
+                std::to_string(saved->at.log_lines) + " lines (it was cut outside tinyvid)\n";
+      for (const std::string& c : accepted_changes_) head += "changed on resume (--allow-change): " + c + "\n";
+    }
+    head += "settings (every key the run reads; '# default' marks values not given):\n" + config_.dump_resolved();
+    text_log_.write(head);
+    for (const std::string& c : accepted_changes_) say("changed on resume (--allow-change): " + c);
   }
-  std::ofstream log_out(log_path, std::ios::app);
-  auto append_log = [&](const std::string& line) {
-    log.push_back(line);
-    log_out << line << "\n";
-    log_out.flush();
-  };
 
-  auto save_checkpoint = [&](int64_t e, int64_t i) {
-    nn::StateDict<float> tensors;
-    for (auto& [k, t] : model->state_dict()) tensors.emplace_back("model." + k, t);
-    const auto momenta = opt.momentum_buffers();
-    for (size_t p = 0; p < named.size(); ++p)
-      if (momenta[p].defined()) tensors.emplace_back("momentum." + named[p].first, momenta[p]);
-    std::map<std::string, std::string> meta{
-        {"format", "tinyvid-train-state"}, {"model", r.model},  {"epoch", std::to_string(e)},
-        {"iter", std::to_string(i)},       {"global_iter", std::to_string(e * iters + i)},
-        {"rng", default_generator().state()}, {"best_top1", detail::fmt("%.17g", res.best_top1)},
-        {"best_epoch", std::to_string(res.best_epoch)}, {"config", config.dump()}};
-    // The state first: it alone is what a resume reads, and it is complete the moment it is renamed.
-    io::save_safetensors<float>(detail::state_path(o.work_dir), tensors, meta);
-    io::save_weights(*model, o.work_dir + "/latest.safetensors");
-  };
+  void restore(const TrainState& s) {
+    nn::StateDict<float> weights(s.weights.begin(), s.weights.end());
+    model_->load_state_dict(weights);
+    std::vector<Tensor<float>> momenta(named_.size());
+    for (size_t i = 0; i < named_.size(); ++i) {
+      auto it = s.momenta.find(named_[i].first);
+      if (it != s.momenta.end()) momenta[i] = it->second;
+    }
+    opt_->load_momentum_buffers(momenta);
+    default_generator().set_state(s.at.rng);
+    at_ = s.at;
+    if (at_.val_pending) --at_.epoch;  // the finished epoch whose validation is redone
+    at_.log_lines = static_cast<int64_t>(log_.size());
+    res_.best_top1 = at_.best_top1, res_.best_epoch = at_.best_epoch;
+    res_.epochs_done = s.at.epoch;
+    res_.global_iter = s.at.epoch * iters_ + s.at.iter;
+    if (at_.epoch >= r_.epochs)
+      say(state_source_ + ": the run has finished its " + std::to_string(r_.epochs) + " epochs; nothing to resume");
+    else
+      say("resuming from " + state_source_ + ": epoch " + std::to_string(at_.epoch + 1) +
+          (at_.val_pending ? ", validation" : ", iteration " + std::to_string(at_.iter) + " of " + std::to_string(iters_)));
+  }
 
-  auto last_good = [&]() -> std::string {
-    const std::string sp = detail::state_path(o.work_dir);
-    return fs::exists(sp) ? "The last good checkpoint is " + sp + " (tinyvid train --resume continues from it)"
-                          : std::string("No checkpoint was written yet");
-  };
-  res.epochs_done = epoch;
-  using Clock = std::chrono::steady_clock;
-  double window_loss = 0, window_top1 = 0, window_data = 0, window_time = 0;
-  int64_t window_n = 0;
-  double time_per_iter = 0;  // running mean over this process, for the ETA
-  int64_t done_here = 0;
+  // ---- the loop ----
 
-  for (; epoch < r.epochs; ++epoch, iter = 0) {
-    model->train();
-    loader.start_epoch(epoch, iter);
-    ProgressLine bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(r.epochs), iters, "it", o.progress);
-    bar.advance(iter);
+  // The epoch's iterations from at_.iter on; false if the run stopped (signal, test kill).
+  bool train_epoch() {
+    using Clock = std::chrono::steady_clock;
+    model_->train();
+    loader_->start_epoch(at_.epoch, at_.iter);
+    ProgressLine bar("epoch " + std::to_string(at_.epoch + 1) + "/" + std::to_string(r_.epochs), iters_, "it", o_.progress);
+    bar.advance(at_.iter);
+    const int64_t total_iters = iters_ * r_.epochs;
     auto t_iter = Clock::now();
-    for (; iter < iters; ++iter) {
-      if (o.stop_after_iters >= 0 && epoch * iters + iter >= o.stop_after_iters) {
-        loader.stop();
-        res.epochs_done = epoch, res.global_iter = epoch * iters + iter;
-        return res;
+    for (; at_.iter < iters_; ++at_.iter) {
+      const int64_t g = at_.epoch * iters_ + at_.iter;
+      if (o_.stop_after_iters >= 0 && g >= o_.stop_after_iters) {
+        loader_->stop();
+        res_.global_iter = g;
+        return false;
       }
-      std::optional<data::Batch> batch = loader.next();
-      if (!batch) break;  // every remaining sample was unreadable
+      std::optional<data::Batch> batch = loader_->next();
+      check_skipped(batch.has_value());
+      if (!batch) break;  // unreachable: check_skipped stops a run whose remaining samples were all unreadable
       const double data_time = std::chrono::duration<double>(Clock::now() - t_iter).count();
-      const double lr = r.schedule.lr(epoch, iter, iters);
-      opt.set_lr(lr);
-      Tensor<float> scores = (*model)(batch->clips);
-      Tensor<float> loss = cross_entropy(scores, batch->labels, r.label_smoothing);
-      const double loss_value = loss.item();
-      const int64_t g = epoch * iters + iter;
-      TV_CHECK(std::isfinite(loss_value), "train: the loss is ", loss_value, " at epoch ", epoch + 1, ", iteration ",
-               iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
-      opt.zero_grad();
-      loss.backward();
-      if (r.clip_grad > 0) {
-        const double norm = optim::clip_grad_norm(opt.parameters(), r.clip_grad);
-        TV_CHECK(std::isfinite(norm), "train: the gradient norm is ", norm, " at epoch ", epoch + 1, ", iteration ",
-                 iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
-      }
-      opt.step();
-
-      const double top1 = topk_accuracy(scores.detach(), batch->labels, 1);
+      const Step s = step(*batch, g);
       const double it_time = std::chrono::duration<double>(Clock::now() - t_iter).count();
       t_iter = Clock::now();
-      window_loss += loss_value, window_top1 += top1, window_data += data_time, window_time += it_time, ++window_n;
-      res.seconds += it_time;
-      time_per_iter += (it_time - time_per_iter) / static_cast<double>(++done_here);
-      bar.advance(1, "loss " + detail::fmt("%.4f", loss_value));
-      if ((iter + 1) % r.log_every == 0 || iter + 1 == iters) {
-        const double n = static_cast<double>(window_n);
-        const double eta = time_per_iter * static_cast<double>(total_iters - g - 1);
-        char line[512];
-        std::snprintf(line, sizeof(line),
-                      "{\"mode\":\"train\",\"epoch\":%lld,\"iter\":%lld,\"global_iter\":%lld,\"lr\":%.6g,"
-                      "\"loss\":%.6f,\"top1\":%.6f,\"data_time\":%.4f,\"time\":%.4f,\"eta_s\":%.0f}",
-                      static_cast<long long>(epoch + 1), static_cast<long long>(iter + 1), static_cast<long long>(g + 1),
-                      lr, window_loss / n, window_top1 / n, window_data / n, window_time / n, eta);
-        append_log(line);
-        if (!o.quiet) {
-          std::printf("%sEpoch [%lld][%lld/%lld]  lr: %.3e, eta: %s, time: %.3f, data_time: %.3f, loss: %.4f, top1: %.4f\n",
-                      o.progress ? "\r\033[K" : "", static_cast<long long>(epoch + 1), static_cast<long long>(iter + 1),
-                      static_cast<long long>(iters), lr, format_duration(eta).c_str(), window_time / n,
-                      window_data / n, window_loss / n, window_top1 / n);
-          std::fflush(stdout);
-        }
-        window_loss = window_top1 = window_data = window_time = 0, window_n = 0;
+      window_.add(s, data_time, it_time);
+      res_.seconds += it_time;
+      time_per_iter_ += (it_time - time_per_iter_) / static_cast<double>(++done_here_);
+      res_.global_iter = g + 1;
+      bar.advance(1, "loss " + detail::fmt("%.4f", s.loss));
+      if ((at_.iter + 1) % r_.log_every == 0 || at_.iter + 1 == iters_)
+        log_train_line(g, time_per_iter_ * static_cast<double>(total_iters - g - 1));
+      const bool last = at_.iter + 1 == iters_;
+      if (!last && stop_requested().load()) {
+        save_state(at_.epoch, ++at_.iter);
+        loader_->stop();
+        if (o_.progress) bar.finish();
+        say("stopped at epoch " + std::to_string(at_.epoch + 1) + ", iteration " + std::to_string(at_.iter) +
+            "; saved. Continue with: tinyvid train CONFIG --work-dir " + o_.work_dir + " --resume");
+        res_.interrupted = true;
+        return false;
       }
-      if (r.checkpoint_every_iters > 0 && (g + 1) % r.checkpoint_every_iters == 0 && iter + 1 < iters)
-        save_checkpoint(epoch, iter + 1);
+      if (!last && r_.checkpoint_every_iters > 0 && (g + 1) % r_.checkpoint_every_iters == 0)
+        save_state(at_.epoch, at_.iter + 1);
     }
-    if (o.progress) bar.finish();
-    res.epochs_done = epoch + 1;
-    save_checkpoint(epoch + 1, 0);  // the epoch's work is safe before validation starts
-
-    const bool validate = val_set && ((epoch + 1) % r.val_every == 0 || epoch + 1 == r.epochs);
-    if (validate) {
-      EvalResult v = evaluate(*model, *val_set, {.average = r.average_clips, .batch_size = r.batch_size,
-                                                 .num_workers = r.num_workers, .progress = o.progress, .what = "val"});
-      val_set->clear_skipped();
-      res.last_val_top1 = v.top1;
-      const bool best = v.top1 > res.best_top1;
-      if (best) {
-        res.best_top1 = v.top1, res.best_epoch = epoch + 1;
-        io::save_weights(*model, o.work_dir + "/best.safetensors");
-      }
-      char line[256];
-      std::snprintf(line, sizeof(line),
-                    "{\"mode\":\"val\",\"epoch\":%lld,\"global_iter\":%lld,\"top1\":%.6f,\"top5\":%.6f,"
-                    "\"mean_class_accuracy\":%.6f,\"videos\":%zu,\"skipped\":%zu}",
-                    static_cast<long long>(epoch + 1), static_cast<long long>((epoch + 1) * iters), v.top1, v.top5,
-                    v.mean_class_accuracy, v.scores.size(), v.skipped.size());
-      append_log(line);
-      if (!o.quiet) {
-        std::printf("Epoch(val) [%lld]  top1: %.4f, top5: %.4f, mean_class_accuracy: %.4f (%zu videos%s)%s\n",
-                    static_cast<long long>(epoch + 1), v.top1, v.top5, v.mean_class_accuracy, v.scores.size(),
-                    v.skipped.empty() ? "" : (", " + std::to_string(v.skipped.size()) + " unreadable").c_str(),
-                    best ? "  best so far" : "");
-        std::fflush(stdout);
-      }
-      save_checkpoint(epoch + 1, 0);  // now with the best score in it
-    }
-    for (const auto& s : train_set->skipped())
-      std::printf("skipped (unreadable) in epoch %lld: %s: %s\n", static_cast<long long>(epoch + 1), s.path.c_str(),
-                  s.reason.c_str());
-    train_set->clear_skipped();
-    detail::draw_curves(log, o.work_dir + "/curves.png", r.model);
+    if (o_.progress) bar.finish();
+    return true;
   }
-  res.global_iter = r.epochs * iters;
-  return res;
-}
+
+  struct Step {
+    double loss, top1, top5, grad_norm;
+  };
+
+  // One iteration: forward, loss, backward, clipping, SGD.
+  Step step(const data::Batch& batch, int64_t g) {
+    opt_->set_lr(r_.schedule.lr(at_.epoch, at_.iter, iters_));
+    Tensor<float> scores = (*model_)(batch.clips);
+    Tensor<float> loss = cross_entropy(scores, batch.labels, r_.label_smoothing);
+    const double loss_value = loss.item();
+    TV_CHECK(std::isfinite(loss_value), "train: the loss is ", loss_value, " at epoch ", at_.epoch + 1, ", iteration ",
+             at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
+    opt_->zero_grad();
+    loss.backward();
+    double norm = std::nan("");
+    if (r_.clip_grad > 0) {
+      norm = optim::clip_grad_norm(opt_->parameters(), r_.clip_grad);
+      TV_CHECK(std::isfinite(norm), "train: the gradient norm is ", norm, " at epoch ", at_.epoch + 1, ", iteration ",
+               at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
+    }
+    opt_->step();
+    const Tensor<float> s = scores.detach();
+    return {loss_value, topk_accuracy(s, batch.labels, 1), topk_accuracy(s, batch.labels, std::min<int64_t>(5, s.size(1))),
+            norm};
+  }
+
+  // The epoch's training is done: saved with its validation pending (if it has one), so that a kill from
+  // here on resumes into the validation, never past it.
+  void end_of_epoch_checkpoint() {
+    interrupt_point("before_epoch_checkpoint");
+    const int64_t finished = at_.epoch + 1;
+    io::save_weights(*model_, o_.work_dir + "/epoch_" + std::to_string(finished) + ".safetensors");
+    remove_old_epoch_checkpoints(finished);
+    at_.val_pending = should_validate();
+    save_state(finished, 0);
+    res_.epochs_done = finished;
+    interrupt_point("after_epoch_checkpoint");
+  }
+
+  bool should_validate() const {
+    return val_set_ && ((at_.epoch + 1) % r_.val_every == 0 || at_.epoch + 1 == r_.epochs);
+  }
+
+  // The pending validation of epoch at_.epoch + 1 (the weights are that epoch's, saved): evaluate, best weights,
+  // log line, then the state that records them. Each step before the state is redone identically on resume.
+  bool validate() {
+    const int64_t epoch = at_.epoch + 1;
+    EvalResult v = evaluate(*model_, *val_set_, {.average = r_.average_clips, .batch_size = r_.batch_size,
+                                                 .num_workers = r_.num_workers, .progress = o_.progress, .what = "val",
+                                                 .stop = &stop_requested()});
+    if (v.interrupted) {
+      res_.interrupted = true;
+      say("stopped during the validation of epoch " + std::to_string(epoch) +
+          "; it is redone on resume. Continue with: tinyvid train CONFIG --work-dir " + o_.work_dir + " --resume");
+      return false;
+    }
+    check_skip_share(val_set_->skipped(), val_set_->size(), "validation");
+    val_set_->clear_skipped();
+    interrupt_point("after_validation");
+    res_.last_val_top1 = v.top1;
+    const bool best = v.top1 > at_.best_top1;
+    if (best) {
+      at_.best_top1 = v.top1, at_.best_epoch = epoch;
+      io::save_weights(*model_, o_.work_dir + "/best.safetensors");
+      interrupt_point("after_best");
+    }
+    res_.best_top1 = at_.best_top1, res_.best_epoch = at_.best_epoch;
+    char line[384];
+    std::snprintf(line, sizeof(line),
+                  "{\"mode\":\"val\",\"epoch\":%lld,\"iter\":%lld,\"global_iter\":%lld,\"lr\":%.6g,\"top1_acc\":%.6f,"
+                  "\"top5_acc\":%.6f,\"mean_class_accuracy\":%.6f,\"videos\":%zu,\"skipped\":%zu}",
+                  static_cast<long long>(epoch), static_cast<long long>(iters_), static_cast<long long>(epoch * iters_),
+                  r_.schedule.lr(epoch - 1, iters_ - 1, iters_), v.top1, v.top5, v.mean_class_accuracy, v.scores.size(),
+                  v.skipped.size());
+    append_json(line);
+    say(std::string("Epoch(val) [") + std::to_string(epoch) + "]  top1_acc: " + detail::fmt("%.4f", v.top1) +
+        ", top5_acc: " + detail::fmt("%.4f", v.top5) + ", mean_class_accuracy: " +
+        detail::fmt("%.4f", v.mean_class_accuracy) + " (" + std::to_string(v.scores.size()) + " videos" +
+        (v.skipped.empty() ? "" : ", " + std::to_string(v.skipped.size()) + " unreadable") + ")" +
+        (best ? "  best so far" : ""));
+    interrupt_point("after_val_log");
+    at_.val_pending = false;
+    save_state(at_.epoch + 1, 0);
+    return true;
+  }
+
+  // ---- state and files ----
+
+  // The state last: it alone is what a resume reads, and it names the log lines that belong to it. The
+  // position is where the run continues: (epoch, iter) of the next iteration, or the next epoch's start with
+  // at_.val_pending when the finished epoch's validation is not recorded yet.
+  void save_state(int64_t epoch, int64_t iter) {
+    json_log_.sync();
+    TrainState s;
+    s.at = at_;
+    s.at.epoch = epoch, s.at.iter = iter;
+    s.at.rng = default_generator().state();
+    s.at.log_lines = static_cast<int64_t>(log_.size());
+    s.model = r_.model;
+    s.config = config_.values();
+    s.train_list_digest = list_digest_;
+    std::vector<std::pair<std::string, Tensor<float>>> momenta;
+    const auto buffers = opt_->momentum_buffers();
+    for (size_t p = 0; p < named_.size(); ++p)
+      if (buffers[p].defined()) momenta.emplace_back(named_[p].first, buffers[p]);
+    io::save_weights(*model_, o_.work_dir + "/latest.safetensors");
+    save_train_state(detail::state_path(o_.work_dir), s, model_->state_dict(), momenta);
+  }
+
+  void remove_old_epoch_checkpoints(int64_t newest) {
+    if (r_.max_keep_ckpts <= 0) return;
+    for (int64_t e = newest - r_.max_keep_ckpts; e >= 1; --e) {
+      const std::string p = o_.work_dir + "/epoch_" + std::to_string(e) + ".safetensors";
+      if (!std::filesystem::remove(p)) break;  // older ones went earlier
+    }
+  }
+
+  std::string last_good() const {
+    const std::string sp = detail::state_path(o_.work_dir);
+    return std::filesystem::exists(sp) ? "The last good checkpoint is " + sp + " (tinyvid train --resume continues from it)"
+                                       : std::string("No checkpoint was written yet");
+  }
+
+  // "NAME" throws the first time the run passes NAME, "NAME@E" when it passes it in epoch E.
+  void interrupt_point(const char* name) const {
+    const std::string here = name, in_epoch = here + "@" + std::to_string(at_.epoch + 1);
+    if (o_.interrupt_at == here || o_.interrupt_at == in_epoch)
+      throw TrainInterrupted("train: interrupted at " + in_epoch + " (test)");
+  }
+
+  // ---- logs ----
+
+  struct Window {
+    double loss = 0, top1 = 0, top5 = 0, grad_norm = 0, data = 0, time = 0;
+    int64_t n = 0;
+    void add(const Step& s, double data_time, double it_time) {
+      loss += s.loss, top1 += s.top1, top5 += s.top5, grad_norm += s.grad_norm, data += data_time, time += it_time, ++n;
+    }
+  };
+
+  void log_train_line(int64_t g, double eta) {
+    const double n = static_cast<double>(window_.n);
+    const double lr = r_.schedule.lr(at_.epoch, at_.iter, iters_);
+    char line[512];
+    const int len = std::snprintf(
+        line, sizeof(line),
+        "{\"mode\":\"train\",\"epoch\":%lld,\"iter\":%lld,\"global_iter\":%lld,\"lr\":%.6g,\"top1_acc\":%.6f,"
+        "\"top5_acc\":%.6f,\"loss_cls\":%.6f,\"loss\":%.6f",
+        static_cast<long long>(at_.epoch + 1), static_cast<long long>(at_.iter + 1), static_cast<long long>(g + 1), lr,
+        window_.top1 / n, window_.top5 / n, window_.loss / n, window_.loss / n);
+    std::string json(line, static_cast<size_t>(len));
+    if (r_.clip_grad > 0) json += ",\"grad_norm\":" + detail::fmt("%.4f", window_.grad_norm / n);
+    json += ",\"data_time\":" + detail::fmt("%.4f", window_.data / n) + ",\"time\":" + detail::fmt("%.4f", window_.time / n) +
+            ",\"eta_s\":" + detail::fmt("%.0f", eta) + "}";
+    append_json(json);
+    char text[512];
+    std::snprintf(text, sizeof(text),
+                  "Epoch [%lld][%lld/%lld]  lr: %.3e, eta: %s, time: %.3f, data_time: %.3f, loss: %.4f, top1_acc: %.4f, "
+                  "top5_acc: %.4f",
+                  static_cast<long long>(at_.epoch + 1), static_cast<long long>(at_.iter + 1),
+                  static_cast<long long>(iters_), lr, format_duration(eta).c_str(), window_.time / n, window_.data / n,
+                  window_.loss / n, window_.top1 / n, window_.top5 / n);
+    say(text, o_.progress);
+    window_ = {};
+  }
+
+  void append_json(const std::string& line) {
+    log_.push_back(line);
+    json_log_.write(line + "\n");
+  }
+
+  // Printed (unless quiet) and written to train.log.
+  void say(const std::string& text, bool over_progress_bar = false) {
+    text_log_.write(text + "\n");
+    if (o_.quiet) return;
+    std::printf("%s%s\n", over_progress_bar ? "\r\033[K" : "", text.c_str());
+    std::fflush(stdout);
+  }
+
+  // ---- unreadable samples ----
+
+  // A run that cannot read a stated share of its samples stops, listing them (data.max_skip_ratio): training
+  // on what is left would report success on the wrong data.
+  void check_skipped(bool got_batch) {
+    const auto skipped = train_set_->skipped();
+    check_skip_share(skipped, train_set_->size(), "training");
+    TV_CHECK(got_batch, "train: no readable samples were left for epoch ", at_.epoch + 1, ", iteration ", at_.iter + 1,
+             detail::skip_report(skipped, o_.work_dir + "/bad_samples.txt"));
+  }
+
+  void check_skip_share(const std::vector<data::SkippedSample>& skipped, int64_t size, const char* what) {
+    if (skipped.empty() || static_cast<double>(skipped.size()) <= r_.max_skip_ratio * static_cast<double>(size)) return;
+    TV_FAIL("train: ", skipped.size(), " of the ", size, " ", what, " samples of epoch ", at_.epoch + 1,
+            " could not be read, more than data.max_skip_ratio = ", r_.max_skip_ratio, " allows; stopped. ", last_good(),
+            ". Fix or remove these files (tinyvid check-videos finds them all), or raise data.max_skip_ratio:",
+            detail::skip_report(skipped, o_.work_dir + "/bad_samples.txt"));
+  }
+
+  void report_skipped() {
+    for (const auto& s : train_set_->skipped())
+      say("skipped (unreadable) in epoch " + std::to_string(at_.epoch + 1) + ": " + s.path + ": " + s.reason);
+    train_set_->clear_skipped();
+  }
+
+  TrainResult result() {
+    if (loader_) loader_->stop();
+    return res_;
+  }
+
+  Config config_;
+  TrainOptions o_;
+  Recipe r_;
+  std::shared_ptr<models::Recognizer<float>> model_;
+  std::vector<std::pair<std::string, Tensor<float>>> named_;
+  std::unique_ptr<optim::SGD> opt_;
+  std::unique_ptr<data::Dataset> train_set_, val_set_;
+  std::unique_ptr<data::Loader> loader_;
+  int64_t iters_ = 0;
+  std::string list_digest_, state_source_;
+  std::vector<std::string> accepted_changes_;
+  TrainPosition at_;
+  TrainResult res_;
+  std::vector<std::string> log_;  // the lines of log.json so far
+  AppendLog json_log_, text_log_;
+  Window window_;
+  double time_per_iter_ = 0;  // running mean over this process, for the ETA
+  int64_t done_here_ = 0;
+};
+
+inline TrainResult train(const Config& config, const TrainOptions& o) { return Trainer(config, o).run(); }
 
 }  // namespace tv::train

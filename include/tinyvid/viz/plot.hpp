@@ -1,6 +1,7 @@
 #pragma once
-// Pictures of results, drawn on an RGB tv::data::Image and written as PNG: line charts (training curves) and
-// a confusion matrix. A 5x7 pixel font is built in (digits, lowercase letters, some punctuation; capitals are
+// Pictures of results, drawn on an RGB tv::data::Image and written as PNG (include tinyvid/data/frames.hpp to
+// save): line charts (training curves) with round ticks and margins measured from their labels, and a
+// confusion matrix. A 5x7 pixel font is built in (digits, lowercase letters, some punctuation; capitals are
 // drawn as lowercase), so no font library is needed.
 #include <algorithm>
 #include <array>
@@ -10,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "tinyvid/data/frames.hpp"
 #include "tinyvid/data/image.hpp"
 
 namespace tv::viz {
@@ -135,18 +135,59 @@ class Canvas {
   }
   static int64_t text_width(const std::string& s, int scale = 1) { return static_cast<int64_t>(s.size()) * 6 * scale; }
 
-  void save_png(const std::string& path) const { data::write_png(path, img_); }
+  // A template so that this header needs only the image type: write_png (data/frames.hpp, tinyvid::video) is
+  // found where a picture is saved, while layout and drawing build and are tested without libpng.
+  template <class Image = data::Image>
+  void save_png(const std::string& path) const {
+    write_png(path, static_cast<const Image&>(img_));  // found by argument-dependent lookup in tv::data
+  }
 
  private:
   data::Image img_;
 };
 
-inline std::string format_tick(double v) {
-  char buf[32];
-  const double a = std::abs(v);
-  if (a != 0 && (a < 1e-3 || a >= 1e5)) std::snprintf(buf, sizeof(buf), "%.0e", v);
-  else std::snprintf(buf, sizeof(buf), "%.3g", v);
-  return buf;
+// An axis from lo to hi with a tick at every multiple of `step` (1, 2 or 5 times a power of ten) between them.
+struct Axis {
+  double lo = 0, hi = 1, step = 0.5;
+  std::vector<double> ticks() const {
+    std::vector<double> t;
+    const auto first = static_cast<int64_t>(std::ceil(lo / step - 1e-9)), last = static_cast<int64_t>(std::floor(hi / step + 1e-9));
+    for (int64_t k = first; k <= last; ++k) t.push_back(static_cast<double>(k) * step);  // k * step: 0 is 0, never -0
+    return t;
+  }
+};
+
+// The round axis around [lo, hi] with at most max_intervals steps, the smallest such step: [3, 1130] gives
+// 0, 200, ..., 1200; [0.0213, 0.0789] gives 0.02, 0.03, ..., 0.08. A single value gets an axis around it.
+inline Axis nice_axis(double lo, double hi, int max_intervals = 6) {
+  if (!(lo <= hi) || !std::isfinite(lo) || !std::isfinite(hi)) lo = 0, hi = 1;
+  if (hi == lo) {
+    const double half = lo == 0 ? 1.0 : std::abs(lo) * 0.1;
+    lo -= half, hi += half;
+  }
+  const double base = std::pow(10.0, std::floor(std::log10((hi - lo) / max_intervals)));
+  for (int k = 0;; ++k) {  // 1, 2, 5, 10, 20, 50, ... times base, until the ticks covering [lo, hi] are few enough
+    const double s = base * std::array<double, 3>{1, 2, 5}[static_cast<size_t>(k % 3)] * std::pow(10.0, k / 3);
+    const double a = std::floor(lo / s + 1e-9) * s, b = std::ceil(hi / s - 1e-9) * s;
+    if ((b - a) / s <= max_intervals + 1e-9) return {a, b, s};
+  }
+}
+
+// A tick label with just the digits the step needs: 0, 500, 1000 or 0.2, 0.4; percent: 0.25 -> 25%.
+// Values from 1e9 up, or steps below 1e-4, are written as 1.5e+09 or 2e-05.
+inline std::string format_tick(double v, double step, bool percent = false) {
+  if (percent) v *= 100, step *= 100;
+  char buf[48];
+  const int step_digit = static_cast<int>(std::floor(std::log10(step) + 1e-9));  // 10^step_digit: the last digit needed
+  if (v == 0) {
+    std::snprintf(buf, sizeof(buf), "0");
+  } else if (std::abs(v) >= 1e9 || step < 1e-4) {
+    const int lead = static_cast<int>(std::floor(std::log10(std::abs(v)) + 1e-9));
+    std::snprintf(buf, sizeof(buf), "%.*e", std::max(0, lead - step_digit), v);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.*f", std::max(0, -step_digit), v);
+  }
+  return std::string(buf) + (percent ? "%" : "");
 }
 
 struct Series {
@@ -155,48 +196,88 @@ struct Series {
   Rgb color{31, 119, 180};
 };
 
-// A chart of one or more series sharing axes, drawn into the given box of the canvas.
+struct ChartOptions {
+  // A fixed y axis, e.g. {0, 1} for an accuracy, so charts of runs compare at a glance; values outside it are
+  // drawn at its edge. NaN (the default): the round axis around the data.
+  std::array<double, 2> y_range{std::nan(""), std::nan("")};
+  bool percent = false;  // y tick labels in percent of 1 (0.4 -> 40%)
+};
+
+// A chart of one or more series sharing axes, drawn into the given box of the canvas; nothing is drawn
+// outside the box (margins are measured from the labels in the built-in font).
 inline void line_chart(Canvas& cv, int64_t x0, int64_t y0, int64_t w, int64_t h, const std::vector<Series>& series,
-                       const std::string& title, const std::string& x_label) {
+                       const std::string& title, const std::string& x_label, const ChartOptions& o = {}) {
   double xmin = 1e300, xmax = -1e300, ymin = 1e300, ymax = -1e300;
   for (const Series& s : series)
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i)
-      if (std::isfinite(s.y[i])) {
+      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) {
         xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
         ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
       }
-  if (xmin > xmax) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
-  if (xmax == xmin) xmax = xmin + 1;
-  if (ymax == ymin) ymax = ymin + 1;
-  const double pad = 0.05 * (ymax - ymin);
-  ymin -= pad, ymax += pad;
-  const int64_t left = x0 + 56, right = x0 + w - 12, top = y0 + 26, bottom = y0 + h - 34;
-  auto px = [&](double x) { return static_cast<double>(left) + (x - xmin) / (xmax - xmin) * static_cast<double>(right - left); };
-  auto py = [&](double y) { return static_cast<double>(bottom) - (y - ymin) / (ymax - ymin) * static_cast<double>(bottom - top); };
-  const Rgb axis{60, 60, 60}, grid{225, 225, 225};
-  for (int k = 0; k <= 4; ++k) {
-    const double yv = ymin + (ymax - ymin) * k / 4.0, xv = xmin + (xmax - xmin) * k / 4.0;
-    cv.line(static_cast<double>(left), py(yv), static_cast<double>(right), py(yv), grid);
-    cv.line(px(xv), static_cast<double>(top), px(xv), static_cast<double>(bottom), grid);
-    const std::string yt = format_tick(yv), xt = format_tick(xv);
-    cv.text(left - 6 - Canvas::text_width(yt), static_cast<int64_t>(py(yv)) - 3, yt, axis);
-    cv.text(static_cast<int64_t>(px(xv)) - Canvas::text_width(xt) / 2, bottom + 6, xt, axis);
+  if (xmin > xmax) xmin = 0, xmax = 1, ymin = 0, ymax = 1;  // nothing to draw: an empty chart
+  const bool fixed = std::isfinite(o.y_range[0]) && std::isfinite(o.y_range[1]) && o.y_range[0] < o.y_range[1];
+  const Axis xa = nice_axis(xmin, xmax, 8);
+  Axis ya = nice_axis(fixed ? o.y_range[0] : ymin, fixed ? o.y_range[1] : ymax, 5);
+  if (fixed) ya.lo = o.y_range[0], ya.hi = o.y_range[1];  // exactly the range asked for, round ticks inside it
+
+  // Labels first: their widths set the margins, so none is cut at the edge of the box.
+  std::vector<std::pair<double, std::string>> yt, xt;
+  int64_t y_label_w = 0;
+  for (double v : ya.ticks()) {
+    yt.emplace_back(v, format_tick(v, ya.step, o.percent));
+    y_label_w = std::max(y_label_w, Canvas::text_width(yt.back().second));
+  }
+  for (double v : xa.ticks()) xt.emplace_back(v, format_tick(v, xa.step));
+  const int64_t last_x_half = xt.empty() ? 0 : Canvas::text_width(xt.back().second) / 2;
+  // At least 56 pixels, so stacked charts (loss over accuracy) line up unless a label needs more.
+  const int64_t left = x0 + std::max<int64_t>(56, 16 + y_label_w), right = x0 + w - std::max<int64_t>(14, last_x_half + 6);
+  const int64_t legend_w = [&] {
+    int64_t lw = 0;
+    for (const Series& s : series) lw += Canvas::text_width(s.name) + 22;
+    return lw;
+  }();
+  // The title in large type when it fits the box, else small, else cut with ".."; the legend goes right of it
+  // when both fit on one line, else on a line of its own below it.
+  const int64_t room = x0 + w - 8 - left;
+  const int title_scale = Canvas::text_width(title, 2) <= room ? 2 : 1;
+  std::string title_text = title;
+  if (Canvas::text_width(title_text, title_scale) > room)
+    title_text = title.substr(0, static_cast<size_t>(std::max<int64_t>(0, room / 6 - 2))) + "..";
+  const bool legend_below = Canvas::text_width(title_text, title_scale) + 16 + legend_w > room;
+  const int64_t top = y0 + (legend_below ? 44 : 30), bottom = y0 + h - 34;
+  auto px = [&](double x) { return static_cast<double>(left) + (x - xa.lo) / (xa.hi - xa.lo) * static_cast<double>(right - left); };
+  auto py = [&](double y) {
+    y = std::clamp(y, ya.lo, ya.hi);
+    return static_cast<double>(bottom) - (y - ya.lo) / (ya.hi - ya.lo) * static_cast<double>(bottom - top);
+  };
+  const Rgb axis{60, 60, 60}, grid{228, 228, 228};
+  for (const auto& [v, t] : yt) {
+    const double y = std::round(py(v));
+    cv.line(static_cast<double>(left), y, static_cast<double>(right), y, grid);
+    cv.text(left - 6 - Canvas::text_width(t), static_cast<int64_t>(y) - 3, t, axis);
+  }
+  for (const auto& [v, t] : xt) {
+    const double x = std::round(px(v));
+    cv.line(x, static_cast<double>(top), x, static_cast<double>(bottom), grid);
+    cv.line(x, static_cast<double>(bottom), x, static_cast<double>(bottom + 3), axis);
+    cv.text(static_cast<int64_t>(x) - Canvas::text_width(t) / 2, bottom + 7, t, axis);
   }
   cv.line(static_cast<double>(left), static_cast<double>(top), static_cast<double>(left), static_cast<double>(bottom), axis);
   cv.line(static_cast<double>(left), static_cast<double>(bottom), static_cast<double>(right), static_cast<double>(bottom), axis);
-  cv.text(left, y0 + 6, title, {0, 0, 0}, 2);
+  cv.text(left, y0 + 8, title_text, {0, 0, 0}, title_scale);
   cv.text((left + right) / 2 - Canvas::text_width(x_label) / 2, bottom + 20, x_label, axis);
   int64_t legend_x = right;
-  for (auto it = series.rbegin(); it != series.rend(); ++it) {  // legend, right-aligned in the title row
+  const int64_t legend_y = legend_below ? y0 + 28 : y0 + 11;
+  for (auto it = series.rbegin(); it != series.rend(); ++it) {  // right-aligned with the plot
     legend_x -= Canvas::text_width(it->name) + 22;
-    cv.fill_rect(legend_x, y0 + 10, 12, 4, it->color);
-    cv.text(legend_x + 16, y0 + 8, it->name, {0, 0, 0});
+    cv.fill_rect(legend_x, legend_y + 2, 12, 3, it->color);
+    cv.text(legend_x + 16, legend_y, it->name, {0, 0, 0});
   }
   for (const Series& s : series) {
     bool have = false;
     double lx = 0, ly = 0;
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-      if (!std::isfinite(s.y[i])) continue;
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       const double cx = px(s.x[i]), cy = py(s.y[i]);
       if (have) cv.line(lx, ly, cx, cy, s.color, 2);
       else cv.fill_rect(static_cast<int64_t>(cx) - 1, static_cast<int64_t>(cy) - 1, 3, 3, s.color);
@@ -226,14 +307,17 @@ inline Canvas confusion_matrix_image(const std::vector<std::vector<int64_t>>& m,
     for (int64_t c = 0; c < K; ++c) {
       const int64_t v = m[static_cast<size_t>(r)][static_cast<size_t>(c)];
       const double f = row_total ? static_cast<double>(v) / static_cast<double>(row_total) : 0.0;
-      const auto shade = static_cast<uint8_t>(255 - std::lround(f * 205));
-      const Rgb col = r == c ? Rgb{shade, static_cast<uint8_t>(std::min(255.0, shade + 30.0)), shade}
-                             : Rgb{static_cast<uint8_t>(std::min(255.0, shade + 30.0)), shade, shade};
+      // sqrt: a few confusions out of many (10%) still show plainly, not as a faint tint.
+      const auto shade = static_cast<uint8_t>(255 - std::lround(std::sqrt(f) * 205));
+      // Empty cells light grey, so the grid shows; filled ones green on the diagonal, red off it.
+      const Rgb col = v == 0   ? Rgb{244, 244, 244}
+                      : r == c ? Rgb{shade, static_cast<uint8_t>(std::min(255.0, shade + 30.0)), shade}
+                               : Rgb{static_cast<uint8_t>(std::min(255.0, shade + 30.0)), shade, shade};
       cv.fill_rect(left + c * cell, top + r * cell, cell - 1, cell - 1, col);
       const std::string t = std::to_string(v);
       if (v && cell >= 16 && Canvas::text_width(t) <= cell - 2)
         cv.text(left + c * cell + (cell - Canvas::text_width(t)) / 2, top + r * cell + (cell - 7) / 2, t,
-                f > 0.6 ? Rgb{255, 255, 255} : Rgb{0, 0, 0});
+                shade < 120 ? Rgb{255, 255, 255} : Rgb{0, 0, 0});
     }
     if (labels && static_cast<size_t>(r) < names.size()) {
       const std::string n = std::to_string(r) + " " + names[static_cast<size_t>(r)].substr(0, 24);

@@ -95,7 +95,10 @@ void channel_stats(const T* x, const ChannelWalk<1>& w, double* mean, double* va
       }
       const double d = s_tail / m;
       mean[c] = k + d;
-      var[c] = std::max(0.0, ss_tail / m - d * d);
+      // Rounding can leave a tiny negative variance: clamp it, but let a NaN (a NaN or infinite input) through,
+      // as PyTorch's running_var shows it; std::max(0.0, NaN) would return 0.
+      const double v = ss_tail / m - d * d;
+      var[c] = v < 0.0 ? 0.0 : v;
     }
   });
 }

@@ -11,6 +11,7 @@
 
 #include "tinyvid/backend/cpu/gemm.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
+#include "tinyvid/backend/cpu/reduce.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
 #include "tinyvid/backend/cpu/winograd.hpp"
 #include "tinyvid/core/parallel.hpp"
@@ -267,20 +268,6 @@ struct PaddedInput {
   const T* data;
   bool finite;
 };
-// No infinity or NaN among p[0, n): an exponent field of all ones marks both. Integer min, so it vectorizes.
-template <class T>
-bool all_finite(const T* p, int64_t n) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr U exponent = static_cast<U>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
-  U least = exponent;  // (bits & exponent) ^ exponent is 0 exactly for a non-finite value
-  for (int64_t i = 0; i < n; ++i) {
-    U bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    least = std::min<U>(least, (bits & exponent) ^ exponent);
-  }
-  return least != 0;
-}
-
 // Zeros every element of one channel's padded planes that the input does not overwrite: the padding rows
 // and columns, a phase's odd last row or column, and the slack (the buffer is reused, so no fill of the
 // whole: that would double the memory traffic of the copy).

@@ -1,9 +1,12 @@
 #pragma once
 // Reductions on raw pointers. Sums accumulate in double, so a float sum over a large batch
 // (a bias gradient over N*H*W, a batch-norm statistic) does not lose digits.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "tinyvid/core/parallel.hpp"
@@ -132,6 +135,37 @@ void sum(const T* in, const Shape& shape, const Shape& strides, const std::vecto
       for (int64_t j = 0; j < len; ++j) o[j] = static_cast<T>(acc[j] * scale);
     }
   });
+}
+
+// No infinity or NaN among p[0, n): an exponent field of all ones marks both. Integer min, so it vectorizes.
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U exponent = static_cast<U>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  U least = exponent;  // (bits & exponent) ^ exponent is 0 exactly for a non-finite value
+  for (int64_t i = 0; i < n; ++i) {
+    U bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    least = std::min<U>(least, (bits & exponent) ^ exponent);
+  }
+  return least != 0;
+}
+
+// The index of the first infinity or NaN among p[0, n), or -1: pieces scanned in parallel, then the
+// first bad piece searched element by element.
+template <class T>
+int64_t first_non_finite(const T* p, int64_t n) {
+  const int64_t pieces = (n + kParallelGrain - 1) / kParallelGrain;
+  std::vector<char> bad(static_cast<size_t>(pieces), 0);
+  parallel_for(0, pieces, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k)
+      bad[static_cast<size_t>(k)] = !all_finite(p + k * kParallelGrain, std::min(kParallelGrain, n - k * kParallelGrain));
+  });
+  for (int64_t k = 0; k < pieces; ++k)
+    if (bad[static_cast<size_t>(k)])
+      for (int64_t i = k * kParallelGrain; i < n; ++i)
+        if (!std::isfinite(p[i])) return i;
+  return -1;
 }
 
 // Maximum along one dim: values and the index of the first maximum; NaN wins, as in PyTorch.
