@@ -335,3 +335,15 @@ TEST_CASE("plots: every label of a chart lies inside its box, and a fixed y rang
   const double up = static_cast<double>(axis_bottom - red_rows.front()) / static_cast<double>(axis_bottom - axis_top);
   CHECK(up == doctest::Approx(0.9).epsilon(0.03));
 }
+
+TEST_CASE("a tensor too large for memory is a tv::Error with its size, not std::bad_alloc") {
+  CHECK_THROWS_WITH_AS(tv::empty<float>({int64_t(1) << 20, int64_t(1) << 20, 1024}),
+                       doctest::Contains("storage: out of memory allocating 4503599627370496 bytes"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::empty<float>({int64_t(1) << 31, int64_t(1) << 31}),
+                       doctest::Contains("elements of 4 bytes is beyond any memory"), tv::Error);
+}
+
+TEST_CASE("a shape whose element count overflows int64 is an error, not a wrapped small tensor") {
+  CHECK_THROWS_WITH_AS(tv::empty<float>({int64_t(1) << 32, int64_t(1) << 32}),
+                       doctest::Contains("has more elements than a 64-bit count holds"), tv::Error);
+}

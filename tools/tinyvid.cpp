@@ -445,6 +445,11 @@ int main(int argc, char** argv) {
 #endif
     std::fprintf(stderr, "tinyvid: unknown command '%s'\n%s", command.c_str(), kUsage);
     return 2;
+  } catch (const std::bad_alloc&) {
+    // tinyvid's own allocations say what they wanted (tv::Error); this is a standard container's.
+    std::fprintf(stderr, "tinyvid %s: out of memory (a standard-library allocation failed); use a smaller batch, clip "
+                 "or model, or give the process more memory\n", command.c_str());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tinyvid %s: %s\n", command.c_str(), e.what());
     return 2;

@@ -26,9 +26,12 @@ inline std::string to_string(const Shape& s) {
   return os.str();
 }
 
+// The element count; a product past int64 would wrap to a small or zero size (a tensor whose storage is
+// smaller than its shape), so it is an error.
 inline int64_t numel_of(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (__builtin_mul_overflow(n, d, &n)) TV_FAIL("shape ", s, " has more elements than a 64-bit count holds");
   return n;
 }
 

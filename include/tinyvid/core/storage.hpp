@@ -85,6 +85,8 @@ class Storage {
     TV_CHECK(n >= 0, "storage: negative size ", n);
     TV_CHECK(device == Device::CPU, "storage: device ", device_name(device),
              " is not available in this build");
+    TV_CHECK(static_cast<uint64_t>(n) <= (uint64_t(1) << 56) / sizeof(T), "storage: ", n, " elements of ", sizeof(T),
+             " bytes is beyond any memory");
     size_t bytes = (static_cast<size_t>(n) * sizeof(T) + kAlignment - 1) / kAlignment * kAlignment;
     if (bytes == 0) bytes = kAlignment;
     using Cache = detail::LargeBlockCache;
@@ -93,7 +95,8 @@ class Storage {
       data_ = static_cast<T*>(Cache::instance().take(bytes));
     }
     if (!data_) data_ = static_cast<T*>(std::aligned_alloc(kAlignment, bytes));
-    if (!data_) throw std::bad_alloc();
+    TV_CHECK(data_, "storage: out of memory allocating ", bytes, " bytes (", n, " elements of ", sizeof(T),
+             " bytes); use a smaller batch, clip or model");
     bytes_ = bytes;
   }
   ~Storage() {
