@@ -74,7 +74,9 @@ int test_command(int argc, char** argv) {
   const Args a = parse(argc, argv, {.values = {"checkpoint", "views", "out", "set", "dump"}, .flags = {"json", "no-progress"}},
                        first_option);
   TV_CHECK(checkpoint.empty() || !a.has("checkpoint"), "give the checkpoint once: positionally or with --checkpoint");
-  if (checkpoint.empty()) checkpoint = a.need("checkpoint");
+  TV_CHECK(!checkpoint.empty() || a.has("checkpoint"),
+           "expected a CHECKPOINT after the config: tinyvid test CONFIG CHECKPOINT (or --checkpoint C)");
+  if (checkpoint.empty()) checkpoint = a.get("checkpoint");
   tv::train::Config c = load_config(config_path, a);
   std::string views;
   if (a.has("views")) {
