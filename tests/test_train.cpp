@@ -513,3 +513,14 @@ TEST_CASE("train: a model whose scores overflow fails the test instead of rankin
   CHECK_THROWS_WITH_AS(tv::train::evaluate(*model, *ds, {.average = tv::models::AverageClips::Score, .what = "val"}),
                        doctest::Contains("val: the scores of videos 0..0 of the list"), tv::Error);
 }
+
+TEST_CASE("train: an epoch with nothing readable fails even when data.max_skip_ratio allows every skip") {
+  TempDir dir("nothing_readable");
+  std::ofstream(dir.path / "list.txt") << "a.mp4 0\nb.mp4 1\nc.mp4 2\nd.mp4 3\n";
+  Config c = tiny_config();
+  c.set("data.train_list", (dir.path / "list.txt").string(), "test");
+  c.set("data.prefix", (dir.path / "missing").string(), "test");
+  c.set("data.max_skip_ratio", "1", "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = (dir.path / "run").string(), .progress = false, .quiet = true}),
+                       doctest::Contains("train: no readable samples in epoch 1 from iteration 1:"), tv::Error);
+}

@@ -337,7 +337,7 @@ class Trainer {
     loader_->start_epoch(at_.epoch, at_.iter);
     ProgressLine bar("epoch " + std::to_string(at_.epoch + 1) + "/" + std::to_string(r_.epochs), iters_, "it", o_.progress);
     bar.advance(at_.iter);
-    const int64_t total_iters = iters_ * r_.epochs;
+    const int64_t total_iters = iters_ * r_.epochs, first_iter = at_.iter;
     auto t_iter = Clock::now();
     for (; at_.iter < iters_; ++at_.iter) {
       const int64_t g = at_.epoch * iters_ + at_.iter;
@@ -347,8 +347,8 @@ class Trainer {
         return false;
       }
       std::optional<data::Batch> batch = loader_->next();
-      check_skipped(batch.has_value());
-      if (!batch) break;  // unreachable: check_skipped stops a run whose remaining samples were all unreadable
+      check_skipped(batch.has_value() || at_.iter > first_iter);
+      if (!batch) break;  // the rest of the epoch was unreadable, within data.max_skip_ratio
       const double data_time = std::chrono::duration<double>(Clock::now() - t_iter).count();
       const Step s = step(*batch, g);
       const double it_time = std::chrono::duration<double>(Clock::now() - t_iter).count();
@@ -560,10 +560,12 @@ class Trainer {
 
   // A run that cannot read a stated share of its samples stops, listing them (data.max_skip_ratio): training
   // on what is left would report success on the wrong data.
-  void check_skipped(bool got_batch) {
+  // ran_something: this epoch has trained on at least one batch (an epoch of nothing fails even when
+  // data.max_skip_ratio = 1 lets every sample be skipped).
+  void check_skipped(bool ran_something) {
     const auto skipped = train_set_->skipped();
     check_skip_share(skipped, train_set_->size(), "training");
-    TV_CHECK(got_batch, "train: no readable samples were left for epoch ", at_.epoch + 1, ", iteration ", at_.iter + 1,
+    TV_CHECK(ran_something, "train: no readable samples in epoch ", at_.epoch + 1, " from iteration ", at_.iter + 1, ":",
              detail::skip_report(skipped, o_.work_dir + "/bad_samples.txt"));
   }
 
