@@ -254,6 +254,14 @@ TEST_CASE("train: resume refuses a state of another model or a damaged file") {
   other.set("model", "tsn_r18", "test");
   CHECK_THROWS_WITH_AS(tv::train::train(other, {.work_dir = dir.path.string(), .resume = true, .progress = false, .quiet = true}),
                        doctest::Contains("is a state of model 'tsn_r18_dnr', the config builds 'tsn_r18'"), tv::Error);
+  // Weights that do not fit the model (a wider one, the change allowed) are refused before anything is written.
+  Config wider = c;
+  wider.set("model.width", "8", "test");
+  CHECK_THROWS_WITH_AS(tv::train::train(wider, {.work_dir = dir.path.string(), .resume = true, .allow_changed = {"all"},
+                                                .progress = false, .quiet = true}),
+                       doctest::Contains("'backbone.conv1.weight' has shape [4, 3, 7, 7], the model's is [8, 3, 7, 7]"),
+                       tv::Error);
+  CHECK(slurp(dir.path / "log.json") == log_before);
   // A weights file is not a state (MMAction2's epoch_N.pth holds both; here the state is its own file).
   CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = dir.path.string(), .resume = true,
                                             .resume_from = (dir.path / "latest.safetensors").string(), .progress = false,

@@ -262,6 +262,15 @@ class Trainer {
     TV_CHECK(s.at.best_epoch <= s.at.epoch, "train --resume: '", sp, "': best epoch ", s.at.best_epoch,
              " is after the saved epoch ", s.at.epoch);
     // The weights and momenta must fit the model before anything is written.
+    const auto own = model_->state_dict();
+    for (const auto& [k, t] : own) {
+      auto it = s.weights.find(k);
+      TV_CHECK(it != s.weights.end(), "train --resume: '", sp, "' has no weight '", k, "' of the model");
+      TV_CHECK(it->second.shape() == t.shape(), "train --resume: '", sp, "': '", k, "' has shape ", it->second.shape(),
+               ", the model's is ", t.shape());
+    }
+    TV_CHECK(s.weights.size() == own.size(), "train --resume: '", sp, "' holds ", s.weights.size(),
+             " weights, the model ", own.size());
     std::map<std::string, Tensor<float>> params;
     for (const auto& [k, t] : named_) params.emplace(k, t);
     for (const auto& [k, t] : s.momenta) {
@@ -270,9 +279,6 @@ class Trainer {
       TV_CHECK(it->second.shape() == t.shape(), "train --resume: '", sp, "': the momentum of '", k, "' has shape ",
                t.shape(), ", the parameter ", it->second.shape());
     }
-    nn::StateDict<float> weights(s.weights.begin(), s.weights.end());
-    auto probe = models::make_model<float>(r_.model, r_.model_config);
-    probe->load_state_dict(weights);  // strict: names every missing, unexpected or misshapen key
     Generator g;
     g.set_state(s.at.rng);
   }

@@ -293,10 +293,10 @@ inline void save_train_state(const std::string& path, const TrainState& s, const
   io::save_safetensors<float>(path, tensors, meta);
 }
 
-// Reads and checks a state file whole; nothing else is touched, so a bad file leaves the run as it was.
+// Reads and checks a state file (all of it); nothing else is touched, so a bad file leaves the run as it was.
 inline TrainState load_train_state(const std::string& path) {
-  const std::vector<uint8_t> bytes = io::detail::read_file(path, "train --resume");
-  const io::SafetensorsFile file = io::parse_safetensors(bytes.data(), bytes.size(), path);
+  const io::SafetensorsReader reader(path, "train --resume");  // header first, then one tensor at a time
+  const io::SafetensorsFile& file = reader.file();
   const char* not_a_state =
       "not a tinyvid training state (or one of an older tinyvid). --resume reads a run's latest.state.safetensors; "
       "epoch_N, latest and best files hold weights only (load_from starts from those)";
@@ -323,7 +323,7 @@ inline TrainState load_train_state(const std::string& path) {
   s.train_list_digest = meta("train_list");
   s.config = detail::parse_config_text(meta("config"));
   for (const auto& e : file.entries) {
-    Tensor<float> t = io::decode_tensor<float>(e, bytes.data() + file.data_start);
+    Tensor<float> t = reader.read<float>(e);
     if (e.name.rfind("model.", 0) == 0) s.weights.emplace(e.name.substr(6), t);
     else if (e.name.rfind("momentum.", 0) == 0) s.momenta.emplace(e.name.substr(9), t);
     else TV_FAIL("train --resume: '", path, "' holds an unexpected tensor '", e.name, "'");
