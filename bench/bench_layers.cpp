@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
                 threads, s, bytes / s / 1e9);
   }
   {
-    tv::nn::LSTMCell<float> cell(512, 512, true, gen);
+    tv::nn::LSTMCell<float> cell(512, 512, gen);
     auto x = tv::normal<float>({8, 512}, 0, 1, gen);
     auto h = tv::normal<float>({8, 512}, 0, 1, gen), c = tv::normal<float>({8, 512}, 0, 1, gen);
     double s = bench::median_seconds([&] {

@@ -1,4 +1,4 @@
-// DNR step by step (../shared/DNR.md) on a tiny clip: one clip of 4 frames, 4 channels, 2 x 2 pixels.
+// DNR step by step (docs/DNR.md, "A worked example") on a tiny clip: one clip of 4 frames, 4 channels, 2 x 2 pixels.
 // It recomputes by hand what tinyvid's layers do, prints every intermediate with one line of
 // explanation, and checks that the hand computation equals the layers' output (exit code 1 if not).
 #include <tinyvid/tinyvid.hpp>

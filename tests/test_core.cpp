@@ -119,12 +119,12 @@ TEST_CASE("large buffers are reused at their size, and empty_cache gives them ba
     auto a = tv::zeros<float>({1024, 1024});  // 4 MB: cached when freed
     first = a.data();
   }
-  CHECK(tv::detail::LargeBlockCache::instance().cached_bytes() == 4u << 20);
+  CHECK(tv::allocator(tv::Device::CPU).cached_bytes() == 4u << 20);
   {
     auto b = tv::ones<float>({512, 2048});  // the same size: the same block, filled anew
     CHECK(b.data() == first);
     CHECK(b.data()[12345] == 1.0f);
-    CHECK(tv::detail::LargeBlockCache::instance().cached_bytes() == 0);
+    CHECK(tv::allocator(tv::Device::CPU).cached_bytes() == 0);
     auto small = tv::zeros<float>({16});  // small buffers never enter the cache
   }
   CHECK(tv::empty_cache() == 4u << 20);
@@ -346,4 +346,57 @@ TEST_CASE("a tensor too large for memory is a tv::Error with its size, not std::
 TEST_CASE("a shape whose element count overflows int64 is an error, not a wrapped small tensor") {
   CHECK_THROWS_WITH_AS(tv::empty<float>({int64_t(1) << 32, int64_t(1) << 32}),
                        doctest::Contains("has more elements than a 64-bit count holds"), tv::Error);
+}
+
+namespace {
+// A second device for the seam's tests: host memory under the CUDA tag, so a CPU-only build can make
+// tensors that live "elsewhere" and check that nothing reads or mixes them silently.
+class HostBackedAllocator final : public tv::Allocator {
+ public:
+  void* allocate(size_t bytes) override { return std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64); }
+  void deallocate(void* p, size_t) override { std::free(p); }
+};
+struct FakeDevice {
+  HostBackedAllocator allocator;
+  FakeDevice() { tv::register_allocator(tv::Device::CUDA, &allocator); }
+  ~FakeDevice() { tv::register_allocator(tv::Device::CUDA, nullptr); }
+};
+}  // namespace
+
+TEST_CASE("the device seam: a device the build lacks, mixing devices, explicit host reads") {
+  CHECK_FALSE(tv::device_available(tv::Device::CUDA));
+  CHECK_THROWS_WITH_AS(Tensor<float>::empty({2}, tv::Device::CUDA),
+                       doctest::Contains("device cuda is not available in this build"), tv::Error);
+  auto x = tv::ones<float>({2, 3});
+  CHECK(x.to(tv::Device::CPU).is_same(x));  // already there: the tensor itself, as PyTorch's Tensor.to
+  CHECK_THROWS_WITH_AS(x.to(tv::Device::CUDA), doctest::Contains("device cuda is not available"), tv::Error);
+  {
+    FakeDevice fake;
+    auto y = Tensor<float>::empty({2, 3}, tv::Device::CUDA);
+    CHECK(y.device() == tv::Device::CUDA);
+    // Host reads of a device tensor are refused, naming the way to do it.
+    CHECK_THROWS_WITH_AS(Tensor<float>::empty({}, tv::Device::CUDA).item(),
+                         doctest::Contains("item: the tensor (shape []) is on cuda"), tv::Error);
+    CHECK_THROWS_WITH_AS(y.at({0, 0}), doctest::Contains("is on cuda; read it on the host with .to(tv::Device::CPU)"),
+                         tv::Error);
+    CHECK_THROWS_WITH_AS(y.to_vector(), doctest::Contains("to_vector: the tensor (shape [2, 3]) is on cuda"), tv::Error);
+    // Ops on two devices name the op and both devices; ops with no kernel for the device say so.
+    CHECK_THROWS_WITH_AS(x + y, doctest::Contains("expected all tensors on one device, got cpu and cuda"), tv::Error);
+    CHECK_THROWS_WITH_AS(tv::exp(y), doctest::Contains("no kernel for device cuda in this build"), tv::Error);
+    CHECK_THROWS_WITH_AS(tv::softmax(y, 1), doctest::Contains("no kernel for device cuda"), tv::Error);
+    CHECK_THROWS_WITH_AS(x.to(tv::Device::CUDA), doctest::Contains("to: no kernel for device cuda"), tv::Error);
+    // Outputs are allocated on the inputs' device before any kernel runs: a shape error comes first.
+    CHECK_THROWS_WITH_AS(tv::matmul(y, y), doctest::Contains("matmul"), tv::Error);
+  }
+  CHECK_FALSE(tv::device_available(tv::Device::CUDA));
+}
+
+TEST_CASE("Module::to keeps the tensors' identity (an optimizer built before still holds them)") {
+  tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(2, 3, 1));
+  auto w = conv.weight;
+  conv.to(tv::Device::CPU);
+  CHECK(conv.weight.is_same(w));
+  CHECK_THROWS_WITH_AS(conv.to(tv::Device::CUDA), doctest::Contains("device cuda is not available in this build"),
+                       tv::Error);
+  CHECK(conv.weight.device() == tv::Device::CPU);
 }

@@ -527,7 +527,7 @@ TEST_CASE_TEMPLATE("safetensors: save_weights and load_weights round trip a modu
   TempDir dir;
   const std::string path = dir.path("linear.safetensors");
   tv::Generator g1(1), g2(2);
-  tv::nn::Linear<T> a(3, 2, true, g1), b(3, 2, true, g2);
+  tv::nn::Linear<T> a(3, 2, g1), b(3, 2, g2);
   REQUIRE(a.weight.to_vector() != b.weight.to_vector());
   tv::io::save_weights(a, path);
   CHECK(parse(read_bytes(path)).metadata.at("format") == "pt");
@@ -605,7 +605,7 @@ TEST_CASE("safetensors: load_weights refuses NaN and infinity, naming the file, 
   TempDir dir;
   const std::string path = dir.path("w.safetensors");
   tv::Generator g(3);
-  tv::nn::Linear<float> a(3, 2, true, g), b(3, 2, true, g);
+  tv::nn::Linear<float> a(3, 2, g), b(3, 2, g);
   const auto before = b.weight.to_vector();
   auto weight = a.weight.clone();
   weight.data()[4] = std::numeric_limits<float>::quiet_NaN();
@@ -748,4 +748,40 @@ TEST_CASE("safetensors: num_batches_tracked is stored as I64, as PyTorch keeps i
                            "is 2.5; expected a whole number"),
                        tv::Error);
   CHECK(tv::io::load_safetensors<double>(path).size() == 1);  // the failed save left the old file
+}
+
+// core/json: the one JSON string escaper (safetensors headers, test reports, the command line's --json).
+#include <random>
+#include <tinyvid/core/json.hpp>
+
+TEST_CASE("json_quote: escapes as serde_json, and quotes any bytes into JSON the safetensors parser reads back") {
+  CHECK(tv::json_quote("") == "\"\"");
+  CHECK(tv::json_quote("a\"b\\c/d") == "\"a\\\"b\\\\c/d\"");
+  CHECK(tv::json_quote("\n\t\r\b\f") == "\"\\n\\t\\r\\b\\f\"");
+  CHECK(tv::json_quote(std::string("\x00\x01\x1f\x7f", 4)) == "\"\\u0000\\u0001\\u001f\x7f\"");
+  // Well-formed UTF-8 (2, 3 and 4 bytes) passes through; each byte of a malformed sequence is \u00XX.
+  CHECK(tv::json_quote("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  CHECK(tv::json_quote("\xff") == "\"\\u00ff\"");
+  CHECK(tv::json_quote("a\xc3") == "\"a\\u00c3\"");                          // cut short
+  CHECK(tv::json_quote("\xc3(") == "\"\\u00c3(\"");                           // bad continuation
+  CHECK(tv::json_quote("\xc0\xaf") == "\"\\u00c0\\u00af\"");                  // overlong
+  CHECK(tv::json_quote("\xed\xa0\x80") == "\"\\u00ed\\u00a0\\u0080\"");       // a surrogate
+  CHECK(tv::json_quote("\xf4\x90\x80\x80") == "\"\\u00f4\\u0090\\u0080\\u0080\"");  // past U+10FFFF
+
+  // Every byte alone and random byte strings: valid JSON to a strict parser; UTF-8 text reads back unchanged.
+  std::mt19937 rng(7);
+  std::vector<std::string> texts;
+  for (int b = 0; b < 256; ++b) texts.emplace_back(1, static_cast<char>(b));
+  for (int i = 0; i < 2000; ++i) {
+    std::string s(rng() % 12, '\0');
+    for (char& c : s) c = static_cast<char>(rng() % 4 ? rng() % 256 : 0x80 + rng() % 64);  // many continuations
+    texts.push_back(s);
+  }
+  for (const std::string& s : texts) {
+    CAPTURE(tv::json_quote(s));
+    const Bytes bytes = make_file("{\"__metadata__\":{\"k\":" + tv::json_quote(s) + "}}");
+    SafetensorsFile file;
+    REQUIRE_NOTHROW(file = parse(bytes));
+    if (tv::io::detail::is_utf8(s)) CHECK(file.metadata.at("k") == s);
+  }
 }

@@ -376,7 +376,7 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
     using T = decltype(tag);
     auto x = f.get<T>("x").requires_grad_(), w = f.get<T>("w").requires_grad_(), b = f.get<T>("b").requires_grad_();
     auto rm = f.get<T>("rm0"), rv = f.get<T>("rv0");
-    auto y = tv::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.1, 1e-5);
+    auto y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<T>().weight(w).bias(b).training(true));
     CHECK(fixtures::worst_ratio(y, f.get("train.y"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(rm, f.get("train.rm"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(rv, f.get("train.rv"), atol, rtol) <= 1);
@@ -385,14 +385,14 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
     CHECK(fixtures::worst_ratio(g[1], f.get("train.gw"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(g[2], f.get("train.gb"), atol, rtol) <= 1);
 
-    y = tv::batch_norm(x, rm, rv, w, b, /*training=*/false, 0.1, 1e-5);
+    y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<T>().weight(w).bias(b));
     CHECK(fixtures::worst_ratio(y, f.get("eval.y"), atol, rtol) <= 1);
     g = grads_of(y, f.get<T>("eval.gy"), {x, w, b});
     CHECK(fixtures::worst_ratio(g[0], f.get("eval.gx"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(g[1], f.get("eval.gw"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(g[2], f.get("eval.gb"), atol, rtol) <= 1);
 
-    y = tv::batch_norm(x, Tensor<T>(), Tensor<T>(), Tensor<T>(), Tensor<T>(), true, 0.1, 1e-5);
+    y = tv::batch_norm(x, Tensor<T>(), Tensor<T>(), tv::BatchNormFuncOptions<T>().training(true));
     CHECK(fixtures::worst_ratio(y, f.get("plain.y"), atol, rtol) <= 1);
     g = grads_of(y, f.get<T>("plain.gy"), {x});
     CHECK(fixtures::worst_ratio(g[0], f.get("plain.gx"), atol, rtol) <= 1);
@@ -402,7 +402,7 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
 }
 
 TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a view") {
-  // stats_group_size 0: the whole batch; 1: a group per sample; 2: groups of 2, 2, 1; 5 and 8: the whole batch.
+  // stats_group_clips 0: the whole batch; 1: a group per sample; 2: groups of 2, 2, 1; 5 and 8: the whole batch.
   auto x = randn({5, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);
   for (auto [training, group] : {std::pair<bool, int64_t>{true, 0}, {false, 0}, {true, 1}, {true, 2}, {true, 5}, {true, 8}}) {
     CAPTURE(training);
@@ -410,7 +410,7 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
     auto ok = tv::gradcheck(
         [&](const Inputs& v) {
           auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
-          return tv::batch_norm(v[0], rm, rv, v[1], v[2], training, 0.1, 1e-5, 1, group);
+          return tv::batch_norm(v[0], rm, rv, tv::BatchNormFuncOptions<double>().weight(v[1]).bias(v[2]).training(training).stats_group_clips(group));
         },
         {x, w, b});
     CHECK_MESSAGE(ok, ok.message);
@@ -422,8 +422,7 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
     auto ok = tv::gradcheck(
         [clips = clips, group = group](const Inputs& v) {
           auto part = v[0].view({clips, 4, 3, 2, 2}).narrow(1, 1, 2);
-          return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
-                                1e-5, 2, group);
+          return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), tv::BatchNormFuncOptions<double>().training(true).channel_dim(2).stats_group_clips(group));
         },
         {randn({clips * 4, 3, 2, 2}, 8)});
     CHECK_MESSAGE(ok, ok.message);
@@ -432,28 +431,24 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
   // The same numbers as normalizing a contiguous copy of the group with the channel moved to dim 1.
   tv::NoGradGuard no_grad;
   auto group = frames.view({2, 4, 3, 2, 2}).narrow(1, 1, 2);
-  auto via_view = tv::batch_norm(group, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true, 0.1,
-                                 1e-5, 2);
+  auto via_view = tv::batch_norm(group, Tensor<double>(), Tensor<double>(), tv::BatchNormFuncOptions<double>().training(true).channel_dim(2));
   auto moved = group.permute({0, 2, 1, 3, 4}).contiguous();
-  auto via_copy = tv::batch_norm(moved, Tensor<double>(), Tensor<double>(), Tensor<double>(), Tensor<double>(), true);
+  auto via_copy = tv::batch_norm(moved, Tensor<double>(), Tensor<double>(), tv::BatchNormFuncOptions<double>().training(true));
   CHECK(fixtures::worst_ratio(via_view.permute({0, 2, 1, 3, 4}), via_copy, 1e-12, 1e-12) <= 1);
   // Data far from zero (mean 1000, std 1) still normalizes to mean 0, variance 1 in float.
   tv::Generator gen(9);
   auto far = tv::add(tv::normal<float>({16, 2, 8, 8}, 0, 1, gen), 1000.0f);
-  auto z = tv::batch_norm(far, Tensor<float>(), Tensor<float>(), Tensor<float>(), Tensor<float>(), true, 0.1, 0.0);
+  auto z = tv::batch_norm(far, Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>().training(true).eps(0.0));
   auto zm = tv::mean(z, {0, 2, 3}).to_vector(), zv = tv::var(z, {0, 2, 3}, false).to_vector();
   for (int c = 0; c < 2; ++c) {
     CHECK(std::abs(zm[c]) < 1e-3);
     CHECK(zv[c] == doctest::Approx(1.0).epsilon(1e-3));
   }
-  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({1, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
-                                      Tensor<float>(), true),
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({1, 3}), Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>().training(true)),
                        doctest::Contains("expected more than 1 value per channel when training"), tv::Error);
-  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
-                                      Tensor<float>(), false),
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>()),
                        doctest::Contains("running_mean and running_var must be given in evaluation mode"), tv::Error);
-  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), tv::zeros<float>({4}), tv::ones<float>({4}),
-                                      Tensor<float>(), Tensor<float>(), true),
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({2, 3}), tv::zeros<float>({4}), tv::ones<float>({4}), tv::BatchNormFuncOptions<float>().training(true)),
                        doctest::Contains("running_mean of shape [4] does not match 3 channels"), tv::Error);
 }
 
@@ -464,7 +459,7 @@ TEST_CASE("batch_norm over groups of samples matches one PyTorch BatchNorm2d rep
     auto x = f.get<T>("x").requires_grad_(), w = f.get<T>("w").requires_grad_(), b = f.get<T>("b").requires_grad_();
     auto rm = f.get<T>("rm0"), rv = f.get<T>("rv0");
     // 10 samples in groups of 4: 4, 4 and 2.
-    auto y = tv::batch_norm(x, rm, rv, w, b, /*training=*/true, 0.1, 1e-5, 1, /*stats_group_size=*/4);
+    auto y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<T>().weight(w).bias(b).training(true).stats_group_clips(4));
     CHECK(fixtures::worst_ratio(y, f.get("y"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(rm, f.get("rm"), atol, rtol) <= 1);
     CHECK(fixtures::worst_ratio(rv, f.get("rv"), atol, rtol) <= 1);
@@ -482,11 +477,11 @@ TEST_CASE("batch_norm over groups of samples: per-group values, running statisti
   tv::NoGradGuard no_grad;
   // Each group is normalized as if it were the batch; the running statistics move by the groups' mean.
   auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
-  auto y = tv::batch_norm(x, rm, rv, w, b, true, 0.5, 1e-5, 1, 2);
+  auto y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<double>().weight(w).bias(b).training(true).momentum(0.5).stats_group_clips(2));
   double expect_mean[2] = {0, 0}, expect_var[2] = {0, 0};
   for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 2}, {4, 1}}) {
     auto part = x.narrow(0, start, rows);
-    auto alone = tv::batch_norm(part, Tensor<double>(), Tensor<double>(), w, b, true, 0.1, 1e-5);
+    auto alone = tv::batch_norm(part, Tensor<double>(), Tensor<double>(), tv::BatchNormFuncOptions<double>().weight(w).bias(b).training(true));
     CHECK(fixtures::worst_ratio(y.narrow(0, start, rows), alone, 1e-12, 1e-12) <= 1);
     auto m = tv::mean(part, {0, 2, 3}).to_vector(), v = tv::var(part, {0, 2, 3}, /*unbiased=*/true).to_vector();
     for (int c = 0; c < 2; ++c) {
@@ -499,17 +494,15 @@ TEST_CASE("batch_norm over groups of samples: per-group values, running statisti
     CHECK(rv.to_vector()[c] == doctest::Approx(0.5 + 0.5 * expect_var[c]).epsilon(1e-12));
   }
   // Eval uses the running statistics whatever the grouping.
-  auto e1 = tv::batch_norm(x, rm, rv, w, b, false, 0.1, 1e-5, 1, 2), e0 = tv::batch_norm(x, rm, rv, w, b, false);
+  auto e1 = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<double>().weight(w).bias(b).stats_group_clips(2)), e0 = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<double>().weight(w).bias(b));
   CHECK(fixtures::worst_ratio(e1, e0, 0, 0) <= 1);
 
-  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 2}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
-                                      Tensor<float>(), true, 0.1, 1e-5, 1, 2),
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 2}), Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>().training(true).stats_group_clips(2)),
                        doctest::Contains("more than 1 value per channel when training, got input shape [3, 2] in "
                                          "statistics groups of 2 along dim 0"),
                        tv::Error);
-  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 4}), Tensor<float>(), Tensor<float>(), Tensor<float>(),
-                                      Tensor<float>(), true, 0.1, 1e-5, 0, 2),
-                       doctest::Contains("stats_group_size splits dim 0 into groups"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm(tv::zeros<float>({3, 4}), Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>().training(true).channel_dim(0).stats_group_clips(2)),
+                       doctest::Contains("stats_group_clips splits dim 0 into groups"), tv::Error);
 }
 
 TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
@@ -652,7 +645,7 @@ TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and grad
     CAPTURE(bad);
     auto x = tv::tensor<float>({1, bad, 2, 3, 0, 4, 5, 1}, {2, 2, 1, 2}).requires_grad_();
     auto rm = tv::zeros<float>({2}), rv = tv::ones<float>({2});
-    auto y = tv::batch_norm(x, rm, rv, Tensor<float>(), Tensor<float>(), true);
+    auto y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<float>().training(true));
     CHECK(same_values(y.to_vector(), {nan, nan, -0.5070914f, 0.16903043f, nan, nan, 1.521274f, -1.1832132f}));
     tv::sum(y).backward();
     CHECK(same_values(x.grad().to_vector(), {nan, nan, 0, 0, nan, nan, 0, 0}));
@@ -838,7 +831,7 @@ TEST_CASE("initializers follow PyTorch's formulas") {
   const double bound = 1.0 / std::sqrt(64.0 * 9);  // kaiming_uniform(a=sqrt(5)) on fan_in 576
   CHECK(tv::max(tv::abs(conv.weight)).item() <= bound);
   CHECK(tv::max(tv::abs(conv.weight)).item() > 0.95 * bound);
-  tv::nn::init::kaiming_normal_(conv.weight, "fan_out", g);
+  tv::nn::init::kaiming_normal_(conv.weight, tv::nn::init::FanMode::FanOut, g);
   const double std_expected = std::sqrt(2.0 / (128 * 9));
   CHECK(std::sqrt(tv::var(conv.weight).item()) == doctest::Approx(std_expected).epsilon(0.02));
   tv::nn::Linear<float> fc(2048, 400);
@@ -874,7 +867,7 @@ TEST_CASE("batch_norm: exact statistics for a channel whose mean is far larger t
   tv::Generator gen(11);
   auto x = tv::add(tv::normal<double>({64, 2, 3, 3}, 0, 1, gen), 1e6);
   auto rm = tv::zeros<double>({2}), rv = tv::ones<double>({2});
-  auto y = tv::batch_norm(x, rm, rv, Tensor<double>(), Tensor<double>(), true, 1.0, 0.0);
+  auto y = tv::batch_norm(x, rm, rv, tv::BatchNormFuncOptions<double>().training(true).momentum(1.0).eps(0.0));
   auto centered = tv::sub(x, tv::mean(x, {0, 2, 3}, true));
   auto ref = tv::div(centered, tv::sqrt(tv::mean(tv::mul(centered, centered), {0, 2, 3}, true)));
   CHECK(fixtures::worst_ratio(y, ref, 1e-9, 1e-9) <= 1);

@@ -1,12 +1,22 @@
-// Every differentiable op as a row of one table, driving generic checks: gradcheck in double on
-// contiguous inputs, the same on non-contiguous copies (permuted or strided) with the forward
-// unchanged, and for elementwise ops the forward against a scalar reference.
+// Every differentiable op as a row of one table (the backend table, after ggml's test-backend-ops), driving
+// generic checks:
+// - on the CPU in double: gradcheck on contiguous inputs, the same on non-contiguous copies (permuted or
+//   strided) with the forward unchanged, and for elementwise ops the forward against a scalar reference;
+// - on every backend (the CPU always, CUDA when this build has it), in float and in double: the forward and
+//   the inputs' gradients for a fixed random upstream gradient, against the CPU in double.
+// Each case is written once, as a generic lambda over the element type; the table keeps its float and its
+// double instantiation. The table comes first; the generic checks follow it; a few checks that do not fit a
+// row of tensors in, tensor out (dropout's mask, an SGD step, the DNR modules) close the file.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <functional>
+#include <set>
+#include <sstream>
 #include <tinyvid/tinyvid.hpp>
+#include <type_traits>
 
+using tv::Device;
 using tv::Shape;
 using tv::Tensor;
 using Inputs = std::vector<Tensor<double>>;
@@ -16,14 +26,268 @@ namespace {
 // Where an op's inputs are drawn from: away from kinks and poles, so finite differences hold.
 enum class Domain { Any, Positive, AwayFromZero };
 
+template <class T>
+using CaseFn = std::function<Tensor<T>(const std::vector<Tensor<T>>&)>;
+
+// A case's function, written once as a generic lambda and kept in both element types.
+struct Generic {
+  CaseFn<float> f32;
+  CaseFn<double> f64;
+  template <class F>
+  Generic(F f) : f32(f), f64(f) {}  // NOLINT: implicit, so a table row takes the lambda as it is
+  template <class T>
+  const CaseFn<T>& get() const {
+    if constexpr (std::is_same_v<T, float>) return f32;
+    else return f64;
+  }
+};
+
 struct OpCase {
   std::string name;
   std::vector<Shape> shapes;
-  std::function<Tensor<double>(const Inputs&)> fn;
-  std::vector<Domain> domains = {};  // per input; Any when missing
+  Generic fn;
+  std::vector<Domain> domains = {};                      // per input; Any when missing
   std::function<double(double)> ref1 = nullptr;          // scalar reference for unary ops
   std::function<double(double, double)> ref2 = nullptr;  // and for binary ones
+  double tol = 1;          // multiplies the backend comparison's tolerances (long sums, Winograd's transforms)
+  // false where the output also holds values no gradient flows to (running statistics), or where finite
+  // differences cost too much and test_nn_ops.cpp checks the gradients another way (Winograd: the direct sum)
+  bool gradcheck = true;
+
+  OpCase without_gradcheck() && {
+    gradcheck = false;
+    return std::move(*this);
+  }
 };
+
+// The element type of a case's inputs (std::vector<Tensor<T>>) and of a tensor.
+template <class Xs>
+using elem_t = typename std::remove_cvref_t<Xs>::value_type::value_type;
+template <class X>
+using tensor_elem_t = typename std::remove_cvref_t<X>::value_type;
+
+// A constant made on the host, moved to the device of the case's inputs (a case runs on any backend).
+template <class T, class U>
+Tensor<U> on_device_of(const std::vector<Tensor<T>>& x, const Tensor<U>& host) {
+  return host.to(x[0].device());
+}
+
+// conv2d's rows, one or more per algorithm of backend/cpu/conv.hpp; a test below checks that
+// choose_conv_algorithm picks `algorithm` for each.
+struct ConvCase {
+  std::string name;
+  Shape x, w;
+  tv::Pair stride, padding, dilation;
+  int64_t groups;
+  bool bias;
+  tv::cpu::ConvAlgorithm algorithm;
+  double tol = 1;
+  bool gradcheck = true;
+};
+
+std::vector<ConvCase> conv_cases() {
+  using A = tv::cpu::ConvAlgorithm;
+  return {
+      {"1x1", {2, 4, 3, 5}, {6, 4, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, true, A::Gemm1x1},
+      // Winograd needs 16 channels at least: a gradcheck in double would take a minute, so it has none here
+      // (test_nn_ops.cpp checks Winograd's gradients against the direct sum)
+      {"3x3_winograd", {2, 16, 6, 5}, {16, 16, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true, A::Winograd3x3, 2, false},
+      {"3x3_shifted", {1, 3, 5, 14}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false, A::ShiftedGemm},
+      {"3x3_stride2_shifted", {1, 2, 5, 28}, {3, 2, 3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true, A::ShiftedGemm},
+      {"3x3_stride2_im2col", {2, 3, 7, 7}, {4, 3, 3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true, A::Im2colGemm},
+      {"1x1_stride2", {1, 4, 5, 5}, {3, 4, 1, 1}, {2, 2}, {0, 0}, {1, 1}, 1, false, A::Im2colGemm},
+      {"3x3_small_map", {1, 3, 6, 6}, {2, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true, A::Im2colGemm},
+      {"dilated", {1, 4, 7, 6}, {5, 4, 3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, true, A::Im2colGemm},
+      {"grouped_dilated", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true, A::Im2colGemm},
+      {"depthwise", {2, 3, 5, 5}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false, A::Im2colGemm},
+  };
+}
+
+// ======================================== the table ========================================
+std::vector<OpCase> op_cases() {
+  using D = Domain;
+  std::vector<OpCase> c;
+  // unary
+  c.push_back({"neg", {{3, 4}}, [](const auto& x) { return tv::neg(x[0]); }, {}, [](double a) { return -a; }});
+  c.push_back({"exp", {{3, 4}}, [](const auto& x) { return tv::exp(x[0]); }, {}, [](double a) { return std::exp(a); }});
+  c.push_back({"log", {{3, 4}}, [](const auto& x) { return tv::log(x[0]); }, {D::Positive}, [](double a) { return std::log(a); }});
+  c.push_back({"sqrt", {{3, 4}}, [](const auto& x) { return tv::sqrt(x[0]); }, {D::Positive}, [](double a) { return std::sqrt(a); }});
+  c.push_back({"abs", {{3, 4}}, [](const auto& x) { return tv::abs(x[0]); }, {D::AwayFromZero}, [](double a) { return std::abs(a); }});
+  c.push_back({"relu", {{3, 4}}, [](const auto& x) { return tv::relu(x[0]); }, {D::AwayFromZero}, [](double a) { return a > 0 ? a : 0; }});
+  c.push_back({"sigmoid", {{3, 4}}, [](const auto& x) { return tv::sigmoid(x[0]); }, {}, [](double a) { return 1 / (1 + std::exp(-a)); }});
+  c.push_back({"tanh", {{3, 4}}, [](const auto& x) { return tv::tanh(x[0]); }, {}, [](double a) { return std::tanh(a); }});
+  c.push_back({"clamp", {{4, 5}}, [](const auto& x) { return tv::clamp(x[0], -0.5, 0.5); }, {}, [](double a) { return std::clamp(a, -0.5, 0.5); }});
+  c.push_back({"pow_scalar_int", {{3, 4}}, [](const auto& x) { return tv::pow(x[0], 3.0); }, {}, [](double a) { return a * a * a; }});
+  c.push_back({"pow_scalar_frac", {{3, 4}}, [](const auto& x) { return tv::pow(x[0], 2.5); }, {D::Positive}, [](double a) { return std::pow(a, 2.5); }});
+  c.push_back({"add_scalar", {{3, 4}}, [](const auto& x) { return x[0] + 2.0; }, {}, [](double a) { return a + 2; }});
+  c.push_back({"sub_scalar", {{3, 4}}, [](const auto& x) { return x[0] - 2.0; }, {}, [](double a) { return a - 2; }});
+  c.push_back({"scalar_sub", {{3, 4}}, [](const auto& x) { return 2.0 - x[0]; }, {}, [](double a) { return 2 - a; }});
+  c.push_back({"mul_scalar", {{3, 4}}, [](const auto& x) { return x[0] * -1.5; }, {}, [](double a) { return a * -1.5; }});
+  c.push_back({"div_scalar", {{3, 4}}, [](const auto& x) { return x[0] / 4.0; }, {}, [](double a) { return a / 4; }});
+  c.push_back({"scalar_div", {{3, 4}}, [](const auto& x) { return 2.0 / x[0]; }, {D::AwayFromZero}, [](double a) { return 2 / a; }});
+  // binary, with broadcasting variants
+  const std::vector<std::pair<std::string, std::vector<Shape>>> bshapes = {
+      {"same", {{3, 4}, {3, 4}}}, {"row", {{3, 4}, {4}}}, {"col_3d", {{2, 1, 4}, {3, 1}}}, {"scalar", {{}, {3}}}};
+  for (const auto& [tag, shapes] : bshapes) {
+    c.push_back({"add_" + tag, shapes, [](const auto& x) { return x[0] + x[1]; }, {}, nullptr, [](double a, double b) { return a + b; }});
+    c.push_back({"sub_" + tag, shapes, [](const auto& x) { return x[0] - x[1]; }, {}, nullptr, [](double a, double b) { return a - b; }});
+    c.push_back({"mul_" + tag, shapes, [](const auto& x) { return x[0] * x[1]; }, {}, nullptr, [](double a, double b) { return a * b; }});
+    c.push_back({"div_" + tag, shapes, [](const auto& x) { return x[0] / x[1]; }, {D::Any, D::AwayFromZero}, nullptr,
+                 [](double a, double b) { return a / b; }});
+    c.push_back({"pow_" + tag, shapes, [](const auto& x) { return tv::pow(x[0], x[1]); }, {D::Positive, D::Any}, nullptr,
+                 [](double a, double b) { return std::pow(a, b); }});
+  }
+  // reductions
+  c.push_back({"sum_all", {{3, 4}}, [](const auto& x) { return tv::sum(x[0]); }});
+  c.push_back({"sum_dim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {1}); }});
+  c.push_back({"sum_dims_keepdim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {0, 2}, true); }});
+  c.push_back({"sum_neg_dim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {-1}); }});
+  c.push_back({"mean_all", {{3, 4}}, [](const auto& x) { return tv::mean(x[0]); }});
+  c.push_back({"mean_dims", {{2, 3, 4}}, [](const auto& x) { return tv::mean(x[0], {0, 2}); }});
+  c.push_back({"var_unbiased", {{3, 5}}, [](const auto& x) { return tv::var(x[0], {1}); }});
+  c.push_back({"var_biased_keepdim", {{2, 3, 4}}, [](const auto& x) { return tv::var(x[0], {0, 2}, false, true); }});
+  c.push_back({"var_all", {{2, 3}}, [](const auto& x) { return tv::var(x[0]); }});
+  c.push_back({"max_dim", {{3, 5}}, [](const auto& x) { return tv::max(x[0], 1).values; }});
+  c.push_back({"max_dim0_keepdim", {{3, 5}}, [](const auto& x) { return tv::max(x[0], 0, true).values; }});
+  c.push_back({"max_all", {{3, 5}}, [](const auto& x) { return tv::max(x[0]); }});
+  // matmul and linear
+  c.push_back({"matmul_2d", {{3, 4}, {4, 5}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_batched", {{2, 3, 4}, {2, 4, 5}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_broadcast", {{2, 1, 3, 4}, {3, 4, 2}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_vec_mat", {{4}, {4, 5}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_mat_vec", {{3, 4}, {4}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_dot", {{4}, {4}}, [](const auto& x) { return tv::matmul(x[0], x[1]); }});
+  c.push_back({"matmul_transposed", {{4, 3}, {5, 4}}, [](const auto& x) { return tv::matmul(x[0].t(), x[1].t()); }});
+  c.push_back({"linear", {{2, 3, 4}, {5, 4}, {5}}, [](const auto& x) { return tv::linear(x[0], x[1], x[2]); }});
+  c.push_back({"linear_no_bias", {{3, 4}, {2, 4}}, [](const auto& x) { return tv::linear(x[0], x[1]); }});
+  // views (multiplied by a weight so the gradient is not all ones)
+  auto w = [](const auto& v) {
+    using T = tensor_elem_t<decltype(v)>;
+    return v * tv::arange<T>(1, 1 + v.numel()).reshape(v.shape()).to(v.device());
+  };
+  c.push_back({"reshape", {{3, 4}}, [w](const auto& x) { return w(x[0].reshape({2, 6})); }});
+  c.push_back({"view", {{3, 4}}, [w](const auto& x) { return w(x[0].contiguous().view({4, -1})); }});
+  c.push_back({"flatten", {{2, 3, 2}}, [w](const auto& x) { return w(x[0].flatten(1)); }});
+  c.push_back({"permute", {{2, 3, 4}}, [w](const auto& x) { return w(x[0].permute({2, 0, 1})); }});
+  c.push_back({"transpose", {{2, 3, 4}}, [w](const auto& x) { return w(x[0].transpose(0, 2)); }});
+  c.push_back({"narrow", {{4, 5}}, [w](const auto& x) { return w(x[0].narrow(1, 1, 3)); }});
+  c.push_back({"slice_step", {{4, 7}}, [w](const auto& x) { return w(x[0].slice(1, 1, 7, 2)); }});
+  c.push_back({"select", {{3, 4}}, [w](const auto& x) { return w(x[0].select(0, 1)); }});
+  c.push_back({"unsqueeze_squeeze", {{3, 4}}, [w](const auto& x) { return w(x[0].unsqueeze(1).squeeze(1)); }});
+  c.push_back({"expand", {{3, 1}}, [w](const auto& x) { return w(x[0].expand({2, 3, 4})); }});
+  c.push_back({"contiguous", {{3, 4}}, [w](const auto& x) { return w(x[0].t().contiguous()); }});
+  c.push_back({"clone", {{3, 4}}, [w](const auto& x) { return w(x[0].clone()); }});
+  // join and split
+  c.push_back({"cat_dim0", {{2, 3}, {4, 3}}, [w](const auto& x) { return w(tv::cat(x, 0)); }});
+  c.push_back({"cat_dim1", {{2, 3}, {2, 1}, {2, 2}}, [w](const auto& x) { return w(tv::cat(x, 1)); }});
+  c.push_back({"stack", {{2, 3}, {2, 3}}, [w](const auto& x) { return w(tv::stack(x, 1)); }});
+  c.push_back({"split", {{5, 3}}, [w](const auto& x) {
+                 auto p = tv::split(x[0], 2, 0);  // sizes 2, 2, 1
+                 return w(p[0]) + tv::sum(w(p[2]));
+               }});
+  c.push_back({"chunk", {{3, 6}}, [w](const auto& x) {
+                 auto p = tv::chunk(x[0], 3, 1);
+                 return w(p[1]) * p[2];
+               }});
+  // indexing
+  c.push_back({"gather", {{3, 4}}, [w](const auto& x) {
+                 // [[0, 3, 2], [0, 1, 2]], non-contiguous; a repeated index accumulates in backward
+                 auto idx = on_device_of(x, tv::tensor<int64_t>({0, 0, 3, 1, 2, 2}, {3, 2})).t();
+                 return w(tv::gather(x[0].t(), 0, idx));
+               }});
+  for (int64_t steps : {1, -1, 2, -5})
+    c.push_back({"shift_" + std::to_string(steps), {{2, 4, 3}}, [w, steps](const auto& x) { return w(tv::shift(x[0], 1, steps)); }});
+  // softmax
+  c.push_back({"softmax_dim1", {{3, 5}}, [](const auto& x) { return tv::softmax(x[0], 1); }});
+  c.push_back({"softmax_dim0_3d", {{4, 3, 2}}, [](const auto& x) { return tv::softmax(x[0], 0); }});
+  c.push_back({"log_softmax_dim1", {{3, 5}}, [](const auto& x) { return tv::log_softmax(x[0], 1); }});
+  c.push_back({"log_softmax_neg_dim_3d", {{2, 3, 4}}, [](const auto& x) { return tv::log_softmax(x[0], -2); }});
+  // losses (ops/loss.hpp has cross_entropy, with label smoothing)
+  c.push_back({"cross_entropy", {{4, 5}}, [](const auto& x) {
+                 return tv::cross_entropy(x[0], on_device_of(x, tv::tensor<int64_t>({2, 0, 4, 1})));
+               }});
+  c.push_back({"cross_entropy_label_smoothing", {{4, 5}}, [](const auto& x) {
+                 return tv::cross_entropy(x[0], on_device_of(x, tv::tensor<int64_t>({3, 3, 0, 1})), 0.1);
+               }});
+  // conv2d in each algorithm
+  for (const ConvCase& cc : conv_cases()) {
+    std::vector<Shape> shapes = {cc.x, cc.w};
+    if (cc.bias) shapes.push_back({cc.w[0]});
+    OpCase row{"conv2d_" + cc.name, shapes, [cc](const auto& x) {
+                 using T = elem_t<decltype(x)>;
+                 return tv::conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor<T>(), cc.stride, cc.padding, cc.dilation,
+                                   cc.groups);
+               }};
+    row.tol = cc.tol;
+    row.gradcheck = cc.gradcheck;
+    c.push_back(std::move(row));
+  }
+  // batch norm: training with batch statistics (the running statistics' update joins the output in the
+  // *_running_stats rows, which gradcheck skips: finite differences would see the update, autograd does not),
+  // statistics groups along dim 0, channels in dim 2 as DNR uses them, and eval with running statistics.
+  auto bn_train = [](int64_t channel_dim, int64_t stats_group, bool affine, bool with_stats) {
+    return [=](const auto& x) {
+      using T = elem_t<decltype(x)>;
+      const int64_t C = x[0].size(channel_dim);
+      auto rm = on_device_of(x, tv::full<T>({C}, 0.2)), rv = on_device_of(x, tv::full<T>({C}, 1.5));
+      auto y = tv::batch_norm(x[0], rm, rv, tv::BatchNormFuncOptions<T>().weight(affine ? x[1] : Tensor<T>()).bias(affine ? x[2] : Tensor<T>()).training(true).channel_dim(channel_dim).stats_group_clips(stats_group));
+      return with_stats ? tv::cat<T>({y.flatten(), rm, rv}) : y;
+    };
+  };
+  c.push_back({"batch_norm_train", {{4, 3, 2, 2}, {3}, {3}}, bn_train(1, 0, true, false)});
+  c.push_back(OpCase{"batch_norm_train_running_stats", {{4, 3, 2, 2}, {3}, {3}}, bn_train(1, 0, true, true)}.without_gradcheck());
+  c.push_back({"batch_norm_train_stats_groups", {{6, 3, 2, 2}, {3}, {3}}, bn_train(1, 4, true, false)});  // groups of 4, 2
+  c.push_back(OpCase{"batch_norm_train_stats_groups_running_stats", {{6, 3, 2, 2}, {3}, {3}}, bn_train(1, 4, true, true)}
+                  .without_gradcheck());
+  c.push_back({"batch_norm_train_channel_dim2_groups", {{4, 2, 3, 2, 2}}, bn_train(2, 2, false, false)});
+  c.push_back({"batch_norm_eval", {{3, 4, 2, 3}, {4}, {4}}, [](const auto& x) {
+                 using T = elem_t<decltype(x)>;
+                 auto rm = on_device_of(x, tv::tensor<T>({0.1, -0.3, 0.5, 0.0})),
+                      rv = on_device_of(x, tv::tensor<T>({0.8, 1.2, 2.0, 0.5}));
+                 return tv::batch_norm(x[0], rm, rv, tv::BatchNormFuncOptions<T>().weight(x[1]).bias(x[2]));
+               }});
+  // pools (2-D only: tinyvid has no 3-D pool)
+  c.push_back({"max_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }});
+  c.push_back({"max_pool2d_ceil", {{1, 2, 5, 5}}, [](const auto& x) { return tv::max_pool2d(x[0], {2, 2}, {2, 2}, {0, 0}, true); }});
+  c.push_back({"avg_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }});
+  c.push_back({"avg_pool2d_ceil_exclude_pad", {{1, 2, 6, 7}}, [](const auto& x) {
+                 return tv::avg_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}, true, false);
+               }});
+  c.push_back({"adaptive_avg_pool2d", {{2, 2, 7, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], {3, 4}); }});
+  c.push_back({"adaptive_avg_pool2d_global", {{2, 3, 4, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], {1, 1}); }});
+  // dropout: the mask comes from the seed inside the case, the same on every call and every backend
+  c.push_back({"dropout", {{4, 5}}, [](const auto& x) {
+                 tv::Generator gen(7);
+                 return tv::dropout(x[0], 0.3, true, gen);
+               }});
+  // LSTM: the fused gates (tanh, and sigmoid as DNR's relay reads its state) and the whole cell
+  c.push_back({"lstm_gates_tanh", {{3, 8}, {3, 2}}, [](const auto& x) { return tv::lstm_gates(x[0], x[1]); }});
+  c.push_back({"lstm_gates_sigmoid", {{3, 8}, {3, 2}}, [](const auto& x) {
+                 return tv::lstm_gates(x[0], x[1], tv::CellActivation::Sigmoid);
+               }});
+  c.push_back({"lstm_cell", {{3, 4}, {3, 2}, {3, 2}, {8, 4}, {8, 2}, {8}, {8}}, [](const auto& x) {
+                 auto s = tv::lstm_cell(x[0], {x[1], x[2]}, x[3], x[4], x[5], x[6]);
+                 return tv::cat(std::vector{s.h, s.c}, 1);
+               }});
+  // DNR's ops (dnr/): channel interlacing, the dynamic affine, and the relay cell's step written out
+  // (bottleneck projections of the input and the hidden state into sigmoid-read LSTM gates). The norm
+  // modules themselves are checked at the end of the file.
+  c.push_back({"dnr_interlace", {{8, 16, 2, 2}}, [w](const auto& x) { return w(tv::dnr::interlace(x[0], 4)); }});
+  c.push_back({"dnr_dynamic_affine", {{2, 4, 3, 2, 2}, {2, 2, 3}, {2, 2, 3}}, [](const auto& x) {
+                 return tv::dnr::dynamic_affine(x[0], x[1], x[2]);
+               }});
+  c.push_back({"dnr_relay_step", {{3, 4}, {3, 4}, {3, 4}, {2, 4}, {2}, {16, 2}, {16}, {2, 4}, {2}, {16, 2}, {16}},
+               [](const auto& x) {
+                 auto proj = [](const auto& v, const auto& w1, const auto& b1, const auto& w2, const auto& b2) {
+                   return tv::linear(tv::relu(tv::linear(v, w1, b1)), w2, b2);
+                 };
+                 return tv::lstm_gates(tv::add(proj(x[0], x[3], x[4], x[5], x[6]), proj(x[1], x[7], x[8], x[9], x[10])),
+                                       x[2], tv::CellActivation::Sigmoid);
+               }});
+  return c;
+}
+
+// ======================================== the generic checks ========================================
 
 Tensor<double> draw(const Shape& shape, Domain d, tv::Generator& gen) {
   auto t = tv::normal<double>(shape, 0, 1, gen);
@@ -33,6 +297,27 @@ Tensor<double> draw(const Shape& shape, Domain d, tv::Generator& gen) {
     if (d == Domain::AwayFromZero) p[i] = (p[i] < 0 ? -1 : 1) * (0.3 + std::abs(p[i]));
   }
   return t;
+}
+
+// Keep away from the kinks of abs, relu and clamp(-0.5, 0.5).
+double away_from_kinks(double v) {
+  for (double k : {-0.5, 0.0, 0.5})
+    if (std::abs(v - k) < 0.05) v = k + 0.1;
+  return v;
+}
+
+// A case's inputs in double on the CPU, seeded; they do not require grad.
+Inputs draw_inputs(const OpCase& op, uint64_t seed) {
+  tv::Generator gen(seed);
+  Inputs xs;
+  for (size_t i = 0; i < op.shapes.size(); ++i) {
+    Domain d = i < op.domains.size() ? op.domains[i] : Domain::Any;
+    auto t = draw(op.shapes[i], d, gen);
+    if (op.name == "abs" || op.name == "relu" || op.name == "clamp")
+      for (int64_t k = 0; k < t.numel(); ++k) t.data()[k] = away_from_kinks(t.data()[k]);
+    xs.push_back(t);
+  }
+  return xs;
 }
 
 // The same values in a non-contiguous layout: a transposed copy transposed back where that
@@ -54,137 +339,147 @@ Tensor<double> non_contiguous(const Tensor<double>& x) {
   return x.clone();
 }
 
-// Keep away from the kinks of abs, relu and clamp(-0.5, 0.5).
-double away_from_kinks(double v) {
-  for (double k : {-0.5, 0.0, 0.5})
-    if (std::abs(v - k) < 0.05) v = k + 0.1;
-  return v;
+// double -> T through host values (the library has no dtype cast); a CPU tensor, contiguous, no grad.
+template <class T>
+Tensor<T> cast(const Tensor<double>& x) {
+  const std::vector<double> v = x.to(Device::CPU).to_vector();
+  auto out = Tensor<T>::empty(x.shape());
+  for (size_t i = 0; i < v.size(); ++i) out.data()[i] = static_cast<T>(v[i]);
+  return out;
 }
 
-std::vector<OpCase> op_cases() {
-  using D = Domain;
-  std::vector<OpCase> c;
-  // unary
-  c.push_back({"neg", {{3, 4}}, [](const Inputs& x) { return tv::neg(x[0]); }, {}, [](double a) { return -a; }});
-  c.push_back({"exp", {{3, 4}}, [](const Inputs& x) { return tv::exp(x[0]); }, {}, [](double a) { return std::exp(a); }});
-  c.push_back({"log", {{3, 4}}, [](const Inputs& x) { return tv::log(x[0]); }, {D::Positive}, [](double a) { return std::log(a); }});
-  c.push_back({"sqrt", {{3, 4}}, [](const Inputs& x) { return tv::sqrt(x[0]); }, {D::Positive}, [](double a) { return std::sqrt(a); }});
-  c.push_back({"abs", {{3, 4}}, [](const Inputs& x) { return tv::abs(x[0]); }, {D::AwayFromZero}, [](double a) { return std::abs(a); }});
-  c.push_back({"relu", {{3, 4}}, [](const Inputs& x) { return tv::relu(x[0]); }, {D::AwayFromZero}, [](double a) { return a > 0 ? a : 0; }});
-  c.push_back({"sigmoid", {{3, 4}}, [](const Inputs& x) { return tv::sigmoid(x[0]); }, {}, [](double a) { return 1 / (1 + std::exp(-a)); }});
-  c.push_back({"tanh", {{3, 4}}, [](const Inputs& x) { return tv::tanh(x[0]); }, {}, [](double a) { return std::tanh(a); }});
-  c.push_back({"clamp", {{4, 5}}, [](const Inputs& x) { return tv::clamp(x[0], -0.5, 0.5); }, {}, [](double a) { return std::clamp(a, -0.5, 0.5); }});
-  c.push_back({"pow_scalar_int", {{3, 4}}, [](const Inputs& x) { return tv::pow(x[0], 3.0); }, {}, [](double a) { return a * a * a; }});
-  c.push_back({"pow_scalar_frac", {{3, 4}}, [](const Inputs& x) { return tv::pow(x[0], 2.5); }, {D::Positive}, [](double a) { return std::pow(a, 2.5); }});
-  c.push_back({"add_scalar", {{3, 4}}, [](const Inputs& x) { return x[0] + 2.0; }, {}, [](double a) { return a + 2; }});
-  c.push_back({"sub_scalar", {{3, 4}}, [](const Inputs& x) { return x[0] - 2.0; }, {}, [](double a) { return a - 2; }});
-  c.push_back({"scalar_sub", {{3, 4}}, [](const Inputs& x) { return 2.0 - x[0]; }, {}, [](double a) { return 2 - a; }});
-  c.push_back({"mul_scalar", {{3, 4}}, [](const Inputs& x) { return x[0] * -1.5; }, {}, [](double a) { return a * -1.5; }});
-  c.push_back({"div_scalar", {{3, 4}}, [](const Inputs& x) { return x[0] / 4.0; }, {}, [](double a) { return a / 4; }});
-  c.push_back({"scalar_div", {{3, 4}}, [](const Inputs& x) { return 2.0 / x[0]; }, {D::AwayFromZero}, [](double a) { return 2 / a; }});
-  // binary, with broadcasting variants
-  const std::vector<std::pair<std::string, std::vector<Shape>>> bshapes = {
-      {"same", {{3, 4}, {3, 4}}}, {"row", {{3, 4}, {4}}}, {"col_3d", {{2, 1, 4}, {3, 1}}}, {"scalar", {{}, {3}}}};
-  for (const auto& [tag, shapes] : bshapes) {
-    c.push_back({"add_" + tag, shapes, [](const Inputs& x) { return x[0] + x[1]; }, {}, nullptr, [](double a, double b) { return a + b; }});
-    c.push_back({"sub_" + tag, shapes, [](const Inputs& x) { return x[0] - x[1]; }, {}, nullptr, [](double a, double b) { return a - b; }});
-    c.push_back({"mul_" + tag, shapes, [](const Inputs& x) { return x[0] * x[1]; }, {}, nullptr, [](double a, double b) { return a * b; }});
-    c.push_back({"div_" + tag, shapes, [](const Inputs& x) { return x[0] / x[1]; }, {D::Any, D::AwayFromZero}, nullptr,
-                 [](double a, double b) { return a / b; }});
-    c.push_back({"pow_" + tag, shapes, [](const Inputs& x) { return tv::pow(x[0], x[1]); }, {D::Positive, D::Any}, nullptr,
-                 [](double a, double b) { return std::pow(a, b); }});
+// The backends of this build: the CPU always, CUDA when its backend registered itself.
+std::vector<Device> backends() {
+  std::vector<Device> out{Device::CPU};
+  if (tv::device_available(Device::CUDA)) out.push_back(Device::CUDA);
+  return out;
+}
+
+// Whether `device` runs double kernels: the CPU does; a device without them throws on the first one.
+bool supports_double(Device device) {
+  if (device == Device::CPU) return true;
+  try {
+    auto t = tv::exp(tv::ones<double>({2}).to(device));
+    (void)t.to(Device::CPU);
+    return true;
+  } catch (const tv::Error&) {
+    return false;
   }
-  // reductions
-  c.push_back({"sum_all", {{3, 4}}, [](const Inputs& x) { return tv::sum(x[0]); }});
-  c.push_back({"sum_dim", {{3, 4, 2}}, [](const Inputs& x) { return tv::sum(x[0], {1}); }});
-  c.push_back({"sum_dims_keepdim", {{3, 4, 2}}, [](const Inputs& x) { return tv::sum(x[0], {0, 2}, true); }});
-  c.push_back({"sum_neg_dim", {{3, 4, 2}}, [](const Inputs& x) { return tv::sum(x[0], {-1}); }});
-  c.push_back({"mean_all", {{3, 4}}, [](const Inputs& x) { return tv::mean(x[0]); }});
-  c.push_back({"mean_dims", {{2, 3, 4}}, [](const Inputs& x) { return tv::mean(x[0], {0, 2}); }});
-  c.push_back({"var_unbiased", {{3, 5}}, [](const Inputs& x) { return tv::var(x[0], {1}); }});
-  c.push_back({"var_biased_keepdim", {{2, 3, 4}}, [](const Inputs& x) { return tv::var(x[0], {0, 2}, false, true); }});
-  c.push_back({"var_all", {{2, 3}}, [](const Inputs& x) { return tv::var(x[0]); }});
-  c.push_back({"max_dim", {{3, 5}}, [](const Inputs& x) { return tv::max(x[0], 1).values; }});
-  c.push_back({"max_dim0_keepdim", {{3, 5}}, [](const Inputs& x) { return tv::max(x[0], 0, true).values; }});
-  c.push_back({"max_all", {{3, 5}}, [](const Inputs& x) { return tv::max(x[0]); }});
-  // matmul
-  c.push_back({"matmul_2d", {{3, 4}, {4, 5}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_batched", {{2, 3, 4}, {2, 4, 5}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_broadcast", {{2, 1, 3, 4}, {3, 4, 2}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_vec_mat", {{4}, {4, 5}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_mat_vec", {{3, 4}, {4}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_dot", {{4}, {4}}, [](const Inputs& x) { return tv::matmul(x[0], x[1]); }});
-  c.push_back({"matmul_transposed", {{4, 3}, {5, 4}}, [](const Inputs& x) { return tv::matmul(x[0].t(), x[1].t()); }});
-  // views (multiplied by a weight so the gradient is not all ones)
-  auto w = [](const Tensor<double>& v) { return v * tv::arange<double>(1, 1 + v.numel()).reshape(v.shape()); };
-  c.push_back({"reshape", {{3, 4}}, [w](const Inputs& x) { return w(x[0].reshape({2, 6})); }});
-  c.push_back({"view", {{3, 4}}, [w](const Inputs& x) { return w(x[0].contiguous().view({4, -1})); }});
-  c.push_back({"flatten", {{2, 3, 2}}, [w](const Inputs& x) { return w(x[0].flatten(1)); }});
-  c.push_back({"permute", {{2, 3, 4}}, [w](const Inputs& x) { return w(x[0].permute({2, 0, 1})); }});
-  c.push_back({"transpose", {{2, 3, 4}}, [w](const Inputs& x) { return w(x[0].transpose(0, 2)); }});
-  c.push_back({"narrow", {{4, 5}}, [w](const Inputs& x) { return w(x[0].narrow(1, 1, 3)); }});
-  c.push_back({"slice_step", {{4, 7}}, [w](const Inputs& x) { return w(x[0].slice(1, 1, 7, 2)); }});
-  c.push_back({"select", {{3, 4}}, [w](const Inputs& x) { return w(x[0].select(0, 1)); }});
-  c.push_back({"unsqueeze_squeeze", {{3, 4}}, [w](const Inputs& x) { return w(x[0].unsqueeze(1).squeeze(1)); }});
-  c.push_back({"expand", {{3, 1}}, [w](const Inputs& x) { return w(x[0].expand({2, 3, 4})); }});
-  c.push_back({"contiguous", {{3, 4}}, [w](const Inputs& x) { return w(x[0].t().contiguous()); }});
-  c.push_back({"clone", {{3, 4}}, [w](const Inputs& x) { return w(x[0].clone()); }});
-  // join and split
-  c.push_back({"cat_dim0", {{2, 3}, {4, 3}}, [w](const Inputs& x) { return w(tv::cat(x, 0)); }});
-  c.push_back({"cat_dim1", {{2, 3}, {2, 1}, {2, 2}}, [w](const Inputs& x) { return w(tv::cat(x, 1)); }});
-  c.push_back({"stack", {{2, 3}, {2, 3}}, [w](const Inputs& x) { return w(tv::stack(x, 1)); }});
-  c.push_back({"split", {{5, 3}}, [w](const Inputs& x) {
-                 auto p = tv::split(x[0], 2, 0);  // sizes 2, 2, 1
-                 return w(p[0]) + tv::sum(w(p[2]));
-               }});
-  c.push_back({"chunk", {{3, 6}}, [w](const Inputs& x) {
-                 auto p = tv::chunk(x[0], 3, 1);
-                 return w(p[1]) * p[2];
-               }});
-  // indexing
-  c.push_back({"gather", {{3, 4}}, [w](const Inputs& x) {
-                 // [[0, 3, 2], [0, 1, 2]], non-contiguous; a repeated index accumulates in backward
-                 auto idx = tv::tensor<int64_t>({0, 0, 3, 1, 2, 2}, {3, 2}).t();
-                 return w(tv::gather(x[0].t(), 0, idx));
-               }});
-  for (int64_t steps : {1, -1, 2, -5})
-    c.push_back({"shift_" + std::to_string(steps), {{2, 4, 3}}, [w, steps](const Inputs& x) { return w(tv::shift(x[0], 1, steps)); }});
-  return c;
+}
+
+// A backend's result against the CPU in double: |got - ref| <= atol + rtol |ref| elementwise, as
+// torch.testing.assert_close. Float: rtol 1.3e-6, atol 1e-5 (torch's defaults for float32), which leave
+// room for the inputs' rounding to float and for sums of a few dozen terms; double: 1e-12 both (a different
+// summation order on another device). A case's `tol` multiplies both where its sums are long or its
+// algorithm rounds more (Winograd's transforms).
+struct Tolerance {
+  double rtol, atol;
+};
+template <class T>
+Tolerance tolerance(double k = 1) {
+  if constexpr (std::is_same_v<T, float>) return {1.3e-6 * k, 1e-5 * k};
+  else return {1e-12 * k, 1e-12 * k};
+}
+
+// One CHECK per tensor (not per element), naming the worst element when it fails. NaNs must match.
+// An undefined tensor stands for zeros of ref's shape (an input the output does not depend on).
+template <class T>
+void check_close(const std::string& what, const Tensor<T>& got, const Tensor<double>& ref, Tolerance tol) {
+  if (!got.defined() && !ref.defined()) return;
+  const Shape shape = got.defined() ? got.shape() : ref.shape();
+  const Tensor<double> r = ref.defined() ? ref : tv::zeros<double>(shape);
+  const Tensor<T> g = got.defined() ? got.to(Device::CPU) : tv::zeros<T>(shape);
+  REQUIRE_MESSAGE(g.shape() == r.shape(), what << ": shape " << g.shape() << ", expected " << r.shape());
+  const std::vector<T> gv = g.to_vector();
+  const std::vector<double> rv = r.to_vector();
+  double worst = 0;  // the largest |got - ref| / (atol + rtol |ref|)
+  size_t at = 0;
+  for (size_t i = 0; i < rv.size(); ++i) {
+    const double a = static_cast<double>(gv[i]), b = rv[i];
+    double ratio;
+    if (std::isnan(a) || std::isnan(b)) ratio = std::isnan(a) && std::isnan(b) ? 0 : INFINITY;
+    else if (a == b) ratio = 0;  // equal infinities too
+    else ratio = std::abs(a - b) / (tol.atol + tol.rtol * std::abs(b));
+    if (!(ratio <= worst)) worst = ratio, at = i;
+  }
+  std::ostringstream msg;
+  msg.precision(17);
+  if (!rv.empty())
+    msg << what << ": element " << at << " is " << static_cast<double>(gv[at]) << ", expected " << rv[at] << " ("
+        << worst << " times the tolerance, rtol " << tol.rtol << " atol " << tol.atol << ")";
+  CHECK_MESSAGE(worst <= 1, msg.str());
+}
+
+// The CPU in double: the forward value and the inputs' gradients for the upstream gradient gy.
+struct Reference {
+  Tensor<double> y, gy;
+  std::vector<Tensor<double>> grads;
+};
+Reference reference(const OpCase& op, const Inputs& xs, tv::Generator& gen) {
+  Inputs in;
+  for (const auto& x : xs) in.push_back(x.clone().requires_grad_());
+  Reference r;
+  r.y = op.fn.f64(in);
+  r.gy = tv::normal<double>(r.y.shape(), 0, 1, gen);
+  if (r.y.requires_grad()) r.y.backward(r.gy);
+  for (const auto& x : in) r.grads.push_back(x.grad());
+  return r;
+}
+
+// Runs a case on `device` in T, inputs cast from double and moved there, and compares with the reference.
+template <class T>
+void check_on_backend(const OpCase& op, Device device, const Inputs& xs, const Reference& ref) {
+  const char* type = std::is_same_v<T, float> ? "float" : "double";
+  const Tolerance tol = tolerance<T>(op.tol);
+  std::vector<Tensor<T>> in;
+  for (const auto& x : xs) in.push_back(cast<T>(x).to(device).requires_grad_());
+  Tensor<T> y = op.fn.get<T>()(in);
+  CHECK_MESSAGE(y.device() == device, type << " output is on " << y.device() << ", its inputs on " << device);
+  check_close(std::string(type) + " forward", y, ref.y, tol);
+  if (!ref.y.requires_grad()) return;
+  y.backward(cast<T>(ref.gy).to(device));
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Tensor<T> g = in[i].grad();
+    if (g.defined()) CHECK_MESSAGE(g.device() == device, type << " gradient of input " << i << " is on " << g.device());
+    check_close(std::string(type) + " gradient of input " + std::to_string(i), g, ref.grads[i], tol);
+  }
+}
+
+std::string subcase_name(Device device, const std::string& what) { return std::string(tv::device_name(device)) + "/" + what; }
+
+// Says once per backend that its double runs are skipped.
+void note_no_double(Device device) {
+  static std::set<Device> told;
+  if (told.insert(device).second) MESSAGE(tv::device_name(device) << " has no double kernels: its double runs are skipped");
 }
 
 }  // namespace
 
 TEST_CASE("every op: gradcheck in double, contiguous and not, forward against a reference") {
   for (const auto& op : op_cases()) {
+    if (!op.gradcheck) continue;
     SUBCASE(op.name.c_str()) {
-      tv::Generator gen(42);
-      Inputs xs;
-      for (size_t i = 0; i < op.shapes.size(); ++i) {
-        Domain d = i < op.domains.size() ? op.domains[i] : Domain::Any;
-        auto t = draw(op.shapes[i], d, gen);
-        if (op.name == "abs" || op.name == "relu" || op.name == "clamp")
-          for (int64_t k = 0; k < t.numel(); ++k) t.data()[k] = away_from_kinks(t.data()[k]);
-        xs.push_back(t.requires_grad_());
-      }
-      auto ok = tv::gradcheck(op.fn, xs);
+      Inputs xs = draw_inputs(op, 42);
+      for (auto& x : xs) x.requires_grad_();
+      auto ok = tv::gradcheck(op.fn.f64, xs);
       CHECK_MESSAGE(ok, ok.message);
 
       Inputs nc;
       for (const auto& x : xs) nc.push_back(non_contiguous(x.detach()).requires_grad_());
       for (size_t i = 0; i < xs.size(); ++i)
         if (xs[i].numel() > 1) CHECK(!nc[i].is_contiguous());
-      auto ok_nc = tv::gradcheck(op.fn, nc);
+      auto ok_nc = tv::gradcheck(op.fn.f64, nc);
       CHECK_MESSAGE(ok_nc, ok_nc.message);
       {
         tv::NoGradGuard no_grad;
-        auto a = op.fn(xs).to_vector(), b = op.fn(nc).to_vector();  // summation order may differ
+        auto a = op.fn.f64(xs).to_vector(), b = op.fn.f64(nc).to_vector();  // summation order may differ
         REQUIRE(a.size() == b.size());
         for (size_t k = 0; k < a.size(); ++k) CHECK(a[k] == doctest::Approx(b[k]).epsilon(1e-12));
       }
 
       if (op.ref1 || op.ref2) {
         tv::NoGradGuard no_grad;
-        auto out = op.fn(xs);
+        auto out = op.fn.f64(xs);
         Shape shape = xs.size() == 1 ? xs[0].shape() : tv::broadcast_shapes(xs[0].shape(), xs[1].shape(), "test");
         REQUIRE(out.shape() == shape);
         auto a = xs[0].expand(shape).contiguous().to_vector();
@@ -192,6 +487,190 @@ TEST_CASE("every op: gradcheck in double, contiguous and not, forward against a 
         auto o = out.to_vector();
         for (size_t k = 0; k < o.size(); ++k)
           CHECK(o[k] == doctest::Approx(op.ref1 ? op.ref1(a[k]) : op.ref2(a[k], b[k])).epsilon(1e-12));
+      }
+    }
+  }
+}
+
+TEST_CASE("backend table: every case on every backend, in float and double, against the CPU in double") {
+  for (Device device : backends()) {
+    const bool with_double = supports_double(device);
+    for (const auto& op : op_cases()) {
+      const std::string name = subcase_name(device, op.name);
+      SUBCASE(name.c_str()) {
+        const Inputs xs = draw_inputs(op, 42);
+        tv::Generator gen(1234);
+        const Reference ref = reference(op, xs, gen);
+        check_on_backend<float>(op, device, xs, ref);
+        if (with_double) check_on_backend<double>(op, device, xs, ref);
+        else note_no_double(device);
+      }
+    }
+  }
+}
+
+TEST_CASE("backend table: each conv2d row runs the algorithm it is named for") {
+  for (const ConvCase& cc : conv_cases()) {
+    SUBCASE(cc.name.c_str()) {
+      auto x = tv::zeros<float>(cc.x), w = tv::zeros<float>(cc.w);
+      auto y = tv::conv2d(x, w, Tensor<float>(), cc.stride, cc.padding, cc.dilation, cc.groups);
+      const tv::cpu::ConvGeometry g{cc.x[0], cc.x[1], cc.x[2], cc.x[3], cc.w[0], cc.w[2], cc.w[3],
+                                    cc.stride[0], cc.stride[1], cc.padding[0], cc.padding[1], cc.dilation[0],
+                                    cc.dilation[1], cc.groups, y.size(2), y.size(3)};
+      CHECK(tv::cpu::choose_conv_algorithm(g) == cc.algorithm);
+    }
+  }
+}
+
+TEST_CASE("backend: dropout's mask comes from the seed alone, the same on every backend and type") {
+  for (double p : {0.3, 0.5}) {
+    tv::Generator g(11);
+    const auto ref = tv::dropout(tv::ones<double>({2000}), p, true, g);
+    for (Device device : backends()) {
+      const std::string name = subcase_name(device, "p=" + std::to_string(p));
+      SUBCASE(name.c_str()) {
+        auto compare = [&](auto tag) {
+          using T = decltype(tag);
+          tv::Generator gen(11);
+          const auto got = tv::dropout(tv::ones<T>({2000}).to(device), p, true, gen).to(Device::CPU);
+          const auto a = got.to_vector();
+          const auto b = ref.to_vector();
+          int64_t differ = 0, kept = 0;
+          for (size_t i = 0; i < b.size(); ++i) {
+            differ += (a[i] == 0) != (b[i] == 0);
+            kept += b[i] != 0;
+            // p = 0.5 scales by 2: exact in both types, so the values match exactly, not just the mask
+            if (p == 0.5) differ += static_cast<double>(a[i]) != b[i];
+          }
+          CHECK(differ == 0);
+          CHECK(std::abs(kept - 2000 * (1 - p)) < 100);  // a mask that keeps about 1 - p
+        };
+        compare(float{});
+        if (supports_double(device)) compare(double{});
+      }
+    }
+  }
+}
+
+TEST_CASE("backend: SGD steps (momentum, weight decay) on the backend's parameters against the CPU in double") {
+  for (Device device : backends()) {
+    for (bool nesterov : {false, true}) {
+      const std::string name = subcase_name(device, nesterov ? "nesterov" : "momentum");
+      SUBCASE(name.c_str()) {
+        tv::Generator gen(5);
+        const Tensor<double> p0 = tv::normal<double>({7, 5}, 0, 1, gen);
+        const std::vector<Tensor<double>> grads{tv::normal<double>({7, 5}, 0, 1, gen), tv::normal<double>({7, 5}, 0, 1, gen)};
+        const double lr = 0.1, momentum = 0.9, decay = 0.01;
+        // torch.optim.SGD's update in double, by hand
+        std::vector<double> p = p0.to_vector(), buf;
+        auto param = cast<float>(p0).to(device).requires_grad_();
+        tv::optim::SGD opt({param}, tv::optim::SGDOptions(lr).momentum(momentum).weight_decay(decay).nesterov(nesterov));
+        for (size_t step = 0; step < grads.size(); ++step) {
+          const std::vector<double> g0 = grads[step].to_vector();
+          if (buf.empty()) buf.assign(p.size(), 0);
+          for (size_t i = 0; i < p.size(); ++i) {
+            const double g = g0[i] + decay * p[i];
+            buf[i] = step == 0 ? g : momentum * buf[i] + g;
+            p[i] -= lr * (nesterov ? g + momentum * buf[i] : buf[i]);
+          }
+          param.set_grad(cast<float>(grads[step]).to(device));
+          opt.step();
+          CHECK(param.device() == device);
+          check_close("parameter after step " + std::to_string(step + 1), param, tv::tensor<double>(p, p0.shape()),
+                      tolerance<float>());
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+template <class T>
+void load_cast(tv::nn::Module<T>& dst, const tv::nn::Module<double>& src) {
+  tv::nn::StateDict<T> sd;
+  for (const auto& [name, t] : src.state_dict()) sd.emplace_back(name, cast<T>(t));
+  dst.load_state_dict(sd);
+}
+
+// A DNR norm on `device` in T, its weights those of one seed in double: a training forward on the clips x
+// (6 frames a clip; the cross-layer norm from the relay state h0, c0), backward with gy, then an eval
+// forward. Returns every result to compare, by name: both outputs, the gradients of x, of the state and of
+// each parameter, the buffers (running statistics), the relay's new state.
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>>> run_dnr_norm(const std::string& which, Device device, const Tensor<double>& x,
+                                                             const Tensor<double>& h0, const Tensor<double>& c0,
+                                                             const Tensor<double>& gy) {
+  const int64_t C = x.size(1), frames = 6;
+  tv::dnr::DnrOptions o;
+  o.ct_group_frames = 2;
+  o.ct_bidirectional = which == "cross_temporal_bidirectional";
+  tv::Generator gen_d(3), gen_t(3);
+  tv::dnr::RelayCell<double> cell_d(C, 2, gen_d);
+  tv::dnr::CrossLayerNorm<double> cl_d(C);
+  tv::dnr::CrossTemporalNorm<double> ct_d(C, o, 0.1, 1e-5, gen_d);
+  tv::dnr::RelayCell<T> cell(C, 2, gen_t);
+  tv::dnr::CrossLayerNorm<T> cl(C);
+  tv::dnr::CrossTemporalNorm<T> ct(C, o, 0.1, 1e-5, gen_t);
+  load_cast(cell, cell_d);
+  load_cast(cl, cl_d);
+  load_cast(ct, ct_d);
+  cell.to(device);
+  cl.to(device);
+  ct.to(device);
+  const bool cross_layer = which == "cross_layer";
+  tv::nn::Module<T>& norm = cross_layer ? static_cast<tv::nn::Module<T>&>(cl) : ct;
+
+  std::vector<std::pair<std::string, Tensor<T>>> out;
+  auto xt = cast<T>(x).to(device).requires_grad_();
+  tv::dnr::RelayState<T> state{cast<T>(h0).to(device).requires_grad_(), cast<T>(c0).to(device).requires_grad_()};
+  const tv::dnr::RelayState<T> start = state;
+  Tensor<T> y = cross_layer ? cl.forward(xt, frames, cell, state) : ct.forward(xt, frames);
+  y.backward(cast<T>(gy).to(device));
+  out.emplace_back("train output", y);
+  out.emplace_back("input gradient", xt.grad());
+  if (cross_layer) {
+    out.emplace_back("gradient of h0", start.h.grad());
+    out.emplace_back("gradient of c0", start.c.grad());
+    out.emplace_back("relay h", state.h);
+    out.emplace_back("relay c", state.c);
+    for (const auto& [name, p] : cell.named_parameters()) out.emplace_back("gradient of relay." + name, p.grad());
+  }
+  for (const auto& [name, p] : norm.named_parameters()) out.emplace_back("gradient of " + name, p.grad());
+  for (const auto& [name, b] : norm.named_buffers()) out.emplace_back(name, b);
+  norm.eval();
+  tv::NoGradGuard no_grad;
+  tv::dnr::RelayState<T> eval_state{start.h.detach(), start.c.detach()};
+  out.emplace_back("eval output", cross_layer ? cl.forward(xt.detach(), frames, cell, eval_state)
+                                              : ct.forward(xt.detach(), frames));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("backend: DNR norms (cross-layer with its relay cell, cross-temporal) on a tiny clip against the CPU in double") {
+  for (Device device : backends()) {
+    for (const char* which : {"cross_layer", "cross_temporal", "cross_temporal_bidirectional"}) {
+      const std::string name = subcase_name(device, which);
+      SUBCASE(name.c_str()) {
+        tv::Generator gen(21);
+        const auto x = tv::normal<double>({12, 8, 3, 2}, 0.5, 2.0, gen);  // 2 clips of 6 frames, 8 channels
+        const auto h0 = tv::sigmoid(tv::normal<double>({2, 8}, 0, 1, gen)), c0 = tv::normal<double>({2, 8}, 0, 1, gen);
+        const auto gy = tv::normal<double>(x.shape(), 0, 1, gen);
+        const auto ref = run_dnr_norm<double>(which, Device::CPU, x, h0, c0, gy);
+        auto compare = [&](auto tag) {
+          using T = decltype(tag);
+          const auto got = run_dnr_norm<T>(which, device, x, h0, c0, gy);
+          REQUIRE(got.size() == ref.size());
+          for (size_t i = 0; i < ref.size(); ++i) {
+            REQUIRE(got[i].first == ref[i].first);
+            check_close(std::string(std::is_same_v<T, float> ? "float " : "double ") + ref[i].first, got[i].second,
+                        ref[i].second, tolerance<T>());
+          }
+        };
+        compare(float{});
+        if (supports_double(device)) compare(double{});
+        else note_no_double(device);
       }
     }
   }

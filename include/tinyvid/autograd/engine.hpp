@@ -6,20 +6,33 @@
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
-#include "tinyvid/ops/creation.hpp"
-#include "tinyvid/ops/view.hpp"
+#include "tinyvid/backend/elementwise.hpp"
 
 namespace tv {
 
 namespace autograd::detail {
 
-// a + b for gradients of equal shape (either may be an expanded view), as a new tensor.
+// a + b for gradients of equal shape (either may be an expanded view), as a new tensor on their device.
 template <class T>
 Tensor<T> add_grads(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = Tensor<T>::empty(a.shape());
-  cpu::map2(a.shape(), out.data(), out.strides(), a.data(), a.strides(), b.data(), b.strides(),
-            [](T x, T y) { return x + y; });
+  Tensor<T> out = Tensor<T>::empty(a.shape(), a.device());
+  kernel::add(a, b, out);
+  return out;
+}
+
+// A new tensor of `shape` on `device` with every element `value` (an implied gradient, a missing one).
+template <class T>
+Tensor<T> filled(const Shape& shape, Device device, T value) {
+  Tensor<T> out = Tensor<T>::empty(shape, device);
+  kernel::fill(out, value);
+  return out;
+}
+
+// A contiguous copy of g that nobody else sees (no autograd: backward runs with grad mode off).
+template <class T>
+Tensor<T> copy_of(const Tensor<T>& g) {
+  Tensor<T> out = Tensor<T>::empty(g.shape(), g.device());
+  kernel::copy(g, out);
   return out;
 }
 
@@ -36,13 +49,12 @@ template <class T>
 std::vector<Tensor<T>> autograd::AccumulateGrad<T>::apply(const Tensor<T>& grad) {
   TensorImpl<T>& leaf = *leaf_;
   if (!leaf.grad) {
-    leaf.grad = detail::owned_exclusively(grad) ? grad.impl_ptr() : grad.clone().impl_ptr();
+    leaf.grad = detail::owned_exclusively(grad) ? grad.impl_ptr() : detail::copy_of(grad).impl_ptr();
   } else {
     Tensor<T> acc(leaf.grad);
     TV_CHECK(acc.shape() == grad.shape(), "backward: gradient of shape ", grad.shape(),
              " cannot be added to the existing .grad of shape ", acc.shape());
-    cpu::map2(acc.shape(), acc.data(), acc.strides(), acc.data(), acc.strides(), grad.data(), grad.strides(),
-              [](T x, T y) { return x + y; });
+    kernel::add(acc, grad, acc);
     acc.storage()->bump_version();
   }
   return {};
@@ -58,7 +70,7 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
   if (!gradient.defined()) {
     TV_CHECK(root.numel() == 1, "backward: a gradient can be implied only for a one-element tensor, got shape ",
              root.shape(), "; pass the gradient of this tensor to backward(g)");
-    gradient = ones<T>(root.shape());
+    gradient = detail::filled(root.shape(), root.device(), T(1));
   }
   TV_CHECK(gradient.shape() == root.shape(), "backward: gradient of shape ", gradient.shape(),
            " given for a tensor of shape ", root.shape());
@@ -95,9 +107,11 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
       const auto& next = n->next[i];
       if (!next) continue;
       Tensor<T> gi = i < in_grads.size() ? in_grads[i] : Tensor<T>();
-      if (!gi.defined()) gi = zeros<T>(n->input_shapes[i]);
+      if (!gi.defined()) gi = detail::filled(n->input_shapes[i], n->input_devices[i], T(0));
       TV_CHECK(gi.shape() == n->input_shapes[i], n->name(), ": backward returned a gradient of shape ", gi.shape(),
                " for input ", i, " of shape ", n->input_shapes[i]);
+      TV_CHECK(gi.device() == n->input_devices[i], n->name(), ": backward returned a gradient on ",
+               device_name(gi.device()), " for input ", i, " on ", device_name(n->input_devices[i]));
       auto [it, fresh] = grads.try_emplace(next.get(), gi);
       if (!fresh) it->second = detail::add_grads(it->second, gi);
       if (--pending[next.get()] == 0) ready.push_back(next);

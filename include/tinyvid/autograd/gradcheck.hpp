@@ -6,7 +6,8 @@
 //   CHECK(tv::gradcheck([](const auto& in) { return my_layer(in[0]); }, {x}));
 //
 // The result converts to bool; when it is false, its message says which input, element and output
-// element disagree, with both values (doctest prints it).
+// element disagree, with both values (doctest prints it). It runs on CPU tensors: it perturbs the inputs and
+// reads the gradients on the host, element by element (a test tool, host reads by design).
 #include <cmath>
 #include <functional>
 #include <ostream>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tinyvid/autograd/engine.hpp"
+#include "tinyvid/backend/elementwise.hpp"
 
 namespace tv {
 
@@ -46,6 +48,8 @@ GradcheckResult gradcheck(F&& fn, const std::vector<Tensor<double>>& inputs, dou
   std::vector<size_t> checked;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) continue;
+    TV_CHECK(inputs[i].device() == Device::CPU, "gradcheck: input ", i, " is on ", device_name(inputs[i].device()),
+             "; gradcheck runs on the CPU (pass .to(tv::Device::CPU) copies)");
     for (int64_t d = 0; d < inputs[i].dim(); ++d)
       TV_CHECK(inputs[i].stride(d) != 0 || inputs[i].size(d) <= 1, "gradcheck: input ", i, " (shape ",
                inputs[i].shape(), ") has overlapping elements (an expanded view); pass a contiguous copy");
@@ -56,6 +60,8 @@ GradcheckResult gradcheck(F&& fn, const std::vector<Tensor<double>>& inputs, dou
   Tensor<double> out = fn(inputs);
   TV_CHECK(out.requires_grad(), "gradcheck: the function's output does not require grad (shape ", out.shape(),
            "): it does not depend differentiably on the inputs");
+  TV_CHECK(out.device() == Device::CPU, "gradcheck: the function's output is on ", device_name(out.device()),
+           "; gradcheck runs on the CPU");
   const int64_t n_out = out.numel();
   const Shape out_shape = out.shape();
 
@@ -64,7 +70,8 @@ GradcheckResult gradcheck(F&& fn, const std::vector<Tensor<double>>& inputs, dou
   for (size_t i : checked) analytic[i].assign(n_out, std::vector<double>(inputs[i].numel(), 0.0));
   for (int64_t j = 0; j < n_out; ++j) {
     for (size_t i : checked) inputs[i].impl()->grad.reset();
-    Tensor<double> onehot = zeros<double>(out_shape);
+    Tensor<double> onehot = Tensor<double>::empty(out_shape);
+    kernel::fill(onehot, 0.0);
     onehot.data()[j] = 1.0;
     out.backward(onehot, /*retain_graph=*/true);
     for (size_t i : checked) {

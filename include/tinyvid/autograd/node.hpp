@@ -41,6 +41,7 @@ class Node {
 
   std::vector<std::shared_ptr<Node>> next;  // the node of each input; null where no gradient is needed
   std::vector<Shape> input_shapes;          // to check the shape of every gradient an op returns
+  std::vector<Device> input_devices;        // and its device
 
  private:
   std::string name_;
@@ -127,6 +128,7 @@ void record(Tensor<T>& out, const char* name, const std::vector<Tensor<T>>& inpu
   for (const auto& t : inputs) {
     node->next.push_back(t.defined() ? gradient_edge(t) : nullptr);
     node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+    node->input_devices.push_back(t.defined() ? t.device() : Device::CPU);
   }
   out.impl()->requires_grad = true;
   out.impl()->grad_fn = std::move(node);

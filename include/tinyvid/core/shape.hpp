@@ -1,6 +1,7 @@
 #pragma once
 // Shapes and strides: run-time vectors of int64, row-major ("contiguous") by default.
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -15,6 +16,9 @@ struct Shape : std::vector<int64_t> {
   using std::vector<int64_t>::vector;
   Shape(const std::vector<int64_t>& v) : std::vector<int64_t>(v) {}  // NOLINT: implicit on purpose
 };
+
+// Two sizes, one per spatial dim (height, width): kernel sizes, strides, paddings of convs and pools.
+using Pair = std::array<int64_t, 2>;
 
 inline std::ostream& operator<<(std::ostream& os, const Shape& s) {
   return os << static_cast<const std::vector<int64_t>&>(s);

@@ -80,16 +80,22 @@ class Tensor {
   TensorImpl<T>* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl<T>>& impl_ptr() const { return impl_; }
 
+  // ---- host reads: the CPU only. A device tensor is read with an explicit .to(Device::CPU) first, so every
+  // device-to-host synchronisation is visible in the code that causes it. ----
   // Element access by multi-index (bounds checked), for tests and small loops.
-  T& at(std::initializer_list<int64_t> idx) { return data()[element_offset(idx)]; }
-  const T& at(std::initializer_list<int64_t> idx) const { return data()[element_offset(idx)]; }
+  T& at(std::initializer_list<int64_t> idx) { return host_data("at")[element_offset(idx)]; }
+  const T& at(std::initializer_list<int64_t> idx) const { return host_data("at")[element_offset(idx)]; }
   // The single value of a one-element tensor.
   T item() const {
     TV_CHECK(numel() == 1, "item: expected a tensor with one element, got shape ", shape());
-    return *data();
+    return *host_data("item");
   }
   // The values in logical (row-major) order.
   std::vector<T> to_vector() const;
+
+  // A copy on `device` (this tensor itself when it is there already, as PyTorch's Tensor.to); differentiable.
+  // Defined in ops/device.hpp.
+  Tensor to(Device device) const;
 
   // ---- autograd (defined in autograd/) ----
   bool requires_grad() const { return checked().requires_grad; }
@@ -138,6 +144,11 @@ class Tensor {
     TV_CHECK(impl_ != nullptr, "use of an undefined tensor");
     return *impl_;
   }
+  T* host_data(const char* op) const {
+    TV_CHECK(device() == Device::CPU, op, ": the tensor (shape ", shape(), ") is on ", device_name(device()),
+             "; read it on the host with .to(tv::Device::CPU) first");
+    return checked().storage->data() + impl_->offset;
+  }
   int64_t element_offset(std::initializer_list<int64_t> idx) const {
     TV_CHECK(static_cast<int64_t>(idx.size()) == dim(), "at: expected ", dim(), " indices, got ", idx.size());
     int64_t off = 0, i = 0;
@@ -177,7 +188,7 @@ template <class T>
 std::vector<T> Tensor<T>::to_vector() const {
   std::vector<T> out;
   out.reserve(numel());
-  const T* p = data();
+  const T* p = host_data("to_vector");
   for_each_offset(shape(), strides(), [&](int64_t off) { out.push_back(p[off]); });
   return out;
 }

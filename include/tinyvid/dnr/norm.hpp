@@ -1,5 +1,5 @@
 #pragma once
-// Dynamic normalization (../shared/DNR.md): a batch norm without learned affine parameters whose
+// Dynamic normalization (docs/DNR.md, "Dynamic normalization"): a batch norm without learned affine parameters whose
 // output is scaled by a relay cell's hidden state h and shifted by its cell state c, per clip and
 // channel: out[n, t, c, y, x] = z[n, t, c, y, x] * h[n, c] + c[n, c]. The relay reads the feature's
 // mean per clip and channel, taken before normalization (as the authors' code does).
@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "tinyvid/backend/dnr.hpp"
 #include "tinyvid/dnr/relay.hpp"
 #include "tinyvid/ops/batch_norm.hpp"
 #include "tinyvid/ops/index.hpp"
@@ -47,61 +48,23 @@ Tensor<T> dynamic_affine(const Tensor<T>& z, const Tensor<T>& scale, const Tenso
                scale.size(1) >= 1 && z.size(1) % scale.size(1) == 0 && shift.shape() == scale.shape(),
            "dynamic_affine: expected z of shape N x T x C x ... and scale, shift of shape N x G x C with G dividing T, got ",
            z.shape(), ", ", scale.shape(), " and ", shift.shape());
-  const int64_t N = z.size(0), Tn = z.size(1), C = z.size(2), G = scale.size(1), per_group = Tn / G;
-  const int64_t inner = z.numel() / std::max<int64_t>(N * Tn * C, 1);
+  const Device device = device_of("dynamic_affine", z, scale, shift);
+  const int64_t N = z.size(0), C = z.size(2), G = scale.size(1);
   const Tensor<T> zc = z.contiguous(), sc = scale.contiguous(), hc = shift.contiguous();
-  Tensor<T> out = Tensor<T>::empty(z.shape());
-  {
-    const T *zp = zc.data(), *a = sc.data(), *b = hc.data();
-    T* op = out.data();
-    parallel_for(0, N * Tn * C, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t n = r / (Tn * C), t = (r / C) % Tn, k = r % C, at = (n * G + t / per_group) * C + k;
-        const T av = a[at], bv = b[at];
-        const T* src = zp + r * inner;
-        T* dst = op + r * inner;
-#pragma omp simd
-        for (int64_t i = 0; i < inner; ++i) dst[i] = src[i] * av + bv;
-      }
-    });
-  }
+  Tensor<T> out = Tensor<T>::empty(z.shape(), device);
+  kernel::dynamic_affine_forward(zc, sc, hc, out);
   autograd::record(out, "DynamicAffineBackward", {z, scale, shift},
-                   [zs = autograd::Saved<T>(zc), sc, N, Tn, C, G, per_group, inner, shape = z.shape()](
-                       const Tensor<T>& grad, const autograd::Node<T>& node) {
-    const Tensor<T> g = grad.contiguous(), zv = zs.get("dynamic_affine");
-    const bool want_z = node.needs_grad(0), want_ab = node.needs_grad(1) || node.needs_grad(2);
-    Tensor<T> gz = want_z ? Tensor<T>::empty(shape) : Tensor<T>();
-    Tensor<T> ga = zeros<T>({N, G, C}), gb = zeros<T>({N, G, C});
-    const T *gp = g.data(), *zp = zv.data(), *a = sc.data();
-    // Parallel over (clip, channel): each owns its sums, so no two threads add into one.
-    parallel_for(0, N * C, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t n = q / C, k = q % C;
-        for (int64_t t = 0; t < Tn; ++t) {
-          const int64_t r = (n * Tn + t) * C + k, at = (n * G + t / per_group) * C + k;
-          const T* gr = gp + r * inner;
-          if (want_z) {
-            const T av = a[at];
-            T* dst = gz.data() + r * inner;
-#pragma omp simd
-            for (int64_t i = 0; i < inner; ++i) dst[i] = gr[i] * av;
-          }
-          if (want_ab) {
-            double sa = 0, sb = 0;
-            const T* zr = zp + r * inner;
-#pragma omp simd reduction(+ : sa, sb)
-            for (int64_t i = 0; i < inner; ++i) {
-              sa += static_cast<double>(gr[i]) * zr[i];
-              sb += gr[i];
-            }
-            ga.data()[at] += static_cast<T>(sa);
-            gb.data()[at] += static_cast<T>(sb);
-          }
-        }
-      }
-    });
-    return std::vector<Tensor<T>>{gz, ga, gb};
-  });
+                   [zs = autograd::Saved<T>(zc), sc, N, C, G](const Tensor<T>& grad, const autograd::Node<T>& node) {
+                     const Tensor<T> g = grad.contiguous(), zv = zs.get("dynamic_affine");
+                     Tensor<T> gz, ga, gb;
+                     if (node.needs_grad(0)) gz = Tensor<T>::empty(zv.shape(), g.device());
+                     if (node.needs_grad(1) || node.needs_grad(2)) {
+                       ga = Tensor<T>::empty({N, G, C}, g.device());
+                       gb = Tensor<T>::empty({N, G, C}, g.device());
+                     }
+                     kernel::dynamic_affine_backward(g, zv, sc, gz, ga, gb);
+                     return std::vector<Tensor<T>>{gz, ga, gb};
+                   });
   return out;
 }
 
@@ -129,22 +92,19 @@ class DynamicNorm : public nn::Module<T> {
     return y.reshape({y.size(0) / frames, frames, channels, y.size(2), y.size(3)});
   }
   // Standardized with the batch's statistics (training) or the running ones (eval); clips in dim 0,
-  // channels in dim 2.
-  Tensor<T> standardize(const Tensor<T>& x) {
-    return batch_norm(x, running_mean, running_var, Tensor<T>(), Tensor<T>(), this->is_training(), momentum, eps, 2,
-                      stats_group_clips);
+  // channels in dim 2. count: this call counts the batch in num_batches_tracked (once per forward).
+  Tensor<T> standardize(const Tensor<T>& x, bool count) {
+    BatchNormFuncOptions<T> o;
+    o.training(this->is_training()).momentum(momentum).eps(eps).channel_dim(2).stats_group_clips(stats_group_clips);
+    if (count) o.num_batches_tracked(num_batches_tracked);
+    return batch_norm(x, running_mean, running_var, o);
   }
   // Eval: the running statistics' standardization folded into the dynamic affine, one pass over y:
   // y * (h / std) + (c - mean h / std); h, c: N x G x C.
   Tensor<T> affine_with_running_stats(const Tensor<T>& y5, const Tensor<T>& h, const Tensor<T>& c) const {
-    const Tensor<T> inv_std = div(ones<T>({channels}), sqrt(add(running_var, static_cast<T>(eps))));
+    const Tensor<T> inv_std = div(ones_like(running_var), sqrt(add(running_var, static_cast<T>(eps))));
     const Tensor<T> scale = mul(h, inv_std);
     return dynamic_affine(y5, scale, sub(c, mul(scale, running_mean)));
-  }
-  void count_batch() {
-    if (!this->is_training()) return;
-    NoGradGuard no_grad;
-    num_batches_tracked.add_(ones<T>({}));
   }
 };
 
@@ -158,10 +118,9 @@ class CrossLayerNorm : public DynamicNorm<T> {
   Tensor<T> forward(const Tensor<T>& y, int64_t frames, RelayCell<T>& cell, RelayState<T>& state) {
     const Tensor<T> y5 = this->clips(y, frames, "CrossLayerNorm");
     state = cell(mean(y5, {1, 3, 4}), state);
-    this->count_batch();
     const int64_t N = y5.size(0);
     const Tensor<T> h = state.h.reshape({N, 1, this->channels}), c = state.c.reshape({N, 1, this->channels});
-    if (this->is_training()) return dynamic_affine(this->standardize(y5), h, c).reshape(y.shape());
+    if (this->is_training()) return dynamic_affine(this->standardize(y5, true), h, c).reshape(y.shape());
     return this->affine_with_running_stats(y5, h, c).reshape(y.shape());
   }
 };
@@ -198,7 +157,6 @@ class CrossTemporalNorm : public DynamicNorm<T> {
       state = {};
       for (int64_t g = groups - 1; g >= 0; --g) backward_states[g] = state = cell(pooled[g], state);
     }
-    this->count_batch();
     std::vector<Tensor<T>> hs(groups), cs(groups);
     for (int64_t g = 0; g < groups; ++g) {
       hs[g] = forward_states[g].h;
@@ -213,7 +171,7 @@ class CrossTemporalNorm : public DynamicNorm<T> {
     std::vector<Tensor<T>> out(groups);
     const int64_t N = y5.size(0);
     for (int64_t g = 0; g < groups; ++g)
-      out[g] = dynamic_affine(this->standardize(part[g]), hs[g].reshape({N, 1, this->channels}),
+      out[g] = dynamic_affine(this->standardize(part[g], g == 0), hs[g].reshape({N, 1, this->channels}),
                               cs[g].reshape({N, 1, this->channels}));
     return cat(out, 1).reshape(y.shape());
   }

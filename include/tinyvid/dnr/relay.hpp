@@ -1,5 +1,5 @@
 #pragma once
-// DNR's relay cell (../shared/DNR.md): an LSTM cell whose input and hidden maps are bottleneck
+// DNR's relay cell (docs/DNR.md, "The relay cell"): an LSTM cell whose input and hidden maps are bottleneck
 // projections, P(v) = W2 relu(W1 v + b1) + b2 (W1: C/r x C, W2: 4C x C/r), and whose hidden state
 // is h = o * sigmoid(c), so h lies in (0, 1) and serves as a scale. Gate order i, f, g, o.
 #include <memory>
@@ -25,9 +25,9 @@ class RelayCell : public nn::Module<T> {
     auto projection = [&](const char* name) {
       const int64_t mid = channels / reduction;
       auto p = std::make_shared<nn::Sequential<T>>();
-      p->push_back(std::make_shared<nn::Linear<T>>(channels, mid, true, gen));
+      p->push_back(std::make_shared<nn::Linear<T>>(channels, mid, gen));
       p->push_back(std::make_shared<nn::ReLU<T>>());
-      p->push_back(std::make_shared<nn::Linear<T>>(mid, 4 * channels, true, gen));
+      p->push_back(std::make_shared<nn::Linear<T>>(mid, 4 * channels, gen));
       return this->register_module(name, p);
     };
     input_proj = projection("input_proj");
@@ -38,8 +38,8 @@ class RelayCell : public nn::Module<T> {
   RelayState<T> forward(const Tensor<T>& s, const RelayState<T>& state) {
     TV_CHECK(s.dim() == 2 && s.size(1) == channels, "RelayCell: expected an input of shape N x ", channels, ", got ",
              s.shape());
-    const Tensor<T> h = state.h.defined() ? state.h : zeros<T>(s.shape());
-    const Tensor<T> c = state.c.defined() ? state.c : zeros<T>(s.shape());
+    const Tensor<T> h = state.h.defined() ? state.h : zeros_like(s);  // on s's device
+    const Tensor<T> c = state.c.defined() ? state.c : zeros_like(s);
     TV_CHECK(h.shape() == s.shape() && c.shape() == s.shape(), "RelayCell: the state has shapes ", h.shape(), " and ",
              c.shape(), ", the input ", s.shape());
     const Tensor<T> hc = lstm_gates(add((*input_proj)(s), (*hidden_proj)(h)), c, CellActivation::Sigmoid);

@@ -29,12 +29,15 @@
 #include <vector>
 
 #include "tinyvid/core/error.hpp"
+#include "tinyvid/core/json.hpp"
 #include "tinyvid/core/tensor.hpp"
 #include "tinyvid/io/file.hpp"
-#include "tinyvid/nn/module.hpp"
-#include "tinyvid/ops/reduce.hpp"
 
 namespace tv::io {
+
+// Tensors by name, in order (what Module::state_dict returns).
+template <class T>
+using NamedTensors = std::vector<std::pair<std::string, Tensor<T>>>;
 
 // The dtypes tinyvid reads; the other safetensors dtypes (U16, U32, U64, F8_*) are refused by name.
 enum class Dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
@@ -621,32 +624,6 @@ std::map<std::string, Tensor<T>> load_safetensors(const std::string& path) {
 }
 
 namespace detail {
-// JSON string as serde_json writes it: quotes, backslashes and control characters escaped.
-inline void append_json_string(std::string& out, const std::string& s) {
-  static constexpr char kControl[] = "\b\f\n\r\t", kLetter[] = "bfnrt";
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      const char* hit = c ? std::strchr(kControl, ch) : nullptr;
-      char esc[8];
-      if (hit)
-        std::snprintf(esc, sizeof esc, "\\%c", kLetter[hit - kControl]);
-      else
-        std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(c));
-      out += esc;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-}  // namespace detail
-
-namespace detail {
 
 // A value rounded to nearest, ties to even, into a 16-bit IEEE-style float with `fraction_bits` fraction bits
 // and 15 - fraction_bits exponent bits: F16 (10) or BF16 (7). Overflow gives infinity, NaN a quiet NaN. From a
@@ -712,7 +689,7 @@ std::vector<uint8_t> encode_values(const T* values, int64_t n, Dtype dtype, cons
 // default their own precision (F32 for float, F64 for double); F16 or BF16 (rounded to nearest even) halve a
 // float file, and loading converts back. Tensors named *num_batches_tracked are stored as I64, as PyTorch does.
 template <class T>
-void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
+void save_safetensors(const std::string& path, const NamedTensors<T>& tensors,
                       const std::map<std::string, std::string>& metadata = {},
                       Dtype float_dtype = std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "save_safetensors: T must be float or double");
@@ -745,9 +722,9 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
     for (const auto& [key, value] : metadata) {
       if (!first) header += ',';
       first = false;
-      detail::append_json_string(header, key);
+      header += json_quote(key);
       header += ':';
-      detail::append_json_string(header, value);
+      header += json_quote(value);
     }
     header += '}';
   }
@@ -756,7 +733,7 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
     const Dtype dtype = stored_dtype(name);
     const uint64_t nbytes = static_cast<uint64_t>(t.numel()) * dtype_size(dtype);
     if (header.size() > 1) header += ',';
-    detail::append_json_string(header, name);
+    header += json_quote(name);
     header += ":{\"dtype\":\"";
     header += dtype_name(dtype);
     header += "\",\"shape\":[";
@@ -796,33 +773,6 @@ void save_safetensors(const std::string& path, const nn::StateDict<T>& tensors,
       }
     }
   });
-}
-
-// A module's state_dict to a file, marked {"format": "pt"} since its names and layouts are PyTorch's;
-// float_dtype as save_safetensors (F16 / BF16 for half-size files).
-template <class T>
-void save_weights(const nn::Module<T>& m, const std::string& path,
-                  Dtype float_dtype = std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64) {
-  save_safetensors<T>(path, m.state_dict(), {{"format", "pt"}}, float_dtype);
-}
-
-// Loads a file written by save_weights (or PyTorch's safetensors) into a module; strict as
-// Module::load_state_dict, whose message about missing, unexpected or misshapen keys is kept.
-// Every tensor must be finite: a NaN or infinity is an error naming the file, the tensor and the element.
-template <class T>
-void load_weights(nn::Module<T>& m, const std::string& path, bool strict = true) {
-  auto loaded = load_safetensors<T>(path);
-  // A NaN or infinity loaded silently would make every output NaN.
-  for (const auto& [name, t] : loaded) check_finite(t, "load_weights '" + path + "': tensor '" + name + "'");
-  nn::StateDict<T> dict(loaded.begin(), loaded.end());
-  try {
-    m.load_state_dict(dict, strict);
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    const std::string prefix = "tinyvid: ";
-    if (msg.compare(0, prefix.size(), prefix) == 0) msg.erase(0, prefix.size());
-    TV_FAIL("load_weights '", path, "': ", msg);
-  }
 }
 
 }  // namespace tv::io

@@ -27,7 +27,7 @@ class ClsHead : public nn::Module<T> {
       : dropout_p(dropout), consensus(consensus), gen_(&gen) {
     TV_CHECK(num_classes >= 1, "ClsHead: num_classes must be at least 1, got ", num_classes);
     TV_CHECK(dropout >= 0 && dropout < 1, "ClsHead: dropout must be in [0, 1), got ", dropout);
-    fc_cls = this->register_module("fc_cls", std::make_shared<nn::Linear<T>>(in_channels, num_classes, true, gen));
+    fc_cls = this->register_module("fc_cls", std::make_shared<nn::Linear<T>>(in_channels, num_classes, gen));
     nn::init::normal_(fc_cls->weight, 0.0, 0.01, gen);  // MMAction2's heads: normal(std 0.01), bias 0
     nn::init::constant_(fc_cls->bias, 0.0);
   }

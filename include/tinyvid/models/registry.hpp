@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "tinyvid/core/parse.hpp"
@@ -16,20 +17,84 @@ struct ModelConfig {
   int64_t num_classes = 400;
   int64_t frames = 8;
   double dropout = -1;                         // < 0: the architecture's default (TSN 0.4, TSM 0.5)
-  std::map<std::string, std::string> set;      // switches: see switch_names()
+  std::map<std::string, std::string> set;      // switches: see model_switches()
 };
+
+// The names: arch "_r" depth ["_dnr"].
+inline const std::vector<std::string>& model_archs() {
+  static const std::vector<std::string> archs = {"tsn", "tsm"};
+  return archs;
+}
+inline const std::vector<int>& model_depths() {
+  static const std::vector<int> depths = {18, 34, 50, 101, 152};
+  return depths;
+}
 
 inline std::vector<std::string> model_names() {
   std::vector<std::string> out;
-  for (const char* arch : {"tsn", "tsm"})
-    for (int depth : {18, 34, 50, 101, 152})
-      for (const char* suffix : {"", "_dnr"}) out.push_back(std::string(arch) + "_r" + std::to_string(depth) + suffix);
+  for (const auto& arch : model_archs())
+    for (int depth : model_depths())
+      for (const char* suffix : {"", "_dnr"}) out.push_back(arch + "_r" + std::to_string(depth) + suffix);
   return out;
 }
 
+// The names as one pattern, for help texts: (tsn|tsm)_r(18|34|50|101|152)[_dnr].
+inline std::string model_name_pattern() {
+  std::string archs, depths;
+  for (const auto& a : model_archs()) archs += (archs.empty() ? "" : "|") + a;
+  for (int d : model_depths()) depths += (depths.empty() ? "" : "|") + std::to_string(d);
+  return "(" + archs + ")_r(" + depths + ")[_dnr]";
+}
+
+// A `key=value` switch: the field of RecognizerOptions it sets, a whole number >= min or a boolean.
+struct ModelSwitch {
+  using Field = std::variant<int64_t*, bool*>;
+  const char* name;
+  const char* help;  // one line
+  Field (*field)(RecognizerOptions&);
+  int64_t min = 1;  // whole numbers only
+};
+
+// Every switch, in the order help texts list them; recognizer_options reads this table, nothing else.
+inline const std::vector<ModelSwitch>& model_switches() {
+  using F = ModelSwitch::Field;
+  static const std::vector<ModelSwitch> table = {
+      {"width", "channels of the stem and of stage 1 (less for small demos)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.width; }},
+      {"shift_div", "TSM: 1/shift_div of the channels shift each way",
+       [](RecognizerOptions& o) -> F { return &o.backbone.shift_div; }},
+      {"cross_layer", "DNR: cross-layer normalization (bn1)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.cross_layer; }},
+      {"cross_temporal", "DNR: cross-temporal normalization (bn2)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.cross_temporal; }},
+      {"ct_group_frames", "DNR: frames per relay step (must divide the frames)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.ct_group_frames; }},
+      {"ct_bidirectional", "DNR: also relay from the last group back, average both",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.ct_bidirectional; }},
+      {"ct_shared_direction_cell", "DNR: bidirectional with one cell for both directions",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.ct_shared_direction_cell; }},
+      {"interlace", "DNR: channel interlacing (temporal shift of the residual input)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.interlace; }},
+      {"reduction", "DNR: bottleneck ratio of the relay projections",
+       [](RecognizerOptions& o) -> F { return &o.backbone.dnr.reduction; }},
+      {"norm_group_clips", "norm statistics over groups of this many clips (0: the whole batch)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.norm_group_clips; }, 0},
+  };
+  return table;
+}
+
 inline std::vector<std::string> switch_names() {
-  return {"width", "shift_div", "cross_layer", "cross_temporal", "ct_group_frames", "ct_bidirectional",
-          "ct_shared_direction_cell", "interlace", "reduction", "norm_group_clips"};
+  std::vector<std::string> out;
+  for (const auto& s : model_switches()) out.push_back(s.name);
+  return out;
+}
+
+// A switch's value when not set, as text ("64", "true").
+inline std::string switch_default(const ModelSwitch& s) {
+  RecognizerOptions o;
+  const auto field = s.field(o);
+  if (const auto* b = std::get_if<bool*>(&field)) return **b ? "true" : "false";
+  return std::to_string(*std::get<int64_t*>(field));
 }
 
 namespace detail {
@@ -59,27 +124,21 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   o.consensus = tsm ? Consensus::AfterFc : Consensus::BeforeFc;
   o.num_classes = cfg.num_classes;
   o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm ? 0.5 : 0.4);
-  auto& d = o.backbone.dnr;
-  auto count = [](const std::string& key, const std::string& v, double min = 1) {
-    return parse_int(v, "model switch " + key, Range::at_least(min));
-  };
   for (const auto& [key, value] : cfg.set) {
-    if (key == "width") o.backbone.width = count(key, value);
-    else if (key == "shift_div") o.backbone.shift_div = count(key, value);
-    else if (key == "cross_layer") d.cross_layer = detail::parse_bool(key, value);
-    else if (key == "cross_temporal") d.cross_temporal = detail::parse_bool(key, value);
-    else if (key == "ct_group_frames") d.ct_group_frames = count(key, value);
-    else if (key == "ct_bidirectional") d.ct_bidirectional = detail::parse_bool(key, value);
-    else if (key == "ct_shared_direction_cell") d.ct_shared_direction_cell = detail::parse_bool(key, value);
-    else if (key == "interlace") d.interlace = detail::parse_bool(key, value);
-    else if (key == "reduction") d.reduction = count(key, value);
-    else if (key == "norm_group_clips") o.backbone.norm_group_clips = count(key, value, 0);
-    else {
+    const auto& table = model_switches();
+    const auto it = std::find_if(table.begin(), table.end(), [&](const ModelSwitch& s) { return key == s.name; });
+    if (it == table.end()) {
       std::string known;
       for (auto& n : switch_names()) known += (known.empty() ? "" : ", ") + n;
       TV_FAIL("model ", name, ": unknown switch '", key, "'; known switches: ", known);
     }
+    const auto field = it->field(o);
+    if (auto* b = std::get_if<bool*>(&field))
+      **b = detail::parse_bool(key, value);
+    else
+      *std::get<int64_t*>(field) = parse_int(value, "model switch " + key, Range::at_least(static_cast<double>(it->min)));
   }
+  const auto& d = o.backbone.dnr;
   if (o.backbone.norm == Norm::Dnr && d.cross_temporal)
     TV_CHECK(cfg.frames % d.ct_group_frames == 0, "model ", name, ": ", cfg.frames,
              " frames do not split into groups of ct_group_frames = ", d.ct_group_frames);

@@ -2,7 +2,7 @@
 // ResNet 18/34/50/101/152 ('pytorch' style: the stride sits on the 3x3 conv) for clip batches
 // (N*T x 3 x H x W, the T frames of a clip adjacent), with torchvision's parameter names and init, and
 // the normalization chosen per model: batch norm, or DNR (bn1 -> cross-layer, bn2 -> cross-temporal,
-// channel interlacing on the residual input; ../shared/DNR.md). TSM's temporal shift is a switch too.
+// channel interlacing on the residual input; docs/DNR.md, "Where DNR sits"). TSM's temporal shift is a switch too.
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,14 +39,20 @@ namespace detail {
 template <class T>
 std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t stride, Generator& gen) {
   auto c = std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false), gen);
-  nn::init::kaiming_normal_(c->weight, "fan_out", gen);  // torchvision's and MMAction2's ResNet init
+  nn::init::kaiming_normal_(c->weight, nn::init::FanMode::FanOut, gen);  // torchvision's and MMAction2's ResNet init
   return c;
 }
 template <class T>
 std::shared_ptr<nn::BatchNorm2d<T>> bn(int64_t c, const ResNetOptions& o) {
-  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c).stats_group_size(o.norm_group_clips * o.frames));
+  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c).stats_group_clips(o.norm_group_clips).rows_per_clip(o.frames));
 }
 }  // namespace detail
+
+// The two norms of a residual block that DNR replaces (docs/DNR.md, "Where DNR sits"): bn1, after the block's
+// first conv, is the cross-layer slot (CrossLayerNorm, with the stage's relay cell); bn2, after the 3x3 conv that
+// follows, is the cross-temporal slot (CrossTemporalNorm, with the block's own cell). Either stays a BatchNorm2d
+// when its DNR switch is off or the model has batch norm.
+enum class NormSlot { CrossLayer, CrossTemporal };
 
 template <class T = float>
 class Block : public nn::Module<T> {
@@ -54,9 +60,11 @@ class Block : public nn::Module<T> {
   virtual Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) = 0;
 
  protected:
-  // Registers norm slot `name` (bn1 or bn2): a BatchNorm2d, or the DNR norm the options ask for.
-  void make_norm(const std::string& name, int64_t c, bool cross_layer, const ResNetOptions& o, Generator& gen) {
+  // Registers a block's norm in `slot`: bn1 or bn2, each a BatchNorm2d, or the DNR norm the options put there.
+  void make_norm(NormSlot slot, int64_t c, const ResNetOptions& o, Generator& gen) {
     const bool dnr = o.norm == Norm::Dnr;
+    const bool cross_layer = slot == NormSlot::CrossLayer;
+    const std::string name = cross_layer ? "bn1" : "bn2";
     if (cross_layer && dnr && o.dnr.cross_layer) {
       cl_norm = this->register_module(name, std::make_shared<dnr::CrossLayerNorm<T>>(c));
       cl_norm->stats_group_clips = o.norm_group_clips;
@@ -108,9 +116,9 @@ class BasicBlock : public Block<T> {
   static constexpr int64_t expansion = 1;
   BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
     conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 3, stride, gen));
-    this->make_norm("bn1", planes, true, o, gen);
+    this->make_norm(NormSlot::CrossLayer, planes, o, gen);
     conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, 1, gen));
-    this->make_norm("bn2", planes, false, o, gen);
+    this->make_norm(NormSlot::CrossTemporal, planes, o, gen);
     this->make_downsample(inplanes, planes, stride, o, gen);
     this->set_shift(o);
   }
@@ -128,9 +136,9 @@ class Bottleneck : public Block<T> {
   static constexpr int64_t expansion = 4;
   Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
     conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 1, 1, gen));
-    this->make_norm("bn1", planes, true, o, gen);
+    this->make_norm(NormSlot::CrossLayer, planes, o, gen);
     conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, stride, gen));
-    this->make_norm("bn2", planes, false, o, gen);
+    this->make_norm(NormSlot::CrossTemporal, planes, o, gen);
     conv3 = this->register_module("conv3", detail::conv<T>(planes, planes * expansion, 1, 1, gen));
     bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion, o));
     this->make_downsample(inplanes, planes * expansion, stride, o, gen);
@@ -181,7 +189,7 @@ class ResNet : public nn::Module<T> {
     const std::vector<int64_t> blocks = stage_blocks(o.depth);
     conv1 = this->register_module(
         "conv1", std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(3, o.width, 7).stride(2).padding(3).bias(false), gen));
-    nn::init::kaiming_normal_(conv1->weight, "fan_out", gen);
+    nn::init::kaiming_normal_(conv1->weight, nn::init::FanMode::FanOut, gen);
     bn1 = this->register_module("bn1", detail::bn<T>(o.width, o));
     int64_t inplanes = o.width;
     for (int64_t s = 0; s < 4; ++s) {

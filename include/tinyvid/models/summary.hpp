@@ -28,9 +28,10 @@ int64_t count_params(const nn::Module<T>& m) {
 template <class T>
 int64_t conv_macs(const nn::Conv2d<T>& c, int64_t& H, int64_t& W) {
   const auto& o = c.options;
-  H = (H + 2 * o.padding_[0] - o.dilation_[0] * (o.kernel_size[0] - 1) - 1) / o.stride_[0] + 1;
-  W = (W + 2 * o.padding_[1] - o.dilation_[1] * (o.kernel_size[1] - 1) - 1) / o.stride_[1] + 1;
-  return o.out_channels * H * W * (o.in_channels / o.groups_) * o.kernel_size[0] * o.kernel_size[1];
+  const Pair k = o.kernel_size(), s = o.stride(), p = o.padding(), d = o.dilation();
+  H = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) / s[0] + 1;
+  W = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) / s[1] + 1;
+  return o.out_channels() * H * W * (o.in_channels() / o.groups()) * k[0] * k[1];
 }
 // One relay step for one clip: the two bottleneck projections.
 template <class T>
@@ -69,7 +70,7 @@ std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
         convs = {basic->conv1.get(), basic->conv2.get()};
       for (const nn::Conv2d<T>* c : convs) {
         row.macs += frames * detail::conv_macs(*c, h, w);
-        channels = c->options.out_channels;
+        channels = c->options.out_channels();
       }
       if (block.downsample) {
         int64_t dh = H, dw = W;

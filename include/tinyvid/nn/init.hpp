@@ -1,7 +1,7 @@
 #pragma once
 // Initializers with PyTorch's formulas (torch.nn.init), in place, drawing from a tv::Generator.
 #include <cmath>
-#include <string>
+#include <utility>
 
 #include "tinyvid/autograd/grad_mode.hpp"
 #include "tinyvid/core/generator.hpp"
@@ -37,12 +37,15 @@ void constant_(Tensor<T>& t, double value) {
   t.fill_(static_cast<T>(value));
 }
 
-// kaiming_normal_(mode="fan_out", nonlinearity="relu") is what torchvision's ResNet uses for convs.
+// Which fan Kaiming's formulas divide by (libtorch's torch::kFanIn / torch::kFanOut).
+enum class FanMode { FanIn, FanOut };
+
+// kaiming_normal_ for a ReLU (gain sqrt(2)): std = sqrt(2 / fan). FanMode::FanOut is what torchvision's ResNet
+// uses for convs.
 template <class T>
-void kaiming_normal_(Tensor<T>& t, const std::string& mode = "fan_in", Generator& gen = default_generator()) {
-  TV_CHECK(mode == "fan_in" || mode == "fan_out", "kaiming_normal_: mode must be fan_in or fan_out, got ", mode);
+void kaiming_normal_(Tensor<T>& t, FanMode mode = FanMode::FanIn, Generator& gen = default_generator()) {
   auto [fan_in, fan_out] = fans(t);
-  const double std = std::sqrt(2.0) / std::sqrt(static_cast<double>(mode == "fan_in" ? fan_in : fan_out));
+  const double std = std::sqrt(2.0) / std::sqrt(static_cast<double>(mode == FanMode::FanIn ? fan_in : fan_out));
   normal_(t, 0.0, std, gen);
 }
 

@@ -10,6 +10,7 @@
 
 #include "tinyvid/autograd/grad_mode.hpp"
 #include "tinyvid/core/tensor.hpp"
+#include "tinyvid/ops/device.hpp"
 #include "tinyvid/ops/inplace.hpp"
 
 namespace tv::nn {
@@ -110,14 +111,22 @@ class Module {
     return found;
   }
 
-  // Moves parameters and buffers to a device. Only the CPU exists in this build, so asking for another
-  // device is an error rather than a silent no-op.
-  void to(Device device) {
-    TV_CHECK(device == Device::CPU, "to: device ", device_name(device),
-             " is not available in this build (tinyvid has the CPU backend only so far)");
-    for (auto& [name, t] : state_dict())
-      TV_CHECK(t.device() == device, "to: ", name, " is on ", device_name(t.device()), ", cannot move it to ",
-               device_name(device));
+  // Moves parameters, their gradients and buffers to a device in place (PyTorch's module.to(device)): the
+  // tensors keep their identity, so an optimizer built before the move still holds them.
+  Module& to(Device device) {
+    NoGradGuard no_grad;
+    auto move = [device](TensorImpl<T>* impl) {
+      if (impl == nullptr || impl->storage->device() == device) return;
+      const Tensor<T> moved = Tensor<T>::from_storage(impl->storage, impl->shape, impl->strides, impl->offset).to(device);
+      impl->storage = moved.storage();
+      impl->strides = moved.strides();
+      impl->offset = moved.offset();
+    };
+    for (auto& [name, t] : state_dict()) {
+      move(t.impl());
+      move(t.impl()->grad.get());
+    }
+    return *this;
   }
 
   // Gradients back to none (PyTorch's zero_grad(set_to_none=True)).

@@ -2,47 +2,64 @@
 // batch_norm as torch.nn.functional.batch_norm: training mode normalizes with the batch statistics
 // and updates the running ones (running = (1 - momentum) running + momentum batch, with the unbiased
 // variance); eval mode uses the running statistics. weight and bias are optional (affine=False).
+// Options in libtorch's style: batch_norm(x, rm, rv, BatchNormFuncOptions<T>().weight(w).bias(b).training(true)).
 // `channel_dim` (default 1) lets a caller normalize any view: DNR normalizes a group of frames,
 // x.view({N, T, C, H, W}).narrow(1, t0, len) with channel_dim 2, sharing one set of running buffers.
-// `stats_group_size` > 0 takes the batch statistics over groups of that many entries of dim 0 (the last
-// group may be smaller), as one batch norm per device does in data-parallel training without SyncBN: the
-// paper's 8 clips per GPU, reproduced on one device. The running statistics then get one update with the
-// groups' statistics averaged, weighted by their sizes. That is tinyvid's choice: DDP keeps one device's
-// buffers (rank 0's, from its own clips), which has the same expectation and more noise.
+// `stats_group_clips` > 0 takes the batch statistics over groups of that many clips, as one batch norm per
+// device does in data-parallel training without SyncBN: the paper's 8 clips per GPU, reproduced on one
+// device. A clip is `rows_per_clip` consecutive entries of dim 0: 1 where dim 0 holds clips (DNR's
+// N x T x C x H x W view), the frames per clip where it holds every frame (a 2-D CNN's N*T x C x H x W);
+// the last group may be smaller. The running statistics then get one update with the groups' statistics
+// averaged, weighted by their sizes. That is tinyvid's choice: DDP keeps one device's buffers (rank 0's,
+// from its own clips), which has the same expectation and more noise.
+// Every value is computed on the input's device (backend/batch_norm.hpp): the statistics, the running
+// update (in place, no host read) and num_batches_tracked when given.
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/batch_norm.hpp"
+#include "tinyvid/backend/batch_norm.hpp"
+#include "tinyvid/core/options.hpp"
 #include "tinyvid/ops/creation.hpp"
 #include "tinyvid/ops/inplace.hpp"
 
 namespace tv {
 
-namespace detail {
-// Entries [start, start + rows) of dim 0 that share batch statistics.
-struct StatsGroup {
-  int64_t start, rows;
+// batch_norm's options (torch::nn::functional::BatchNormFuncOptions): chained setters and getters.
+template <class T = float>
+struct BatchNormFuncOptions {
+  // The affine parameters (C each); undefined: none.
+  TV_ARG(BatchNormFuncOptions, Tensor<T>, weight);
+  TV_ARG(BatchNormFuncOptions, Tensor<T>, bias);
+  // true: the batch's statistics, and the running ones updated; false: the running ones.
+  TV_ARG(BatchNormFuncOptions, bool, training) = false;
+  // The running statistics' update factor; negative: a cumulative average, 1 / num_batches_tracked
+  // (PyTorch's momentum=None), which needs num_batches_tracked.
+  TV_ARG(BatchNormFuncOptions, double, momentum) = 0.1;
+  TV_ARG(BatchNormFuncOptions, double, eps) = 1e-5;
+  // The dim that holds the channels.
+  TV_ARG(BatchNormFuncOptions, int64_t, channel_dim) = 1;
+  // > 0: training statistics over groups of this many clips (see above); 0: over the whole batch.
+  TV_ARG(BatchNormFuncOptions, int64_t, stats_group_clips) = 0;
+  // Entries of dim 0 per clip: 1 when dim 0 holds clips, the frames per clip when it holds frames.
+  TV_ARG(BatchNormFuncOptions, int64_t, rows_per_clip) = 1;
+  // A one-element counter of the batches seen (BatchNorm2d's buffer): counted by a training call that updates
+  // the running statistics, on its device.
+  TV_ARG(BatchNormFuncOptions, Tensor<T>, num_batches_tracked);
 };
-inline std::vector<StatsGroup> stats_groups(int64_t batch, int64_t group_size) {
-  if (group_size <= 0 || group_size >= batch) return {{0, batch}};
-  std::vector<StatsGroup> groups;
-  for (int64_t s = 0; s < batch; s += group_size) groups.push_back({s, std::min(group_size, batch - s)});
-  return groups;
-}
-inline Shape with_rows(Shape s, int64_t rows) {
-  s[0] = rows;
-  return s;
-}
-}  // namespace detail
 
 template <class T>
-Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var, const Tensor<T>& weight,
-                     const Tensor<T>& bias, bool training, double momentum = 0.1, double eps = 1e-5,
-                     int64_t channel_dim = 1, int64_t stats_group_size = 0) {
+Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> running_var,
+                     const std::type_identity_t<BatchNormFuncOptions<T>>& options = {}) {
+  const Tensor<T>& weight = options.weight();
+  const Tensor<T>& bias = options.bias();
+  Tensor<T> num_batches_tracked = options.num_batches_tracked();
+  const bool training = options.training();
   TV_CHECK(x.dim() >= 2, "batch_norm: expected an input with at least 2 dims, got shape ", x.shape());
-  const int64_t cd = wrap_dim(channel_dim, x.dim(), "batch_norm");
+  const int64_t cd = wrap_dim(options.channel_dim(), x.dim(), "batch_norm");
   const int64_t C = x.size(cd);
   auto check_vec = [&](const Tensor<T>& t, const char* what) {
     if (t.defined())
@@ -56,117 +73,63 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   TV_CHECK(running_mean.defined() == running_var.defined(), "batch_norm: give both running_mean and running_var, or neither");
   TV_CHECK(training || running_mean.defined(),
            "batch_norm: running_mean and running_var must be given in evaluation mode (training=false)");
-  TV_CHECK(stats_group_size >= 0 && (stats_group_size == 0 || cd != 0),
-           "batch_norm: stats_group_size splits dim 0 into groups and must be >= 0 with the channels in another dim; got ",
-           stats_group_size, " for an input of shape ", x.shape(), " with channel dim ", cd);
+  const int64_t group_clips = options.stats_group_clips(), rows_per_clip = options.rows_per_clip();
+  TV_CHECK(group_clips >= 0 && rows_per_clip >= 1 && (group_clips == 0 || cd != 0),
+           "batch_norm: stats_group_clips splits dim 0 into groups and must be >= 0 (rows_per_clip >= 1) with the "
+           "channels in another dim; got ",
+           group_clips, " (rows_per_clip ", rows_per_clip, ") for an input of shape ", x.shape(), " with channel dim ", cd);
+  const bool update_running = training && running_mean.defined();
+  if (num_batches_tracked.defined())
+    TV_CHECK(num_batches_tracked.numel() == 1, "batch_norm: num_batches_tracked must have one element, got shape ",
+             num_batches_tracked.shape());
+  TV_CHECK(!update_running || options.momentum() >= 0 || num_batches_tracked.defined(),
+           "batch_norm: a negative momentum (a cumulative average) needs num_batches_tracked");
+  const Device device = device_of("batch_norm", x, running_mean, running_var, weight, bias, num_batches_tracked);
   const bool use_batch_stats = training || !running_mean.defined();
-  const int64_t M = x.numel() / std::max<int64_t>(C, 1), per_row = M / std::max<int64_t>(x.size(0), 1);
-  const std::vector<detail::StatsGroup> groups = detail::stats_groups(x.size(0), use_batch_stats ? stats_group_size : 0);
-  const int64_t G = static_cast<int64_t>(groups.size());
-  if (use_batch_stats)
-    for (const auto& g : groups)
-      TV_CHECK(g.rows * per_row > 1, "batch_norm: expected more than 1 value per channel when training, got input shape ",
-               x.shape(), G > 1 ? " in statistics groups of " + std::to_string(stats_group_size) + " along dim 0" : "");
-
-  // mean[g * C + c], var[...]: the statistics of group g.
-  std::vector<double> mean(G * C), var(G * C);
+  const int64_t batch = x.size(0), M = x.numel() / std::max<int64_t>(C, 1), per_row = M / std::max<int64_t>(batch, 1);
+  // Entries of dim 0 per statistics group: the whole dim 0 unless groups were asked for.
+  const int64_t wanted_rows = group_clips * rows_per_clip;
+  const int64_t rows = use_batch_stats && wanted_rows > 0 && wanted_rows < batch ? wanted_rows : batch;
+  const int64_t G = kernel::stats_group_count(batch, rows);
   if (use_batch_stats) {
-    for (int64_t g = 0; g < G; ++g)
-      cpu::channel_stats(x.data() + groups[g].start * x.stride(0),
-                         cpu::ChannelWalk<1>(detail::with_rows(x.shape(), groups[g].rows), {x.strides()}, cd),
-                         mean.data() + g * C, var.data() + g * C);
-  } else {
-    for (int64_t c = 0; c < C; ++c) {
-      mean[c] = running_mean.data()[c * running_mean.stride(0)];
-      var[c] = running_var.data()[c * running_var.stride(0)];
-    }
+    const int64_t smallest = G > 1 ? batch - (G - 1) * rows : rows;  // the last group is the smallest
+    TV_CHECK(std::min(rows, smallest) * per_row > 1,
+             "batch_norm: expected more than 1 value per channel when training, got input shape ", x.shape(),
+             G > 1 ? " in statistics groups of " + std::to_string(rows) + " along dim 0" : "");
   }
-  if (training && running_mean.defined()) {
+
+  Tensor<double> mean = Tensor<double>::empty({G, C}, device), var = Tensor<double>::empty({G, C}, device);
+  if (use_batch_stats)
+    kernel::batch_norm_stats(x, cd, rows, mean, var);
+  else
+    kernel::batch_norm_running_stats(running_mean, running_var, mean, var);
+  if (update_running) {
     NoGradGuard no_grad;
-    for (int64_t c = 0; c < C; ++c) {
-      double batch_mean = 0, batch_var = 0;
-      for (int64_t g = 0; g < G; ++g) {
-        const double m = static_cast<double>(groups[g].rows * per_row);
-        batch_mean += m / M * mean[g * C + c];
-        batch_var += m / M * var[g * C + c] * m / (m - 1);  // each group's unbiased variance
-      }
-      T& rm = running_mean.data()[c * running_mean.stride(0)];
-      T& rv = running_var.data()[c * running_var.stride(0)];
-      rm = static_cast<T>((1 - momentum) * rm + momentum * batch_mean);
-      rv = static_cast<T>((1 - momentum) * rv + momentum * batch_var);
-    }
+    kernel::batch_norm_update_running(mean, var, batch, rows, per_row, options.momentum(), running_mean, running_var,
+                                      num_batches_tracked);
     running_mean.storage()->bump_version();
     running_var.storage()->bump_version();
+    if (num_batches_tracked.defined()) num_batches_tracked.storage()->bump_version();
   }
-  // Per group and channel: invstd, and the normalization and affine folded into y = x * scale + shift.
-  std::vector<double> invstd(G * C);
-  std::vector<T> scale(G * C), shift(G * C);
-  for (int64_t i = 0; i < G * C; ++i) {
-    const int64_t c = i % C;
-    const double is = 1.0 / std::sqrt(var[i] + eps);
-    const double wv = weight.defined() ? weight.data()[c * weight.stride(0)] : 1.0;
-    const double bv = bias.defined() ? bias.data()[c * bias.stride(0)] : 0.0;
-    invstd[i] = is;
-    scale[i] = static_cast<T>(wv * is);
-    shift[i] = static_cast<T>(bv - mean[i] * wv * is);
-  }
-  Tensor<T> y = Tensor<T>::empty(x.shape());
-  for (int64_t g = 0; g < G; ++g)
-    cpu::channel_affine(y.data() + groups[g].start * y.stride(0), x.data() + groups[g].start * x.stride(0),
-                        cpu::ChannelWalk<2>(detail::with_rows(x.shape(), groups[g].rows), {y.strides(), x.strides()}, cd),
-                        scale.data() + g * C, shift.data() + g * C);
+  Tensor<double> invstd = Tensor<double>::empty({G, C}, device);
+  Tensor<T> scale = Tensor<T>::empty({G, C}, device), shift = Tensor<T>::empty({G, C}, device);
+  kernel::batch_norm_coefficients(mean, var, weight, bias, options.eps(), invstd, scale, shift);
+  Tensor<T> y = Tensor<T>::empty(x.shape(), device);
+  kernel::batch_norm_apply(x, cd, rows, scale, shift, y);
 
   autograd::record(
       y, "BatchNormBackward", {x, weight, bias},
       [sx = autograd::Saved<T>(x), sw = weight.defined() ? autograd::Saved<T>(weight) : autograd::Saved<T>(),
-       has_weight = weight.defined(), mean, invstd, cd, use_batch_stats, groups, per_row](const Tensor<T>& gy,
-                                                                                          const autograd::Node<T>& n) {
+       has_weight = weight.defined(), mean, invstd, cd, use_batch_stats, rows, per_row](const Tensor<T>& gy,
+                                                                                        const autograd::Node<T>& n) {
         const Tensor<T>& xv = sx.get("batch_norm");
         const Tensor<T> w = has_weight ? sw.get("batch_norm") : Tensor<T>();
-        const int64_t C = xv.size(cd), G = static_cast<int64_t>(groups.size());
+        const int64_t C = xv.size(cd);
         std::vector<Tensor<T>> r(3);
-        if (n.needs_grad(0)) r[0] = Tensor<T>::empty(xv.shape());
-        std::vector<double> sum_gy(C), sum_gy_xc(C), dw(C), db(C);
-        std::vector<T> a(C), bx(C), k(C);
-        for (int64_t g = 0; g < G; ++g) {
-          const Shape gshape = detail::with_rows(xv.shape(), groups[g].rows);
-          const T* gy_g = gy.data() + groups[g].start * gy.stride(0);
-          const T* x_g = xv.data() + groups[g].start * xv.stride(0);
-          const double* mean_g = mean.data() + g * C;
-          const double* invstd_g = invstd.data() + g * C;
-          cpu::channel_grad_sums(gy_g, x_g, cpu::ChannelWalk<2>(gshape, {gy.strides(), xv.strides()}, cd), mean_g,
-                                 sum_gy.data(), sum_gy_xc.data());
-          for (int64_t c = 0; c < C; ++c) {
-            dw[c] += sum_gy_xc[c] * invstd_g[c];
-            db[c] += sum_gy[c];
-          }
-          if (!n.needs_grad(0)) continue;
-          const double m = static_cast<double>(groups[g].rows * per_row);
-          for (int64_t c = 0; c < C; ++c) {
-            const double is = invstd_g[c];
-            const double wc = w.defined() ? w.data()[c * w.stride(0)] : 1.0;
-            a[c] = static_cast<T>(wc * is);
-            if (use_batch_stats) {  // the batch statistics depend on x too
-              const double is3 = is * is * is;
-              bx[c] = static_cast<T>(-wc * is3 * sum_gy_xc[c] / m);
-              k[c] = static_cast<T>(-wc * is * sum_gy[c] / m + wc * is3 * sum_gy_xc[c] * mean_g[c] / m);
-            } else {
-              bx[c] = T(0);
-              k[c] = T(0);
-            }
-          }
-          cpu::channel_grad_input(r[0].data() + groups[g].start * r[0].stride(0), gy_g, x_g,
-                                  cpu::ChannelWalk<3>(gshape, {r[0].strides(), gy.strides(), xv.strides()}, cd), a.data(),
-                                  bx.data(), k.data());
-        }
-        if (n.needs_grad(1)) {
-          r[1] = Tensor<T>::empty({C});
-          for (int64_t c = 0; c < C; ++c) r[1].data()[c] = static_cast<T>(dw[c]);
-        }
-        if (n.needs_grad(2)) {
-          r[2] = Tensor<T>::empty({C});
-          for (int64_t c = 0; c < C; ++c) r[2].data()[c] = static_cast<T>(db[c]);
-        }
+        if (n.needs_grad(0)) r[0] = Tensor<T>::empty(xv.shape(), xv.device());
+        if (n.needs_grad(1)) r[1] = Tensor<T>::empty({C}, xv.device());
+        if (n.needs_grad(2)) r[2] = Tensor<T>::empty({C}, xv.device());
+        kernel::batch_norm_backward(gy, xv, cd, rows, per_row, mean, invstd, w, use_batch_stats, r[0], r[1], r[2]);
         return r;
       });
   return y;

@@ -1,23 +1,21 @@
 #pragma once
-// conv2d as torch.nn.functional.conv2d: NCHW input, weight Cout x C/groups x KH x KW, optional bias.
+// conv2d as torch.nn.functional.conv2d: NCHW input, weight Cout x C/groups x KH x KW, optional bias. The
+// kernels (backend/conv.hpp) run on the tensors' device; the output and gradients are allocated there.
 #include <array>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/conv.hpp"
-#include "tinyvid/backend/cpu/reduce.hpp"
+#include "tinyvid/backend/conv.hpp"
 #include "tinyvid/ops/creation.hpp"
 #include "tinyvid/ops/view.hpp"
 
 namespace tv {
 
-using Pair = std::array<int64_t, 2>;
-
 namespace detail {
 
 // Checks the shapes and options of a conv2d call and returns its geometry (before allocating anything).
 template <class T>
-cpu::ConvGeometry conv_geometry(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Pair stride, Pair padding,
-                                Pair dilation, int64_t groups) {
+ConvGeometry conv_geometry(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Pair stride, Pair padding,
+                           Pair dilation, int64_t groups) {
   TV_CHECK(x.dim() == 4, "conv2d: expected a 4-D input (N x C x H x W), got shape ", x.shape());
   TV_CHECK(w.dim() == 4, "conv2d: expected a 4-D weight (Cout x C/groups x KH x KW), got shape ", w.shape());
   TV_CHECK(groups >= 1, "conv2d: groups must be positive, got ", groups);
@@ -26,8 +24,8 @@ cpu::ConvGeometry conv_geometry(const Tensor<T>& x, const Tensor<T>& w, const Te
              "] and dilation [", dilation[0], ", ", dilation[1], "] must be positive and padding [", padding[0], ", ",
              padding[1], "] non-negative");
   }
-  cpu::ConvGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
-                      stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, 0, 0};
+  ConvGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
+                 stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, 0, 0};
   TV_CHECK(g.C % groups == 0 && g.Cout % groups == 0, "conv2d: input channels ", g.C, " and output channels ", g.Cout,
            " must both be divisible by groups ", groups);
   TV_CHECK(w.size(1) == g.C / groups, "conv2d: weight of shape ", w.shape(), " expects ", w.size(1) * groups,
@@ -50,26 +48,27 @@ cpu::ConvGeometry conv_geometry(const Tensor<T>& x, const Tensor<T>& w, const Te
 template <class T>
 Tensor<T> conv2d(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T>& bias = Tensor<T>(), Pair stride = {1, 1},
                  Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1) {
-  const cpu::ConvGeometry g = detail::conv_geometry(input, weight, bias, stride, padding, dilation, groups);
+  const ConvGeometry g = detail::conv_geometry(input, weight, bias, stride, padding, dilation, groups);
+  const Device device = device_of("conv2d", input, weight, bias);
   const Tensor<T> x = input.contiguous(), w = weight.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
-  Tensor<T> y = Tensor<T>::empty({g.N, g.Cout, g.OH, g.OW});
-  cpu::conv2d_forward<T>(g, x.data(), w.data(), b.defined() ? b.data() : nullptr, y.data());
+  Tensor<T> y = Tensor<T>::empty({g.N, g.Cout, g.OH, g.OW}, device);
+  kernel::conv2d_forward(g, x, w, b, y);
   autograd::record(y, "Conv2dBackward", {input, weight, bias},
                    [g, sx = autograd::Saved<T>(x), sw = autograd::Saved<T>(w)](const Tensor<T>& grad,
                                                                                const autograd::Node<T>& n) {
                      const Tensor<T> gy = grad.contiguous();
                      std::vector<Tensor<T>> r(3);
                      if (n.needs_grad(0)) {
-                       r[0] = Tensor<T>::empty({g.N, g.C, g.H, g.W});
-                       cpu::conv2d_backward_input<T>(g, gy.data(), sw.get("conv2d").data(), r[0].data());
+                       r[0] = Tensor<T>::empty({g.N, g.C, g.H, g.W}, gy.device());
+                       kernel::conv2d_backward_input(g, gy, sw.get("conv2d"), r[0]);
                      }
                      if (n.needs_grad(1)) {
-                       r[1] = Tensor<T>::empty({g.Cout, g.Cg(), g.KH, g.KW});
-                       cpu::conv2d_backward_weight<T>(g, sx.get("conv2d").data(), gy.data(), r[1].data());
+                       r[1] = Tensor<T>::empty({g.Cout, g.Cg(), g.KH, g.KW}, gy.device());
+                       kernel::conv2d_backward_weight(g, sx.get("conv2d"), gy, r[1]);
                      }
                      if (n.needs_grad(2)) {
-                       r[2] = Tensor<T>::empty({g.Cout});
-                       cpu::sum(gy.data(), gy.shape(), gy.strides(), {true, false, true, true}, r[2].data());
+                       r[2] = Tensor<T>::empty({g.Cout}, gy.device());
+                       kernel::conv2d_backward_bias(g, gy, r[2]);
                      }
                      return r;
                    });

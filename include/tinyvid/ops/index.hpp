@@ -2,8 +2,8 @@
 // Indexing along a dim: gather (what cross-entropy needs), shift (move along a dim by whole steps,
 // fill what is vacated with zeros) and temporal_shift (TSM's shift, DNR's channel interlacing).
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
-#include "tinyvid/backend/cpu/index.hpp"
+#include "tinyvid/backend/elementwise.hpp"
+#include "tinyvid/backend/index.hpp"
 #include "tinyvid/ops/creation.hpp"
 #include "tinyvid/ops/view.hpp"
 
@@ -20,17 +20,17 @@ Tensor<T> gather(const Tensor<T>& x, int64_t dim, const Tensor<int64_t>& index) 
     TV_CHECK(k == d || index.size(k) <= x.size(k), "gather: index shape ", index.shape(), " is larger than input shape ",
              x.shape(), " in dim ", k);
   const int64_t n = x.size(d);
-  const int64_t* ip = index.data();
-  for_each_offset(index.shape(), index.strides(), [&](int64_t off) {
-    TV_CHECK(ip[off] >= 0 && ip[off] < n, "gather: index ", ip[off], " is out of range for dim ", d, " of size ", n,
-             " (input shape ", x.shape(), ")");
-  });
-  Tensor<T> out = Tensor<T>::empty(index.shape());
-  cpu::gather(x.data(), x.strides(), d, index.data(), index.shape(), index.strides(), out.data());
+  const Device device = device_of("gather", x, index);
+  // A host read by design: the indices are checked before the gather runs (one count comes back).
+  const kernel::OutOfRange bad = kernel::index_out_of_range(index, n, "gather");
+  TV_CHECK(bad.count == 0, "gather: index ", bad.first_bad, " is out of range for dim ", d, " of size ", n,
+           " (input shape ", x.shape(), ")");
+  Tensor<T> out = Tensor<T>::empty(index.shape(), device);
+  kernel::gather(x, d, index, out);
   Shape in_shape = x.shape();
   autograd::record(out, "GatherBackward", {x}, [in_shape, d, index](const Tensor<T>& g, const autograd::Node<T>&) {
-    Tensor<T> gx = zeros<T>(in_shape);
-    cpu::scatter_add(gx.data(), in_shape, d, index.data(), index.shape(), index.strides(), g.data(), g.strides());
+    Tensor<T> gx = zeros<T>(in_shape, g.device());
+    kernel::scatter_add(g, d, index, gx);
     return std::vector<Tensor<T>>{gx};
   });
   return out;
@@ -43,12 +43,12 @@ template <class T>
 Tensor<T> shift(const Tensor<T>& x, int64_t dim, int64_t steps) {
   const int64_t d = wrap_dim(dim, x.dim(), "shift");
   const int64_t n = x.size(d), k = std::min<int64_t>(std::abs(steps), n);
-  Tensor<T> out = zeros<T>(x.shape());
+  Tensor<T> out = zeros<T>(x.shape(), x.device());
   {
     NoGradGuard no_grad;
     Tensor<T> dst = out.narrow(d, steps > 0 ? k : 0, n - k);
     Tensor<T> src = x.narrow(d, steps > 0 ? 0 : k, n - k);
-    cpu::copy(dst.shape(), dst.data(), dst.strides(), src.data(), src.strides());
+    kernel::copy(src, dst);
   }
   autograd::record(out, "ShiftBackward", {x}, [d, steps](const Tensor<T>& g, const autograd::Node<T>&) {
     return std::vector<Tensor<T>>{shift(g, d, -steps)};
@@ -64,7 +64,7 @@ Tensor<T> temporal_shift_raw(const Tensor<T>& x, int64_t frames, int64_t fold, i
   const Shape shape = x.shape();
   const int64_t N = shape[0] / frames, C = shape[1], T_ = frames;
   const Tensor<T> xv = x.contiguous().view({N, T_, C, x.numel() / std::max<int64_t>(shape[0] * C, 1)});
-  Tensor<T> out = Tensor<T>::empty(xv.shape());
+  Tensor<T> out = Tensor<T>::empty(xv.shape(), xv.device());
   // Channels [c0, c1) moved `steps` frames; only the vacated frames are zeroed (one write per element).
   auto copy_part = [&](int64_t c0, int64_t c1, int64_t steps) {
     if (c1 <= c0) return;
@@ -73,11 +73,11 @@ Tensor<T> temporal_shift_raw(const Tensor<T>& x, int64_t frames, int64_t fold, i
     if (k < T_) {
       Tensor<T> dst = part.narrow(1, steps > 0 ? k : 0, T_ - k);
       Tensor<T> src = xv.narrow(2, c0, c1 - c0).narrow(1, steps > 0 ? 0 : k, T_ - k);
-      cpu::copy(dst.shape(), dst.data(), dst.strides(), src.data(), src.strides());
+      kernel::copy(src, dst);
     }
     if (k > 0) {
       Tensor<T> vacated = part.narrow(1, steps > 0 ? 0 : T_ - k, k);
-      cpu::fill(vacated.shape(), vacated.data(), vacated.strides(), T(0));
+      kernel::fill(vacated, T(0));
     }
   };
   copy_part(0, fold, dir);

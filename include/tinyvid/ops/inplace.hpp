@@ -2,7 +2,8 @@
 // In-place writes: fill_, copy_, add_, mul_. They record no history (an optimizer step, an init);
 // on a tensor that requires grad they are allowed only with grad mode off.
 #include "tinyvid/autograd/grad_mode.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
+#include "tinyvid/backend/elementwise.hpp"
+#include "tinyvid/backend/functors.hpp"
 #include "tinyvid/core/tensor.hpp"
 
 namespace tv {
@@ -21,18 +22,18 @@ void check_inplace(const Tensor<T>& t, const char* op) {
 template <class T>
 Tensor<T>& Tensor<T>::fill_(T value) {
   detail::check_inplace(*this, "fill_");
-  cpu::fill(shape(), data(), strides(), value);
+  kernel::fill(*this, value);
   storage()->bump_version();
   return *this;
 }
 
-// Copies src into this tensor; src broadcasts to this tensor's shape.
+// Copies src into this tensor; src broadcasts to this tensor's shape and is on its device (use .to() first).
 template <class T>
 Tensor<T>& Tensor<T>::copy_(const Tensor<T>& src) {
   detail::check_inplace(*this, "copy_");
   Shape b = broadcast_shapes(shape(), src.shape(), "copy_");
   TV_CHECK(b == shape(), "copy_: source of shape ", src.shape(), " does not broadcast to destination shape ", shape());
-  cpu::copy(shape(), data(), strides(), src.data(), broadcast_strides(src.shape(), src.strides(), shape()));
+  kernel::copy(src, *this);
   storage()->bump_version();
   return *this;
 }
@@ -43,9 +44,7 @@ Tensor<T>& Tensor<T>::add_(const Tensor<T>& other, T alpha) {
   detail::check_inplace(*this, "add_");
   Shape b = broadcast_shapes(shape(), other.shape(), "add_");
   TV_CHECK(b == shape(), "add_: operand of shape ", other.shape(), " does not broadcast to shape ", shape());
-  cpu::map2(shape(), data(), strides(), data(), strides(), other.data(),
-            broadcast_strides(other.shape(), other.strides(), shape()),
-            [alpha](T x, T y) { return x + alpha * y; });
+  kernel::zip(*this, other, *this, fn::AddScaled<T>{alpha}, "add_");
   storage()->bump_version();
   return *this;
 }
@@ -53,7 +52,7 @@ Tensor<T>& Tensor<T>::add_(const Tensor<T>& other, T alpha) {
 template <class T>
 Tensor<T>& Tensor<T>::mul_(T value) {
   detail::check_inplace(*this, "mul_");
-  cpu::map1(shape(), data(), strides(), data(), strides(), [value](T x) { return x * value; });
+  kernel::map(*this, *this, fn::MulScalar<T>{value}, "mul_");
   storage()->bump_version();
   return *this;
 }

@@ -3,7 +3,8 @@
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
+#include "tinyvid/backend/dispatch.hpp"
+#include "tinyvid/backend/elementwise.hpp"
 #include "tinyvid/ops/view.hpp"
 
 namespace tv {
@@ -24,12 +25,13 @@ Tensor<T> cat(const std::vector<Tensor<T>>& xs, int64_t dim = 0) {
              "; all sizes must match except along dim ", d);
     sizes.push_back(s[d]);
     out_shape[d] += s[d];
+    device_of("cat", xs[0], xs[i]);  // one device for all
   }
-  Tensor<T> out = Tensor<T>::empty(out_shape);
+  Tensor<T> out = Tensor<T>::empty(out_shape, xs[0].device());
   int64_t at = 0;
   for (const auto& x : xs) {
     Tensor<T> region = Tensor<T>::from_storage(out.storage(), x.shape(), out.strides(), at * out.strides()[d]);
-    cpu::copy(x.shape(), region.data(), region.strides(), x.data(), x.strides());
+    kernel::copy(x, region);
     at += x.shape()[d];
   }
   autograd::record(out, "CatBackward", xs, [d, sizes](const Tensor<T>& g, const autograd::Node<T>& n) {

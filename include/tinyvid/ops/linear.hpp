@@ -3,6 +3,8 @@
 // matmul(x, W.t()): the weight gradient comes out as g^T x in the weight's layout, where matmul's would come
 // out transposed and be copied back through the view (a 4 MB scattered copy per LSTM weight and step).
 #include "tinyvid/autograd/grad_mode.hpp"
+#include "tinyvid/backend/elementwise.hpp"
+#include "tinyvid/backend/functors.hpp"
 #include "tinyvid/ops/elementwise.hpp"
 #include "tinyvid/ops/matmul.hpp"
 
@@ -26,12 +28,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
     NoGradGuard no_grad;  // raw computation: the node below is the op's only record
     x2 = x.contiguous().reshape({rows, in});
     Tensor<T> y2 = detail::matmul_raw(x2, weight.t());  // the weight read transposed where it lies
-    if (bias.defined()) {
-      const Tensor<T> b = bias.contiguous();
-      T* yp = y2.data();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < out; ++j) yp[r * out + j] += b.data()[j];
-    }
+    if (bias.defined()) kernel::zip(y2, bias, y2, fn::Add{}, "linear");  // each row += bias
     y = y2.reshape(out_shape);
   }
   autograd::record(y, "LinearBackward", {x, weight, bias},

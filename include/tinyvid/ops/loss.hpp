@@ -1,8 +1,7 @@
 #pragma once
 // Losses and metrics: cross_entropy (as torch.nn.functional.cross_entropy with class indices, mean
 // reduction, optional label smoothing) and top-k accuracy.
-#include <cmath>
-
+#include "tinyvid/backend/loss.hpp"
 #include "tinyvid/ops/elementwise.hpp"
 #include "tinyvid/ops/index.hpp"
 #include "tinyvid/ops/reduce.hpp"
@@ -20,10 +19,9 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& target, 
   TV_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "cross_entropy: label_smoothing must be in [0, 1], got ",
            label_smoothing);
   const int64_t C = logits.size(1);
-  for (int64_t i = 0; i < target.numel(); ++i) {
-    const int64_t t = target.data()[i * target.stride(0)];
-    TV_CHECK(t >= 0 && t < C, "cross_entropy: target ", t, " (sample ", i, ") is not a class index in [0, ", C, ")");
-  }
+  // The check reads the targets on the host (on a GPU, one synchronisation): an error by design, as PyTorch's.
+  const auto [bad, t] = kernel::find_out_of_range("cross_entropy", target, C);
+  TV_CHECK(bad < 0, "cross_entropy: target ", t, " (sample ", bad, ") is not a class index in [0, ", C, ")");
   const Tensor<T> logp = log_softmax(logits, 1);
   const Tensor<T> picked = gather(logp, 1, target.reshape({-1, 1}));
   Tensor<T> loss = neg(mean(picked));
@@ -35,7 +33,8 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& target, 
 }
 
 // The fraction of rows whose target is among the k largest logits, ranked as torch.topk ranks them: NaN above
-// every number (so NaN scores never pass for a hit below them), ties to the lower index. No gradient.
+// every number (so NaN scores never pass for a hit below them), ties to the lower index. No gradient; the
+// accuracy is a host number by design (on a GPU, one synchronisation).
 template <class T>
 double topk_accuracy(const Tensor<T>& logits, const Tensor<int64_t>& target, int64_t k = 1) {
   TV_CHECK(logits.dim() == 2 && target.dim() == 1 && target.size(0) == logits.size(0),
@@ -44,20 +43,9 @@ double topk_accuracy(const Tensor<T>& logits, const Tensor<int64_t>& target, int
   const Tensor<T> l = logits.contiguous();
   const int64_t N = l.size(0), C = l.size(1);
   if (N == 0) return 0.0;
-  int64_t hits = 0;
-  for (int64_t n = 0; n < N; ++n) {
-    const T* row = l.data() + n * C;
-    const int64_t t = target.data()[n * target.stride(0)];
-    TV_CHECK(t >= 0 && t < C, "topk_accuracy: target ", t, " is not a class index in [0, ", C, ")");
-    const T mine = row[t];
-    const bool mine_nan = std::isnan(mine);
-    int64_t better = 0;  // classes ranked before the target
-    for (int64_t c = 0; c < C; ++c) {
-      const bool nan = std::isnan(row[c]);
-      better += mine_nan ? nan && c < t : nan || row[c] > mine || (row[c] == mine && c < t);
-    }
-    hits += better < k;
-  }
+  const auto [bad, t] = kernel::find_out_of_range("topk_accuracy", target, C);
+  TV_CHECK(bad < 0, "topk_accuracy: target ", t, " is not a class index in [0, ", C, ")");
+  const int64_t hits = kernel::topk_hits(l, target, k);
   return static_cast<double>(hits) / static_cast<double>(N);
 }
 

@@ -2,19 +2,13 @@
 // matmul with torch.matmul's rules: 1-D operands are promoted and the added dim removed, batch dims
 // broadcast. Each matrix is handed to the GEMM where it lies (transposed views need no copy).
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/gemm.hpp"
+#include "tinyvid/backend/matmul.hpp"
 #include "tinyvid/ops/reduce.hpp"
 #include "tinyvid/ops/view.hpp"
 
 namespace tv {
 
 namespace detail {
-
-template <class T>
-cpu::MatrixRef<const T> matrix_at(const Tensor<T>& x, int64_t offset) {
-  const int64_t nd = x.dim();
-  return {x.data() + offset, x.shape()[nd - 2], x.shape()[nd - 1], x.strides()[nd - 2], x.strides()[nd - 1]};
-}
 
 // Batched product of a [..., M, K] and b [..., K, N] with broadcast batch dims; no autograd.
 template <class T>
@@ -24,39 +18,14 @@ Tensor<T> matmul_raw(Tensor<T> a, Tensor<T> b) {
            " columns vs ", b.size(-2), " rows)");
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
-  if (!matrix_at(a, 0).mappable()) a = a.contiguous();
-  if (!matrix_at(b, 0).mappable()) b = b.contiguous();
+  const Device device = device_of("matmul", a, b);
+  if (!kernel::gemm_ready(a)) a = a.contiguous();
+  if (!kernel::gemm_ready(b)) b = b.contiguous();
   Shape out_shape = batch;
   out_shape.push_back(M);
   out_shape.push_back(N);
-  Tensor<T> out = Tensor<T>::empty(out_shape);
-  const int64_t nb = numel_of(batch);
-  // Element offsets of each batch's matrices, read through broadcast strides.
-  Shape sa = broadcast_strides(ba, Shape(a.strides().begin(), a.strides().end() - 2), batch);
-  Shape sb = broadcast_strides(bb, Shape(b.strides().begin(), b.strides().end() - 2), batch);
-  std::vector<int64_t> oa(nb, 0), ob(nb, 0);
-  for (int64_t i = 0; i < nb; ++i) {
-    int64_t r = i;
-    for (size_t d = batch.size(); d-- > 0;) {
-      const int64_t k = r % batch[d];
-      r /= batch[d];
-      oa[i] += k * sa[d];
-      ob[i] += k * sb[d];
-    }
-  }
-  auto one = [&](int64_t i) {
-    cpu::MatrixRef<T> c{out.data() + i * M * N, M, N, N, 1};
-    cpu::gemm<T>(matrix_at(a, oa[i]), matrix_at(b, ob[i]), c);
-  };
-  // Small matrices: one per thread; large ones: the GEMM itself uses every thread.
-  const bool small = M * N * K < (1 << 21);
-  if (nb > 1 && small) {
-    parallel_for(0, nb, 1, [&](int64_t b0, int64_t e0) {
-      for (int64_t i = b0; i < e0; ++i) one(i);
-    });
-  } else {
-    for (int64_t i = 0; i < nb; ++i) one(i);
-  }
+  Tensor<T> out = Tensor<T>::empty(out_shape, device);
+  kernel::matmul(a, b, out);
   return out;
 }
 

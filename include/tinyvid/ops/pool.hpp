@@ -1,20 +1,107 @@
 #pragma once
-// Pooling over NCHW as torch.nn.functional: max_pool2d, avg_pool2d, adaptive_avg_pool2d.
-#include <cmath>
-#include <limits>
-
+// Pooling over NCHW as torch.nn.functional: max_pool2d, avg_pool2d, adaptive_avg_pool2d. Options as libtorch's:
+// tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)). The kernels are in backend/pool.hpp.
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/core/parallel.hpp"
-#include "tinyvid/ops/conv.hpp"
-#include "tinyvid/ops/creation.hpp"
+#include "tinyvid/backend/pool.hpp"
+#include "tinyvid/core/shape.hpp"
+#include "tinyvid/ops/view.hpp"
 
 namespace tv {
 
-namespace detail {
+// max_pool2d's options: kernel_size, stride (default: the kernel size), padding (default 0), ceil_mode (default
+// false). Setters chain and return *this; a getter of the same name reads each option.
+class MaxPool2dOptions {
+ public:
+  MaxPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch's
+  MaxPool2dOptions(int64_t kernel_size) : kernel_size_{kernel_size, kernel_size} {}  // NOLINT
+  MaxPool2dOptions& kernel_size(Pair v) {
+    kernel_size_ = v;
+    return *this;
+  }
+  MaxPool2dOptions& kernel_size(int64_t v) { return kernel_size(Pair{v, v}); }
+  // {0, 0} means the kernel size.
+  MaxPool2dOptions& stride(Pair v) {
+    stride_ = v;
+    return *this;
+  }
+  MaxPool2dOptions& stride(int64_t v) { return stride(Pair{v, v}); }
+  MaxPool2dOptions& padding(Pair v) {
+    padding_ = v;
+    return *this;
+  }
+  MaxPool2dOptions& padding(int64_t v) { return padding(Pair{v, v}); }
+  MaxPool2dOptions& ceil_mode(bool v) {
+    ceil_mode_ = v;
+    return *this;
+  }
+  Pair kernel_size() const { return kernel_size_; }
+  Pair stride() const { return stride_ == Pair{0, 0} ? kernel_size_ : stride_; }
+  Pair padding() const { return padding_; }
+  bool ceil_mode() const { return ceil_mode_; }
 
-struct PoolGeometry {
-  int64_t planes, H, W, KH, KW, sh, sw, ph, pw, OH, OW;
+ private:
+  Pair kernel_size_, stride_{0, 0}, padding_{0, 0};
+  bool ceil_mode_ = false;
 };
+
+// avg_pool2d's options: those of max_pool2d and count_include_pad (default true: padding zeros count in the
+// divisor, as PyTorch's default).
+class AvgPool2dOptions {
+ public:
+  AvgPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch's
+  AvgPool2dOptions(int64_t kernel_size) : kernel_size_{kernel_size, kernel_size} {}  // NOLINT
+  AvgPool2dOptions& kernel_size(Pair v) {
+    kernel_size_ = v;
+    return *this;
+  }
+  AvgPool2dOptions& kernel_size(int64_t v) { return kernel_size(Pair{v, v}); }
+  // {0, 0} means the kernel size.
+  AvgPool2dOptions& stride(Pair v) {
+    stride_ = v;
+    return *this;
+  }
+  AvgPool2dOptions& stride(int64_t v) { return stride(Pair{v, v}); }
+  AvgPool2dOptions& padding(Pair v) {
+    padding_ = v;
+    return *this;
+  }
+  AvgPool2dOptions& padding(int64_t v) { return padding(Pair{v, v}); }
+  AvgPool2dOptions& ceil_mode(bool v) {
+    ceil_mode_ = v;
+    return *this;
+  }
+  AvgPool2dOptions& count_include_pad(bool v) {
+    count_include_pad_ = v;
+    return *this;
+  }
+  Pair kernel_size() const { return kernel_size_; }
+  Pair stride() const { return stride_ == Pair{0, 0} ? kernel_size_ : stride_; }
+  Pair padding() const { return padding_; }
+  bool ceil_mode() const { return ceil_mode_; }
+  bool count_include_pad() const { return count_include_pad_; }
+
+ private:
+  Pair kernel_size_, stride_{0, 0}, padding_{0, 0};
+  bool ceil_mode_ = false, count_include_pad_ = true;
+};
+
+// adaptive_avg_pool2d's options: the output size.
+class AdaptiveAvgPool2dOptions {
+ public:
+  AdaptiveAvgPool2dOptions(Pair output_size) : output_size_(output_size) {}  // NOLINT: implicit, as libtorch's
+  AdaptiveAvgPool2dOptions(int64_t output_size) : output_size_{output_size, output_size} {}  // NOLINT
+  AdaptiveAvgPool2dOptions& output_size(Pair v) {
+    output_size_ = v;
+    return *this;
+  }
+  AdaptiveAvgPool2dOptions& output_size(int64_t v) { return output_size(Pair{v, v}); }
+  Pair output_size() const { return output_size_; }
+
+ private:
+  Pair output_size_;
+};
+
+namespace detail {
 
 // Output size as PyTorch computes it, ceil_mode included (a last window must start inside the input or left padding).
 inline int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
@@ -45,148 +132,86 @@ PoolGeometry pool_geometry(const char* op, const Tensor<T>& x, Pair kernel, Pair
 }  // namespace detail
 
 // Max over each window; the gradient goes to the (first) maximum of the window, as in PyTorch.
-// stride {0, 0} means the kernel size.
 template <class T>
-Tensor<T> max_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
-                     bool ceil_mode = false) {
-  const auto g = detail::pool_geometry("max_pool2d", input, kernel, stride, padding, ceil_mode);
+Tensor<T> max_pool2d(const Tensor<T>& input, const MaxPool2dOptions& options) {
+  const PoolGeometry g = detail::pool_geometry("max_pool2d", input, options.kernel_size(), options.stride(),
+                                               options.padding(), options.ceil_mode());
   const Tensor<T> x = input.contiguous();
-  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), g.OH, g.OW});
-  Tensor<int64_t> argmax = Tensor<int64_t>::empty(y.shape());  // flat index within the input plane
-  const T* xp = x.data();
-  T* yp = y.data();
-  int64_t* ap = argmax.data();
-  parallel_for(0, g.planes, std::max<int64_t>(1, kParallelGrain / (g.OH * g.OW * g.KH * g.KW)), [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) {
-      const T* plane = xp + p * g.H * g.W;
-      for (int64_t oy = 0; oy < g.OH; ++oy)
-        for (int64_t ox = 0; ox < g.OW; ++ox) {
-          const int64_t y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t arg = -1;
-          // A NaN is taken whenever met, so the last NaN of the window wins, as in PyTorch's CPU kernel.
-          for (int64_t iy = std::max<int64_t>(y0, 0); iy < std::min(y0 + g.KH, g.H); ++iy)
-            for (int64_t ix = std::max<int64_t>(x0, 0); ix < std::min(x0 + g.KW, g.W); ++ix) {
-              const T v = plane[iy * g.W + ix];
-              if (v > best || std::isnan(v) || arg < 0) {
-                best = v;
-                arg = iy * g.W + ix;
-              }
-            }
-          yp[(p * g.OH + oy) * g.OW + ox] = best;
-          ap[(p * g.OH + oy) * g.OW + ox] = arg;
-        }
-    }
-  });
+  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), g.OH, g.OW}, input.device());
+  Tensor<int64_t> argmax = Tensor<int64_t>::empty(y.shape(), input.device());  // flat index within the input plane
+  kernel::max_pool2d(x, y, argmax, g);
   autograd::record(y, "MaxPool2dBackward", {input}, [g, argmax, in_shape = input.shape()](const Tensor<T>& grad,
                                                                                           const autograd::Node<T>&) {
     const Tensor<T> gy = grad.contiguous();
-    Tensor<T> gx = zeros<T>(in_shape);
-    const int64_t* ap = argmax.data();
-    parallel_for(0, g.planes, 1, [&](int64_t b, int64_t e) {  // each plane is its own: no races
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t o = 0; o < g.OH * g.OW; ++o)
-          gx.data()[p * g.H * g.W + ap[p * g.OH * g.OW + o]] += gy.data()[p * g.OH * g.OW + o];
-    });
+    Tensor<T> gx = Tensor<T>::empty(in_shape, gy.device());
+    kernel::max_pool2d_backward(gy, argmax, gx, g);
     return std::vector<Tensor<T>>{gx};
   });
   return y;
 }
 
+// The positional form: stride {0, 0} means the kernel size.
+template <class T>
+Tensor<T> max_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
+                     bool ceil_mode = false) {
+  return max_pool2d(input, MaxPool2dOptions(kernel).stride(stride).padding(padding).ceil_mode(ceil_mode));
+}
+
 // Mean over each window; count_include_pad as PyTorch's default (padding zeros count).
 template <class T>
-Tensor<T> avg_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
-                     bool ceil_mode = false, bool count_include_pad = true) {
-  const auto g = detail::pool_geometry("avg_pool2d", input, kernel, stride, padding, ceil_mode);
+Tensor<T> avg_pool2d(const Tensor<T>& input, const AvgPool2dOptions& options) {
+  const PoolGeometry g = detail::pool_geometry("avg_pool2d", input, options.kernel_size(), options.stride(),
+                                               options.padding(), options.ceil_mode());
+  const bool count_include_pad = options.count_include_pad();
   const Tensor<T> x = input.contiguous();
-  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), g.OH, g.OW});
-  // The window of output (oy, ox), clipped to the input, and the divisor PyTorch uses for it.
-  auto window = [g, count_include_pad](int64_t oy, int64_t ox, int64_t& y0, int64_t& y1, int64_t& x0, int64_t& x1) {
-    y0 = oy * g.sh - g.ph;
-    x0 = ox * g.sw - g.pw;
-    y1 = std::min(y0 + g.KH, g.H + g.ph);
-    x1 = std::min(x0 + g.KW, g.W + g.pw);
-    const int64_t padded = (y1 - y0) * (x1 - x0);
-    y0 = std::max<int64_t>(y0, 0);
-    x0 = std::max<int64_t>(x0, 0);
-    y1 = std::min(y1, g.H);
-    x1 = std::min(x1, g.W);
-    return count_include_pad ? padded : (y1 - y0) * (x1 - x0);
-  };
-  parallel_for(0, g.planes, 1, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p)
-      for (int64_t oy = 0; oy < g.OH; ++oy)
-        for (int64_t ox = 0; ox < g.OW; ++ox) {
-          int64_t y0, y1, x0, x1;
-          const int64_t div = window(oy, ox, y0, y1, x0, x1);
-          double s = 0;
-          for (int64_t iy = y0; iy < y1; ++iy)
-            for (int64_t ix = x0; ix < x1; ++ix) s += x.data()[(p * g.H + iy) * g.W + ix];
-          y.data()[(p * g.OH + oy) * g.OW + ox] = static_cast<T>(s / div);
-        }
-  });
-  autograd::record(y, "AvgPool2dBackward", {input}, [g, window, in_shape = input.shape()](const Tensor<T>& grad,
-                                                                                         const autograd::Node<T>&) {
+  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), g.OH, g.OW}, input.device());
+  kernel::avg_pool2d(x, y, g, count_include_pad);
+  autograd::record(y, "AvgPool2dBackward", {input}, [g, count_include_pad, in_shape = input.shape()](
+                                                        const Tensor<T>& grad, const autograd::Node<T>&) {
     const Tensor<T> gy = grad.contiguous();
-    Tensor<T> gx = zeros<T>(in_shape);
-    parallel_for(0, g.planes, 1, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t oy = 0; oy < g.OH; ++oy)
-          for (int64_t ox = 0; ox < g.OW; ++ox) {
-            int64_t y0, y1, x0, x1;
-            const T share = gy.data()[(p * g.OH + oy) * g.OW + ox] / static_cast<T>(window(oy, ox, y0, y1, x0, x1));
-            for (int64_t iy = y0; iy < y1; ++iy)
-              for (int64_t ix = x0; ix < x1; ++ix) gx.data()[(p * g.H + iy) * g.W + ix] += share;
-          }
-    });
+    Tensor<T> gx = Tensor<T>::empty(in_shape, gy.device());
+    kernel::avg_pool2d_backward(gy, gx, g, count_include_pad);
     return std::vector<Tensor<T>>{gx};
   });
   return y;
+}
+
+// The positional form: stride {0, 0} means the kernel size.
+template <class T>
+Tensor<T> avg_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
+                     bool ceil_mode = false, bool count_include_pad = true) {
+  return avg_pool2d(input, AvgPool2dOptions(kernel)
+                               .stride(stride)
+                               .padding(padding)
+                               .ceil_mode(ceil_mode)
+                               .count_include_pad(count_include_pad));
 }
 
 // Mean over PyTorch's adaptive windows: rows floor(i H / OH) to ceil((i + 1) H / OH), likewise columns.
 // adaptive_avg_pool2d(x, {1, 1}) is the global average pool.
 template <class T>
-Tensor<T> adaptive_avg_pool2d(const Tensor<T>& input, Pair output_size) {
+Tensor<T> adaptive_avg_pool2d(const Tensor<T>& input, const AdaptiveAvgPool2dOptions& options) {
+  const Pair output_size = options.output_size();
   TV_CHECK(input.dim() == 4, "adaptive_avg_pool2d: expected a 4-D input (N x C x H x W), got shape ", input.shape());
   TV_CHECK(output_size[0] > 0 && output_size[1] > 0, "adaptive_avg_pool2d: output size [", output_size[0], ", ",
            output_size[1], "] must be positive");
-  const int64_t planes = input.size(0) * input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t OH = output_size[0], OW = output_size[1];
   const Tensor<T> x = input.contiguous();
-  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), OH, OW});
-  auto start = [](int64_t i, int64_t in, int64_t out) { return (i * in) / out; };
-  auto end = [](int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; };
-  parallel_for(0, planes, 1, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p)
-      for (int64_t oy = 0; oy < OH; ++oy)
-        for (int64_t ox = 0; ox < OW; ++ox) {
-          const int64_t y0 = start(oy, H, OH), y1 = end(oy, H, OH), x0 = start(ox, W, OW), x1 = end(ox, W, OW);
-          double s = 0;
-          for (int64_t iy = y0; iy < y1; ++iy) {
-            const T* row = x.data() + (p * H + iy) * W;
-            for (int64_t ix = x0; ix < x1; ++ix) s += row[ix];
-          }
-          y.data()[(p * OH + oy) * OW + ox] = static_cast<T>(s / ((y1 - y0) * (x1 - x0)));
-        }
-  });
-  autograd::record(y, "AdaptiveAvgPool2dBackward", {input}, [=, in_shape = input.shape()](const Tensor<T>& grad,
-                                                                                        const autograd::Node<T>&) {
+  Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), output_size[0], output_size[1]}, input.device());
+  kernel::adaptive_avg_pool2d(x, y);
+  autograd::record(y, "AdaptiveAvgPool2dBackward", {input}, [in_shape = input.shape()](const Tensor<T>& grad,
+                                                                                      const autograd::Node<T>&) {
     const Tensor<T> gy = grad.contiguous();
-    Tensor<T> gx = zeros<T>(in_shape);
-    parallel_for(0, planes, 1, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t oy = 0; oy < OH; ++oy)
-          for (int64_t ox = 0; ox < OW; ++ox) {
-            const int64_t y0 = start(oy, H, OH), y1 = end(oy, H, OH), x0 = start(ox, W, OW), x1 = end(ox, W, OW);
-            const T share = gy.data()[(p * OH + oy) * OW + ox] / static_cast<T>((y1 - y0) * (x1 - x0));
-            for (int64_t iy = y0; iy < y1; ++iy)
-              for (int64_t ix = x0; ix < x1; ++ix) gx.data()[(p * H + iy) * W + ix] += share;
-          }
-    });
+    Tensor<T> gx = Tensor<T>::empty(in_shape, gy.device());
+    kernel::adaptive_avg_pool2d_backward(gy, gx);
     return std::vector<Tensor<T>>{gx};
   });
   return y;
+}
+
+// The positional form.
+template <class T>
+Tensor<T> adaptive_avg_pool2d(const Tensor<T>& input, Pair output_size) {
+  return adaptive_avg_pool2d(input, AdaptiveAvgPool2dOptions(output_size));
 }
 
 }  // namespace tv

@@ -5,9 +5,10 @@
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
-#include "tinyvid/backend/cpu/index.hpp"
-#include "tinyvid/backend/cpu/reduce.hpp"
+#include "tinyvid/backend/elementwise.hpp"
+#include "tinyvid/backend/functors.hpp"
+#include "tinyvid/backend/index.hpp"
+#include "tinyvid/backend/reduce.hpp"
 #include "tinyvid/ops/creation.hpp"
 #include "tinyvid/ops/view.hpp"
 
@@ -45,8 +46,8 @@ inline int64_t reduced_count(const Shape& shape, const std::vector<bool>& mask) 
 // scale * sum over the masked dims, without autograd.
 template <class T>
 Tensor<T> sum_raw(const Tensor<T>& x, const std::vector<bool>& mask, bool keepdim, double scale) {
-  Tensor<T> out = Tensor<T>::empty(reduced_shape(x.shape(), mask, keepdim));
-  cpu::sum(x.data(), x.shape(), x.strides(), mask, out.data(), scale);
+  Tensor<T> out = Tensor<T>::empty(reduced_shape(x.shape(), mask, keepdim), x.device());
+  kernel::sum(x, mask, out, scale);
   return out;
 }
 
@@ -94,9 +95,8 @@ Tensor<T> mean(const Tensor<T>& x, const Shape& dims = {}, bool keepdim = false)
   Tensor<T> out = detail::sum_raw(x, mask, keepdim, 1.0 / n);
   Shape in_shape = x.shape();
   autograd::record(out, "MeanBackward", {x}, [in_shape, mask, n](const Tensor<T>& g, const autograd::Node<T>&) {
-    Tensor<T> gs = Tensor<T>::empty(g.shape());
-    const T inv = static_cast<T>(1.0 / n);
-    cpu::map1(g.shape(), gs.data(), gs.strides(), g.data(), g.strides(), [inv](T v) { return v * inv; });
+    Tensor<T> gs = Tensor<T>::empty(g.shape(), g.device());
+    kernel::map(g, gs, fn::MulScalar<T>{static_cast<T>(1.0 / n)}, "mean");
     return std::vector<Tensor<T>>{detail::expand_back(gs, in_shape, mask)};
   });
   return out;
@@ -110,21 +110,17 @@ Tensor<T> var(const Tensor<T>& x, const Shape& dims = {}, bool unbiased = true, 
   const double denom = std::max(0.0, n - (unbiased ? 1.0 : 0.0));
   Tensor<T> m = detail::sum_raw(x, mask, true, 1.0 / n);
   // Two passes (mean, then squared deviations) keep the result exact for data far from zero.
-  Tensor<T> sq = Tensor<T>::empty(x.shape());
-  cpu::map2(x.shape(), sq.data(), sq.strides(), x.data(), x.strides(), m.data(),
-            broadcast_strides(m.shape(), m.strides(), x.shape()), [](T a, T b) { return (a - b) * (a - b); });
+  Tensor<T> sq = Tensor<T>::empty(x.shape(), x.device());
+  kernel::zip(x, m, sq, fn::SquaredDiff{}, "var");
   Tensor<T> out = detail::sum_raw(sq, mask, keepdim, 1.0 / denom);
   autograd::record(out, "VarBackward", {x},
                    [sx = autograd::Saved<T>(x), m, mask, denom](const Tensor<T>& g, const autograd::Node<T>&) {
                      const Tensor<T>& xv = sx.get("var");
                      Tensor<T> ge = detail::expand_back(g, xv.shape(), mask);
-                     Tensor<T> gx = Tensor<T>::empty(xv.shape());
-                     const T k = static_cast<T>(2.0 / denom);
+                     Tensor<T> gx = Tensor<T>::empty(xv.shape(), xv.device());
                      // gx = g * 2 (x - mean) / denom
-                     cpu::map2(xv.shape(), gx.data(), gx.strides(), xv.data(), xv.strides(), m.data(),
-                               broadcast_strides(m.shape(), m.strides(), xv.shape()), [k](T a, T b) { return k * (a - b); });
-                     cpu::map2(xv.shape(), gx.data(), gx.strides(), gx.data(), gx.strides(), ge.data(), ge.strides(),
-                               [](T a, T b) { return a * b; });
+                     kernel::zip(xv, m, gx, fn::ScaledDiff<T>{static_cast<T>(2.0 / denom)}, "var");
+                     kernel::zip(gx, ge, gx, fn::Mul{}, "var");
                      return std::vector<Tensor<T>>{gx};
                    });
   return out;
@@ -145,17 +141,17 @@ ValuesIndices<T> max(const Tensor<T>& x, int64_t dim, bool keepdim = false) {
   std::vector<bool> mask(x.dim(), false);
   mask[d] = true;
   Shape out_shape = detail::reduced_shape(x.shape(), mask, keepdim);
-  Tensor<T> values = Tensor<T>::empty(out_shape);
-  Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape);
-  cpu::max_along(x.data(), x.shape(), x.strides(), d, values.data(), indices.data());
+  Tensor<T> values = Tensor<T>::empty(out_shape, x.device());
+  Tensor<int64_t> indices = Tensor<int64_t>::empty(out_shape, x.device());
+  kernel::max_along(x, d, values, indices);
   Shape in_shape = x.shape();
   autograd::record(values, "MaxBackward", {x}, [in_shape, mask, d, indices](const Tensor<T>& g, const autograd::Node<T>&) {
     // Scatter g to the positions of the maxima.
     Shape keep = detail::reduced_shape(in_shape, mask, true);
     Tensor<T> gk = g.reshape(keep);
     Tensor<int64_t> ik = indices.reshape(keep);
-    Tensor<T> gx = zeros<T>(in_shape);
-    cpu::scatter_add(gx.data(), in_shape, d, ik.data(), ik.shape(), ik.strides(), gk.data(), gk.strides());
+    Tensor<T> gx = zeros<T>(in_shape, g.device());
+    kernel::scatter_add(gk, d, ik, gx);
     return std::vector<Tensor<T>>{gx};
   });
   return {values, indices};
@@ -170,18 +166,20 @@ Tensor<T> max(const Tensor<T>& x) {
 // Refuses a tensor holding an infinity or NaN: `what` (e.g. "Recognizer::forward: input") with the shape,
 // the first bad value and its index. For the inputs of a model, where a non-finite value would otherwise
 // come out as plausible-looking scores or a NaN loss far from its cause.
+// A HOST READ by design (the answer decides whether to throw): on a GPU it waits for the device, and one index
+// and one value come back (kernel::first_non_finite), never the tensor.
 template <class T>
 void check_finite(const Tensor<T>& x, const std::string& what) {
   const Tensor<T> c = x.contiguous();
-  int64_t i = cpu::first_non_finite(c.data(), c.numel());
-  if (i < 0) return;
-  const T bad = c.data()[i];
+  const kernel::NonFinite<T> found = kernel::first_non_finite(c);
+  if (found.index < 0) return;
+  int64_t i = found.index;
   Shape index(static_cast<size_t>(c.dim()));
   for (int64_t d = c.dim() - 1; d >= 0; --d) {
     index[static_cast<size_t>(d)] = i % c.size(d);
     i /= c.size(d);
   }
-  TV_FAIL(what, " of shape ", x.shape(), ": expected finite values, got ", bad, " at index ", index);
+  TV_FAIL(what, " of shape ", x.shape(), ": expected finite values, got ", found.value, " at index ", index);
 }
 
 template <class T>

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "tinyvid/autograd/node.hpp"
-#include "tinyvid/backend/cpu/elementwise.hpp"
+#include "tinyvid/backend/elementwise.hpp"
 #include "tinyvid/ops/creation.hpp"
 #include "tinyvid/ops/inplace.hpp"
 
@@ -75,9 +75,9 @@ inline std::optional<Shape> view_strides(const Shape& shape, const Shape& stride
 // The gradient of a view that picks a region of its base: zeros, with the region set to g.
 template <class T, class ViewFn>
 Tensor<T> region_backward(const Tensor<T>& g, const Shape& base_shape, ViewFn view_of) {
-  Tensor<T> out = zeros<T>(base_shape);
+  Tensor<T> out = zeros<T>(base_shape, g.device());
   Tensor<T> region = view_of(out);
-  cpu::copy(region.shape(), region.data(), region.strides(), g.data(), g.strides());
+  kernel::copy(g, region);
   return out;
 }
 
@@ -243,8 +243,8 @@ Tensor<T> Tensor<T>::expand(const Shape& target_in) const {
 
 template <class T>
 Tensor<T> Tensor<T>::clone() const {
-  Tensor<T> out = Tensor<T>::empty(shape());
-  cpu::copy(shape(), out.data(), out.strides(), data(), strides());
+  Tensor<T> out = Tensor<T>::empty(shape(), device());
+  kernel::copy(*this, out);
   autograd::record(out, "CloneBackward", {*this}, [](const Tensor<T>& g, const autograd::Node<T>&) {
     return std::vector<Tensor<T>>{g};
   });

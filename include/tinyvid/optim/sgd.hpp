@@ -5,14 +5,17 @@
 //   g = g + momentum * buf (nesterov) or g = buf      (only when momentum != 0)
 //   p -= lr * g
 // Parameters whose grad() is undefined are skipped and their momentum buffer is left as it is.
+// The update is one fused kernel per parameter on its device (backend/optim.hpp); a step reads nothing on
+// the host. A momentum buffer lives on its parameter's device.
 #include <cstdint>
 #include <unordered_set>
 #include <vector>
 
 #include "tinyvid/autograd/grad_mode.hpp"
+#include "tinyvid/backend/optim.hpp"
 #include "tinyvid/core/error.hpp"
-#include "tinyvid/core/parallel.hpp"
 #include "tinyvid/core/tensor.hpp"
+#include "tinyvid/ops/device.hpp"
 #include "tinyvid/ops/inplace.hpp"
 
 namespace tv::optim {
@@ -43,48 +46,6 @@ class SGDOptions {
   bool nesterov_ = false;
 };
 
-namespace detail {
-
-// The step's scalars in float: PyTorch also converts them to the tensors' dtype before the update.
-struct SgdScalars {
-  float lr, momentum, dampening_keep /* 1 - dampening */, weight_decay;
-};
-
-// One fused pass over a contiguous parameter: every choice is a template flag, so each instantiation is a
-// branch-free loop the compiler vectorizes. kFirstStep: the momentum buffer is not yet initialised.
-template <bool kDecay, bool kMomentum, bool kNesterov, bool kFirstStep>
-void sgd_update(float* __restrict p, const float* __restrict grad, float* __restrict buf, int64_t n,
-                const SgdScalars s) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    float g = grad[i];
-    if constexpr (kDecay) g = g + s.weight_decay * p[i];
-    if constexpr (kMomentum) {
-      float b;
-      if constexpr (kFirstStep) b = g;  // PyTorch: the buffer starts as a copy of g, no dampening
-      else b = s.momentum * buf[i] + s.dampening_keep * g;
-      buf[i] = b;
-      if constexpr (kNesterov) g = g + s.momentum * b;
-      else g = b;
-    }
-    p[i] = p[i] - s.lr * g;
-  }
-}
-
-template <bool kDecay>
-void sgd_update_dispatch(float* p, const float* grad, float* buf, int64_t n, const SgdScalars& s, bool momentum,
-                         bool nesterov, bool first_step) {
-  if (!momentum) return sgd_update<kDecay, false, false, false>(p, grad, buf, n, s);
-  if (nesterov) {
-    return first_step ? sgd_update<kDecay, true, true, true>(p, grad, buf, n, s)
-                      : sgd_update<kDecay, true, true, false>(p, grad, buf, n, s);
-  }
-  return first_step ? sgd_update<kDecay, true, false, true>(p, grad, buf, n, s)
-                    : sgd_update<kDecay, true, false, false>(p, grad, buf, n, s);
-}
-
-}  // namespace detail
-
 class SGD {
  public:
   SGD(std::vector<Tensor<float>> params, SGDOptions options)
@@ -102,7 +63,7 @@ class SGD {
       TV_CHECK(p.defined(), "SGD: parameter ", i, " is an undefined tensor");
       TV_CHECK(p.is_leaf(), "SGD: parameter ", i, " (shape ", p.shape(),
                ") is not a leaf tensor; optimize the leaf it was computed from");
-      check_contiguous_cpu(p, "parameter", i);
+      check_contiguous(p, "parameter", i);
       TV_CHECK(seen.insert(p.impl()).second, "SGD: parameter ", i, " (shape ", p.shape(),
                ") appears more than once in the parameter list");
     }
@@ -118,30 +79,25 @@ class SGD {
     NoGradGuard no_grad;
     const bool decay = options_.weight_decay() != 0;
     const bool momentum = options_.momentum() != 0;
-    const detail::SgdScalars s{static_cast<float>(options_.lr()), static_cast<float>(options_.momentum()),
-                               static_cast<float>(1.0 - options_.dampening()),
-                               static_cast<float>(options_.weight_decay())};
+    const bool nesterov = options_.nesterov();
+    // The step's scalars in float: PyTorch also converts them to the tensors' dtype before the update.
+    const float lr = static_cast<float>(options_.lr()), mom = static_cast<float>(options_.momentum()),
+                dampening_keep = static_cast<float>(1.0 - options_.dampening()),
+                weight_decay = static_cast<float>(options_.weight_decay());
     for (size_t i = 0; i < params_.size(); ++i) {
       Tensor<float>& p = params_[i];
       Tensor<float> g = p.grad();
       if (!g.defined()) continue;
       TV_CHECK(g.shape() == p.shape(), "SGD::step: parameter ", i, " has shape ", p.shape(),
                " but its grad has shape ", g.shape());
-      check_contiguous_cpu(g, "grad of parameter", i);
-      check_contiguous_cpu(p, "parameter", i);  // it may have been restrided since construction
+      check_contiguous(g, "grad of parameter", i);
+      check_contiguous(p, "parameter", i);  // it may have been restrided since construction
       Tensor<float>& buf = momentum_buffers_[i];
       const bool first_step = momentum && !buf.defined();
-      if (first_step) buf = Tensor<float>::empty(p.shape());
-      float* pp = p.data();
-      const float* gp = g.data();
-      float* bp = momentum ? buf.data() : nullptr;
-      const bool nesterov = options_.nesterov();
-      // Elementwise, so splitting across threads changes no result bit.
-      parallel_for(0, p.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
-        float* bb = bp ? bp + b : nullptr;
-        if (decay) detail::sgd_update_dispatch<true>(pp + b, gp + b, bb, e - b, s, momentum, nesterov, first_step);
-        else detail::sgd_update_dispatch<false>(pp + b, gp + b, bb, e - b, s, momentum, nesterov, first_step);
-      });
+      if (first_step) buf = Tensor<float>::empty(p.shape(), p.device());
+      Tensor<float> no_buf;
+      kernel::sgd_step(p, g, momentum ? buf : no_buf, lr, mom, dampening_keep, weight_decay, decay, momentum, nesterov,
+                       first_step);
       p.storage()->bump_version();  // autograd must see that saved copies of p are stale
     }
   }
@@ -160,12 +116,13 @@ class SGD {
   std::vector<Tensor<float>> momentum_buffers() const {
     std::vector<Tensor<float>> out(momentum_buffers_.size());
     for (size_t i = 0; i < out.size(); ++i)
-      if (momentum_buffers_[i].defined()) out[i] = copy_of(momentum_buffers_[i]);
+      if (momentum_buffers_[i].defined()) out[i] = copy_of(momentum_buffers_[i], momentum_buffers_[i].device());
     return out;
   }
 
   // Restores buffers saved by momentum_buffers(): one per parameter, each either undefined or empty
-  // (not yet initialised) or of its parameter's shape. Checks everything before changing anything.
+  // (not yet initialised) or of its parameter's shape, on any device (each is copied to its parameter's).
+  // Checks everything before changing anything.
   void load_momentum_buffers(const std::vector<Tensor<float>>& buffers) {
     TV_CHECK(buffers.size() == params_.size(), "SGD::load_momentum_buffers: expected ", params_.size(),
              " buffers (one per parameter), got ", buffers.size());
@@ -178,24 +135,22 @@ class SGD {
       TV_CHECK(matches, "SGD::load_momentum_buffers: buffer ", i, " has shape ", b.shape(),
                ", expected the shape of parameter ", i, ", ", params_[i].shape(),
                " (or an undefined/empty tensor for a buffer not yet initialised)");
-      TV_CHECK(b.device() == Device::CPU, "SGD::load_momentum_buffers: buffer ", i, " is on ",
-               device_name(b.device()), ", expected cpu");
-      loaded[i] = copy_of(b);
+      loaded[i] = copy_of(b, params_[i].device());
     }
     momentum_buffers_ = std::move(loaded);
   }
 
  private:
-  static void check_contiguous_cpu(const Tensor<float>& t, const char* what, size_t i) {
-    TV_CHECK(t.device() == Device::CPU, "SGD: the ", what, " ", i, " is on ", device_name(t.device()),
-             ", expected cpu");
+  static void check_contiguous(const Tensor<float>& t, const char* what, size_t i) {
     TV_CHECK(t.is_contiguous(), "SGD: the ", what, " ", i, " (shape ", t.shape(), ", strides ", t.strides(),
              ") is not contiguous; the fused update needs contiguous parameters and grads");
   }
-  // A fresh contiguous copy with no autograd links, so a checkpoint and the optimizer never share memory.
-  static Tensor<float> copy_of(const Tensor<float>& src) {
+  // A fresh contiguous copy on `device` with no autograd links, so a checkpoint and the optimizer never share
+  // memory.
+  static Tensor<float> copy_of(const Tensor<float>& src, Device device) {
     NoGradGuard no_grad;
-    auto out = Tensor<float>::empty(src.shape());
+    if (src.device() != device) return src.contiguous().to(device).detach();  // to() copies across devices
+    auto out = Tensor<float>::empty(src.shape(), device);
     out.copy_(src);
     return out;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tinyvid/autograd/grad_mode.hpp"
+#include "tinyvid/core/json.hpp"
 #include "tinyvid/core/progress.hpp"
 #include "tinyvid/data/loader.hpp"
 #include "tinyvid/io/safetensors.hpp"
@@ -82,18 +83,6 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
 }
 
 namespace detail {
-inline std::string json_escape(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\', out += ch;
-    else if (static_cast<unsigned char>(ch) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
-      out += buf;
-    } else out += ch;
-  }
-  return out + "\"";
-}
 inline void write_text_atomically(const std::string& path, const std::string& text) {
   io::detail::write_file_atomically(path, "write", [&](auto&& put) { put(text.data(), text.size()); });
 }
@@ -112,17 +101,17 @@ inline void write_test_report(const std::string& dir, const EvalResult& r, const
   json += buf;
   for (const auto& [k, v] : extra) {
     json += ',';
-    json += detail::json_escape(k);
+    json += json_quote(k);
     json += ':';
-    json += detail::json_escape(v);
+    json += json_quote(v);
   }
   json += ",\"skipped_files\":[";
   for (size_t i = 0; i < r.skipped.size(); ++i) {
     if (i) json += ',';
     json += "{\"path\":";
-    json += detail::json_escape(r.skipped[i].path);
+    json += json_quote(r.skipped[i].path);
     json += ",\"reason\":";
-    json += detail::json_escape(r.skipped[i].reason);
+    json += json_quote(r.skipped[i].reason);
     json += '}';
   }
   json += "]}\n";
@@ -156,7 +145,7 @@ inline void write_scores_dump(const std::string& path, const EvalResult& r, cons
   char buf[32];
   for (size_t v = 0; v < r.scores.size(); ++v) {
     const auto& a = ds.annotations()[static_cast<size_t>(r.indices[v])];
-    out += "{\"index\":" + std::to_string(r.indices[v]) + ",\"path\":" + detail::json_escape(a.path) +
+    out += "{\"index\":" + std::to_string(r.indices[v]) + ",\"path\":" + json_quote(a.path) +
            ",\"label\":" + std::to_string(r.labels[v]) + ",\"scores\":[";
     for (size_t k = 0; k < r.scores[v].size(); ++k) {
       std::snprintf(buf, sizeof(buf), "%s%.9g", k ? "," : "", static_cast<double>(r.scores[v][k]));

@@ -1,7 +1,7 @@
 #pragma once
 // A run's recipe read from a Config (config.hpp): model, data and pipelines, optimizer, schedule, and the
 // loop's settings. Every key, its default and its meaning is listed in configs/README.md; the defaults are
-// the paper's Kinetics recipe (../shared/DNR.md) where it has one, MMAction2's otherwise.
+// the paper's Kinetics recipe (docs/DNR.md, "Training and testing recipes") where it has one, MMAction2's otherwise.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>

@@ -32,6 +32,7 @@
 #include "tinyvid/core/progress.hpp"
 #include "tinyvid/data/loader.hpp"
 #include "tinyvid/io/safetensors.hpp"
+#include "tinyvid/nn/weights.hpp"
 #include "tinyvid/ops/loss.hpp"
 #include "tinyvid/optim/clip_grad.hpp"
 #include "tinyvid/train/evaluate.hpp"

@@ -32,6 +32,7 @@ extern "C" {
 #include "tinyvid/core/parallel.hpp"
 #include "tinyvid/core/version.hpp"
 #include "tinyvid/io/safetensors.hpp"
+#include "tinyvid/nn/module.hpp"
 
 namespace tv::train {
 

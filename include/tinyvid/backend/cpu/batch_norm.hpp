@@ -1,6 +1,10 @@
 #pragma once
 // Batch normalization kernels over tensors viewed as channels x rest, with any strides (DNR normalizes
 // a narrowed group of frames in place of a whole batch). Per-channel sums accumulate in double.
+// The batch_norm_* kernels at the end are what backend/batch_norm.hpp dispatches to: each works on the
+// statistics groups of a call (dim 0 cut into groups of `group_rows` entries, the last one possibly smaller;
+// group_rows = the whole dim 0 for one group), with the per-group statistics as G x C doubles.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -168,6 +172,145 @@ void channel_grad_input(T* gx, const T* gy, const T* x, const ChannelWalk<3>& w,
       }
     }
   });
+}
+
+// ---- batch norm over statistics groups ----
+
+// Groups of dim 0 (batch entries) with `group_rows` each, the last one smaller; 0 rows: one empty group.
+inline int64_t stats_group_count(int64_t batch, int64_t group_rows) {
+  return group_rows > 0 ? (batch + group_rows - 1) / group_rows : 1;
+}
+inline int64_t stats_group_rows(int64_t batch, int64_t group_rows, int64_t g) {
+  return std::min(group_rows, batch - g * group_rows);
+}
+inline Shape with_rows(Shape s, int64_t rows) {
+  s[0] = rows;
+  return s;
+}
+
+// mean, var (G x C): each group's per-channel mean and biased variance.
+template <class T>
+void batch_norm_stats(const T* x, const Shape& shape, const Shape& strides, int64_t channel_dim, int64_t group_rows,
+                      double* mean, double* var) {
+  const int64_t C = shape[channel_dim], G = stats_group_count(shape[0], group_rows);
+  for (int64_t g = 0; g < G; ++g)
+    channel_stats(x + g * group_rows * strides[0],
+                  ChannelWalk<1>(with_rows(shape, stats_group_rows(shape[0], group_rows, g)), {strides}, channel_dim),
+                  mean + g * C, var + g * C);
+}
+
+// mean, var (C) = the running statistics, in double (evaluation mode).
+template <class T>
+void batch_norm_running_stats(const T* running_mean, int64_t rm_stride, const T* running_var, int64_t rv_stride,
+                              int64_t C, double* mean, double* var) {
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = running_mean[c * rm_stride];
+    var[c] = running_var[c * rv_stride];
+  }
+}
+
+// running = (1 - momentum) running + momentum batch, in place, with the batch's statistics the groups'
+// (mean, unbiased variance) averaged, weighted by their sizes. num_batches_tracked (may be null) counts
+// one more batch first; a negative momentum is then a cumulative average, 1 / num_batches_tracked.
+template <class T>
+void batch_norm_update_running(const double* mean, const double* var, int64_t C, int64_t batch, int64_t group_rows,
+                               int64_t per_row, double momentum, T* running_mean, int64_t rm_stride, T* running_var,
+                               int64_t rv_stride, T* num_batches_tracked) {
+  if (num_batches_tracked) {
+    *num_batches_tracked = *num_batches_tracked + T(1);
+    if (momentum < 0) momentum = 1.0 / static_cast<double>(*num_batches_tracked);
+  }
+  const int64_t G = stats_group_count(batch, group_rows), M = batch * per_row;
+  for (int64_t c = 0; c < C; ++c) {
+    double batch_mean = 0, batch_var = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      const double m = static_cast<double>(stats_group_rows(batch, group_rows, g) * per_row);
+      batch_mean += m / M * mean[g * C + c];
+      batch_var += m / M * var[g * C + c] * m / (m - 1);  // each group's unbiased variance
+    }
+    T& rm = running_mean[c * rm_stride];
+    T& rv = running_var[c * rv_stride];
+    rm = static_cast<T>((1 - momentum) * rm + momentum * batch_mean);
+    rv = static_cast<T>((1 - momentum) * rv + momentum * batch_var);
+  }
+}
+
+// Per group and channel (G x C): invstd, and the normalization and affine folded into y = x * scale + shift.
+// weight and bias may be null (1 and 0).
+template <class T>
+void batch_norm_coefficients(const double* mean, const double* var, int64_t G, int64_t C, const T* weight,
+                             int64_t w_stride, const T* bias, int64_t b_stride, double eps, double* invstd, T* scale,
+                             T* shift) {
+  for (int64_t i = 0; i < G * C; ++i) {
+    const int64_t c = i % C;
+    const double is = 1.0 / std::sqrt(var[i] + eps);
+    const double wv = weight ? weight[c * w_stride] : 1.0;
+    const double bv = bias ? bias[c * b_stride] : 0.0;
+    invstd[i] = is;
+    scale[i] = static_cast<T>(wv * is);
+    shift[i] = static_cast<T>(bv - mean[i] * wv * is);
+  }
+}
+
+// y = x * scale[g, c] + shift[g, c], group by group; y and x of one shape, any strides.
+template <class T>
+void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& shape, const Shape& x_strides,
+                      int64_t channel_dim, int64_t group_rows, const T* scale, const T* shift) {
+  const int64_t C = shape[channel_dim], G = stats_group_count(shape[0], group_rows);
+  for (int64_t g = 0; g < G; ++g)
+    channel_affine(y + g * group_rows * y_strides[0], x + g * group_rows * x_strides[0],
+                   ChannelWalk<2>(with_rows(shape, stats_group_rows(shape[0], group_rows, g)), {y_strides, x_strides},
+                                  channel_dim),
+                   scale + g * C, shift + g * C);
+}
+
+// The gradients of batch_norm from gy (x's shape, any strides): gx (may be null; x's shape, gx_strides), gw and
+// gb (C each; may be null). mean and invstd are the forward's (G x C); weight may be null (1). With
+// use_batch_stats the statistics depend on x too (training); else they are constants (the running ones).
+template <class T>
+void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
+                         int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
+                         const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
+                         const Shape& gx_strides, T* gw, T* gb) {
+  const int64_t C = shape[channel_dim], G = stats_group_count(shape[0], group_rows);
+  std::vector<double> sum_gy(C), sum_gy_xc(C), dw(C), db(C);
+  std::vector<T> a(C), bx(C), k(C);
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t rows = stats_group_rows(shape[0], group_rows, g);
+    const Shape gshape = with_rows(shape, rows);
+    const T* gy_g = gy + g * group_rows * gy_strides[0];
+    const T* x_g = x + g * group_rows * x_strides[0];
+    const double* mean_g = mean + g * C;
+    const double* invstd_g = invstd + g * C;
+    channel_grad_sums(gy_g, x_g, ChannelWalk<2>(gshape, {gy_strides, x_strides}, channel_dim), mean_g, sum_gy.data(),
+                      sum_gy_xc.data());
+    for (int64_t c = 0; c < C; ++c) {
+      dw[c] += sum_gy_xc[c] * invstd_g[c];
+      db[c] += sum_gy[c];
+    }
+    if (!gx) continue;
+    const double m = static_cast<double>(rows * per_row);
+    for (int64_t c = 0; c < C; ++c) {
+      const double is = invstd_g[c];
+      const double wc = weight ? weight[c * w_stride] : 1.0;
+      a[c] = static_cast<T>(wc * is);
+      if (use_batch_stats) {  // the batch statistics depend on x too
+        const double is3 = is * is * is;
+        bx[c] = static_cast<T>(-wc * is3 * sum_gy_xc[c] / m);
+        k[c] = static_cast<T>(-wc * is * sum_gy[c] / m + wc * is3 * sum_gy_xc[c] * mean_g[c] / m);
+      } else {
+        bx[c] = T(0);
+        k[c] = T(0);
+      }
+    }
+    channel_grad_input(gx + g * group_rows * gx_strides[0], gy_g, x_g,
+                       ChannelWalk<3>(gshape, {gx_strides, gy_strides, x_strides}, channel_dim), a.data(), bx.data(),
+                       k.data());
+  }
+  if (gw)
+    for (int64_t c = 0; c < C; ++c) gw[c] = static_cast<T>(dw[c]);
+  if (gb)
+    for (int64_t c = 0; c < C; ++c) gb[c] = static_cast<T>(db[c]);
 }
 
 }  // namespace tv::cpu

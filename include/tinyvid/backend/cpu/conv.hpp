@@ -1,7 +1,14 @@
 #pragma once
-// 2-D convolution on NCHW buffers. One recipe (DESIGN.md): a 1x1 stride-1 unpadded conv is a GEMM on
-// the input as it lies; every other conv unrolls the input into columns, a tile of output pixels at a
-// time in per-thread scratch that stays in cache, and multiplies. Groups and dilation live in the unroll.
+// 2-D convolution on NCHW buffers, by one of four algorithms. choose_conv_algorithm picks it, a pure
+// function of the shapes (ConvGeometry), so a test can assert which one runs and the forward and both
+// backward passes of one call agree:
+// - Gemm1x1: a 1x1 stride-1 unpadded conv is one GEMM on the input as it lies;
+// - Winograd3x3: 3x3 stride-1 convs with 16+ channels each way, F(2x2, 3x3) (winograd.hpp);
+// - ShiftedGemm: stride 1 or 2 on a zero-padded copy of the input, a sum of one GEMM per kernel tap with no
+//   unrolling (on AVX-512, the micro-kernel of microkernel.hpp); a stride-2 input gradient unrolls instead;
+// - Im2colGemm: everything else (other strides, dilation, groups, small maps) unrolls the input into
+//   columns, a tile of output pixels at a time in per-thread scratch (scratch.hpp) that stays in cache, and
+//   multiplies; groups and dilation live in the unroll.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -14,21 +21,13 @@
 #include "tinyvid/backend/cpu/reduce.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
 #include "tinyvid/backend/cpu/winograd.hpp"
+#include "tinyvid/backend/conv_geometry.hpp"
 #include "tinyvid/core/parallel.hpp"
 
 namespace tv::cpu {
 
-struct ConvGeometry {
-  int64_t N, C, H, W;        // input
-  int64_t Cout, KH, KW;      // weight: Cout x C/groups x KH x KW
-  int64_t sh, sw, ph, pw, dh, dw, groups;
-  int64_t OH, OW;            // output
-  int64_t Cg() const { return C / groups; }
-  int64_t Cog() const { return Cout / groups; }
-  int64_t K() const { return Cg() * KH * KW; }  // the GEMM's inner dimension
-  int64_t HW() const { return H * W; }
-  int64_t OHW() const { return OH * OW; }
-};
+// The geometry is device-neutral (backend/conv_geometry.hpp); tv::cpu::ConvGeometry names it here too.
+using ::tv::ConvGeometry;
 
 enum class ConvAlgorithm { Gemm1x1, Winograd3x3, ShiftedGemm, Im2colGemm };
 
@@ -706,6 +705,13 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
 #pragma omp simd
     for (int64_t i = 0; i < wsize; ++i) gw[i] += p[i];
   }
+}
+
+// gb (Cout) = the gradient of the bias: gy (N x Cout x OH x OW, contiguous) summed over all but the channels.
+template <class T>
+void conv2d_backward_bias(const ConvGeometry& g, const T* gy, T* gb) {
+  const Shape shape{g.N, g.Cout, g.OH, g.OW};
+  sum(gy, shape, contiguous_strides(shape), {true, false, true, true}, gb);
 }
 
 }  // namespace tv::cpu

@@ -1,8 +1,10 @@
 #pragma once
-// Elementwise kernels on raw pointers: out = f(a), out = f(a, b) with broadcast strides, copy, fill.
-// The inner loops have unit-stride fast paths the compiler vectorizes.
+// Elementwise kernels on raw pointers: out = f(a), out = f(a, b) with broadcast strides, copy, fill, iota.
+// f is a functor from backend/functors.hpp. The inner loops have unit-stride fast paths the compiler
+// vectorizes; a functor with an array() member goes through Eigen's SIMD functions (map1_array).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -10,32 +12,17 @@
 
 namespace tv::cpu {
 
-// out[i] = f(in[i]) over `shape`; each operand has its own strides.
-template <class T, class U, class F>
-void map1(const Shape& shape, U* out, const Shape& out_strides, const T* in, const Shape& in_strides, F f) {
-  for_each_row<2>(shape, {out_strides, in_strides}, [&](Offsets<2> off, int64_t n, Offsets<2> st) {
-    U* o = out + off[0];
-    const T* a = in + off[1];
-    if (st[0] == 1 && st[1] == 1) {
-#pragma omp simd
-      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
-    } else {
-      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(a[i * st[1]]);
-    }
-  });
-}
-
-// out = g(in) where g maps an Eigen array expression to another (a.exp(), a.tanh(), ...): Eigen's
+// out = f.array(in) where f.array maps an Eigen array expression to another (a.exp(), a.tanh(), ...): Eigen's
 // SIMD versions of the transcendental functions. Strided rows go through a small buffer, so every
 // layout computes the same values.
-template <class T, class G>
-void map1_array(const Shape& shape, T* out, const Shape& out_strides, const T* in, const Shape& in_strides, G g) {
+template <class T, class F>
+void map1_array(const Shape& shape, T* out, const Shape& out_strides, const T* in, const Shape& in_strides, F f) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   for_each_row<2>(shape, {out_strides, in_strides}, [&](Offsets<2> off, int64_t n, Offsets<2> st) {
     T* o = out + off[0];
     const T* a = in + off[1];
     if (st[0] == 1 && st[1] == 1) {
-      Eigen::Map<Array>(o, n) = g(Eigen::Map<const Array>(a, n));
+      Eigen::Map<Array>(o, n) = f.array(Eigen::Map<const Array>(a, n));
       return;
     }
     constexpr int64_t kBuffer = 256;
@@ -44,10 +31,35 @@ void map1_array(const Shape& shape, T* out, const Shape& out_strides, const T* i
       const int64_t len = std::min(kBuffer, n - i0);
       for (int64_t i = 0; i < len; ++i) buf[i] = a[(i0 + i) * st[1]];
       Eigen::Map<Array> b(buf, len);
-      b = g(Eigen::Map<const Array>(buf, len));
+      b = f.array(Eigen::Map<const Array>(buf, len));
       for (int64_t i = 0; i < len; ++i) o[(i0 + i) * st[0]] = buf[i];
     }
   });
+}
+
+// True when f has an Eigen array form for T (f.array(a) on a mapped array of T).
+template <class T, class F>
+inline constexpr bool has_array_form =
+    requires(const F& f, const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>& a) { f.array(a); };
+
+// out[i] = f(in[i]) over `shape`; each operand has its own strides. A functor with an array form (exp, log,
+// sigmoid, tanh) is computed by Eigen's vectorized function instead (map1_array).
+template <class T, class U, class F>
+void map1(const Shape& shape, U* out, const Shape& out_strides, const T* in, const Shape& in_strides, F f) {
+  if constexpr (std::is_same_v<T, U> && has_array_form<T, F>) {
+    map1_array(shape, out, out_strides, in, in_strides, f);
+  } else {
+    for_each_row<2>(shape, {out_strides, in_strides}, [&](Offsets<2> off, int64_t n, Offsets<2> st) {
+      U* o = out + off[0];
+      const T* a = in + off[1];
+      if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(a[i * st[1]]);
+      }
+    });
+  }
 }
 
 // out[i] = f(a[i], b[i]); a zero stride broadcasts an operand.
@@ -144,6 +156,12 @@ void fill(const Shape& shape, T* dst, const Shape& dst_strides, T value) {
       for (int64_t i = 0; i < n; ++i) d[i * st[0]] = value;
     }
   });
+}
+
+// out[i] = start + i * step for i in [0, n) (arange), computed in T as torch.arange does.
+template <class T>
+void iota(T* out, int64_t n, T start, T step) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(start + static_cast<T>(i) * step);
 }
 
 }  // namespace tv::cpu

@@ -7,10 +7,13 @@
 #include <climits>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
 #include "tinyvid/core/error.hpp"
+#include "tinyvid/core/parallel.hpp"
+#include "tinyvid/core/shape.hpp"
 
 #if defined(TINYVID_WITH_OPENBLAS) && !defined(EIGEN_USE_BLAS)
 #error "TINYVID_WITH_OPENBLAS needs EIGEN_USE_BLAS (link the tinyvid::tinyvid target, which defines both)"
@@ -82,6 +85,40 @@ void gemm(const MatrixRef<const T>& a, const MatrixRef<const T>& b, const Matrix
     detail::with_map(as_mut(b), [&](const auto& bm) { cm.noalias() += am * bm; });
   });
 #endif
+}
+
+// c[i] = a[i] * b[i] for every index i of `batch` (c contiguous: M x N matrices one after another). Matrix i of
+// a starts at a + sum_d i_d * a_batch_strides[d] (a zero stride broadcasts it) with row and column strides
+// a_rs, a_cs; b likewise; each must be mappable(). Small products run one per thread; a large one uses
+// every thread inside the GEMM.
+template <class T>
+void batched_gemm(const Shape& batch, const T* a, const Shape& a_batch_strides, int64_t a_rs, int64_t a_cs,
+                  const T* b, const Shape& b_batch_strides, int64_t b_rs, int64_t b_cs, T* c, int64_t M, int64_t K,
+                  int64_t N) {
+  const int64_t nb = numel_of(batch);
+  // Element offsets of each batch's matrices.
+  std::vector<int64_t> oa(nb, 0), ob(nb, 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    int64_t r = i;
+    for (size_t d = batch.size(); d-- > 0;) {
+      const int64_t k = r % batch[d];
+      r /= batch[d];
+      oa[i] += k * a_batch_strides[d];
+      ob[i] += k * b_batch_strides[d];
+    }
+  }
+  auto one = [&](int64_t i) {
+    MatrixRef<T> ci{c + i * M * N, M, N, N, 1};
+    gemm<T>(MatrixRef<const T>{a + oa[i], M, K, a_rs, a_cs}, MatrixRef<const T>{b + ob[i], K, N, b_rs, b_cs}, ci);
+  };
+  const bool small = M * N * K < (1 << 21);
+  if (nb > 1 && small) {
+    parallel_for(0, nb, 1, [&](int64_t b0, int64_t e0) {
+      for (int64_t i = b0; i < e0; ++i) one(i);
+    });
+  } else {
+    for (int64_t i = 0; i < nb; ++i) one(i);
+  }
 }
 
 }  // namespace tv::cpu

@@ -49,4 +49,34 @@ void scatter_add(T* grad_in, const Shape& grad_in_shape, int64_t dim, const int6
   }
 }
 
+// How many entries of `index` (shape, strides) lie outside [0, n): *count (host memory), and *first_bad (host
+// memory) the first of them in logical order. Serial: index tensors are small (labels, positions).
+inline void count_out_of_range(const int64_t* index, const Shape& index_shape, const Shape& index_strides, int64_t n,
+                               int64_t* count, int64_t* first_bad) {
+  *count = 0;
+  const int64_t total = numel_of(index_shape);
+  if (total == 0) return;
+  Shape shape = index_shape;
+  std::array<Shape, 1> strides{index_strides};
+  coalesce<1>(shape, strides);
+  const int64_t nd = static_cast<int64_t>(shape.size());
+  std::vector<int64_t> idx(nd, 0);
+  int64_t off = 0;
+  for (int64_t k = 0; k < total; ++k) {
+    const int64_t v = index[off];
+    if (v < 0 || v >= n) {
+      if (*count == 0) *first_bad = v;
+      ++*count;
+    }
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) {
+        off += strides[0][d];
+        break;
+      }
+      off -= (shape[d] - 1) * strides[0][d];
+      idx[d] = 0;
+    }
+  }
+}
+
 }  // namespace tv::cpu

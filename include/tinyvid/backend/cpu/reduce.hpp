@@ -168,6 +168,13 @@ int64_t first_non_finite(const T* p, int64_t n) {
   return -1;
 }
 
+// The first infinity or NaN among p[0, n): *index (host memory) is its index or -1, *value (host memory) is it.
+template <class T>
+void first_non_finite(const T* p, int64_t n, int64_t* index, T* value) {
+  *index = first_non_finite(p, n);
+  if (*index >= 0) *value = p[*index];
+}
+
 // Maximum along one dim: values and the index of the first maximum; NaN wins, as in PyTorch.
 template <class T>
 void max_along(const T* in, const Shape& shape, const Shape& strides, int64_t dim, T* values, int64_t* indices) {

@@ -1,6 +1,7 @@
 #pragma once
 // Per-thread scratch memory, reserved once and reused by every call on that thread, so hot loops
 // (im2col tiles, partial sums) allocate nothing.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -1,11 +1,34 @@
-// Part of tools/tinyvid.cpp (included inside its anonymous namespace, after Args, parse and positional; the
-// standard headers are included there): MMAction2's tools/data/build_rawframes.py (RGB frames only) plus the
-// rawframe list of tools/data/build_file_list.py.
-//   tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
-//                          [--threads N] [--rawframe-list FILE]
-// Frame k (1-based) of <prefix>/<name> goes to OUT/<name without extension>/<T formatted with k>. A folder is
-// complete when its .done (frame count, settings), written last and atomically, is there; a re-run skips
-// complete folders and redoes the others.
+#pragma once
+// tinyvid extract-frames LIST [--data-prefix DIR] --out OUT [--short-side S] [--quality Q] [--template T]
+//                        [--threads N] [--rawframe-list FILE]
+// MMAction2's tools/data/build_rawframes.py (RGB frames only) plus the rawframe list of
+// tools/data/build_file_list.py. Frame k (1-based) of <prefix>/<name> goes to OUT/<name without extension>/<T
+// formatted with k>. A folder is complete when its .done (frame count, settings), written last and atomically, is
+// there; a re-run skips complete folders and redoes the others.
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <tinyvid/core/progress.hpp>
+#include <tinyvid/data/annotations.hpp>
+#include <tinyvid/data/dataset.hpp>
+#include <tinyvid/data/frames.hpp>
+#include <tinyvid/data/transforms.hpp>
+#include <tinyvid/data/video.hpp>
+
+#include "common.hpp"
+
+namespace tvcli {
 
 struct ExtractSettings {
   int64_t short_side = 0;  // 0: native size
@@ -28,12 +51,12 @@ struct ExtractJob {
 };
 
 // A .done marker or the list: whole or absent, whatever happens to the process.
-void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
+inline void write_text_atomically(const std::filesystem::path& path, const std::string& text) {
   tv::io::detail::write_file_atomically(path.string(), "extract-frames", [&](auto&& put) { put(text.data(), text.size()); });
 }
 
 // The frame count of a complete folder (a .done with these settings, and its last frame there), else -1.
-int64_t completed_frames(const std::filesystem::path& dir, const ExtractSettings& s) {
+inline int64_t completed_frames(const std::filesystem::path& dir, const ExtractSettings& s) {
   std::ifstream in(dir / ".done");
   std::string count, settings;
   if (!std::getline(in, count) || !std::getline(in, settings) || settings != s.text()) return -1;
@@ -46,7 +69,7 @@ int64_t completed_frames(const std::filesystem::path& dir, const ExtractSettings
 }
 
 // Decodes, resizes and writes every frame of job.video into dir (or finds it complete); counts frames written.
-void extract_video(ExtractJob& job, const std::filesystem::path& dir, const ExtractSettings& s,
+inline void extract_video(ExtractJob& job, const std::filesystem::path& dir, const ExtractSettings& s,
                    std::atomic<int64_t>& frames, const std::function<void()>& tick) {
   if ((job.frames = completed_frames(dir, s)) > 0) {
     job.skipped = true;
@@ -90,26 +113,28 @@ void extract_video(ExtractJob& job, const std::filesystem::path& dir, const Extr
   job.frames = n;
 }
 
-int extract_frames(int argc, char** argv) {
+struct ExtractArgs {
+  Text list, data_prefix, out, short_side, quality, tmpl, threads, rawframe_list;
+};
+
+inline int extract_frames(const ExtractArgs& a) {
   namespace fs = std::filesystem;
-  const std::string list = positional(argc, argv, "a video LIST");
-  const Args a = parse(
-      argc, argv, {.values = {"out", "data-prefix", "short-side", "quality", "template", "threads", "rawframe-list"}}, 3);
-  const std::string prefix = a.get("data-prefix");
-  const fs::path out = a.need("out");
+  av_log_set_level(AV_LOG_FATAL);  // bad videos are reported by name at the end, not by FFmpeg's warnings
+  const std::string list = a.list.need_positional("a video LIST");
+  const std::string prefix = a.data_prefix.get();
+  const fs::path out = a.out.need();
   ExtractSettings s;
-  s.short_side = to_int("short-side", a.get("short-side", "0"), tv::Range::closed(0, 65536));
-  s.quality = static_cast<int>(to_int("quality", a.get("quality", "95"), tv::Range::closed(1, 100)));
-  s.tmpl = a.get("template", s.tmpl);
+  s.short_side = a.short_side.integer(tv::Range::closed(0, 65536));
+  s.quality = static_cast<int>(a.quality.integer(tv::Range::closed(1, 100)));
+  s.tmpl = a.tmpl.get();
   tv::data::format_frame_name(s.tmpl, 1);  // a bad template fails now, not per video
   std::string ext = fs::path(s.tmpl).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   TV_CHECK(s.tmpl.find('/') == std::string::npos && (ext == ".jpg" || ext == ".jpeg"),
            "--template: expected a file name ending in .jpg or .jpeg (frames are written as JPEG), got '", s.tmpl, "'");
-  const int64_t threads =
-      to_int("threads", a.get("threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
-  const fs::path rawframe_list = a.has("rawframe-list") ? fs::path(a.get("rawframe-list"))
-                                                        : out / (fs::path(list).stem().string() + "_rawframes.txt");
+  const int64_t threads = a.threads.given() ? a.threads.integer() : std::max(1u, std::thread::hardware_concurrency());
+  const fs::path rawframe_list = a.rawframe_list.given() ? fs::path(a.rawframe_list.get())
+                                                         : out / (fs::path(list).stem().string() + "_rawframes.txt");
 
   // The names as the list writes them (no prefix joined): the frame folders are named after them.
   const auto anns = tv::data::read_video_list(list);
@@ -205,3 +230,24 @@ int extract_frames(int argc, char** argv) {
               rawframe_list.string().c_str(), rawframes.size(), out.string().c_str());
   return failed > 0 ? 1 : 0;
 }
+
+inline Run add_extract_frames(CLI::App& cmd) {
+  auto a = std::make_shared<ExtractArgs>();
+  const ExtractSettings d;
+  add_positional(cmd, a->list, "LIST", "an MMAction2 video list");
+  add_text(cmd, a->out, "--out", "OUT", "the frame folders' root");
+  add_text(cmd, a->data_prefix, "--data-prefix", "DIR", "the folder the list's paths are relative to");
+  add_text(cmd, a->short_side, "--short-side", "S", "resize the short side to S (0: native size)",
+           std::to_string(d.short_side));
+  add_text(cmd, a->quality, "--quality", "Q", "JPEG quality, 1 to 100", std::to_string(d.quality));
+  add_text(cmd, a->tmpl, "--template", "T", "the frames' file names", d.tmpl);
+  add_text(cmd, a->threads, "--threads", "N", "videos at once (default: the cores)");
+  add_text(cmd, a->rawframe_list, "--rawframe-list", "FILE",
+           "the RawframeDataset list to write (default: OUT/<list name>_rawframes.txt)");
+  cmd.footer(wrap("Every frame of every video of the list as JPEG (MMAction2 rawframes): OUT/<video path without "
+                  "extension>/img_00001.jpg ...; then the RawframeDataset list, for data prefix OUT. A re-run skips "
+                  "completed videos; bad ones are listed, exit code 1 if any."));
+  return [a] { return extract_frames(*a); };
+}
+
+}  // namespace tvcli

@@ -1,6 +1,7 @@
 #pragma once
 // Printing like PyTorch: tensor([[ 0.1000, -1.2000], ...]); more than 1000 elements are summarized
-// with the first and last 3 entries of each dim.
+// with the first and last 3 entries of each dim. A tensor on another device is copied to the host to be
+// printed (printing is a host read the user asked for).
 #include <cmath>
 #include <cstdio>
 #include <ostream>
@@ -10,6 +11,7 @@
 
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/core/tensor.hpp"
+#include "tinyvid/ops/device.hpp"
 
 namespace tv {
 
@@ -90,8 +92,13 @@ void print_rec(std::ostream& os, const Tensor<T>& t, const PrintFormat& f, bool 
 }  // namespace detail
 
 template <class T>
-std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
-  if (!t.defined()) return os << "tensor(undefined)";
+std::ostream& operator<<(std::ostream& os, const Tensor<T>& x) {
+  if (!x.defined()) return os << "tensor(undefined)";
+  Tensor<T> t = x;
+  if (x.device() != Device::CPU) {
+    NoGradGuard no_grad;
+    t = x.to(Device::CPU);
+  }
   const bool summarize = t.numel() > detail::kSummarizeAbove;
   detail::PrintFormat f;
   if constexpr (std::is_floating_point_v<T>) {
@@ -115,9 +122,10 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
   os << "tensor(";
   detail::print_rec(os, t, f, summarize, 0, 0, indent);
   if (t.numel() == 0) os << ", size=" << t.shape();
+  if (x.device() != Device::CPU) os << ", device='" << device_name(x.device()) << "'";
   if constexpr (std::is_same_v<T, double>) os << ", dtype=float64";
-  if (t.grad_fn()) os << ", grad_fn=<" << t.grad_fn()->name() << ">";
-  else if (t.requires_grad()) os << ", requires_grad=True";
+  if (x.grad_fn()) os << ", grad_fn=<" << x.grad_fn()->name() << ">";
+  else if (x.requires_grad()) os << ", requires_grad=True";
   return os << ')';
 }
 

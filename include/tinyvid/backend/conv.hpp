@@ -1,0 +1,37 @@
+#pragma once
+// conv2d's kernels behind the device seam: each takes the call's geometry and already allocated, contiguous
+// tensors, and runs the kernel of their device (backend/cpu/conv.hpp on the CPU).
+#include "tinyvid/backend/conv_geometry.hpp"
+#include "tinyvid/backend/cpu/conv.hpp"
+#include "tinyvid/backend/dispatch.hpp"
+
+namespace tv::kernel {
+
+// y (N x Cout x OH x OW) = conv(x, w) + bias; bias may be undefined.
+template <class T>
+void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y) {
+  TV_DISPATCH("conv2d", device_of("conv2d", x, w, bias, y),
+              conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
+}
+
+// gx (N x C x H x W, overwritten) = the gradient of the input.
+template <class T>
+void conv2d_backward_input(const ConvGeometry& g, const Tensor<T>& gy, const Tensor<T>& w, Tensor<T>& gx) {
+  TV_DISPATCH("conv2d backward", device_of("conv2d backward", gy, w, gx),
+              conv2d_backward_input<T>(g, gy.data(), w.data(), gx.data()));
+}
+
+// gw (Cout x C/groups x KH x KW, overwritten) = the gradient of the weight.
+template <class T>
+void conv2d_backward_weight(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& gy, Tensor<T>& gw) {
+  TV_DISPATCH("conv2d backward", device_of("conv2d backward", x, gy, gw),
+              conv2d_backward_weight<T>(g, x.data(), gy.data(), gw.data()));
+}
+
+// gb (Cout, overwritten) = the gradient of the bias.
+template <class T>
+void conv2d_backward_bias(const ConvGeometry& g, const Tensor<T>& gy, Tensor<T>& gb) {
+  TV_DISPATCH("conv2d backward", device_of("conv2d backward", gy, gb), conv2d_backward_bias<T>(g, gy.data(), gb.data()));
+}
+
+}  // namespace tv::kernel
