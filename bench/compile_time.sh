@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Compile time of a user's file (issue 13): a small typical program that includes <tinyvid/tinyvid.hpp>,
-# the same program including only the headers it needs (the floor of the header layout), and a file that
-# includes only <Eigen/Dense> and does a small matrix product (the reference), each at -O0 and -O2.
-# Flags are what the tinyvid::tinyvid CMake target gives a user: -std=c++20, include/ and Eigen's
-# include dir, -fopenmp, and -DTINYVID_WITH_OPENBLAS -DEIGEN_USE_BLAS where Debian's OpenMP build of
-# OpenBLAS is installed (as cmake/TinyvidBlas.cmake decides); no -march=native (the user chooses).
+# Compile time of a user's file: a small typical program that includes <tinyvid/tinyvid.hpp>, built as the
+# CMake target tinyvid::tinyvid builds it (mode "compiled": -DTINYVID_COMPILED, the common template instances
+# come from the target's library, include/tinyvid/instances.hpp) and as a header-only user builds it (mode
+# "header_only"); the same program including only the headers it needs (header-only: the floor of the header
+# layout); and a file that includes only <Eigen/Dense> and does a small matrix product (the reference), each
+# at -O0 and -O2. Flags are what the target gives a user: -std=c++20, include/ and Eigen's include dir,
+# -fopenmp, and -DTINYVID_WITH_OPENBLAS -DEIGEN_USE_BLAS where Debian's OpenMP build of OpenBLAS is
+# installed (as cmake/TinyvidBlas.cmake decides); no -march=native (the user chooses).
 # Every compile (-c, to an object file) runs --reps times, interleaved; the best wall time counts.
 # Prints one JSON line per figure: seconds (best wall), cpu_seconds (best user+sys) and, for tinyvid's
-# files, ratio = seconds / the Eigen file's seconds at the same -O (the issue's goal: < 1.8 at -O2).
+# files, ratio = seconds / the Eigen file's seconds at the same -O.
 # Usage: bash bench/compile_time.sh [--reps N] [--opt "O0 O2"] [--include DIR] [--flags "EXTRA FLAGS"]
 #   --include: another include/ tree (e.g. an experimental copy); default the repo's include/
 #   --flags:   added to tinyvid's compiles only (e.g. "-march=native", or a mode define)
@@ -91,6 +93,7 @@ int main() {
   echo '#include <cstdio>'
   echo "$body"
 } > "$work/user_umbrella.cpp"
+cp "$work/user_umbrella.cpp" "$work/user_umbrella_header_only.cpp"
 # (c) the same program including only the headers it uses: the floor of the header layout.
 {
   echo '#include <tinyvid/autograd/engine.hpp>'
@@ -111,12 +114,13 @@ int main() {
 }
 EOF
 
-files=(eigen_dense user_umbrella user_minimal)
+files=(eigen_dense user_umbrella user_umbrella_header_only user_minimal)
 declare -A wall cpu
 # One compile: sets the globals w (wall seconds) and c (user+sys seconds); a failure shows the errors and exits.
 compile() {
   local file=$1 opt=$2 flags=("${common[@]}")
   [[ $file != eigen_dense ]] && flags+=("${tinyvid_flags[@]}")
+  [[ $file == user_umbrella ]] && flags+=(-DTINYVID_COMPILED)
   local t0 t1 times
   t0=$(date +%s.%N)
   times=$( { TIMEFORMAT='%U %S'; time "$cxx" "${flags[@]}" "-$opt" -c "$work/$file.cpp" -o "$work/$file.o" 2>"$work/err"; } 2>&1 ) || {
@@ -151,8 +155,10 @@ for opt in $opts; do
     else
       ratio=$(awk -v a="${wall[$k]}" -v b="$ref" 'BEGIN { printf "%.2f", a / b }')
       ratio_cpu=$(awk -v a="${cpu[$k]}" -v b="$ref_cpu" 'BEGIN { printf "%.2f", a / b }')
-      printf '{"bench":"compile_time","impl":"tinyvid","file":"%s","opt":"%s","compiler":"%s %s","openblas":%s,"flags":"%s","reps":%d,"seconds":%s,"cpu_seconds":%s,"ratio":%s,"ratio_cpu":%s}\n' \
-        "$f" "$opt" "$(basename "$cxx")" "$version" "$([[ $blas == yes ]] && echo true || echo false)" "$extra" "$reps" "${wall[$k]}" \
+      mode=header_only
+      [[ $f == user_umbrella ]] && mode=compiled
+      printf '{"bench":"compile_time","impl":"tinyvid","file":"%s","mode":"%s","opt":"%s","compiler":"%s %s","openblas":%s,"flags":"%s","reps":%d,"seconds":%s,"cpu_seconds":%s,"ratio":%s,"ratio_cpu":%s}\n' \
+        "$f" "$mode" "$opt" "$(basename "$cxx")" "$version" "$([[ $blas == yes ]] && echo true || echo false)" "$extra" "$reps" "${wall[$k]}" \
         "${cpu[$k]}" "$ratio" "$ratio_cpu"
     fi
   done

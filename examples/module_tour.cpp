@@ -13,7 +13,7 @@ struct Net : UnaryModule<float> {  // UnaryModule: one tensor in, one out
     fc = register_module("fc", std::make_shared<Linear<float>>(8 * 4 * 4, 2));
   }
   tv::Tensor<float> forward(const tv::Tensor<float>& x) override {
-    auto y = tv::max_pool2d(tv::relu((*bn1)((*conv1)(x))), {3, 3}, {2, 2}, {1, 1});
+    auto y = tv::max_pool2d(tv::relu((*bn1)((*conv1)(x))), tv::MaxPool2dOptions(3).stride(2).padding(1));
     return (*fc)(y.flatten(1));
   }
   std::shared_ptr<Conv2d<float>> conv1;

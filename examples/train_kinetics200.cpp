@@ -96,10 +96,10 @@ int main(int argc, char** argv) try {
   data::Loader val_loader(val_set, {.batch_size = o.batch, .shuffle = false, .num_workers = workers});
 
   // 4. The model from the registry: TSN on a ResNet-50 with DNR's relay cells and normalizations (--model tsn_r50
-  // is the baseline). width shrinks every layer (64 is ResNet-50); norm_group_clips 8 takes batch-norm statistics
+  // is the baseline). width shrinks every layer (64 is ResNet-50); stats_group_clips 8 takes batch-norm statistics
   // over groups of 8 clips, as each of the paper's 8 GPUs did.
   tv::models::ModelConfig cfg{.num_classes = static_cast<int64_t>(classes.size()), .frames = o.frames,
-                              .set = {{"width", std::to_string(o.width)}, {"norm_group_clips", "8"}}};
+                              .set = {{"width", std::to_string(o.width)}, {"stats_group_clips", "8"}}};
   auto model = tv::models::make_model<float>(o.model, cfg);
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();

@@ -335,9 +335,9 @@ TEST_CASE("models match a plain-PyTorch reference: logits and gradients (TSN, TS
   }
 }
 
-// norm_group_clips = 2 on a batch of 4 clips must train exactly as two devices with 2 clips each would:
+// stats_group_clips = 2 on a batch of 4 clips must train exactly as two devices with 2 clips each would:
 // the logits of two separate runs, their gradients summed, their running statistics averaged.
-TEST_CASE("models: norm_group_clips gives every norm per-device statistics (BN, CL, CT, stem, downsample)") {
+TEST_CASE("models: stats_group_clips gives every norm per-device statistics (BN, CL, CT, stem, downsample)") {
   for (const char* name : {"tsn_r18_dnr", "tsm_r50_dnr", "tsn_r50"}) {
     SUBCASE(name) {
       models::ModelConfig cfg;
@@ -347,7 +347,7 @@ TEST_CASE("models: norm_group_clips gives every norm per-device statistics (BN, 
       cfg.set = {{"width", "4"}, {"ct_group_frames", "2"}, {"ct_bidirectional", "true"}};
       auto one_device = models::make_model<double>(name, cfg);
       deterministic_fill(*one_device);
-      cfg.set["norm_group_clips"] = "2";
+      cfg.set["stats_group_clips"] = "2";
       auto grouped = models::make_model<double>(name, cfg);
       deterministic_fill(*grouped);
       tv::nn::StateDict<double> initial;
@@ -382,9 +382,9 @@ TEST_CASE("models: norm_group_clips gives every norm per-device statistics (BN, 
     }
   }
   models::ModelConfig cfg;
-  cfg.set = {{"norm_group_clips", "-1"}};
+  cfg.set = {{"stats_group_clips", "-1"}};
   CHECK_THROWS_WITH_AS(models::make_model<float>("tsn_r18", cfg),
-                       doctest::Contains("model switch norm_group_clips: expected a whole number >= 0, got '-1'"), tv::Error);
+                       doctest::Contains("model switch stats_group_clips: expected a whole number >= 0, got '-1'"), tv::Error);
 }
 
 TEST_CASE("dynamic_affine and the eval-mode norms (running statistics folded in): gradcheck, errors") {

@@ -782,6 +782,6 @@ TEST_CASE("json_quote: escapes as serde_json, and quotes any bytes into JSON the
     const Bytes bytes = make_file("{\"__metadata__\":{\"k\":" + tv::json_quote(s) + "}}");
     SafetensorsFile file;
     REQUIRE_NOTHROW(file = parse(bytes));
-    if (tv::io::detail::is_utf8(s)) CHECK(file.metadata.at("k") == s);
+    if (tv::detail::is_utf8(s)) CHECK(file.metadata.at("k") == s);
   }
 }

@@ -416,7 +416,7 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
     CHECK_MESSAGE(ok, ok.message);
   }
   // N clips of T=4 frames, C=3: frames 1..2 of every clip with channel_dim 2, statistics over all clips, and
-  // (DNR's use with norm_group_clips) over groups of 2 of 3 clips.
+  // (DNR's use with stats_group_clips) over groups of 2 of 3 clips.
   for (auto [clips, group] : {std::pair<int64_t, int64_t>{2, 0}, {3, 2}}) {
     CAPTURE(group);
     auto ok = tv::gradcheck(
@@ -516,11 +516,11 @@ TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
       auto g = grads_of(y, f.get<T>(name + ".gy"), {in});
       CHECK(fixtures::worst_ratio(g[0], f.get(name + ".gx"), atol, rtol) <= 1);
     };
-    check("maxpool", tv::max_pool2d(x, {3, 3}, {2, 2}, {1, 1}), x);
-    check("maxpool_ceil", tv::max_pool2d(x, {2, 2}, {2, 2}, {0, 0}, true), x);
-    check("avgpool", tv::avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}), x);
-    check("avgpool_nopad", tv::avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}, false, false), x);
-    check("adaptive", tv::adaptive_avg_pool2d(x, {4, 3}), x);
+    check("maxpool", tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)), x);
+    check("maxpool_ceil", tv::max_pool2d(x, tv::MaxPool2dOptions(2).ceil_mode(true)), x);
+    check("avgpool", tv::avg_pool2d(x, tv::AvgPool2dOptions(3).stride(2).padding(1)), x);
+    check("avgpool_nopad", tv::avg_pool2d(x, tv::AvgPool2dOptions(3).stride(2).padding(1).count_include_pad(false)), x);
+    check("adaptive", tv::adaptive_avg_pool2d(x, tv::AdaptiveAvgPool2dOptions({4, 3})), x);
     auto logits = f.get<T>("logits").requires_grad_();
     check("softmax", tv::softmax(logits, 1), logits);
     check("log_softmax", tv::log_softmax(logits, 1), logits);
@@ -550,10 +550,10 @@ TEST_CASE("pools, softmax, losses, linear, LSTM cell, dropout: gradcheck") {
     auto ok = tv::gradcheck(fn, in);
     CHECK_MESSAGE(ok, ok.message);
   };
-  check("max_pool2d", [](const Inputs& v) { return tv::max_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}); }, {x});
-  check("avg_pool2d", [](const Inputs& v) { return tv::avg_pool2d(v[0], {2, 3}, {1, 2}, {1, 1}, true); }, {x});
-  check("adaptive_avg_pool2d", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], {3, 4}); }, {x});
-  check("global average pool", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], {1, 1}); }, {x});
+  check("max_pool2d", [](const Inputs& v) { return tv::max_pool2d(v[0], tv::MaxPool2dOptions(3).stride(2).padding(1)); }, {x});
+  check("avg_pool2d", [](const Inputs& v) { return tv::avg_pool2d(v[0], tv::AvgPool2dOptions({2, 3}).stride({1, 2}).padding(1).ceil_mode(true)); }, {x});
+  check("adaptive_avg_pool2d", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], tv::AdaptiveAvgPool2dOptions({3, 4})); }, {x});
+  check("global average pool", [](const Inputs& v) { return tv::adaptive_avg_pool2d(v[0], 1); }, {x});
   auto logits = randn({4, 5}, 12);
   check("softmax dim 0", [](const Inputs& v) { return tv::softmax(v[0], 0); }, {logits});
   check("log_softmax", [](const Inputs& v) { return tv::log_softmax(v[0], -1); }, {logits});
@@ -616,8 +616,8 @@ TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and grad
       {"max of all", {1, nan, 3, 2}, {4}, [](const Tensor<float>& x) { return tv::max(x); }, {nan}, {0, 1, 0, 0}},
       // Windows [[1, nan], [nan, 0]] and [[nan, 2], [0, 3]]: the last NaN of a window wins (PyTorch's CPU kernel).
       {"max_pool2d", {1, nan, 2, nan, 0, 3}, {1, 1, 2, 3},
-       [](const Tensor<float>& x) { return tv::max_pool2d(x, {2, 2}, {1, 1}); }, {nan, nan}, {0, 1, 0, 1, 0, 0}},
-      {"adaptive_avg_pool2d", pair_rows, {1, 1, 2, 2}, [](const Tensor<float>& x) { return tv::adaptive_avg_pool2d(x, {1, 1}); },
+       [](const Tensor<float>& x) { return tv::max_pool2d(x, tv::MaxPool2dOptions(2).stride(1)); }, {nan, nan}, {0, 1, 0, 1, 0, 0}},
+      {"adaptive_avg_pool2d", pair_rows, {1, 1, 2, 2}, [](const Tensor<float>& x) { return tv::adaptive_avg_pool2d(x, 1); },
        {nan}, {0.25f, 0.25f, 0.25f, 0.25f}},
       {"softmax", pair_rows, {2, 2}, [](const Tensor<float>& x) { return tv::softmax(x, 1); },
        {nan, nan, 0.26894143f, 0.7310586f}, {nan, nan, 0, 0}},
@@ -744,7 +744,7 @@ struct TinyNet : tv::nn::UnaryModule<float> {
   }
   Tensor<float> forward(const Tensor<float>& x) override {
     auto y = (*layer1)(tv::relu((*bn1)((*conv1)(x))));
-    return (*fc)(tv::adaptive_avg_pool2d(y, {1, 1}).flatten(1));
+    return (*fc)(tv::adaptive_avg_pool2d(y, 1).flatten(1));
   }
   std::shared_ptr<tv::nn::Conv2d<float>> conv1;
   std::shared_ptr<tv::nn::BatchNorm2d<float>> bn1;

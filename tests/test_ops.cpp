@@ -247,14 +247,14 @@ std::vector<OpCase> op_cases() {
                  return tv::batch_norm(x[0], rm, rv, tv::BatchNormFuncOptions<T>().weight(x[1]).bias(x[2]));
                }});
   // pools (2-D only: tinyvid has no 3-D pool)
-  c.push_back({"max_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }});
-  c.push_back({"max_pool2d_ceil", {{1, 2, 5, 5}}, [](const auto& x) { return tv::max_pool2d(x[0], {2, 2}, {2, 2}, {0, 0}, true); }});
-  c.push_back({"avg_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); }});
+  c.push_back({"max_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::max_pool2d(x[0], tv::MaxPool2dOptions(3).stride(2).padding(1)); }});
+  c.push_back({"max_pool2d_ceil", {{1, 2, 5, 5}}, [](const auto& x) { return tv::max_pool2d(x[0], tv::MaxPool2dOptions(2).ceil_mode(true)); }});
+  c.push_back({"avg_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::avg_pool2d(x[0], tv::AvgPool2dOptions(3).stride(2).padding(1)); }});
   c.push_back({"avg_pool2d_ceil_exclude_pad", {{1, 2, 6, 7}}, [](const auto& x) {
-                 return tv::avg_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}, true, false);
+                 return tv::avg_pool2d(x[0], tv::AvgPool2dOptions({2, 3}).stride({1, 2}).padding(1).ceil_mode(true).count_include_pad(false));
                }});
-  c.push_back({"adaptive_avg_pool2d", {{2, 2, 7, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], {3, 4}); }});
-  c.push_back({"adaptive_avg_pool2d_global", {{2, 3, 4, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], {1, 1}); }});
+  c.push_back({"adaptive_avg_pool2d", {{2, 2, 7, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], tv::AdaptiveAvgPool2dOptions({3, 4})); }});
+  c.push_back({"adaptive_avg_pool2d_global", {{2, 3, 4, 5}}, [](const auto& x) { return tv::adaptive_avg_pool2d(x[0], 1); }});
   // dropout: the mask comes from the seed inside the case, the same on every call and every backend
   c.push_back({"dropout", {{4, 5}}, [](const auto& x) {
                  tv::Generator gen(7);

@@ -44,3 +44,8 @@
 #include "tinyvid/io/safetensors.hpp"
 #include "tinyvid/nn/weights.hpp"
 #include "tinyvid/models/summary.hpp"
+
+// The CMake target tinyvid::tinyvid links the library of compiled instances and sets TINYVID_COMPILED.
+#ifdef TINYVID_COMPILED
+#include "tinyvid/instances.hpp"
+#endif

@@ -5,6 +5,15 @@
 tv::Tensor<float> second_file_square(const tv::Tensor<float>& x);
 
 int main() {
+#ifdef TINYVID_COMPILED
+  const bool compiled = true;
+#else
+  const bool compiled = false;
+#endif
+  if (compiled != bool(EXPECT_COMPILED)) {
+    std::cout << "tinyvid::tinyvid: expected " << (EXPECT_COMPILED ? "compiled instances" : "the headers alone") << "\n";
+    return 2;
+  }
   auto x = tv::tensor<float>({1, 2, 3}).requires_grad_();
   auto y = tv::sum(second_file_square(x));
   y.backward();

@@ -1,5 +1,6 @@
 #pragma once
-// JSON strings: the one escaper behind safetensors headers, test reports and the command line's --json.
+// JSON strings: the one escaper behind safetensors headers, test reports and the command line's --json, and
+// the one UTF-8 check (detail::utf8_sequence_length, detail::is_utf8).
 //
 //   tv::json_quote("a\"b\n")   -> "a\"b\n" (quoted; \" and \n escaped)
 //
@@ -17,7 +18,7 @@ namespace tv {
 namespace detail {
 // The length of the well-formed UTF-8 sequence starting s[i], or 0 if it is malformed (overlong forms,
 // surrogates and code points past U+10FFFF included).
-inline size_t json_utf8_length(std::string_view s, size_t i) {
+inline size_t utf8_sequence_length(std::string_view s, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<uint8_t>(s[k]); };
   const uint8_t c = byte(i);
   if (c < 0x80) return 1;
@@ -41,6 +42,15 @@ inline size_t json_utf8_length(std::string_view s, size_t i) {
     if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
   return len;
 }
+
+inline bool is_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = utf8_sequence_length(s, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
 }  // namespace detail
 
 // s as a JSON string literal, quotes included.
@@ -51,7 +61,7 @@ inline std::string json_quote(std::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<uint8_t>(s[i]);
-    const size_t len = detail::json_utf8_length(s, i);
+    const size_t len = detail::utf8_sequence_length(s, i);
     if (len > 1) {
       out.append(s.substr(i, len));
       i += len;

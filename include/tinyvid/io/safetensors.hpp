@@ -88,42 +88,6 @@ void store_le(uint8_t* p, U v) {
   for (size_t i = 0; i < sizeof(U); ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-// The length of the well-formed UTF-8 sequence at p (at most n bytes available), or 0 when it is
-// malformed (overlong forms, surrogates and code points past U+10FFFF included).
-inline size_t utf8_sequence_length(const uint8_t* p, size_t n) {
-  const uint8_t c = p[0];
-  if (c < 0x80) return 1;
-  size_t len = 0;
-  uint8_t lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (n < len || p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < len; ++i)
-    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-  return len;
-}
-
-inline bool is_utf8(const std::string& s) {
-  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-  for (size_t i = 0; i < s.size();) {
-    size_t len = utf8_sequence_length(p + i, s.size() - i);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
-}
-
 // Reads the JSON subset a safetensors header uses (objects, arrays, strings, integers) as the
 // header's schema asks for it: memory stays proportional to what is kept, and nothing recurses.
 // `expected` (and the optional `subject`, quoted after it) say what the caller wanted, for messages.
@@ -316,7 +280,8 @@ class HeaderReader {
         append_utf8(s, cp);
         continue;
       }
-      const size_t len = utf8_sequence_length(p_ + i_, n_ - i_);
+      const std::string_view text(reinterpret_cast<const char*>(p_), n_);
+      const size_t len = ::tv::detail::utf8_sequence_length(text, i_);
       if (len == 0) fail("UTF-8 text");
       s.append(reinterpret_cast<const char*>(p_ + i_), len);
       i_ += len;
@@ -702,14 +667,14 @@ void save_safetensors(const std::string& path, const NamedTensors<T>& tensors,
   for (const auto& [name, t] : tensors) {
     TV_CHECK(name != "__metadata__", "save_safetensors '", path, "': '__metadata__' cannot name a tensor");
     TV_CHECK(names.insert(name).second, "save_safetensors '", path, "': the name '", name, "' appears twice");
-    TV_CHECK(detail::is_utf8(name), "save_safetensors '", path, "': the name '", name, "' is not valid UTF-8");
+    TV_CHECK(::tv::detail::is_utf8(name), "save_safetensors '", path, "': the name '", name, "' is not valid UTF-8");
     TV_CHECK(t.defined(), "save_safetensors '", path, "': tensor '", name, "' is undefined");
     TV_CHECK(t.device() == Device::CPU, "save_safetensors '", path, "': tensor '", name, "' is on ",
              device_name(t.device()), "; expected a CPU tensor");
   }
   for (const auto& [key, value] : metadata)
-    TV_CHECK(detail::is_utf8(key) && detail::is_utf8(value), "save_safetensors '", path, "': metadata '", key,
-             "' is not valid UTF-8");
+    TV_CHECK(::tv::detail::is_utf8(key) && ::tv::detail::is_utf8(value), "save_safetensors '", path,
+             "': metadata '", key, "' is not valid UTF-8");
   auto stored_dtype = [&](const std::string& name) {
     return detail::is_integer_buffer(name) ? Dtype::I64 : float_dtype;
   };

@@ -77,8 +77,8 @@ inline const std::vector<ModelSwitch>& model_switches() {
        [](RecognizerOptions& o) -> F { return &o.backbone.dnr.interlace; }},
       {"reduction", "DNR: bottleneck ratio of the relay projections",
        [](RecognizerOptions& o) -> F { return &o.backbone.dnr.reduction; }},
-      {"norm_group_clips", "norm statistics over groups of this many clips (0: the whole batch)",
-       [](RecognizerOptions& o) -> F { return &o.backbone.norm_group_clips; }, 0},
+      {"stats_group_clips", "norm statistics over groups of this many clips (0: the whole batch)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.stats_group_clips; }, 0},
   };
   return table;
 }

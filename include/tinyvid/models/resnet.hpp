@@ -22,7 +22,7 @@ struct ResNetOptions {
   bool temporal_shift = false;  // TSM: shift each block's residual input
   int64_t shift_div = 8;        // TSM's fold: 1 / shift_div of the channels each way
   int64_t width = 64;           // channels of the stem and of stage 1 (64 in ResNet; less for small demos)
-  int64_t norm_group_clips = 0; // > 0: every norm's training statistics over groups of this many clips, as
+  int64_t stats_group_clips = 0; // > 0: every norm's training statistics over groups of this many clips, as
                                 // per-GPU batch norm (the paper: 8); 0: over the whole batch
 };
 
@@ -44,7 +44,7 @@ std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t 
 }
 template <class T>
 std::shared_ptr<nn::BatchNorm2d<T>> bn(int64_t c, const ResNetOptions& o) {
-  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c).stats_group_clips(o.norm_group_clips).rows_per_clip(o.frames));
+  return std::make_shared<nn::BatchNorm2d<T>>(nn::BatchNormOptions(c).stats_group_clips(o.stats_group_clips).rows_per_clip(o.frames));
 }
 }  // namespace detail
 
@@ -67,10 +67,10 @@ class Block : public nn::Module<T> {
     const std::string name = cross_layer ? "bn1" : "bn2";
     if (cross_layer && dnr && o.dnr.cross_layer) {
       cl_norm = this->register_module(name, std::make_shared<dnr::CrossLayerNorm<T>>(c));
-      cl_norm->stats_group_clips = o.norm_group_clips;
+      cl_norm->stats_group_clips = o.stats_group_clips;
     } else if (!cross_layer && dnr && o.dnr.cross_temporal) {
       ct_norm = this->register_module(name, std::make_shared<dnr::CrossTemporalNorm<T>>(c, o.dnr, 0.1, 1e-5, gen));
-      ct_norm->stats_group_clips = o.norm_group_clips;
+      ct_norm->stats_group_clips = o.stats_group_clips;
     } else {
       (cross_layer ? bn1_ : bn2_) = this->register_module(name, detail::bn<T>(c, o));
     }
@@ -214,7 +214,7 @@ class ResNet : public nn::Module<T> {
     TV_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input of shape N*T x 3 x H x W, got ", x.shape());
     TV_CHECK(x.size(0) % options.frames == 0, "ResNet: the batch dim ", x.size(0),
              " is not a multiple of the frames per clip, ", options.frames);
-    Tensor<T> y = max_pool2d(relu((*bn1)((*conv1)(x))), {3, 3}, {2, 2}, {1, 1});
+    Tensor<T> y = max_pool2d(relu((*bn1)((*conv1)(x))), MaxPool2dOptions(3).stride(2).padding(1));
     for (auto& layer : layers) y = layer->forward(y, options.frames);
     return y;
   }

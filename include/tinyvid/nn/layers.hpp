@@ -211,67 +211,33 @@ class ReLU : public UnaryModule<T> {
   Tensor<T> forward(const Tensor<T>& x) override { return relu(x); }
 };
 
-// Pool options as libtorch's: built from the kernel size (implicitly, so MaxPool2d({3, 3}) reads as in
-// libtorch), the stride defaulting to the kernel size.
-struct MaxPool2dOptions {
-  /* implicit */ MaxPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size), stride_(kernel_size) {}
-  /* implicit */ MaxPool2dOptions(int64_t kernel_size) : MaxPool2dOptions(Pair{kernel_size, kernel_size}) {}
-  TV_ARG(MaxPool2dOptions, Pair, kernel_size);
-  TV_ARG(MaxPool2dOptions, Pair, stride);
-  TV_ARG(MaxPool2dOptions, Pair, padding) = {0, 0};
-  TV_ARG(MaxPool2dOptions, bool, ceil_mode) = false;
-
- public:
-  MaxPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
-  MaxPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
-};
+// The pool options are tv::'s (ops/pool.hpp), one set for the layers and the functions, as libtorch's
+// MaxPool2dFuncOptions is MaxPool2dOptions.
+using MaxPool2dOptions = ::tv::MaxPool2dOptions;
+using AvgPool2dOptions = ::tv::AvgPool2dOptions;
+using AdaptiveAvgPool2dOptions = ::tv::AdaptiveAvgPool2dOptions;
 
 template <class T = float>
 class MaxPool2d : public UnaryModule<T> {
  public:
   explicit MaxPool2d(const MaxPool2dOptions& o) : options(o) {}
-  Tensor<T> forward(const Tensor<T>& x) override {
-    return max_pool2d(x, options.kernel_size(), options.stride(), options.padding(), options.ceil_mode());
-  }
+  Tensor<T> forward(const Tensor<T>& x) override { return max_pool2d(x, options); }
   MaxPool2dOptions options;
-};
-
-struct AvgPool2dOptions {
-  /* implicit */ AvgPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size), stride_(kernel_size) {}
-  /* implicit */ AvgPool2dOptions(int64_t kernel_size) : AvgPool2dOptions(Pair{kernel_size, kernel_size}) {}
-  TV_ARG(AvgPool2dOptions, Pair, kernel_size);
-  TV_ARG(AvgPool2dOptions, Pair, stride);
-  TV_ARG(AvgPool2dOptions, Pair, padding) = {0, 0};
-  TV_ARG(AvgPool2dOptions, bool, ceil_mode) = false;
-  TV_ARG(AvgPool2dOptions, bool, count_include_pad) = true;
-
- public:
-  AvgPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
-  AvgPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
 };
 
 template <class T = float>
 class AvgPool2d : public UnaryModule<T> {
  public:
   explicit AvgPool2d(const AvgPool2dOptions& o) : options(o) {}
-  Tensor<T> forward(const Tensor<T>& x) override {
-    return avg_pool2d(x, options.kernel_size(), options.stride(), options.padding(), options.ceil_mode(),
-                      options.count_include_pad());
-  }
+  Tensor<T> forward(const Tensor<T>& x) override { return avg_pool2d(x, options); }
   AvgPool2dOptions options;
-};
-
-struct AdaptiveAvgPool2dOptions {
-  /* implicit */ AdaptiveAvgPool2dOptions(Pair output_size) : output_size_(output_size) {}
-  /* implicit */ AdaptiveAvgPool2dOptions(int64_t output_size) : output_size_(Pair{output_size, output_size}) {}
-  TV_ARG(AdaptiveAvgPool2dOptions, Pair, output_size);
 };
 
 template <class T = float>
 class AdaptiveAvgPool2d : public UnaryModule<T> {
  public:
   explicit AdaptiveAvgPool2d(const AdaptiveAvgPool2dOptions& o) : options(o) {}
-  Tensor<T> forward(const Tensor<T>& x) override { return adaptive_avg_pool2d(x, options.output_size()); }
+  Tensor<T> forward(const Tensor<T>& x) override { return adaptive_avg_pool2d(x, options); }
   AdaptiveAvgPool2dOptions options;
 };
 

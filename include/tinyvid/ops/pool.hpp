@@ -3,102 +3,46 @@
 // tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)). The kernels are in backend/pool.hpp.
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/backend/pool.hpp"
+#include "tinyvid/core/options.hpp"
 #include "tinyvid/core/shape.hpp"
 #include "tinyvid/ops/view.hpp"
 
 namespace tv {
 
-// max_pool2d's options: kernel_size, stride (default: the kernel size), padding (default 0), ceil_mode (default
-// false). Setters chain and return *this; a getter of the same name reads each option.
+// Options as libtorch's, one set for the functions here and the nn:: layers: built (implicitly) from the
+// kernel size, the stride defaulting to it, padding 0, ceil_mode false; avg_pool2d's count_include_pad defaults
+// to true (padding zeros count in the divisor, as PyTorch's default). Setters chain; getters read.
 class MaxPool2dOptions {
  public:
-  MaxPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch's
-  MaxPool2dOptions(int64_t kernel_size) : kernel_size_{kernel_size, kernel_size} {}  // NOLINT
-  MaxPool2dOptions& kernel_size(Pair v) {
-    kernel_size_ = v;
-    return *this;
-  }
-  MaxPool2dOptions& kernel_size(int64_t v) { return kernel_size(Pair{v, v}); }
-  // {0, 0} means the kernel size.
-  MaxPool2dOptions& stride(Pair v) {
-    stride_ = v;
-    return *this;
-  }
-  MaxPool2dOptions& stride(int64_t v) { return stride(Pair{v, v}); }
-  MaxPool2dOptions& padding(Pair v) {
-    padding_ = v;
-    return *this;
-  }
-  MaxPool2dOptions& padding(int64_t v) { return padding(Pair{v, v}); }
-  MaxPool2dOptions& ceil_mode(bool v) {
-    ceil_mode_ = v;
-    return *this;
-  }
-  Pair kernel_size() const { return kernel_size_; }
-  Pair stride() const { return stride_ == Pair{0, 0} ? kernel_size_ : stride_; }
-  Pair padding() const { return padding_; }
-  bool ceil_mode() const { return ceil_mode_; }
-
- private:
-  Pair kernel_size_, stride_{0, 0}, padding_{0, 0};
-  bool ceil_mode_ = false;
+  MaxPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size), stride_(kernel_size) {}  // NOLINT: implicit
+  MaxPool2dOptions(int64_t kernel_size) : MaxPool2dOptions(Pair{kernel_size, kernel_size}) {}  // NOLINT
+  MaxPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
+  MaxPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
+  TV_ARG(MaxPool2dOptions, Pair, kernel_size);
+  TV_ARG(MaxPool2dOptions, Pair, stride);
+  TV_ARG(MaxPool2dOptions, Pair, padding) = {0, 0};
+  TV_ARG(MaxPool2dOptions, bool, ceil_mode) = false;
 };
 
-// avg_pool2d's options: those of max_pool2d and count_include_pad (default true: padding zeros count in the
-// divisor, as PyTorch's default).
 class AvgPool2dOptions {
  public:
-  AvgPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch's
-  AvgPool2dOptions(int64_t kernel_size) : kernel_size_{kernel_size, kernel_size} {}  // NOLINT
-  AvgPool2dOptions& kernel_size(Pair v) {
-    kernel_size_ = v;
-    return *this;
-  }
-  AvgPool2dOptions& kernel_size(int64_t v) { return kernel_size(Pair{v, v}); }
-  // {0, 0} means the kernel size.
-  AvgPool2dOptions& stride(Pair v) {
-    stride_ = v;
-    return *this;
-  }
-  AvgPool2dOptions& stride(int64_t v) { return stride(Pair{v, v}); }
-  AvgPool2dOptions& padding(Pair v) {
-    padding_ = v;
-    return *this;
-  }
-  AvgPool2dOptions& padding(int64_t v) { return padding(Pair{v, v}); }
-  AvgPool2dOptions& ceil_mode(bool v) {
-    ceil_mode_ = v;
-    return *this;
-  }
-  AvgPool2dOptions& count_include_pad(bool v) {
-    count_include_pad_ = v;
-    return *this;
-  }
-  Pair kernel_size() const { return kernel_size_; }
-  Pair stride() const { return stride_ == Pair{0, 0} ? kernel_size_ : stride_; }
-  Pair padding() const { return padding_; }
-  bool ceil_mode() const { return ceil_mode_; }
-  bool count_include_pad() const { return count_include_pad_; }
-
- private:
-  Pair kernel_size_, stride_{0, 0}, padding_{0, 0};
-  bool ceil_mode_ = false, count_include_pad_ = true;
+  AvgPool2dOptions(Pair kernel_size) : kernel_size_(kernel_size), stride_(kernel_size) {}  // NOLINT: implicit
+  AvgPool2dOptions(int64_t kernel_size) : AvgPool2dOptions(Pair{kernel_size, kernel_size}) {}  // NOLINT
+  AvgPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
+  AvgPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
+  TV_ARG(AvgPool2dOptions, Pair, kernel_size);
+  TV_ARG(AvgPool2dOptions, Pair, stride);
+  TV_ARG(AvgPool2dOptions, Pair, padding) = {0, 0};
+  TV_ARG(AvgPool2dOptions, bool, ceil_mode) = false;
+  TV_ARG(AvgPool2dOptions, bool, count_include_pad) = true;
 };
 
-// adaptive_avg_pool2d's options: the output size.
+// adaptive_avg_pool2d's options: the output size (AdaptiveAvgPool2dOptions(1) is the global average pool).
 class AdaptiveAvgPool2dOptions {
  public:
-  AdaptiveAvgPool2dOptions(Pair output_size) : output_size_(output_size) {}  // NOLINT: implicit, as libtorch's
+  AdaptiveAvgPool2dOptions(Pair output_size) : output_size_(output_size) {}  // NOLINT: implicit
   AdaptiveAvgPool2dOptions(int64_t output_size) : output_size_{output_size, output_size} {}  // NOLINT
-  AdaptiveAvgPool2dOptions& output_size(Pair v) {
-    output_size_ = v;
-    return *this;
-  }
-  AdaptiveAvgPool2dOptions& output_size(int64_t v) { return output_size(Pair{v, v}); }
-  Pair output_size() const { return output_size_; }
-
- private:
-  Pair output_size_;
+  TV_ARG(AdaptiveAvgPool2dOptions, Pair, output_size);
 };
 
 namespace detail {
@@ -150,12 +94,6 @@ Tensor<T> max_pool2d(const Tensor<T>& input, const MaxPool2dOptions& options) {
   return y;
 }
 
-// The positional form: stride {0, 0} means the kernel size.
-template <class T>
-Tensor<T> max_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
-                     bool ceil_mode = false) {
-  return max_pool2d(input, MaxPool2dOptions(kernel).stride(stride).padding(padding).ceil_mode(ceil_mode));
-}
 
 // Mean over each window; count_include_pad as PyTorch's default (padding zeros count).
 template <class T>
@@ -176,16 +114,6 @@ Tensor<T> avg_pool2d(const Tensor<T>& input, const AvgPool2dOptions& options) {
   return y;
 }
 
-// The positional form: stride {0, 0} means the kernel size.
-template <class T>
-Tensor<T> avg_pool2d(const Tensor<T>& input, Pair kernel, Pair stride = {0, 0}, Pair padding = {0, 0},
-                     bool ceil_mode = false, bool count_include_pad = true) {
-  return avg_pool2d(input, AvgPool2dOptions(kernel)
-                               .stride(stride)
-                               .padding(padding)
-                               .ceil_mode(ceil_mode)
-                               .count_include_pad(count_include_pad));
-}
 
 // Mean over PyTorch's adaptive windows: rows floor(i H / OH) to ceil((i + 1) H / OH), likewise columns.
 // adaptive_avg_pool2d(x, {1, 1}) is the global average pool.
@@ -208,10 +136,5 @@ Tensor<T> adaptive_avg_pool2d(const Tensor<T>& input, const AdaptiveAvgPool2dOpt
   return y;
 }
 
-// The positional form.
-template <class T>
-Tensor<T> adaptive_avg_pool2d(const Tensor<T>& input, Pair output_size) {
-  return adaptive_avg_pool2d(input, AdaptiveAvgPool2dOptions(output_size));
-}
 
 }  // namespace tv

@@ -1,0 +1,6 @@
+// The float instances of include/tinyvid/instances.hpp, compiled once for the tinyvid::tinyvid target.
+#include "tinyvid/instances.hpp"
+
+namespace tv {
+TINYVID_FLOATING_INSTANCES(template, float)
+}  // namespace tv
