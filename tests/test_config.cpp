@@ -56,7 +56,8 @@ TEST_CASE("config: tv::parse_int and parse_real say what was expected, what came
       {"+8", "got '+8'"},
       {"1.5", "got '1.5'"},
       {"0", "got '0'"}};
-  for (const auto& [text, message] : bad_ints) {
+  for (const auto& bad : bad_ints) {
+    const auto &text = bad.first, &message = bad.second;
     CAPTURE(text);
     CHECK_THROWS_WITH_AS(tv::parse_int(text, "--seed", Range::at_least(1)), Contains(message), tv::Error);
   }
@@ -188,7 +189,8 @@ TEST_CASE("config: every number of the recipe is checked against its range, nami
       {"norm.mean = 1, 2", "small.conf:5: norm.mean needs 3 values (R, G, B), got 2"},
       {"train.scales = ", "small.conf:5: train.scales needs at least one scale"},
   };
-  for (const auto& [extra, message] : bad_runs) {
+  for (const auto& bad : bad_runs) {
+    const auto &extra = bad.first, &message = bad.second;
     CAPTURE(extra);
     CHECK_THROWS_WITH_AS(tv::train::make_recipe(small_config(std::string(extra) + "\n")), Contains(message), tv::Error);
   }
@@ -256,7 +258,9 @@ TEST_CASE("config: each _dnr config of configs/ is its plain twin plus the diffe
       {"sthv1_tsm_r50", {{"model", "tsm_r50_dnr"}, {"load_from", "checkpoints/tsm_r50_dnr_kinetics400.safetensors"}}},
       {"sthv2_tsm_r50", {{"model", "tsm_r50_dnr"}, {"load_from", "checkpoints/tsm_r50_dnr_kinetics400.safetensors"}}},
   };
-  for (const auto& [name, differences] : twins) {
+  for (const auto& twin : twins) {
+    const char* name = twin.first;
+    const Values& differences = twin.second;
     CAPTURE(name);
     const std::string dir = TINYVID_CONFIG_DIR;
     Values expected = Config::from_file(dir + "/" + name + ".conf").values();
@@ -295,7 +299,8 @@ TEST_CASE("config: load_from.skip entries are globs over the whole key, or key p
   std::set<std::string> plain;
   for (const auto& [k, t] : tv::models::make_model<float>("tsn_r50", r50)->state_dict()) plain.insert(k);
   size_t dnr_only = 0;
-  for (const auto& [k, t] : tv::models::make_model<float>("tsn_r50_dnr", r50)->state_dict()) {
+  for (const auto& named : tv::models::make_model<float>("tsn_r50_dnr", r50)->state_dict()) {
+    const std::string& k = named.first;
     CAPTURE(k);
     dnr_only += plain.count(k) == 0;
     CHECK(skip_matches(k, patterns) == (plain.count(k) == 0 || k.rfind("cls_head.", 0) == 0));

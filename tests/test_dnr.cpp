@@ -62,8 +62,8 @@ TEST_CASE("RelayCell: PyTorch's values and gradients, gradcheck, h in (0, 1)") {
     CHECK(fixtures::worst_ratio(s.grad(), f.get("relay.gs"), tol, tol) <= 1);
     CHECK(fixtures::worst_ratio(h.grad(), f.get("relay.gh"), tol, tol) <= 1);
     CHECK(fixtures::worst_ratio(c.grad(), f.get("relay.gc"), tol, tol) <= 1);
-    for (auto& [name, p] : cell.named_parameters())
-      CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get("relay.grad." + name), tol, tol) <= 1, name);
+    for (auto& named : cell.named_parameters())
+      CHECK_MESSAGE(fixtures::worst_ratio(named.second.grad(), f.get("relay.grad." + named.first), tol, tol) <= 1, named.first);
     for (T v : next.h.to_vector()) CHECK((v > 0 && v < 1));
   };
   run(double{}, kTolD);
@@ -105,8 +105,8 @@ TEST_CASE("CrossLayerNorm: PyTorch's values (train and eval), state, running sta
     CHECK(norm.num_batches_tracked.item() == 1);
     out.backward(f.get<T>("cl.gout"));
     CHECK(fixtures::worst_ratio(y.grad(), f.get("cl.gy"), tol, tol) <= 1);
-    for (auto& [name, p] : cell.named_parameters())
-      CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get("cl.grad." + name), tol, tol) <= 1, name);
+    for (auto& named : cell.named_parameters())
+      CHECK_MESSAGE(fixtures::worst_ratio(named.second.grad(), f.get("cl.grad." + named.first), tol, tol) <= 1, named.first);
     norm.eval();
     tv::NoGradGuard no_grad;
     dnr::RelayState<T> state0{f.get<T>("cl.h0"), f.get<T>("cl.c0")};
@@ -136,8 +136,9 @@ TEST_CASE("CrossTemporalNorm: PyTorch's values, uni- and bi-directional, train a
         CHECK(fixtures::worst_ratio(norm.running_var, f.get(name + ".running_var1"), tol, tol) <= 1);
         out.backward(f.get<T>(name + ".gout"));
         CHECK(fixtures::worst_ratio(y.grad(), f.get(name + ".gy"), tol, tol) <= 1);
-        for (auto& [pname, p] : norm.named_parameters())
-          CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get(name + ".grad." + pname), tol, tol) <= 1, pname);
+        for (auto& named : norm.named_parameters())
+          CHECK_MESSAGE(fixtures::worst_ratio(named.second.grad(), f.get(name + ".grad." + named.first), tol, tol) <= 1,
+                        named.first);
         norm.eval();
         tv::NoGradGuard no_grad;
         CHECK(fixtures::worst_ratio(norm.forward(y, 8), f.get(name + ".out_eval"), tol, tol) <= 1);
@@ -228,7 +229,7 @@ TEST_CASE("models: forward shapes, TSN consensus, DNR switches, registry errors"
       auto y = m->forward(tv::normal<float>({8, 3, 32, 32}));
       CHECK(y.shape() == tv::Shape{2, 5});
       tv::sum(y).backward();
-      for (auto& [pname, p] : m->named_parameters()) CHECK_MESSAGE(p.grad().defined(), pname);
+      for (auto& named : m->named_parameters()) CHECK_MESSAGE(named.second.grad().defined(), named.first);
     }
   }
   // TSN in eval: a clip's score is the mean of its frames' scores (averaging before the fc).
@@ -368,11 +369,13 @@ TEST_CASE("models: stats_group_clips gives every norm per-device statistics (BN,
           averaged[key] = d == 0 ? half : tv::add(averaged[key], half);
         }
       }
-      for (auto& [key, t] : grouped->named_buffers()) CHECK_MESSAGE(fixtures::worst_ratio(t, averaged[key], 1e-12, 1e-10) <= 1, key);
+      for (auto& named : grouped->named_buffers())
+        CHECK_MESSAGE(fixtures::worst_ratio(named.second, averaged[named.first], 1e-12, 1e-10) <= 1, named.first);
       const auto sum_of_parts = one_device->named_parameters();
       size_t k = 0;
-      for (auto& [key, p] : grouped->named_parameters())
-        CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), sum_of_parts[k++].second.grad(), 1e-12, 1e-8) <= 1, key);
+      for (auto& named : grouped->named_parameters())
+        CHECK_MESSAGE(fixtures::worst_ratio(named.second.grad(), sum_of_parts[k++].second.grad(), 1e-12, 1e-8) <= 1,
+                      named.first);
       // In eval the grouping changes nothing: running statistics only.
       grouped->eval();
       one_device->load_state_dict(grouped->state_dict());

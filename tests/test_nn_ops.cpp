@@ -404,7 +404,9 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
 TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a view") {
   // stats_group_clips 0: the whole batch; 1: a group per sample; 2: groups of 2, 2, 1; 5 and 8: the whole batch.
   auto x = randn({5, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);
-  for (auto [training, group] : {std::pair<bool, int64_t>{true, 0}, {false, 0}, {true, 1}, {true, 2}, {true, 5}, {true, 8}}) {
+  for (auto setting : {std::pair<bool, int64_t>{true, 0}, {false, 0}, {true, 1}, {true, 2}, {true, 5}, {true, 8}}) {
+    const bool training = setting.first;
+    const int64_t group = setting.second;
     CAPTURE(training);
     CAPTURE(group);
     auto ok = tv::gradcheck(
@@ -417,10 +419,11 @@ TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a vie
   }
   // N clips of T=4 frames, C=3: frames 1..2 of every clip with channel_dim 2, statistics over all clips, and
   // (DNR's use with stats_group_clips) over groups of 2 of 3 clips.
-  for (auto [clips, group] : {std::pair<int64_t, int64_t>{2, 0}, {3, 2}}) {
+  for (auto setting : {std::pair<int64_t, int64_t>{2, 0}, {3, 2}}) {
+    const int64_t clips = setting.first, group = setting.second;
     CAPTURE(group);
     auto ok = tv::gradcheck(
-        [clips = clips, group = group](const Inputs& v) {
+        [clips, group](const Inputs& v) {
           auto part = v[0].view({clips, 4, 3, 2, 2}).narrow(1, 1, 2);
           return tv::batch_norm(part, Tensor<double>(), Tensor<double>(), tv::BatchNormFuncOptions<double>().training(true).channel_dim(2).stats_group_clips(group));
         },
@@ -526,7 +529,9 @@ TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
     check("log_softmax", tv::log_softmax(logits, 1), logits);
     check("softmax0", tv::softmax(logits, 0), logits);
     auto target = to_index(f.get("target"));
-    for (auto [name, eps] : {std::pair<std::string, double>{"ce", 0.0}, {"ce_smooth", 0.1}}) {
+    for (const auto& setting : {std::pair<std::string, double>{"ce", 0.0}, {"ce_smooth", 0.1}}) {
+      const std::string& name = setting.first;
+      const double eps = setting.second;
       CAPTURE(name);
       logits.set_grad({});
       auto loss = tv::cross_entropy(logits, target, eps);

@@ -211,7 +211,9 @@ TEST_CASE("train: an interrupted and resumed run ends with the same weights as o
 
   const auto a = weights_of(whole.path / "latest.safetensors"), b = weights_of(cut.path / "latest.safetensors");
   REQUIRE(a.size() == b.size());
-  for (const auto& [name, t] : a) {
+  for (const auto& named : a) {
+    const std::string& name = named.first;
+    const auto& t = named.second;
     const auto& u = b.at(name);
     REQUIRE(t.numel() == u.numel());
     bool same = true;
@@ -271,9 +273,10 @@ TEST_CASE("train: resume refuses a state of another model or a damaged file") {
   // A state whose position lies outside the run is refused before anything is written (log.json stays).
   const fs::path state = dir.path / "latest.state.safetensors";
   const std::string good = slurp(state);
-  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{{"\"iter\":\"2\"", "\"iter\":\"-1\""},
-                                                                                 {"\"iter\":\"2\"", "\"iter\":\"9\""},
-                                                                                 {"\"epoch\":\"0\"", "\"epoch\":\"7\""}}) {
+  for (const auto& edit : std::vector<std::pair<std::string, std::string>>{{"\"iter\":\"2\"", "\"iter\":\"-1\""},
+                                                                         {"\"iter\":\"2\"", "\"iter\":\"9\""},
+                                                                         {"\"epoch\":\"0\"", "\"epoch\":\"7\""}}) {
+    const std::string &from = edit.first, &to = edit.second;
     CAPTURE(to);
     uint64_t old_size = 0;  // the 8-byte little-endian header length, then the JSON header, then the data
     std::memcpy(&old_size, good.data(), 8);
@@ -327,8 +330,8 @@ TEST_CASE("train: load_from starts fine-tuning from another run's weights, leavi
   tv::train::load_initial_weights(*target, path, {"cls_head."});
   std::map<std::string, std::vector<float>> src;
   for (const auto& [k, t] : source->state_dict()) src[k] = t.to_vector();
-  for (const auto& [k, t] : target->state_dict())
-    if (k.rfind("cls_head.", 0) != 0) CHECK_MESSAGE(t.to_vector() == src.at(k), k);
+  for (const auto& named : target->state_dict())
+    if (named.first.rfind("cls_head.", 0) != 0) CHECK_MESSAGE(named.second.to_vector() == src.at(named.first), named.first);
   CHECK(target->cls_head->fc_cls->weight.to_vector() == fc_before);
   CHECK_THROWS_WITH_AS(tv::train::load_initial_weights(*target, path, {}),
                        doctest::Contains("size mismatch for cls_head.fc_cls.weight"), tv::Error);

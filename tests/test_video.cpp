@@ -380,10 +380,10 @@ TEST_CASE("VideoReader: playlists and file lists are refused: only the named fil
   const std::string hls = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
                           "#EXTINF:10.0,\nclip.mp4\n#EXT-X-ENDLIST\n";
   const std::string concat = "ffconcat version 1.0\nfile clip.mp4\nfile clip.mp4\n";
-  for (const auto& [name, text, format] :
-       {std::tuple<std::string, std::string, std::string>{"playlist.m3u8", hls, "hls"},
-        {"concat.ffconcat", concat, "concat"},
-        {"disguised.mp4", concat, "concat"}}) {
+  for (const auto& c : {std::tuple<std::string, std::string, std::string>{"playlist.m3u8", hls, "hls"},
+                        {"concat.ffconcat", concat, "concat"},
+                        {"disguised.mp4", concat, "concat"}}) {
+    const std::string &name = std::get<0>(c), &text = std::get<1>(c), &format = std::get<2>(c);
     CAPTURE(name);
     const std::string path = write(name, text);
     CHECK_THROWS_WITH_AS(VideoReader{path},

@@ -398,11 +398,14 @@ struct Json {
   enum Kind { null, boolean, number, string, array, object } kind = null;
   std::string str;  // string, or the number's text
   std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
+  // An object's members in file order, as two lists: a pair holding the still incomplete Json does not
+  // compile with clang's libstdc++ checks.
+  std::vector<std::string> keys;
+  std::vector<Json> values;
   size_t line = 1;
   const Json* find(const std::string& key) const {
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &values[i];
     return nullptr;
   }
 };
@@ -486,7 +489,8 @@ class JsonParser {
       do {
         std::string k = string_lit();
         if (!eat(':')) fail("':'");
-        v.members.emplace_back(std::move(k), value(depth + 1));
+        v.keys.push_back(std::move(k));
+        v.values.push_back(value(depth + 1));
       } while (eat(','));
       if (!eat('}')) fail("',' or '}'");
     } else if (c == '[') {
@@ -525,8 +529,10 @@ class JsonParser {
 inline std::vector<std::string> parse_sthv2_labels(const std::string& text, const std::string& source) {
   detail::Json j = detail::JsonParser(text, source).parse();
   TV_CHECK(j.kind == detail::Json::object, detail::where(source, j.line), ": expected an object {\"template\": \"index\"}");
-  std::vector<std::string> names(j.members.size());
-  for (const auto& [name, idx] : j.members) {
+  std::vector<std::string> names(j.keys.size());
+  for (size_t m = 0; m < j.keys.size(); ++m) {
+    const std::string& name = j.keys[m];
+    const detail::Json& idx = j.values[m];
     TV_CHECK(idx.kind == detail::Json::string || idx.kind == detail::Json::number, detail::where(source, idx.line),
              ": expected the class index of '", name, "' as a string or number");
     int64_t i = detail::parse_int(idx.str, source, idx.line, "class index");

@@ -124,7 +124,10 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   o.consensus = tsm ? Consensus::AfterFc : Consensus::BeforeFc;
   o.num_classes = cfg.num_classes;
   o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm ? 0.5 : 0.4);
-  for (const auto& [key, value] : cfg.set) {
+  for (const auto& entry : cfg.set) {
+    // Named copies, not a structured binding: clang before 16 cannot capture a binding in a lambda.
+    const std::string& key = entry.first;
+    const auto& value = entry.second;
     const auto& table = model_switches();
     const auto it = std::find_if(table.begin(), table.end(), [&](const ModelSwitch& s) { return key == s.name; });
     if (it == table.end()) {
