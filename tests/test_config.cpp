@@ -339,3 +339,24 @@ TEST_CASE("config: dump_resolved lists every key the run read with its value, de
   for (size_t p; (p = unmarked.find("  # default")) != std::string::npos;) unmarked.erase(p, 11);
   CHECK(again.dump_resolved() == unmarked);
 }
+
+TEST_CASE("config: device is cpu by default, cuda or cuda:0 on a GPU, and an unusable one stops the recipe by its line") {
+  Config c = small_config();
+  CHECK(tv::train::make_recipe(c).device.device == tv::Device::CPU);
+  CHECK(c.dump_resolved().find("device = cpu  # default\n") != std::string::npos);
+  CHECK(tv::train::make_recipe(small_config("device = cpu\n")).device.device == tv::Device::CPU);
+  CHECK_THROWS_WITH_AS(tv::train::make_recipe(small_config("device = gpu\n")),
+                       Contains("small.conf:5: expected device cpu, cuda or cuda:N, got 'gpu'"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::train::make_recipe(small_config("device = cuda:1\n")),
+                       Contains("small.conf:5: device cuda:1: only the first GPU (cuda or cuda:0) is supported so far"),
+                       tv::Error);
+  Config on_gpu = small_config();
+  on_gpu.set("device=cuda");
+  if (tv::device_available(tv::Device::CUDA)) {
+    CHECK(tv::train::make_recipe(on_gpu).device.device == tv::Device::CUDA);
+  } else {
+    // One error naming where the key was set and why (the build or the machine), before a model is built.
+    CHECK_THROWS_WITH_AS(tv::train::make_recipe(on_gpu), Contains("--set device=cuda: device cuda is not available"),
+                         tv::Error);
+  }
+}

@@ -9,6 +9,8 @@
 // row of tensors in, tensor out (dropout's mask, an SGD step, the DNR modules) close the file.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -100,6 +102,8 @@ std::vector<ConvCase> conv_cases() {
       {"dilated", {1, 4, 7, 6}, {5, 4, 3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, true, A::Im2colGemm},
       {"grouped_dilated", {1, 4, 7, 6}, {6, 2, 3, 2}, {1, 2}, {2, 1}, {2, 1}, 2, true, A::Im2colGemm},
       {"depthwise", {2, 3, 5, 5}, {3, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, false, A::Im2colGemm},
+      // more images than groups and groups of a pointwise conv: the CUDA backend batches its products both ways
+      {"1x1_grouped", {3, 4, 3, 5}, {6, 2, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 2, true, A::Gemm1x1},
   };
 }
 
@@ -239,6 +243,8 @@ std::vector<OpCase> op_cases() {
   c.push_back({"batch_norm_train_stats_groups", {{6, 3, 2, 2}, {3}, {3}}, bn_train(1, 4, true, false)});  // groups of 4, 2
   c.push_back(OpCase{"batch_norm_train_stats_groups_running_stats", {{6, 3, 2, 2}, {3}, {3}}, bn_train(1, 4, true, true)}
                   .without_gradcheck());
+  // 3200 values a channel: a GPU sums the statistics in pieces, then the pieces in order
+  c.push_back(OpCase{"batch_norm_train_long", {{2, 3, 40, 40}, {3}, {3}}, bn_train(1, 0, true, true)}.without_gradcheck());
   c.push_back({"batch_norm_train_channel_dim2_groups", {{4, 2, 3, 2, 2}}, bn_train(2, 2, false, false)});
   c.push_back({"batch_norm_eval", {{3, 4, 2, 3}, {4}, {4}}, [](const auto& x) {
                  using T = elem_t<decltype(x)>;
@@ -276,6 +282,11 @@ std::vector<OpCase> op_cases() {
   c.push_back({"dnr_dynamic_affine", {{2, 4, 3, 2, 2}, {2, 2, 3}, {2, 2, 3}}, [](const auto& x) {
                  return tv::dnr::dynamic_affine(x[0], x[1], x[2]);
                }});
+  // Long per-group sums (4 frames x 2 x 2000 values per channel): the scale and shift gradients are summed in
+  // pieces on a GPU, then the pieces in order.
+  c.push_back(OpCase{"dnr_dynamic_affine_long", {{1, 4, 2, 2000}, {1, 2, 2}, {1, 2, 2}}, [](const auto& x) {
+                       return tv::dnr::dynamic_affine(x[0], x[1], x[2]);
+                     }}.without_gradcheck());
   c.push_back({"dnr_relay_step", {{3, 4}, {3, 4}, {3, 4}, {2, 4}, {2}, {16, 2}, {16}, {2, 4}, {2}, {16, 2}, {16}},
                [](const auto& x) {
                  auto proj = [](const auto& v, const auto& w1, const auto& b1, const auto& w2, const auto& b2) {
@@ -522,6 +533,16 @@ TEST_CASE("backend table: each conv2d row runs the algorithm it is named for") {
   }
 }
 
+TEST_CASE("Philox4x32-10, dropout's counter-based generator, gives Random123's known answers") {
+  const auto check = [](tv::Philox got, std::array<uint32_t, 4> want) {
+    for (int i = 0; i < 4; ++i) CHECK(got.x[i] == want[i]);
+  };
+  check(tv::Philox::block(0, 0, 0, 0, 0, 0), {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
+  check(tv::Philox::block(~0u, ~0u, ~0u, ~0u, ~0u, ~0u), {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu});
+  check(tv::Philox::block(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u),
+        {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
+}
+
 TEST_CASE("backend: dropout's mask comes from the seed alone, the same on every backend and type") {
   for (double p : {0.3, 0.5}) {
     tv::Generator g(11);
@@ -552,26 +573,42 @@ TEST_CASE("backend: dropout's mask comes from the seed alone, the same on every 
   }
 }
 
-TEST_CASE("backend: SGD steps (momentum, weight decay) on the backend's parameters against the CPU in double") {
+TEST_CASE("backend: SGD steps (momentum, dampening, nesterov, weight decay) against the CPU in double") {
+  struct Setting {
+    std::string name;
+    double momentum, dampening, decay;
+    bool nesterov;
+  };
+  const std::vector<Setting> settings = {{"momentum", 0.9, 0, 0.01, false},
+                                         {"nesterov", 0.9, 0, 0.01, true},
+                                         {"plain", 0, 0, 0, false},
+                                         {"dampening", 0.9, 0.5, 0, false}};
   for (Device device : backends()) {
-    for (bool nesterov : {false, true}) {
-      const std::string name = subcase_name(device, nesterov ? "nesterov" : "momentum");
+    for (const Setting& s : settings) {
+      const std::string name = subcase_name(device, s.name);
       SUBCASE(name.c_str()) {
         tv::Generator gen(5);
         const Tensor<double> p0 = tv::normal<double>({7, 5}, 0, 1, gen);
-        const std::vector<Tensor<double>> grads{tv::normal<double>({7, 5}, 0, 1, gen), tv::normal<double>({7, 5}, 0, 1, gen)};
-        const double lr = 0.1, momentum = 0.9, decay = 0.01;
+        std::vector<Tensor<double>> grads;
+        for (int i = 0; i < 3; ++i) grads.push_back(tv::normal<double>({7, 5}, 0, 1, gen));
+        const double lr = 0.1;
         // torch.optim.SGD's update in double, by hand
-        std::vector<double> p = p0.to_vector(), buf;
+        std::vector<double> p = p0.to_vector(), buf(p.size(), 0);
         auto param = cast<float>(p0).to(device).requires_grad_();
-        tv::optim::SGD opt({param}, tv::optim::SGDOptions(lr).momentum(momentum).weight_decay(decay).nesterov(nesterov));
+        tv::optim::SGD opt({param}, tv::optim::SGDOptions(lr)
+                                        .momentum(s.momentum)
+                                        .dampening(s.dampening)
+                                        .weight_decay(s.decay)
+                                        .nesterov(s.nesterov));
         for (size_t step = 0; step < grads.size(); ++step) {
           const std::vector<double> g0 = grads[step].to_vector();
-          if (buf.empty()) buf.assign(p.size(), 0);
           for (size_t i = 0; i < p.size(); ++i) {
-            const double g = g0[i] + decay * p[i];
-            buf[i] = step == 0 ? g : momentum * buf[i] + g;
-            p[i] -= lr * (nesterov ? g + momentum * buf[i] : buf[i]);
+            double g = g0[i] + s.decay * p[i];
+            if (s.momentum != 0) {
+              buf[i] = step == 0 ? g : s.momentum * buf[i] + (1 - s.dampening) * g;
+              g = s.nesterov ? g + s.momentum * buf[i] : buf[i];
+            }
+            p[i] -= lr * g;
           }
           param.set_grad(cast<float>(grads[step]).to(device));
           opt.step();
@@ -580,6 +617,66 @@ TEST_CASE("backend: SGD steps (momentum, weight decay) on the backend's paramete
                       tolerance<float>());
         }
       }
+    }
+  }
+}
+
+TEST_CASE("backend: gradient clipping (p = 2, 1, inf; a long grad) against the CPU in double") {
+  tv::Generator gen(9);
+  // 70000 values: the device sums them in pieces, then the pieces in order.
+  const std::vector<Tensor<double>> g0 = {tv::normal<double>({70000}, 0, 1, gen), tv::normal<double>({3, 4}, 0, 1, gen)};
+  for (Device device : backends()) {
+    for (double p : {2.0, 1.0, double(INFINITY)}) {
+      const std::string name = subcase_name(device, "p=" + std::to_string(p));
+      SUBCASE(name.c_str()) {
+        // The reference: torch.nn.utils.clip_grad_norm_ by hand, in double.
+        double total = 0;
+        for (const auto& g : g0)
+          for (double v : g.to_vector()) total = std::isinf(p) ? std::max(total, std::abs(v)) : total + std::pow(std::abs(v), p);
+        if (!std::isinf(p)) total = std::pow(total, 1 / p);
+        const double max_norm = total / 4, coef = max_norm / (total + 1e-6);
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          std::vector<Tensor<T>> params;
+          for (const auto& g : g0) {
+            params.push_back(tv::zeros<T>(g.shape()).to(device).requires_grad_());
+            params.back().set_grad(cast<T>(g).to(device));
+          }
+          const double got = tv::optim::clip_grad_norm(params, max_norm, p);
+          // the grads in T, summed in double: float rounding of the values only
+          CHECK(got == doctest::Approx(total).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-12));
+          for (size_t i = 0; i < g0.size(); ++i)
+            check_close("clipped grad " + std::to_string(i), params[i].grad(), tv::mul(g0[i], coef), tolerance<T>(4));
+        };
+        run(float{});
+        if (supports_double(device)) run(double{});
+      }
+    }
+  }
+}
+
+TEST_CASE("backend: top-k accuracy (ties, NaN) and out-of-range class indices, as on the CPU") {
+  const double nan = std::nan("");
+  // Row 1 ties at the top (the lower index ranks first); row 2 has a NaN, which ranks above every number.
+  const auto logits_d = tv::tensor<double>({0.1, 0.9, 0.3, 0.2, 0.5, 0.5, 0.1, 0.0, 0.2, nan, 0.3, 0.1, 1.0, 2.0, 3.0, 4.0},
+                                           {4, 4});
+  const auto target = tv::tensor<int64_t>({1, 1, 2, 0}, {4});
+  for (Device device : backends()) {
+    SUBCASE(subcase_name(device, "topk").c_str()) {
+      const auto logits = cast<float>(logits_d).to(device);
+      for (int64_t k = 1; k <= 4; ++k)
+        CHECK(tv::topk_accuracy(logits, target.to(device), k) == tv::topk_accuracy(cast<float>(logits_d), target, k));
+      // Top-1 picks 1 (a hit), 0 (the tie's lower index), 1 (the NaN) and 3; top-2 adds 1, 2 and 2.
+      CHECK(tv::topk_accuracy(logits, target.to(device), 1) == 0.25);
+      CHECK(tv::topk_accuracy(logits, target.to(device), 2) == 0.75);
+      CHECK_THROWS_WITH_AS(tv::topk_accuracy(logits, tv::tensor<int64_t>({1, 4, 2, 0}, {4}).to(device), 1),
+                           doctest::Contains("topk_accuracy: target 4 is not a class index in [0, 4)"), tv::Error);
+      CHECK_THROWS_WITH_AS(tv::cross_entropy(logits, tv::tensor<int64_t>({1, 7, 2, 0}, {4}).to(device)),
+                           doctest::Contains("cross_entropy: target 7 (sample 1) is not a class index in [0, 4)"),
+                           tv::Error);
+      // Two bad entries: the first in the index's order is named.
+      CHECK_THROWS_WITH_AS(tv::gather(logits, 1, tv::tensor<int64_t>({0, 5, 0, 1, 0, 0, 0, -1}, {4, 2}).to(device)),
+                           doctest::Contains("gather: index 5 is out of range for dim 1 of size 4"), tv::Error);
     }
   }
 }

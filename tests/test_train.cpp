@@ -4,11 +4,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -77,6 +79,16 @@ checkpoint_every_iters = 2
 
 std::map<std::string, tv::Tensor<float>> weights_of(const fs::path& file) {
   return tv::io::load_safetensors<float>(file.string());
+}
+
+// The largest |a - b| / (atol + rtol |a|) over two weight files' tensors of one name; above 1 is too far.
+double worst_ratio(const tv::Tensor<float>& a, const tv::Tensor<float>& b, double rtol, double atol) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  REQUIRE(x.size() == y.size());
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    worst = std::max(worst, std::abs(double(x[i]) - y[i]) / (atol + rtol * std::abs(double(x[i]))));
+  return worst;
 }
 
 }  // namespace
@@ -318,6 +330,78 @@ TEST_CASE("train: the test report's files agree with the metrics") {
   const std::string csv = slurp(dir.path / "per_class.csv");
   CHECK(csv.rfind("class,name,videos,top1\n0,move_left,1,", 0) == 0);
   CHECK(fs::file_size(dir.path / "confusion.png") > 1000);
+}
+
+// The config key `device`: a run on each device of the build trains as the CPU run does (float rounding apart),
+// resumes there, and its weights test there; a GPU the build or the machine lacks stops the run before any file.
+TEST_CASE("train: device = cuda trains, resumes and tests like the CPU; a missing GPU stops before any file") {
+  TempDir dir("device");
+  if (!tv::device_available(tv::Device::CUDA)) {
+    Config c = tiny_config();
+    c.set("device", "cuda", "--set device=cuda");
+    const fs::path run = dir.path / "no_gpu";
+    CHECK_THROWS_WITH_AS(tv::train::train(c, {.work_dir = run.string(), .progress = false, .quiet = true}),
+                         doctest::Contains("--set device=cuda: device cuda is not available"), tv::Error);
+    CHECK_FALSE(fs::exists(run));
+  }
+  std::vector<tv::Device> devices{tv::Device::CPU};
+  if (tv::device_available(tv::Device::CUDA)) devices.push_back(tv::Device::CUDA);
+  // The first training line's loss (one batch through the initial weights) and the final weights of each device.
+  auto first_loss = [](const fs::path& log) {
+    std::ifstream in(log);
+    std::string line;
+    std::getline(in, line);
+    return tv::train::detail::json_field(line, "loss");
+  };
+  std::map<tv::Device, fs::path> runs;
+  for (const tv::Device device : devices) {
+    const std::string name = tv::device_name(device);
+    INFO(name);
+    Config c = tiny_config();
+    c.set("device", name, "test");
+    c.set("model.dropout", "0", "test");  // the same arithmetic on every device: no masks drawn
+    const fs::path whole = dir.path / (name + "_whole"), cut = dir.path / (name + "_cut");
+    const auto full = tv::train::train(c, {.work_dir = whole.string(), .progress = false, .quiet = true});
+    CHECK(full.epochs_done == 2);
+    CHECK(full.best_top1 >= 0);
+    CHECK(slurp(whole / "train.log").find("device = " + name + "\n") != std::string::npos);
+    runs[device] = whole;
+    // Killed after 4 iterations (saved at 4) and resumed on the device: the momenta and weights come back
+    // from host tensors onto the device and the run ends where the uninterrupted one did.
+    tv::train::train(c, {.work_dir = cut.string(), .progress = false, .quiet = true, .stop_after_iters = 4});
+    tv::train::train(c, {.work_dir = cut.string(), .resume = true, .progress = false, .quiet = true});
+    const auto a = weights_of(whole / "latest.safetensors"), b = weights_of(cut / "latest.safetensors");
+    REQUIRE(a.size() == b.size());
+    for (const auto& named : a)
+      CHECK_MESSAGE(worst_ratio(named.second, b.at(named.first), 1e-4, 1e-5) <= 1, named.first,
+                    " differs after the resume on ", name);
+    // Testing on the device: the weights load into a device model and the scores come back to the host.
+    const auto r = tv::train::make_recipe(c);
+    CHECK(r.device.device == device);
+    auto model = tv::models::make_model<float>(r.model, r.model_config);
+    tv::io::load_weights(*model, (whole / "latest.safetensors").string());
+    auto on_cpu = tv::models::make_model<float>(r.model, r.model_config);
+    tv::io::load_weights(*on_cpu, (whole / "latest.safetensors").string());
+    model->to(device);
+    auto ds = tv::train::make_dataset(r, "test");
+    const auto got = tv::train::evaluate(*model, *ds, {.average = r.average_clips, .num_workers = 0});
+    const auto want = tv::train::evaluate(*on_cpu, *ds, {.average = r.average_clips, .num_workers = 0});
+    REQUIRE(got.scores.size() == want.scores.size());
+    CHECK(got.labels == want.labels);
+    for (size_t v = 0; v < got.scores.size(); ++v)
+      for (size_t k = 0; k < got.scores[v].size(); ++k)
+        CHECK(got.scores[v][k] == doctest::Approx(want.scores[v][k]).epsilon(1e-4));
+  }
+  if (runs.count(tv::Device::CUDA)) {
+    // The same first batch through the same initial weights: the same loss; the end of the run, close.
+    CHECK(first_loss(runs[tv::Device::CUDA] / "log.json") ==
+          doctest::Approx(first_loss(runs[tv::Device::CPU] / "log.json")).epsilon(1e-4));
+    const auto a = weights_of(runs[tv::Device::CPU] / "latest.safetensors"),
+               b = weights_of(runs[tv::Device::CUDA] / "latest.safetensors");
+    for (const auto& named : a)
+      CHECK_MESSAGE(worst_ratio(named.second, b.at(named.first), 1e-2, 1e-3) <= 1, named.first,
+                    " of the cuda run is far from the cpu run's");
+  }
 }
 
 TEST_CASE("train: load_from starts fine-tuning from another run's weights, leaving out the classifier") {

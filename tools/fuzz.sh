@@ -17,7 +17,7 @@ build="${TINYVID_FUZZ_BUILD:-build-fuzz}"
 # runtimes (only recommended by clang, so asked for by name).
 bash tools/install_deps.sh clang libomp-dev libclang-rt-dev
 
-CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYVID_BUILD_EXAMPLES=OFF \
+CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYVID_BUILD_EXAMPLES=OFF -DTINYVID_CUDA=OFF \
   -DTINYVID_BUILD_BENCH=OFF >/dev/null
 
 if (($#)); then

@@ -52,6 +52,15 @@ run(2 "^tinyvid summary: unknown option --bogus; this command takes ${summary_op
 run(2 "^tinyvid summary: unknown option --bogus;" summary --model tsn_r18 --bogus=3)
 run(2 "^tinyvid summary: unexpected argument 'tsn_r18' \\(see tinyvid summary --help\\)\n$" summary tsn_r18)
 run(2 "^tinyvid summary: unknown model 'tsn_r51'" summary --model tsn_r51)
+# --set device=... is the config key `device`, not a model switch: checked (and listed in the help) before the
+# model is built. Whether cuda itself runs depends on the build and the machine (tests/test_device.cpp).
+run(0 "\"model\":\"tsn_r18\",\"frames\":4,\"size\":112,\"params\":11381712," summary --model tsn_r18 --frames 4
+    --size 112 --set device=cpu --json)
+run(0 "--set device=cpu\\|cuda\\|cuda:N: where the model runs" summary --help)
+run(2 "^tinyvid summary: --set device=gpu: expected device cpu, cuda or cuda:N, got 'gpu'\n$" summary --model tsn_r18
+    --set device=gpu)
+run(2 "^tinyvid forward: --set device=cuda:1: device cuda:1: only the first GPU \\(cuda or cuda:0\\) is supported so far"
+    forward --model tsn_r18 --weights w.safetensors --input x --output y --set device=cuda:1)
 run(2 "^tinyvid: unknown command 'sumary'; the commands: summary, forward, " sumary --model tsn_r18)
 run(2 "^tinyvid help: unknown command 'sumary'" help sumary)
 if(VIDEO)
@@ -64,4 +73,9 @@ if(VIDEO)
   run(2 "^tinyvid lists kinetics200: unknown option --bad;" lists kinetics200 --bad)
   run(2 "^tinyvid lists: unknown option --bad before the dataset kind" lists --bad)
   run(2 "^tinyvid lists: unknown dataset kind 'kinetics700'; expected kinetics200, " lists kinetics700)
+  # test and infer check the device before they read weights or videos.
+  run(2 "^tinyvid test: --set device=cuda:1: device cuda:1: only the first GPU" test
+      ${CMAKE_CURRENT_LIST_DIR}/../../configs/demo_tsn_r18.conf /nonexistent/w.safetensors --set device=cuda:1)
+  run(2 "^tinyvid infer: --set device=tpu: expected device cpu, cuda or cuda:N" infer --model tsn_r18
+      --weights /nonexistent/w.safetensors --video /nonexistent/v.mp4 --set device=tpu)
 endif()

@@ -47,8 +47,10 @@ run(resume "done: 1 epochs, 2 iterations" train ${CONFIG} --work-dir ${WORK_DIR}
 # 8 segments per crop = 2 views of the model's 4 frames.
 run(test "2 videos x 2 views, top-1 [0-9.]+" test ${CONFIG} ${WORK_DIR}/run/latest.safetensors
     --views 8x1 ${small} --no-progress --dump ${WORK_DIR}/scores.json)
-# Each checkpoint and view setting has its own folder: another setting does not overwrite the first.
-run(test_1view "2 videos x 1 views" test ${CONFIG} --checkpoint ${WORK_DIR}/run/latest.safetensors ${small} --no-progress)
+# Each checkpoint and view setting has its own folder: another setting does not overwrite the first. The config
+# key device reaches test and infer (cpu here; tests/test_device.cpp runs every device of the build).
+run(test_1view "2 videos x 1 views" test ${CONFIG} --checkpoint ${WORK_DIR}/run/latest.safetensors ${small} --no-progress
+    --set device=cpu)
 foreach(views 8x1 4x1)
   foreach(f results.json per_class.csv confusion.png)
     if(NOT EXISTS ${WORK_DIR}/run/test/latest_${views}/${f})
@@ -64,4 +66,4 @@ endif()
 file(GLOB video ${WORK_DIR}/data/videos/*/val_0000.mp4)
 list(GET video 0 video)
 run(infer "\"top5\":\\[{\"class\":[01],\"name\":\"[a-z_]+\",\"prob\":0\\.[0-9]+},{\"class\":[01]" infer --config ${CONFIG}
-    --weights ${WORK_DIR}/run/latest.safetensors --video ${video} ${small} --json)
+    --weights ${WORK_DIR}/run/latest.safetensors --video ${video} ${small} --set device=cpu --json)

@@ -18,10 +18,10 @@ if(MODE STREQUAL "find_package")
       -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DEXPECT_COMPILED=1)
 elseif(MODE STREQUAL "header_only")  # tinyvid::tinyvid as the headers alone
   run(${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
-      -DTINYVID_SOURCE_DIR=${SOURCE_DIR} -DTINYVID_COMPILED_INSTANCES=OFF -DEXPECT_COMPILED=0)
-else()
+      -DTINYVID_SOURCE_DIR=${SOURCE_DIR} -DTINYVID_COMPILED_INSTANCES=OFF -DTINYVID_CUDA=OFF -DEXPECT_COMPILED=0)
+else()  # the CPU library (the installed package above has the CUDA backend where nvcc is found)
   run(${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=Release
-      -DTINYVID_SOURCE_DIR=${SOURCE_DIR} -DEXPECT_COMPILED=1)
+      -DTINYVID_SOURCE_DIR=${SOURCE_DIR} -DTINYVID_CUDA=OFF -DEXPECT_COMPILED=1)
 endif()
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build -j2)
 run(${WORK_DIR}/build/consumer)

@@ -15,6 +15,7 @@
 #include <tinyvid/core/json.hpp>
 #include <tinyvid/core/parse.hpp>
 #include <tinyvid/tinyvid.hpp>
+#include <tinyvid/train/config.hpp>
 
 extern const char* const tinyvid_git_hash;  // tools/git_hash.cmake writes it at build time
 
@@ -133,7 +134,7 @@ inline std::string model_help() {
     key.resize(std::max<size_t>(key.size() + 2, 34), ' ');
     out += key + s.help + "\n";
   }
-  return out;
+  return out + "--set device=cpu|cuda|cuda:N: where the model runs (default cpu; only the first GPU so far)\n";
 }
 
 // Text as lines of at most `width` characters, broken at spaces.
@@ -165,12 +166,22 @@ struct ModelArgs {
     add_text(cmd, num_classes, "--num-classes", "K", "classes of the head", "400");
     add_text(cmd, frames, "--frames", "T", "frames per clip", "8");
   }
-  void add_sets(CLI::App& cmd) { tvcli::add_sets(cmd, set, "a model switch (see below); repeatable"); }
+  void add_sets(CLI::App& cmd) {
+    tvcli::add_sets(cmd, set, "a model switch (see below), or device=cpu|cuda|cuda:N; repeatable");
+  }
+  // The config key `device` among the --set words (cpu by default), checked before the model is built.
+  tv::train::DeviceChoice device() const {
+    const auto it = set.find("device");
+    return it == set.end() ? tv::train::DeviceChoice{}
+                           : tv::train::parse_device(it->second, "--set device=" + it->second);
+  }
+  // The model's switches: the --set words other than `device`.
   tv::models::ModelConfig config() const {
     tv::models::ModelConfig cfg;
     cfg.num_classes = num_classes.integer();
     cfg.frames = frames.integer();
     cfg.set = set;
+    cfg.set.erase("device");
     return cfg;
   }
 };

@@ -1,6 +1,7 @@
 #pragma once
 // tinyvid infer (--config C | --model NAME [--num-classes K] [--frames T] [--size S]) --weights W --video FILE
 //               [--labels L] [--set key=value ...] [--json]
+// --set device=cuda runs the model on the GPU, with a config (its key `device`) or without.
 #include <algorithm>
 #include <memory>
 #include <numeric>
@@ -37,6 +38,7 @@ inline Run add_infer(CLI::App& cmd) {
       r = tv::train::make_recipe(c);
       c.check_all_used();
     } else {
+      r.device = a->m.device();
       r.model = a->m.model.need();
       r.model_config = a->m.config();
       const int64_t size = a->size.integer();
@@ -46,6 +48,7 @@ inline Run add_infer(CLI::App& cmd) {
     }
     auto model = tv::models::make_model<float>(r.model, r.model_config);
     tv::io::load_weights(*model, a->weights.need());
+    model->to(r.device.device);
     const std::string video = a->video.need();
     std::vector<std::string> names;
     if (a->labels.given()) names = tv::data::read_label_map(a->labels.get());
@@ -58,7 +61,9 @@ inline Run add_infer(CLI::App& cmd) {
     tv::NoGradGuard no_grad;
     model->eval();
     const int64_t views = sample->clips.size(0) / model->frames();
-    const auto scores = model->forward_views(sample->clips, views, tv::models::AverageClips::Prob).to_vector();
+    const auto scores = model->forward_views(sample->clips.to(r.device.device), views, tv::models::AverageClips::Prob)
+                            .to(tv::Device::CPU)
+                            .to_vector();
     std::vector<int64_t> order(scores.size());
     std::iota(order.begin(), order.end(), 0);
     const size_t k = std::min<size_t>(5, order.size());

@@ -21,7 +21,9 @@ inline Run add_summary(CLI::App& cmd) {
   return [a] {
     const std::string name = a->m.model.need();
     const int64_t size = a->size.integer();
+    const tv::train::DeviceChoice device = a->m.device();
     auto model = tv::models::make_model<float>(name, a->m.config());
+    model->to(device.device);  // the counts read shapes only; on a GPU this checks that the weights fit
     const auto rows = tv::models::summarize(*model, size);
     int64_t params = 0, macs = 0;
     for (auto& r : rows) params += r.params, macs += r.macs;

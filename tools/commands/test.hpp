@@ -66,6 +66,7 @@ inline Run add_test(CLI::App& cmd) {
     }
     auto model = tv::models::make_model<float>(r.model, r.model_config);
     tv::io::load_weights(*model, checkpoint);
+    model->to(r.device.device);  // config key `device`; evaluate copies each batch to the model's device
     if (r.threads > 0) tv::set_num_threads(r.threads);
     auto ds = tv::train::make_dataset(r, "test");
     // Each checkpoint and view setting gets its own folder, so tests of one run never overwrite each other.

@@ -12,6 +12,7 @@
 #include "tinyvid/core/tensor.hpp"
 
 #ifdef TINYVID_WITH_CUDA
+#include "tinyvid/backend/cuda.hpp"
 #define TV_DISPATCH_CUDA_CASE(call)  \
   case ::tv::Device::CUDA:           \
     ::tv::cuda::call;                \

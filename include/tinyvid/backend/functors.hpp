@@ -9,11 +9,7 @@
 // the output, o: the saved output, v: the saved input).
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define TV_HOST_DEVICE __host__ __device__
-#else
-#define TV_HOST_DEVICE
-#endif
+#include "tinyvid/backend/host_device.hpp"
 
 namespace tv::fn {
 

@@ -1,12 +1,13 @@
 #pragma once
 // Devices and their allocators: the one place a Storage gets its memory from.
-// The CPU's allocator is here; another device's backend registers its allocator at start-up
-// (register_allocator), so a build without that backend says so clearly instead of crashing.
+// The CPU's allocator is here; a CUDA build asks the CUDA library for its allocator on first use, so a build
+// or a machine without a GPU says so clearly instead of crashing.
 #include <array>
 #include <cstddef>
 #include <cstdlib>
 #include <mutex>
 #include <ostream>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -34,20 +35,27 @@ class Allocator {
 
 namespace detail {
 
-// Large buffers are kept for reuse instead of going back to the C library. glibc serves big requests with
-// mmap and gives freed memory at the top of its heap back to the OS, so a fresh multi-megabyte buffer costs a
-// page fault per 4 KB on first touch; in a training loop, which allocates the same sizes every step, that cost
-// exceeded the GEMM filling an LSTM's 4 MB weight gradient. Blocks of 1 MB and more, sizes rounded up to
-// 64 KB and reused at exactly that size; at most 1 GB is kept (PyTorch's caching allocator, for host memory).
-class CpuAllocator final : public Allocator {
+// Keeps freed blocks for reuse at their (rounded) size instead of giving them back to the system, which is
+// slow in both places it is used. On the CPU, glibc serves big requests with mmap and gives freed memory at
+// the top of its heap back to the OS, so a fresh multi-megabyte buffer costs a page fault per 4 KB on first
+// touch (in an LSTM's training step that exceeded the GEMM filling its 4 MB weight gradient). On a GPU,
+// cudaMalloc and cudaFree synchronise the device. A training step allocates the same sizes every time, so
+// exact-size reuse finds its blocks (PyTorch's caching allocators do the same, with block splitting).
+// When the system is out of memory, the cache is emptied and the request tried once more.
+class CachingAllocator : public Allocator {
  public:
-  static constexpr size_t kAlignment = 64;  // a cache line, and an AVX-512 register
-  static constexpr size_t kMinCachedBytes = size_t{1} << 20, kGranule = size_t{1} << 16,
-                          kMaxCachedBytes = size_t{1} << 30;
+  struct Policy {
+    size_t alignment;         // every size is a multiple of it
+    size_t min_cached_bytes;  // smaller blocks go straight back to the system
+    size_t large_bytes;       // from this size on, sizes are rounded up to `granule`
+    size_t granule;
+    size_t max_cached_bytes;  // the cache never holds more
+  };
+  explicit CachingAllocator(Policy policy) : policy_(policy) {}
 
   void* allocate(size_t bytes) override {
     bytes = rounded(bytes);
-    if (bytes >= kMinCachedBytes) {
+    if (bytes >= policy_.min_cached_bytes) {
       std::lock_guard<std::mutex> lock(mu_);
       if (const auto it = free_.find(bytes); it != free_.end()) {
         void* p = it->second;
@@ -56,23 +64,25 @@ class CpuAllocator final : public Allocator {
         return p;
       }
     }
-    return std::aligned_alloc(kAlignment, bytes);
+    void* p = system_allocate(bytes);
+    if (!p && empty_cache() > 0) p = system_allocate(bytes);
+    return p;
   }
   void deallocate(void* p, size_t bytes) override {
     bytes = rounded(bytes);
-    if (bytes >= kMinCachedBytes) {
+    if (bytes >= policy_.min_cached_bytes) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (cached_ + bytes <= kMaxCachedBytes) {
+      if (cached_ + bytes <= policy_.max_cached_bytes) {
         free_.emplace(bytes, p);
         cached_ += bytes;
         return;
       }
     }
-    std::free(p);
+    system_free(p);
   }
   size_t empty_cache() override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [bytes, p] : free_) std::free(p);
+    for (auto& entry : free_) system_free(entry.second);
     free_.clear();
     return std::exchange(cached_, 0);
   }
@@ -80,15 +90,33 @@ class CpuAllocator final : public Allocator {
     std::lock_guard<std::mutex> lock(mu_);
     return cached_;
   }
+  size_t rounded(size_t bytes) const {
+    const size_t a = policy_.alignment, g = policy_.granule;
+    bytes = bytes == 0 ? a : (bytes + a - 1) / a * a;
+    return bytes >= policy_.large_bytes ? (bytes + g - 1) / g * g : bytes;
+  }
+
+ protected:
+  // The system's allocation: memory aligned to policy.alignment, or nullptr when out of memory.
+  virtual void* system_allocate(size_t bytes) = 0;
+  virtual void system_free(void* p) = 0;
 
  private:
-  static size_t rounded(size_t bytes) {
-    bytes = bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    return bytes >= kMinCachedBytes ? (bytes + kGranule - 1) / kGranule * kGranule : bytes;
-  }
+  Policy policy_;
   mutable std::mutex mu_;
   std::unordered_multimap<size_t, void*> free_;
   size_t cached_ = 0;
+};
+
+// Host memory: blocks of 1 MB and more are cached, sizes rounded up to 64 KB, at most 1 GB kept.
+class CpuAllocator final : public CachingAllocator {
+ public:
+  static constexpr size_t kAlignment = 64;  // a cache line, and an AVX-512 register
+  CpuAllocator() : CachingAllocator({kAlignment, size_t{1} << 20, size_t{1} << 20, size_t{1} << 16, size_t{1} << 30}) {}
+
+ private:
+  void* system_allocate(size_t bytes) override { return std::aligned_alloc(kAlignment, bytes); }
+  void system_free(void* p) override { std::free(p); }
 };
 
 inline std::array<Allocator*, kNumDevices>& allocators() {
@@ -99,18 +127,50 @@ inline std::array<Allocator*, kNumDevices>& allocators() {
 
 }  // namespace detail
 
-// Installs the allocator of a device; a backend's library calls it once at start-up.
+#ifdef TINYVID_WITH_CUDA
+namespace cuda {
+// The CUDA library's caching allocator for the current GPU (src/cuda/runtime.cu), or nullptr with `why` set
+// when this machine has no usable GPU (no device, no driver, a driver too old).
+Allocator* device_allocator(std::string& why);
+}  // namespace cuda
+#endif
+
+namespace detail {
+// The allocator of `device`, or nullptr with `why` set. The CUDA library is asked once, on first use.
+inline Allocator* find_allocator(Device device, std::string& why) {
+  if (Allocator* a = allocators()[static_cast<int>(device)]) return a;
+#ifdef TINYVID_WITH_CUDA
+  if (device == Device::CUDA) {
+    static std::string cuda_why;
+    static Allocator* const cuda = ::tv::cuda::device_allocator(cuda_why);
+    if (cuda) allocators()[static_cast<int>(device)] = cuda;  // so that empty_cache() reaches it
+    why = "device cuda is not available: " + cuda_why;
+    return cuda;
+  }
+#endif
+  why = std::string("device ") + device_name(device) +
+        " is not available in this build (it has the cpu only; configure with -DTINYVID_CUDA=ON on a machine "
+        "with the CUDA Toolkit for a GPU)";
+  return nullptr;
+}
+}  // namespace detail
+
+// Installs an allocator for a device in place of the backend's own (tests give a device host memory this way);
+// nullptr removes it again.
 inline void register_allocator(Device device, Allocator* allocator) {
   detail::allocators()[static_cast<int>(device)] = allocator;
 }
 
-inline bool device_available(Device device) { return detail::allocators()[static_cast<int>(device)] != nullptr; }
+// Whether tensors can be made on `device`: the CPU always; CUDA in a CUDA build on a machine with a GPU.
+inline bool device_available(Device device) {
+  std::string why;
+  return detail::find_allocator(device, why) != nullptr;
+}
 
 inline Allocator& allocator(Device device) {
-  Allocator* a = detail::allocators()[static_cast<int>(device)];
-  TV_CHECK(a != nullptr, "device ", device_name(device),
-           " is not available in this build (it has the cpu only; build with -DTINYVID_WITH_CUDA=ON and link "
-           "tinyvid::cuda for a GPU)");
+  std::string why;
+  Allocator* a = detail::find_allocator(device, why);
+  TV_CHECK(a != nullptr, why);
   return *a;
 }
 

@@ -5,7 +5,8 @@
 // is read (SafetensorsReader; parse_safetensors for bytes in memory), and every failure is a tv::Error
 // naming the file. Writing follows the reference implementation (header padded with spaces to 8 bytes), is
 // atomic (a temporary file of its own renamed over the target), stores num_batches_tracked as I64 as
-// PyTorch does, and can store float tensors as F16 or BF16.
+// PyTorch does, and can store float tensors as F16 or BF16. Tensors on a device are written through a host copy,
+// one tensor at a time; reading gives host (CPU) tensors, which Module::load_state_dict copies to the device.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "tinyvid/backend/elementwise.hpp"
+#include "tinyvid/backend/transfer.hpp"
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/core/json.hpp"
 #include "tinyvid/core/tensor.hpp"
@@ -648,6 +651,23 @@ std::vector<uint8_t> encode_values(const T* values, int64_t n, Dtype dtype, cons
   return out;
 }
 
+// The tensor's values in row-major order in host memory: the tensor itself when it is that already, else a
+// copy (a strided view made contiguous on its own device first, since a copy across devices takes whole
+// contiguous tensors).
+template <class T>
+Tensor<T> host_contiguous(const Tensor<T>& t) {
+  if (t.device() == Device::CPU && t.is_contiguous()) return t;
+  Tensor<T> dense = t;
+  if (!t.is_contiguous()) {
+    dense = Tensor<T>::empty(t.shape(), t.device());
+    kernel::copy(t, dense);
+  }
+  if (dense.device() == Device::CPU) return dense;
+  Tensor<T> host = Tensor<T>::empty(t.shape(), Device::CPU);
+  kernel::copy_across(dense, host);
+  return host;
+}
+
 }  // namespace detail
 
 // Writes the tensors in the given order, atomically. Floating-point tensors are stored as `float_dtype`: by
@@ -669,8 +689,6 @@ void save_safetensors(const std::string& path, const NamedTensors<T>& tensors,
     TV_CHECK(names.insert(name).second, "save_safetensors '", path, "': the name '", name, "' appears twice");
     TV_CHECK(::tv::detail::is_utf8(name), "save_safetensors '", path, "': the name '", name, "' is not valid UTF-8");
     TV_CHECK(t.defined(), "save_safetensors '", path, "': tensor '", name, "' is undefined");
-    TV_CHECK(t.device() == Device::CPU, "save_safetensors '", path, "': tensor '", name, "' is on ",
-             device_name(t.device()), "; expected a CPU tensor");
   }
   for (const auto& [key, value] : metadata)
     TV_CHECK(::tv::detail::is_utf8(key) && ::tv::detail::is_utf8(value), "save_safetensors '", path,
@@ -722,13 +740,10 @@ void save_safetensors(const std::string& path, const NamedTensors<T>& tensors,
     put(length, 8);
     put(header.data(), header.size());
     for (const auto& [name, t] : tensors) {
-      // A non-contiguous view is copied to row-major order, one tensor at a time.
-      std::vector<T> copy;
-      const T* values = t.data();
-      if (!t.is_contiguous()) {
-        copy = t.to_vector();
-        values = copy.data();
-      }
+      // A device tensor or a non-contiguous view is copied to the host in row-major order, one tensor at a
+      // time, so saving a GPU model holds one tensor's copy in host memory, never the whole state.
+      const Tensor<T> host = detail::host_contiguous(t);
+      const T* values = host.data();
       const Dtype dtype = stored_dtype(name);
       if (dtype == native && std::endian::native == std::endian::little) {
         put(values, static_cast<size_t>(t.numel()) * sizeof(T));

@@ -22,13 +22,13 @@ std::pair<int64_t, int64_t> fans(const Tensor<T>& t) {
 template <class T>
 void uniform_(Tensor<T>& t, double lo, double hi, Generator& gen = default_generator()) {
   NoGradGuard no_grad;
-  t.copy_(uniform<T>(t.shape(), lo, hi, gen));
+  t.copy_(uniform<T>(t.shape(), lo, hi, gen, t.device()));
 }
 
 template <class T>
 void normal_(Tensor<T>& t, double mean, double std, Generator& gen = default_generator()) {
   NoGradGuard no_grad;
-  t.copy_(normal<T>(t.shape(), mean, std, gen));
+  t.copy_(normal<T>(t.shape(), mean, std, gen, t.device()));
 }
 
 template <class T>

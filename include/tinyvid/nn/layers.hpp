@@ -181,7 +181,7 @@ class LSTMCell : public Module<T> {
   // The state starts at zeros when `state` is not given, as in PyTorch.
   LstmState<T> forward(const Tensor<T>& x, LstmState<T> state = {}) {
     const int64_t H = options.hidden_size();
-    if (!state.h.defined()) state = {zeros<T>({x.size(0), H}), zeros<T>({x.size(0), H})};
+    if (!state.h.defined()) state = {zeros<T>({x.size(0), H}, x.device()), zeros<T>({x.size(0), H}, x.device())};
     return lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh);
   }
   LstmState<T> operator()(const Tensor<T>& x, LstmState<T> state = {}) { return forward(x, state); }

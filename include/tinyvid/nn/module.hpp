@@ -59,6 +59,8 @@ class Module {
   }
   // Copies values into the module's tensors. Strict (the default): every key of the module must be
   // present and no other; in any mode a shape mismatch is an error naming the key and both shapes.
+  // The source may live on any device (a checkpoint is read into host tensors): each value is copied to
+  // its tensor's device, which keeps its identity.
   void load_state_dict(const StateDict<T>& source, bool strict = true) {
     StateDict<T> own = state_dict();
     std::vector<std::string> missing, unexpected;
@@ -79,7 +81,7 @@ class Module {
     NoGradGuard no_grad;
     for (auto& [name, t] : own) {
       auto it = find(source, name);
-      if (it != source.end()) t.copy_(it->second);
+      if (it != source.end()) t.copy_(it->second.to(t.device()));
     }
   }
 

@@ -1,7 +1,8 @@
 #pragma once
 // dropout as torch.nn.functional.dropout: in training, zero each element with probability p and
-// scale the rest by 1 / (1 - p); identity in eval. The mask comes from a seeded tv::Generator, drawn on
-// the host for every device (backend/dropout.hpp), so a seed gives the same mask on the CPU and a GPU.
+// scale the rest by 1 / (1 - p); identity in eval. The mask is counter-based: one key drawn from a seeded
+// tv::Generator, then each element a function of (key, index) alone (backend/dropout.hpp), so a seed gives
+// the same mask on the CPU and a GPU.
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/backend/dropout.hpp"
 #include "tinyvid/core/generator.hpp"

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tinyvid/core/device.hpp"
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/io/file.hpp"
 #include "tinyvid/core/parse.hpp"
@@ -294,5 +295,36 @@ class Config {
   mutable std::set<std::string> known_;
   mutable std::map<std::string, Resolved> resolved_;
 };
+
+// The device a run computes on: config key `device`, spelled as PyTorch's torch.device (cpu, cuda, cuda:N).
+struct DeviceChoice {
+  Device device = Device::CPU;
+  int64_t index = 0;  // cuda:N's N; only the first GPU runs so far
+  std::string text() const { return device == Device::CPU ? "cpu" : "cuda:" + std::to_string(index); }
+};
+
+// `text` (cpu | cuda | cuda:N) as a device that this build and machine can run, else one tv::Error naming
+// `where` (the config line or option it came from): a CUDA device asked of a build or a machine without one
+// says why (the allocator's reason) here, before any work starts, instead of failing at the first tensor.
+inline DeviceChoice parse_device(const std::string& text, const std::string& where) {
+  DeviceChoice d;
+  if (text == "cpu") return d;
+  TV_CHECK(text.rfind("cuda", 0) == 0 && (text.size() == 4 || text[4] == ':'), where,
+           ": expected device cpu, cuda or cuda:N, got '", text, "'");
+  d.device = Device::CUDA;
+  if (text.size() > 4) d.index = parse_int(text.substr(5), where, Range::at_least(0), "device");
+  TV_CHECK(d.index == 0, where, ": device ", text, ": only the first GPU (cuda or cuda:0) is supported so far");
+  if (!device_available(d.device)) {
+    try {
+      allocator(d.device);  // throws the reason: a build without CUDA, no GPU, no driver, a driver too old
+    } catch (const Error& e) {
+      std::string why = e.what();
+      const std::string prefix = "tinyvid: ";
+      if (why.compare(0, prefix.size(), prefix) == 0) why.erase(0, prefix.size());
+      TV_FAIL(where, ": ", why);
+    }
+  }
+  return d;
+}
 
 }  // namespace tv::train

@@ -39,8 +39,18 @@ struct EvalResult {
   bool interrupted = false;       // stopped early by EvalOptions::stop: the metrics cover only part of the set
 };
 
+// The device a model's parameters live on (the CPU for a model without any): where its inputs go.
+template <class T>
+Device model_device(const nn::Module<T>& model) {
+  const auto params = model.parameters();
+  return params.empty() ? Device::CPU : params.front().device();
+}
+
+// Runs on the model's device: each batch's clips are copied there, and each batch's fused scores (N x K) come
+// back in one copy, the only host read of a batch; the labels never leave the host.
 inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset& ds, const EvalOptions& o = {}) {
   NoGradGuard no_grad;
+  const Device device = model_device(model);
   const bool was_training = model.is_training();
   model.eval();
   data::Loader loader(ds, {.batch_size = o.batch_size, .shuffle = false, .num_workers = o.num_workers, .seed = 0});
@@ -56,15 +66,16 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
     const int64_t N = batch->labels.numel(), M = batch->clips.size(0) / N;
     TV_CHECK(M % T == 0, o.what, ": a video gives ", M, " frames, not a whole number of ", T, "-frame views");
     res.views = M / T;
-    Tensor<float> scores = model.forward_views(batch->clips, M / T, o.average, o.max_views_per_pass);
+    const Tensor<float> scores =
+        model.forward_views(batch->clips.to(device), M / T, o.average, o.max_views_per_pass).to(Device::CPU);
     // Metrics would rank a NaN score somewhere arbitrary: a model that produces one is an error, not a result.
     check_finite(scores, o.what + ": the scores of videos " + std::to_string(batch->indices.front()) + ".." +
                              std::to_string(batch->indices.back()) + " of the list");
     const int64_t K = scores.size(1);
-    const std::vector<float> flat = scores.contiguous().to_vector();
+    const std::vector<float> flat = scores.to_vector();
     for (int64_t n = 0; n < N; ++n) {
       res.scores.emplace_back(flat.begin() + n * K, flat.begin() + (n + 1) * K);
-      res.labels.push_back(batch->labels.data()[n]);
+      res.labels.push_back(batch->labels.at({n}));
       res.indices.push_back(batch->indices[static_cast<size_t>(n)]);
     }
     progress.advance(N);

@@ -22,6 +22,9 @@
 namespace tv::train {
 
 struct Recipe {
+  // Where the model and every batch live (the data is decoded on the host and copied there per batch).
+  DeviceChoice device;
+
   // Model: frames = clip_len x num_clips of the training sampler.
   std::string model;
   models::ModelConfig model_config;
@@ -143,7 +146,9 @@ inline bool skip_matches(const std::string& key, const std::vector<std::string>&
 inline Recipe make_recipe(const Config& c) {
   Recipe r;
   const Range positive = Range::at_least(1), non_negative = Range::at_least(0);
-  // The loop first: schedules need the epoch count.
+  // The device before anything else: a missing GPU stops the run before a model or a list is built.
+  r.device = parse_device(c.str("device", "cpu"), c.where("device"));
+  // Then the loop: schedules need the epoch count.
   r.epochs = c.integer("epochs", 1, positive);
   r.batch_size = c.integer("batch_size", 8, positive);
   r.num_workers = static_cast<int>(c.integer("num_workers", 2, Range::closed(0, 1024)));

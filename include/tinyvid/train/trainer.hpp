@@ -16,6 +16,13 @@
 // writes: an epoch's training is saved with its validation marked pending, and the validation, best weights
 // and log line are redone on resume until the state records them. Resuming continues bit for bit: the
 // loader's draws depend only on (seed, epoch, sample), the lr on the position, and the state holds the rest.
+//
+// On a device (config key `device`): the model moves there once built (Module::to) and the optimizer's momenta
+// follow their parameters; each batch is decoded on the host and copied there. An iteration reads back one
+// small tensor (the loss and the batch's scores, for the NaN check, the progress line and the log's accuracy),
+// and scalars by design: the model's scan of its input for non-finite values and, with optim.clip_grad, the
+// gradient norm. Checkpoints go through the host one tensor at a time, and a resume reads host tensors that
+// load_state_dict and load_momentum_buffers copy to the device.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -33,6 +40,7 @@
 #include "tinyvid/data/loader.hpp"
 #include "tinyvid/io/safetensors.hpp"
 #include "tinyvid/nn/weights.hpp"
+#include "tinyvid/ops/join.hpp"
 #include "tinyvid/ops/loss.hpp"
 #include "tinyvid/optim/clip_grad.hpp"
 #include "tinyvid/train/evaluate.hpp"
@@ -210,6 +218,7 @@ class Trainer {
     manual_seed(r_.seed);  // the weights' initial values come from the seed
     model_ = models::make_model<float>(r_.model, r_.model_config);
     if (!r_.load_from.empty()) load_initial_weights(*model_, r_.load_from, r_.load_skip);
+    model_->to(r_.device.device);  // before the optimizer takes the parameters (to() keeps them anyway)
     named_ = model_->named_parameters();
     opt_ = std::make_unique<optim::SGD>(model_->parameters(), r_.sgd);
     train_set_ = make_dataset(r_, "train");
@@ -388,12 +397,21 @@ class Trainer {
     double loss, top1, top5, grad_norm;
   };
 
-  // One iteration: forward, loss, backward, clipping, SGD.
+  // One iteration: forward, loss, backward, clipping, SGD, on the model's device.
   Step step(const data::Batch& batch, int64_t g) {
     opt_->set_lr(r_.schedule.lr(at_.epoch, at_.iter, iters_));
-    Tensor<float> scores = (*model_)(batch.clips);
-    Tensor<float> loss = cross_entropy(scores, batch.labels, r_.label_smoothing);
-    const double loss_value = loss.item();
+    const Device device = r_.device.device;
+    Tensor<float> scores = (*model_)(batch.clips.to(device));
+    Tensor<float> loss = cross_entropy(scores, batch.labels.to(device), r_.label_smoothing);
+    // The iteration's one read of its results, in one copy: the loss (checked before the step changes any
+    // weight) and the scores, whose accuracy against the host's labels is computed on the host.
+    Tensor<float> host;
+    {
+      NoGradGuard no_grad;
+      host = cat(std::vector<Tensor<float>>{loss.detach().reshape({1}), scores.detach().reshape({-1})}, 0)
+                 .to(Device::CPU);
+    }
+    const double loss_value = host.at({0});
     TV_CHECK(std::isfinite(loss_value), "train: the loss is ", loss_value, " at epoch ", at_.epoch + 1, ", iteration ",
              at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
     opt_->zero_grad();
@@ -405,7 +423,7 @@ class Trainer {
                at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
     }
     opt_->step();
-    const Tensor<float> s = scores.detach();
+    const Tensor<float> s = host.narrow(0, 1, scores.numel()).reshape(scores.shape());
     return {loss_value, topk_accuracy(s, batch.labels, 1), topk_accuracy(s, batch.labels, std::min<int64_t>(5, s.size(1))),
             norm};
   }

@@ -1,16 +1,18 @@
 #pragma once
-// dropout's mask: each element keep_scale with probability 1 - p, else 0, drawn in order from a host Generator.
+// dropout's mask on the CPU: element i is a pure function of (key, i) (backend/philox.hpp), as on every device.
 #include <cstdint>
 
-#include "tinyvid/core/generator.hpp"
+#include "tinyvid/backend/philox.hpp"
+#include "tinyvid/core/parallel.hpp"
 
 namespace tv::cpu {
 
-// mask[i] = keep_scale when the i-th uniform draw of gen is >= p, else 0; one draw per element, in order,
-// so a seed gives the same mask on every machine. Serial on purpose: the generator is one sequence.
+// mask[i] = keep_scale with probability 1 - p, else 0; the same mask for the same key on every device.
 template <class T>
-void dropout_mask(T* mask, int64_t n, double p, T keep_scale, Generator& gen) {
-  for (int64_t i = 0; i < n; ++i) mask[i] = gen.next_double() >= p ? keep_scale : T(0);
+void dropout_mask(T* mask, int64_t n, double p, T keep_scale, uint64_t key) {
+  parallel_for(0, n, kParallelGrain / 8, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) mask[i] = dropout_mask_value(key, i, p, keep_scale);
+  });
 }
 
 }  // namespace tv::cpu

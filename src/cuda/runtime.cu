@@ -1,0 +1,128 @@
+// The CUDA backend's runtime, the part only a GPU runs: device memory (a caching allocator), the one stream
+// every kernel and copy is queued on, copies between devices, and cuBLAS for the matrix products.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdlib>
+#include <string>
+
+#include "launch.cuh"
+#include "tinyvid/backend/cuda.hpp"
+#include "tinyvid/backend/gpu/blas.hpp"
+#include "tinyvid/backend/gpu/memory.hpp"
+
+namespace tv::cuda {
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // clears a sticky launch error, so the next call reports its own
+    TV_FAIL("cuda: ", what, ": ", cudaGetErrorString(err));
+  }
+}
+
+namespace {
+
+void check_blas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) TV_FAIL("cuda: ", what, ": cuBLAS status ", static_cast<int>(status));
+}
+
+// The current device's stream and cuBLAS handle, made on first use. Work is queued in order on one stream,
+// so a freed block handed out again by the allocator is only touched after the work that used it.
+struct Runtime {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  Runtime() {
+    check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the stream");
+    check_blas(cublasCreate(&blas), "creating the cuBLAS handle");
+    check_blas(cublasSetStream(blas, stream), "cublasSetStream");
+    // TINYVID_TF32=1: float products on TF32 tensor cores (faster, 10 mantissa bits), as cuDNN's convolutions.
+    const char* tf32 = std::getenv("TINYVID_TF32");
+    if (tf32 && *tf32 && std::string(tf32) != "0")
+      check_blas(cublasSetMathMode(blas, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode");
+  }
+};
+
+Runtime& runtime() {
+  static Runtime* r = new Runtime;  // never destroyed: tensors freed during exit still queue their frees
+  return *r;
+}
+
+class DeviceMemory final : public ::tv::detail::CachingAllocator {
+ public:
+  DeviceMemory() : CachingAllocator(kCudaCachePolicy) {}
+
+ private:
+  void* system_allocate(size_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;  // Storage reports it, with the size
+    }
+    return p;
+  }
+  // cudaFree waits for the device: the cache keeps blocks and frees them only on empty_cache.
+  void system_free(void* p) override { (void)cudaFree(p); }
+};
+
+int as_int(int64_t v, const char* what) {
+  TV_CHECK(v >= 0 && v <= INT_MAX, "cuda gemm: ", what, " = ", v, " does not fit cuBLAS's 32-bit int");
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+cudaStream_t stream() { return runtime().stream; }
+
+Allocator* device_allocator(std::string& why) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    why = std::string("no usable GPU (") + cudaGetErrorString(err) + ")";
+    return nullptr;
+  }
+  if (count == 0) {
+    why = "no GPU on this machine";
+    return nullptr;
+  }
+  static DeviceMemory* memory = new DeviceMemory;
+  return memory;
+}
+
+void copy_across(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  // Unified addressing tells the direction from the pointers. From pageable host memory the call returns once
+  // the source has been staged, so the caller may free it at once.
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream()), "copying between devices");
+  if (dst_device == Device::CPU) check(cudaStreamSynchronize(stream()), "copying to the host");
+}
+
+void synchronize() { check(cudaStreamSynchronize(stream()), "synchronize"); }
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS gets B first, N and M swapped.
+template <>
+void gemm<float>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 int64_t stride_a, const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+                 int64_t stride_c, int64_t batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  check_blas(cublasSgemmStridedBatched(runtime().blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                       trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"), as_int(M, "M"),
+                                       as_int(K, "K"), &alpha, B, as_int(ldb, "ldb"), stride_b, A, as_int(lda, "lda"),
+                                       stride_a, &beta, C, as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")),
+             "sgemm");
+}
+
+template <>
+void gemm<double>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                  int64_t lda, int64_t stride_a, const double* B, int64_t ldb, int64_t stride_b, double beta, double* C,
+                  int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  check_blas(cublasDgemmStridedBatched(runtime().blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                       trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(N, "N"), as_int(M, "M"),
+                                       as_int(K, "K"), &alpha, B, as_int(ldb, "ldb"), stride_b, A, as_int(lda, "lda"),
+                                       stride_a, &beta, C, as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")),
+             "dgemm");
+}
+
+}  // namespace tv::cuda
