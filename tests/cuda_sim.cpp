@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -86,9 +87,18 @@ template <class K>
 void launch(const char* name, Launch l, const K& k) {
   TV_CHECK(l.blocks > 0 && l.threads > 0 && l.threads <= 1024, name, ": a launch of ", l.blocks, " blocks of ",
            l.threads, " threads");
+  // A GPU runs threads in no set order, so a kernel must not depend on one: TINYVID_SIM_ORDER=reverse walks
+  // the grid from its last thread to its first (ctest runs the tests both ways), which changes the result of
+  // a kernel whose threads race for an element or read what another thread of the launch writes.
+  static const bool reverse = [] {
+    const char* v = std::getenv("TINYVID_SIM_ORDER");
+    return v && std::string(v) == "reverse";
+  }();
   OpenDeviceMemory open;
-  for (int64_t b = 0; b < l.blocks; ++b)
-    for (int64_t t = 0; t < l.threads; ++t) k(Thread{b, t, l.blocks, l.threads});
+  for (int64_t i = 0; i < l.blocks * l.threads; ++i) {
+    const int64_t j = reverse ? l.blocks * l.threads - 1 - i : i;
+    k(Thread{j / l.threads, j % l.threads, l.blocks, l.threads});
+  }
 }
 
 template <class T>

@@ -1,10 +1,13 @@
 // cuDNN's convolutions for the CUDA backend (declared in backend/gpu/dnn.hpp): the legacy descriptor API,
-// an algorithm found once per shape (deterministic ones only, the fastest), workspaces from tinyvid's
-// caching allocator, all on the backend's stream. Without cuDNN (TINYVID_WITH_CUDNN undefined) every entry
-// returns false and the caller runs its own im2col + GEMM.
+// an algorithm chosen once per shape by cuDNN's heuristics (the same choice in every process, so a resumed run
+// repeats; timing them, as cudnnFind does, would not, and would allocate outside tinyvid's allocator), the first
+// deterministic one in their ranking, workspaces from tinyvid's caching allocator, all on the backend's stream.
+// A shape cuDNN cannot take, or any failure while choosing, falls back to the caller's im2col + GEMM (remembered,
+// so it is not asked again). Without cuDNN (TINYVID_WITH_CUDNN undefined) every entry returns false.
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <tuple>
 
@@ -66,9 +69,10 @@ struct Descriptors {
                                               CUDNN_CROSS_CORRELATION, t),
               "convolution");
     check_dnn(cudnnSetConvolutionGroupCount(conv, int(g.groups)), "groups");
-    const bool tf32 = sizeof(T) == 4 && env_flag("TINYVID_TF32", false);
-    check_dnn(cudnnSetConvolutionMathType(conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), "math type");
+    tensor_ops = sizeof(T) == 4 && env_flag("TINYVID_TF32", false);
+    check_dnn(cudnnSetConvolutionMathType(conv, tensor_ops ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), "math type");
   }
+  bool tensor_ops = false;  // TF32 tensor cores allowed
   ~Descriptors() {
     cudnnDestroyTensorDescriptor(x);
     cudnnDestroyTensorDescriptor(y);
@@ -95,41 +99,41 @@ Key key_of(Direction d, size_t bytes, const ConvGeometry& g) {
           g.dh, g.dw, g.groups};
 }
 
-// The fastest deterministic algorithm among cuDNN's timed results (they come sorted by time).
+// The first deterministic algorithm in cuDNN's ranking that keeps to the math allowed (no tensor-op TF32 for
+// float unless TINYVID_TF32=1), or none.
 template <class Perf>
-Choice pick(const Perf* perf, int count, const char* what) {
+std::optional<Choice> pick(const Perf* perf, int count, bool tensor_ops) {
   for (int i = 0; i < count; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC)
-      return {static_cast<int>(perf[i].algo), perf[i].mathType, perf[i].memory};
-  TV_FAIL("cuda: cuDNN has no deterministic algorithm for this ", what);
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+        (tensor_ops || perf[i].mathType != CUDNN_TENSOR_OP_MATH))
+      return Choice{static_cast<int>(perf[i].algo), perf[i].mathType, perf[i].memory};
+  return std::nullopt;
 }
 
+// The algorithm for this shape and direction, or none (cuDNN then declines, once and for all).
 template <class T>
-Choice choose(Direction d, const ConvGeometry& g, const Descriptors<T>& desc) {
+std::optional<Choice> choose(Direction d, const ConvGeometry& g, const Descriptors<T>& desc) {
   static std::mutex mu;
-  static std::map<Key, Choice> chosen;
+  static std::map<Key, std::optional<Choice>> chosen;
   std::lock_guard<std::mutex> lock(mu);
   const Key key = key_of(d, sizeof(T), g);
   if (auto it = chosen.find(key); it != chosen.end()) return it->second;
   constexpr int kMax = 16;
   int count = 0;
-  Choice c;
+  std::optional<Choice> c;
+  cudnnStatus_t status;
   if (d == Direction::Forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-    check_dnn(cudnnFindConvolutionForwardAlgorithm(handle(), desc.x, desc.w, desc.conv, desc.y, kMax, &count, perf),
-              "finding a forward algorithm");
-    c = pick(perf, count, "forward convolution");
+    status = cudnnGetConvolutionForwardAlgorithm_v7(handle(), desc.x, desc.w, desc.conv, desc.y, kMax, &count, perf);
+    if (status == CUDNN_STATUS_SUCCESS) c = pick(perf, count, desc.tensor_ops);
   } else if (d == Direction::BackwardInput) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-    check_dnn(cudnnFindConvolutionBackwardDataAlgorithm(handle(), desc.w, desc.y, desc.conv, desc.x, kMax, &count, perf),
-              "finding a backward-data algorithm");
-    c = pick(perf, count, "input gradient");
+    status = cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), desc.w, desc.y, desc.conv, desc.x, kMax, &count, perf);
+    if (status == CUDNN_STATUS_SUCCESS) c = pick(perf, count, desc.tensor_ops);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-    check_dnn(
-        cudnnFindConvolutionBackwardFilterAlgorithm(handle(), desc.x, desc.y, desc.conv, desc.w, kMax, &count, perf),
-        "finding a backward-filter algorithm");
-    c = pick(perf, count, "weight gradient");
+    status = cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), desc.x, desc.y, desc.conv, desc.w, kMax, &count, perf);
+    if (status == CUDNN_STATUS_SUCCESS) c = pick(perf, count, desc.tensor_ops);
   }
   chosen.emplace(key, c);
   return c;
@@ -153,12 +157,13 @@ template <class T>
 bool dnn_conv2d_forward(const ConvGeometry& g, const T* x, const T* w, T* y) {
   if (!cudnn_takes(g)) return false;
   Descriptors<T> desc(g);
-  const Choice c = choose<T>(Direction::Forward, g, desc);
-  check_dnn(cudnnSetConvolutionMathType(desc.conv, c.math), "math type");
-  Storage<char> workspace(static_cast<int64_t>(c.workspace), Device::CUDA);
+  const std::optional<Choice> c = choose<T>(Direction::Forward, g, desc);
+  if (!c) return false;
+  check_dnn(cudnnSetConvolutionMathType(desc.conv, c->math), "math type");
+  Storage<char> workspace(static_cast<int64_t>(c->workspace), Device::CUDA);
   Scale<T> s;
   check_dnn(cudnnConvolutionForward(handle(), &s.one, desc.x, x, desc.w, w, desc.conv,
-                                    static_cast<cudnnConvolutionFwdAlgo_t>(c.algorithm), workspace.data(), c.workspace,
+                                    static_cast<cudnnConvolutionFwdAlgo_t>(c->algorithm), workspace.data(), c->workspace,
                                     &s.zero, desc.y, y),
             "forward convolution");
   return true;
@@ -168,13 +173,14 @@ template <class T>
 bool dnn_conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
   if (!cudnn_takes(g)) return false;
   Descriptors<T> desc(g);
-  const Choice c = choose<T>(Direction::BackwardInput, g, desc);
-  check_dnn(cudnnSetConvolutionMathType(desc.conv, c.math), "math type");
-  Storage<char> workspace(static_cast<int64_t>(c.workspace), Device::CUDA);
+  const std::optional<Choice> c = choose<T>(Direction::BackwardInput, g, desc);
+  if (!c) return false;
+  check_dnn(cudnnSetConvolutionMathType(desc.conv, c->math), "math type");
+  Storage<char> workspace(static_cast<int64_t>(c->workspace), Device::CUDA);
   Scale<T> s;
   check_dnn(cudnnConvolutionBackwardData(handle(), &s.one, desc.w, w, desc.y, gy, desc.conv,
-                                         static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algorithm), workspace.data(),
-                                         c.workspace, &s.zero, desc.x, gx),
+                                         static_cast<cudnnConvolutionBwdDataAlgo_t>(c->algorithm), workspace.data(),
+                                         c->workspace, &s.zero, desc.x, gx),
             "input gradient");
   return true;
 }
@@ -183,13 +189,14 @@ template <class T>
 bool dnn_conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
   if (!cudnn_takes(g)) return false;
   Descriptors<T> desc(g);
-  const Choice c = choose<T>(Direction::BackwardWeight, g, desc);
-  check_dnn(cudnnSetConvolutionMathType(desc.conv, c.math), "math type");
-  Storage<char> workspace(static_cast<int64_t>(c.workspace), Device::CUDA);
+  const std::optional<Choice> c = choose<T>(Direction::BackwardWeight, g, desc);
+  if (!c) return false;
+  check_dnn(cudnnSetConvolutionMathType(desc.conv, c->math), "math type");
+  Storage<char> workspace(static_cast<int64_t>(c->workspace), Device::CUDA);
   Scale<T> s;
   check_dnn(cudnnConvolutionBackwardFilter(handle(), &s.one, desc.x, x, desc.y, gy, desc.conv,
-                                           static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algorithm), workspace.data(),
-                                           c.workspace, &s.zero, desc.w, gw),
+                                           static_cast<cudnnConvolutionBwdFilterAlgo_t>(c->algorithm), workspace.data(),
+                                           c->workspace, &s.zero, desc.w, gw),
             "weight gradient");
   return true;
 }

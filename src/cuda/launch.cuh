@@ -10,9 +10,12 @@ namespace tv::cuda {
 cudaStream_t stream();
 // Throws a tv::Error naming `what` when err is not cudaSuccess.
 void check(cudaError_t err, const char* what);
+// TINYVID_CUDA_SYNC=1: wait for every kernel as it is launched, so a fault names its kernel (slow; debugging).
+bool sync_each_launch();
 
+// __grid_constant__: the kernel reads its struct from the parameter space, never a per-thread copy.
 template <class K>
-__global__ void run_kernel(K k) {
+__global__ void run_kernel(const __grid_constant__ K k) {
   k(Thread{static_cast<int64_t>(blockIdx.x), static_cast<int64_t>(threadIdx.x), static_cast<int64_t>(gridDim.x),
            static_cast<int64_t>(blockDim.x)});
 }
@@ -20,7 +23,8 @@ __global__ void run_kernel(K k) {
 template <class K>
 void launch(const char* name, Launch l, const K& k) {
   run_kernel<K><<<static_cast<unsigned>(l.blocks), static_cast<unsigned>(l.threads), 0, stream()>>>(k);
-  check(cudaGetLastError(), name);
+  check(cudaGetLastError(), name);  // a bad launch; a fault inside the kernel shows at the next synchronisation
+  if (sync_each_launch()) check(cudaStreamSynchronize(stream()), name);
 }
 
 }  // namespace tv::cuda

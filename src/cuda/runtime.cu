@@ -16,9 +16,17 @@ namespace tv::cuda {
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
-    (void)cudaGetLastError();  // clears a sticky launch error, so the next call reports its own
+    (void)cudaGetLastError();  // clears a launch error; a fault inside a kernel stays, the context is then lost
     TV_FAIL("cuda: ", what, ": ", cudaGetErrorString(err));
   }
+}
+
+bool sync_each_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("TINYVID_CUDA_SYNC");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
 }
 
 namespace {
@@ -61,9 +69,16 @@ class DeviceMemory final : public ::tv::detail::CachingAllocator {
     }
     return p;
   }
-  // cudaFree waits for the device: the cache keeps blocks and frees them only on empty_cache.
-  void system_free(void* p) override { (void)cudaFree(p); }
+  // The cache keeps blocks and gives them back only here (empty_cache, or an allocation that failed), after the
+  // queued work that may still use them has finished.
+  void system_free(void* p) override {
+    (void)cudaStreamSynchronize(stream());
+    (void)cudaFree(p);
+  }
 };
+
+// A kernel of this library, to ask the driver whether the GPU can run the code compiled here.
+__global__ void probe_kernel() {}
 
 int as_int(int64_t v, const char* what) {
   TV_CHECK(v >= 0 && v <= INT_MAX, "cuda gemm: ", what, " = ", v, " does not fit cuBLAS's 32-bit int");
@@ -84,6 +99,22 @@ Allocator* device_allocator(std::string& why) {
   }
   if (count == 0) {
     why = "no GPU on this machine";
+    return nullptr;
+  }
+  // A context on the first GPU, and code it can run: a GPU older than the architectures built (CMake's
+  // CMAKE_CUDA_ARCHITECTURES) has no kernel image, which would otherwise fail at the first launch.
+  cudaFuncAttributes attributes{};
+  cudaError_t ready = cudaSetDevice(0);
+  if (ready == cudaSuccess) ready = cudaFree(nullptr);
+  if (ready == cudaSuccess) ready = cudaFuncGetAttributes(&attributes, probe_kernel);
+  if (ready != cudaSuccess) {
+    (void)cudaGetLastError();
+    cudaDeviceProp prop{};
+    const bool known = cudaGetDeviceProperties(&prop, 0) == cudaSuccess;
+    why = std::string("the GPU cannot run this build (") + cudaGetErrorString(ready) + ")" +
+          (known ? std::string("; it is ") + prop.name + ", compute capability " + std::to_string(prop.major) + "." +
+                       std::to_string(prop.minor) + "; rebuild with -DCMAKE_CUDA_ARCHITECTURES for it"
+                 : std::string());
     return nullptr;
   }
   static DeviceMemory* memory = new DeviceMemory;

@@ -2,8 +2,8 @@
 // cuDNN's convolutions, behind the same conv2d kernels as the CUDA backend's own im2col + GEMM path: where the
 // CUDA library was built with cuDNN (and the environment does not set TINYVID_CUDNN=0), these run and return
 // true; otherwise they return false and gpu/conv.hpp takes its own path (always, in the tests' host stand-in).
-// Algorithms are chosen once per shape by timing them (as torch.backends.cudnn.benchmark), deterministic
-// ones only, so a run repeats exactly.
+// Algorithms are chosen once per shape by cuDNN's heuristics, deterministic ones only, so a run (and a resumed
+// run) repeats exactly; a shape cuDNN declines takes the backend's own path.
 #include "tinyvid/backend/conv_geometry.hpp"
 
 namespace tv::cuda {
