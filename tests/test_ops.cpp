@@ -146,6 +146,10 @@ std::vector<OpCase> op_cases() {
   c.push_back({"sum_dim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {1}); }});
   c.push_back({"sum_dims_keepdim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {0, 2}, true); }});
   c.push_back({"sum_neg_dim", {{3, 4, 2}}, [](const auto& x) { return tv::sum(x[0], {-1}); }});
+  // Long sums: a GPU cuts them into pieces (3 outputs of 5000 values), and 300000 values into enough pieces
+  // that their partials are added in a second level of groups.
+  c.push_back(OpCase{"sum_long_rows", {{3, 5000}}, [](const auto& x) { return tv::sum(x[0], {1}); }}.without_gradcheck());
+  c.push_back(OpCase{"sum_long_all", {{300000}}, [](const auto& x) { return tv::sum(x[0]); }}.without_gradcheck());
   c.push_back({"mean_all", {{3, 4}}, [](const auto& x) { return tv::mean(x[0]); }});
   c.push_back({"mean_dims", {{2, 3, 4}}, [](const auto& x) { return tv::mean(x[0], {0, 2}); }});
   c.push_back({"var_unbiased", {{3, 5}}, [](const auto& x) { return tv::var(x[0], {1}); }});

@@ -1,8 +1,9 @@
 #pragma once
 // The CUDA backend's reductions (declared in backend/cuda.hpp). Sums accumulate in double, as on the CPU.
-// A sum with few outputs and many elements each is cut into pieces summed by separate threads into a
-// buffer, then a second launch adds each output's pieces in order: the number of pieces depends on the
+// A sum with few outputs and many elements each is cut into interleaved pieces summed by separate threads into a
+// buffer, then further launches add each output's pieces in order, 256 at a time: the number of pieces depends on the
 // sizes alone, so the result is the same for any grid.
+#include <memory>
 #include <vector>
 
 #include "tinyvid/backend/cuda.hpp"
@@ -18,13 +19,14 @@ TV_HOST_DEVICE bool is_finite(T v) {
   return d == d;
 }
 
-// partial[p * outputs + o] = the sum of piece p (elements [p * chunk, (p + 1) * chunk)) of output o's elements;
-// with pieces == 1 the result itself goes to out, scaled.
+// partial[p * outputs + o] = the sum of piece p of output o's elements: those at p, p + pieces, p + 2 pieces, ...,
+// so the threads of one output read neighbouring elements together; with pieces == 1 the result itself goes to
+// out, scaled.
 template <class T>
 struct SumPiecesKernel {
   Indexer<1> kept, reduced;
   const T* in;
-  int64_t outputs, elements, chunk, pieces;
+  int64_t outputs, elements, pieces;
   double* partial;  // pieces > 1
   T* out;           // pieces == 1
   double scale;
@@ -33,9 +35,8 @@ struct SumPiecesKernel {
     for (int64_t w = t.global(); w < outputs * pieces; w += t.stride()) {
       const int64_t o = w % outputs, p = w / outputs;
       kept.offsets(o, k);
-      const int64_t end = (p + 1) * chunk < elements ? (p + 1) * chunk : elements;
       double acc = 0.0;
-      for (int64_t i = p * chunk; i < end; ++i) {
+      for (int64_t i = p; i < elements; i += pieces) {
         reduced.offsets(i, r);
         acc += static_cast<double>(in[k[0] + r[0]]);
       }
@@ -47,17 +48,27 @@ struct SumPiecesKernel {
   }
 };
 
+// Adds the partials of each output in groups of `group`, in order: next[q * outputs + o] = the sum of
+// partial[(q * group + j) * outputs + o]; with last, the sums (then one group each) go to out, scaled.
 template <class T>
 struct SumPartialsKernel {
   const double* partial;
-  int64_t outputs, pieces;
+  int64_t outputs, pieces, group;
+  double* next;
   T* out;
   double scale;
+  bool last;
   TV_HOST_DEVICE void operator()(Thread t) const {
-    for (int64_t o = t.global(); o < outputs; o += t.stride()) {
+    const int64_t groups = (pieces + group - 1) / group;
+    for (int64_t w = t.global(); w < outputs * groups; w += t.stride()) {
+      const int64_t o = w % outputs, q = w / outputs;
+      const int64_t end = (q + 1) * group < pieces ? (q + 1) * group : pieces;
       double acc = 0.0;
-      for (int64_t p = 0; p < pieces; ++p) acc += partial[p * outputs + o];
-      out[o] = static_cast<T>(acc * scale);
+      for (int64_t p = q * group; p < end; ++p) acc += partial[p * outputs + o];
+      if (last)
+        out[o] = static_cast<T>(acc * scale);
+      else
+        next[w] = acc;
     }
   }
 };
@@ -81,19 +92,29 @@ void sum(const T* in, const Shape& shape, const Shape& strides, const std::vecto
   }
   const int64_t outputs = numel_of(kept_shape), elements = numel_of(red_shape);
   if (outputs == 0) return;
-  const int64_t pieces = sum_pieces(outputs, elements);
-  const int64_t chunk = (elements + pieces - 1) / pieces;
+  int64_t pieces = sum_pieces(outputs, elements);
   SumPiecesKernel<T> k{make_indexer<1>(kept_shape, {kept_strides}, "sum"),
                        make_indexer<1>(red_shape, {red_strides}, "sum"),
-                       in, outputs, elements, chunk, pieces, nullptr, out, scale};
+                       in, outputs, elements, pieces, nullptr, out, scale};
   if (pieces == 1) {
     launch_n("sum", outputs, k);
     return;
   }
-  Storage<double> partial(outputs * pieces, Device::CUDA);
-  k.partial = partial.data();
+  auto partial = std::make_unique<Storage<double>>(outputs * pieces, Device::CUDA);
+  k.partial = partial->data();
   launch_n("sum", outputs * pieces, k);
-  launch_n("sum", outputs, SumPartialsKernel<T>{partial.data(), outputs, pieces, out, scale});
+  // The partials go down in groups of 256 (a tree of launches), so no thread adds more than 256 of them.
+  constexpr int64_t kGroup = 256;
+  while (pieces > kGroup) {
+    const int64_t groups = (pieces + kGroup - 1) / kGroup;
+    auto next = std::make_unique<Storage<double>>(outputs * groups, Device::CUDA);
+    launch_n("sum", outputs * groups,
+             SumPartialsKernel<T>{partial->data(), outputs, pieces, kGroup, next->data(), out, scale, false});
+    partial = std::move(next);  // the freed block is only reused by work queued after this launch
+    pieces = groups;
+  }
+  launch_n("sum", outputs,
+           SumPartialsKernel<T>{partial->data(), outputs, pieces, kGroup, nullptr, out, scale, true});
 }
 
 template <class T>
