@@ -1,10 +1,11 @@
 #pragma once
 // The CUDA backend's optimizer kernels (declared in backend/cuda.hpp): SGD's fused update, elementwise with
 // the CPU's float arithmetic, and the norm and scaling of gradient clipping. The norm stays on the device:
-// |g|^p is summed in double in pieces (the two passes of gpu/reduce.hpp) into a one-element accumulator,
+// |g|^p is summed in double in pieces (as gpu/reduce.hpp's sum: interleaved, then a tree) into a one-element accumulator,
 // which the scaling reads there, so no step waits for the host.
 #include <cmath>
 #include <cstdint>
+#include <memory>
 
 #include "tinyvid/backend/cuda.hpp"
 #include "tinyvid/backend/gpu/launch.hpp"
@@ -75,31 +76,31 @@ TV_HOST_DEVICE inline double grad_norm_combine(double total, double part, bool i
   return (part > total || part != part) ? part : total;
 }
 
-// Piece w of x (elements [w * chunk, (w + 1) * chunk)): partial[w] = its sum of |x|^p in double, or its max
-// |x| (NaN if it holds one). With one piece the result goes straight into the accumulator.
+// Piece w of x (elements w, w + pieces, w + 2 pieces, ..., so neighbouring threads read neighbouring values):
+// partial[w] = its sum of |x|^p in double, or its max |x| (NaN if it holds one). With one piece the result goes
+// straight into the accumulator.
 template <class T>
 struct GradNormPiecesKernel {
   const T* x;
-  int64_t n, chunk, pieces;
+  int64_t n, pieces;
   double p;
   bool inf, first;
   double* partial;  // pieces > 1
   double* acc;      // pieces == 1
   TV_HOST_DEVICE void operator()(Thread t) const {
     for (int64_t w = t.global(); w < pieces; w += t.stride()) {
-      const int64_t end = (w + 1) * chunk < n ? (w + 1) * chunk : n;
       double s = 0.0;
       if (inf) {
-        for (int64_t i = w * chunk; i < end && s == s; ++i) {  // stops at a NaN, which wins
+        for (int64_t i = w; i < n && s == s; i += pieces) {  // stops at a NaN, which wins
           const double a = std::abs(static_cast<double>(x[i]));
           if (a > s || a != a) s = a;
         }
       } else if (p == 2) {
-        for (int64_t i = w * chunk; i < end; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+        for (int64_t i = w; i < n; i += pieces) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
       } else if (p == 1) {
-        for (int64_t i = w * chunk; i < end; ++i) s += std::abs(static_cast<double>(x[i]));
+        for (int64_t i = w; i < n; i += pieces) s += std::abs(static_cast<double>(x[i]));
       } else {
-        for (int64_t i = w * chunk; i < end; ++i) s += std::pow(std::abs(static_cast<double>(x[i])), p);
+        for (int64_t i = w; i < n; i += pieces) s += std::pow(std::abs(static_cast<double>(x[i])), p);
       }
       if (pieces == 1)
         *acc = grad_norm_combine(first ? 0.0 : *acc, s, inf);
@@ -109,7 +110,25 @@ struct GradNormPiecesKernel {
   }
 };
 
-// One thread: the pieces in order, then into the accumulator.
+// next[q] = partials [q * group, (q + 1) * group) combined in order: one level of the tree that brings the
+// pieces down to at most `group`, so no thread combines more.
+struct GradNormTreeKernel {
+  const double* partial;
+  int64_t pieces, group;
+  bool inf;
+  double* next;
+  TV_HOST_DEVICE void operator()(Thread t) const {
+    const int64_t groups = (pieces + group - 1) / group;
+    for (int64_t q = t.global(); q < groups; q += t.stride()) {
+      const int64_t end = (q + 1) * group < pieces ? (q + 1) * group : pieces;
+      double s = 0.0;
+      for (int64_t w = q * group; w < end; ++w) s = inf ? grad_norm_combine(s, partial[w], true) : s + partial[w];
+      next[q] = s;
+    }
+  }
+};
+
+// One thread: the (at most 256) pieces in order, then into the accumulator.
 struct GradNormPartialsKernel {
   const double* partial;
   int64_t pieces;
@@ -126,17 +145,24 @@ struct GradNormPartialsKernel {
 template <class T>
 void grad_norm_accumulate(const T* x, int64_t n, double p, bool first, double* acc) {
   const bool inf = std::isinf(p);
-  const int64_t pieces = sum_pieces(1, n);  // 1 for an empty grad: the accumulator is still written
-  const int64_t chunk = (n + pieces - 1) / pieces;
-  GradNormPiecesKernel<T> k{x, n, chunk, pieces, p, inf, first, nullptr, acc};
+  int64_t pieces = sum_pieces(1, n);  // 1 for an empty grad: the accumulator is still written
+  GradNormPiecesKernel<T> k{x, n, pieces, p, inf, first, nullptr, acc};
   if (pieces == 1) {
     launch("clip_grad_norm", Launch{1, 1}, k);
     return;
   }
-  Storage<double> partial(pieces, Device::CUDA);
-  k.partial = partial.data();
+  auto partial = std::make_unique<Storage<double>>(pieces, Device::CUDA);
+  k.partial = partial->data();
   launch_n("clip_grad_norm", pieces, k);
-  launch("clip_grad_norm", Launch{1, 1}, GradNormPartialsKernel{partial.data(), pieces, inf, first, acc});
+  constexpr int64_t kGroup = 256;
+  while (pieces > kGroup) {
+    const int64_t groups = (pieces + kGroup - 1) / kGroup;
+    auto next = std::make_unique<Storage<double>>(groups, Device::CUDA);
+    launch_n("clip_grad_norm", groups, GradNormTreeKernel{partial->data(), pieces, kGroup, inf, next->data()});
+    partial = std::move(next);
+    pieces = groups;
+  }
+  launch("clip_grad_norm", Launch{1, 1}, GradNormPartialsKernel{partial->data(), pieces, inf, first, acc});
 }
 
 struct GradNormFinishKernel {
