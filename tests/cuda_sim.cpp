@@ -1,6 +1,7 @@
 // The CUDA backend on the host, for the tests: the kernels of include/tinyvid/backend/gpu/, compiled here by
 // the host compiler, under the CUDA device tag. launch() walks every block and thread of the grid a GPU would
-// run, in turn; the matrix products, which cuBLAS does on a GPU, are plain loops. The test binary built with
+// run, in turn; the matrix products, which cuBLAS does on a GPU, are plain loops; cuDNN declines every
+// convolution (src/cuda/dnn_none.cpp), so conv takes the backend's own path. The test binary built with
 // this file (tinyvid_cuda_sim_tests, TINYVID_WITH_CUDA defined) runs the backend table of test_ops.cpp and the
 // device tests on "cuda", so the index arithmetic, bounds and broadcasting of every CUDA kernel are checked
 // on every CI run.
@@ -17,7 +18,6 @@
 #include <unordered_map>
 
 #include "tinyvid/backend/gpu/blas.hpp"
-#include "tinyvid/backend/gpu/dnn.hpp"
 #include "tinyvid/backend/gpu/instances.hpp"
 
 namespace tv::cuda {
@@ -123,26 +123,6 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const fl
                           int64_t, int64_t, float, float*, int64_t, int64_t, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
                            const double*, int64_t, int64_t, double, double*, int64_t, int64_t, int64_t);
-
-// cuDNN is a GPU library: here the convolutions always take the backend's own im2col + GEMM path.
-template <class T>
-bool dnn_conv2d_forward(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-template <class T>
-bool dnn_conv2d_backward_input(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-template <class T>
-bool dnn_conv2d_backward_weight(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-template bool dnn_conv2d_forward<float>(const ConvGeometry&, const float*, const float*, float*);
-template bool dnn_conv2d_forward<double>(const ConvGeometry&, const double*, const double*, double*);
-template bool dnn_conv2d_backward_input<float>(const ConvGeometry&, const float*, const float*, float*);
-template bool dnn_conv2d_backward_input<double>(const ConvGeometry&, const double*, const double*, double*);
-template bool dnn_conv2d_backward_weight<float>(const ConvGeometry&, const float*, const float*, float*);
-template bool dnn_conv2d_backward_weight<double>(const ConvGeometry&, const double*, const double*, double*);
 
 void copy_across(void* dst, Device, const void* src, Device, size_t bytes) {
   OpenDeviceMemory open;

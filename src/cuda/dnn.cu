@@ -3,25 +3,22 @@
 // repeats; timing them, as cudnnFind does, would not, and would allocate outside tinyvid's allocator), the first
 // deterministic one in their ranking, workspaces from tinyvid's caching allocator, all on the backend's stream.
 // A shape cuDNN cannot take, or any failure while choosing, falls back to the caller's im2col + GEMM (remembered,
-// so it is not asked again). Without cuDNN (TINYVID_WITH_CUDNN undefined) every entry returns false.
+// so it is not asked again). Compiled only where CMake found cuDNN; otherwise dnn_none.cpp stands in.
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "launch.cuh"
 #include "tinyvid/backend/gpu/dnn.hpp"
 #include "tinyvid/core/storage.hpp"
 
-#ifdef TINYVID_WITH_CUDNN
 #include <cudnn.h>
-#endif
 
 namespace tv::cuda {
 
-#ifdef TINYVID_WITH_CUDNN
 namespace {
 
 void check_dnn(cudnnStatus_t status, const char* what) {
@@ -200,23 +197,6 @@ bool dnn_conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, 
             "weight gradient");
   return true;
 }
-
-#else  // built without cuDNN
-
-template <class T>
-bool dnn_conv2d_forward(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-template <class T>
-bool dnn_conv2d_backward_input(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-template <class T>
-bool dnn_conv2d_backward_weight(const ConvGeometry&, const T*, const T*, T*) {
-  return false;
-}
-
-#endif
 
 template bool dnn_conv2d_forward<float>(const ConvGeometry&, const float*, const float*, float*);
 template bool dnn_conv2d_forward<double>(const ConvGeometry&, const double*, const double*, double*);
