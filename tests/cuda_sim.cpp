@@ -133,6 +133,13 @@ void synchronize() {}
 
 Allocator* device_allocator(std::string&) { return &memory(); }
 
+// Pinned memory is host memory the host reads as any other; here it is ordinary host memory, kept apart so
+// that the tests can tell the loader's pinned batches by Tensor::is_pinned.
+Allocator* pinned_host_allocator() {
+  static ::tv::detail::CpuAllocator* pinned = new ::tv::detail::CpuAllocator;
+  return pinned;
+}
+
 }  // namespace tv::cuda
 
 TINYVID_CUDA_INSTANCES()

@@ -26,6 +26,24 @@ TEST_CASE("a tensor used twice gets the sum of both paths (diamond graph)") {
   CHECK(x.grad().item() == doctest::Approx(2 * std::exp(4.0) + std::exp(2.0)));
 }
 
+TEST_CASE("a post-accumulate hook runs once per backward, after the leaf's whole gradient is in .grad") {
+  auto x = tv::tensor<double>({1, 2}).requires_grad_();
+  auto w = tv::tensor<double>({3}).requires_grad_();
+  std::vector<std::vector<double>> seen;  // .grad of x as each call of the hook finds it
+  const uint64_t id = x.register_post_accumulate_grad_hook([&] { seen.push_back(x.grad().to_vector()); });
+  // x reaches the loss by three paths; the hook sees their sum, once.
+  tv::sum(x * x + x * w + tv::exp(x * 0.0)).backward();
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == std::vector<double>{2 + 3, 4 + 3});
+  tv::sum(x).backward();  // the next backward: once more, with the accumulated .grad
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1] == std::vector<double>{6, 8});
+  x.remove_grad_hook(id);
+  tv::sum(x).backward();
+  CHECK(seen.size() == 2);
+  CHECK_THROWS_WITH_AS((x * 2.0).register_post_accumulate_grad_hook([] {}), doctest::Contains("only a leaf"), tv::Error);
+}
+
 TEST_CASE("backward with an explicit gradient, and its checks") {
   auto x = tv::tensor<double>({1, 2}).requires_grad_();
   auto y = x * 2.0;

@@ -219,6 +219,30 @@ TEST_CASE("device: safetensors writes device tensors, strided views too, through
   }
 }
 
+TEST_CASE("device: pinned host tensors copy to every device and back, and their blocks go back to the pinned cache") {
+  // Pinned where a GPU is (the simulator stands one in), ordinary host memory elsewhere.
+  const bool gpu = tv::device_available(Device::CUDA) && tv::pinned_allocator() != nullptr;
+  const Tensor<float> plain = tv::arange<float>(0, 2 * 3 * 4 * 5).reshape({2, 3, 4, 5});
+  Tensor<float> pinned = Tensor<float>::empty_pinned(plain.shape());
+  CHECK_FALSE(plain.is_pinned());
+  CHECK(pinned.is_pinned() == gpu);
+  CHECK(pinned.device() == Device::CPU);
+  pinned.copy_(plain);
+  for (const Device device : backends()) {
+    INFO(tv::device_name(device));
+    CHECK(pinned.to(device).to(Device::CPU).to_vector() == plain.to_vector());
+  }
+  if (gpu) {
+    const size_t before = tv::pinned_allocator()->cached_bytes();
+    { const Tensor<int64_t> t = Tensor<int64_t>::empty_pinned({1 << 18}); }
+    CHECK(tv::pinned_allocator()->cached_bytes() >= before + (size_t{1} << 21));
+    tv::empty_cache();
+    CHECK(tv::pinned_allocator()->cached_bytes() == 0);
+  }
+  CHECK_THROWS_WITH_AS((tv::Storage<float>(4, Device::CUDA, true)), doctest::Contains("pinned memory is host memory"),
+                       tv::Error);
+}
+
 TEST_CASE("device: the config key device is cpu, cuda or cuda:0, and a missing GPU is one clear error") {
   using tv::train::parse_device;
   CHECK(parse_device("cpu", "run.conf:3").device == Device::CPU);

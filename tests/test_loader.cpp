@@ -172,6 +172,21 @@ TEST_CASE("Loader: batch shapes, labels, drop_last") {
   }
 }
 
+TEST_CASE("Loader: pin_memory gives the same batches, in pinned memory where there is a GPU") {
+  VideoDataset ds(six_videos(), small_train_pipeline());
+  Loader plain(ds, {.batch_size = 4, .num_workers = 2, .seed = 3});
+  Loader pinned(ds, {.batch_size = 4, .num_workers = 2, .seed = 3, .pin_memory = true});
+  const auto a = all_batches(plain, 1), b = all_batches(pinned, 1);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(same(a[i].clips, b[i].clips));
+    CHECK(a[i].labels.to_vector() == b[i].labels.to_vector());
+    CHECK_FALSE(a[i].clips.is_pinned());
+    CHECK(b[i].clips.is_pinned() == (tv::pinned_allocator() != nullptr));
+    CHECK(b[i].labels.is_pinned() == (tv::pinned_allocator() != nullptr));
+  }
+}
+
 TEST_CASE("Loader: same seed gives the same batches with 0, 1 and 3 workers; epochs reshuffle; mid-epoch start") {
   VideoDataset ds(six_videos(), small_train_pipeline());
   Loader one(ds, {.batch_size = 2, .num_workers = 1, .seed = 11});

@@ -4,7 +4,8 @@
 # Further package names on the command line are installed too (tools/fuzz.sh asks for clang).
 set -euo pipefail
 packages=(g++ cmake make ccache libeigen3-dev libopenblas-openmp-dev doctest-dev python3 python3-numpy
-  pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libjpeg-dev libpng-dev libcli11-dev)
+  pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libjpeg-dev libpng-dev libcli11-dev
+  libopenmpi-dev openmpi-bin)
 for arg in "$@"; do
   if [[ "$arg" == "--peer" ]]; then packages+=(python3-torch); else packages+=("$arg"); fi
 done

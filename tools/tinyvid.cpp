@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <tinyvid/dist/process_group.hpp>
+
 #include "commands/common.hpp"
 #include "commands/forward.hpp"
 #include "commands/summary.hpp"
@@ -132,8 +134,11 @@ int main(int argc, char** argv) {
                  "model, or give the process more memory\n", tvcli::command_path(*parsed_command(app)).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", tvcli::command_path(*parsed_command(app)).c_str(),
-                 without_prefix(e.what()).c_str());
+    const std::string message = tvcli::command_path(*parsed_command(app)) + ": " + without_prefix(e.what());
+    // One of several processes (mpirun): the others would wait for it until their timeout; end them all now,
+    // with this message. The files written so far are whole (every write is atomic).
+    if (tv::dist::detail::launched() && tv::dist::world().size() > 1) tv::dist::world().abort(message);
+    std::fprintf(stderr, "%s\n", message.c_str());
     return 2;
   }
 }

@@ -5,7 +5,10 @@
 
 #include <climits>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "launch.cuh"
 #include "tinyvid/backend/cuda.hpp"
@@ -77,6 +80,90 @@ class DeviceMemory final : public ::tv::detail::CachingAllocator {
   }
 };
 
+// Page-locked host memory for batches on their way to the GPU. A copy from it is queued and runs later, so
+// a freed block carries an event recorded on the stream at its release, and is handed out again only once
+// that event has passed (PyTorch's pinned-memory cache does the same). Sizes are rounded to 64 KB, from
+// 1 MB on to 1 MB; at most 2 GB are kept (page-locked memory is taken from the whole machine).
+class PinnedHostMemory final : public Allocator {
+ public:
+  void* allocate(size_t bytes) override {
+    bytes = rounded(bytes);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto [first, last] = free_.equal_range(bytes);
+      for (auto it = first; it != last; ++it) {
+        if (cudaEventQuery(it->second.released) != cudaSuccess) continue;  // still read by a queued copy
+        void* p = it->second.p;
+        (void)cudaEventDestroy(it->second.released);
+        free_.erase(it);
+        cached_ -= bytes;
+        return p;
+      }
+      (void)cudaGetLastError();  // cudaEventQuery's cudaErrorNotReady
+    }
+    void* p = system_allocate(bytes);
+    if (!p && empty_cache() > 0) p = system_allocate(bytes);
+    return p;
+  }
+  void deallocate(void* p, size_t bytes) override {
+    bytes = rounded(bytes);
+    cudaEvent_t released = nullptr;
+    if (cudaEventCreateWithFlags(&released, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventRecord(released, stream()) != cudaSuccess) {
+      (void)cudaGetLastError();
+      if (released) (void)cudaEventDestroy(released);
+      (void)cudaStreamSynchronize(stream());
+      (void)cudaFreeHost(p);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cached_ + bytes > kMaxCached) {
+      (void)cudaEventSynchronize(released);
+      (void)cudaEventDestroy(released);
+      (void)cudaFreeHost(p);
+      return;
+    }
+    free_.emplace(bytes, Block{p, released});
+    cached_ += bytes;
+  }
+  size_t empty_cache() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [bytes, block] : free_) {
+      (void)cudaEventSynchronize(block.released);
+      (void)cudaEventDestroy(block.released);
+      (void)cudaFreeHost(block.p);
+    }
+    free_.clear();
+    return std::exchange(cached_, 0);
+  }
+  size_t cached_bytes() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cached_;
+  }
+
+ private:
+  static constexpr size_t kMaxCached = size_t{2} << 30;
+  struct Block {
+    void* p;
+    cudaEvent_t released;
+  };
+  static size_t rounded(size_t bytes) {
+    const size_t g = bytes >= (size_t{1} << 20) ? size_t{1} << 20 : size_t{1} << 16;
+    return bytes == 0 ? g : (bytes + g - 1) / g * g;
+  }
+  static void* system_allocate(size_t bytes) {
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+  mutable std::mutex mu_;
+  std::unordered_multimap<size_t, Block> free_;
+  size_t cached_ = 0;
+};
+
 // A kernel of this library, to ask the driver whether the GPU can run the code compiled here.
 __global__ void probe_kernel() {}
 
@@ -121,10 +208,18 @@ Allocator* device_allocator(std::string& why) {
   return memory;
 }
 
+Allocator* pinned_host_allocator() {
+  std::string why;
+  if (!device_allocator(why)) return nullptr;
+  static PinnedHostMemory* pinned = new PinnedHostMemory;
+  return pinned;
+}
+
 void copy_across(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
   // Unified addressing tells the direction from the pointers. From pageable host memory the call returns once
-  // the source has been staged, so the caller may free it at once.
+  // the source has been staged, so the caller may free it at once; from pinned memory it returns at once, and
+  // the pinned allocator keeps the source until the copy has run.
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream()), "copying between devices");
   if (dst_device == Device::CPU) check(cudaStreamSynchronize(stream()), "copying to the host");
 }

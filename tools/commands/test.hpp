@@ -77,10 +77,12 @@ inline Run add_test(CLI::App& cmd) {
     std::error_code ec;
     std::filesystem::create_directories(out, ec);
     TV_CHECK(!ec, "cannot create '", out, "': ", ec.message());
+    // Under mpirun every process tests its shard of the list; rank 0 gets them all and writes the report.
+    tv::dist::ProcessGroup& pg = tv::dist::world();
     const auto res = tv::train::evaluate(*model, *ds,
                                          {.average = r.average_clips, .batch_size = r.test_batch_size,
                                           .num_workers = r.num_workers, .max_views_per_pass = r.max_views_per_pass,
-                                          .progress = !a->no_progress});
+                                          .progress = !a->no_progress && pg.rank() == 0, .group = &pg});
     // Metrics over a fraction of the list would look like a result: too many unreadable videos is an error.
     const double share = ds->size() ? static_cast<double>(res.skipped.size()) / static_cast<double>(ds->size()) : 0.0;
     if (res.scores.empty() || share > r.max_skip_ratio) {
@@ -91,6 +93,7 @@ inline Run add_test(CLI::App& cmd) {
               " could not be read, more than data.max_skip_ratio = ", r.max_skip_ratio,
               " allows; no metrics written (tinyvid check-videos lists them all):", bad);
     }
+    if (pg.rank() != 0) return 0;
     tv::train::write_test_report(
         out, res, tv::train::class_names(r),
         {{"config", config_path}, {"checkpoint", checkpoint}, {"model", r.model}, {"clips_x_crops", views}});

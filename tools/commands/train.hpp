@@ -58,12 +58,16 @@ inline Run add_train(CLI::App& cmd) {
     // The work directory: --work-dir, else the resumed state's folder, else work_dirs/<config name>.
     o.work_dir = a->work_dir.get(o.resume_from.empty() ? default_work_dir(config_path)
                                                        : std::filesystem::path(o.resume_from).parent_path().string());
-    if (a->force && std::filesystem::exists(o.work_dir) && !std::filesystem::is_empty(o.work_dir)) {
+    // Under mpirun rank 0 speaks and decides the new folder of --force for all.
+    tv::dist::ProcessGroup& pg = tv::dist::world();
+    const bool lead = pg.rank() == 0;
+    if (a->force && lead && std::filesystem::exists(o.work_dir) && !std::filesystem::is_empty(o.work_dir)) {
       const std::string fresh = tv::train::timestamped_work_dir(o.work_dir);
       std::printf("tinyvid train: %s holds files; --force starts the new run in %s\n", o.work_dir.c_str(),
                   fresh.c_str());
       o.work_dir = fresh;
     }
+    if (pg.size() > 1) o.work_dir = pg.all_gather_bytes(o.work_dir).front();
     std::stringstream allowed(a->allow_change.get());
     for (std::string k; std::getline(allowed, k, ',');)
       if (!k.empty()) o.allow_changed.push_back(k);
@@ -71,12 +75,16 @@ inline Run add_train(CLI::App& cmd) {
     o.quiet = a->quiet;
     o.build_info = std::string("git ") + tinyvid_git_hash;
     if (a->stop_after_iters.given()) o.stop_after_iters = a->stop_after_iters.integer();
-    std::printf("tinyvid train: %s -> %s%s\n", config_path.c_str(), o.work_dir.c_str(), o.resume ? " (resume)" : "");
+    if (lead)
+      std::printf("tinyvid train: %s -> %s%s%s\n", config_path.c_str(), o.work_dir.c_str(), o.resume ? " (resume)" : "",
+                  pg.size() > 1 ? (" on " + std::to_string(pg.size()) + " processes").c_str() : "");
     tv::train::StopOnSignals stop_on_signals;  // Ctrl-C / SIGTERM: save at the next safe point, then exit
     const auto r = tv::train::train(c, o);
     if (r.interrupted) return 130;  // as a shell reports a process ended by SIGINT
+    if (!lead) return 0;
     std::printf("done: %lld epochs, %lld iterations, %.1f s in training iterations",
                 static_cast<long long>(r.epochs_done), static_cast<long long>(r.global_iter), r.seconds);
+    if (pg.size() > 1) std::printf(" (%.1f s of them waiting for the gradients' sums)", r.comm_seconds);
     if (r.best_top1 >= 0)
       std::printf("; best val top-1 %.4f (epoch %lld)", r.best_top1, static_cast<long long>(r.best_epoch));
     if (r.last_val_top1 >= 0) std::printf(", last %.4f", r.last_val_top1);

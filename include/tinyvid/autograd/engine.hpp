@@ -57,6 +57,7 @@ std::vector<Tensor<T>> autograd::AccumulateGrad<T>::apply(const Tensor<T>& grad)
     kernel::add(acc, grad, acc);
     acc.storage()->bump_version();
   }
+  for (const auto& hook : leaf.grad_hooks) hook.second();  // the engine runs this node once, with the whole sum
   return {};
 }
 

@@ -125,6 +125,12 @@ inline std::array<Allocator*, kNumDevices>& allocators() {
   return *table;
 }
 
+// The pinned host allocator once found (pinned_allocator()), so that empty_cache() reaches it.
+inline Allocator*& allocators_pinned() {
+  static Allocator* pinned = nullptr;
+  return pinned;
+}
+
 }  // namespace detail
 
 #ifdef TINYVID_WITH_CUDA
@@ -132,6 +138,9 @@ namespace cuda {
 // The CUDA library's caching allocator for the current GPU (src/cuda/runtime.cu), or nullptr with `why` set
 // when this machine has no usable GPU (no device, no driver, a driver too old).
 Allocator* device_allocator(std::string& why);
+// Page-locked host memory (cudaHostAlloc), or nullptr without a usable GPU. A block freed while a copy from it
+// may still be queued is handed out again only after that copy has finished.
+Allocator* pinned_host_allocator();
 }  // namespace cuda
 #endif
 
@@ -154,6 +163,18 @@ inline Allocator* find_allocator(Device device, std::string& why) {
   return nullptr;
 }
 }  // namespace detail
+
+// Host memory a GPU copies from without staging (PyTorch's pinned memory), so that a batch's upload is queued
+// on the stream and the host goes on at once; nullptr where there is no GPU to copy to. The loader's batches
+// come from it when they are bound for a GPU (LoaderOptions::pin_memory).
+inline Allocator* pinned_allocator() {
+  Allocator*& slot = detail::allocators_pinned();
+  if (slot) return slot;
+#ifdef TINYVID_WITH_CUDA
+  slot = ::tv::cuda::pinned_host_allocator();
+#endif
+  return slot;
+}
 
 // Installs an allocator for a device in place of the backend's own (tests give a device host memory this way);
 // nullptr removes it again.
@@ -180,6 +201,7 @@ inline size_t empty_cache() {
   size_t bytes = 0;
   for (Allocator* a : detail::allocators())
     if (a) bytes += a->empty_cache();
+  if (Allocator* pinned = detail::allocators_pinned()) bytes += pinned->empty_cache();
   return bytes;
 }
 

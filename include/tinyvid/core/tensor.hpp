@@ -4,9 +4,11 @@
 // Shape methods (view, permute, narrow, ...) are members and are defined in ops/view.hpp;
 // math is free functions in ops/ (tv::exp(x), tv::sum(x, {1}), a + b).
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinyvid/core/error.hpp"
@@ -31,6 +33,9 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl<T>> grad;
   std::shared_ptr<autograd::Node<T>> grad_fn;            // set on results of differentiable ops
   std::weak_ptr<autograd::Node<T>> grad_accumulator;     // leaves: the node that adds into .grad
+  // Leaves: called once per backward, after its gradient has been added into .grad (data-parallel training
+  // starts reducing a parameter's gradient while backward goes on), each under the id it was registered with.
+  std::vector<std::pair<uint64_t, std::function<void()>>> grad_hooks;
 };
 
 template <class T>
@@ -42,14 +47,10 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl<T>> impl) : impl_(std::move(impl)) {}
 
   // A new contiguous tensor; its values are uninitialized (use tv::zeros and friends instead).
-  static Tensor empty(const Shape& shape, Device device = Device::CPU) {
-    for (int64_t d : shape) TV_CHECK(d >= 0, "empty: negative size in shape ", shape);
-    auto impl = std::make_shared<TensorImpl<T>>();
-    impl->storage = std::make_shared<Storage<T>>(numel_of(shape), device);
-    impl->shape = shape;
-    impl->strides = contiguous_strides(shape);
-    return Tensor(std::move(impl));
-  }
+  static Tensor empty(const Shape& shape, Device device = Device::CPU) { return allocated(shape, device, false, "empty"); }
+  // A new contiguous host tensor in pinned memory (torch.empty(..., pin_memory=True)): a GPU copies from it
+  // asynchronously. Ordinary host memory where there is no GPU (is_pinned() then says false).
+  static Tensor empty_pinned(const Shape& shape) { return allocated(shape, Device::CPU, true, "empty_pinned"); }
   // A tensor that shares `storage` with the given layout (no autograd history).
   static Tensor from_storage(std::shared_ptr<Storage<T>> storage, Shape shape, Shape strides,
                              int64_t offset) {
@@ -71,6 +72,7 @@ class Tensor {
   int64_t dim() const { return static_cast<int64_t>(shape().size()); }
   int64_t numel() const { return numel_of(shape()); }
   Device device() const { return checked().storage->device(); }
+  bool is_pinned() const { return checked().storage->is_pinned(); }
   bool is_contiguous() const { return is_contiguous_layout(shape(), strides()); }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
 
@@ -109,6 +111,19 @@ class Tensor {
   Tensor grad() const { return Tensor(checked().grad); }
   void set_grad(const Tensor& g) { checked().grad = g.impl_; }
   const std::shared_ptr<autograd::Node<T>>& grad_fn() const { return checked().grad_fn; }
+  // A leaf's hook, called by each backward once this leaf's .grad holds its whole gradient (PyTorch's
+  // register_post_accumulate_grad_hook); returns the id that remove_grad_hook takes.
+  uint64_t register_post_accumulate_grad_hook(std::function<void()> hook) {
+    TV_CHECK(requires_grad() && is_leaf(), "register_post_accumulate_grad_hook: only a leaf that requires grad "
+             "accumulates a gradient (shape ", shape(), ")");
+    static uint64_t next_id = 0;  // not thread-safe, as registering a hook during backward is not
+    checked().grad_hooks.emplace_back(++next_id, std::move(hook));
+    return next_id;
+  }
+  void remove_grad_hook(uint64_t id) {
+    auto& hooks = checked().grad_hooks;
+    std::erase_if(hooks, [id](const auto& h) { return h.first == id; });
+  }
   // Reverse-mode differentiation from this tensor; `gradient` may be omitted for a one-element tensor.
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
 
@@ -139,6 +154,14 @@ class Tensor {
   Tensor& mul_(T value);
 
  private:
+  static Tensor allocated(const Shape& shape, Device device, bool pinned, const char* op) {
+    for (int64_t d : shape) TV_CHECK(d >= 0, op, ": negative size in shape ", shape);
+    auto impl = std::make_shared<TensorImpl<T>>();
+    impl->storage = std::make_shared<Storage<T>>(numel_of(shape), device, pinned);
+    impl->shape = shape;
+    impl->strides = contiguous_strides(shape);
+    return Tensor(std::move(impl));
+  }
   Tensor view_as_layout_(const Shape& shape, const Shape& strides) const;
   TensorImpl<T>& checked() const {
     TV_CHECK(impl_ != nullptr, "use of an undefined tensor");

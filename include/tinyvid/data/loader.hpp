@@ -50,11 +50,20 @@ struct LoaderOptions {
   // fill, a worker at full priority preempts one of them mid-parallel-loop and the others spin waiting for it,
   // so data loading costs twice its own time. Niced workers take the cores' idle moments instead.
   int worker_nice = 19;
+  // Batches in pinned host memory (Tensor::empty_pinned), as PyTorch's DataLoader(pin_memory=True): their
+  // upload to a GPU is queued and the host goes on at once. Ordinary memory where there is no GPU.
+  bool pin_memory = false;
+  // Data-parallel training (dist/): this process's share of every batch. A batch of the epoch's order holds
+  // batch_size x num_shards samples; shard r gets the r-th run of batch_size of them, so that the shards of
+  // one batch together are exactly one process's batch of that size. Every shard gets every batch, one with
+  // no samples too (Batch::indices empty), so that the processes stay in step.
+  int64_t num_shards = 1;
+  int64_t shard = 0;
 };
 
 // Samples of one batch stacked: clips (N*M) x 3 x H x W, sample-major; labels N; indices into the dataset.
 // With skip_bad, N counts the samples that could be read (a batch whose samples were all skipped is not
-// returned at all).
+// returned at all, except to a shard: then clips and labels are undefined and indices empty).
 struct Batch {
   Tensor<float> clips;
   Tensor<int64_t> labels;
@@ -66,7 +75,7 @@ inline uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   return mix_seed(mix_seed(mix_seed(seed) ^ static_cast<uint64_t>(epoch)) ^ static_cast<uint64_t>(index));
 }
 
-inline Batch collate(std::vector<Sample>& samples) {
+inline Batch collate(std::vector<Sample>& samples, bool pin_memory) {
   const Shape& s0 = samples.front().clips.shape();
   for (const Sample& s : samples)
     TV_CHECK(s.clips.shape() == s0, "Loader: cannot stack sample ", s.index, " of shape ", s.clips.shape(),
@@ -74,8 +83,9 @@ inline Batch collate(std::vector<Sample>& samples) {
   const auto n = static_cast<int64_t>(samples.size());
   const int64_t per = samples.front().clips.numel();
   Batch b;
-  b.clips = Tensor<float>::empty(Shape{n * s0[0], s0[1], s0[2], s0[3]});
-  b.labels = Tensor<int64_t>::empty(Shape{n});
+  const Shape clips_shape{n * s0[0], s0[1], s0[2], s0[3]};
+  b.clips = pin_memory ? Tensor<float>::empty_pinned(clips_shape) : Tensor<float>::empty(clips_shape);
+  b.labels = pin_memory ? Tensor<int64_t>::empty_pinned({n}) : Tensor<int64_t>::empty({n});
   for (int64_t i = 0; i < n; ++i) {
     Sample& s = samples[static_cast<size_t>(i)];
     std::memcpy(b.clips.data() + i * per, s.clips.data(), static_cast<size_t>(per) * sizeof(float));
@@ -93,6 +103,8 @@ class Loader {
     TV_CHECK(opt_.batch_size >= 1, "Loader: batch_size must be >= 1, got ", opt_.batch_size);
     TV_CHECK(opt_.num_workers >= 0, "Loader: num_workers must be >= 0, got ", opt_.num_workers);
     TV_CHECK(opt_.prefetch >= 1, "Loader: prefetch must be >= 1, got ", opt_.prefetch);
+    TV_CHECK(opt_.num_shards >= 1 && opt_.shard >= 0 && opt_.shard < opt_.num_shards, "Loader: shard ", opt_.shard,
+             " of ", opt_.num_shards, " is not a shard (0 <= shard < num_shards)");
   }
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -100,7 +112,7 @@ class Loader {
 
   // Batches of an epoch (the last one partial unless drop_last).
   int64_t num_batches() const {
-    const int64_t n = ds_.size(), b = opt_.batch_size;
+    const int64_t n = ds_.size(), b = global_batch();
     return opt_.drop_last ? n / b : (n + b - 1) / b;
   }
 
@@ -205,9 +217,14 @@ class Loader {
     }
   }
 
+  // The samples of all shards of one batch.
+  int64_t global_batch() const { return opt_.batch_size * opt_.num_shards; }
+
   std::optional<Batch> make_batch(int64_t b) {
-    const int64_t begin = b * opt_.batch_size;
-    const int64_t end = std::min<int64_t>(begin + opt_.batch_size, static_cast<int64_t>(order_.size()));
+    const auto n = static_cast<int64_t>(order_.size());
+    const int64_t batch_end = std::min<int64_t>((b + 1) * global_batch(), n);
+    const int64_t begin = std::min<int64_t>(b * global_batch() + opt_.shard * opt_.batch_size, batch_end);
+    const int64_t end = std::min<int64_t>(begin + opt_.batch_size, batch_end);
     std::vector<Sample> samples;
     for (int64_t k = begin; k < end; ++k) {
       if (stop_flag_) return std::nullopt;  // stop(): drop the batch, the consumer will not ask for it
@@ -215,8 +232,8 @@ class Loader {
       Generator gen(detail::sample_seed(opt_.seed, epoch_, i));
       if (auto s = ds_.get(i, gen)) samples.push_back(std::move(*s));
     }
-    if (samples.empty()) return std::nullopt;
-    return detail::collate(samples);
+    if (samples.empty()) return opt_.num_shards > 1 ? std::optional<Batch>(Batch{}) : std::nullopt;
+    return detail::collate(samples, opt_.pin_memory);
   }
 
   const Dataset& ds_;

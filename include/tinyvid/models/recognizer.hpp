@@ -68,8 +68,11 @@ class Recognizer : public nn::Module<T> {
   // x: N*T x 3 x H x W (frames of a clip adjacent) -> class scores (logits) N x K. Every model input passes
   // here or through forward_views, which refuse an infinity or NaN by its index (a cheap scan next to the
   // backbone): inside the network it would become NaN scores or a NaN loss with no trace of where it came from.
+  // Host inputs only: on a GPU the answer would make the host wait for the device at every forward, so the
+  // trainer and evaluate check each batch on the host before its upload (train::clips_on_device), and a
+  // program feeding device tensors of its own checks them where it makes them.
   Tensor<T> forward(const Tensor<T>& x) {
-    check_finite(x, "Recognizer::forward: input");
+    if (x.device() == Device::CPU) check_finite(x, "Recognizer::forward: input");
     return cls_head->forward(backbone->forward(x), frames());
   }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
@@ -83,7 +86,7 @@ class Recognizer : public nn::Module<T> {
     const int64_t Tn = frames();
     TV_CHECK(x.dim() == 4 && views >= 1 && x.size(0) % (views * Tn) == 0, "Recognizer::forward_views: expected N*",
              views, "*", Tn, " frames (", views, " views of ", Tn, " frames per video), got ", x.shape());
-    check_finite(x, "Recognizer::forward_views: input");
+    if (x.device() == Device::CPU) check_finite(x, "Recognizer::forward_views: input");
     const int64_t N = x.size(0) / (views * Tn), clips = N * views;
     const int64_t step = max_views_per_pass > 0 ? max_views_per_pass : clips;
     std::vector<Tensor<T>> pooled;  // (clips * T) x C in pieces

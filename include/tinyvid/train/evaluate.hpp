@@ -2,9 +2,12 @@
 // Testing a recognizer on a dataset: every video's views (clips x crops, each a clip of the model's T frames)
 // fused as MMAction2 fuses them (Recognizer::forward_views), then top-1, top-5 and mean class accuracy
 // (metrics.hpp). Also the report files of `tinyvid test`: results JSON, per-class CSV, confusion-matrix PNG.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,7 @@
 #include "tinyvid/core/json.hpp"
 #include "tinyvid/core/progress.hpp"
 #include "tinyvid/data/loader.hpp"
+#include "tinyvid/dist/process_group.hpp"
 #include "tinyvid/io/safetensors.hpp"
 #include "tinyvid/models/recognizer.hpp"
 #include "tinyvid/train/metrics.hpp"
@@ -27,6 +31,9 @@ struct EvalOptions {
   bool progress = false;           // a progress line on stderr
   std::string what = "test";       // its name on the progress line
   const std::atomic<bool>* stop = nullptr;  // when it turns true, evaluate returns early with `interrupted`
+  // Processes evaluating together (nullptr: this one alone): each scores its shard of the list and every
+  // rank gets the whole result, the same as one process's (scores in list order, metrics over all).
+  dist::ProcessGroup* group = nullptr;
 };
 
 struct EvalResult {
@@ -46,14 +53,100 @@ Device model_device(const nn::Module<T>& model) {
   return params.empty() ? Device::CPU : params.front().device();
 }
 
+namespace detail {
+
+// Every rank's part of an evaluation, merged on every rank in list order.
+inline void gather_shards(dist::ProcessGroup& pg, EvalResult& res) {
+  // Each rank's part as text: a header line, then a line per video (index, label, views, scores as %a, exact)
+  // and per unreadable sample (index, path, reason).
+  std::string mine = std::to_string(res.scores.size()) + " " + std::to_string(res.skipped.size()) + " " +
+                     (res.interrupted ? "1" : "0") + " " + std::to_string(res.views) + "\n";
+  char buf[64];
+  for (size_t i = 0; i < res.scores.size(); ++i) {
+    mine += std::to_string(res.indices[i]) + " " + std::to_string(res.labels[i]) + " " +
+            std::to_string(res.scores[i].size());
+    for (float v : res.scores[i]) {
+      std::snprintf(buf, sizeof(buf), " %a", v);
+      mine += buf;
+    }
+    mine += "\n";
+  }
+  for (const data::SkippedSample& s : res.skipped)
+    mine += std::to_string(s.index) + "\t" + s.path + "\t" + s.reason + "\n";  // a reason is one line
+  struct Video {
+    int64_t index, label;
+    std::vector<float> scores;
+  };
+  std::vector<Video> videos;
+  std::vector<data::SkippedSample> skipped;
+  bool interrupted = false;
+  int64_t views = 0;
+  for (const std::string& part : pg.all_gather_bytes(mine)) {
+    std::istringstream in(part);
+    size_t n_videos = 0, n_skipped = 0;
+    int flag = 0;
+    int64_t part_views = 0;
+    in >> n_videos >> n_skipped >> flag >> part_views;
+    interrupted = interrupted || flag != 0;
+    views = std::max(views, part_views);
+    for (size_t i = 0; i < n_videos; ++i) {
+      Video v;
+      size_t k = 0;
+      in >> v.index >> v.label >> k;
+      v.scores.resize(k);
+      for (float& x : v.scores) {
+        std::string text;
+        in >> text;
+        x = std::strtof(text.c_str(), nullptr);
+      }
+      videos.push_back(std::move(v));
+    }
+    in.ignore(1);
+    for (size_t i = 0; i < n_skipped; ++i) {
+      data::SkippedSample s;
+      std::string index;
+      std::getline(in, index, '\t');
+      std::getline(in, s.path, '\t');
+      std::getline(in, s.reason);
+      s.index = std::stoll(index);
+      skipped.push_back(std::move(s));
+    }
+  }
+  std::sort(videos.begin(), videos.end(), [](const Video& a, const Video& b) { return a.index < b.index; });
+  std::sort(skipped.begin(), skipped.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+  res.scores.clear(), res.labels.clear(), res.indices.clear();
+  for (Video& v : videos) {
+    res.indices.push_back(v.index);
+    res.labels.push_back(v.label);
+    res.scores.push_back(std::move(v.scores));
+  }
+  res.skipped = std::move(skipped);
+  res.interrupted = interrupted;
+  res.views = views;
+}
+
+}  // namespace detail
+
+// A batch's clips on `device`, refused first, on the host, when they hold an infinity or NaN (where the check
+// costs no wait for a GPU): `what` names the run, the message the batch's videos.
+inline Tensor<float> clips_on_device(const data::Batch& batch, Device device, const std::string& what) {
+  if (device != Device::CPU)  // the recognizer checks host inputs itself
+    check_finite(batch.clips, what + ": the clips of videos " + std::to_string(batch.indices.front()) + ".." +
+                                  std::to_string(batch.indices.back()) + " of the list");
+  return batch.clips.to(device);
+}
+
 // Runs on the model's device: each batch's clips are copied there, and each batch's fused scores (N x K) come
 // back in one copy, the only host read of a batch; the labels never leave the host.
 inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset& ds, const EvalOptions& o = {}) {
   NoGradGuard no_grad;
   const Device device = model_device(model);
   const bool was_training = model.is_training();
+  const int64_t ranks = o.group ? o.group->size() : 1;
   model.eval();
-  data::Loader loader(ds, {.batch_size = o.batch_size, .shuffle = false, .num_workers = o.num_workers, .seed = 0});
+  data::Loader loader(ds, {.batch_size = o.batch_size, .shuffle = false, .num_workers = o.num_workers, .seed = 0,
+                           .pin_memory = device != Device::CPU, .num_shards = ranks,
+                           .shard = o.group ? o.group->rank() : 0});
   loader.start_epoch(0);
   EvalResult res;
   ProgressLine progress(o.what, ds.size(), "videos", o.progress && stderr_is_terminal());
@@ -63,11 +156,13 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
       res.interrupted = true;
       break;
     }
+    if (batch->indices.empty()) continue;  // a shard's share of the last batch may be empty
     const int64_t N = batch->labels.numel(), M = batch->clips.size(0) / N;
     TV_CHECK(M % T == 0, o.what, ": a video gives ", M, " frames, not a whole number of ", T, "-frame views");
     res.views = M / T;
     const Tensor<float> scores =
-        model.forward_views(batch->clips.to(device), M / T, o.average, o.max_views_per_pass).to(Device::CPU);
+        model.forward_views(clips_on_device(*batch, device, o.what), M / T, o.average, o.max_views_per_pass)
+            .to(Device::CPU);
     // Metrics would rank a NaN score somewhere arbitrary: a model that produces one is an error, not a result.
     check_finite(scores, o.what + ": the scores of videos " + std::to_string(batch->indices.front()) + ".." +
                              std::to_string(batch->indices.back()) + " of the list");
@@ -78,12 +173,13 @@ inline EvalResult evaluate(models::Recognizer<float>& model, const data::Dataset
       res.labels.push_back(batch->labels.at({n}));
       res.indices.push_back(batch->indices[static_cast<size_t>(n)]);
     }
-    progress.advance(N);
+    progress.advance(N * ranks);  // rank 0's share stands for all
   }
   loader.stop();
   if (o.progress) progress.finish();
   res.seconds = progress.seconds();
   res.skipped = ds.skipped();
+  if (ranks > 1) detail::gather_shards(*o.group, res);
   if (!res.scores.empty()) {
     res.top1 = top_k_accuracy(res.scores, res.labels, 1);
     res.top5 = top_k_accuracy(res.scores, res.labels, 5);

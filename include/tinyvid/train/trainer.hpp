@@ -23,6 +23,18 @@
 // and scalars by design: the model's scan of its input for non-finite values and, with optim.clip_grad, the
 // gradient norm. Checkpoints go through the host one tensor at a time, and a resume reads host tensors that
 // load_state_dict and load_momentum_buffers copy to the device.
+//
+// On N processes (`mpirun -np N tinyvid train`, dist/): batch_size is per process, as MMAction2's
+// videos_per_gpu; the N shares of one batch of batch_size x N samples together are exactly what one process
+// with that batch size and stats_group_clips = batch_size trains on (batch norm per process, as the paper's
+// per-GPU batch norm). Rank 0's weights are broadcast at the start; the loss is weighted by each rank's share
+// of the batch and the gradients summed over the ranks in buckets while backward runs (dist::GradReducer);
+// the norm layers' running statistics are averaged the same way, so every rank holds the same model, the
+// one a single process would have; one small all-reduce per iteration carries the sample count, the loss,
+// the accuracy and a stop request, so every rank takes the same path. Dropout draws its masks per rank
+// (as under DDP), the one difference from a single process. Rank 0 alone writes into the work directory; every rank reads the state
+// file on resume (a work directory on a file system all machines see, as MMAction2's). A resume with another
+// number of processes continues from the same sample of the epoch.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -38,6 +50,7 @@
 #include "tinyvid/core/parallel.hpp"
 #include "tinyvid/core/progress.hpp"
 #include "tinyvid/data/loader.hpp"
+#include "tinyvid/dist/data_parallel.hpp"
 #include "tinyvid/io/safetensors.hpp"
 #include "tinyvid/nn/weights.hpp"
 #include "tinyvid/ops/join.hpp"
@@ -60,6 +73,7 @@ struct TrainOptions {
   std::string build_info;                  // for train.log's environment (the CLI's git hash)
   int64_t stop_after_iters = -1;           // tests: return after this many global iterations, as a kill would
   std::string interrupt_at;  // tests: throw at a named point between the writes of an epoch's end ("after_best@2")
+  dist::ProcessGroup* group = nullptr;  // the processes training together; nullptr: dist::world()
 };
 
 struct TrainResult {
@@ -68,6 +82,7 @@ struct TrainResult {
   int64_t best_epoch = 0;
   double last_val_top1 = -1;
   double seconds = 0;        // time in training iterations in this process (validation and checkpoints excluded)
+  double comm_seconds = 0;   // of which waiting for gradients to be summed over the processes (not hidden by backward)
   bool interrupted = false;  // stopped by a signal (stop_requested()); saved, `--resume` continues
 };
 
@@ -171,9 +186,12 @@ inline void load_initial_weights(nn::Module<float>& model, const std::string& pa
 // One training run; see the file comment for what it writes and guarantees.
 class Trainer {
  public:
-  Trainer(const Config& config, TrainOptions o) : config_(config), o_(std::move(o)), r_(make_recipe(config_)) {
+  Trainer(const Config& config, TrainOptions o)
+      : config_(config), o_(std::move(o)), r_(make_recipe(config_)), pg_(o_.group ? *o_.group : dist::world()) {
     config_.check_all_used();
     TV_CHECK(!o_.work_dir.empty(), "train: a work directory is required");
+    lead_ = pg_.rank() == 0;
+    if (!lead_) o_.quiet = true, o_.progress = false;  // rank 0 speaks for the run
   }
 
   TrainResult run() {
@@ -181,15 +199,21 @@ class Trainer {
     std::error_code ec;
     fs::create_directories(o_.work_dir, ec);
     TV_CHECK(!ec, "train: cannot create the work directory '", o_.work_dir, "': ", ec.message());
-    WorkDirLock lock(o_.work_dir);
-    remove_stale_temporaries(o_.work_dir);  // a writer killed mid-save left them; the lock says none is writing
+    std::optional<WorkDirLock> lock;
+    if (lead_) {
+      lock.emplace(o_.work_dir);
+      remove_stale_temporaries(o_.work_dir);  // a writer killed mid-save left them; the lock says none is writing
+    }
     if (r_.threads > 0) set_num_threads(r_.threads);
     build();
     std::optional<TrainState> saved = find_state();
-    if (!saved) fresh_work_dir_check(o_.work_dir, o_.resume);
+    if (!saved && lead_) fresh_work_dir_check(o_.work_dir, o_.resume);
     if (saved) check_resumable(*saved);  // everything checked before any file is touched
-    open_logs(saved);
+    // Every rank has read the state before rank 0 writes anything (it rewrites log.json at once).
+    pg_.barrier();
+    if (lead_) open_logs(saved);
     if (saved) restore(*saved);
+    dist::broadcast_state(pg_, *model_);  // the same weights everywhere, whatever each rank built or read
 
     for (; at_.epoch < r_.epochs; ++at_.epoch, at_.iter = 0) {
       if (!at_.val_pending) {
@@ -198,14 +222,14 @@ class Trainer {
       }
       if (at_.val_pending && !validate()) return result();  // stopped: the validation is redone on resume
       report_skipped();
-      if (stop_requested().load() && at_.epoch + 1 < r_.epochs) {
+      if (any_rank(stop_requested().load()) && at_.epoch + 1 < r_.epochs) {
         res_.interrupted = true;
         say("stopped after epoch " + std::to_string(at_.epoch + 1) +
             "; saved. Continue with: tinyvid train CONFIG --work-dir " + o_.work_dir + " --resume");
-        detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
+        if (lead_) detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
         return result();
       }
-      detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
+      if (lead_) detail::draw_curves(log_, o_.work_dir + "/curves.png", r_.model);
     }
     res_.epochs_done = r_.epochs;
     return result();
@@ -221,11 +245,14 @@ class Trainer {
     model_->to(r_.device.device);  // before the optimizer takes the parameters (to() keeps them anyway)
     named_ = model_->named_parameters();
     opt_ = std::make_unique<optim::SGD>(model_->parameters(), r_.sgd);
+    reducer_ = std::make_unique<dist::GradReducer>(pg_, model_->parameters());
     train_set_ = make_dataset(r_, "train");
     if (r_.val_every > 0 && !r_.val_list.empty()) val_set_ = make_dataset(r_, "val");
     loader_ = std::make_unique<data::Loader>(
         *train_set_, data::LoaderOptions{.batch_size = r_.batch_size, .shuffle = true, .drop_last = r_.drop_last,
-                                         .num_workers = r_.num_workers, .prefetch = r_.prefetch, .seed = r_.seed});
+                                         .num_workers = r_.num_workers, .prefetch = r_.prefetch, .seed = r_.seed,
+                                         .pin_memory = r_.device.device != Device::CPU,
+                                         .num_shards = pg_.size(), .shard = pg_.rank()});
     iters_ = loader_->num_batches();
     TV_CHECK(iters_ >= 1, "train: no batches: ", train_set_->size(), " training samples with batch_size ", r_.batch_size,
              r_.drop_last ? " and drop_last" : "");
@@ -264,7 +291,25 @@ class Trainer {
     TV_CHECK(refused.empty(), "train --resume: the settings differ from those of the run in '", sp, "':", refused,
              "\nA resumed run must be the same run. Put the settings back, start a new run (--work-dir, --force), or "
              "accept the change with --allow-change KEY[,KEY...] (or --allow-change all); it will be logged");
-    TV_CHECK(s.at.epoch <= r_.epochs && s.at.iter < iters_ && !(s.at.val_pending && s.at.iter != 0) &&
+    // Another number of processes (or another batch_size) continues from the same sample of the epoch.
+    const int64_t global_batch = r_.batch_size * pg_.size();
+    const int64_t saved_batch = s.global_batch > 0 ? s.global_batch : parse_int(s.config.count("batch_size") ?
+        s.config.at("batch_size") : std::to_string(r_.batch_size), sp, Range::at_least(1), "batch_size");
+    resume_iter_ = s.at.iter;
+    if (saved_batch != global_batch) {
+      const int64_t samples = s.at.iter * saved_batch;
+      TV_CHECK(samples % global_batch == 0, "train --resume: '", sp, "' stands after ", samples, " samples of epoch ",
+               s.at.epoch + 1, " (", s.at.iter, " iterations of ", saved_batch, " on ", s.processes,
+               " processes); with ", pg_.size(), " processes of batch_size ", r_.batch_size, " an iteration takes ",
+               global_batch, ", which does not divide it. Resume with a number of processes that does, or from an "
+               "epoch's end (epoch_N weights as load_from)");
+      resume_iter_ = samples / global_batch;
+      accepted_changes_.push_back("samples per iteration: " + std::to_string(saved_batch) + " on " +
+                                  std::to_string(s.processes) + " processes -> " + std::to_string(global_batch) + " on " +
+                                  std::to_string(pg_.size()) + " (continues at iteration " +
+                                  std::to_string(resume_iter_) + " of the epoch)");
+    }
+    TV_CHECK(s.at.epoch <= r_.epochs && resume_iter_ < iters_ && !(s.at.val_pending && s.at.iter != 0) &&
                  !(s.at.epoch == r_.epochs && s.at.iter != 0) && !(s.at.val_pending && s.at.epoch == 0),
              "train --resume: '", sp, "' stands at epoch ", s.at.epoch, ", iteration ", s.at.iter,
              s.at.val_pending ? " (validation pending)" : "", ", outside a run of ", r_.epochs, " epochs of ", iters_,
@@ -332,11 +377,12 @@ class Trainer {
     opt_->load_momentum_buffers(momenta);
     default_generator().set_state(s.at.rng);
     at_ = s.at;
+    at_.iter = resume_iter_;
     if (at_.val_pending) --at_.epoch;  // the finished epoch whose validation is redone
     at_.log_lines = static_cast<int64_t>(log_.size());
     res_.best_top1 = at_.best_top1, res_.best_epoch = at_.best_epoch;
     res_.epochs_done = s.at.epoch;
-    res_.global_iter = s.at.epoch * iters_ + s.at.iter;
+    res_.global_iter = s.at.epoch * iters_ + at_.iter;
     if (at_.epoch >= r_.epochs)
       say(state_source_ + ": the run has finished its " + std::to_string(r_.epochs) + " epochs; nothing to resume");
     else
@@ -369,15 +415,15 @@ class Trainer {
       const Step s = step(*batch, g);
       const double it_time = std::chrono::duration<double>(Clock::now() - t_iter).count();
       t_iter = Clock::now();
-      window_.add(s, data_time, it_time);
+      if (s.trained) window_.add(s, data_time, it_time);
       res_.seconds += it_time;
       time_per_iter_ += (it_time - time_per_iter_) / static_cast<double>(++done_here_);
       res_.global_iter = g + 1;
       bar.advance(1, "loss " + detail::fmt("%.4f", s.loss));
-      if ((at_.iter + 1) % r_.log_every == 0 || at_.iter + 1 == iters_)
+      if (((at_.iter + 1) % r_.log_every == 0 || at_.iter + 1 == iters_) && window_.n > 0)
         log_train_line(g, time_per_iter_ * static_cast<double>(total_iters - g - 1));
       const bool last = at_.iter + 1 == iters_;
-      if (!last && stop_requested().load()) {
+      if (!last && s.stop) {
         save_state(at_.epoch, ++at_.iter);
         loader_->stop();
         if (o_.progress) bar.finish();
@@ -395,37 +441,63 @@ class Trainer {
 
   struct Step {
     double loss, top1, top5, grad_norm;
+    bool stop;     // some rank was asked to stop (a signal): every rank stops after this iteration
+    bool trained;  // false when no rank had a readable sample (no update)
   };
 
-  // One iteration: forward, loss, backward, clipping, SGD, on the model's device.
+  // One iteration: forward, loss, backward, clipping, SGD, on the model's device. On N processes each rank
+  // runs its share of the batch and the gradients are summed (file comment); with one, nothing is exchanged.
   Step step(const data::Batch& batch, int64_t g) {
     opt_->set_lr(r_.schedule.lr(at_.epoch, at_.iter, iters_));
     const Device device = r_.device.device;
-    Tensor<float> scores = (*model_)(batch.clips.to(device));
-    Tensor<float> loss = cross_entropy(scores, batch.labels.to(device), r_.label_smoothing);
-    // The iteration's one read of its results, in one copy: the loss (checked before the step changes any
-    // weight) and the scores, whose accuracy against the host's labels is computed on the host.
-    Tensor<float> host;
-    {
-      NoGradGuard no_grad;
-      host = cat(std::vector<Tensor<float>>{loss.detach().reshape({1}), scores.detach().reshape({-1})}, 0)
-                 .to(Device::CPU);
+    const auto n = static_cast<int64_t>(batch.indices.size());
+    Tensor<float> scores, loss;
+    // This rank's sample count, loss sum, top-1 and top-5 hits, stop request: summed over the ranks in one
+    // all-reduce (the iteration's host read is the loss and the scores, in one copy).
+    double totals[5] = {static_cast<double>(n), 0, 0, 0, stop_requested().load() ? 1.0 : 0.0};
+    if (n > 0) {
+      scores = (*model_)(clips_on_device(batch, device, "train"));
+      loss = cross_entropy(scores, batch.labels.to(device), r_.label_smoothing);
+      Tensor<float> host;
+      {
+        NoGradGuard no_grad;
+        host = cat(std::vector<Tensor<float>>{loss.detach().reshape({1}), scores.detach().reshape({-1})}, 0)
+                   .to(Device::CPU);
+      }
+      const Tensor<float> s = host.narrow(0, 1, scores.numel()).reshape(scores.shape());
+      const auto nd = static_cast<double>(n);
+      totals[1] = host.at({0}) * nd;
+      totals[2] = topk_accuracy(s, batch.labels, 1) * nd;
+      totals[3] = topk_accuracy(s, batch.labels, std::min<int64_t>(5, s.size(1))) * nd;
     }
-    const double loss_value = host.at({0});
-    TV_CHECK(std::isfinite(loss_value), "train: the loss is ", loss_value, " at epoch ", at_.epoch + 1, ", iteration ",
+    if (pg_.size() > 1) pg_.all_reduce(totals, 5, dist::ReduceOp::Sum);
+    const double total_n = totals[0];
+    Step out{totals[1] / total_n, totals[2] / total_n, totals[3] / total_n, std::nan(""), totals[4] > 0, total_n > 0};
+    if (!out.trained) return out;
+    // Checked before the step changes any weight; the same on every rank.
+    TV_CHECK(std::isfinite(out.loss), "train: the loss is ", out.loss, " at epoch ", at_.epoch + 1, ", iteration ",
              at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
     opt_->zero_grad();
-    loss.backward();
-    double norm = std::nan("");
+    // Each rank's mean weighted by its share: the sum over the ranks is the mean over the whole batch.
+    if (n > 0) (pg_.size() > 1 ? loss * static_cast<float>(static_cast<double>(n) / total_n) : loss).backward();
+    res_.comm_seconds += reducer_->finish();
+    dist::average_running_stats(pg_, *model_, static_cast<double>(n) / total_n);
     if (r_.clip_grad > 0) {
-      norm = optim::clip_grad_norm(opt_->parameters(), r_.clip_grad);
-      TV_CHECK(std::isfinite(norm), "train: the gradient norm is ", norm, " at epoch ", at_.epoch + 1, ", iteration ",
-               at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(), " (lower optim.lr, or check the data)");
+      out.grad_norm = optim::clip_grad_norm(opt_->parameters(), r_.clip_grad);
+      TV_CHECK(std::isfinite(out.grad_norm), "train: the gradient norm is ", out.grad_norm, " at epoch ", at_.epoch + 1,
+               ", iteration ", at_.iter + 1, " (global ", g + 1, "); stopped. ", last_good(),
+               " (lower optim.lr, or check the data)");
     }
     opt_->step();
-    const Tensor<float> s = host.narrow(0, 1, scores.numel()).reshape(scores.shape());
-    return {loss_value, topk_accuracy(s, batch.labels, 1), topk_accuracy(s, batch.labels, std::min<int64_t>(5, s.size(1))),
-            norm};
+    return out;
+  }
+
+  // Whether any rank says yes (one small all-reduce; the flag itself with one process).
+  bool any_rank(bool yes) {
+    if (pg_.size() == 1) return yes;
+    int64_t v = yes ? 1 : 0;
+    pg_.all_reduce(&v, 1, dist::ReduceOp::Max);
+    return v > 0;
   }
 
   // The epoch's training is done: saved with its validation pending (if it has one), so that a kill from
@@ -433,8 +505,10 @@ class Trainer {
   void end_of_epoch_checkpoint() {
     interrupt_point("before_epoch_checkpoint");
     const int64_t finished = at_.epoch + 1;
-    io::save_weights(*model_, o_.work_dir + "/epoch_" + std::to_string(finished) + ".safetensors");
-    remove_old_epoch_checkpoints(finished);
+    if (lead_) {
+      io::save_weights(*model_, o_.work_dir + "/epoch_" + std::to_string(finished) + ".safetensors");
+      remove_old_epoch_checkpoints(finished);
+    }
     at_.val_pending = should_validate();
     save_state(finished, 0);
     res_.epochs_done = finished;
@@ -451,7 +525,7 @@ class Trainer {
     const int64_t epoch = at_.epoch + 1;
     EvalResult v = evaluate(*model_, *val_set_, {.average = r_.average_clips, .batch_size = r_.batch_size,
                                                  .num_workers = r_.num_workers, .progress = o_.progress, .what = "val",
-                                                 .stop = &stop_requested()});
+                                                 .stop = &stop_requested(), .group = &pg_});
     if (v.interrupted) {
       res_.interrupted = true;
       say("stopped during the validation of epoch " + std::to_string(epoch) +
@@ -465,7 +539,7 @@ class Trainer {
     const bool best = v.top1 > at_.best_top1;
     if (best) {
       at_.best_top1 = v.top1, at_.best_epoch = epoch;
-      io::save_weights(*model_, o_.work_dir + "/best.safetensors");
+      if (lead_) io::save_weights(*model_, o_.work_dir + "/best.safetensors");
       interrupt_point("after_best");
     }
     res_.best_top1 = at_.best_top1, res_.best_epoch = at_.best_epoch;
@@ -494,6 +568,7 @@ class Trainer {
   // position is where the run continues: (epoch, iter) of the next iteration, or the next epoch's start with
   // at_.val_pending when the finished epoch's validation is not recorded yet.
   void save_state(int64_t epoch, int64_t iter) {
+    if (!lead_) return;
     json_log_.sync();
     TrainState s;
     s.at = at_;
@@ -503,6 +578,8 @@ class Trainer {
     s.model = r_.model;
     s.config = config_.values();
     s.train_list_digest = list_digest_;
+    s.processes = pg_.size();
+    s.global_batch = r_.batch_size * pg_.size();
     std::vector<std::pair<std::string, Tensor<float>>> momenta;
     const auto buffers = opt_->momentum_buffers();
     for (size_t p = 0; p < named_.size(); ++p)
@@ -570,11 +647,12 @@ class Trainer {
 
   void append_json(const std::string& line) {
     log_.push_back(line);
-    json_log_.write(line + "\n");
+    if (lead_) json_log_.write(line + "\n");
   }
 
   // Printed (unless quiet) and written to train.log.
   void say(const std::string& text, bool over_progress_bar = false) {
+    if (!lead_) return;
     text_log_.write(text + "\n");
     if (o_.quiet) return;
     std::printf("%s%s\n", over_progress_bar ? "\r\033[K" : "", text.c_str());
@@ -616,6 +694,9 @@ class Trainer {
   Config config_;
   TrainOptions o_;
   Recipe r_;
+  dist::ProcessGroup& pg_;
+  bool lead_ = true;  // rank 0: the one that writes
+  std::unique_ptr<dist::GradReducer> reducer_;
   std::shared_ptr<models::Recognizer<float>> model_;
   std::vector<std::pair<std::string, Tensor<float>>> named_;
   std::unique_ptr<optim::SGD> opt_;
@@ -623,6 +704,7 @@ class Trainer {
   std::unique_ptr<data::Loader> loader_;
   int64_t iters_ = 0;
   std::string list_digest_, state_source_;
+  int64_t resume_iter_ = 0;  // the saved position in this run's iterations
   std::vector<std::string> accepted_changes_;
   TrainPosition at_;
   TrainResult res_;

@@ -242,6 +242,8 @@ struct TrainPosition {
 
 struct TrainState {
   TrainPosition at;
+  int64_t processes = 1;    // that trained it (data-parallel ranks)
+  int64_t global_batch = 0; // samples per iteration over all of them (0: a state from before it was kept)
   std::string model;
   std::map<std::string, std::string> config;  // the run's settings as given (Config::values())
   std::string train_list_digest;              // the training list as read: count and a hash
@@ -289,6 +291,8 @@ inline void save_train_state(const std::string& path, const TrainState& s, const
       {"best_top1", best},
       {"best_epoch", std::to_string(s.at.best_epoch)},
       {"log_lines", std::to_string(s.at.log_lines)},
+      {"processes", std::to_string(s.processes)},
+      {"global_batch", std::to_string(s.global_batch)},
       {"train_list", s.train_list_digest},
       {"config", detail::config_text(s.config)}};
   io::save_safetensors<float>(path, tensors, meta);
@@ -318,6 +322,10 @@ inline TrainState load_train_state(const std::string& path) {
   s.at.best_epoch = whole("best_epoch");
   s.at.log_lines = whole("log_lines");
   s.at.rng = meta("rng");
+  // Kept since data-parallel training; a state without them was written by one process.
+  if (file.metadata.count("processes")) s.processes = parse_int(meta("processes"), what, Range::at_least(1), "processes");
+  if (file.metadata.count("global_batch"))
+    s.global_batch = parse_int(meta("global_batch"), what, Range::at_least(1), "global_batch");
   s.at.best_top1 = parse_real(meta("best_top1"), what, Range::closed(-1, 1), "best_top1");
   TV_CHECK(s.at.best_top1 == -1 || s.at.best_top1 >= 0, what, ": 'best_top1' must be -1 (never validated) or in [0, 1], got ",
            s.at.best_top1);
