@@ -4,7 +4,7 @@ tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer i
 import json
 import sys
 
-# bench -> (field naming the case, [(figure, higher is better)])
+# bench -> (field (or fields) naming the case, [(figure, higher is better)])
 KEYS = {
     "matmul": ("n", [("gflops", True)]),
     "elementwise": ("op", [("gbps", True)]),
@@ -13,6 +13,7 @@ KEYS = {
     "lstm_cell": ("shape", [("ms", False)]),
     "decode": ("file", [("fps", True)]),
     "model": ("model", [("forward_s", False), ("train_step_s", False), ("peak_rss_mb", False)]),
+    "dist_train_step": (("model", "ranks"), [("clips_per_s", True)]),
 }
 figures = {}
 for line in sys.stdin:
@@ -25,7 +26,9 @@ for line in sys.stdin:
         continue
     key_field, values = KEYS[r["bench"]]
     for name, higher_better in values:
-        slot = figures.setdefault((r["bench"], f"{key_field}={r[key_field]}", name, higher_better), {})
+        fields = key_field if isinstance(key_field, tuple) else (key_field,)
+        key = ",".join(f"{f}={r[f]}" for f in fields)
+        slot = figures.setdefault((r["bench"], key, name, higher_better), {})
         slot[r["impl"]] = r[name]
 for (bench, key, name, higher_better), v in figures.items():
     if "tinyvid" in v and "pytorch" in v:

@@ -21,9 +21,17 @@ done
   "$build/bench/bench_models" --model tsn_r50_dnr
   if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
   if [[ -x "$build/bench/bench_train" ]]; then "$build/bench/bench_train"; fi
+  # Data-parallel steps: 1 process x 2 threads, then 2 x 1 under mpirun (a build with MPI).
+  if [[ -x "$build/bench/bench_dist" ]] && command -v mpirun >/dev/null; then
+    mpi=(mpirun -np 2 --oversubscribe); [[ $(id -u) -eq 0 ]] && mpi+=(--allow-run-as-root)
+    "$build/bench/bench_dist" --iters 20 --threads 2
+    "${mpi[@]}" "$build/bench/bench_dist" --iters 20 --threads 1
+    "$build/bench/bench_dist" --model tsn_r50 --batch 2 --iters 4 --threads 2
+    "${mpi[@]}" "$build/bench/bench_dist" --model tsn_r50 --batch 2 --iters 4 --threads 1
+  fi
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
-    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py && /usr/bin/python3 peer_data.py)
+    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py && /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi

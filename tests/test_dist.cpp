@@ -6,9 +6,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <tinyvid/dist/data_parallel.hpp>
 #include <tinyvid/dist/process_group.hpp>
 #include <tinyvid/dist/tensor_ops.hpp>
 #include <tinyvid/ops/creation.hpp>
+#include <tinyvid/ops/elementwise.hpp>
+#include <tinyvid/ops/reduce.hpp>
 #include <vector>
 
 using namespace tv::dist;
@@ -233,4 +236,46 @@ TEST_CASE("dist: SingleProcess leaves data as it is") {
   CHECK(single.all_gather_bytes("abc") == std::vector<std::string>{"abc"});
   single.barrier();
   CHECK_THROWS_WITH_AS(single.broadcast(v.data(), 2, 1), doctest::Contains("root 1 is outside [0, 1)"), tv::Error);
+}
+
+// GradReducer and the running statistics on a tiny module: the gradients after finish() are the sum over the
+// ranks, in several buckets, zeros for a parameter no rank's backward reached; each rank's running statistics
+// become their weighted average.
+namespace {
+struct Tiny : tv::nn::Module<float> {
+  tv::Tensor<float> a, b, unused, running_mean;
+  Tiny() {
+    a = register_parameter("a", tv::zeros<float>({300}));
+    b = register_parameter("b", tv::zeros<float>({5}));
+    unused = register_parameter("unused", tv::zeros<float>({7}));
+    running_mean = register_buffer("running_mean", tv::zeros<float>({3}));
+  }
+};
+}  // namespace
+
+TEST_CASE("dist: GradReducer sums every gradient over the ranks, bucket by bucket, zeros where none came") {
+  ProcessGroup& pg = world();
+  const int R = pg.size(), r = pg.rank();
+  Tiny m;
+  // Buckets of 1,000 bytes: `a` (1,200 bytes) alone, then b and unused together.
+  GradReducer reducer(pg, m.parameters(), {.bucket_mb = 1000.0 / (1 << 20)});
+  CHECK(reducer.num_buckets() == 2);
+  for (int iteration = 0; iteration < 2; ++iteration) {  // the buffers and hooks serve again
+    m.zero_grad();
+    // rank k's loss: (k + 1) * sum(a) + (k + 1) * iteration * sum(b * b)
+    const float k = static_cast<float>(r + 1);
+    tv::Tensor<float> loss = tv::sum(m.a) * k + tv::sum(m.b * m.b) * (k * static_cast<float>(iteration));
+    loss.backward();
+    reducer.finish();
+    const float ranks_sum = static_cast<float>(R * (R + 1) / 2);  // sum of k + 1 over the ranks
+    CHECK(m.a.grad().to_vector() == std::vector<float>(300, ranks_sum));
+    CHECK(m.b.grad().to_vector() == std::vector<float>(5, 0.0f));  // b is 0: d/db of b^2 is 0
+    REQUIRE(m.unused.grad().defined() == (R > 1));
+    if (R > 1) CHECK(m.unused.grad().to_vector() == std::vector<float>(7, 0.0f));
+  }
+  // Running statistics: rank k holds k + 1; weights 1/R each -> the mean of 1..R.
+  m.running_mean.fill_(static_cast<float>(r + 1));
+  average_running_stats(pg, m, 1.0 / R);
+  const float mean = static_cast<float>(R + 1) / 2;
+  for (float v : m.running_mean.to_vector()) CHECK(v == doctest::Approx(mean).epsilon(1e-6));
 }

@@ -187,6 +187,43 @@ TEST_CASE("Loader: pin_memory gives the same batches, in pinned memory where the
   }
 }
 
+TEST_CASE("Loader: the shards of a batch together are one process's batch; every shard gets every batch") {
+  // Six samples in global batches of 4 (the epoch's samples 0-3, then 4-5): on 2 shards of batch_size 2, and on
+  // 4 shards of batch_size 1, where shards 2 and 3 get the second batch empty.
+  VideoDataset ds(six_videos(), small_train_pipeline(1));
+  Loader whole(ds, {.batch_size = 4, .num_workers = 1, .seed = 5});
+  const auto one = all_batches(whole, 2);
+  REQUIRE(one.size() == 2);
+  for (int64_t shards : {2, 4}) {
+    CAPTURE(shards);
+    std::vector<std::vector<Batch>> parts;
+    for (int64_t k = 0; k < shards; ++k) {
+      Loader shard(ds, {.batch_size = 4 / shards, .num_workers = 2, .seed = 5, .num_shards = shards, .shard = k});
+      CHECK(shard.num_batches() == 2);
+      parts.push_back(all_batches(shard, 2));
+      REQUIRE(parts.back().size() == 2);  // empty shares too: the processes stay in step
+    }
+    for (size_t b = 0; b < 2; ++b) {
+      std::vector<int64_t> indices;
+      std::vector<float> values;
+      for (int64_t k = 0; k < shards; ++k) {
+        const Batch& p = parts[static_cast<size_t>(k)][b];
+        indices.insert(indices.end(), p.indices.begin(), p.indices.end());
+        if (p.indices.empty()) {
+          CHECK_FALSE(p.clips.defined());
+          continue;
+        }
+        const auto v = p.clips.to_vector();
+        values.insert(values.end(), v.begin(), v.end());
+      }
+      CHECK(indices == one[b].indices);
+      CHECK(values == one[b].clips.to_vector());
+    }
+  }
+  CHECK_THROWS_WITH_AS(Loader(ds, {.num_shards = 2, .shard = 2}), doctest::Contains("shard 2 of 2 is not a shard"),
+                       tv::Error);
+}
+
 TEST_CASE("Loader: same seed gives the same batches with 0, 1 and 3 workers; epochs reshuffle; mid-epoch start") {
   VideoDataset ds(six_videos(), small_train_pipeline());
   Loader one(ds, {.batch_size = 2, .num_workers = 1, .seed = 11});

@@ -35,8 +35,9 @@ bool env_flag(const char* name, bool fallback) {
 cudnnHandle_t handle() {
   static cudnnHandle_t h = [] {
     cudnnHandle_t made = nullptr;
+    const cudaStream_t s = stream();  // first: it binds this thread to the process's GPU, where the handle belongs
     check_dnn(cudnnCreate(&made), "cudnnCreate");
-    check_dnn(cudnnSetStream(made, stream()), "cudnnSetStream");
+    check_dnn(cudnnSetStream(made, s), "cudnnSetStream");
     return made;
   }();
   return h;

@@ -7,7 +7,10 @@
 
 namespace tv::cuda {
 
+// The backend's stream, on the backend's GPU; a thread's first call makes that GPU its current device.
 cudaStream_t stream();
+// The GPU the backend uses (runtime.cu's device_allocator chooses it): cudaSetDevice's index.
+int device();
 // Throws a tv::Error naming `what` when err is not cudaSuccess.
 void check(cudaError_t err, const char* what);
 // TINYVID_CUDA_SYNC=1: wait for every kernel as it is launched, so a fault names its kernel (slow; debugging).

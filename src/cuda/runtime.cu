@@ -1,5 +1,12 @@
 // The CUDA backend's runtime, the part only a GPU runs: device memory (a caching allocator), the one stream
 // every kernel and copy is queued on, copies between devices, and cuBLAS for the matrix products.
+//
+// One GPU per process: the launcher's local rank (the process's index among the ranks on its machine) modulo
+// the GPUs it can see, so that data-parallel ranks on a machine with several GPUs each take their own; GPU 0
+// for a process started without a launcher (CUDA_VISIBLE_DEVICES chooses another). CUDA's current device is
+// a property of each thread, so every thread makes that GPU its current one before its first CUDA call here
+// (bind_thread).
+#include <atomic>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -34,6 +41,45 @@ bool sync_each_launch() {
 
 namespace {
 
+// A launcher's local rank: OpenMPI's mpirun, Slurm's srun, MPICH's Hydra, torchrun-style launchers; -1 when none
+// says (a process started alone).
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"}) {
+    const char* v = std::getenv(var);
+    if (!v || !*v) continue;
+    char* end = nullptr;
+    const long r = std::strtol(v, &end, 10);
+    if (*end == '\0' && r >= 0 && r < INT_MAX) return static_cast<int>(r);
+  }
+  return -1;
+}
+
+// The GPU this process uses, chosen once: local rank mod the visible GPUs, else 0.
+int chosen_device() {
+  static const int chosen = [] {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count <= 0) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    const int r = local_rank();
+    return r < 0 ? 0 : r % count;
+  }();
+  return chosen;
+}
+
+// Makes the chosen GPU the calling thread's current device, once per thread: the stream, the cuBLAS handle,
+// device memory and pinned memory all belong to its context. A failure is left for the CUDA call that follows
+// to report.
+void bind_thread() {
+  thread_local bool bound = false;
+  if (bound) return;
+  if (cudaSetDevice(chosen_device()) == cudaSuccess)
+    bound = true;
+  else
+    (void)cudaGetLastError();
+}
+
 void check_blas(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) TV_FAIL("cuda: ", what, ": cuBLAS status ", static_cast<int>(status));
 }
@@ -55,6 +101,7 @@ struct Runtime {
 };
 
 Runtime& runtime() {
+  bind_thread();
   static Runtime* r = new Runtime;  // never destroyed: tensors freed during exit still queue their frees
   return *r;
 }
@@ -65,6 +112,7 @@ class DeviceMemory final : public ::tv::detail::CachingAllocator {
 
  private:
   void* system_allocate(size_t bytes) override {
+    bind_thread();
     void* p = nullptr;
     if (cudaMalloc(&p, bytes) != cudaSuccess) {
       (void)cudaGetLastError();
@@ -87,6 +135,7 @@ class DeviceMemory final : public ::tv::detail::CachingAllocator {
 class PinnedHostMemory final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
+    bind_thread();  // a loader's worker thread: the pinned pages belong to the chosen GPU's context
     bytes = rounded(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -106,6 +155,7 @@ class PinnedHostMemory final : public Allocator {
     return p;
   }
   void deallocate(void* p, size_t bytes) override {
+    bind_thread();  // the event is made on the stream's GPU
     bytes = rounded(bytes);
     cudaEvent_t released = nullptr;
     if (cudaEventCreateWithFlags(&released, cudaEventDisableTiming) != cudaSuccess ||
@@ -176,6 +226,8 @@ int as_int(int64_t v, const char* what) {
 
 cudaStream_t stream() { return runtime().stream; }
 
+int device() { return chosen_device(); }
+
 Allocator* device_allocator(std::string& why) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
@@ -188,17 +240,18 @@ Allocator* device_allocator(std::string& why) {
     why = "no GPU on this machine";
     return nullptr;
   }
-  // A context on the first GPU, and code it can run: a GPU older than the architectures built (CMake's
+  // A context on this process's GPU, and code it can run: a GPU older than the architectures built (CMake's
   // CMAKE_CUDA_ARCHITECTURES) has no kernel image, which would otherwise fail at the first launch.
+  const int gpu = chosen_device();
   cudaFuncAttributes attributes{};
-  cudaError_t ready = cudaSetDevice(0);
+  cudaError_t ready = cudaSetDevice(gpu);
   if (ready == cudaSuccess) ready = cudaFree(nullptr);
   if (ready == cudaSuccess) ready = cudaFuncGetAttributes(&attributes, probe_kernel);
   if (ready != cudaSuccess) {
     (void)cudaGetLastError();
     cudaDeviceProp prop{};
-    const bool known = cudaGetDeviceProperties(&prop, 0) == cudaSuccess;
-    why = std::string("the GPU cannot run this build (") + cudaGetErrorString(ready) + ")" +
+    const bool known = cudaGetDeviceProperties(&prop, gpu) == cudaSuccess;
+    why = "GPU " + std::to_string(gpu) + " cannot run this build (" + cudaGetErrorString(ready) + ")" +
           (known ? std::string("; it is ") + prop.name + ", compute capability " + std::to_string(prop.major) + "." +
                        std::to_string(prop.minor) + "; rebuild with -DCMAKE_CUDA_ARCHITECTURES for it"
                  : std::string());

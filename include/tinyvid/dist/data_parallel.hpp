@@ -15,8 +15,14 @@
 //   reducer.finish();                                   // every .grad is the sum over the ranks
 //   optimizer.step();
 //
-// Device tensors go through the host (the buffers are host memory); a rank that has nothing to contribute
-// (no samples this iteration) calls finish() without a backward and sends zeros.
+// Parameters on a GPU take the device path where there is a DeviceCommunicator (dist/nccl.hpp: NCCL's, in a
+// build with TINYVID_WITH_NCCL, one GPU per rank): the buckets are flat device tensors, a gradient is copied into
+// its bucket by the backend's copy kernel, the bucket is summed by NCCL on its own stream while backward goes on
+// (ordered after the kernels that wrote the gradients), and finish() waits for the sums (bounded by the group's
+// timeout) and copies them back on the device. Without one (a build without NCCL, two ranks sharing a GPU,
+// TINYVID_NCCL=0) device gradients go through pinned host buffers and the group, the host path; path() says
+// which, path_reason() why not NCCL. A rank that has nothing to contribute (no samples this iteration) calls
+// finish() without a backward and sends zeros.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -25,26 +31,37 @@
 #include <string>
 #include <vector>
 
+#include "tinyvid/dist/nccl.hpp"
 #include "tinyvid/dist/process_group.hpp"
+#include "tinyvid/dist/tensor_ops.hpp"
 #include "tinyvid/nn/module.hpp"
 #include "tinyvid/ops/device.hpp"
 #include "tinyvid/ops/inplace.hpp"
+#include "tinyvid/ops/join.hpp"
 
 namespace tv::dist {
 
 // Every rank's parameters and buffers become rank 0's (the weights a run starts from, the running statistics
-// a validation uses).
+// a validation uses). Contiguous device tensors go by the device communicator where there is one.
 template <class T>
 void broadcast_state(ProcessGroup& pg, nn::Module<T>& model) {
   if (pg.size() == 1) return;
-  for (auto& [name, t] : model.state_dict()) {
-    Tensor<T> host = t.to(Device::CPU).contiguous();
-    if (host.is_same(t)) host = host.clone();  // never write into the model's storage behind autograd's back
-    pg.broadcast(host.data(), host.numel(), 0);
-    NoGradGuard no_grad;
-    Tensor<T> target = t;
-    target.copy_(host.to(t.device()));
+  auto state = model.state_dict();
+  DeviceCommunicator* comm = nullptr;
+  for (auto& [name, t] : state)
+    if (t.device() != Device::CPU) {  // every rank's model is on the same device: all ask, or none
+      comm = device_communicator(pg);
+      break;
+    }
+  for (auto& [name, t] : state) {
+    if (comm && t.device() != Device::CPU && t.is_contiguous()) {
+      comm->start_broadcast(t.data(), t.numel(), 0);
+      t.storage()->bump_version();  // as copy_ would: autograd must see that saved values changed
+    } else {
+      broadcast(pg, t, 0);
+    }
   }
+  if (comm) comm->wait();
 }
 
 // The running statistics of every norm layer (buffers running_mean and running_var) become their average over
@@ -55,31 +72,31 @@ void broadcast_state(ProcessGroup& pg, nn::Module<T>& model) {
 template <class T>
 void average_running_stats(ProcessGroup& pg, nn::Module<T>& model, double weight) {
   if (pg.size() == 1) return;
-  std::vector<Tensor<T>> stats;
-  int64_t count = 0;
-  for (auto& [name, t] : model.named_buffers()) {
-    const bool running = name.ends_with("running_mean") || name.ends_with("running_var");
-    if (running) stats.push_back(t), count += t.numel();
-  }
-  if (count == 0) return;
-  Tensor<T> flat = Tensor<T>::empty({count});
-  int64_t at = 0;
-  for (const Tensor<T>& t : stats) {
-    const Tensor<T> host = t.to(Device::CPU).contiguous();
-    for (int64_t i = 0; i < host.numel(); ++i) flat.data()[at + i] = static_cast<T>(host.data()[i] * weight);
-    at += host.numel();
-  }
-  pg.all_reduce(flat.data(), count, ReduceOp::Sum);
   NoGradGuard no_grad;
-  at = 0;
+  std::vector<Tensor<T>> stats, flat_views;
+  for (auto& [name, t] : model.named_buffers())
+    if (name.ends_with("running_mean") || name.ends_with("running_var"))
+      stats.push_back(t), flat_views.push_back(t.reshape({-1}));
+  if (stats.empty()) return;
+  // One all-reduce for all of them: each rank's values scaled by its weight, summed.
+  Tensor<T> flat = cat(flat_views, 0);
+  flat.mul_(static_cast<T>(weight));
+  DeviceCommunicator* comm = flat.device() != Device::CPU ? device_communicator(pg) : nullptr;
+  if (comm)
+    comm->all_reduce_sum(flat.data(), flat.numel());  // flat is a fresh contiguous tensor
+  else
+    all_reduce(pg, flat, ReduceOp::Sum);
+  int64_t at = 0;
   for (Tensor<T>& t : stats) {
-    t.copy_(flat.narrow(0, at, t.numel()).view(t.shape()).to(t.device()));
+    t.copy_(flat.narrow(0, at, t.numel()).view(t.shape()));
     at += t.numel();
   }
 }
 
 struct ReducerOptions {
   double bucket_mb = 25;  // PyTorch DDP's bucket_cap_mb
+  // The communicator for parameters on a GPU; nullptr: device_communicator(pg) (NCCL's where the build has it).
+  DeviceCommunicator* device_comm = nullptr;
 };
 
 class GradReducer {
@@ -98,15 +115,30 @@ class GradReducer {
       b.count += params_[i].numel();
     }
     std::reverse(slot_.begin(), slot_.end());  // slot_[i] belongs to params_[i]
-    // Pinned when the gradients live on a GPU, so that their copies to and from it are direct.
+    if (pg_.size() == 1) return;  // nothing to exchange: no buffers, no hooks, finish() returns at once
     const bool on_gpu = !params_.empty() && params_.front().device() != Device::CPU;
-    for (Bucket& b : buckets_) b.flat = on_gpu ? Tensor<float>::empty_pinned({b.count}) : Tensor<float>::empty({b.count});
-    if (pg_.size() == 1) return;  // nothing to exchange: no hooks, finish() returns at once
+    const bool one_gpu = on_gpu && std::all_of(params_.begin(), params_.end(), [&](const Tensor<float>& p) {
+                           return p.device() == params_.front().device();
+                         });
+    if (one_gpu) {  // every rank's parameters are on the same device: all ask, or none
+      comm_ = o.device_comm ? o.device_comm : device_communicator(pg_, &path_reason_);
+    } else if (on_gpu) {
+      path_reason_ = "the parameters are on more than one device";
+    }
+    path_ = comm_ ? comm_->name() : "host";
+    // Device buffers for the communicator; else host buffers, pinned when the gradients live on a GPU, so that
+    // their copies to and from it are direct.
+    for (Bucket& b : buckets_)
+      b.flat = comm_    ? Tensor<float>::empty({b.count}, params_.front().device())
+               : on_gpu ? Tensor<float>::empty_pinned({b.count})
+                        : Tensor<float>::empty({b.count});
     for (size_t i = 0; i < params_.size(); ++i)
       hooks_.push_back(params_[i].register_post_accumulate_grad_hook([this, i] { ready(i); }));
   }
   ~GradReducer() {
     for (size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_grad_hook(hooks_[i]);
+    // Sums still in flight (backward failed midway) finish before the backend reuses the buckets' memory.
+    if (comm_) comm_->join();
   }
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
@@ -118,6 +150,7 @@ class GradReducer {
     if (pg_.size() == 1) return 0;
     for (Bucket& b : buckets_) b.ready = static_cast<int64_t>(b.params.size());
     launch_ready();
+    if (comm_) return finish_on_device();
     const auto t0 = std::chrono::steady_clock::now();
     for (Bucket& b : buckets_) b.work->wait();
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -142,11 +175,17 @@ class GradReducer {
 
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
 
+  // How gradients are summed: "nccl" (the device communicator's name: in GPU memory), "host" (host buffers
+  // through the group), "none" (one rank: nothing to exchange); for the trainer's log.
+  const char* path() const { return path_; }
+  // Why parameters on a GPU take the host path ("ranks 0 and 1 share one GPU ..."); empty otherwise.
+  const std::string& path_reason() const { return path_reason_; }
+
  private:
   struct Bucket {
     std::vector<size_t> params;  // indices into params_, in the order they sit in flat
     int64_t count = 0;           // elements
-    Tensor<float> flat;          // the host buffer the all-reduce sums in place
+    Tensor<float> flat;          // the buffer the all-reduce sums in place: on the device with comm_, else host
     int64_t ready = 0;           // parameters whose gradient is complete
     std::shared_ptr<Work> work;
   };
@@ -154,6 +193,29 @@ class GradReducer {
     size_t bucket;
     int64_t offset;
   };
+
+  // The device path's end of finish(): the host waits for the sums (the seconds are those the GPU waited for
+  // them after backward's kernels, the communication backward did not hide), then they are copied back by
+  // kernels queued behind the sums.
+  double finish_on_device() {
+    const double waited = comm_->wait();
+    NoGradGuard no_grad;
+    for (Bucket& b : buckets_) {
+      for (size_t i : b.params) {
+        Tensor<float>& p = params_[i];
+        const Tensor<float> sum = b.flat.narrow(0, slot_[i].offset, p.numel()).view(p.shape());
+        if (p.grad().defined()) {
+          Tensor<float> g = p.grad();
+          g.copy_(sum);
+        } else {
+          p.set_grad(sum.clone());  // its own memory: the bucket is refilled next time
+        }
+      }
+      b.ready = 0;
+    }
+    next_ = 0;
+    return waited;
+  }
 
   void ready(size_t i) {
     Bucket& b = buckets_[slot_[i].bucket];
@@ -165,6 +227,19 @@ class GradReducer {
   void launch_ready() {
     while (next_ < buckets_.size() && buckets_[next_].ready >= static_cast<int64_t>(buckets_[next_].params.size())) {
       Bucket& b = buckets_[next_++];
+      if (comm_) {  // on the device: the backend's copy kernels, then the sum on the communicator's stream
+        NoGradGuard no_grad;
+        for (size_t i : b.params) {
+          Tensor<float> dst = b.flat.narrow(0, slot_[i].offset, params_[i].numel()).view(params_[i].shape());
+          const Tensor<float> g = params_[i].grad();
+          if (g.defined())
+            dst.copy_(g);
+          else
+            dst.zero_();
+        }
+        comm_->start_all_reduce_sum(b.flat.data(), b.count);
+        continue;
+      }
       for (size_t i : b.params) {
         float* dst = b.flat.data() + slot_[i].offset;
         const Tensor<float> g = params_[i].grad();
@@ -185,6 +260,9 @@ class GradReducer {
   std::vector<Slot> slot_;
   std::vector<uint64_t> hooks_;
   size_t next_ = 0;  // the next bucket to start
+  DeviceCommunicator* comm_ = nullptr;  // the device path's; not owned (device_communicator keeps NCCL's)
+  const char* path_ = "none";
+  std::string path_reason_;
 };
 
 }  // namespace tv::dist

@@ -361,6 +361,11 @@ class Trainer {
                 std::to_string(saved->at.log_lines) + " lines (it was cut outside tinyvid)\n";
       for (const std::string& c : accepted_changes_) head += "changed on resume (--allow-change): " + c + "\n";
     }
+    if (pg_.size() > 1) {
+      head += "processes: " + std::to_string(pg_.size()) + " (" + pg_.name() + "), " + std::to_string(r_.batch_size) +
+              " clips each per iteration; gradients summed through " + reducer_->path() +
+              (reducer_->path_reason().empty() ? "" : " (not NCCL: " + reducer_->path_reason() + ")") + "\n";
+    }
     head += "settings (every key the run reads; '# default' marks values not given):\n" + config_.dump_resolved();
     text_log_.write(head);
     for (const std::string& c : accepted_changes_) say("changed on resume (--allow-change): " + c);
