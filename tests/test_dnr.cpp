@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <tinyvid/tinyvid.hpp>
+#include <tinyvid/viz/gradcam.hpp>
 
 #include "fixtures.hpp"
 
@@ -427,4 +428,48 @@ TEST_CASE("dynamic_affine and the eval-mode norms (running statistics folded in)
       },
       in2);
   CHECK_MESSAGE(ok, ok.message);
+}
+
+// Grad-CAM++ (viz/gradcam.hpp) of the deterministic models above against tools/fixtures/make_gradcam_fixtures.py
+// (PyTorch, double): the class explained, its probability and the maps to 1e-4; the upsampling to 1e-5.
+TEST_CASE("Grad-CAM++ matches a PyTorch reference: class, probability, maps and their upsampling") {
+  fixtures::Fixture f("gradcam.txt");
+  struct Case {
+    const char* key;
+    const char* model;
+    int64_t width, classes, group;
+    bool bi;
+  };
+  for (const Case& c : {Case{"tsn_r18_dnr", "tsn_r18_dnr", 8, 5, 2, false},
+                        Case{"tsm_r50_dnr_bi", "tsm_r50_dnr", 4, 3, 2, true}}) {
+    CAPTURE(c.key);
+    models::ModelConfig cfg;
+    cfg.num_classes = c.classes;
+    cfg.frames = 4;
+    cfg.dropout = 0;
+    cfg.set = {{"width", std::to_string(c.width)}, {"ct_group_frames", std::to_string(c.group)},
+               {"ct_bidirectional", c.bi ? "true" : "false"}};
+    auto m = models::make_model<float>(c.model, cfg);
+    deterministic_fill(*m);
+    const int64_t n = 4 * 3 * 96 * 128;
+    std::vector<float> xs(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<float>(std::sin(0.1 * static_cast<double>(i) + 0.3));
+    const auto x = tv::tensor<float>(xs, {4, 3, 96, 128});
+    for (const auto& [cls, name] : std::vector<std::pair<int64_t, std::string>>{{-1, "top"}, {2, "class2"}}) {
+      const std::string k = std::string(c.key) + "." + name;
+      CAPTURE(k);
+      const tv::viz::GradCam cam = tv::viz::grad_cam_pp(*m, x, cls);
+      CHECK(static_cast<double>(cam.class_index) == f.get(k + ".class").item());
+      CHECK(cam.probability == doctest::Approx(f.get(k + ".prob").item()).epsilon(1e-5));
+      const auto want = f.get(k + ".maps");
+      const double peak = tv::max(want).item();
+      REQUIRE(peak > 0);
+      CHECK(fixtures::worst_ratio(cam.maps, want, 1e-4 * peak, 1e-4) <= 1);
+      if (name == "top" && std::string(c.key) == "tsn_r18_dnr") {
+        const auto up = tv::viz::upsample_bilinear(cam.maps, 96, 128).narrow(0, 0, 1).reshape({96, 128});
+        CHECK(fixtures::worst_ratio(up, f.get(k + ".up0"), 1e-4 * peak, 1e-4) <= 1);
+      }
+    }
+    CHECK_FALSE(m->cls_head->fc_cls->weight.grad().defined());  // the head's .grad untouched
+  }
 }

@@ -18,6 +18,7 @@
 #include "commands/check_videos.hpp"
 #include "commands/extract_frames.hpp"
 #include "commands/frames.hpp"
+#include "commands/cam.hpp"
 #include "commands/infer.hpp"
 #include "commands/lists.hpp"
 #include "commands/probe.hpp"
@@ -58,6 +59,7 @@ const Command kCommands[] = {
     {"train", "trains a config's model into a work directory", tvcli::add_train},
     {"test", "multi-view test of a checkpoint: top-1, top-5, mean class accuracy", tvcli::add_test},
     {"infer", "the top-5 classes of one video", tvcli::add_infer},
+    {"cam", "Grad-CAM++ maps of one clip of a video, as a PNG strip and an MP4", tvcli::add_cam},
     {"synth", "writes the synthetic action dataset (videos and lists)", tvcli::add_synth},
     {"probe", "container, codec, size, fps, decodable frames and duration of a video", tvcli::add_probe},
     {"check-videos", "decodes every video of a list and checks its labels", tvcli::add_check_videos},

@@ -67,3 +67,17 @@ file(GLOB video ${WORK_DIR}/data/videos/*/val_0000.mp4)
 list(GET video 0 video)
 run(infer "\"top5\":\\[{\"class\":[01],\"name\":\"[a-z_]+\",\"prob\":0\\.[0-9]+},{\"class\":[01]" infer --config ${CONFIG}
     --weights ${WORK_DIR}/run/latest.safetensors --video ${video} ${small} --set device=cpu --json)
+# Grad-CAM++ of one clip: a PNG strip of the clip's frames (4 frames of 32 wide, 4 pixels apart) and an MP4.
+run(cam "probability 0\\.[0-9]+; wrote .*cam.png, .*cam.mp4" cam --config ${CONFIG}
+    --weights ${WORK_DIR}/run/latest.safetensors --video ${video} ${small} --out ${WORK_DIR}/cam)
+run(cam_probe "duration +1\\.000 s" probe ${WORK_DIR}/cam/cam.mp4)
+file(READ ${WORK_DIR}/cam/cam.png png HEX)
+string(SUBSTRING "${png}" 32 16 png_size)  # the IHDR chunk's width and height
+if(NOT png_size STREQUAL "0000008c00000038")
+  message(FATAL_ERROR "cam.png is not 140 x 56 (4 frames of 32 x 32 under a 24-pixel title): IHDR size ${png_size}")
+endif()
+execute_process(COMMAND ${CLI} cam --config ${CONFIG} --weights ${WORK_DIR}/run/latest.safetensors --video ${video}
+                ${small} --out ${WORK_DIR}/cam2 --class 7 RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+if(rc EQUAL 0 OR NOT err MATCHES "class 7 is not one of the model's 2 classes")
+  message(FATAL_ERROR "cam --class 7 of 2 classes: exit code ${rc}\n${err}")
+endif()
