@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Converts a PyTorch checkpoint into a .safetensors file with the parameter names of a tinyvid model.
+"""Converts a PyTorch checkpoint into a .safetensors file with the parameter names of a tinyvid model,
+and (--to) such a file back into a PyTorch checkpoint of one of the layouts it reads.
 
     python3 tools/convert_checkpoint.py IN.pth OUT.safetensors [--layout auto|torchvision|mmaction2|dnr]
                                         [--keep-fc] [--strict] [--list]
+    python3 tools/convert_checkpoint.py --to torchvision|mmaction2|dnr IN.safetensors OUT.pth
+                                        [--model NAME] [--keep-fc] [--strict] [--list]
 
 Needs only Python 3 and numpy (Debian: python3-numpy); it never imports torch. It reads both of
 torch.save's formats: the zip archive of torch >= 1.6 (`<name>/data.pkl` + `<name>/data/<key>`) and
@@ -25,13 +28,28 @@ leading 'module.' (DataParallel) is stripped. Source layouts (--layout auto dete
   dnr          the DNR authors' code (MMAction v1, resnet_dnr.py): per stage a `wrapper` with the blocks
                in `ModuleList` and the cross-layer relay `lstm` (w_ih / w_hh: Linear, ReLU, Linear);
                each block's bn2 (cross-temporal) holds its own `lstm`.
+Each layout is one table of rules (LAYOUT_TABLE: a layout's name and tinyvid's as templates), read one
+way to import and the other way to export; adding a layout is adding an entry.
 The output holds every mapped tensor as F32, except num_batches_tracked as I64 (PyTorch's dtype, exact),
-names sorted, with `__metadata__` naming the source layout and file. It is written to a temporary file of
+names sorted, with `__metadata__` naming the source layout and file (and `source_variant=tsm` when the
+names were TSM's, so that --to writes them so again). It is written to a temporary file of
 its own, flushed to disk and renamed over OUT, so OUT is never seen half-written. The report goes to
 stderr: keys mapped, keys dropped on purpose, keys that could not be mapped, and shape checks. Exit
 status: 0 done; 1 with --strict when a key could not be mapped or a shape check failed (nothing is written
 then); 2 an error (missing or unreadable file, not a checkpoint, nothing to convert, a tensor holding NaN
 or infinity), reported in one line.
+
+--to LAYOUT exports: IN is a safetensors file with tinyvid's names (io::save_weights, this tool, or a
+`tinyvid train` state, whose model.* it takes), OUT a .pth in torch.save's zip format that torch.load
+opens (also with weights_only=True): `archive/data.pkl` (a protocol-2 pickle of tensors rebuilt by
+torch._utils._rebuild_tensor_v2 from storages given as persistent ids), `archive/data/<key>` (the
+storages' bytes, 64-byte aligned), `archive/byteorder`, `archive/version`. torchvision: the bare state dict
+(cls_head.fc_cls only with --keep-fc, as fc); mmaction2 and dnr: {'meta': ..., 'state_dict': ...} as MMCV
+saves it. Floating-point tensors keep the file's dtype (F32, F16, BF16, F64); num_batches_tracked is
+int64 (a whole number whatever its stored dtype). A TSM model is written with MMAction2's TemporalShift
+names (conv1.conv.net.*): the model is --model NAME (tinyvid's, e.g. tsm_r50), else the file's metadata
+(`model`, or `source_variant` left by an import), else taken to be a TSN. Every name written is checked
+to read back as the tinyvid name it came from. The report, --strict and exit status are as above.
 """
 import argparse
 import collections
@@ -338,6 +356,11 @@ def load_legacy(path, f):
         if _is_tar(f):
             raise ConvertError("%s is a tar archive: torch's tar format (torch < 0.4) is not supported; re-save "
                                "the checkpoint with a newer torch" % path)
+        f.seek(0)
+        head = f.read(9)
+        if len(head) == 9 and head[8:] == b"{" and struct.unpack("<Q", head[:8])[0] <= os.fstat(f.fileno()).st_size:
+            raise ConvertError("%s is a safetensors file, not a PyTorch checkpoint (to write it as one, use --to "
+                               "LAYOUT)" % path)
         raise ConvertError("%s is not a PyTorch checkpoint (neither a zip archive nor torch's legacy format)" % path)
     if plain() != LEGACY_PROTOCOL:
         raise ConvertError("%s: unsupported legacy checkpoint protocol" % path)
@@ -517,7 +540,7 @@ def find_state_dict(obj):
 
 
 # --------------------------------------------------------------------------------------------------
-# Key mapping
+# Key mapping: per layout one table of rules, read one way to import and the other way to export
 # --------------------------------------------------------------------------------------------------
 
 BN_FIELDS = "weight|bias|running_mean|running_var|num_batches_tracked"
@@ -531,7 +554,99 @@ TINYVID_KEY = re.compile(
     r"|backbone\.layer[1-4]\.\d+\.bn2\.(relay|relay_backward)\.%(proj)s"
     r"|cls_head\.fc_cls\.(weight|bias))$" % {"bn": BN_FIELDS, "proj": _PROJ})
 
-LAYOUTS = ("torchvision", "mmaction2", "dnr")
+# What the {X} of a rule's templates stand for; an X stands for the same text on both sides.
+_PLACEHOLDERS = {"L": r"layer[1-4]", "B": r"\d+", "N": r"[123]", "I": r"[02]", "P": r"weight|bias", "F": r"\w+",
+                 "REST": r".+"}
+
+
+def _template_regex(template):
+    parts = re.split(r"\{(\w+)\}", template)  # literal, placeholder, literal, ...
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else "(?P<%s>%s)" % (p, _PLACEHOLDERS[p])
+                              for i, p in enumerate(parts)))
+
+
+class Rule:
+    """A layout's name (`source`) and tinyvid's (`tinyvid`) for the same tensors, as templates. `option`:
+    None, a rule for every model; "keep_fc", the classifier, mapped only with --keep-fc and otherwise left
+    out on purpose (`dropped` says why, by direction); or a variant of a model ("tsm"): read whenever a
+    source has such names, written only for a model of that variant (VARIANTS)."""
+
+    def __init__(self, source, tinyvid, option=None, dropped=None):
+        self.source, self.tinyvid, self.option, self.dropped = source, tinyvid, option, dropped or {}
+        self._regex = {True: _template_regex(source), False: _template_regex(tinyvid)}
+
+    def translate(self, name, to_tinyvid):
+        """The name on the other side, or None when this rule does not match it."""
+        m = self._regex[to_tinyvid].fullmatch(name)
+        if m is None:
+            return None
+        return (self.tinyvid if to_tinyvid else self.source).format(**m.groupdict())
+
+
+class Layout:
+    """A source layout: its rules, tried in order (a name no rule matches is the same on both sides);
+    `bare_backbone`: keys of a backbone saved on its own (conv1.*, layer1.*) get 'backbone.' on import;
+    `unwrap`: on import, a key no rule matches is tried again with wrappers tinyvid has no counterpart of
+    taken out; `wrapped`: export writes {'state_dict': ..., 'meta': ...} as MMCV / MMEngine do, else the
+    bare state dict."""
+
+    def __init__(self, rules, bare_backbone=True, unwrap=None, wrapped=True):
+        self.rules, self.bare_backbone, self.unwrap, self.wrapped = rules, bare_backbone, unwrap, wrapped
+
+    @property
+    def variants(self):
+        return {r.option for r in self.rules} - {None, "keep_fc"}
+
+
+def _unwrap_mmaction2(key):
+    """MMAction2's wrappers: TemporalShift / TemporalPool add `.net` (anywhere; shift_place 'block', temporal
+    pooling), NL3DWrapper puts a block under `.block`."""
+    if not key.startswith("backbone."):
+        return key
+    parts = [p for p in key[len("backbone."):].split(".") if p != "net"]
+    if len(parts) > 3 and re.fullmatch(r"layer[1-4]", parts[0]) and parts[1].isdigit() and parts[2] == "block":
+        del parts[2]
+    return "backbone." + ".".join(parts)
+
+
+_FC_DROPPED = {True: "torchvision's ImageNet classifier (--keep-fc maps it to cls_head.fc_cls)",
+               False: "the classifier, as torchvision's fc is ImageNet's; --keep-fc writes cls_head.fc_cls as fc"}
+
+# Adding a layout is one entry here (and a detect_layout clue for reading it without --layout).
+LAYOUT_TABLE = collections.OrderedDict([
+    # torchvision's ResNet (conv1.weight, layer1.0.conv1.weight, fc.weight): the backbone's own names.
+    ("torchvision", Layout([
+        Rule("fc.{P}", "cls_head.fc_cls.{P}", "keep_fc", _FC_DROPPED),
+        Rule("{REST}", "backbone.{REST}"),
+    ], bare_backbone=False, wrapped=False)),
+    # MMAction2's ResNet: conv + bn in a ConvModule; TSM (shift_place 'blockres') wraps each block's
+    # conv1.conv in a TemporalShift. Torchvision's names under backbone. (torchvision backbones, MMAction
+    # v1's ResNet) match no rule and pass through on import.
+    ("mmaction2", Layout([
+        Rule("backbone.conv1.conv.{F}", "backbone.conv1.{F}"),
+        Rule("backbone.conv1.bn.{F}", "backbone.bn1.{F}"),
+        Rule("backbone.{L}.{B}.conv1.conv.net.{F}", "backbone.{L}.{B}.conv1.{F}", "tsm"),
+        Rule("backbone.{L}.{B}.conv{N}.conv.{F}", "backbone.{L}.{B}.conv{N}.{F}"),
+        Rule("backbone.{L}.{B}.conv{N}.bn.{F}", "backbone.{L}.{B}.bn{N}.{F}"),
+        Rule("backbone.{L}.{B}.downsample.conv.{F}", "backbone.{L}.{B}.downsample.0.{F}"),
+        Rule("backbone.{L}.{B}.downsample.bn.{F}", "backbone.{L}.{B}.downsample.1.{F}"),
+    ], unwrap=_unwrap_mmaction2)),
+    # The DNR authors' ResNet_DNR (MMAction v1): per stage a `wrapper` of the blocks (`ModuleList`) and the
+    # cross-layer `lstm` (w_ih / w_hh: Linear, ReLU, Linear); each block's bn2 holds its own `lstm`.
+    ("dnr", Layout([
+        Rule("backbone.{L}.lstm.w_ih.0.seq.{I}.{P}", "backbone.{L}.relay.input_proj.{I}.{P}"),
+        Rule("backbone.{L}.lstm.w_hh.0.seq.{I}.{P}", "backbone.{L}.relay.hidden_proj.{I}.{P}"),
+        Rule("backbone.{L}.ModuleList.{B}.bn2.lstm.w_ih.0.seq.{I}.{P}",
+             "backbone.{L}.{B}.bn2.relay.input_proj.{I}.{P}"),
+        Rule("backbone.{L}.ModuleList.{B}.bn2.lstm.w_hh.0.seq.{I}.{P}",
+             "backbone.{L}.{B}.bn2.relay.hidden_proj.{I}.{P}"),
+        Rule("backbone.{L}.ModuleList.{B}.{REST}", "backbone.{L}.{B}.{REST}"),
+    ])),
+])
+LAYOUTS = tuple(LAYOUT_TABLE)
+
+# A tinyvid model of a variant (by its name, see models/registry.hpp) is written with that variant's rules.
+VARIANTS = {"tsm": re.compile(r"^tsm_")}
 
 # Parameter-free modules of MMAction (v1) / MMAction2 recognizers and their data preprocessor: any
 # key under them (none normally) carries nothing tinyvid has.
@@ -559,65 +674,55 @@ def _backbone(key):
     return key
 
 
-def map_mmaction2_backbone(rest):
-    """An MMAction2 ResNet name (after 'backbone.') -> torchvision's name, or None."""
-    parts = rest.split(".")
-    # TemporalShift / TemporalPool wrap with `.net`; NL3DWrapper puts the block under `.block`.
-    parts = [p for p in parts if p != "net"]
-    if len(parts) > 3 and re.fullmatch(r"layer[1-4]", parts[0]) and parts[1].isdigit() and parts[2] == "block":
-        del parts[2]
-    name = ".".join(parts)
-    m = re.fullmatch(r"conv1\.(conv|bn)\.(\w+)", name)
-    if m:
-        return ("conv1." if m.group(1) == "conv" else "bn1.") + m.group(2)
-    m = re.fullmatch(r"(layer[1-4]\.\d+)\.(conv([123])|downsample)\.(conv|bn)\.(\w+)", name)
-    if m:
-        block, module, n, kind, field = m.groups()
-        if module == "downsample":
-            return "%s.downsample.%s.%s" % (block, "0" if kind == "conv" else "1", field)
-        return "%s.%s%s.%s" % (block, "conv" if kind == "conv" else "bn", n, field)
-    return name  # torchvision-style names (torchvision backbones, MMAction v1's ResNet) pass through
+def _translate(name, layout, to_tinyvid, keep_fc, variants=()):
+    """(the name on the other side or None, note, the rule that matched or None) by the first matching
+    rule; export skips the rules of variants the model is not."""
+    for rule in layout.rules:
+        if not to_tinyvid and rule.option not in (None, "keep_fc") and rule.option not in variants:
+            continue
+        out = rule.translate(name, to_tinyvid)
+        if out is not None:
+            if rule.option == "keep_fc" and not keep_fc:
+                return None, "dropped: " + rule.dropped[to_tinyvid], rule
+            return out, "", rule
+    return name, "", None
 
 
-def map_dnr_backbone(rest):
-    """A name of the authors' ResNet_DNR (after 'backbone.') -> tinyvid's, or the name unchanged."""
-    m = re.fullmatch(r"(layer[1-4])\.lstm\.(w_ih|w_hh)\.0\.seq\.([02])\.(weight|bias)", rest)
-    if m:
-        stage, w, i, field = m.groups()
-        return "%s.relay.%s.%s.%s" % (stage, "input_proj" if w == "w_ih" else "hidden_proj", i, field)
-    m = re.fullmatch(r"(layer[1-4])\.ModuleList\.(\d+)\.(.+)", rest)
-    if m:
-        stage, b, inner = m.groups()
-        c = re.fullmatch(r"bn2\.lstm\.(w_ih|w_hh)\.0\.seq\.([02])\.(weight|bias)", inner)
-        if c:
-            w, i, field = c.groups()
-            inner = "bn2.relay.%s.%s.%s" % ("input_proj" if w == "w_ih" else "hidden_proj", i, field)
-        return "%s.%s.%s" % (stage, b, inner)
-    return rest
+def import_key(key, layout, keep_fc=False):
+    """(tinyvid name or None, note, the variant the key's name shows or None)."""
+    if key.startswith(IGNORED_PREFIXES):
+        return None, "dropped: a parameter-free module's key", None
+    lay = LAYOUT_TABLE[layout]
+    if lay.bare_backbone:
+        key = _backbone(key)
+    target, note, rule = _translate(key, lay, True, keep_fc)
+    if rule is None and lay.unwrap is not None:
+        target, note, rule = _translate(lay.unwrap(key), lay, True, keep_fc)
+    if target is None:
+        return None, note, None
+    if TINYVID_KEY.match(target):
+        return target, "", rule.option if rule is not None and rule.option in lay.variants else None
+    return None, "no tinyvid counterpart", None
 
 
 def map_key(key, layout, keep_fc=False):
     """(target name or None, note). A None target with a note starting 'dropped' is a key left out on
     purpose; any other None is a key that could not be mapped."""
-    if key.startswith(IGNORED_PREFIXES):
-        return None, "dropped: a parameter-free module's key"
-    if layout == "torchvision":
-        if key in ("fc.weight", "fc.bias"):
-            if keep_fc:
-                return "cls_head.fc_cls." + key[3:], ""
-            return None, "dropped: torchvision's ImageNet classifier (--keep-fc maps it to cls_head.fc_cls)"
-        target = "backbone." + key
-    else:
-        key = _backbone(key)
-        if key.startswith("backbone."):
-            rest = key[len("backbone."):]
-            rest = map_mmaction2_backbone(rest) if layout == "mmaction2" else map_dnr_backbone(rest)
-            target = "backbone." + rest
-        else:
-            target = key
-    if TINYVID_KEY.match(target):
-        return target, ""
-    return None, "no tinyvid counterpart"
+    return import_key(key, layout, keep_fc)[:2]
+
+
+def export_key(name, layout, keep_fc=False, variants=()):
+    """(the layout's name for tinyvid's `name` or None, note), as map_key: the same rules read the other
+    way. The name written must read back as `name`, so the two directions cannot drift apart."""
+    if not TINYVID_KEY.match(name):
+        return None, "not a tinyvid name"
+    target, note, rule = _translate(name, LAYOUT_TABLE[layout], False, keep_fc, variants)
+    if target is None:
+        return None, note
+    back = map_key(target, layout, keep_fc=True)[0]
+    if back != name:  # cannot happen with the tables above; a new rule that breaks this is caught here
+        return None, "no %s counterpart (%s would read back as %s)" % (layout, target, back)
+    return target, ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -746,39 +851,13 @@ def _fsync_directory(path):
         os.close(fd)
 
 
-def write_safetensors(path, shapes, produce, metadata):
-    """shapes: name -> shape; produce(name): that tensor as an array, asked for one at a time while
-    writing, so only one tensor is in memory; stored as F32, or I64 for num_batches_tracked (stored_dtype).
-    Header: sorted names, padded with spaces to 8 bytes. Written to a temporary file of this process and
-    call (two writers never share one), flushed to disk, renamed over `path`, and the directory flushed;
-    nothing is left behind on failure."""
-    header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
-    offset = 0
-    names = sorted(shapes)
-    for name in names:
-        dtype = stored_dtype(name)
-        nbytes = (8 if dtype == "I64" else 4) * int(np.prod(shapes[name], dtype=np.int64))
-        header[name] = {"dtype": dtype, "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)
+def write_atomically(path, write):
+    """write(f) fills a temporary file of this process and call (two writers never share one), which is
+    flushed to disk and renamed over `path`, and the directory flushed; nothing is left behind on failure."""
     tmp = "%s.tmp.%d.%d" % (path, os.getpid(), next(_TEMP_COUNT))
     try:
         with open(tmp, "xb") as f:
-            f.write(struct.pack("<Q", len(blob)))
-            f.write(blob)
-            for name in names:
-                a = produce(name)
-                if tuple(a.shape) != tuple(shapes[name]):  # cannot happen: the shape is the tensor's own
-                    raise ConvertError("internal error: %s changed shape" % name)
-                if stored_dtype(name) == "I64":
-                    whole = (a == np.trunc(a)) & (np.abs(a) < 2.0 ** 63) if a.dtype.kind == "f" else True
-                    if not np.all(whole):
-                        raise ConvertError("cannot write %s: %s holds %s; expected a whole number (a count, stored "
-                                           "as int64)" % (path, name, a[~whole].ravel()[0]))
-                    f.write(np.ascontiguousarray(a, dtype="<i8").tobytes())
-                else:
-                    f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -791,7 +870,283 @@ def write_safetensors(path, shapes, produce, metadata):
             os.remove(tmp)
         raise
     _fsync_directory(path)
+
+
+def count_bytes(path, name, a):
+    """A count (num_batches_tracked) as int64 bytes; refused unless every element is a whole number."""
+    whole = (a == np.trunc(a)) & (np.abs(a) < 2.0 ** 63) if a.dtype.kind == "f" else True
+    if not np.all(whole):
+        raise ConvertError("cannot write %s: %s holds %s; expected a whole number (a count, stored as int64)"
+                           % (path, name, a[~whole].ravel()[0]))
+    return np.ascontiguousarray(a, dtype="<i8").tobytes()
+
+
+def check_finite(path, what, original, converted):
+    """Weights holding NaN or infinity (a diverged run, or float64 beyond float32's range) would make every
+    output NaN: refused, with the first bad element. `what`: the tensor's names, source (target)."""
+    if converted.dtype.kind not in "fc":
+        return
+    bad = np.flatnonzero(~np.isfinite(converted))
+    if bad.size:
+        i = int(bad[0])
+        value = original.ravel()[i]
+        raise ConvertError("%s: %s holds %s at flat index %d (%d non-finite of %d values%s); expected finite weights, "
+                           "nothing written" % (path, what, value, i, bad.size, converted.size,
+                                                ", beyond float32's range" if np.isfinite(value) else ""))
+
+
+def write_safetensors(path, shapes, produce, metadata):
+    """shapes: name -> shape; produce(name): that tensor as an array, asked for one at a time while
+    writing, so only one tensor is in memory; stored as F32, or I64 for num_batches_tracked (stored_dtype).
+    Header: sorted names, padded with spaces to 8 bytes. Written atomically (write_atomically)."""
+    header = {"__metadata__": {str(k): str(v) for k, v in metadata.items()}}
+    offset = 0
+    names = sorted(shapes)
+    for name in names:
+        dtype = stored_dtype(name)
+        nbytes = (8 if dtype == "I64" else 4) * int(np.prod(shapes[name], dtype=np.int64))
+        header[name] = {"dtype": dtype, "shape": list(shapes[name]), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+
+    def write(f):
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name in names:
+            a = produce(name)
+            if tuple(a.shape) != tuple(shapes[name]):  # cannot happen: the shape is the tensor's own
+                raise ConvertError("internal error: %s changed shape" % name)
+            if stored_dtype(name) == "I64":
+                f.write(count_bytes(path, name, a))
+            else:
+                f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+
+    write_atomically(path, write)
     return 8 + len(blob) + offset
+
+
+# safetensors dtype -> the torch storage holding it (STORAGE_DTYPES: how to read its bytes).
+SAFETENSORS_STORAGES = {"F64": "DoubleStorage", "F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage",
+                        "I64": "LongStorage", "I32": "IntStorage", "I16": "ShortStorage", "I8": "CharStorage",
+                        "U8": "ByteStorage", "BOOL": "BoolStorage"}
+
+
+class SafetensorsFile:
+    """A safetensors file read without loading it: `metadata`, and `tensors` (name -> LazyTensor over
+    the file's bytes, little-endian as the format says), in the header's order."""
+
+    def __init__(self, path):
+        if not os.path.exists(path):
+            raise ConvertError("%s: no such file" % path)
+        if os.path.isdir(path):
+            raise ConvertError("%s is a directory, not a safetensors file" % path)
+        try:
+            self._file = open(path, "rb")
+        except OSError as e:
+            raise ConvertError("%s: %s" % (path, e.strerror or e))
+        try:
+            self._read_header(path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_header(self, path):
+        f = self._file
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        first = f.read(1) if 0 < n <= size - 8 else b""
+        if first != b"{":
+            f.seek(0)
+            start = f.read(4)
+            hint = ""
+            if start.startswith(b"PK\x03\x04") or start.startswith(b"\x80"):
+                hint = " (it looks like a PyTorch checkpoint: to convert one into tinyvid's names, leave out --to)"
+            raise ConvertError("%s is not a safetensors file%s" % (path, hint))
+        try:
+            header = json.loads((first + f.read(n - 1)).decode("utf-8"),
+                                object_pairs_hook=collections.OrderedDict)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConvertError("%s: corrupt safetensors header (%s)" % (path, _why(e)))
+        if not isinstance(header, dict):
+            raise ConvertError("%s: corrupt safetensors header (not a JSON object)" % path)
+        meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict):
+            raise ConvertError("%s: corrupt safetensors header (__metadata__ is not an object)" % path)
+        self.metadata = collections.OrderedDict((str(k), str(v)) for k, v in meta.items())
+        data_start, data_size = 8 + n, size - 8 - n
+        self.tensors = collections.OrderedDict()
+        for name, e in header.items():
+            try:
+                dtype, shape, (begin, end) = e["dtype"], [int(d) for d in e["shape"]], e["data_offsets"]
+                begin, end = int(begin), int(end)
+                stype = StorageType(SAFETENSORS_STORAGES[dtype])
+            except (KeyError, TypeError, ValueError):
+                raise ConvertError("%s: corrupt safetensors header: tensor %r: %s" % (
+                    path, name, "dtype %r is none of %s" % (e.get("dtype"), ", ".join(SAFETENSORS_STORAGES))
+                    if isinstance(e, dict) and e.get("dtype") not in SAFETENSORS_STORAGES
+                    else "expected dtype, shape and data_offsets"))
+            numel = int(np.prod(shape, dtype=np.int64))
+            if any(d < 0 for d in shape) or not 0 <= begin <= end <= data_size or end - begin != numel * stype.itemsize:
+                raise ConvertError("%s: corrupt safetensors file: tensor %r (%s %s) does not fit data_offsets [%d, %d] "
+                                   "of %d data bytes" % (path, name, dtype, shape, begin, end, data_size))
+            storage = Storage(stype, lambda at=data_start + begin, nbytes=end - begin: _read_at(self._file, at, nbytes))
+            stride, acc = [], 1
+            for d in reversed(shape):
+                stride.insert(0, acc)
+                acc *= d
+            self.tensors[str(name)] = LazyTensor(storage, 0, shape, stride)
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# torch.save's zip format, written
+# --------------------------------------------------------------------------------------------------
+
+class PthTensor:
+    """A tensor to write: its storage class (STORAGE_DTYPES), shape, and produce() -> its little-endian bytes,
+    asked for once, while writing."""
+
+    def __init__(self, storage, shape, produce):
+        self.storage, self.shape, self.produce = storage, tuple(shape), produce
+
+
+def _pickle_for_torch(obj, tensors):
+    """obj (dicts, OrderedDicts, lists, tuples, str, int, float, bool, None, PthTensor) as torch.save pickles it
+    (protocol 2): a tensor is torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())
+    with the storage a persistent id ('storage', torch.<X>Storage, key, 'cpu', numel). Written opcode by opcode,
+    so no torch module is needed (pickle.Pickler would import torch to check its globals). Appends each
+    tensor to `tensors`; its key is its index."""
+    out = bytearray(b"\x80\x02")
+
+    def global_(module, name):
+        out.extend(b"c%s\n%s\n" % (module.encode(), name.encode()))
+
+    def items(pairs, op):
+        pairs = list(pairs)
+        if pairs:
+            out.extend(b"(")
+            for k, v in pairs:
+                emit(k)
+                emit(v)
+            out.extend(op)
+
+    def emit(o):
+        if o is None:
+            out.extend(b"N")
+        elif o is True or o is False:
+            out.extend(b"\x88" if o else b"\x89")
+        elif isinstance(o, int):
+            if 0 <= o < 256:
+                out.extend(b"K" + bytes([o]))
+            elif 0 <= o < 65536:
+                out.extend(b"M" + struct.pack("<H", o))
+            elif -2 ** 31 <= o < 2 ** 31:
+                out.extend(b"J" + struct.pack("<i", o))
+            else:
+                n = (o.bit_length() + 8) // 8
+                out.extend(b"\x8a" + bytes([n]) + o.to_bytes(n, "little", signed=True))
+        elif isinstance(o, float):
+            out.extend(b"G" + struct.pack(">d", o))
+        elif isinstance(o, str):
+            data = o.encode("utf-8")
+            out.extend(b"X" + struct.pack("<I", len(data)) + data)
+        elif isinstance(o, tuple):
+            if not o:
+                out.extend(b")")
+            else:
+                out.extend(b"(")
+                for x in o:
+                    emit(x)
+                out.extend(b"t")
+        elif isinstance(o, list):
+            out.extend(b"]")
+            if o:
+                out.extend(b"(")
+                for x in o:
+                    emit(x)
+                out.extend(b"e")
+        elif isinstance(o, collections.OrderedDict):
+            global_("collections", "OrderedDict")
+            out.extend(b")R")
+            items(o.items(), b"u")
+        elif isinstance(o, dict):
+            out.extend(b"}")
+            items(o.items(), b"u")
+        elif isinstance(o, PthTensor):
+            key = str(len(tensors))
+            tensors.append(o)
+            stride, acc = [], 1
+            for d in reversed(o.shape):
+                stride.insert(0, acc)
+                acc *= d
+            global_("torch._utils", "_rebuild_tensor_v2")
+            out.extend(b"((")  # the arguments' tuple, then the persistent id's
+            emit("storage")
+            global_("torch", o.storage)
+            emit(key)
+            emit("cpu")
+            emit(acc)
+            out.extend(b"tQ")
+            for x in (0, o.shape, tuple(stride), False, collections.OrderedDict()):
+                emit(x)
+            out.extend(b"tR")
+        else:
+            raise TypeError("cannot write a %s into a checkpoint" % type(o).__name__)
+
+    emit(obj)
+    out.extend(b".")
+    return bytes(out)
+
+
+PTH_ARCHIVE = "archive"  # the folder of the zip's members (torch.load takes any name)
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same tensors give the same bytes
+
+
+def write_pth(path, obj):
+    """torch.save(obj, path) in its zip format (torch >= 1.6), without torch: archive/data.pkl (the pickle),
+    archive/byteorder ("little"), archive/data/<key> per storage (its raw bytes, stored uncompressed at a
+    multiple of 64 bytes as torch aligns them), archive/version ("3"). Tensors' bytes are asked for one at a
+    time. Written atomically (write_atomically); returns the file's size."""
+    tensors = []
+    pkl = _pickle_for_torch(obj, tensors)
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            def member(name, data):
+                name = "%s/%s" % (PTH_ARCHIVE, name)
+                info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_STORED
+                # The local header is 30 bytes, the name, the extra field, and (for a large member) zip64's
+                # 20-byte extra; torch pads its extra field ('FB') so the data starts at a multiple of 64.
+                zip64 = 20 if len(data) * 1.05 > zipfile.ZIP64_LIMIT else 0
+                pad = -(f.tell() + 30 + len(name.encode("utf-8")) + 4 + zip64) % 64
+                info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
+                z.writestr(info, data)
+
+            member("data.pkl", pkl)
+            member("byteorder", b"little")
+            for key, t in enumerate(tensors):
+                data = t.produce()
+                want = STORAGE_DTYPES[t.storage][1] * int(np.prod(t.shape, dtype=np.int64))
+                if len(data) != want:  # cannot happen: the bytes are the tensor's own
+                    raise ConvertError("internal error: tensor %d has %d bytes, expected %d" % (key, len(data), want))
+                member("data/%d" % key, data)
+            member("version", b"3\n")
+
+    write_atomically(path, write)
+    return os.path.getsize(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -808,7 +1163,60 @@ def _fmt_shape(shape):
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def _list(tensors, skipped=()):
+    for key, t in tensors.items():
+        print("%s\t%s\t%s" % (key, _fmt_shape(t.shape), t.dtype_name))
+    for key in skipped:
+        print("%s\t-\tnot a tensor" % key)
+    return 0
+
+
+def _report(log, args, n_mapped, n_keys, dropped, unmapped, shapes=None):
+    """Logs what was mapped, left out and not mapped, and the shape check (tinyvid's names -> shapes; None:
+    nothing to check); with --strict, False when a key could not be mapped or a shape is wrong (nothing is
+    written then)."""
+    log("mapped %d of %d keys" % (n_mapped, n_keys))
+    if dropped:
+        log("%d key%s left out on purpose:" % (len(dropped), "" if len(dropped) == 1 else "s"))
+        for key, note in dropped:
+            log("  %s (%s)" % (key, note[len("dropped: "):]))
+    if unmapped:
+        log("%d key%s could not be mapped:" % (len(unmapped), "" if len(unmapped) == 1 else "s"))
+        for key, note in unmapped:
+            log("  %s (%s)" % (key, note))
+    if shapes is None:
+        return True
+    problems = check_shapes(shapes)
+    if problems:
+        log("shape check: %d problem%s:" % (len(problems), "" if len(problems) == 1 else "s"))
+        for p in problems:
+            log("  " + p)
+    else:
+        log("shape check: ok")
+    if args.strict and (unmapped or problems):
+        log("--strict: %s; nothing written" % ", ".join(
+            x for x in ("%d unmapped key(s)" % len(unmapped) if unmapped else "",
+                        "%d shape problem(s)" % len(problems) if problems else "") if x))
+        return False
+    return True
+
+
+def _map_all(names, translate):
+    """translate(name) -> (target or None, note): (target -> source name, dropped, unmapped)."""
+    mapped, dropped, unmapped = collections.OrderedDict(), [], []
+    for name in names:
+        target, note = translate(name)
+        if target is None:
+            (dropped if note.startswith("dropped") else unmapped).append((name, note))
+        elif target in mapped:
+            unmapped.append((name, "maps to %s like %s" % (target, mapped[target])))
+        else:
+            mapped[target] = name
+    return mapped, dropped, unmapped
+
+
 def convert(args, log):
+    """IN.pth -> OUT.safetensors with tinyvid's names."""
     with Checkpoint(args.input) as ckpt:
         state, where = find_state_dict(ckpt.obj)
         entries = ""
@@ -823,61 +1231,37 @@ def convert(args, log):
             else:
                 skipped.append(str(key))
         if args.list:
-            for key, t in tensors.items():
-                print("%s\t%s\t%s" % (key, _fmt_shape(t.shape), t.dtype_name))
-            for key in skipped:
-                print("%s\t-\tnot a tensor" % key)
-            return 0
+            return _list(tensors, skipped)
 
-        source = collections.OrderedDict((strip_module(k), (k, t)) for k, t in tensors.items())
-        if len(source) != len(tensors):
+        source = [strip_module(k) for k in tensors]
+        if len(set(source)) != len(tensors):
             raise ConvertError("the state dict has the same key with and without a 'module.' prefix")
-        layout = args.layout
+        layout = args.layout or "auto"
         if layout == "auto":
-            layout = detect_layout(list(source))
+            layout = detect_layout(source)
             if layout is None:
                 raise ConvertError("cannot tell the checkpoint's layout from its keys (e.g. %s); use --layout"
-                                   % ", ".join(list(source)[:3]))
+                                   % ", ".join(source[:3]))
             log("layout: %s (detected)" % layout)
         else:
             log("layout: %s (--layout)" % layout)
 
-        mapped, dropped, unmapped, owner = {}, [], [], {}
-        for key, (orig, t) in source.items():
-            target, note = map_key(key, layout, args.keep_fc)
-            if target is None:
-                (dropped if note.startswith("dropped") else unmapped).append((orig, note))
-            elif target in owner:
-                unmapped.append((orig, "maps to %s like %s" % (target, owner[target])))
-            else:
-                owner[target] = orig
-                mapped[target] = t
-        for key in skipped:
-            unmapped.append((key, "not a tensor"))
+        variants = set()
 
-        log("mapped %d of %d keys" % (len(mapped), len(source) + len(skipped)))
-        if dropped:
-            log("%d key%s left out on purpose:" % (len(dropped), "" if len(dropped) == 1 else "s"))
-            for key, note in dropped:
-                log("  %s (%s)" % (key, note[len("dropped: "):]))
-        if unmapped:
-            log("%d key%s could not be mapped:" % (len(unmapped), "" if len(unmapped) == 1 else "s"))
-            for key, note in unmapped:
-                log("  %s (%s)" % (key, note))
+        def translate(key):
+            target, note, variant = import_key(key, layout, args.keep_fc)
+            if variant:
+                variants.add(variant)
+            return target, note
+
+        owner, dropped, unmapped = _map_all(tensors, lambda key: translate(strip_module(key)))
+        unmapped += [(k, "not a tensor") for k in skipped]
+        mapped = {target: tensors[orig] for target, orig in owner.items()}
         if not mapped:
+            _report(log, args, 0, len(source) + len(skipped), dropped, unmapped)
             raise ConvertError("nothing to convert: no key maps to a tinyvid name with layout %s" % layout)
-
-        problems = check_shapes({k: t.shape for k, t in mapped.items()})
-        if problems:
-            log("shape check: %d problem%s:" % (len(problems), "" if len(problems) == 1 else "s"))
-            for p in problems:
-                log("  " + p)
-        else:
-            log("shape check: ok")
-        if args.strict and (unmapped or problems):
-            log("--strict: %s; nothing written" % ", ".join(
-                x for x in ("%d unmapped key(s)" % len(unmapped) if unmapped else "",
-                            "%d shape problem(s)" % len(problems) if problems else "") if x))
+        if not _report(log, args, len(mapped), len(source) + len(skipped), dropped, unmapped,
+                       {k: t.shape for k, t in mapped.items()}):
             return 1
 
         for name, t in mapped.items():
@@ -893,41 +1277,153 @@ def convert(args, log):
                 raise ConvertError("%s: corrupt checkpoint (%s)" % (args.input, _why(e)))
             if stored_dtype(name) == "I64":
                 return a
-            # Weights holding NaN or infinity (a diverged run, or float64 beyond float32's range) would make
-            # every output NaN: refused, with the first bad element.
             converted = a.astype(np.float32)
-            bad = np.flatnonzero(~np.isfinite(converted))
-            if bad.size:
-                i = int(bad[0])
-                value = a.ravel()[i]
-                raise ConvertError("%s: %s (%s) holds %s at flat index %d (%d non-finite of %d values%s); expected "
-                                   "finite weights, nothing written"
-                                   % (args.input, owner[name], name, value, i, bad.size, converted.size,
-                                      ", beyond float32's range" if np.isfinite(value) else ""))
+            check_finite(args.input, "%s (%s)" % (owner[name], name), a, converted)
             return converted
 
         meta = {"format": "pt", "source_layout": layout, "source_file": os.path.basename(args.input),
                 "converter": "tinyvid tools/convert_checkpoint.py"}
+        if variants:  # e.g. TSM's names: --to writes them back
+            meta["source_variant"] = ",".join(sorted(variants))
         size = write_safetensors(args.output, {k: t.shape for k, t in mapped.items()}, produce, meta)
         log("wrote %s: %d tensors, %d bytes" % (args.output, len(mapped), size))
+    return 0
+
+
+def _natural(name):
+    """layer1.2 before layer1.10."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split(".")]
+
+
+def _model_variants(model):
+    return {v for v, pattern in VARIANTS.items() if pattern.match(model)}
+
+
+def _le_bytes(a, stype):
+    """An array read from a storage of type stype, as that storage's little-endian bytes again."""
+    if stype.dtype == "bf16":  # read as float32 with the 16 bits on top: exact
+        return (np.ascontiguousarray(a, np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+    return np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+_SHOWN_METADATA = ("format", "model", "source_layout", "source_variant", "source_file")
+
+
+def export(args, log):
+    """IN.safetensors with tinyvid's names -> OUT.pth in the layout args.to."""
+    layout = args.to
+    lay = LAYOUT_TABLE[layout]
+    with SafetensorsFile(args.input) as st:
+        meta = st.metadata
+        shown = ["%s=%s" % (k, meta[k]) for k in _SHOWN_METADATA if k in meta]
+        log("read %s: safetensors, %d tensors%s" % (args.input, len(st.tensors),
+                                                      " (metadata: %s)" % ", ".join(shown) if shown else ""))
+        if args.list:
+            return _list(st.tensors)
+        log("layout: %s (--to)" % layout)
+        # `tinyvid train`'s state file holds the model's tensors under model. and the optimizer's under momentum.
+        train_state = meta.get("format") == "tinyvid-train-state"
+
+        def tinyvid_name(key):
+            if not train_state:
+                return key
+            return key[len("model."):] if key.startswith("model.") else None
+
+        model = args.model or meta.get("model")
+        if model:
+            variants = _model_variants(model)
+            log("model: %s (%s)" % (model, "--model" if args.model else "the file's metadata"))
+        else:
+            variants = {v for v in meta.get("source_variant", "").split(",") if v} & lay.variants
+            if variants:
+                log("variant: %s (the file's metadata: converted from such a checkpoint)" % ", ".join(sorted(variants)))
+            for v in sorted(lay.variants - variants):
+                log("model: not named: written without %s's names (--model %s_r50, say, if it is one)"
+                    % (v.upper(), v))
+
+        def translate(key):
+            name = tinyvid_name(key)
+            if name is None:
+                if key.startswith("momentum."):
+                    return None, "dropped: a train state's optimizer momentum"
+                return None, "not a tinyvid name"
+            return export_key(name, layout, args.keep_fc, variants)
+
+        mapped, dropped, unmapped = _map_all(st.tensors, translate)
+        shapes = {tinyvid_name(k): t.shape for k, t in st.tensors.items() if tinyvid_name(k)}
+        if not mapped:
+            _report(log, args, 0, len(st.tensors), dropped, unmapped)
+            raise ConvertError("nothing to convert: no tensor of %s has a tinyvid name" % args.input)
+        if not _report(log, args, len(mapped), len(st.tensors), dropped, unmapped, shapes):
+            return 1
+        relay = [k for k in mapped if ".relay" in k]
+        if relay and layout != "dnr":
+            log("note: %d tensors of DNR's relay cells keep tinyvid's names (%s has no DNR; a model of its own "
+                "loads them with strict=False)" % (len(relay), layout))
+
+        def produce(target):
+            key = mapped[target]
+            t = st.tensors[key]
+            try:
+                a = t.numpy()
+            except (ConvertError, OSError, ValueError) as e:
+                raise ConvertError("%s: cannot read %s (%s)" % (args.input, key, _why(e)))
+            if key.endswith("num_batches_tracked"):
+                return count_bytes(args.output, target, a)
+            check_finite(args.input, "%s (%s)" % (key, target), a, a)
+            return _le_bytes(a, t.storage.stype)  # the file's dtype, kept
+
+        state = collections.OrderedDict()
+        for target in sorted(mapped, key=_natural):
+            key = mapped[target]
+            t = st.tensors[key]
+            storage = "LongStorage" if key.endswith("num_batches_tracked") else t.storage.stype.name
+            state[target] = PthTensor(storage, t.shape, lambda target=target: produce(target))
+        obj = state
+        if lay.wrapped:
+            info = {"converter": "tinyvid tools/convert_checkpoint.py", "source_file": os.path.basename(args.input),
+                    "layout": layout}
+            if model:
+                info["model"] = model
+            obj = {"meta": info, "state_dict": state}
+        size = write_pth(args.output, obj)
+        log("wrote %s: %d tensors, %d bytes (torch.save's zip format: %s)" % (
+            args.output, len(state), size, "{'meta', 'state_dict'}" if lay.wrapped else "the state dict"))
     return 0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="convert_checkpoint.py",
+        usage="%(prog)s IN.pth OUT.safetensors [--layout LAYOUT] [--keep-fc] [--strict] [--list]\n"
+              "       %(prog)s --to LAYOUT IN.safetensors OUT.pth [--model NAME] [--keep-fc] [--strict] [--list]",
         description="Convert a PyTorch .pth (torchvision ResNet, MMAction2 TSN/TSM, DNR's MMAction v1 code) into a "
-                    ".safetensors file with tinyvid's parameter names. Needs numpy, not torch.")
-    parser.add_argument("input", help="the .pth checkpoint")
-    parser.add_argument("output", nargs="?", help="the .safetensors file to write")
-    parser.add_argument("--layout", choices=("auto",) + LAYOUTS, default="auto",
-                        help="the source's naming (default: detected from the keys)")
+                    ".safetensors file with tinyvid's parameter names, or with --to, tinyvid's .safetensors into "
+                    "a .pth of one of those layouts. Needs numpy, not torch.")
+    parser.add_argument("input", help="the .pth checkpoint (with --to: the .safetensors file)")
+    parser.add_argument("output", nargs="?", help="the .safetensors file to write (with --to: the .pth)")
+    # "authors" is another name for the DNR authors' layout, "dnr".
+    parser.add_argument("--layout", choices=("auto",) + LAYOUTS + ("authors",),
+                        help="the source's naming (default: detected from the keys); authors = dnr")
+    parser.add_argument("--to", choices=LAYOUTS + ("authors",),
+                        help="export: write IN (tinyvid's names) as a .pth checkpoint with this layout's names; "
+                             "authors = dnr")
+    parser.add_argument("--model", metavar="NAME",
+                        help="with --to: the tinyvid model the weights are for (e.g. tsm_r50); TSM writes "
+                             "MMAction2's TemporalShift names (default: the file's metadata)")
     parser.add_argument("--keep-fc", action="store_true",
-                        help="torchvision layout: map fc.* to cls_head.fc_cls.* instead of dropping it")
+                        help="torchvision layout: map fc.* to cls_head.fc_cls.* (with --to: the other way) instead "
+                             "of dropping it")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 and write nothing when a key cannot be mapped or a shape check fails")
     parser.add_argument("--list", action="store_true", help="print the source's keys, shapes and dtypes, and exit")
     args = parser.parse_args(argv)
+    args.layout = "dnr" if args.layout == "authors" else args.layout
+    args.to = "dnr" if args.to == "authors" else args.to
+    if args.to and args.layout:
+        parser.error("--layout names the layout read, --to the layout written: give one")
+    if args.model and not args.to:
+        parser.error("--model goes with --to (the model of the weights written)")
     if not args.list and not args.output:
         parser.error("the output file is required (or use --list)")
 
@@ -935,7 +1431,7 @@ def main(argv=None):
         sys.stderr.write("%s: %s\n" % (PROG, msg))
 
     try:
-        return convert(args, log)
+        return export(args, log) if args.to else convert(args, log)
     except ConvertError as e:
         log("error: %s" % e)
         return 2

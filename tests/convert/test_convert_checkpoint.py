@@ -2,14 +2,19 @@
     python3 tests/convert/test_convert_checkpoint.py
 Converts each checkpoint of tests/convert/fixtures (made by tools/fixtures/make_convert_fixtures.py) and
 compares every output tensor with <fixture>.npz; checks the report of unmapped keys, --strict, --list,
---keep-fc, and the one-line errors for files that are not (intact) checkpoints. The converter runs in a
-subprocess in which `import torch` fails, so it is also checked never to need torch."""
+--keep-fc, and the one-line errors for files that are not (intact) checkpoints; and the export (--to): each
+fixture read, written back in its layout (torch.save's zip format) and read again gives the same tensors,
+and every tinyvid name written in every layout reads back as itself. The converter runs in a subprocess in
+which `import torch` fails, so it is also checked never to need torch (test_convert_export_torch.py loads
+the exported files with torch)."""
+import collections
 import contextlib
 import importlib.util
 import io
 import json
 import os
 import pickle
+import pickletools
 import stat
 import struct
 import subprocess
@@ -584,6 +589,298 @@ class Writing(unittest.TestCase):
         self.assertEqual(set(np.unique(tensors["x"])), {float(meta["writer"])})  # one whole version
 
 
+# ------------------------------------------------------------------------------------------------
+# Export (--to LAYOUT): safetensors with tinyvid's names -> .pth
+# ------------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8"}
+
+
+def write_st(path, tensors, meta=None):
+    """A safetensors file of name -> (dtype, array): F64, F32, F16, I64 or BF16 (the top 16 bits of float32)."""
+    header, blobs, offset = {}, [], 0
+    if meta:
+        header["__metadata__"] = meta
+    for name, (dtype, a) in tensors.items():
+        a = np.asarray(a)
+        if dtype == "BF16":
+            data = (np.ascontiguousarray(a, np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        else:
+            data = np.ascontiguousarray(a, _ST_DTYPES[dtype]).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)) + blob + b"".join(blobs))
+
+
+def tiny_tinyvid_state():
+    """tinyvid's names for a stem and one bottleneck block with a downsample, and a classifier."""
+    r = np.random.RandomState(3)
+    sd = {"backbone.conv1.weight": r.randn(4, 3, 7, 7)}
+    for bn, c in (("backbone.bn1", 4), ("backbone.layer1.0.bn1", 2), ("backbone.layer1.0.bn2", 2),
+                  ("backbone.layer1.0.bn3", 8), ("backbone.layer1.0.downsample.1", 8)):
+        sd[bn + ".weight"], sd[bn + ".bias"] = r.randn(c), r.randn(c)
+        sd[bn + ".running_mean"], sd[bn + ".running_var"] = r.randn(c), r.rand(c) + 0.5
+        sd[bn + ".num_batches_tracked"] = np.array(17)
+    sd["backbone.layer1.0.conv1.weight"] = r.randn(2, 4, 1, 1)
+    sd["backbone.layer1.0.conv2.weight"] = r.randn(2, 2, 3, 3)
+    sd["backbone.layer1.0.conv3.weight"] = r.randn(8, 2, 1, 1)
+    sd["backbone.layer1.0.downsample.0.weight"] = r.randn(8, 4, 1, 1)
+    sd["cls_head.fc_cls.weight"], sd["cls_head.fc_cls.bias"] = r.randn(3, 8), r.randn(3)
+    return {k: ("I64" if k.endswith("num_batches_tracked") else "F32", v) for k, v in sd.items()}
+
+
+class Export(unittest.TestCase):
+    """--to LAYOUT: each fixture read, written back in its layout and read again is the same; the .pth is
+    torch.save's zip format; dtypes, counts, TSM's names, train states, errors."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tool = load_tool()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.st = os.path.join(self.tmp.name, "in.safetensors")
+        self.pth = os.path.join(self.tmp.name, "out.pth")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def state_of(self, path):
+        """(what the .pth holds, its state dict as name -> array) read by the tool's own reader."""
+        with self.tool.Checkpoint(path) as ckpt:
+            state, where = self.tool.find_state_dict(ckpt.obj)
+            return ckpt.obj, collections.OrderedDict((k, (v.numpy(), v.dtype_name)) for k, v in state.items())
+
+    def export(self, *args, src=None, rc=0):
+        code, out, err = run_tool("--to", *args[:1], src or self.st, self.pth, *args[1:])
+        self.assertEqual(code, rc, err)
+        self.assertNotIn("Traceback", err)
+        return err
+
+    def test_round_trip_each_fixture(self):
+        # .pth -> safetensors -> .pth (same layout) -> safetensors: the same tensors each time; for the
+        # fixtures in the layout's own names, the same keys as the original too.
+        for name, entry in MANIFEST.items():
+            with self.subTest(fixture=name):
+                fc = ["--keep-fc"] if entry["keep_fc_only"] else []
+                first, again = self.st, os.path.join(self.tmp.name, "again.safetensors")
+                rc, out, err = run_tool(os.path.join(FIXTURES, entry["checkpoint"]), first, *fc)
+                self.assertEqual(rc, 0, err)
+                err = self.export(entry["layout"], *fc)
+                self.assertIn("shape check: ok", err)
+                self.assertNotIn("could not be mapped", err)
+                obj, written = self.state_of(self.pth)
+                if entry["layout"] == "torchvision":
+                    self.assertIsInstance(obj, collections.OrderedDict)  # a bare state dict, as torchvision's
+                else:
+                    self.assertEqual(sorted(obj), ["meta", "state_dict"])
+                    self.assertEqual(obj["meta"]["layout"], entry["layout"])
+                rc, out, err = run_tool(self.pth, again, "--strict", *fc)
+                self.assertEqual(rc, 0, err)
+                self.assertIn("layout: %s (detected)" % entry["layout"], err)
+                meta1, t1 = read_safetensors(self, first)
+                meta2, t2 = read_safetensors(self, again)
+                self.assertEqual(meta1.get("source_variant"), meta2.get("source_variant"))
+                self.assertEqual(sorted(t1), sorted(t2))
+                for k in t1:
+                    self.assertTrue(np.array_equal(t1[k], t2[k]), "%s: %s differs" % (name, k))
+                # Against the original checkpoint, key by key.
+                _, original = self.state_of(os.path.join(FIXTURES, entry["checkpoint"]))
+                original = {k.replace("layer2.0.block.", "layer2.0."): v for k, v in original.items()
+                            if k not in entry["unmapped"]}  # the non-local wrapper tinyvid has not
+                if name == "mmaction2_tvnames_dp_f16":
+                    self.assertIn("backbone.layer1.0.conv1.conv.weight", written)  # ConvModule names now
+                    continue
+                self.assertEqual(sorted(written), sorted(original))
+                for k, (a, dtype) in written.items():
+                    b = original[k][0]
+                    self.assertEqual(dtype, "int64" if k.endswith("num_batches_tracked") else "float32", k)
+                    self.assertTrue(np.array_equal(a, b.astype(a.dtype)), "%s: %s differs" % (name, k))
+
+    def test_pth_is_torch_save_zip(self):
+        entry = MANIFEST["mmaction2_tsn_r50"]
+        run_tool(os.path.join(FIXTURES, entry["checkpoint"]), self.st)
+        self.export("mmaction2")
+        with open(self.pth, "rb") as f:
+            data = f.read()
+        with zipfile.ZipFile(self.pth) as z:
+            infos = z.infolist()
+            names = [i.filename for i in infos]
+            n = len(names) - 3
+            self.assertEqual(sorted(names), sorted(["archive/data.pkl", "archive/byteorder", "archive/version"] +
+                                                   ["archive/data/%d" % i for i in range(n)]))
+            self.assertEqual(z.read("archive/byteorder"), b"little")
+            self.assertEqual(z.read("archive/version"), b"3\n")
+            for info in infos:
+                self.assertEqual(info.compress_type, zipfile.ZIP_STORED, info.filename)
+                name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+                self.assertEqual((info.header_offset + 30 + name_len + extra_len) % 64, 0, info.filename)
+            ops = list(pickletools.genops(z.read("archive/data.pkl")))
+        self.assertEqual(ops[0][0].name, "PROTO")
+        self.assertEqual(ops[0][1], 2)
+        globals_ = {arg for op, arg, pos in ops if op.name == "GLOBAL"}
+        self.assertEqual(globals_, {"collections OrderedDict", "torch._utils _rebuild_tensor_v2", "torch FloatStorage",
+                                    "torch LongStorage"})
+        self.assertEqual(sum(op.name == "BINPERSID" for op, arg, pos in ops), n)
+        # Deterministic: the same input gives the same bytes.
+        first = data
+        self.export("mmaction2")
+        with open(self.pth, "rb") as f:
+            self.assertEqual(f.read(), first)
+
+    def test_dtypes_kept_counts_int64(self):
+        x = np.array([[1.5, -2.25], [3.0, 0.125]], np.float32)  # exact in every dtype below
+        write_st(self.st, {"backbone.conv1.weight": ("F16", x.reshape(2, 1, 1, 2)),
+                           "backbone.bn1.weight": ("BF16", x[0]), "backbone.bn1.bias": ("F64", x[1]),
+                           "backbone.bn1.num_batches_tracked": ("F32", np.array(7.0)),
+                           "backbone.layer1.0.bn1.num_batches_tracked": ("I64", np.array(2 ** 40 + 1))})
+        self.export("torchvision")
+        obj, sd = self.state_of(self.pth)
+        self.assertEqual(sd["conv1.weight"][1], "float16")
+        self.assertEqual(sd["bn1.weight"][1], "bfloat16")
+        self.assertEqual(sd["bn1.bias"][1], "float64")
+        self.assertTrue(np.array_equal(sd["conv1.weight"][0], x.reshape(2, 1, 1, 2)))
+        self.assertTrue(np.array_equal(sd["bn1.weight"][0], x[0]))
+        self.assertTrue(np.array_equal(sd["bn1.bias"][0], x[1]))
+        self.assertEqual(sd["bn1.num_batches_tracked"], (np.array(7), "int64"))
+        self.assertEqual(int(sd["layer1.0.bn1.num_batches_tracked"][0]), 2 ** 40 + 1)
+        self.assertEqual(sd["layer1.0.bn1.num_batches_tracked"][0].shape, ())
+
+    def test_count_not_whole_refused(self):
+        write_st(self.st, {"backbone.bn1.num_batches_tracked": ("F32", np.array(2.5))})
+        err = self.export("mmaction2", rc=2)
+        self.assertIn("backbone.conv1.bn.num_batches_tracked holds 2.5; expected a whole number", err)
+        self.assertEqual(os.listdir(self.tmp.name), ["in.safetensors"])
+
+    def test_non_finite_refused(self):
+        w = np.ones((4, 3, 7, 7), np.float32)
+        w[0, 0, 0, 5] = np.inf
+        write_st(self.st, {"backbone.conv1.weight": ("F32", w)})
+        err = self.export("dnr", rc=2)
+        self.assertIn("backbone.conv1.weight (backbone.conv1.weight) holds inf at flat index 5 (1 non-finite of 588 "
+                      "values); expected finite weights, nothing written", err.strip().splitlines()[-1])
+        self.assertEqual(os.listdir(self.tmp.name), ["in.safetensors"])
+
+    def test_tsm_names(self):
+        write_st(self.st, tiny_tinyvid_state(), {"format": "pt"})  # as io::save_weights: no model named
+        err = self.export("mmaction2")
+        self.assertIn("model: not named: written without TSM's names", err)
+        _, sd = self.state_of(self.pth)
+        self.assertIn("backbone.layer1.0.conv1.conv.weight", sd)
+        self.assertFalse(any(".net." in k for k in sd))
+        err = self.export("mmaction2", "--model", "tsm_r50")
+        self.assertIn("model: tsm_r50 (--model)", err)
+        obj, sd = self.state_of(self.pth)
+        self.assertEqual(obj["meta"]["model"], "tsm_r50")
+        self.assertIn("backbone.layer1.0.conv1.conv.net.weight", sd)
+        self.assertIn("backbone.layer1.0.conv2.conv.weight", sd)  # only the block's first conv is shifted
+        self.assertIn("backbone.layer1.0.downsample.conv.weight", sd)
+        self.assertIn("backbone.conv1.bn.running_var", sd)
+        # Layouts without a TSM naming ignore it.
+        err = self.export("dnr", "--model", "tsm_r50")
+        self.assertNotIn("TSM", err)
+        _, sd = self.state_of(self.pth)
+        self.assertIn("backbone.layer1.ModuleList.0.conv1.weight", sd)
+
+    def test_train_state(self):
+        t = tiny_tinyvid_state()
+        state = {"model." + k: v for k, v in t.items()}
+        state["momentum.backbone.conv1.weight"] = t["backbone.conv1.weight"]
+        write_st(self.st, state, {"format": "tinyvid-train-state", "model": "tsm_r50", "epoch": "3"})
+        err = self.export("mmaction2", "--strict")
+        self.assertIn("model: tsm_r50 (the file's metadata)", err)
+        self.assertIn("momentum.backbone.conv1.weight (a train state's optimizer momentum)", err)
+        self.assertIn("mapped %d of %d keys" % (len(t), len(t) + 1), err)
+        _, sd = self.state_of(self.pth)
+        self.assertEqual(len(sd), len(t))
+        self.assertIn("backbone.layer1.0.conv1.conv.net.weight", sd)
+
+    def test_unmapped_and_strict(self):
+        t = tiny_tinyvid_state()
+        t["encoder.weight"] = ("F32", np.zeros(3))
+        write_st(self.st, t)
+        err = self.export("dnr")
+        self.assertIn("1 key could not be mapped:", err)
+        self.assertIn("  encoder.weight (not a tinyvid name)", err)
+        os.remove(self.pth)
+        err = self.export("dnr", "--strict", rc=1)
+        self.assertIn("--strict: 1 unmapped key(s); nothing written", err)
+        self.assertEqual(os.listdir(self.tmp.name), ["in.safetensors"])
+
+    def test_keep_fc(self):
+        write_st(self.st, tiny_tinyvid_state())
+        err = self.export("torchvision")
+        self.assertIn("cls_head.fc_cls.weight (the classifier, as torchvision's fc is ImageNet's; --keep-fc writes", err)
+        _, sd = self.state_of(self.pth)
+        self.assertNotIn("fc.weight", sd)
+        self.assertIn("layer1.0.downsample.1.running_mean", sd)
+        self.export("torchvision", "--keep-fc")
+        _, sd = self.state_of(self.pth)
+        self.assertEqual(sd["fc.weight"][0].shape, (3, 8))
+
+    def test_errors(self):
+        pth = os.path.join(FIXTURES, MANIFEST["torchvision_r18"]["checkpoint"])
+        err = self.export("dnr", src=pth, rc=2)
+        self.assertIn("is not a safetensors file (it looks like a PyTorch checkpoint: to convert one into tinyvid's "
+                      "names, leave out --to)", err)
+        write_st(self.st, tiny_tinyvid_state())
+        rc, out, err = run_tool(self.st, os.path.join(self.tmp.name, "x.safetensors"))
+        self.assertEqual(rc, 2)
+        self.assertIn("is a safetensors file, not a PyTorch checkpoint (to write it as one, use --to LAYOUT)", err)
+        rc, out, err = run_tool("--to", "dnr", "--layout", "dnr", self.st, self.pth)
+        self.assertEqual(rc, 2)
+        self.assertIn("give one", err)
+        rc, out, err = run_tool("--model", "tsm_r50", self.st, self.pth)
+        self.assertEqual(rc, 2)
+        self.assertIn("--model goes with --to", err)
+        with open(self.st, "r+b") as f:  # data_offsets past the end
+            f.truncate(os.path.getsize(self.st) - 4)
+        err = self.export("dnr", rc=2)
+        self.assertIn("corrupt safetensors file", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        write_st(self.st, {"encoder.weight": ("F32", np.zeros(2))})
+        err = self.export("dnr", rc=2)
+        self.assertIn("nothing to convert", err.strip().splitlines()[-1])
+        out = os.path.join(self.tmp.name, "no", "dir", "out.pth")
+        write_st(self.st, tiny_tinyvid_state())
+        rc, _, err = run_tool("--to", "dnr", self.st, out)
+        self.assertEqual(rc, 2)
+        self.assertIn("cannot write", err)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["in.safetensors"])
+
+    def test_list(self):
+        write_st(self.st, tiny_tinyvid_state())
+        rc, out, err = run_tool("--to", "mmaction2", self.st, "--list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("backbone.bn1.num_batches_tracked\t[]\tint64", out.splitlines())
+        self.assertIn("backbone.conv1.weight\t[4, 3, 7, 7]\tfloat32", out.splitlines())
+
+    def test_written_atomically(self):
+        events = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd):
+            events.append("fsync directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+            real_fsync(fd)
+
+        def replace(src, dst):
+            events.append("rename")
+            real_replace(src, dst)
+
+        x = np.arange(6, dtype="<f4")
+        t = self.tool.PthTensor("FloatStorage", (2, 3), x.tobytes)
+        with mock.patch("os.fsync", fsync), mock.patch("os.replace", replace):
+            self.tool.write_pth(self.pth, collections.OrderedDict([("x", t)]))
+        self.assertEqual(events, ["fsync file", "rename", "fsync directory"])
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["out.pth"])
+        _, sd = self.state_of(self.pth)
+        self.assertTrue(np.array_equal(sd["x"][0], x.reshape(2, 3)))
+
+
 class KeyMapping(unittest.TestCase):
     """Name variants that the fixtures do not all carry."""
 
@@ -660,6 +957,55 @@ class KeyMapping(unittest.TestCase):
         self.assertEqual(d(["conv1.weight", "layer1.0.conv1.weight", "fc.weight"]), "torchvision")
         self.assertIsNone(d(["encoder.weight"]))
 
+
+    def test_export_inverts_import(self):
+        ex = self.tool.export_key
+        cases = [
+            ("mmaction2", (), "backbone.conv1.weight", "backbone.conv1.conv.weight"),
+            ("mmaction2", (), "backbone.bn1.num_batches_tracked", "backbone.conv1.bn.num_batches_tracked"),
+            ("mmaction2", (), "backbone.layer1.0.conv1.weight", "backbone.layer1.0.conv1.conv.weight"),
+            ("mmaction2", ("tsm",), "backbone.layer1.0.conv1.weight", "backbone.layer1.0.conv1.conv.net.weight"),
+            ("mmaction2", ("tsm",), "backbone.layer4.2.conv3.weight", "backbone.layer4.2.conv3.conv.weight"),
+            ("mmaction2", (), "backbone.layer3.5.bn2.running_var", "backbone.layer3.5.conv2.bn.running_var"),
+            ("mmaction2", (), "backbone.layer4.0.downsample.0.weight", "backbone.layer4.0.downsample.conv.weight"),
+            ("mmaction2", (), "backbone.layer4.0.downsample.1.bias", "backbone.layer4.0.downsample.bn.bias"),
+            ("mmaction2", (), "cls_head.fc_cls.weight", "cls_head.fc_cls.weight"),
+            ("dnr", (), "backbone.layer3.relay.input_proj.0.weight", "backbone.layer3.lstm.w_ih.0.seq.0.weight"),
+            ("dnr", (), "backbone.layer2.3.bn2.relay.hidden_proj.2.bias",
+             "backbone.layer2.ModuleList.3.bn2.lstm.w_hh.0.seq.2.bias"),
+            ("dnr", (), "backbone.layer2.0.downsample.1.running_mean",
+             "backbone.layer2.ModuleList.0.downsample.1.running_mean"),
+            ("dnr", (), "backbone.bn1.weight", "backbone.bn1.weight"),
+            ("dnr", (), "cls_head.fc_cls.bias", "cls_head.fc_cls.bias"),
+            ("torchvision", (), "backbone.layer4.1.bn2.running_var", "layer4.1.bn2.running_var"),
+            ("torchvision", (), "cls_head.fc_cls.weight", None),
+            ("torchvision", (), "encoder.weight", None),
+            ("dnr", (), "backbone.layer1.0.conv1.bias", None),  # not a tinyvid name
+        ]
+        for layout, variants, name, want in cases:
+            with self.subTest(layout=layout, name=name):
+                self.assertEqual(ex(name, layout, variants=variants)[0], want)
+        self.assertEqual(ex("cls_head.fc_cls.bias", "torchvision", keep_fc=True)[0], "fc.bias")
+        self.assertTrue(ex("cls_head.fc_cls.bias", "torchvision")[1].startswith("dropped"))
+        # Every tinyvid name of every fixture, written in every layout (and variant), reads back as itself.
+        names = set()
+        for entry in MANIFEST.values():
+            names |= set(expected_tensors(entry))
+        self.assertGreater(len(names), 150)
+        for layout in self.tool.LAYOUTS:
+            for variants in ((), ("tsm",)):
+                for name in sorted(names):
+                    target = ex(name, layout, keep_fc=True, variants=variants)[0]
+                    self.assertIsNotNone(target, (layout, name))
+                    self.assertEqual(self.tool.map_key(target, layout, keep_fc=True)[0], name, (layout, target))
+
+    def test_layout_table(self):
+        self.assertEqual(self.tool.LAYOUTS, ("torchvision", "mmaction2", "dnr"))
+        self.assertEqual(self.tool.LAYOUT_TABLE["mmaction2"].variants, {"tsm"})
+        self.assertEqual(self.tool.LAYOUT_TABLE["dnr"].variants, set())
+        self.assertEqual(self.tool.import_key("backbone.layer1.0.conv1.conv.net.weight", "mmaction2"),
+                         ("backbone.layer1.0.conv1.weight", "", "tsm"))
+        self.assertEqual(self.tool.import_key("backbone.layer1.0.conv1.conv.weight", "mmaction2")[2], None)
 
 if __name__ == "__main__":
     unittest.main()
