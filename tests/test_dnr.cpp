@@ -473,3 +473,146 @@ TEST_CASE("Grad-CAM++ matches a PyTorch reference: class, probability, maps and 
     CHECK_FALSE(m->cls_head->fc_cls->weight.grad().defined());  // the head's .grad untouched
   }
 }
+
+// TANet (models/tam.hpp): one TAM against tools/fixtures/make_tanet_fixtures.py (MMAction2's grouped-conv2d form of
+// the adaptive convolution), then whole recognizers with the deterministic weights, and MMAction2's parameter count.
+TEST_CASE("TANet: the TAM and tanet_r50 / tanet_r50_dnr / tanet_r18 match a plain-PyTorch reference") {
+  fixtures::Fixture f("tanet.txt");
+  SUBCASE("TAM alone, training mode: output, gradients, running statistics; then eval") {
+    tv::Generator gen(5);
+    models::Tam<double> tam(8, 4, models::TamOptions{}, 0, gen);
+    tv::nn::StateDict<double> weights;
+    for (auto& [name, t] : tam.state_dict()) weights.emplace_back(name, f.get("tam." + name));
+    tam.load_state_dict(weights);
+    auto x = f.get("tam.x").requires_grad_();
+    auto y = tam.forward(x);
+    CHECK(fixtures::worst_ratio(y, f.get("tam.out"), 1e-12, 1e-9) <= 1);
+    y.backward(f.get("tam.gout"));
+    CHECK(fixtures::worst_ratio(x.grad(), f.get("tam.gx"), 1e-12, 1e-9) <= 1);
+    for (auto& [name, p] : tam.named_parameters())
+      CHECK_MESSAGE(fixtures::worst_ratio(p.grad(), f.get("tam.grad." + name), 1e-12, 1e-9) <= 1, name);
+    for (auto& [name, b] : tam.named_buffers())
+      if (f.has("tam.after." + name)) CHECK_MESSAGE(fixtures::worst_ratio(b, f.get("tam.after." + name), 1e-12, 1e-9) <= 1, name);
+    tam.eval();
+    tv::NoGradGuard no_grad;
+    CHECK(fixtures::worst_ratio(tam.forward(x), f.get("tam.out_eval"), 1e-12, 1e-9) <= 1);
+  }
+  struct Case {
+    const char* key;
+    int64_t width, classes, group;
+    bool train;
+  };
+  for (const Case& c : {Case{"tanet_r50", 4, 5, 4, false}, Case{"tanet_r50_dnr", 4, 3, 2, false},
+                        Case{"tanet_r18", 8, 5, 4, true}}) {
+    SUBCASE(c.key) {
+      auto run = [&](auto tag, double tol) {
+        using T = decltype(tag);
+        models::ModelConfig cfg;
+        cfg.num_classes = c.classes;
+        cfg.frames = 4;
+        cfg.dropout = 0;
+        cfg.set = {{"width", std::to_string(c.width)}, {"ct_group_frames", std::to_string(c.group)}};
+        auto m = models::make_model<T>(c.key, cfg);
+        const std::string key = c.key;
+        CHECK(static_cast<double>(m->state_dict().size()) == f.get(key + ".keys").item());
+        deterministic_fill(*m);
+        const int64_t n = 8 * 3 * 32 * 32;
+        std::vector<T> xs(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
+        auto x = tv::tensor<T>(xs, {8, 3, 32, 32});
+        x.requires_grad_();
+        if (!c.train) m->eval();
+        auto y = m->forward(x);
+        CHECK(fixtures::worst_ratio(y, f.get(key + ".out"), tol, tol) <= 1);
+        std::vector<T> gs(static_cast<size_t>(y.numel()));
+        for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
+        y.backward(tv::tensor<T>(gs, y.shape()));
+        CHECK(fixtures::worst_ratio(tv::sum(x.grad(), {2, 3}), f.get(key + ".grad.input_sums"), tol, tol) <= 1);
+        if (f.has(key + ".grad.input_red"))
+          CHECK(fixtures::worst_ratio(x.grad().narrow(0, 0, 4).narrow(1, 0, 1).reshape({4, 32, 32}),
+                                      f.get(key + ".grad.input_red"), tol, tol) <= 1);
+        CHECK(fixtures::worst_ratio(m->cls_head->fc_cls->weight.grad(), f.get(key + ".grad.fc"), tol, tol) <= 1);
+        CHECK(fixtures::worst_ratio(m->backbone->layers[0]->blocks[0]->tam->G->parameters()[0].grad(),
+                                    f.get(key + ".grad.tam_g0"), tol, tol) <= 1);
+        // In training mode the early weights' gradients are differences of nearly equal terms (every batch norm
+        // takes out its batch mean): PyTorch's own float run misses its double run by 17x this tolerance on
+        // conv1. Those two are compared in double only there.
+        if (!c.train || std::is_same_v<T, double>) {
+          CHECK(fixtures::worst_ratio(m->backbone->conv1->weight.grad(), f.get(key + ".grad.conv1"), tol, tol) <= 1);
+          CHECK(fixtures::worst_ratio(m->backbone->layers[1]->blocks[0]->tam->L->conv1->weight.grad(),
+                                      f.get(key + ".grad.tam_l0"), tol, tol) <= 1);
+        }
+        if (!c.train) return;
+        m->eval();
+        tv::NoGradGuard no_grad;
+        CHECK(fixtures::worst_ratio(m->forward(x), f.get(key + ".eval"), tol, tol) <= 1);
+      };
+      run(double{}, 1e-7);
+      run(float{}, 1e-3);
+    }
+  }
+}
+
+TEST_CASE("TANet: MMAction2's parameter count, every depth, TAM switches and errors") {
+  models::ModelConfig cfg;  // 400 classes, 8 frames
+  auto count = [](const auto& m) {
+    int64_t n = 0;
+    for (auto& p : m->parameters()) n += p.numel();
+    return n;
+  };
+  CHECK(count(models::make_model<float>("tanet_r50", cfg)) == 25590320);  // MMAction2's model zoo
+  // DNR adds what it adds to TSN-R50 (docs/DNR.md): 28,366,864 - 24,327,632.
+  CHECK(count(models::make_model<float>("tanet_r50_dnr", cfg)) == 25590320 + 4039232);
+  auto m = models::make_model<float>("tanet_r50", cfg);
+  const auto sd = m->state_dict();
+  auto has = [&](const std::string& k) {
+    return std::any_of(sd.begin(), sd.end(), [&](const auto& e) { return e.first == k; });
+  };
+  for (const char* k : {"backbone.layer1.0.tam.G.0.weight", "backbone.layer1.0.tam.G.1.running_var", "backbone.layer4.2.tam.G.3.weight",
+                        "backbone.layer3.5.tam.L.0.weight", "backbone.layer3.5.tam.L.1.bias", "backbone.layer3.5.tam.L.3.weight"})
+    CHECK_MESSAGE(has(k), k);
+  CHECK(m->backbone->layers[2]->blocks[5]->tam->L->conv1->weight.shape() == tv::Shape{64, 256, 3});  // PyTorch's Conv1d shape
+  CHECK(m->cls_head->consensus == models::Consensus::AfterFc);
+  CHECK(m->cls_head->dropout_p == 0.5);
+  cfg.num_classes = 3;
+  cfg.frames = 4;
+  cfg.set = {{"width", "8"}};
+  for (const char* name : {"tanet_r18", "tanet_r34_dnr", "tanet_r101"}) {
+    SUBCASE(name) {
+      auto small = models::make_model<float>(name, cfg);
+      auto y = small->forward(tv::zeros<float>({8, 3, 32, 32}));
+      CHECK(y.shape() == tv::Shape{2, 3});
+    }
+  }
+  cfg.set = {{"width", "8"}, {"tam_alpha", "3"}, {"tam_adaptive_kernel_size", "5"}};
+  auto k5 = models::make_model<double>("tanet_r50", cfg);
+  CHECK(k5->backbone->layers[0]->blocks[0]->tam->G->parameters()[0].shape() == tv::Shape{12, 4});
+  CHECK(k5->backbone->layers[0]->blocks[0]->tam->G->parameters().back().shape() == tv::Shape{5, 12});
+  CHECK(k5->forward(tv::zeros<double>({4, 3, 32, 32})).shape() == tv::Shape{1, 3});
+  // stats_group_clips reaches the TAM's norms too: 4 clips in groups of 2 train as two runs of 2 clips.
+  cfg.dropout = 0;
+  cfg.set = {{"width", "8"}, {"stats_group_clips", "2"}};
+  auto grouped = models::make_model<double>("tanet_r50_dnr", cfg);
+  cfg.set = {{"width", "8"}};
+  auto alone = models::make_model<double>("tanet_r50_dnr", cfg);
+  alone->load_state_dict(grouped->state_dict());
+  tv::Generator gen(3);
+  const auto x = tv::normal<double>({16, 3, 32, 32}, 0, 1, gen);
+  const auto y = grouped->forward(x);
+  for (int64_t d = 0; d < 2; ++d) {
+    alone->load_state_dict(grouped->state_dict());
+    CHECK(fixtures::worst_ratio(y.narrow(0, 2 * d, 2).detach(), alone->forward(x.narrow(0, 8 * d, 8)).detach(), 1e-12, 1e-9) <= 1);
+  }
+  cfg.set = {{"tam_adaptive_kernel_size", "4"}};
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tanet_r50", cfg), doctest::Contains("TAM: the kernel sizes must be odd"), tv::Error);
+  cfg.set = {{"width", "2"}};  // layer1's 2 channels cannot narrow by beta = 4
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tanet_r50", cfg), doctest::Contains("at least beta"), tv::Error);
+}
+
+TEST_CASE("TAM: gradcheck of its input's gradient in double (training mode: both branches, the adaptive convolution)") {
+  tv::Generator gen(9);
+  models::Tam<double> tam(4, 3, models::TamOptions{}, 0, gen);
+  auto x = tv::normal<double>({6, 4, 2, 2}, 0, 1, gen).requires_grad_();
+  auto ok = tv::gradcheck([&](const Inputs& v) { return tam.forward(v[0]); }, {x});
+  CHECK_MESSAGE(ok, ok.message);
+}

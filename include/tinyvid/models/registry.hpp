@@ -1,5 +1,5 @@
 #pragma once
-// Models by name: (tsn|tsm)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr, with
+// Models by name: (tsn|tsm|tanet)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr, tanet_r50, with
 // the number of classes, frames, dropout and `key=value` switches (the command line's --set).
 #include <algorithm>
 #include <map>
@@ -16,13 +16,13 @@ namespace tv::models {
 struct ModelConfig {
   int64_t num_classes = 400;
   int64_t frames = 8;
-  double dropout = -1;                         // < 0: the architecture's default (TSN 0.4, TSM 0.5)
+  double dropout = -1;                         // < 0: the architecture's default (TSN 0.4, TSM and TANet 0.5)
   std::map<std::string, std::string> set;      // switches: see model_switches()
 };
 
 // The names: arch "_r" depth ["_dnr"].
 inline const std::vector<std::string>& model_archs() {
-  static const std::vector<std::string> archs = {"tsn", "tsm"};
+  static const std::vector<std::string> archs = {"tsn", "tsm", "tanet"};
   return archs;
 }
 inline const std::vector<int>& model_depths() {
@@ -38,7 +38,7 @@ inline std::vector<std::string> model_names() {
   return out;
 }
 
-// The names as one pattern, for help texts: (tsn|tsm)_r(18|34|50|101|152)[_dnr].
+// The names as one pattern, for help texts: (tsn|tsm|tanet)_r(18|34|50|101|152)[_dnr].
 inline std::string model_name_pattern() {
   std::string archs, depths;
   for (const auto& a : model_archs()) archs += (archs.empty() ? "" : "|") + a;
@@ -63,6 +63,14 @@ inline const std::vector<ModelSwitch>& model_switches() {
        [](RecognizerOptions& o) -> F { return &o.backbone.width; }},
       {"shift_div", "TSM: 1/shift_div of the channels shift each way",
        [](RecognizerOptions& o) -> F { return &o.backbone.shift_div; }},
+      {"tam_alpha", "TANet: the TAM's global branch has alpha * frames hidden units",
+       [](RecognizerOptions& o) -> F { return &o.backbone.tam_options.alpha; }},
+      {"tam_beta", "TANet: the TAM's local branch narrows the channels by beta",
+       [](RecognizerOptions& o) -> F { return &o.backbone.tam_options.beta; }},
+      {"tam_adaptive_kernel_size", "TANet: taps K of the adaptive temporal kernel (odd)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.tam_options.adaptive_kernel_size; }},
+      {"tam_conv1d_kernel_size", "TANet: temporal kernel of the local branch's first conv (odd)",
+       [](RecognizerOptions& o) -> F { return &o.backbone.tam_options.conv1d_kernel_size; }},
       {"cross_layer", "DNR: cross-layer normalization (bn1)",
        [](RecognizerOptions& o) -> F { return &o.backbone.dnr.cross_layer; }},
       {"cross_temporal", "DNR: cross-temporal normalization (bn2)",
@@ -116,14 +124,19 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   TV_CHECK(cfg.frames >= 1, "model ", name, ": frames must be at least 1, got ", cfg.frames);
   RecognizerOptions o;
   // name = arch "_r" depth ["_dnr"]
-  const bool tsm = name.compare(0, 3, "tsm") == 0, dnr = name.size() > 4 && name.compare(name.size() - 4, 4, "_dnr") == 0;
-  o.backbone.depth = parse_int(name.substr(5, name.find('_', 5) - 5), "model " + name);
+  const size_t depth_at = name.find("_r") + 2;
+  const std::string arch = name.substr(0, depth_at - 2);
+  const bool tsm = arch == "tsm", tanet = arch == "tanet";
+  const bool dnr = name.size() > 4 && name.compare(name.size() - 4, 4, "_dnr") == 0;
+  o.backbone.depth = parse_int(name.substr(depth_at, name.find('_', depth_at) - depth_at), "model " + name);
   o.backbone.frames = cfg.frames;
   o.backbone.norm = dnr ? Norm::Dnr : Norm::Batch;
   o.backbone.temporal_shift = tsm;
-  o.consensus = tsm ? Consensus::AfterFc : Consensus::BeforeFc;
+  o.backbone.tam = tanet;
+  // TANet's head is MMAction2's TSMHead: scores per frame, then their average.
+  o.consensus = tsm || tanet ? Consensus::AfterFc : Consensus::BeforeFc;
   o.num_classes = cfg.num_classes;
-  o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm ? 0.5 : 0.4);
+  o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm || tanet ? 0.5 : 0.4);
   for (const auto& entry : cfg.set) {
     // Named copies, not a structured binding: clang before 16 cannot capture a binding in a lambda.
     const std::string& key = entry.first;

@@ -2,12 +2,14 @@
 // ResNet 18/34/50/101/152 ('pytorch' style: the stride sits on the 3x3 conv) for clip batches
 // (N*T x 3 x H x W, the T frames of a clip adjacent), with torchvision's parameter names and init, and
 // the normalization chosen per model: batch norm, or DNR (bn1 -> cross-layer, bn2 -> cross-temporal,
-// channel interlacing on the residual input; docs/DNR.md, "Where DNR sits"). TSM's temporal shift is a switch too.
+// channel interlacing on the residual input; docs/DNR.md, "Where DNR sits"). TSM's temporal shift is a switch too,
+// and so is TANet's TAM (models/tam.hpp) after each block's conv1 + bn1 + ReLU, as MMAction2's TABlock.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "tinyvid/dnr/norm.hpp"
+#include "tinyvid/models/tam.hpp"
 #include "tinyvid/nn/layers.hpp"
 
 namespace tv::models {
@@ -21,6 +23,8 @@ struct ResNetOptions {
   dnr::DnrOptions dnr;          // used when norm == Norm::Dnr
   bool temporal_shift = false;  // TSM: shift each block's residual input
   int64_t shift_div = 8;        // TSM's fold: 1 / shift_div of the channels each way
+  bool tam = false;             // TANet: a TAM in every block, after conv1's norm and ReLU
+  TamOptions tam_options;
   int64_t width = 64;           // channels of the stem and of stage 1 (64 in ResNet; less for small demos)
   int64_t stats_group_clips = 0; // > 0: every norm's training statistics over groups of this many clips, as
                                 // per-GPU batch norm (the paper: 8); 0: over the whole batch
@@ -91,6 +95,13 @@ class Block : public nn::Module<T> {
     shift_div_ = o.temporal_shift ? o.shift_div : 8;
   }
   Tensor<T> residual(const Tensor<T>& x) { return downsample ? (*downsample)(x) : x; }
+  // TANet: the TAM on conv1's activated output (MMAction2's TABlock: conv1 -> tam -> conv2). Registered last,
+  // as the TABlock holds the block before its tam.
+  void make_tam(int64_t planes, const ResNetOptions& o, Generator& gen) {
+    if (o.tam)
+      tam = this->register_module("tam", std::make_shared<Tam<T>>(planes, o.frames, o.tam_options, o.stats_group_clips, gen));
+  }
+  Tensor<T> adapt(const Tensor<T>& y) { return tam ? tam->forward(y) : y; }
   void make_downsample(int64_t in, int64_t out, int64_t stride, const ResNetOptions& o, Generator& gen) {
     if (stride == 1 && in == out) return;
     downsample = std::make_shared<nn::Sequential<T>>();
@@ -104,6 +115,7 @@ class Block : public nn::Module<T> {
   std::shared_ptr<dnr::CrossLayerNorm<T>> cl_norm;
   std::shared_ptr<dnr::CrossTemporalNorm<T>> ct_norm;
   std::shared_ptr<nn::Sequential<T>> downsample;
+  std::shared_ptr<Tam<T>> tam;
 
  private:
   bool shift_ = false;
@@ -121,9 +133,10 @@ class BasicBlock : public Block<T> {
     this->make_norm(NormSlot::CrossTemporal, planes, o, gen);
     this->make_downsample(inplanes, planes, stride, o, gen);
     this->set_shift(o);
+    this->make_tam(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx));
+    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)));
     out = this->norm2((*conv2)(out), ctx);
     return relu(add(out, this->residual(x)));
   }
@@ -143,9 +156,10 @@ class Bottleneck : public Block<T> {
     bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion, o));
     this->make_downsample(inplanes, planes * expansion, stride, o, gen);
     this->set_shift(o);
+    this->make_tam(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx));
+    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)));
     out = relu(this->norm2((*conv2)(out), ctx));
     out = (*bn3)((*conv3)(out));
     return relu(add(out, this->residual(x)));
