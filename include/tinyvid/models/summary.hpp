@@ -1,7 +1,7 @@
 #pragma once
 // A per-layer table of a recognizer for one clip (T frames of S x S): output shape, parameters and
-// multiply-adds, as MMAction2's analysis tools print it. Multiply-adds count convolutions, the fc and
-// DNR's relay cells (batch norm, ReLU, pooling and additions are memory passes, not counted, as the
+// multiply-adds, as MMAction2's analysis tools print it. Multiply-adds count convolutions, the fc,
+// TANet's TAMs and DNR's relay cells (batch norm, ReLU, pooling and additions are memory passes, not counted, as the
 // papers' GFLOPs figures do not count them).
 #include <string>
 #include <vector>
@@ -39,6 +39,14 @@ int64_t relay_macs(const dnr::RelayCell<T>& cell) {
   const int64_t C = cell.channels, mid = cell.input_proj->parameters()[0].size(0);
   return 2 * (C * mid + mid * 4 * C);
 }
+// TANet's TAM for one clip on h x w maps: the global branch's two linears per channel, the local branch's two
+// temporal convolutions, and the adaptive temporal convolution (K taps per output element).
+template <class T>
+int64_t tam_macs(const Tam<T>& tam, int64_t h, int64_t w) {
+  const int64_t C = tam.channels, Tn = tam.frames, K = tam.options.adaptive_kernel_size;
+  const int64_t hidden = Tn * tam.options.alpha, mid = C / tam.options.beta;
+  return C * (Tn * hidden + hidden * K) + Tn * (mid * C * tam.options.conv1d_kernel_size + C * mid) + Tn * C * h * w * K;
+}
 }  // namespace detail
 
 template <class T>
@@ -71,6 +79,7 @@ std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
       for (const nn::Conv2d<T>* c : convs) {
         row.macs += frames * detail::conv_macs(*c, h, w);
         channels = c->options.out_channels();
+        if (block.tam && c == convs.front()) row.macs += detail::tam_macs(*block.tam, h, w);  // on conv1's output
       }
       if (block.downsample) {
         int64_t dh = H, dw = W;
