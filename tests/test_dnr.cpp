@@ -616,3 +616,17 @@ TEST_CASE("TAM: gradcheck of its input's gradient in double (training mode: both
   auto ok = tv::gradcheck([&](const Inputs& v) { return tam.forward(v[0]); }, {x});
   CHECK_MESSAGE(ok, ok.message);
 }
+
+// summary counts each TAM on its block's conv1 output: for one clip of T = 4 frames, C channels on h x w, with
+// alpha 2, beta 4, K = 3: C (T 2T + 2T K) + T (C/4 C 3 + C C/4) + T C h w K. TANet-R18 of width 4 at 32 x 32:
+// layer1 (C 4, 8 x 8) 3,360 twice, layer2 (8, 4 x 4) 2,240 twice, layer3 (16, 2 x 2) 2,688 twice, layer4 (32,
+// 1 x 1) 6,272 twice: 29,120 over TSN-R18; its head scores every frame (4 x 3 x 32) where TSN's scores once.
+TEST_CASE("summary counts TANet's TAMs on their blocks' conv1 outputs") {
+  auto count = [](const char* name) {
+    auto m = models::make_model<float>(name, {.num_classes = 3, .frames = 4, .set = {{"width", "4"}}});
+    int64_t macs = 0;
+    for (const auto& row : models::summarize(*m, 32)) macs += row.macs;
+    return macs;
+  };
+  CHECK(count("tanet_r18") - count("tsn_r18") == 29120 + (4 - 1) * 3 * 32);
+}
