@@ -470,7 +470,16 @@ TEST_CASE("Grad-CAM++ matches a PyTorch reference: class, probability, maps and 
         CHECK(fixtures::worst_ratio(up, f.get(k + ".up0"), 1e-4 * peak, 1e-4) <= 1);
       }
     }
-    CHECK_FALSE(m->cls_head->fc_cls->weight.grad().defined());  // the head's .grad untouched
+    CHECK_FALSE(m->cls_head->fc_cls->weight.grad().defined());  // the weights' .grad untouched
+    // An inner stage: layer3's output is 6 x 8 at 96 x 128, its map non-negative and not all zero; the backbone's
+    // own weights get no .grad either.
+    const tv::viz::GradCam inner = tv::viz::grad_cam_pp(*m, x, -1, 3);
+    CHECK(inner.maps.shape() == tv::Shape{4, 6, 8});
+    CHECK(tv::max(inner.maps).item() > 0);
+    const auto inner_values = inner.maps.to_vector();
+    CHECK(*std::min_element(inner_values.begin(), inner_values.end()) >= 0);
+    CHECK_FALSE(m->backbone->conv1->weight.grad().defined());
+    CHECK_THROWS_WITH_AS(tv::viz::grad_cam_pp(*m, x, -1, 5), doctest::Contains("stage 5 is not one of"), tv::Error);
   }
 }
 

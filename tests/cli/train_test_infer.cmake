@@ -71,6 +71,8 @@ run(infer "\"top5\":\\[{\"class\":[01],\"name\":\"[a-z_]+\",\"prob\":0\\.[0-9]+}
 run(cam "probability 0\\.[0-9]+; wrote .*cam.png, .*cam.mp4" cam --config ${CONFIG}
     --weights ${WORK_DIR}/run/latest.safetensors --video ${video} ${small} --out ${WORK_DIR}/cam)
 run(cam_probe "duration +1\\.000 s" probe ${WORK_DIR}/cam/cam.mp4)
+run(cam_layer2 "wrote .*cam.png" cam --config ${CONFIG} --weights ${WORK_DIR}/run/latest.safetensors --video ${video}
+    ${small} --out ${WORK_DIR}/cam_layer2 --layer backbone.layer2)
 file(READ ${WORK_DIR}/cam/cam.png png HEX)
 string(SUBSTRING "${png}" 32 16 png_size)  # the IHDR chunk's width and height
 if(NOT png_size STREQUAL "0000008c00000038")

@@ -1,5 +1,5 @@
 #pragma once
-// tinyvid cam --config C --weights W --video V [--class K] [--layer backbone.layer4] --out DIR [--set ...]
+// tinyvid cam --config C --weights W --video V [--class K] [--layer backbone.layerN] --out DIR [--set ...]
 // Grad-CAM++ maps (viz/gradcam.hpp) of one clip: DIR/cam.png (the clip's frames side by side with the map over
 // each, the class and its probability above) and DIR/cam.mp4 (the same overlays as a video).
 #include <algorithm>
@@ -34,16 +34,19 @@ inline Run add_cam(CLI::App& cmd) {
   add_sets(cmd, a->set, "override a config key; repeatable");
   cmd.footer(wrap("Grad-CAM++ maps of the first view (first clip, first crop) of the config's test pipeline: "
                   "for each frame, where the model's backbone output supports the class. Maps are scaled by the "
-                  "clip's largest value, so frames compare. --layer takes the backbone's output "
-                  "(backbone.layer4) so far.") +
+                  "clip's largest value, so frames compare. --layer names the stage whose output is explained "
+                  "(backbone.layer4, the backbone's output, by default).") +
              "\n" + config_set_help());
   return [a] {
     tv::train::Config c = load_config(a->config.need(), a->set);
     const tv::train::Recipe r = tv::train::make_recipe(c);
     c.check_all_used();
     const std::string layer = a->layer.get();
-    TV_CHECK(layer == "backbone.layer4", "--layer: only backbone.layer4 (the backbone's output) is supported so far, "
-             "got '", layer, "'");
+    int64_t stage = 0;
+    for (int64_t k = 1; k <= 4; ++k)
+      if (layer == "backbone.layer" + std::to_string(k)) stage = k;
+    TV_CHECK(stage > 0, "--layer: expected backbone.layer1, backbone.layer2, backbone.layer3 or backbone.layer4 (the "
+             "output of that stage), got '", layer, "'");
     auto model = tv::models::make_model<float>(r.model, r.model_config);
     tv::io::load_weights(*model, a->weights.need());
     model->to(r.device.device);
@@ -57,7 +60,7 @@ inline Run add_cam(CLI::App& cmd) {
     const tv::Tensor<float> clip = sample->clips.narrow(0, 0, T).contiguous();
     tv::check_finite(clip, video + ": the clip after the test pipeline");
     const int64_t cls = a->cls.given() ? a->cls.integer() : -1;
-    const tv::viz::GradCam cam = tv::viz::grad_cam_pp(*model, clip.to(r.device.device), cls);
+    const tv::viz::GradCam cam = tv::viz::grad_cam_pp(*model, clip.to(r.device.device), cls, stage);
     std::vector<std::string> names;
     if (!r.classes_file.empty()) names = tv::train::class_names(r);
     const std::string name = cam.class_index < static_cast<int64_t>(names.size())

@@ -224,12 +224,20 @@ class ResNet : public nn::Module<T> {
     TV_FAIL("ResNet: depth must be 18, 34, 50, 101 or 152, got ", depth);
   }
   // x: N*T x 3 x H x W -> N*T x out_channels x H/32 x W/32.
-  Tensor<T> forward(const Tensor<T>& x) {
+  Tensor<T> forward(const Tensor<T>& x) { return stages(stem(x), 0, static_cast<int64_t>(layers.size())); }
+  // conv1, bn1, ReLU and the max pool: N*T x 3 x H x W -> N*T x width x H/4 x W/4.
+  Tensor<T> stem(const Tensor<T>& x) {
     TV_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input of shape N*T x 3 x H x W, got ", x.shape());
     TV_CHECK(x.size(0) % options.frames == 0, "ResNet: the batch dim ", x.size(0),
              " is not a multiple of the frames per clip, ", options.frames);
-    Tensor<T> y = max_pool2d(relu((*bn1)((*conv1)(x))), MaxPool2dOptions(3).stride(2).padding(1));
-    for (auto& layer : layers) y = layer->forward(y, options.frames);
+    return max_pool2d(relu((*bn1)((*conv1)(x))), MaxPool2dOptions(3).stride(2).padding(1));
+  }
+  // Stages first..last-1 (layer1 is stage 0) on y, the output of the stage before (or of the stem): a caller may
+  // stop after any stage and go on from there (Grad-CAM++ at an inner layer). DNR's relay runs within a stage.
+  Tensor<T> stages(Tensor<T> y, int64_t first, int64_t last) {
+    TV_CHECK(0 <= first && first <= last && last <= static_cast<int64_t>(layers.size()), "ResNet: stages ", first,
+             "..", last, " are not within the ", layers.size(), " stages");
+    for (int64_t s = first; s < last; ++s) y = layers[static_cast<size_t>(s)]->forward(y, options.frames);
     return y;
   }
   ResNetOptions options;

@@ -1,6 +1,6 @@
 #pragma once
 // Grad-CAM++ (Chattopadhyay et al., arXiv 1710.11063): where in each frame a recognizer looks for a class.
-// A = the backbone's output for one clip (T x C x h x w), S = the class's score, g = dS/dA. With the paper's
+// A = the output of a backbone stage (layer4 by default) for one clip (T x C x h x w), S = the class's score, g = dS/dA. With the paper's
 // closed form for Y = exp(S) (its eq. 19), the weight of pixel (a, b) of channel k is
 // alpha = g^2 / (2 g^2 + sum_ab A * g^3) (0 where g = 0), the channel's weight w_k = sum_ab alpha * relu(g),
 // and the map of each frame relu(sum_k w_k A_k), upsampled to the frame (bilinear, half-pixel centres, as
@@ -34,24 +34,29 @@ struct GradCam {
 // Grad-CAM++ of one clip (T x 3 x H x W on the model's device, T = model.frames()) for `class_index`, or the
 // top-scoring class when it is -1. The model runs in eval mode (restored afterwards); its weights' .grad is
 // left as it was.
-inline GradCam grad_cam_pp(models::Recognizer<float>& model, const Tensor<float>& clip, int64_t class_index = -1) {
+// `stage` (1..4): the maps of backbone.layer<stage>'s output (4: the backbone's output, the usual choice).
+inline GradCam grad_cam_pp(models::Recognizer<float>& model, const Tensor<float>& clip, int64_t class_index = -1,
+                           int64_t stage = 4) {
   const int64_t T = model.frames();
   TV_CHECK(clip.dim() == 4 && clip.size(0) == T && clip.size(1) == 3, "grad_cam_pp: expected one clip of ", T,
            " frames, T x 3 x H x W, got ", clip.shape());
   const bool was_training = model.is_training();
   model.eval();
+  const auto stages = static_cast<int64_t>(model.backbone->layers.size());
+  TV_CHECK(stage >= 1 && stage <= stages, "grad_cam_pp: stage ", stage, " is not one of the backbone's layer1..layer",
+           stages);
   Tensor<float> A;
   {
     NoGradGuard no_grad;
-    A = model.backbone->forward(clip);
+    A = model.backbone->stages(model.backbone->stem(clip), 0, stage);
   }
-  A.requires_grad_();  // a leaf: the head's gradient lands in A.grad()
-  // The head's parameters stay out of this backward: their .grad (a training step's, say) is left as it was.
-  std::vector<Tensor<float>> head_params = model.cls_head->parameters();
+  A.requires_grad_();  // a leaf: the gradient of what follows lands in A.grad()
+  // The weights stay out of this backward: their .grad (a training step's, say) is left as it was.
+  std::vector<Tensor<float>> weights = model.parameters();
   std::vector<bool> required;
-  for (Tensor<float>& p : head_params) required.push_back(p.requires_grad()), p.requires_grad_(false);
-  const Tensor<float> scores = model.cls_head->forward(A, T);  // 1 x K
-  for (size_t i = 0; i < head_params.size(); ++i) head_params[i].requires_grad_(required[i]);
+  for (Tensor<float>& p : weights) required.push_back(p.requires_grad()), p.requires_grad_(false);
+  const Tensor<float> scores = model.cls_head->forward(model.backbone->stages(A, stage, stages), T);  // 1 x K
+  for (size_t i = 0; i < weights.size(); ++i) weights[i].requires_grad_(required[i]);
   const int64_t K = scores.size(1);
   const std::vector<float> s = scores.detach().to(Device::CPU).to_vector();
   if (class_index < 0) class_index = std::max_element(s.begin(), s.end()) - s.begin();
