@@ -552,6 +552,7 @@ TINYVID_KEY = re.compile(
     r"|backbone\.layer[1-4]\.\d+\.(conv[123]\.weight|bn[123]\.(%(bn)s)|downsample\.0\.weight|downsample\.1\.(%(bn)s))"
     r"|backbone\.layer[1-4]\.relay\.%(proj)s"
     r"|backbone\.layer[1-4]\.\d+\.bn2\.(relay|relay_backward)\.%(proj)s"
+    r"|backbone\.layer[1-4]\.\d+\.tam\.[GL]\.([03]\.weight|1\.(%(bn)s))"  # TANet's TAM
     r"|cls_head\.fc_cls\.(weight|bias))$" % {"bn": BN_FIELDS, "proj": _PROJ})
 
 # What the {X} of a rule's templates stand for; an X stands for the same text on both sides.
@@ -569,10 +570,12 @@ class Rule:
     """A layout's name (`source`) and tinyvid's (`tinyvid`) for the same tensors, as templates. `option`:
     None, a rule for every model; "keep_fc", the classifier, mapped only with --keep-fc and otherwise left
     out on purpose (`dropped` says why, by direction); or a variant of a model ("tsm"): read whenever a
-    source has such names, written only for a model of that variant (VARIANTS)."""
+    source has such names, written only for a model of that variant (VARIANTS). `export_only`: a rule export
+    writes but import leaves to the layout's `unwrap` (a wrapper whose name another wrapper shares)."""
 
-    def __init__(self, source, tinyvid, option=None, dropped=None):
+    def __init__(self, source, tinyvid, option=None, dropped=None, export_only=False):
         self.source, self.tinyvid, self.option, self.dropped = source, tinyvid, option, dropped or {}
+        self.export_only = export_only
         self._regex = {True: _template_regex(source), False: _template_regex(tinyvid)}
 
     def translate(self, name, to_tinyvid):
@@ -626,6 +629,14 @@ LAYOUT_TABLE = collections.OrderedDict([
         Rule("backbone.conv1.conv.{F}", "backbone.conv1.{F}"),
         Rule("backbone.conv1.bn.{F}", "backbone.bn1.{F}"),
         Rule("backbone.{L}.{B}.conv1.conv.net.{F}", "backbone.{L}.{B}.conv1.{F}", "tsm"),
+        # TANet: each block inside a TABlock (`.block`) beside its TAM (`.tam.*`, tinyvid's names too). On import
+        # `.block` is unwrapped as NL3DWrapper's, which has the same name.
+        Rule("backbone.{L}.{B}.block.conv{N}.conv.{F}", "backbone.{L}.{B}.conv{N}.{F}", "tanet", export_only=True),
+        Rule("backbone.{L}.{B}.block.conv{N}.bn.{F}", "backbone.{L}.{B}.bn{N}.{F}", "tanet", export_only=True),
+        Rule("backbone.{L}.{B}.block.downsample.conv.{F}", "backbone.{L}.{B}.downsample.0.{F}", "tanet",
+             export_only=True),
+        Rule("backbone.{L}.{B}.block.downsample.bn.{F}", "backbone.{L}.{B}.downsample.1.{F}", "tanet",
+             export_only=True),
         Rule("backbone.{L}.{B}.conv{N}.conv.{F}", "backbone.{L}.{B}.conv{N}.{F}"),
         Rule("backbone.{L}.{B}.conv{N}.bn.{F}", "backbone.{L}.{B}.bn{N}.{F}"),
         Rule("backbone.{L}.{B}.downsample.conv.{F}", "backbone.{L}.{B}.downsample.0.{F}"),
@@ -646,7 +657,7 @@ LAYOUT_TABLE = collections.OrderedDict([
 LAYOUTS = tuple(LAYOUT_TABLE)
 
 # A tinyvid model of a variant (by its name, see models/registry.hpp) is written with that variant's rules.
-VARIANTS = {"tsm": re.compile(r"^tsm_")}
+VARIANTS = {"tsm": re.compile(r"^tsm_"), "tanet": re.compile(r"^tanet_")}
 
 # Parameter-free modules of MMAction (v1) / MMAction2 recognizers and their data preprocessor: any
 # key under them (none normally) carries nothing tinyvid has.
@@ -679,6 +690,8 @@ def _translate(name, layout, to_tinyvid, keep_fc, variants=()):
     rule; export skips the rules of variants the model is not."""
     for rule in layout.rules:
         if not to_tinyvid and rule.option not in (None, "keep_fc") and rule.option not in variants:
+            continue
+        if to_tinyvid and rule.export_only:
             continue
         out = rule.translate(name, to_tinyvid)
         if out is not None:
@@ -1410,7 +1423,8 @@ def main(argv=None):
                              "authors = dnr")
     parser.add_argument("--model", metavar="NAME",
                         help="with --to: the tinyvid model the weights are for (e.g. tsm_r50); TSM writes "
-                             "MMAction2's TemporalShift names (default: the file's metadata)")
+                             "MMAction2's TemporalShift names, TANet its TABlock names (default: the file's "
+                             "metadata)")
     parser.add_argument("--keep-fc", action="store_true",
                         help="torchvision layout: map fc.* to cls_head.fc_cls.* (with --to: the other way) instead "
                              "of dropping it")

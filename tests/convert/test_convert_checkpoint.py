@@ -786,6 +786,29 @@ class Export(unittest.TestCase):
         _, sd = self.state_of(self.pth)
         self.assertIn("backbone.layer1.ModuleList.0.conv1.weight", sd)
 
+    def test_tanet_names(self):
+        # MMAction2's TANet: each block in a TABlock (`.block`), its TAM beside it (`.tam.*`, tinyvid's names too).
+        t = tiny_tinyvid_state()
+        t["backbone.layer1.0.tam.G.0.weight"] = ("F32", np.arange(48, dtype=np.float64).reshape(6, 8))
+        t["backbone.layer1.0.tam.L.0.weight"] = ("F32", np.arange(24, dtype=np.float64).reshape(2, 4, 3))
+        write_st(self.st, t, {"format": "pt"})
+        self.export("mmaction2", "--model", "tanet_r50", "--strict")
+        _, sd = self.state_of(self.pth)
+        for k in ("backbone.layer1.0.block.conv1.conv.weight", "backbone.layer1.0.block.conv3.bn.running_var",
+                  "backbone.layer1.0.block.downsample.conv.weight", "backbone.layer1.0.block.downsample.bn.bias",
+                  "backbone.layer1.0.tam.G.0.weight", "backbone.layer1.0.tam.L.0.weight",
+                  "backbone.conv1.conv.weight", "cls_head.fc_cls.weight"):
+            self.assertIn(k, sd)
+        self.assertFalse(any(k.startswith("backbone.layer1.0.conv") for k in sd))
+        # ... and back: the same names and values.
+        back = os.path.join(self.tmp.name, "back.safetensors")
+        rc, out, err = run_tool(self.pth, back, "--strict")
+        self.assertEqual(rc, 0, err)
+        meta, got = read_safetensors(self, back)
+        self.assertEqual(sorted(got), sorted(t))
+        for k, (_, v) in t.items():
+            self.assertTrue(np.array_equal(got[k], v.astype(got[k].dtype)), k)
+
     def test_train_state(self):
         t = tiny_tinyvid_state()
         state = {"model." + k: v for k, v in t.items()}
@@ -993,7 +1016,7 @@ class KeyMapping(unittest.TestCase):
             names |= set(expected_tensors(entry))
         self.assertGreater(len(names), 150)
         for layout in self.tool.LAYOUTS:
-            for variants in ((), ("tsm",)):
+            for variants in ((), ("tsm",), ("tanet",)):
                 for name in sorted(names):
                     target = ex(name, layout, keep_fc=True, variants=variants)[0]
                     self.assertIsNotNone(target, (layout, name))
@@ -1001,7 +1024,7 @@ class KeyMapping(unittest.TestCase):
 
     def test_layout_table(self):
         self.assertEqual(self.tool.LAYOUTS, ("torchvision", "mmaction2", "dnr"))
-        self.assertEqual(self.tool.LAYOUT_TABLE["mmaction2"].variants, {"tsm"})
+        self.assertEqual(self.tool.LAYOUT_TABLE["mmaction2"].variants, {"tsm", "tanet"})
         self.assertEqual(self.tool.LAYOUT_TABLE["dnr"].variants, set())
         self.assertEqual(self.tool.import_key("backbone.layer1.0.conv1.conv.net.weight", "mmaction2"),
                          ("backbone.layer1.0.conv1.weight", "", "tsm"))
