@@ -73,17 +73,13 @@ inline Run add_cam(CLI::App& cmd) {
     std::error_code ec;
     std::filesystem::create_directories(out, ec);
     TV_CHECK(!ec, "cannot create '", out, "': ", ec.message());
-    tv::viz::cam_strip(clip, r.test_pipeline.normalize, cam, title).save_png(out + "/cam.png");
-    // The video: each frame's overlay (sizes made even for 4:2:0), 4 frames a second.
+    const std::vector<tv::data::Image> frames = tv::viz::cam_frames(clip, r.test_pipeline.normalize, cam);
+    tv::viz::cam_strip(frames, title).save_png(out + "/cam.png");
+    // The video: the same frames (sizes made even for 4:2:0), 4 frames a second.
     const int64_t H = clip.size(2) & ~int64_t{1}, W = clip.size(3) & ~int64_t{1};
-    const tv::Tensor<float> up = tv::viz::upsample_bilinear(cam.maps, clip.size(2), clip.size(3));
-    const std::vector<float> values = cam.maps.to_vector();
-    const double scale = *std::max_element(values.begin(), values.end());
     tv::data::VideoWriter writer(out + "/cam.mp4", W, H, 4.0);
-    for (int64_t t = 0; t < T; ++t) {
-      const tv::data::Image frame = tv::viz::cam_overlay(clip, r.test_pipeline.normalize, up, t, scale);
+    for (const tv::data::Image& frame : frames)
       writer.write(frame.width == W && frame.height == H ? frame : tv::data::crop(frame, {.x = 0, .y = 0, .w = W, .h = H}));
-    }
     writer.close();
     std::printf("%s: %s, probability %.4f; wrote %s/cam.png, %s/cam.mp4\n", video.c_str(), name.c_str(),
                 cam.probability, out.c_str(), out.c_str());

@@ -8,7 +8,7 @@
 // tools/fixtures/make_gradcam_fixtures.py).
 //
 //   auto cam = tv::viz::grad_cam_pp(*model, clip);              // clip: T x 3 x H x W, the model's input
-//   tv::viz::cam_strip(clip, normalize, cam, "grow 0.93").save_png("cam.png");
+//   tv::viz::cam_strip(tv::viz::cam_frames(clip, normalize, cam), "grow 0.93").save_png("cam.png");
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -152,25 +152,30 @@ inline data::Image cam_overlay(const Tensor<float>& clip, const data::Normalize&
   return img;
 }
 
-// The clip's frames side by side, each with its map blended over it, under a title line (the class and its
-// probability): the picture of tinyvid cam.
-inline Canvas cam_strip(const Tensor<float>& clip, const data::Normalize& norm, const GradCam& cam,
-                        const std::string& title) {
+// Each frame of the clip as the model saw it with its map blended over it, the maps upsampled to the frame
+// and scaled by the clip's largest value (so frames compare): the frames of tinyvid cam's strip and video.
+inline std::vector<data::Image> cam_frames(const Tensor<float>& clip, const data::Normalize& norm, const GradCam& cam) {
   const Tensor<float> host = clip.to(Device::CPU).contiguous();
-  const int64_t T = host.size(0), H = host.size(2), W = host.size(3), gap = 4, head = 24;
-  const Tensor<float> up = upsample_bilinear(cam.maps, H, W);
+  const Tensor<float> up = upsample_bilinear(cam.maps, host.size(2), host.size(3));
   const std::vector<float> all = cam.maps.to_vector();
   const double scale = all.empty() ? 0.0 : *std::max_element(all.begin(), all.end());
+  std::vector<data::Image> frames;
+  for (int64_t t = 0; t < host.size(0); ++t) frames.push_back(cam_overlay(host, norm, up, t, scale));
+  return frames;
+}
+
+// The frames of cam_frames side by side under a title line (the class and its probability): tinyvid cam's picture.
+inline Canvas cam_strip(const std::vector<data::Image>& frames, const std::string& title) {
+  TV_CHECK(!frames.empty(), "cam_strip: no frames");
+  const int64_t T = static_cast<int64_t>(frames.size()), H = frames[0].height, W = frames[0].width, gap = 4, head = 24;
   Canvas cv(T * W + (T - 1) * gap, H + head);
   cv.text(4, 6, title, {0, 0, 0}, 2);
-  for (int64_t t = 0; t < T; ++t) {
-    const data::Image frame = cam_overlay(host, norm, up, t, scale);
+  for (int64_t t = 0; t < T; ++t)
     for (int64_t y = 0; y < H; ++y)
       for (int64_t x = 0; x < W; ++x) {
-        const uint8_t* p = frame.row(y) + x * 3;
+        const uint8_t* p = frames[static_cast<size_t>(t)].row(y) + x * 3;
         cv.pixel(t * (W + gap) + x, head + y, {p[0], p[1], p[2]});
       }
-  }
   return cv;
 }
 
