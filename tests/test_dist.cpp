@@ -260,6 +260,8 @@ TEST_CASE("dist: GradReducer sums every gradient over the ranks, bucket by bucke
   // Buckets of 1,000 bytes: `a` (1,200 bytes) alone, then b and unused together.
   GradReducer reducer(pg, m.parameters(), {.bucket_mb = 1000.0 / (1 << 20)});
   CHECK(reducer.num_buckets() == 2);
+  CHECK_THROWS_WITH_AS(GradReducer(pg, {tv::zeros<float>({2})}), doctest::Contains("parameter 0 is not a leaf that "
+                       "requires grad"), tv::Error);
   for (int iteration = 0; iteration < 2; ++iteration) {  // the buffers and hooks serve again
     m.zero_grad();
     // rank k's loss: (k + 1) * sum(a) + (k + 1) * iteration * sum(b * b)

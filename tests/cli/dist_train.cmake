@@ -61,6 +61,15 @@ endif()
 run(stop_np2 "" ${np2} ${CLI} train ${CONFIG} --work-dir ${WORK_DIR}/cut2 ${small} ${two_by_4} --stop-after-iters 3)
 file(COPY ${WORK_DIR}/cut2/ DESTINATION ${WORK_DIR}/cut1)
 file(COPY ${WORK_DIR}/cut2/ DESTINATION ${WORK_DIR}/cut4)
+# 8 samples done in epoch 2; iterations of 3 cannot continue from there: refused with the reason, nothing written.
+file(READ ${WORK_DIR}/cut2/latest.state.safetensors cut_state HEX)
+execute_process(COMMAND ${CLI} train ${CONFIG} --work-dir ${WORK_DIR}/cut2 ${small} --set batch_size=3 --resume
+                --allow-change batch_size RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+file(READ ${WORK_DIR}/cut2/latest.state.safetensors cut_state_after HEX)
+if(rc EQUAL 0 OR NOT err MATCHES "stands after 8 samples of epoch 2 .*an iteration takes 3, which does not divide it"
+   OR NOT cut_state STREQUAL cut_state_after)
+  message(FATAL_ERROR "a resume whose iterations do not divide the samples done: exit code ${rc}\n${out}${err}")
+endif()
 run(resume_np2 "done: 2 epochs, 4 iterations"
     ${np2} ${CLI} train ${CONFIG} --work-dir ${WORK_DIR}/cut2 ${small} ${two_by_4} --resume)
 same_weights("resumed on 2 processes" ${WORK_DIR}/cut2/latest.safetensors ${WORK_DIR}/np2/latest.safetensors 0)

@@ -79,6 +79,11 @@ if(NOT png_size STREQUAL "0000008c00000038")
   message(FATAL_ERROR "cam.png is not 140 x 56 (4 frames of 32 x 32 under a 24-pixel title): IHDR size ${png_size}")
 endif()
 execute_process(COMMAND ${CLI} cam --config ${CONFIG} --weights ${WORK_DIR}/run/latest.safetensors --video ${video}
+                ${small} --out ${WORK_DIR}/cam2 --layer backbone.layer5 RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+if(rc EQUAL 0 OR NOT err MATCHES "--layer: expected backbone.layer1, .* got 'backbone.layer5'")
+  message(FATAL_ERROR "cam --layer backbone.layer5: exit code ${rc}\n${err}")
+endif()
+execute_process(COMMAND ${CLI} cam --config ${CONFIG} --weights ${WORK_DIR}/run/latest.safetensors --video ${video}
                 ${small} --out ${WORK_DIR}/cam2 --class 7 RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
 if(rc EQUAL 0 OR NOT err MATCHES "class 7 is not one of the model's 2 classes")
   message(FATAL_ERROR "cam --class 7 of 2 classes: exit code ${rc}\n${err}")
