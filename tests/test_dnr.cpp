@@ -3,6 +3,8 @@
 // from DNR.md, parameter names, and the registry's errors.
 #include <doctest/doctest.h>
 
+#include <numeric>
+
 #include <tinyvid/tinyvid.hpp>
 #include <tinyvid/viz/gradcam.hpp>
 
@@ -638,4 +640,92 @@ TEST_CASE("summary counts TANet's TAMs on their blocks' conv1 outputs") {
     return macs;
   };
   CHECK(count("tanet_r18") - count("tsn_r18") == 29120 + (4 - 1) * 3 * 32);
+}
+
+// TDN (models/tdn.hpp, ResNet's short-term module): the authors' names and shapes, their shift's initialization, the
+// frames counted 5 per segment, every depth, and the errors.
+TEST_CASE("TDN: the authors' names, 5 frames per segment, every depth, the shift's initialization and errors") {
+  models::ModelConfig cfg{.num_classes = 400, .frames = 40, .set = {}};  // 8 segments
+  auto m = models::make_model<float>("tdn_r50", cfg);
+  CHECK(m->frames() == 40);
+  CHECK(m->segments() == 8);
+  const auto sd = m->state_dict();
+  auto shape_of = [&](const std::string& k) {
+    for (const auto& e : sd)
+      if (e.first == k) return e.second.shape();
+    return tv::Shape{-1};
+  };
+  CHECK(shape_of("backbone.conv1.bias") == tv::Shape{64});
+  CHECK(shape_of("backbone.conv1_5.0.weight") == tv::Shape{64, 12, 7, 7});
+  CHECK(shape_of("backbone.conv1_5.1.running_var") == tv::Shape{64});
+  CHECK(shape_of("backbone.resnext_layer1.2.conv3.bias") == tv::Shape{256});
+  CHECK(shape_of("backbone.resnext_layer1.0.downsample.0.bias") == tv::Shape{256});
+  CHECK(shape_of("backbone.layer2.0.mse.conv1.weight") == tv::Shape{8, 128, 1, 1});
+  CHECK(shape_of("backbone.layer2.0.mse.conv2.weight") == tv::Shape{8, 1, 3, 3});  // depthwise
+  CHECK(shape_of("backbone.layer3.5.mse.conv3_smallscale4.weight") == tv::Shape{16, 16, 3, 3});
+  CHECK(shape_of("backbone.layer4.2.mse.bn3.running_mean") == tv::Shape{512});
+  CHECK(shape_of("backbone.layer4.2.shift.conv.weight") == tv::Shape{512, 1, 3});
+  CHECK(shape_of("backbone.layer1.0.mse.conv1.weight") == tv::Shape{-1});  // layer1 has none, as the authors'
+  CHECK(shape_of("backbone.resnext_layer1.0.shift.conv.weight") == tv::Shape{-1});
+  CHECK(m->cls_head->consensus == models::Consensus::AfterFc);
+  CHECK(m->cls_head->dropout_p == 0.5);
+  // The shift starts as TSM's: of 512 channels, 64 read the next segment (tap 2), 64 the previous (tap 0), the rest
+  // themselves (tap 1).
+  const auto w = m->backbone->layers[3]->blocks[2]->tdn_shift->conv->weight.to_vector();
+  CHECK(w[0 * 3 + 2] == 1);
+  CHECK(w[63 * 3 + 2] == 1);
+  CHECK(w[64 * 3 + 0] == 1);
+  CHECK(w[127 * 3 + 0] == 1);
+  CHECK(w[128 * 3 + 1] == 1);
+  CHECK(std::accumulate(w.begin(), w.end(), 0.0f) == 512);
+  // A shift-initialized module moves whole segments: channel 0 of segment t is the input's at t + 1.
+  tv::Generator gen(4);
+  models::TemporalShiftConv<double> shift(8);
+  const auto x = tv::normal<double>({6, 8, 2, 2}, 0, 1, gen);  // 2 clips of 3 segments
+  const auto y = shift.forward(x, 3);
+  CHECK(y.narrow(0, 0, 1).narrow(1, 0, 1).to_vector() == x.narrow(0, 1, 1).narrow(1, 0, 1).to_vector());
+  CHECK(y.narrow(0, 2, 1).narrow(1, 0, 1).to_vector() == std::vector<double>(4, 0.0));  // past the clip's end
+  CHECK(y.narrow(0, 4, 1).narrow(1, 1, 1).to_vector() == x.narrow(0, 3, 1).narrow(1, 1, 1).to_vector());
+  CHECK(y.narrow(0, 4, 1).narrow(1, 5, 3).to_vector() == x.narrow(0, 4, 1).narrow(1, 5, 3).to_vector());
+
+  cfg = {.num_classes = 3, .frames = 20, .set = {{"width", "8"}}};
+  for (const char* name : {"tdn_r18", "tdn_r34_dnr", "tdn_r101", "tdn_r50_dnr"}) {
+    SUBCASE(name) {
+      auto small = models::make_model<float>(name, cfg);
+      CHECK(small->forward(tv::zeros<float>({40, 3, 64, 64})).shape() == tv::Shape{2, 3});
+      CHECK(small->forward_views(tv::zeros<float>({40, 3, 64, 64}), 2, models::AverageClips::Prob).shape() ==
+            tv::Shape{1, 3});
+    }
+  }
+  cfg.frames = 8;
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tdn_r50", cfg), doctest::Contains("5 per TDN segment"), tv::Error);
+  cfg.frames = 20;
+  cfg.set = {{"width", "4"}};  // layer2's 8 channels cannot narrow by 16
+  CHECK_THROWS_WITH_AS(models::make_model<float>("tdn_r50", cfg), doctest::Contains("needs at least 16"), tv::Error);
+  cfg.set = {{"width", "8"}};
+  auto small = models::make_model<float>("tdn_r18", cfg);
+  CHECK_THROWS_WITH_AS(small->forward(tv::zeros<float>({8, 3, 64, 64})), doctest::Contains("(TDN: 5 per segment)"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(small->forward(tv::zeros<float>({20, 3, 32, 32})), doctest::Contains("frames of at least 64x64"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(small->backbone->stages(tv::zeros<float>({4, 8, 8, 8}), 0, 1),
+                       doctest::Contains("run it through features()"), tv::Error);
+}
+
+TEST_CASE("TDN: gradcheck of the long-term difference module and of the learnable shift in double (training mode)") {
+  tv::Generator gen(11);
+  auto make_bn = [](int64_t c) { return std::make_shared<tv::nn::BatchNorm2d<double>>(tv::nn::BatchNormOptions(c)); };
+  models::LongTermDifference<double> mse(16, 3, make_bn, gen);
+  auto x = tv::normal<double>({6, 16, 3, 5}, 0, 1, gen).requires_grad_();  // odd maps: the gathered upsampling
+  auto ok = tv::gradcheck([&](const Inputs& v) { return mse.forward(v[0]); }, {x});
+  CHECK_MESSAGE(ok, ok.message);
+  models::TemporalShiftConv<double> shift(4);
+  auto w = tv::normal<double>({4, 1, 3}, 0, 1, gen);
+  {
+    tv::NoGradGuard no_grad;
+    shift.conv->weight.copy_(w);
+  }
+  auto z = tv::normal<double>({6, 4, 2, 1}, 0, 1, gen).requires_grad_();
+  auto ok2 = tv::gradcheck([&](const Inputs& v) { return shift.forward(v[0], 3); }, {z});
+  CHECK_MESSAGE(ok2, ok2.message);
 }

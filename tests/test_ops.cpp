@@ -205,6 +205,9 @@ std::vector<OpCase> op_cases() {
                }});
   for (int64_t steps : {1, -1, 2, -5})
     c.push_back({"shift_" + std::to_string(steps), {{2, 4, 3}}, [w, steps](const auto& x) { return w(tv::shift(x[0], 1, steps)); }});
+  // nearest upsampling: a whole-number enlargement (a broadcast) and a ratio float cannot hold (gathers)
+  c.push_back({"upsample_nearest_x2", {{2, 3, 2, 3}}, [w](const auto& x) { return w(tv::upsample_nearest(x[0], 4, 6)); }});
+  c.push_back({"upsample_nearest_3_to_7", {{1, 2, 3, 4}}, [w](const auto& x) { return w(tv::upsample_nearest(x[0], 7, 5)); }});
   // softmax
   c.push_back({"softmax_dim1", {{3, 5}}, [](const auto& x) { return tv::softmax(x[0], 1); }});
   c.push_back({"softmax_dim0_3d", {{4, 3, 2}}, [](const auto& x) { return tv::softmax(x[0], 0); }});
@@ -833,6 +836,22 @@ TEST_CASE("gather, shift, cat and split: values") {
   REQUIRE(parts.size() == 3);
   CHECK(parts[2].to_vector() == std::vector<double>{6});
   parts[0].fill_(-1);  // splits are views
+}
+
+TEST_CASE("upsample_nearest: PyTorch's source rows (float ratio), same size, and its errors") {
+  // F.interpolate(torch.arange(3.).view(1, 1, 3, 1), size=(7, 1)) picks rows 0 0 0 1 1 2 2; 2 -> 5: 0 0 0 1 1.
+  auto x = tv::tensor<double>({0, 1, 2}, {1, 1, 3, 1});
+  CHECK(tv::upsample_nearest(x, 7, 1).to_vector() == std::vector<double>{0, 0, 0, 1, 1, 2, 2});
+  CHECK(tv::upsample_nearest(tv::tensor<double>({0, 1}, {1, 1, 2, 1}), 5, 1).to_vector() ==
+        std::vector<double>{0, 0, 0, 1, 1});
+  // Shrinking picks floor(i * in / out): 7 -> 3 reads rows 0, 2, 4.
+  CHECK(tv::upsample_nearest(tv::arange<double>(7).view({1, 1, 7, 1}), 3, 1).to_vector() == std::vector<double>{0, 2, 4});
+  CHECK(tv::upsample_nearest(tv::tensor<double>({1, 2, 3, 4}, {1, 1, 2, 2}), 4, 4).to_vector() ==
+        std::vector<double>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  CHECK(tv::upsample_nearest(x, 3, 1).data() == x.data());  // the same size is the input itself
+  CHECK_THROWS_WITH_AS(tv::upsample_nearest(tv::zeros<double>({3, 4}), 2, 2),
+                       doctest::Contains("upsample_nearest: expected an input of shape N x C x H x W"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::upsample_nearest(x, 0, 2), doctest::Contains("sizes must be at least 1"), tv::Error);
 }
 
 TEST_CASE("float and double give the same results") {

@@ -42,7 +42,11 @@ inline Run add_infer(CLI::App& cmd) {
       r.model = a->m.model.need();
       r.model_config = a->m.config();
       const int64_t size = a->size.integer();
-      r.test_pipeline.sampler = {.clip_len = 1, .num_clips = r.model_config.frames, .test_mode = true};
+      // One frame per segment, or TDN's 5 (consecutive, the last repeated at a video's end, as its authors sample).
+      const int64_t segments = tv::models::recognizer_options(r.model, r.model_config).backbone.frames;
+      const int64_t clip_len = r.model_config.frames / segments;
+      r.test_pipeline.sampler = {.clip_len = clip_len, .num_clips = segments, .test_mode = true};
+      if (clip_len > 1) r.test_pipeline.sampler.out_of_bound_opt = tv::data::OutOfBound::repeat_last;
       r.test_pipeline.steps.push_back(tv::data::clip_step(tv::data::Resize{.scale = {-1, (size * 256 + 112) / 224}}));
       r.test_pipeline.steps.push_back(tv::data::clip_step(tv::data::CenterCrop{.crop_size = {size, size}}));
     }

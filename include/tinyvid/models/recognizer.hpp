@@ -4,7 +4,7 @@
 // - TSN: backbone -> global average pool -> average over the T frames (segment consensus) -> dropout
 //   -> fc. Averaging before the fc equals averaging the fc's outputs.
 // - TSM: backbone with the temporal shift -> global average pool -> dropout -> fc -> average over T
-//   (MMAction2's TSMHead).
+//   (MMAction2's TSMHead). TANet's and TDN's heads are this one too (TDN: T segments of 5 input frames).
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -23,12 +23,15 @@ enum class AverageClips { Prob, Score };
 template <class T = float>
 class ClsHead : public nn::Module<T> {
  public:
-  ClsHead(int64_t in_channels, int64_t num_classes, double dropout, Consensus consensus, Generator& gen = default_generator())
+  // init_std: the fc's weights are normal(0, init_std), its bias 0 (MMAction2's heads; 0.01 for TSN and TSM, 0.001
+  // in its TANet configs and in TDN's code).
+  ClsHead(int64_t in_channels, int64_t num_classes, double dropout, Consensus consensus, Generator& gen = default_generator(),
+          double init_std = 0.01)
       : dropout_p(dropout), consensus(consensus), gen_(&gen) {
     TV_CHECK(num_classes >= 1, "ClsHead: num_classes must be at least 1, got ", num_classes);
     TV_CHECK(dropout >= 0 && dropout < 1, "ClsHead: dropout must be in [0, 1), got ", dropout);
     fc_cls = this->register_module("fc_cls", std::make_shared<nn::Linear<T>>(in_channels, num_classes, gen));
-    nn::init::normal_(fc_cls->weight, 0.0, 0.01, gen);  // MMAction2's heads: normal(std 0.01), bias 0
+    nn::init::normal_(fc_cls->weight, 0.0, init_std, gen);
     nn::init::constant_(fc_cls->bias, 0.0);
   }
   // features: N*T x C x h x w -> class scores N x K.
@@ -55,6 +58,7 @@ struct RecognizerOptions {
   int64_t num_classes = 400;
   double dropout = 0.4;
   Consensus consensus = Consensus::BeforeFc;
+  double init_std = 0.01;  // the fc's initial weights
 };
 
 template <class T = float>
@@ -63,9 +67,10 @@ class Recognizer : public nn::Module<T> {
   explicit Recognizer(const RecognizerOptions& o, Generator& gen = default_generator()) : options(o) {
     backbone = this->register_module("backbone", std::make_shared<ResNet<T>>(o.backbone, gen));
     cls_head = this->register_module(
-        "cls_head", std::make_shared<ClsHead<T>>(backbone->out_channels, o.num_classes, o.dropout, o.consensus, gen));
+        "cls_head",
+        std::make_shared<ClsHead<T>>(backbone->out_channels, o.num_classes, o.dropout, o.consensus, gen, o.init_std));
   }
-  // x: N*T x 3 x H x W (frames of a clip adjacent) -> class scores (logits) N x K. Every model input passes
+  // x: N*F x 3 x H x W (the F = frames() frames of a clip adjacent) -> class scores (logits) N x K. Every model input passes
   // here or through forward_views, which refuse an infinity or NaN by its index (a cheap scan next to the
   // backbone): inside the network it would become NaN scores or a NaN loss with no trace of where it came from.
   // Host inputs only: on a GPU the answer would make the host wait for the device at every forward, so the
@@ -73,26 +78,26 @@ class Recognizer : public nn::Module<T> {
   // program feeding device tensors of its own checks them where it makes them.
   Tensor<T> forward(const Tensor<T>& x) {
     if (x.device() == Device::CPU) check_finite(x, "Recognizer::forward: input");
-    return cls_head->forward(backbone->forward(x), frames());
+    return cls_head->forward(backbone->forward(x), segments());
   }
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
 
-  // Multi-view testing as MMAction2 fuses views. x: N*V*T frames, the V views (clips of T frames) of a video
+  // Multi-view testing as MMAction2 fuses views. x: N*V*F frames, the V views (clips of F = frames()) of a video
   // adjacent -> N x K. TSN (consensus before the fc): the pooled features of all V*T frames are averaged, then
   // one fc; TSM (after the fc): scores per view, then `average` over the views (Prob: softmax per view, then
   // mean; Score: mean of the scores); TSN with Prob returns the softmax of its one score vector.
   // The backbone runs on at most max_views_per_pass clips at once (0: all), which bounds memory only.
   Tensor<T> forward_views(const Tensor<T>& x, int64_t views, AverageClips average, int64_t max_views_per_pass = 0) {
-    const int64_t Tn = frames();
-    TV_CHECK(x.dim() == 4 && views >= 1 && x.size(0) % (views * Tn) == 0, "Recognizer::forward_views: expected N*",
-             views, "*", Tn, " frames (", views, " views of ", Tn, " frames per video), got ", x.shape());
+    const int64_t F = frames(), Tn = segments();
+    TV_CHECK(x.dim() == 4 && views >= 1 && x.size(0) % (views * F) == 0, "Recognizer::forward_views: expected N*",
+             views, "*", F, " frames (", views, " views of ", F, " frames per video), got ", x.shape());
     if (x.device() == Device::CPU) check_finite(x, "Recognizer::forward_views: input");
-    const int64_t N = x.size(0) / (views * Tn), clips = N * views;
+    const int64_t N = x.size(0) / (views * F), clips = N * views;
     const int64_t step = max_views_per_pass > 0 ? max_views_per_pass : clips;
     std::vector<Tensor<T>> pooled;  // (clips * T) x C in pieces
     for (int64_t c0 = 0; c0 < clips; c0 += step) {
       const int64_t c1 = std::min(clips, c0 + step);
-      pooled.push_back(mean(backbone->forward(x.narrow(0, c0 * Tn, (c1 - c0) * Tn)), {2, 3}));
+      pooled.push_back(mean(backbone->forward(x.narrow(0, c0 * F, (c1 - c0) * F)), {2, 3}));
     }
     Tensor<T> feats = pooled.size() == 1 ? pooled[0] : cat(pooled, 0);
     const int64_t C = feats.size(1);
@@ -106,7 +111,9 @@ class Recognizer : public nn::Module<T> {
     return mean(per_view.reshape({N, views, per_view.size(1)}), {1});
   }
 
-  int64_t frames() const { return options.backbone.frames; }
+  // Input frames per clip (what a sampler delivers: TDN's are 5 per segment) and the segments the head averages.
+  int64_t frames() const { return backbone->input_frames(); }
+  int64_t segments() const { return options.backbone.frames; }
   RecognizerOptions options;
   std::shared_ptr<ResNet<T>> backbone;
   std::shared_ptr<ClsHead<T>> cls_head;

@@ -1,6 +1,6 @@
 #pragma once
-// Models by name: (tsn|tsm|tanet)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr, tanet_r50, with
-// the number of classes, frames, dropout and `key=value` switches (the command line's --set).
+// Models by name: (tsn|tsm|tanet|tdn)_r(18|34|50|101|152)[_dnr], e.g. tsn_r50, tsn_r50_dnr, tsm_r50_dnr, tanet_r50,
+// tdn_r50, with the number of classes, frames, dropout and `key=value` switches (the command line's --set).
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -15,14 +15,14 @@ namespace tv::models {
 
 struct ModelConfig {
   int64_t num_classes = 400;
-  int64_t frames = 8;
-  double dropout = -1;                         // < 0: the architecture's default (TSN 0.4, TSM and TANet 0.5)
+  int64_t frames = 8;                          // input frames per clip (TDN: 5 per segment, so 40 for 8 segments)
+  double dropout = -1;                         // < 0: the architecture's default (TSN 0.4, TSM, TANet, TDN 0.5)
   std::map<std::string, std::string> set;      // switches: see model_switches()
 };
 
 // The names: arch "_r" depth ["_dnr"].
 inline const std::vector<std::string>& model_archs() {
-  static const std::vector<std::string> archs = {"tsn", "tsm", "tanet"};
+  static const std::vector<std::string> archs = {"tsn", "tsm", "tanet", "tdn"};
   return archs;
 }
 inline const std::vector<int>& model_depths() {
@@ -38,7 +38,7 @@ inline std::vector<std::string> model_names() {
   return out;
 }
 
-// The names as one pattern, for help texts: (tsn|tsm|tanet)_r(18|34|50|101|152)[_dnr].
+// The names as one pattern, for help texts: (tsn|tsm|tanet|tdn)_r(18|34|50|101|152)[_dnr].
 inline std::string model_name_pattern() {
   std::string archs, depths;
   for (const auto& a : model_archs()) archs += (archs.empty() ? "" : "|") + a;
@@ -126,17 +126,23 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   // name = arch "_r" depth ["_dnr"]
   const size_t depth_at = name.find("_r") + 2;
   const std::string arch = name.substr(0, depth_at - 2);
-  const bool tsm = arch == "tsm", tanet = arch == "tanet";
+  const bool tsm = arch == "tsm", tanet = arch == "tanet", tdn = arch == "tdn";
   const bool dnr = name.size() > 4 && name.compare(name.size() - 4, 4, "_dnr") == 0;
   o.backbone.depth = parse_int(name.substr(depth_at, name.find('_', depth_at) - depth_at), "model " + name);
-  o.backbone.frames = cfg.frames;
+  // TDN's frames are 5 per segment (its sampling: sampler.clip_len = 5); the network runs on the segments.
+  TV_CHECK(!tdn || cfg.frames % kTdnSegmentFrames == 0, "model ", name, ": frames counts every input frame, ",
+           kTdnSegmentFrames, " per TDN segment (sampler.clip_len = ", kTdnSegmentFrames, "), so it must be a multiple of ",
+           kTdnSegmentFrames, " (40 for 8 segments), got ", cfg.frames);
+  o.backbone.frames = tdn ? cfg.frames / kTdnSegmentFrames : cfg.frames;
   o.backbone.norm = dnr ? Norm::Dnr : Norm::Batch;
   o.backbone.temporal_shift = tsm;
   o.backbone.tam = tanet;
-  // TANet's head is MMAction2's TSMHead: scores per frame, then their average.
-  o.consensus = tsm || tanet ? Consensus::AfterFc : Consensus::BeforeFc;
+  o.backbone.tdn = tdn;
+  // TANet's head is MMAction2's TSMHead: scores per frame, then their average; TDN's (new_fc, avg consensus) too.
+  o.consensus = tsm || tanet || tdn ? Consensus::AfterFc : Consensus::BeforeFc;
+  o.init_std = tanet || tdn ? 0.001 : 0.01;
   o.num_classes = cfg.num_classes;
-  o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm || tanet ? 0.5 : 0.4);
+  o.dropout = cfg.dropout >= 0 ? cfg.dropout : (tsm || tanet || tdn ? 0.5 : 0.4);
   for (const auto& entry : cfg.set) {
     // Named copies, not a structured binding: clang before 16 cannot capture a binding in a lambda.
     const std::string& key = entry.first;
@@ -156,8 +162,8 @@ inline RecognizerOptions recognizer_options(const std::string& name, const Model
   }
   const auto& d = o.backbone.dnr;
   if (o.backbone.norm == Norm::Dnr && d.cross_temporal)
-    TV_CHECK(cfg.frames % d.ct_group_frames == 0, "model ", name, ": ", cfg.frames,
-             " frames do not split into groups of ct_group_frames = ", d.ct_group_frames);
+    TV_CHECK(o.backbone.frames % d.ct_group_frames == 0, "model ", name, ": ", o.backbone.frames,
+             tdn ? " segments" : " frames", " do not split into groups of ct_group_frames = ", d.ct_group_frames);
   return o;
 }
 

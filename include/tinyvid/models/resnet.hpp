@@ -3,13 +3,16 @@
 // (N*T x 3 x H x W, the T frames of a clip adjacent), with torchvision's parameter names and init, and
 // the normalization chosen per model: batch norm, or DNR (bn1 -> cross-layer, bn2 -> cross-temporal,
 // channel interlacing on the residual input; docs/DNR.md, "Where DNR sits"). TSM's temporal shift is a switch too,
-// and so is TANet's TAM (models/tam.hpp) after each block's conv1 + bn1 + ReLU, as MMAction2's TABlock.
+// and so is TANet's TAM (models/tam.hpp) after each block's conv1 + bn1 + ReLU, as MMAction2's TABlock, and TDN
+// (models/tdn.hpp): 5 frames per segment, their differences at the stem, a long-term difference module and a
+// learnable shift in the blocks of layer2..layer4, convs with biases, as its authors' code.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "tinyvid/dnr/norm.hpp"
 #include "tinyvid/models/tam.hpp"
+#include "tinyvid/models/tdn.hpp"
 #include "tinyvid/nn/layers.hpp"
 
 namespace tv::models {
@@ -25,6 +28,7 @@ struct ResNetOptions {
   int64_t shift_div = 8;        // TSM's fold: 1 / shift_div of the channels each way
   bool tam = false;             // TANet: a TAM in every block, after conv1's norm and ReLU
   TamOptions tam_options;
+  bool tdn = false;             // TDN: input of frames x 5 frames per clip (a segment's 5 adjacent), see ResNet
   int64_t width = 64;           // channels of the stem and of stage 1 (64 in ResNet; less for small demos)
   int64_t stats_group_clips = 0; // > 0: every norm's training statistics over groups of this many clips, as
                                 // per-GPU batch norm (the paper: 8); 0: over the whole batch
@@ -40,9 +44,11 @@ struct StageContext {
 };
 
 namespace detail {
+// TDN's convs have biases (its authors' ResNet); the others' do not.
 template <class T>
-std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t stride, Generator& gen) {
-  auto c = std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false), gen);
+std::shared_ptr<nn::Conv2d<T>> conv(int64_t in, int64_t out, int64_t k, int64_t stride, const ResNetOptions& o,
+                                    Generator& gen) {
+  auto c = std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(o.tdn), gen);
   nn::init::kaiming_normal_(c->weight, nn::init::FanMode::FanOut, gen);  // torchvision's and MMAction2's ResNet init
   return c;
 }
@@ -95,17 +101,27 @@ class Block : public nn::Module<T> {
     shift_div_ = o.temporal_shift ? o.shift_div : 8;
   }
   Tensor<T> residual(const Tensor<T>& x) { return downsample ? (*downsample)(x) : x; }
-  // TANet: the TAM on conv1's activated output (MMAction2's TABlock: conv1 -> tam -> conv2). Registered last,
-  // as the TABlock holds the block before its tam.
-  void make_tam(int64_t planes, const ResNetOptions& o, Generator& gen) {
+  // The temporal modules on conv1's activated output, registered last: TANet's TAM (MMAction2's TABlock: conv1 ->
+  // tam -> conv2, the TABlock holds the block before its tam); TDN's long-term difference module and learnable
+  // shift, in layer2..layer4 only (planes above the stem's width), as its authors' BottleneckShift.
+  void make_temporal_modules(int64_t planes, const ResNetOptions& o, Generator& gen) {
     if (o.tam)
       tam = this->register_module("tam", std::make_shared<Tam<T>>(planes, o.frames, o.tam_options, o.stats_group_clips, gen));
+    if (o.tdn && planes > o.width) {
+      mse = this->register_module(
+          "mse", std::make_shared<LongTermDifference<T>>(planes, o.frames, [&](int64_t c) { return detail::bn<T>(c, o); }, gen));
+      tdn_shift = this->register_module("shift", std::make_shared<TemporalShiftConv<T>>(planes));
+    }
   }
-  Tensor<T> adapt(const Tensor<T>& y) { return tam ? tam->forward(y) : y; }
+  Tensor<T> adapt(const Tensor<T>& y, const StageContext<T>& ctx) {
+    if (tam) return tam->forward(y);
+    if (mse) return tdn_shift->forward(mse->forward(y), ctx.frames);
+    return y;
+  }
   void make_downsample(int64_t in, int64_t out, int64_t stride, const ResNetOptions& o, Generator& gen) {
     if (stride == 1 && in == out) return;
     downsample = std::make_shared<nn::Sequential<T>>();
-    downsample->push_back(detail::conv<T>(in, out, 1, stride, gen));
+    downsample->push_back(detail::conv<T>(in, out, 1, stride, o, gen));
     downsample->push_back(detail::bn<T>(out, o));
     this->register_module("downsample", downsample);
   }
@@ -116,6 +132,8 @@ class Block : public nn::Module<T> {
   std::shared_ptr<dnr::CrossTemporalNorm<T>> ct_norm;
   std::shared_ptr<nn::Sequential<T>> downsample;
   std::shared_ptr<Tam<T>> tam;
+  std::shared_ptr<LongTermDifference<T>> mse;
+  std::shared_ptr<TemporalShiftConv<T>> tdn_shift;
 
  private:
   bool shift_ = false;
@@ -127,16 +145,16 @@ class BasicBlock : public Block<T> {
  public:
   static constexpr int64_t expansion = 1;
   BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
-    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 3, stride, gen));
+    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 3, stride, o, gen));
     this->make_norm(NormSlot::CrossLayer, planes, o, gen);
-    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, 1, gen));
+    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, 1, o, gen));
     this->make_norm(NormSlot::CrossTemporal, planes, o, gen);
     this->make_downsample(inplanes, planes, stride, o, gen);
     this->set_shift(o);
-    this->make_tam(planes, o, gen);
+    this->make_temporal_modules(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)));
+    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)), ctx);
     out = this->norm2((*conv2)(out), ctx);
     return relu(add(out, this->residual(x)));
   }
@@ -148,18 +166,18 @@ class Bottleneck : public Block<T> {
  public:
   static constexpr int64_t expansion = 4;
   Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, const ResNetOptions& o, Generator& gen) {
-    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 1, 1, gen));
+    conv1 = this->register_module("conv1", detail::conv<T>(inplanes, planes, 1, 1, o, gen));
     this->make_norm(NormSlot::CrossLayer, planes, o, gen);
-    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, stride, gen));
+    conv2 = this->register_module("conv2", detail::conv<T>(planes, planes, 3, stride, o, gen));
     this->make_norm(NormSlot::CrossTemporal, planes, o, gen);
-    conv3 = this->register_module("conv3", detail::conv<T>(planes, planes * expansion, 1, 1, gen));
+    conv3 = this->register_module("conv3", detail::conv<T>(planes, planes * expansion, 1, 1, o, gen));
     bn3 = this->register_module("bn3", detail::bn<T>(planes * expansion, o));
     this->make_downsample(inplanes, planes * expansion, stride, o, gen);
     this->set_shift(o);
-    this->make_tam(planes, o, gen);
+    this->make_temporal_modules(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)));
+    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)), ctx);
     out = relu(this->norm2((*conv2)(out), ctx));
     out = (*bn3)((*conv3)(out));
     return relu(add(out, this->residual(x)));
@@ -202,9 +220,10 @@ class ResNet : public nn::Module<T> {
   explicit ResNet(const ResNetOptions& o, Generator& gen = default_generator()) : options(o) {
     const std::vector<int64_t> blocks = stage_blocks(o.depth);
     conv1 = this->register_module(
-        "conv1", std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(3, o.width, 7).stride(2).padding(3).bias(false), gen));
+        "conv1", std::make_shared<nn::Conv2d<T>>(nn::Conv2dOptions(3, o.width, 7).stride(2).padding(3).bias(o.tdn), gen));
     nn::init::kaiming_normal_(conv1->weight, nn::init::FanMode::FanOut, gen);
     bn1 = this->register_module("bn1", detail::bn<T>(o.width, o));
+    if (o.tdn) make_short_term_module(blocks[0], gen);
     int64_t inplanes = o.width;
     for (int64_t s = 0; s < 4; ++s) {
       const int64_t planes = o.width << s, stride = s == 0 ? 1 : 2;
@@ -223,13 +242,33 @@ class ResNet : public nn::Module<T> {
     }
     TV_FAIL("ResNet: depth must be 18, 34, 50, 101 or 152, got ", depth);
   }
-  // x: N*T x 3 x H x W -> N*T x out_channels x H/32 x W/32.
-  Tensor<T> forward(const Tensor<T>& x) { return stages(stem(x), 0, static_cast<int64_t>(layers.size())); }
+  // Input frames per clip: the frames (segments) the network works on, times 5 for TDN.
+  int64_t input_frames() const { return options.frames * (options.tdn ? kTdnSegmentFrames : 1); }
+
+  // x: N*F x 3 x H x W (F = input_frames()) -> N*T x out_channels x H/32 x W/32.
+  Tensor<T> forward(const Tensor<T>& x) { return features(x, static_cast<int64_t>(layers.size())); }
+
+  // The output of layer<stage> (1..4), or of the stem (0): Grad-CAM++ stops at an inner stage and goes on from there
+  // with stages(). TDN fuses its difference branch into the stem's output and into layer1's.
+  Tensor<T> features(const Tensor<T>& x, int64_t stage) {
+    TV_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input of shape N*T x 3 x H x W, got ", x.shape());
+    TV_CHECK(x.size(0) % input_frames() == 0, "ResNet: the batch dim ", x.size(0), " is not a multiple of the frames per clip, ",
+             input_frames(), options.tdn ? " (TDN: 5 per segment)" : "");
+    TV_CHECK(0 <= stage && stage <= static_cast<int64_t>(layers.size()), "ResNet: stage ", stage, " is not within 0..",
+             layers.size());
+    if (!options.tdn) return stages(stem(x), 0, stage);
+    // TDN: the RGB path sees each segment's centre frame; the difference branch, at half resolution, the 4
+    // differences of its 5 frames. Both meet after the stem and again after layer1 (nearest upsampling).
+    const Tensor<T> centre = x.view({x.size(0) / kTdnSegmentFrames, kTdnSegmentFrames, 3, x.size(2), x.size(3)}).select(1, 2);
+    const Tensor<T> diff = max_pool2d(
+        relu((*conv1_5)(avg_pool2d(frame_differences(x), AvgPool2dOptions(2).stride(2)))), MaxPool2dOptions(3).stride(2).padding(1));
+    Tensor<T> y = fuse(stem(centre), diff);
+    if (stage == 0) return y;
+    y = fuse(layers[0]->forward(y, options.frames), resnext_layer1->forward(diff, options.frames));
+    return stages(y, 1, stage);
+  }
   // conv1, bn1, ReLU and the max pool: N*T x 3 x H x W -> N*T x width x H/4 x W/4.
   Tensor<T> stem(const Tensor<T>& x) {
-    TV_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected an input of shape N*T x 3 x H x W, got ", x.shape());
-    TV_CHECK(x.size(0) % options.frames == 0, "ResNet: the batch dim ", x.size(0),
-             " is not a multiple of the frames per clip, ", options.frames);
     return max_pool2d(relu((*bn1)((*conv1)(x))), MaxPool2dOptions(3).stride(2).padding(1));
   }
   // Stages first..last-1 (layer1 is stage 0) on y, the output of the stage before (or of the stem): a caller may
@@ -237,6 +276,8 @@ class ResNet : public nn::Module<T> {
   Tensor<T> stages(Tensor<T> y, int64_t first, int64_t last) {
     TV_CHECK(0 <= first && first <= last && last <= static_cast<int64_t>(layers.size()), "ResNet: stages ", first,
              "..", last, " are not within the ", layers.size(), " stages");
+    TV_CHECK(!(options.tdn && first == 0 && last > 0), "ResNet: TDN's layer1 also takes the difference branch; run it "
+             "through features()");
     for (int64_t s = first; s < last; ++s) y = layers[static_cast<size_t>(s)]->forward(y, options.frames);
     return y;
   }
@@ -245,6 +286,36 @@ class ResNet : public nn::Module<T> {
   std::shared_ptr<nn::Conv2d<T>> conv1;
   std::shared_ptr<nn::BatchNorm2d<T>> bn1;
   std::vector<std::shared_ptr<ResLayer<T>>> layers;
+  // TDN's short-term module, its authors' names: conv1_5 (7x7/2 conv of the 12 difference channels, bn, ReLU) and
+  // resnext_layer1, a second layer1 on the differences.
+  std::shared_ptr<nn::Sequential<T>> conv1_5;
+  std::shared_ptr<ResLayer<T>> resnext_layer1;
+
+ private:
+  void make_short_term_module(int64_t blocks, Generator& gen) {
+    const ResNetOptions& o = options;
+    conv1_5 = this->register_module("conv1_5", std::make_shared<nn::Sequential<T>>());
+    auto conv = std::make_shared<nn::Conv2d<T>>(
+        nn::Conv2dOptions(3 * (kTdnSegmentFrames - 1), o.width, 7).stride(2).padding(3).bias(false), gen);
+    // The authors start it from an RGB conv1's weights averaged over the colours, the same for each difference.
+    Tensor<T> rgb = zeros<T>({o.width, 3, 7, 7});
+    nn::init::kaiming_normal_(rgb, nn::init::FanMode::FanOut, gen);
+    {
+      NoGradGuard no_grad;
+      conv->weight.copy_(mean(rgb, {1}, true).expand(conv->weight.shape()));
+    }
+    conv1_5->push_back(conv);
+    conv1_5->push_back(detail::bn<T>(o.width, o));
+    int64_t inplanes = o.width;
+    resnext_layer1 = this->register_module(
+        "resnext_layer1", o.depth < 50 ? ResLayer<T>::template make<BasicBlock<T>>(inplanes, o.width, blocks, 1, o, gen)
+                                       : ResLayer<T>::template make<Bottleneck<T>>(inplanes, o.width, blocks, 1, o, gen));
+  }
+  // TDN's fusion: a x + b upsample(d), a = b = 1/2 for 8 segments, else 3/4 and 1/4 (the authors' two settings).
+  Tensor<T> fuse(const Tensor<T>& x, const Tensor<T>& d) const {
+    const T a = options.frames == 8 ? T(0.5) : T(0.75), b = T(1) - a;
+    return add(mul(x, a), mul(upsample_nearest(d, x.size(2), x.size(3)), b));
+  }
 };
 
 }  // namespace tv::models

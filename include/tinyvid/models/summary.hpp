@@ -1,7 +1,7 @@
 #pragma once
-// A per-layer table of a recognizer for one clip (T frames of S x S): output shape, parameters and
-// multiply-adds, as MMAction2's analysis tools print it. Multiply-adds count convolutions, the fc,
-// TANet's TAMs and DNR's relay cells (batch norm, ReLU, pooling and additions are memory passes, not counted, as the
+// A per-layer table of a recognizer for one clip (T frames of S x S; TDN: T segments of 5 frames): output shape,
+// parameters and multiply-adds, as MMAction2's analysis tools print it. Multiply-adds count convolutions, the fc,
+// TANet's TAMs, TDN's difference modules and DNR's relay cells (batch norm, ReLU, pooling and additions are memory passes, not counted, as the
 // papers' GFLOPs figures do not count them).
 #include <string>
 #include <vector>
@@ -47,12 +47,23 @@ int64_t tam_macs(const Tam<T>& tam, int64_t h, int64_t w) {
   const int64_t hidden = Tn * tam.options.alpha, mid = C / tam.options.beta;
   return C * (Tn * hidden + hidden * K) + Tn * (mid * C * tam.options.conv1d_kernel_size + C * mid) + Tn * C * h * w * K;
 }
+// TDN's long-term difference module for one frame on h x w maps: its convs (conv3 and the two smaller ones run
+// for each direction; the half-scale one on 2x2-pooled maps) and the learnable shift's 3 taps.
+template <class T>
+int64_t long_term_difference_macs(const LongTermDifference<T>& m, int64_t h, int64_t w) {
+  int64_t macs = 0, hh = h, ww = w;
+  for (const nn::Conv2d<T>* c : {m.conv1.get(), m.conv2.get()}) macs += conv_macs(*c, hh, ww);
+  for (const nn::Conv2d<T>* c : {m.conv3.get(), m.conv3_smallscale4.get()}) hh = h, ww = w, macs += 2 * conv_macs(*c, hh, ww);
+  hh = h / 2, ww = w / 2;
+  macs += 2 * conv_macs(*m.conv3_smallscale2, hh, ww);
+  return macs + 3 * m.conv1->options.in_channels() * h * w;
+}
 }  // namespace detail
 
 template <class T>
 std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
   TV_CHECK(size >= 32, "summary: the input size must be at least 32, got ", size);
-  const int64_t frames = m.frames();
+  const int64_t frames = m.segments();  // the frames the network runs on (TDN: its segments)
   const ResNet<T>& net = *m.backbone;
   std::vector<LayerSummary> rows;
   int64_t H = size, W = size;
@@ -63,14 +74,13 @@ std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
   W = (W + 2 - 3) / 2 + 1;
   stem.output = {frames, net.options.width, H, W};
   rows.push_back(stem);
-  for (size_t s = 0; s < net.layers.size(); ++s) {
-    const ResLayer<T>& layer = *net.layers[s];
-    const std::string prefix = "backbone.layer" + std::to_string(s + 1);
+  // One stage's rows, on h x w maps (updated to its output's).
+  auto add_stage = [&](const std::string& prefix, const ResLayer<T>& layer, int64_t& in_h, int64_t& in_w) {
     int64_t channels = 0;
     for (size_t b = 0; b < layer.blocks.size(); ++b) {
       const Block<T>& block = *layer.blocks[b];
       LayerSummary row{prefix + "." + std::to_string(b), {}, detail::count_params(block), 0};
-      int64_t h = H, w = W;
+      int64_t h = in_h, w = in_w;
       std::vector<const nn::Conv2d<T>*> convs;
       if (auto* bottleneck = dynamic_cast<const Bottleneck<T>*>(&block))
         convs = {bottleneck->conv1.get(), bottleneck->conv2.get(), bottleneck->conv3.get()};
@@ -80,9 +90,10 @@ std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
         row.macs += frames * detail::conv_macs(*c, h, w);
         channels = c->options.out_channels();
         if (block.tam && c == convs.front()) row.macs += detail::tam_macs(*block.tam, h, w);  // on conv1's output
+        if (block.mse && c == convs.front()) row.macs += frames * detail::long_term_difference_macs(*block.mse, h, w);
       }
       if (block.downsample) {
-        int64_t dh = H, dw = W;
+        int64_t dh = in_h, dw = in_w;
         row.macs += frames * detail::conv_macs(*std::dynamic_pointer_cast<nn::Conv2d<T>>((*block.downsample)[0]), dh, dw);
       }
       if (block.ct_norm) {
@@ -90,13 +101,25 @@ std::vector<LayerSummary> summarize(const Recognizer<T>& m, int64_t size) {
         row.macs += steps * detail::relay_macs(*block.ct_norm->relay);
       }
       if (block.cl_norm && layer.relay) row.macs += detail::relay_macs(*layer.relay);  // one step per block
-      H = h;
-      W = w;
-      row.output = {frames, channels, H, W};
+      in_h = h;
+      in_w = w;
+      row.output = {frames, channels, h, w};
       rows.push_back(row);
     }
     if (layer.relay) rows.push_back({prefix + ".relay (cross-layer cell, MACs in its blocks)", {}, detail::count_params(*layer.relay), 0});
+  };
+  if (net.conv1_5) {
+    // TDN's difference branch: the 12 difference channels pooled to half size, conv1_5, max pool, resnext_layer1.
+    int64_t h = size / 2, w = size / 2;
+    LayerSummary diff{"backbone.conv1_5 + maxpool (frame differences)", {}, detail::count_params(*net.conv1_5), 0};
+    diff.macs = frames * detail::conv_macs(*std::dynamic_pointer_cast<nn::Conv2d<T>>((*net.conv1_5)[0]), h, w);
+    h = (h + 2 - 3) / 2 + 1;
+    w = (w + 2 - 3) / 2 + 1;
+    diff.output = {frames, net.options.width, h, w};
+    rows.push_back(diff);
+    add_stage("backbone.resnext_layer1", *net.resnext_layer1, h, w);
   }
+  for (size_t s = 0; s < net.layers.size(); ++s) add_stage("backbone.layer" + std::to_string(s + 1), *net.layers[s], H, W);
   const auto& fc = *m.cls_head->fc_cls;
   rows.push_back({"cls_head (pool, consensus, fc_cls)", {fc.weight.size(0)}, detail::count_params(fc),
                   fc.weight.numel() * (m.options.consensus == Consensus::AfterFc ? frames : 1)});

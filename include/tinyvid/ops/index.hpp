@@ -1,6 +1,10 @@
 #pragma once
 // Indexing along a dim: gather (what cross-entropy needs), shift (move along a dim by whole steps,
-// fill what is vacated with zeros) and temporal_shift (TSM's shift, DNR's channel interlacing).
+// fill what is vacated with zeros), temporal_shift (TSM's shift, DNR's channel interlacing) and
+// upsample_nearest (F.interpolate's 'nearest', TDN's fusions).
+#include <cmath>
+#include <vector>
+
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/backend/elementwise.hpp"
 #include "tinyvid/backend/index.hpp"
@@ -103,6 +107,50 @@ Tensor<T> temporal_shift(const Tensor<T>& x, int64_t frames, int64_t fold_div = 
     return std::vector<Tensor<T>>{detail::temporal_shift_raw(g, frames, fold, +1)};
   });
   return out;
+}
+
+namespace detail {
+// PyTorch's legacy 'nearest' source row of output row i (F.interpolate with a size): floor(i * (in / out)) in
+// float, as PyTorch computes it, so that a size whose ratio float cannot hold picks the rows PyTorch picks.
+inline std::vector<int64_t> nearest_sources(int64_t in, int64_t out) {
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  std::vector<int64_t> src(static_cast<size_t>(out));
+  for (int64_t i = 0; i < out; ++i)
+    src[static_cast<size_t>(i)] = std::min(static_cast<int64_t>(std::floor(static_cast<float>(i) * scale)), in - 1);
+  return src;
+}
+}  // namespace detail
+
+// x: N x C x H x W -> N x C x out_h x out_w, each output pixel a copy of its nearest source as
+// F.interpolate(x, size=(out_h, out_w)) (mode 'nearest'). A whole-number enlargement is a broadcast (no index
+// tensor); other sizes gather rows, then columns. The gradient sums the copies back onto their source.
+template <class T>
+Tensor<T> upsample_nearest(const Tensor<T>& x, int64_t out_h, int64_t out_w) {
+  TV_CHECK(x.dim() == 4, "upsample_nearest: expected an input of shape N x C x H x W, got ", x.shape());
+  TV_CHECK(out_h >= 1 && out_w >= 1 && x.size(2) >= 1 && x.size(3) >= 1, "upsample_nearest: sizes must be at least 1, got ",
+           x.shape(), " to ", out_h, "x", out_w);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const std::vector<int64_t> rows = detail::nearest_sources(H, out_h), cols = detail::nearest_sources(W, out_w);
+  auto repeats = [](const std::vector<int64_t>& src, int64_t in, int64_t out) -> int64_t {
+    if (out % in != 0) return 0;
+    for (size_t i = 0; i < src.size(); ++i)
+      if (src[i] != static_cast<int64_t>(i) / (out / in)) return 0;
+    return out / in;
+  };
+  const int64_t kh = repeats(rows, H, out_h), kw = repeats(cols, W, out_w);
+  if (kh > 0 && kw > 0) {
+    if (kh == 1 && kw == 1) return x;
+    return x.view({N, C, H, 1, W, 1}).expand({N, C, H, kh, W, kw}).reshape({N, C, out_h, out_w});
+  }
+  auto index = [&](const std::vector<int64_t>& src, const Shape& shape, int64_t dim) {
+    Tensor<int64_t> idx = Tensor<int64_t>::empty(shape);
+    int64_t* p = idx.data();
+    const int64_t inner = dim == 2 ? shape[3] : 1, along = shape[static_cast<size_t>(dim)];
+    for (int64_t i = 0, n = idx.numel(); i < n; ++i) p[i] = src[static_cast<size_t>((i / inner) % along)];
+    return idx.to(x.device());
+  };
+  const Tensor<T> taller = gather(x.contiguous(), 2, index(rows, {N, C, out_h, W}, 2));
+  return gather(taller, 3, index(cols, {N, C, out_h, out_w}, 3));
 }
 
 }  // namespace tv

@@ -165,6 +165,12 @@ inline Recipe make_recipe(const Config& c) {
   data::SampleFrames sampler{.clip_len = c.integer("sampler.clip_len", 1, positive),
                              .frame_interval = c.integer("sampler.frame_interval", 1, positive),
                              .num_clips = c.integer("sampler.num_clips", 8, positive)};
+  // MMAction2's out_of_bound_opt: a clip running past the video's end wraps to its start (loop) or repeats the last
+  // frame (repeat_last, TDN's sampling).
+  const std::string out_of_bound = c.str("sampler.out_of_bound", "loop");
+  TV_CHECK(out_of_bound == "loop" || out_of_bound == "repeat_last", c.where("sampler.out_of_bound"),
+           ": sampler.out_of_bound must be loop or repeat_last, got '", out_of_bound, "'");
+  sampler.out_of_bound_opt = out_of_bound == "loop" ? data::OutOfBound::loop : data::OutOfBound::repeat_last;
   const int64_t frames = sampler.clip_len * sampler.num_clips;
 
   r.model = c.str("model");

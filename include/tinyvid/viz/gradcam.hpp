@@ -26,20 +26,21 @@
 namespace tv::viz {
 
 struct GradCam {
-  Tensor<float> maps;        // T x h x w at the backbone output's resolution, >= 0, not normalized (host)
+  Tensor<float> maps;        // T x h x w at the backbone output's resolution, >= 0, not normalized (host); one per
+                             // frame, for TDN one per segment (its centre frame)
   int64_t class_index = 0;   // the class explained
   double probability = 0;    // its softmax probability for the clip
 };
 
-// Grad-CAM++ of one clip (T x 3 x H x W on the model's device, T = model.frames()) for `class_index`, or the
+// Grad-CAM++ of one clip (F x 3 x H x W on the model's device, F = model.frames()) for `class_index`, or the
 // top-scoring class when it is -1. The model runs in eval mode (restored afterwards); its weights' .grad is
 // left as it was.
 // `stage` (1..4): the maps of backbone.layer<stage>'s output (4: the backbone's output, the usual choice).
 inline GradCam grad_cam_pp(models::Recognizer<float>& model, const Tensor<float>& clip, int64_t class_index = -1,
                            int64_t stage = 4) {
-  const int64_t T = model.frames();
-  TV_CHECK(clip.dim() == 4 && clip.size(0) == T && clip.size(1) == 3, "grad_cam_pp: expected one clip of ", T,
-           " frames, T x 3 x H x W, got ", clip.shape());
+  const int64_t F = model.frames(), T = model.segments();  // maps: one per frame the network sees (TDN: per segment)
+  TV_CHECK(clip.dim() == 4 && clip.size(0) == F && clip.size(1) == 3, "grad_cam_pp: expected one clip of ", F,
+           " frames, F x 3 x H x W, got ", clip.shape());
   const bool was_training = model.is_training();
   model.eval();
   const auto stages = static_cast<int64_t>(model.backbone->layers.size());
@@ -48,7 +49,7 @@ inline GradCam grad_cam_pp(models::Recognizer<float>& model, const Tensor<float>
   Tensor<float> A;
   {
     NoGradGuard no_grad;
-    A = model.backbone->stages(model.backbone->stem(clip), 0, stage);
+    A = model.backbone->features(clip, stage);
   }
   A.requires_grad_();  // a leaf: the gradient of what follows lands in A.grad()
   // The weights stay out of this backward: their .grad (a training step's, say) is left as it was.
@@ -154,8 +155,12 @@ inline data::Image cam_overlay(const Tensor<float>& clip, const data::Normalize&
 
 // Each frame of the clip as the model saw it with its map blended over it, the maps upsampled to the frame
 // and scaled by the clip's largest value (so frames compare): the frames of tinyvid cam's strip and video.
+// With fewer maps than frames (TDN: one per segment of 5), each segment's centre frame carries its map.
 inline std::vector<data::Image> cam_frames(const Tensor<float>& clip, const data::Normalize& norm, const GradCam& cam) {
-  const Tensor<float> host = clip.to(Device::CPU).contiguous();
+  Tensor<float> host = clip.to(Device::CPU).contiguous();
+  const int64_t T = cam.maps.size(0), L = host.size(0) / T;
+  TV_CHECK(host.size(0) == T * L, "cam_frames: ", host.size(0), " frames for ", T, " maps");
+  if (L > 1) host = host.view({T, L, 3, host.size(2), host.size(3)}).select(1, L / 2).contiguous();
   const Tensor<float> up = upsample_bilinear(cam.maps, host.size(2), host.size(3));
   const std::vector<float> all = cam.maps.to_vector();
   const double scale = all.empty() ? 0.0 : *std::max_element(all.begin(), all.end());
