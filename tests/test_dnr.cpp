@@ -669,6 +669,14 @@ TEST_CASE("TDN: the authors' names, 5 frames per segment, every depth, the shift
   CHECK(shape_of("backbone.resnext_layer1.0.shift.conv.weight") == tv::Shape{-1});
   CHECK(m->cls_head->consensus == models::Consensus::AfterFc);
   CHECK(m->cls_head->dropout_p == 0.5);
+  auto count = [](const auto& model) {
+    int64_t n = 0;
+    for (auto& p : model->parameters()) n += p.numel();
+    return n;
+  };
+  CHECK(count(m) == 24873648);  // docs/DNR.md; the authors' model holds 9,472 more in its unused conv1_temp
+  // DNR adds what it adds to TSN-R50, and resnext_layer1's cells: 4 x (2.5 x 64^2 + 8.5 x 64), less 3 x 4 x 64 affines.
+  CHECK(count(models::make_model<float>("tdn_r50_dnr", cfg)) == 24873648 + 4039232 + 42368);
   // The shift starts as TSM's: of 512 channels, 64 read the next segment (tap 2), 64 the previous (tap 0), the rest
   // themselves (tap 1).
   const auto w = m->backbone->layers[3]->blocks[2]->tdn_shift->conv->weight.to_vector();
