@@ -275,6 +275,19 @@ TEST_CASE("data: SampleFrames edge cases of PIPELINE.md section 5") {
   CHECK((sample({.clip_len = 8}, 5) == I{0, 1, 2, 3, 4, 0, 1, 2}));
   CHECK((sample({.clip_len = 8, .out_of_bound_opt = OutOfBound::repeat_last, .test_mode = true}, 5, 1) ==
         I{1, 2, 3, 4, 5, 5, 5, 5}));
+  // TDN's sampling: 8 segments of 5 consecutive frames. Test mode as its authors' _get_val_indices: tick (100 - 5 + 1)
+  // / 8 = 12, segment starts int(6 + 12 i), frame folders from 1 (MMAction2's 3D clips would start at round(95 i / 7));
+  // a video of at most 8 + 4 frames starts every segment at its first frame. Past the end the last frame repeats.
+  const SampleFrames tdn_test{.clip_len = 5, .num_clips = 8, .out_of_bound_opt = OutOfBound::repeat_last,
+                              .test_mode = true, .segment_test_offsets = true};
+  I tdn, tdn_short;
+  for (int64_t i = 0; i < 8; ++i)
+    for (int64_t k = 0; k < 5; ++k) tdn.push_back(7 + 12 * i + k), tdn_short.push_back(1 + k);
+  CHECK((sample(tdn_test, 100, 1) == tdn));
+  CHECK((sample(tdn_test, 12, 1) == tdn_short));
+  CHECK((sample(tdn_test, 13, 1)[5] == 1 + 1));  // tick 9/8: segment 1 starts at int(1.6875) = 1
+  CHECK((sample({.clip_len = 5, .num_clips = 2, .out_of_bound_opt = OutOfBound::repeat_last}, 4, 1) ==
+         I{1, 2, 3, 4, 4, 1, 2, 3, 4, 4}));
   CHECK_THROWS_WITH_AS(sample(train8, 0), doctest::Contains("at least one frame, got total_frames = 0"), tv::Error);
   CHECK_THROWS_WITH_AS((sample({.clip_len = 0}, 10)), doctest::Contains("clip_len must be >= 1, got 0"), tv::Error);
 }

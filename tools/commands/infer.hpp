@@ -46,7 +46,10 @@ inline Run add_infer(CLI::App& cmd) {
       const int64_t segments = tv::models::recognizer_options(r.model, r.model_config).backbone.frames;
       const int64_t clip_len = r.model_config.frames / segments;
       r.test_pipeline.sampler = {.clip_len = clip_len, .num_clips = segments, .test_mode = true};
-      if (clip_len > 1) r.test_pipeline.sampler.out_of_bound_opt = tv::data::OutOfBound::repeat_last;
+      if (clip_len > 1) {
+        r.test_pipeline.sampler.out_of_bound_opt = tv::data::OutOfBound::repeat_last;
+        r.test_pipeline.sampler.segment_test_offsets = true;
+      }
       r.test_pipeline.steps.push_back(tv::data::clip_step(tv::data::Resize{.scale = {-1, (size * 256 + 112) / 224}}));
       r.test_pipeline.steps.push_back(tv::data::clip_step(tv::data::CenterCrop{.crop_size = {size, size}}));
     }

@@ -40,6 +40,9 @@ struct SampleFrames {
   OutOfBound out_of_bound_opt = OutOfBound::loop;
   bool test_mode = false;
   bool keep_tail_frames = false;
+  // Not MMAction2's: test-mode clips of clip_len > 1 centred in num_clips equal segments (TSN's test sampling with
+  // consecutive frames, TDN's authors' _get_val_indices) instead of spread from the first frame to the last.
+  bool segment_test_offsets = false;
 
   // Frames spanned by one clip: train counts the whole last interval, test only up to the last frame.
   int64_t ori_clip_len() const {
@@ -57,6 +60,11 @@ struct SampleFrames {
         for (int64_t i = 0; i < num_clips; ++i) off.push_back(static_cast<double>(i) * avg + avg / 2.0);
         if (twice_sample)  // the centred set first, then the segment starts
           for (int64_t i = 0; i < num_clips; ++i) off.push_back(static_cast<double>(i) * avg);
+      } else if (segment_test_offsets) {  // each clip at its segment's centre; a short video: every clip at 0
+        TV_CHECK(!twice_sample, "SampleFrames: segment_test_offsets does not take twice_sample");
+        const double tick = static_cast<double>(n - ori + 1) / static_cast<double>(num_clips);
+        for (int64_t i = 0; i < num_clips; ++i)
+          off.push_back(n > num_clips + ori - 1 ? std::trunc(tick / 2.0 + tick * static_cast<double>(i)) : 0.0);
       } else {  // 3D: clips spread evenly over the video, first at 0 and last at the end
         int64_t max_offset = std::max<int64_t>(n - ori, 0);
         int64_t clips = twice_sample ? 2 * num_clips : num_clips;

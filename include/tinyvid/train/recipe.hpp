@@ -171,6 +171,8 @@ inline Recipe make_recipe(const Config& c) {
   TV_CHECK(out_of_bound == "loop" || out_of_bound == "repeat_last", c.where("sampler.out_of_bound"),
            ": sampler.out_of_bound must be loop or repeat_last, got '", out_of_bound, "'");
   sampler.out_of_bound_opt = out_of_bound == "loop" ? data::OutOfBound::loop : data::OutOfBound::repeat_last;
+  // Test-mode clips of clip_len > 1 centred in their segments (TDN) rather than spread from first to last frame.
+  sampler.segment_test_offsets = c.boolean("sampler.segment_test_offsets", false);
   const int64_t frames = sampler.clip_len * sampler.num_clips;
 
   r.model = c.str("model");
