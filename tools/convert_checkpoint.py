@@ -2,9 +2,9 @@
 """Converts a PyTorch checkpoint into a .safetensors file with the parameter names of a tinyvid model,
 and (--to) such a file back into a PyTorch checkpoint of one of the layouts it reads.
 
-    python3 tools/convert_checkpoint.py IN.pth OUT.safetensors [--layout auto|torchvision|mmaction2|dnr]
+    python3 tools/convert_checkpoint.py IN.pth OUT.safetensors [--layout auto|torchvision|mmaction2|dnr|tdn]
                                         [--keep-fc] [--strict] [--list]
-    python3 tools/convert_checkpoint.py --to torchvision|mmaction2|dnr IN.safetensors OUT.pth
+    python3 tools/convert_checkpoint.py --to torchvision|mmaction2|dnr|tdn IN.safetensors OUT.pth
                                         [--model NAME] [--keep-fc] [--strict] [--list]
 
 Needs only Python 3 and numpy (Debian: python3-numpy); it never imports torch. It reads both of
@@ -28,6 +28,12 @@ leading 'module.' (DataParallel) is stripped. Source layouts (--layout auto dete
   dnr          the DNR authors' code (MMAction v1, resnet_dnr.py): per stage a `wrapper` with the blocks
                in `ModuleList` and the cross-layer relay `lstm` (w_ih / w_hh: Linear, ReLU, Linear);
                each block's bn2 (cross-temporal) holds its own `lstm`.
+  tdn          the TDN authors' code (github MCG-NJU/TDN: their TSN around TDN_Net, saved under DataParallel):
+               base_model.* with the stages as layer1_bak..layer4_bak (-> backbone.layerN), conv1 / bn1 and the
+               difference branch conv1_5 / resnext_layer1 (-> backbone.*), the classifier new_fc (-> cls_head.fc_cls;
+               base_model.fc when trained with dropout 0). base_model.conv1_temp (and conv1_temp1 of their first
+               release, Dec 2020), the second ResNet's conv1 that TDN_Net keeps but never runs, is left out on
+               purpose. The blocks' names (convs with biases, mse.*, shift.conv) are tinyvid's tdn_* models' own.
 Each layout is one table of rules (LAYOUT_TABLE: a layout's name and tinyvid's as templates), read one
 way to import and the other way to export; adding a layout is adding an entry.
 The output holds every mapped tensor as F32, except num_batches_tracked as I64 (PyTorch's dtype, exact),
@@ -45,9 +51,12 @@ opens (also with weights_only=True): `archive/data.pkl` (a protocol-2 pickle of 
 torch._utils._rebuild_tensor_v2 from storages given as persistent ids), `archive/data/<key>` (the
 storages' bytes, 64-byte aligned), `archive/byteorder`, `archive/version`. torchvision: the bare state dict
 (cls_head.fc_cls only with --keep-fc, as fc); mmaction2 and dnr: {'meta': ..., 'state_dict': ...} as MMCV
-saves it. Floating-point tensors keep the file's dtype (F32, F16, BF16, F64); num_batches_tracked is
-int64 (a whole number whatever its stored dtype). A TSM model is written with MMAction2's TemporalShift
-names (conv1.conv.net.*): the model is --model NAME (tinyvid's, e.g. tsm_r50), else the file's metadata
+saves it; tdn: the same dict, the names under 'module.' as the authors' training saves them (their test script and
+resume both read that), with base_model.conv1_temp written as a copy of conv1 (their current TDN_Net registers it, so
+load_state_dict(strict=True) needs it; unused by forward, its values do not matter).
+Floating-point tensors keep the file's dtype (F32, F16, BF16, F64); num_batches_tracked is int64 (a whole
+number whatever its stored dtype). A TSM model is written with MMAction2's TemporalShift names
+(conv1.conv.net.*): the model is --model NAME (tinyvid's, e.g. tsm_r50), else the file's metadata
 (`model`, or `source_variant` left by an import), else taken to be a TSN. Every name written is checked
 to read back as the tinyvid name it came from. The report, --strict and exit status are as above.
 """
@@ -554,6 +563,25 @@ TINYVID_KEY = re.compile(
     r"|backbone\.layer[1-4]\.\d+\.bn2\.(relay|relay_backward)\.%(proj)s"
     r"|backbone\.layer[1-4]\.\d+\.tam\.[GL]\.([03]\.weight|1\.(%(bn)s))"  # TANet's TAM
     r"|cls_head\.fc_cls\.(weight|bias))$" % {"bn": BN_FIELDS, "proj": _PROJ})
+# The names only tinyvid's TDN models have (models/tdn.hpp), read and written by the tdn layout alone: convs with
+# biases (the authors' FBResNet), the stem's difference branch (conv1_5, resnext_layer1 with its DNR cells), and in
+# the blocks of layer2..layer4 the long-term difference module (mse) and the learnable shift.
+TDN_KEY = re.compile(
+    r"^(backbone\.conv1\.bias"
+    r"|backbone\.conv1_5\.(0\.weight|1\.(%(bn)s))"
+    r"|backbone\.(layer[1-4]|resnext_layer1)\.\d+\.(conv[123]|downsample\.0)\.(weight|bias)"
+    r"|backbone\.resnext_layer1\.\d+\.(bn[123]|downsample\.1)\.(%(bn)s)"
+    r"|backbone\.resnext_layer1\.relay\.%(proj)s"
+    r"|backbone\.resnext_layer1\.\d+\.bn2\.(relay|relay_backward)\.%(proj)s"
+    r"|backbone\.layer[1-4]\.\d+\.mse\.(conv[123]|conv3_smallscale[24])\.weight"
+    r"|backbone\.layer[1-4]\.\d+\.mse\.(bn1|bn3|bn3_smallscale[24])\.(%(bn)s)"
+    r"|backbone\.layer[1-4]\.\d+\.shift\.conv\.weight)$" % {"bn": BN_FIELDS, "proj": _PROJ})
+
+
+def is_tinyvid_name(name):
+    """A name some tinyvid recognizer has."""
+    return bool(TINYVID_KEY.match(name) or TDN_KEY.match(name))
+
 
 # What the {X} of a rule's templates stand for; an X stands for the same text on both sides.
 _PLACEHOLDERS = {"L": r"layer[1-4]", "B": r"\d+", "N": r"[123]", "I": r"[02]", "P": r"weight|bias", "F": r"\w+",
@@ -571,15 +599,23 @@ class Rule:
     None, a rule for every model; "keep_fc", the classifier, mapped only with --keep-fc and otherwise left
     out on purpose (`dropped` says why, by direction); or a variant of a model ("tsm"): read whenever a
     source has such names, written only for a model of that variant (VARIANTS). `export_only`: a rule export
-    writes but import leaves to the layout's `unwrap` (a wrapper whose name another wrapper shares)."""
+    writes but import leaves to the layout's `unwrap` (a wrapper whose name another wrapper shares).
+    tinyvid None: a source tensor tinyvid has no place for, left out on import on purpose (`dropped[True]`
+    says why); export never writes it."""
 
     def __init__(self, source, tinyvid, option=None, dropped=None, export_only=False):
         self.source, self.tinyvid, self.option, self.dropped = source, tinyvid, option, dropped or {}
         self.export_only = export_only
-        self._regex = {True: _template_regex(source), False: _template_regex(tinyvid)}
+        self._regex = {True: _template_regex(source), False: _template_regex(tinyvid) if tinyvid else None}
+
+    def matches(self, name, to_tinyvid):
+        regex = self._regex[to_tinyvid]
+        return regex is not None and regex.fullmatch(name) is not None
 
     def translate(self, name, to_tinyvid):
-        """The name on the other side, or None when this rule does not match it."""
+        """The name on the other side, or None when this rule does not match it (or has none)."""
+        if self._regex[to_tinyvid] is None or (to_tinyvid and self.tinyvid is None):
+            return None
         m = self._regex[to_tinyvid].fullmatch(name)
         if m is None:
             return None
@@ -591,10 +627,20 @@ class Layout:
     `bare_backbone`: keys of a backbone saved on its own (conv1.*, layer1.*) get 'backbone.' on import;
     `unwrap`: on import, a key no rule matches is tried again with wrappers tinyvid has no counterpart of
     taken out; `wrapped`: export writes {'state_dict': ..., 'meta': ...} as MMCV / MMEngine do, else the
-    bare state dict."""
+    bare state dict; `export_prefix`: put before every name export writes (import takes any 'module.' off);
+    `names`: tinyvid names beyond TINYVID_KEY that only this layout's models have (TDN_KEY); `copies`: (source,
+    tinyvid) templates of tensors the layout's model holds but never uses, which export writes as copies of
+    tinyvid's tensor so that a strict load finds them (import leaves them out by a rule of tinyvid None)."""
 
-    def __init__(self, rules, bare_backbone=True, unwrap=None, wrapped=True):
+    def __init__(self, rules, bare_backbone=True, unwrap=None, wrapped=True, export_prefix="", names=None,
+                 copies=()):
         self.rules, self.bare_backbone, self.unwrap, self.wrapped = rules, bare_backbone, unwrap, wrapped
+        self.export_prefix, self.names = export_prefix, names
+        self.copies = [(source, _template_regex(tinyvid)) for source, tinyvid in copies]
+
+    def has_name(self, name):
+        """Whether a model of this layout can have tinyvid's `name`."""
+        return bool(TINYVID_KEY.match(name) or (self.names is not None and self.names.match(name)))
 
     @property
     def variants(self):
@@ -611,6 +657,9 @@ def _unwrap_mmaction2(key):
         del parts[2]
     return "backbone." + ".".join(parts)
 
+
+_TDN_STEM_COPY = ("the second ResNet's conv1, which the authors' TDN_Net keeps but never runs; --to tdn writes "
+                  "conv1's values there")
 
 _FC_DROPPED = {True: "torchvision's ImageNet classifier (--keep-fc maps it to cls_head.fc_cls)",
                False: "the classifier, as torchvision's fc is ImageNet's; --keep-fc writes cls_head.fc_cls as fc"}
@@ -653,11 +702,28 @@ LAYOUT_TABLE = collections.OrderedDict([
              "backbone.{L}.{B}.bn2.relay.hidden_proj.{I}.{P}"),
         Rule("backbone.{L}.ModuleList.{B}.{REST}", "backbone.{L}.{B}.{REST}"),
     ])),
+    # The TDN authors' TSN (MCG-NJU/TDN, ops/models.py) around TDN_Net (ops/tdn_net.py): the RGB ResNet's stages as
+    # layerN_bak, the difference branch (conv1_5, resnext_layer1) beside conv1 / bn1, the classifier new_fc (fc with
+    # dropout 0), under 'module.' (DataParallel) as their main.py saves it. conv1_temp is the second ResNet's conv1,
+    # unused by forward; their first release (2b0a287, Dec 2020) registers it a second time as conv1_temp1, their
+    # current code (bcf28d9, Mar 2021, which tinyvid's TDN follows) does not: export writes conv1_temp only, as a
+    # strict load into the current code needs.
+    ("tdn", Layout([
+        Rule("new_fc.{P}", "cls_head.fc_cls.{P}"),
+        Rule("base_model.fc.{P}", "cls_head.fc_cls.{P}"),
+        Rule("base_model.conv1_temp.{P}", None, dropped={True: _TDN_STEM_COPY}),
+        Rule("base_model.conv1_temp1.{P}", None, dropped={True: _TDN_STEM_COPY}),
+        Rule("base_model.{L}_bak.{REST}", "backbone.{L}.{REST}"),
+        Rule("base_model.{REST}", "backbone.{REST}"),
+    ], bare_backbone=False, export_prefix="module.", names=TDN_KEY,
+       copies=[("base_model.conv1_temp.{P}", "backbone.conv1.{P}")])),
 ])
 LAYOUTS = tuple(LAYOUT_TABLE)
 
 # A tinyvid model of a variant (by its name, see models/registry.hpp) is written with that variant's rules.
 VARIANTS = {"tsm": re.compile(r"^tsm_"), "tanet": re.compile(r"^tanet_")}
+# Other names of layouts on the command line: the issue's `authors` is the DNR authors' layout.
+LAYOUT_ALIASES = {"authors": "dnr"}
 
 # Parameter-free modules of MMAction (v1) / MMAction2 recognizers and their data preprocessor: any
 # key under them (none normally) carries nothing tinyvid has.
@@ -665,6 +731,8 @@ IGNORED_PREFIXES = ("spatial_temporal_module.", "segmental_consensus.", "data_pr
 
 
 def detect_layout(keys):
+    if any(re.match(r"^base_model\.(layer[1-4]_bak|conv1_5|resnext_layer1)\.", k) for k in keys):
+        return "tdn"
     if any(".ModuleList." in k or ".lstm.w_ih." in k or ".lstm.w_hh." in k for k in keys):
         return "dnr"
     if any(k.startswith(("backbone.", "cls_head.")) for k in keys):
@@ -693,6 +761,10 @@ def _translate(name, layout, to_tinyvid, keep_fc, variants=()):
             continue
         if to_tinyvid and rule.export_only:
             continue
+        if to_tinyvid and rule.tinyvid is None:
+            if rule.matches(name, True):
+                return None, "dropped: " + rule.dropped[True], rule
+            continue
         out = rule.translate(name, to_tinyvid)
         if out is not None:
             if rule.option == "keep_fc" and not keep_fc:
@@ -703,6 +775,7 @@ def _translate(name, layout, to_tinyvid, keep_fc, variants=()):
 
 def import_key(key, layout, keep_fc=False):
     """(tinyvid name or None, note, the variant the key's name shows or None)."""
+    key = strip_module(key)
     if key.startswith(IGNORED_PREFIXES):
         return None, "dropped: a parameter-free module's key", None
     lay = LAYOUT_TABLE[layout]
@@ -713,7 +786,7 @@ def import_key(key, layout, keep_fc=False):
         target, note, rule = _translate(lay.unwrap(key), lay, True, keep_fc)
     if target is None:
         return None, note, None
-    if TINYVID_KEY.match(target):
+    if lay.has_name(target):
         return target, "", rule.option if rule is not None and rule.option in lay.variants else None
     return None, "no tinyvid counterpart", None
 
@@ -727,11 +800,15 @@ def map_key(key, layout, keep_fc=False):
 def export_key(name, layout, keep_fc=False, variants=()):
     """(the layout's name for tinyvid's `name` or None, note), as map_key: the same rules read the other
     way. The name written must read back as `name`, so the two directions cannot drift apart."""
-    if not TINYVID_KEY.match(name):
+    if not is_tinyvid_name(name):
         return None, "not a tinyvid name"
-    target, note, rule = _translate(name, LAYOUT_TABLE[layout], False, keep_fc, variants)
+    lay = LAYOUT_TABLE[layout]
+    if not lay.has_name(name):
+        return None, "no %s counterpart (a name of tinyvid's TDN models, written by --to tdn)" % layout
+    target, note, rule = _translate(name, lay, False, keep_fc, variants)
     if target is None:
         return None, note
+    target = lay.export_prefix + target
     back = map_key(target, layout, keep_fc=True)[0]
     if back != name:  # cannot happen with the tables above; a new rule that breaks this is caught here
         return None, "no %s counterpart (%s would read back as %s)" % (layout, target, back)
@@ -756,10 +833,10 @@ def check_shapes(shapes):
     norms = {}  # norm prefix -> channels
     for name, shape in shapes.items():
         m = re.fullmatch(r"(.+)\.(weight|bias|running_mean|running_var|num_batches_tracked)", name)
-        if not m or not TINYVID_KEY.match(name):
+        if not m or not is_tinyvid_name(name):
             continue
         prefix, field = m.groups()
-        is_norm = re.search(r"(^|\.)(bn[123]|downsample\.1)$", prefix) is not None
+        is_norm = re.search(r"(^|\.)(bn[123]|downsample\.1|conv1_5\.1|bn3_smallscale[24])$", prefix) is not None
         if is_norm:
             if field == "num_batches_tracked":
                 need(shape == (), "%s: expected a scalar, got %s" % (name, fmt(shape)))
@@ -769,8 +846,13 @@ def check_shapes(shapes):
                     if norms.setdefault(prefix, shape[0]) != shape[0]:
                         problems.append("%s: %d channels, but other tensors of %s have %d"
                                         % (name, shape[0], prefix, norms[prefix]))
-        elif re.search(r"(^|\.)(conv[123]|downsample\.0)$", prefix):
-            need(len(shape) == 4, "%s: expected a 4-d convolution weight, got %s" % (name, fmt(shape)))
+        elif re.search(r"(^|\.)(conv[123]|downsample\.0|conv1_5\.0|conv3_smallscale[24])$", prefix):
+            if field == "weight":
+                need(len(shape) == 4, "%s: expected a 4-d convolution weight, got %s" % (name, fmt(shape)))
+            else:  # TDN's convs have biases: one per output channel
+                w = shapes.get(prefix + ".weight")
+                need(len(shape) == 1 and (w is None or not w or shape[0] == w[0]), "%s: expected one per output "
+                     "channel of %s.weight (%s), got %s" % (name, prefix, fmt(w) if w else "missing", fmt(shape)))
     # Each conv's output channels feed the norm after it.
     for name, shape in shapes.items():
         m = re.fullmatch(r"(.*)(conv([123])|downsample\.0)\.weight", name)
@@ -781,7 +863,7 @@ def check_shapes(shapes):
         if norm in norms:
             need(norms[norm] == shape[0], "%s: %d output channels, but %s has %d"
                  % (name, shape[0], norm, norms[norm]))
-        if n in ("2", "3"):
+        if n in ("2", "3") and not base.endswith(".mse."):  # TDN's mse.conv2 is depthwise: checked below
             prev = shapes.get("%sconv%d.weight" % (base, int(n) - 1))
             if prev is not None and len(prev) == 4:
                 need(prev[0] == shape[1], "%s: %d input channels, but conv%d gives %d"
@@ -798,7 +880,7 @@ def check_shapes(shapes):
             problems.append("%s: input_proj.0.weight is missing or not a matrix" % cell)
             continue
         c = w[1]
-        m = re.fullmatch(r"backbone\.(layer[1-4])\.relay", cell)
+        m = re.fullmatch(r"backbone\.(layer[1-4]|resnext_layer1)\.relay", cell)
         norm = (m.group(1) + ".0.bn1") if m else cell.rsplit(".", 1)[0]  # stage cell: its blocks' bn1
         norm = norm if norm.startswith("backbone.") else "backbone." + norm
         if norm in norms:
@@ -813,6 +895,7 @@ def check_shapes(shapes):
                 else:
                     need(got == want, "%s: expected %s (C/4 x C, 4C x C/4 with C = %d), got %s"
                          % (name, fmt(want), c, fmt(got)))
+    problems += _check_tdn_shapes(shapes, norms, fmt)
     w, b = shapes.get("cls_head.fc_cls.weight"), shapes.get("cls_head.fc_cls.bias")
     if w is not None:
         need(len(w) == 2, "cls_head.fc_cls.weight: expected a matrix, got %s" % fmt(w))
@@ -821,6 +904,52 @@ def check_shapes(shapes):
         last = _last_stage_channels(shapes)
         if last is not None and len(w) == 2:
             need(w[1] == last, "cls_head.fc_cls.weight: %d input features, but the backbone gives %d" % (w[1], last))
+    return problems
+
+
+def _check_tdn_shapes(shapes, norms, fmt):
+    """TDN's modules: the difference branch's conv1_5 (4 RGB differences in, conv1's channels out, as the two
+    paths are added); per block the mse (C -> C/16 by conv1, depthwise conv2, conv3 back to C; C being the block's
+    conv1 output) and the shift (one 3-tap kernel per channel)."""
+    problems = []
+
+    def need(cond, msg):
+        if not cond:
+            problems.append(msg)
+
+    diff, stem = shapes.get("backbone.conv1_5.0.weight"), shapes.get("backbone.conv1.weight")
+    if diff is not None and len(diff) == 4:
+        need(diff[1] == 12, "backbone.conv1_5.0.weight: expected 12 input channels (4 frame differences x RGB), got %s"
+             % fmt(diff))
+        if stem is not None and len(stem) == 4:
+            need(diff[0] == stem[0], "backbone.conv1_5.0.weight: %d output channels, but conv1 gives %d (TDN adds the "
+                 "two)" % (diff[0], stem[0]))
+        if "backbone.conv1_5.1" in norms:
+            need(norms["backbone.conv1_5.1"] == diff[0], "backbone.conv1_5.0.weight: %d output channels, but "
+                 "backbone.conv1_5.1 has %d" % (diff[0], norms["backbone.conv1_5.1"]))
+    for name, shape in shapes.items():
+        m = re.fullmatch(r"(backbone\.layer[1-4]\.\d+)\.(mse\.conv1|shift\.conv)\.weight", name)
+        if not m:
+            continue
+        block, module = m.groups()
+        conv1 = shapes.get(block + ".conv1.weight")
+        planes = conv1[0] if conv1 else (shape[1] if module == "mse.conv1" and len(shape) > 1 else shape[0])
+        if module == "shift.conv":
+            need(shape == (planes, 1, 3), "%s: expected %s (one 3-tap kernel per channel of conv1's %d), got %s"
+                 % (name, fmt((planes, 1, 3)), planes, fmt(shape)))
+            continue
+        mid = shape[0]
+        expected = {"conv1": (mid, planes, 1, 1), "conv2": (mid, 1, 3, 3), "conv3": (planes, mid, 1, 1),
+                    "conv3_smallscale2": (mid, mid, 3, 3), "conv3_smallscale4": (mid, mid, 3, 3)}
+        for conv, want in expected.items():
+            got = shapes.get("%s.mse.%s.weight" % (block, conv))
+            if got is not None:
+                need(got == want, "%s.mse.%s.weight: expected %s (C = %d channels, C/16 = %d), got %s"
+                     % (block, conv, fmt(want), planes, mid, fmt(got)))
+        for bn, want in (("bn1", mid), ("bn3", planes), ("bn3_smallscale2", mid), ("bn3_smallscale4", mid)):
+            got = norms.get("%s.mse.%s" % (block, bn))
+            if got is not None:
+                need(got == want, "%s.mse.%s: %d channels, expected %d" % (block, bn, got, want))
     return problems
 
 
@@ -1386,12 +1515,26 @@ def export(args, log):
             check_finite(args.input, "%s (%s)" % (key, target), a, a)
             return _le_bytes(a, t.storage.stype)  # the file's dtype, kept
 
+        # Tensors the layout's model holds without using them: copies of tinyvid's, for a strict load.
+        copies = collections.OrderedDict()
+        for target, key in mapped.items():
+            for source, regex in lay.copies:
+                m = regex.fullmatch(tinyvid_name(key))
+                if m:
+                    copies[lay.export_prefix + source.format(**m.groupdict())] = target
+        if copies:
+            log("%d tensor%s the %s model holds but never uses, written as copies (load_state_dict(strict=True) "
+                "needs them):" % (len(copies), "" if len(copies) == 1 else "s", layout))
+            for copy, target in copies.items():
+                log("  %s (= %s)" % (copy, mapped[target]))
+
         state = collections.OrderedDict()
-        for target in sorted(mapped, key=_natural):
-            key = mapped[target]
+        for target in sorted(list(mapped) + list(copies), key=_natural):
+            source = copies.get(target, target)
+            key = mapped[source]
             t = st.tensors[key]
             storage = "LongStorage" if key.endswith("num_batches_tracked") else t.storage.stype.name
-            state[target] = PthTensor(storage, t.shape, lambda target=target: produce(target))
+            state[target] = PthTensor(storage, t.shape, lambda source=source: produce(source))
         obj = state
         if lay.wrapped:
             info = {"converter": "tinyvid tools/convert_checkpoint.py", "source_file": os.path.basename(args.input),
@@ -1410,15 +1553,15 @@ def main(argv=None):
         prog="convert_checkpoint.py",
         usage="%(prog)s IN.pth OUT.safetensors [--layout LAYOUT] [--keep-fc] [--strict] [--list]\n"
               "       %(prog)s --to LAYOUT IN.safetensors OUT.pth [--model NAME] [--keep-fc] [--strict] [--list]",
-        description="Convert a PyTorch .pth (torchvision ResNet, MMAction2 TSN/TSM, DNR's MMAction v1 code) into a "
+        description="Convert a PyTorch .pth (torchvision ResNet, MMAction2 TSN/TSM/TANet, DNR's MMAction v1 code, "
+                    "TDN's authors' code) into a "
                     ".safetensors file with tinyvid's parameter names, or with --to, tinyvid's .safetensors into "
                     "a .pth of one of those layouts. Needs numpy, not torch.")
     parser.add_argument("input", help="the .pth checkpoint (with --to: the .safetensors file)")
     parser.add_argument("output", nargs="?", help="the .safetensors file to write (with --to: the .pth)")
-    # "authors" is another name for the DNR authors' layout, "dnr".
-    parser.add_argument("--layout", choices=("auto",) + LAYOUTS + ("authors",),
+    parser.add_argument("--layout", choices=("auto",) + LAYOUTS + tuple(LAYOUT_ALIASES),
                         help="the source's naming (default: detected from the keys); authors = dnr")
-    parser.add_argument("--to", choices=LAYOUTS + ("authors",),
+    parser.add_argument("--to", choices=LAYOUTS + tuple(LAYOUT_ALIASES),
                         help="export: write IN (tinyvid's names) as a .pth checkpoint with this layout's names; "
                              "authors = dnr")
     parser.add_argument("--model", metavar="NAME",
@@ -1432,8 +1575,8 @@ def main(argv=None):
                         help="exit 1 and write nothing when a key cannot be mapped or a shape check fails")
     parser.add_argument("--list", action="store_true", help="print the source's keys, shapes and dtypes, and exit")
     args = parser.parse_args(argv)
-    args.layout = "dnr" if args.layout == "authors" else args.layout
-    args.to = "dnr" if args.to == "authors" else args.to
+    args.layout = LAYOUT_ALIASES.get(args.layout, args.layout)
+    args.to = LAYOUT_ALIASES.get(args.to, args.to)
     if args.to and args.layout:
         parser.error("--layout names the layout read, --to the layout written: give one")
     if args.model and not args.to:

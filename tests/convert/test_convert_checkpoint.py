@@ -4,9 +4,9 @@ Converts each checkpoint of tests/convert/fixtures (made by tools/fixtures/make_
 compares every output tensor with <fixture>.npz; checks the report of unmapped keys, --strict, --list,
 --keep-fc, and the one-line errors for files that are not (intact) checkpoints; and the export (--to): each
 fixture read, written back in its layout (torch.save's zip format) and read again gives the same tensors,
-and every tinyvid name written in every layout reads back as itself. The converter runs in a subprocess in
-which `import torch` fails, so it is also checked never to need torch (test_convert_export_torch.py loads
-the exported files with torch)."""
+and every tinyvid name written in every layout reads back as itself (TDN's own names: in the tdn layout).
+The converter runs in a subprocess in which `import torch` fails, so it is also checked never to need torch
+(test_convert_export_torch.py loads the exported files with torch)."""
 import collections
 import contextlib
 import importlib.util
@@ -248,7 +248,7 @@ class FixtureConversion(unittest.TestCase):
                 self.assertNotIn("left out on purpose", err)
 
     def test_formats_and_layouts_covered(self):
-        self.assertEqual({e["layout"] for e in MANIFEST.values()}, {"torchvision", "mmaction2", "dnr"})
+        self.assertEqual({e["layout"] for e in MANIFEST.values()}, {"torchvision", "mmaction2", "dnr", "tdn"})
         self.assertEqual({e["format"] for e in MANIFEST.values()}, {"zip", "legacy"})
 
     def test_strict(self):
@@ -477,6 +477,44 @@ class Conversion(unittest.TestCase):
         self.assertIn("backbone.bn1.bias: 4 channels, but other tensors of backbone.bn1 have 5", err)
         self.assertIn("backbone.conv1.weight: 4 output channels, but backbone.bn1 has 5", err)
 
+    def test_tdn_shape_check(self):
+        # TDN's modules: conv biases, conv1_5's 12 input channels and conv1's output, the mse's shapes, the shift's.
+        def authors(name):
+            for tinyvid, theirs in (("backbone.layer2.", "module.base_model.layer2_bak."),
+                                    ("backbone.", "module.base_model."), ("cls_head.fc_cls.", "module.new_fc.")):
+                if name.startswith(tinyvid):
+                    return theirs + name[len(tinyvid):]
+            raise AssertionError(name)
+
+        sd = {authors(k): (v.astype(np.int64) if dtype == "I64" else v.astype(np.float32))
+              for k, (dtype, v) in tiny_tdn_state().items()}
+        for temp in ("conv1_temp", "conv1_temp1"):  # as their first release saved them, left out
+            sd["module.base_model.%s.weight" % temp] = np.ones((4, 3, 7, 7), np.float32)
+            sd["module.base_model.%s.bias" % temp] = np.ones(4, np.float32)
+        rc, out, err = self.convert(sd, "--strict")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("layout: tdn (detected)", err)
+        self.assertIn("shape check: ok", err)
+        self.assertIn("4 keys left out on purpose:", err)
+        self.assertIn("  module.base_model.conv1_temp1.bias (the second ResNet's conv1", err)
+        sd["module.base_model.conv1.bias"] = np.zeros(5, np.float32)
+        sd["module.base_model.conv1_5.0.weight"] = np.zeros((4, 15, 7, 7), np.float32)
+        sd["module.base_model.layer2_bak.0.mse.conv2.weight"] = np.zeros((2, 2, 3, 3), np.float32)
+        sd["module.base_model.layer2_bak.0.mse.bn3.weight"] = np.zeros(16, np.float32)
+        sd["module.base_model.layer2_bak.0.shift.conv.weight"] = np.zeros((32, 3), np.float32)
+        rc, out, err = self.convert(sd, "--strict")
+        self.assertEqual(rc, 1, err)
+        for problem in (
+                "backbone.conv1.bias: expected one per output channel of backbone.conv1.weight (4x3x7x7), got 5",
+                "backbone.conv1_5.0.weight: expected 12 input channels (4 frame differences x RGB), got 4x15x7x7",
+                "backbone.layer2.0.mse.conv2.weight: expected 2x1x3x3 (C = 32 channels, C/16 = 2), got 2x2x3x3",
+                "backbone.layer2.0.mse.bn3: 16 channels, expected 32",
+                "backbone.layer2.0.mse.conv3.weight: 32 output channels, but backbone.layer2.0.mse.bn3 has 16",
+                "backbone.layer2.0.shift.conv.weight: expected 32x1x3 (one 3-tap kernel per channel of conv1's 32), "
+                "got 32x3"):
+            self.assertIn(problem, err)
+        self.assertIn("9 shape problem(s)", err)  # bn3's other 3 tensors disagree with its weight too
+
     def test_non_finite_values_refused(self):
         # Weights holding NaN or infinity are an error naming the tensor and where; nothing is written.
         sd = tiny_dnr_stage(8)
@@ -633,6 +671,49 @@ def tiny_tinyvid_state():
     return {k: ("I64" if k.endswith("num_batches_tracked") else "F32", v) for k, v in sd.items()}
 
 
+def tiny_tdn_state(width=4):
+    """tinyvid's names for a TDN's stem (biases, conv1_5, a one-block resnext_layer1) and one layer2 block with its
+    mse (32 channels: 2 after the reduction) and shift, and a classifier."""
+    r = np.random.RandomState(5)
+    sd = {}
+
+    def bn(prefix, c):
+        sd[prefix + ".weight"], sd[prefix + ".bias"] = r.randn(c), r.randn(c)
+        sd[prefix + ".running_mean"], sd[prefix + ".running_var"] = r.randn(c), r.rand(c) + 0.5
+        sd[prefix + ".num_batches_tracked"] = np.array(9)
+
+    def conv(prefix, cout, cin, k, bias=True):
+        sd[prefix + ".weight"] = r.randn(cout, cin, k, k)
+        if bias:
+            sd[prefix + ".bias"] = r.randn(cout)
+
+    conv("backbone.conv1", width, 3, 7)
+    bn("backbone.bn1", width)
+    conv("backbone.conv1_5.0", width, 12, 7, bias=False)
+    bn("backbone.conv1_5.1", width)
+    for block, inplanes, planes in (("backbone.resnext_layer1.0", width, width), ("backbone.layer2.0", 16, 32)):
+        conv(block + ".conv1", planes, inplanes, 1)
+        bn(block + ".bn1", planes)
+        conv(block + ".conv2", planes, planes, 3)
+        bn(block + ".bn2", planes)
+        conv(block + ".conv3", planes * 4, planes, 1)
+        bn(block + ".bn3", planes * 4)
+        conv(block + ".downsample.0", planes * 4, inplanes, 1)
+        bn(block + ".downsample.1", planes * 4)
+    mse = "backbone.layer2.0.mse."
+    conv(mse + "conv1", 2, 32, 1, bias=False)
+    bn(mse + "bn1", 2)
+    sd[mse + "conv2.weight"] = r.randn(2, 1, 3, 3)
+    conv(mse + "conv3", 32, 2, 1, bias=False)
+    bn(mse + "bn3", 32)
+    for scale in ("2", "4"):
+        conv(mse + "conv3_smallscale" + scale, 2, 2, 3, bias=False)
+        bn(mse + "bn3_smallscale" + scale, 2)
+    sd["backbone.layer2.0.shift.conv.weight"] = r.randn(32, 1, 3)
+    sd["cls_head.fc_cls.weight"], sd["cls_head.fc_cls.bias"] = r.randn(3, 128), r.randn(3)
+    return {k: ("I64" if k.endswith("num_batches_tracked") else "F32", v) for k, v in sd.items()}
+
+
 class Export(unittest.TestCase):
     """--to LAYOUT: each fixture read, written back in its layout and read again is the same; the .pth is
     torch.save's zip format; dtypes, counts, TSM's names, train states, errors."""
@@ -698,6 +779,8 @@ class Export(unittest.TestCase):
                 self.assertEqual(sorted(written), sorted(original))
                 for k, (a, dtype) in written.items():
                     b = original[k][0]
+                    if ".conv1_temp" in k:  # TDN's unused second conv1: left out, written back as conv1's values
+                        b = original[k.replace(".conv1_temp1.", ".conv1.").replace(".conv1_temp.", ".conv1.")][0]
                     self.assertEqual(dtype, "int64" if k.endswith("num_batches_tracked") else "float32", k)
                     self.assertTrue(np.array_equal(a, b.astype(a.dtype)), "%s: %s differs" % (name, k))
 
@@ -808,6 +891,56 @@ class Export(unittest.TestCase):
         self.assertEqual(sorted(got), sorted(t))
         for k, (_, v) in t.items():
             self.assertTrue(np.array_equal(got[k], v.astype(got[k].dtype)), k)
+
+    def test_tdn_names(self):
+        # The TDN authors' names under DataParallel's 'module.', their unused conv1_temp as conv1's copy (their
+        # current code's; the first release's conv1_temp1 is not written); the names only TDN has go to no other
+        # layout.
+        t = tiny_tdn_state()
+        write_st(self.st, t, {"format": "pt", "model": "tdn_r50"})
+        err = self.export("tdn", "--strict")
+        self.assertIn("mapped %d of %d keys" % (len(t), len(t)), err)
+        self.assertIn("2 tensors the tdn model holds but never uses, written as copies (load_state_dict(strict=True) "
+                      "needs them):", err)
+        self.assertIn("  module.base_model.conv1_temp.bias (= backbone.conv1.bias)", err)
+        obj, sd = self.state_of(self.pth)
+        self.assertEqual(sorted(obj), ["meta", "state_dict"])
+        self.assertEqual(obj["meta"]["layout"], "tdn")
+        self.assertEqual(len(sd), len(t) + 2)
+        self.assertNotIn("module.base_model.conv1_temp1.weight", sd)
+        for k in ("module.base_model.conv1.bias", "module.base_model.conv1_5.0.weight",
+                  "module.base_model.conv1_5.1.num_batches_tracked", "module.base_model.resnext_layer1.0.conv3.bias",
+                  "module.base_model.layer2_bak.0.mse.conv3_smallscale4.weight",
+                  "module.base_model.layer2_bak.0.mse.bn3_smallscale2.running_var",
+                  "module.base_model.layer2_bak.0.shift.conv.weight",
+                  "module.base_model.layer2_bak.0.downsample.0.bias",
+                  "module.new_fc.weight"):
+            self.assertIn(k, sd)
+        for p in ("weight", "bias"):
+            a, dtype = sd["module.base_model.conv1_temp." + p]
+            self.assertEqual(dtype, "float32")
+            self.assertTrue(np.array_equal(a, t["backbone.conv1." + p][1].astype(np.float32)))
+        self.assertEqual(sd["module.base_model.layer2_bak.0.mse.bn1.num_batches_tracked"][1], "int64")
+        # ... and back: the same names and values; the copies left out on purpose.
+        back = os.path.join(self.tmp.name, "back.safetensors")
+        rc, out, err = run_tool(self.pth, back, "--strict")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("layout: tdn (detected)", err)
+        self.assertIn("2 keys left out on purpose:", err)
+        self.assertIn("  module.base_model.conv1_temp.weight (the second ResNet's conv1, which the authors' TDN_Net "
+                      "keeps but never runs; --to tdn writes conv1's values there)", err)
+        self.assertIn("shape check: ok", err)
+        meta, got = read_safetensors(self, back)
+        self.assertEqual(meta["source_layout"], "tdn")
+        self.assertEqual(sorted(got), sorted(t))
+        for k, (_, v) in t.items():
+            self.assertTrue(np.array_equal(got[k], v.astype(got[k].dtype)), k)
+        # The other layouts have no place for TDN's names: each is reported, --strict refuses.
+        err = self.export("mmaction2", "--strict", rc=1)
+        self.assertIn("  backbone.conv1.bias (no mmaction2 counterpart (a name of tinyvid's TDN models, written by "
+                      "--to tdn))", err)
+        self.assertIn("  backbone.layer2.0.shift.conv.weight (no mmaction2 counterpart", err)
+        self.assertNotIn("backbone.layer2.0.conv1.weight (", err)  # a name every ResNet has still maps
 
     def test_train_state(self):
         t = tiny_tinyvid_state()
@@ -962,6 +1095,35 @@ class KeyMapping(unittest.TestCase):
         ])
         self.assertTrue(self.tool.map_key("segmental_consensus.x", "dnr")[1].startswith("dropped"))
 
+    def test_tdn(self):
+        self.check("tdn", [
+            ("module.base_model.conv1.weight", "backbone.conv1.weight"),
+            ("module.base_model.conv1.bias", "backbone.conv1.bias"),
+            ("base_model.bn1.running_var", "backbone.bn1.running_var"),  # saved without DataParallel
+            ("module.base_model.conv1_5.0.weight", "backbone.conv1_5.0.weight"),
+            ("module.base_model.conv1_5.1.num_batches_tracked", "backbone.conv1_5.1.num_batches_tracked"),
+            ("module.base_model.resnext_layer1.2.downsample.0.bias", "backbone.resnext_layer1.2.downsample.0.bias"),
+            ("module.base_model.layer1_bak.0.conv2.bias", "backbone.layer1.0.conv2.bias"),
+            ("module.base_model.layer4_bak.2.bn3.weight", "backbone.layer4.2.bn3.weight"),
+            ("module.base_model.layer3_bak.5.mse.conv3_smallscale4.weight",
+             "backbone.layer3.5.mse.conv3_smallscale4.weight"),
+            ("module.base_model.layer2_bak.0.mse.bn3.running_mean", "backbone.layer2.0.mse.bn3.running_mean"),
+            ("module.base_model.layer2_bak.3.shift.conv.weight", "backbone.layer2.3.shift.conv.weight"),
+            ("module.new_fc.weight", "cls_head.fc_cls.weight"),
+            ("module.base_model.fc.bias", "cls_head.fc_cls.bias"),  # their TSN with dropout 0
+            ("module.base_model.conv1_temp.weight", None),
+            ("module.base_model.conv1_temp1.bias", None),
+            ("module.base_model.layer2_bak.0.mse.avg_pool_forward2.weight", None),
+            ("module.base_model.layer5_bak.0.conv1.weight", None),
+            ("module.base_model.conv1_5.2.weight", None),
+        ])
+        for key in ("module.base_model.conv1_temp.weight", "base_model.conv1_temp1.bias"):
+            target, note = self.tool.map_key(key, "tdn")
+            self.assertTrue(note.startswith("dropped: the second ResNet's conv1"), note)
+        # tinyvid's TDN names belong to the tdn layout only.
+        self.assertIsNone(self.tool.map_key("backbone.conv1.bias", "mmaction2")[0])
+        self.assertIsNone(self.tool.map_key("backbone.layer2.0.mse.conv1.weight", "dnr")[0])
+
     def test_torchvision(self):
         self.check("torchvision", [
             ("conv1.weight", "backbone.conv1.weight"),
@@ -978,6 +1140,9 @@ class KeyMapping(unittest.TestCase):
         self.assertEqual(d(["backbone.conv1.conv.weight", "cls_head.fc_cls.weight"]), "mmaction2")
         self.assertEqual(d(["conv1.conv.weight", "layer1.0.conv1.conv.weight"]), "mmaction2")
         self.assertEqual(d(["conv1.weight", "layer1.0.conv1.weight", "fc.weight"]), "torchvision")
+        self.assertEqual(d(["base_model.conv1.weight", "base_model.layer1_bak.0.conv1.weight", "new_fc.weight"]), "tdn")
+        self.assertEqual(d(["base_model.conv1_5.0.weight"]), "tdn")
+        self.assertIsNone(d(["base_model.conv1.weight", "base_model.layer1.0.conv1.net.weight"]))  # TSM's authors'
         self.assertIsNone(d(["encoder.weight"]))
 
 
@@ -1003,29 +1168,48 @@ class KeyMapping(unittest.TestCase):
             ("torchvision", (), "backbone.layer4.1.bn2.running_var", "layer4.1.bn2.running_var"),
             ("torchvision", (), "cls_head.fc_cls.weight", None),
             ("torchvision", (), "encoder.weight", None),
-            ("dnr", (), "backbone.layer1.0.conv1.bias", None),  # not a tinyvid name
+            ("dnr", (), "backbone.layer1.0.conv1.bias", None),  # TDN's only
+            ("tdn", (), "backbone.layer1.0.conv1.bias", "module.base_model.layer1_bak.0.conv1.bias"),
+            ("tdn", (), "backbone.conv1.weight", "module.base_model.conv1.weight"),
+            ("tdn", (), "backbone.conv1_5.1.weight", "module.base_model.conv1_5.1.weight"),
+            ("tdn", (), "backbone.resnext_layer1.0.bn1.bias", "module.base_model.resnext_layer1.0.bn1.bias"),
+            ("tdn", (), "backbone.layer4.2.mse.bn3_smallscale4.running_var",
+             "module.base_model.layer4_bak.2.mse.bn3_smallscale4.running_var"),
+            ("tdn", (), "backbone.layer2.0.shift.conv.weight", "module.base_model.layer2_bak.0.shift.conv.weight"),
+            ("tdn", (), "cls_head.fc_cls.bias", "module.new_fc.bias"),
+            ("tdn", (), "backbone.layer1.0.conv1.extra", None),
+            ("mmaction2", (), "backbone.conv1_5.0.weight", None),
+            ("torchvision", (), "backbone.layer2.0.mse.conv1.weight", None),
         ]
         for layout, variants, name, want in cases:
             with self.subTest(layout=layout, name=name):
                 self.assertEqual(ex(name, layout, variants=variants)[0], want)
         self.assertEqual(ex("cls_head.fc_cls.bias", "torchvision", keep_fc=True)[0], "fc.bias")
         self.assertTrue(ex("cls_head.fc_cls.bias", "torchvision")[1].startswith("dropped"))
-        # Every tinyvid name of every fixture, written in every layout (and variant), reads back as itself.
+        # Every tinyvid name of every fixture, written in every layout (and variant), reads back as itself; the names
+        # only TDN has, in the tdn layout, and in no other.
         names = set()
         for entry in MANIFEST.values():
             names |= set(expected_tensors(entry))
         self.assertGreater(len(names), 150)
+        tdn_only = {n for n in names if not self.tool.TINYVID_KEY.match(n)}
+        self.assertGreater(len(tdn_only), 300)
         for layout in self.tool.LAYOUTS:
             for variants in ((), ("tsm",), ("tanet",)):
                 for name in sorted(names):
                     target = ex(name, layout, keep_fc=True, variants=variants)[0]
+                    if name in tdn_only and layout != "tdn":
+                        self.assertIsNone(target, (layout, name))
+                        continue
                     self.assertIsNotNone(target, (layout, name))
                     self.assertEqual(self.tool.map_key(target, layout, keep_fc=True)[0], name, (layout, target))
 
     def test_layout_table(self):
-        self.assertEqual(self.tool.LAYOUTS, ("torchvision", "mmaction2", "dnr"))
+        self.assertEqual(self.tool.LAYOUTS, ("torchvision", "mmaction2", "dnr", "tdn"))
         self.assertEqual(self.tool.LAYOUT_TABLE["mmaction2"].variants, {"tsm", "tanet"})
         self.assertEqual(self.tool.LAYOUT_TABLE["dnr"].variants, set())
+        self.assertEqual(self.tool.LAYOUT_TABLE["tdn"].variants, set())
+        self.assertEqual(self.tool.LAYOUT_ALIASES, {"authors": "dnr"})  # the issue's names: authors (DNR's), tdn
         self.assertEqual(self.tool.import_key("backbone.layer1.0.conv1.conv.net.weight", "mmaction2"),
                          ("backbone.layer1.0.conv1.weight", "", "tsm"))
         self.assertEqual(self.tool.import_key("backbone.layer1.0.conv1.conv.weight", "mmaction2")[2], None)

@@ -6,8 +6,11 @@ file opens with torch.load (weights_only=True too), loads into a fresh model of 
 load_state_dict(strict=True), and that model gives the original's outputs on a random input, exactly.
 The models: torchvision's ResNet (tools/fixtures/make_convert_fixtures.py's TinyResNet, run with
 torchvision's forward), MMAction2's ResNet / ResNetTSM (ConvModule, TemporalShift; written here) in a
-recognizer, and the DNR authors' TSN2D (tools/fixtures/make_authors_fixture.py) with the fixture
-checkpoint of their code."""
+recognizer, the DNR authors' TSN2D (tools/fixtures/make_authors_fixture.py) with the fixture
+checkpoint of their code, and the TDN authors' TSN (tools/fixtures/make_tdn_convert_fixture.py's module tree, under
+DataParallel as their main.py saves and resumes it) with its fixture checkpoint, and with tinyvid-named weights of
+tools/fixtures/make_tdn_fixtures.py's reference, which the export must carry to the same scores."""
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -45,7 +48,30 @@ def run_tool(*args):
 
 
 def load_fixture_script(name):
+    """A fixture script as a module; some set torch's default dtype to float64 when imported: kept as it was."""
+    dtype = torch.get_default_dtype()
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", "fixtures", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        torch.set_default_dtype(dtype)
+    return module
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
+
+
+def load_fixture_tool():
+    """tools/convert_checkpoint.py as a module (its safetensors writer)."""
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -240,6 +266,55 @@ class ExportLoadsIntoPyTorch(unittest.TestCase):
         fresh.load_state_dict(torch.load(self.out)["state_dict"], strict=True)
         x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(7))
         self.check_same(model, fresh, fresh.state_dict(), x)
+
+    def test_tdn_authors_code(self):
+        fixture = load_fixture_script("make_tdn_convert_fixture")
+        src = os.path.join(FIXTURES, fixture.NAME + ".pth")
+        original = nn.DataParallel(fixture.AuthorsTSN())  # 'module.' names, as their training saves them
+        original.load_state_dict(torch.load(src)["state_dict"], strict=True)  # float16 values in float32
+        loaded, state, report = self.round_trip(src, "tdn")
+        self.assertEqual(sorted(loaded), ["meta", "state_dict"])
+        self.assertIn("module.base_model.conv1_temp.weight (= backbone.conv1.weight)", report)
+        fresh = nn.DataParallel(fixture.AuthorsTSN())
+        result = fresh.load_state_dict(state, strict=True)
+        self.assertEqual((result.missing_keys, result.unexpected_keys), ([], []))
+        for (k, a), (_, b) in zip(original.state_dict().items(), fresh.state_dict().items()):
+            if ".conv1_temp" not in k:  # unused by forward: written back as conv1's copies
+                self.assertTrue(torch.equal(a, b), k)
+            if k.endswith("num_batches_tracked"):
+                self.assertEqual(state[k].dtype, torch.int64, k)
+        self.assertTrue(torch.equal(state["module.base_model.conv1_temp.weight"],
+                                    state["module.base_model.conv1.weight"]))
+        x = torch.randn(2 * fixture.SEGMENTS * 5, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+        original.eval()
+        fresh.eval()
+        with torch.no_grad(), default_dtype(torch.float64):
+            y0, y1 = original.double()(x.double()), fresh.double()(x.double())
+        self.assertTrue(torch.isfinite(y0).all())
+        self.assertTrue(torch.equal(y0, y1), (y0 - y1).abs().max())
+
+    def test_tdn_from_tinyvid_names(self):
+        # Weights in tinyvid's names (make_tdn_fixtures.py's deterministic TDN, as float32) exported with --to tdn load
+        # strictly into the authors' module tree, which then gives the tinyvid-named reference's scores.
+        fixture = load_fixture_script("make_tdn_convert_fixture")
+        with default_dtype(torch.float64):  # the reference's own
+            reference = fixture.TDN(50, fixture.WIDTH, 3, fixture.SEGMENTS)
+        reference.p = {k: v.detach().float().double() for k, v in reference.p.items()}
+        tool = load_fixture_tool()
+        tool.write_safetensors(self.st, {k: tuple(v.shape) for k, v in reference.p.items()},
+                               lambda k: reference.p[k].numpy(), {"format": "pt", "model": "tdn_r50"})
+        report = run_tool("--to", "tdn", self.st, self.out, "--strict")
+        self.assertIn("model: tdn_r50 (the file's metadata)", report)
+        state = torch.load(self.out, weights_only=True)["state_dict"]
+        model = nn.DataParallel(fixture.AuthorsTSN(classes=3))
+        result = model.load_state_dict(state, strict=True)
+        self.assertEqual((result.missing_keys, result.unexpected_keys), ([], []))
+        model.double().eval()
+        x = fixture.clip_input((2 * fixture.SEGMENTS * 5, 3, 64, 64))
+        with torch.no_grad(), default_dtype(torch.float64):
+            y, want = model(x), reference.forward(x, False)
+        self.assertEqual(y.shape, (2, 3))
+        self.assertTrue(torch.equal(y, want), (y - want).abs().max())
 
     def test_dnr_authors_code(self):
         authors = load_fixture_script("make_authors_fixture")

@@ -67,8 +67,8 @@ class TemporalShiftConv : public nn::Module<T> {
 // forward difference f[t] = c[t+1] - b[t] (0 at the last segment), backward difference g[t] = c[t-1] - b[t] (0 at the
 // first); each adds a half-resolution view (avg pool 2, conv, bn, nearest back) and a full-resolution one (conv,
 // bn), averaged; conv3 + bn3 + sigmoid - 1/2 gives each direction's attention, y their mean, and out = x + x y.
-// The full-resolution view of g is the authors' code's: conv3_smallscale4 and bn3_smallscale4 applied once more to
-// f's (not to g), kept so that their checkpoints give their scores.
+// This is the authors' current code (March 2021, released with their checkpoints); their first release computed
+// g's full-resolution view from f's instead.
 template <class T = float>
 class LongTermDifference : public nn::Module<T> {
  public:
@@ -115,20 +115,24 @@ class LongTermDifference : public nn::Module<T> {
       fwd = cat<T>({sub(c5.narrow(1, 1, frames - 1), b5.narrow(1, 0, frames - 1)), none}, 1).view(b.shape());
       bwd = cat<T>({none, sub(c5.narrow(1, 0, frames - 1), b5.narrow(1, 1, frames - 1))}, 1).view(b.shape());
     }
+    // One statement per norm call, in the authors' order: a norm that runs twice updates its running statistics
+    // twice, and the order of the two updates shows in them.
     auto half_scale = [&](const Tensor<T>& d) {
-      const Tensor<T> small = (*bn3_smallscale2)((*conv3_smallscale2)(avg_pool2d(d, AvgPool2dOptions(2).stride(2))));
-      return upsample_nearest(small, h, w);
+      return (*bn3_smallscale2)((*conv3_smallscale2)(avg_pool2d(d, AvgPool2dOptions(2).stride(2))));
     };
     auto full_scale = [&](const Tensor<T>& d) { return (*bn3_smallscale4)((*conv3_smallscale4)(d)); };
+    const Tensor<T> fwd_half = half_scale(fwd);
+    const Tensor<T> bwd_half = half_scale(bwd);
     const Tensor<T> fwd_full = full_scale(fwd);
-    const Tensor<T> bwd_full = full_scale(fwd_full);  // the authors' code: f's view once more (see above)
+    const Tensor<T> bwd_full = full_scale(bwd);
     const T third = T(1) / T(3);
     auto attention = [&](const Tensor<T>& d, const Tensor<T>& half, const Tensor<T>& full) {
-      const Tensor<T> mixed = add(add(mul(d, third), mul(half, third)), mul(full, third));
+      const Tensor<T> mixed = add(add(mul(d, third), mul(upsample_nearest(half, h, w), third)), mul(full, third));
       return sub(sigmoid((*bn3)((*conv3)(mixed))), T(0.5));
     };
-    const Tensor<T> y = add(mul(attention(fwd, half_scale(fwd), fwd_full), T(0.5)),
-                            mul(attention(bwd, half_scale(bwd), bwd_full), T(0.5)));
+    const Tensor<T> fwd_attention = attention(fwd, fwd_half, fwd_full);
+    const Tensor<T> bwd_attention = attention(bwd, bwd_half, bwd_full);
+    const Tensor<T> y = add(mul(fwd_attention, T(0.5)), mul(bwd_attention, T(0.5)));
     return add(x, mul(x, y));
   }
 
