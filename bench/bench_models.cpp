@@ -1,7 +1,9 @@
 // Whole recognizers on one clip of 8 frames at 224 (batch 8 frames), 2 threads: eval forward time and
 // training-step time (forward, backward, SGD step), one JSON line per model; peak memory (max RSS of
 // this process) is reported for the training step of the model named by --model, measured in a run of
-// its own: bash bench/run.sh runs `bench_models --model tsn_r50` and `--model tsn_r50_dnr`.
+// its own: bash bench/run.sh runs each of tsn_r50, tanet_r50 and tdn_r50, with and without _dnr.
+// --frames counts the frames (segments) the network works on: a TDN clip of 8 segments has 5 input frames per
+// segment, 40 in all ("input_frames" in the JSON line).
 // Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2]
 #include <sys/resource.h>
 
@@ -17,10 +19,12 @@ int main(int argc, char** argv) {
   const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
   tv::set_num_threads(threads);
   tv::models::ModelConfig cfg;
-  cfg.frames = frames;
+  const bool tdn = name.rfind("tdn_", 0) == 0;
+  cfg.frames = tdn ? frames * tv::models::kTdnSegmentFrames : frames;
   auto model = tv::models::make_model<float>(name, cfg);
+  const long input_frames = static_cast<long>(model->frames());
   tv::Generator gen(0);
-  auto x = tv::normal<float>({frames, 3, size, size}, 0, 1, gen);
+  auto x = tv::normal<float>({input_frames, 3, size, size}, 0, 1, gen);
   auto label = tv::tensor<int64_t>({3});
   model->eval();
   const double fwd = bench::median_seconds([&] {
@@ -37,7 +41,7 @@ int main(int argc, char** argv) {
   }, 3, 5.0);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"size\":%ld,\"threads\":%d,"
-              "\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f}\n",
-              name.c_str(), frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0);
+  std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"input_frames\":%ld,"
+              "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f}\n",
+              name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0);
 }

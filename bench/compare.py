@@ -1,6 +1,8 @@
 """Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them, then one line per
 figure both measured: {"bench", "key", "figure", "tinyvid", "pytorch", "ratio"}; ratio > 1 means
-tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer is PyAV, listed as "pytorch"."""
+tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer is PyAV, listed as "pytorch".
+Then DNR's cost on each backbone, per implementation: {"bench": "dnr_cost", "impl", "model" (the backbone without
+DNR), "figure", "base", "dnr", "cost" (dnr / base - 1), "goal_met" (cost under 10%)}."""
 import json
 import sys
 
@@ -35,3 +37,13 @@ for (bench, key, name, higher_better), v in figures.items():
         ratio = v["tinyvid"] / v["pytorch"] if higher_better else v["pytorch"] / v["tinyvid"]
         print(json.dumps({"bench": bench, "key": key, "figure": name, "tinyvid": v["tinyvid"], "pytorch": v["pytorch"],
                           "ratio": round(ratio, 3)}))
+DNR_GOAL = 0.10
+for (bench, key, name, higher_better), v in figures.items():
+    if bench != "model" or name == "peak_rss_mb" or key.endswith("_dnr"):
+        continue
+    dnr = figures.get((bench, key + "_dnr", name, higher_better), {})
+    for impl in ("tinyvid", "pytorch"):
+        if impl in v and impl in dnr and v[impl] > 0:
+            cost = dnr[impl] / v[impl] - 1
+            print(json.dumps({"bench": "dnr_cost", "impl": impl, "model": key.split("=", 1)[1], "figure": name,
+                              "base": v[impl], "dnr": dnr[impl], "cost": round(cost, 3), "goal_met": cost < DNR_GOAL}))

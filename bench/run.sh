@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(realpath -m "${1:-$root/build}")
 cd "$root"
 shift $(( $# > 0 ? 1 : 0 ))
+# The models of bench_models and its peer (tools/torch_twin.py), each with and without DNR.
+models=(tsn_r50 tsn_r50_dnr tanet_r50 tanet_r50_dnr tdn_r50 tdn_r50_dnr)
 for b in bench_matmul bench_elementwise bench_conv bench_layers bench_models; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
@@ -17,8 +19,8 @@ done
   "$build/bench/bench_elementwise" "$@"
   "$build/bench/bench_conv"
   "$build/bench/bench_layers"
-  "$build/bench/bench_models" --model tsn_r50
-  "$build/bench/bench_models" --model tsn_r50_dnr
+  # Whole models, each in a process of its own (its peak RSS): 8 frames (TDN: 8 segments of 5) at 224, 2 threads.
+  for m in "${models[@]}"; do "$build/bench/bench_models" --model "$m"; done
   if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
   if [[ -x "$build/bench/bench_train" ]]; then "$build/bench/bench_train"; fi
   # Data-parallel steps: 1 process x 2 threads, then 2 x 1 under mpirun (a build with MPI).
@@ -31,7 +33,9 @@ done
   fi
   if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     /usr/bin/python3 bench/peer.py "$@"
-    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py && /usr/bin/python3 peer_models.py && /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
+    (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py &&
+     for m in "${models[@]}"; do /usr/bin/python3 peer_models.py --model "$m"; done &&
+     /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi
