@@ -35,7 +35,7 @@ run(0 "Usage: tinyvid .*${commands}" help)
 run(0 "Usage: tinyvid .*${commands}")
 # A command's help: its options with their defaults; the models and switches come from models/registry.hpp.
 set(summary_help "Usage: tinyvid summary .*--model NAME.*--num-classes K=400.*--frames T=8.*--set KEY=VALUE.*--json")
-set(switches "models: \\(tsn\\|tsm\\|tanet\\)_r\\(18\\|34\\|50\\|101\\|152\\)\\[_dnr\\]")
+set(switches "models: \\(tsn\\|tsm\\|tanet\\|tdn\\)_r\\(18\\|34\\|50\\|101\\|152\\)\\[_dnr\\]")
 set(switches "${switches}.*\n  width=64 .*\n  ct_group_frames=4 .*\n  stats_group_clips=0 ")
 run(0 "${summary_help}.*${switches}" summary --help)
 run(0 "${summary_help}" help summary)

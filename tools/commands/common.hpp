@@ -164,7 +164,7 @@ struct ModelArgs {
   void add(CLI::App& cmd) {
     add_text(cmd, model, "--model", "NAME", "the model (see models below)");
     add_text(cmd, num_classes, "--num-classes", "K", "classes of the head", "400");
-    add_text(cmd, frames, "--frames", "T", "frames per clip", "8");
+    add_text(cmd, frames, "--frames", "T", "input frames per clip (TDN: 5 per segment, 40 for 8)", "8");
   }
   void add_sets(CLI::App& cmd) {
     tvcli::add_sets(cmd, set, "a model switch (see below), or device=cpu|cuda|cuda:N; repeatable");
