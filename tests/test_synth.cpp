@@ -6,10 +6,12 @@
 #include <malloc.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tinyvid/data/annotations.hpp"
@@ -258,4 +260,276 @@ TEST_CASE("synth: bad options are clear errors") {
   o = tiny_options({});
   o.size = 33;
   CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(dir.path.string(), o), doctest::Contains("even size"), tv::Error);
+}
+
+// ---- Presets: demo unchanged, hard added ----
+
+TEST_CASE("synth: the demo preset is the default and its manifest is the text written before presets existed") {
+  TempDir dir("demo_manifest");
+  const auto o = tiny_options({"move_left", "grow"});
+  CHECK(o.preset == "demo");
+  CHECK(tv::data::synth_class_names("demo") == tv::data::synth_class_names());
+  CHECK(tv::data::synth_class_names() ==
+        std::vector<std::string>{"move_left", "move_right", "move_up", "move_down", "rotate_clockwise",
+                                 "rotate_counterclockwise", "grow", "shrink", "fade_in", "fade_out"});
+  tv::data::write_synth_dataset(dir.path.string(), o);
+  // Literally the old text: existing demo datasets resume.
+  CHECK(slurp(dir.path / "synth_manifest.txt") == "tinyvid synth generator 2\nseed 7\nsize 32\nframes 8\nfps 8\n");
+  // The demo path renders what it rendered before presets: the preset-taking synth_video is the old one.
+  for (const char* cls : {"move_left", "grow"}) {
+    const Clip a = tv::data::synth_video(cls, 32, 8, 7, 1, 0);
+    const Clip b = tv::data::synth_video("demo", cls, 32, 8, 7, 1, 0);
+    REQUIRE(a.size() == b.size());
+    for (size_t t = 0; t < a.size(); ++t) CHECK(a[t].pixels == b[t].pixels);
+  }
+}
+
+TEST_CASE("synth: the hard preset's classes come in three families of time-reversed twins") {
+  const auto names = tv::data::synth_class_names("hard");
+  CHECK(names == std::vector<std::string>{
+                     "flash_then_jump", "jump_then_flash", "flash_then_swell", "swell_then_flash", "jump_then_swell",
+                     "swell_then_jump", "brighten", "darken", "warm", "cool", "zoom_in", "zoom_out", "target_right",
+                     "target_left", "target_down", "target_up", "target_orbit_clockwise",
+                     "target_orbit_counterclockwise"});
+  const auto& classes = tv::data::synth_hard_classes();
+  REQUIRE(classes.size() == 18);
+  int order = 0, drift = 0, motion = 0;
+  for (size_t i = 0; i < classes.size(); ++i) {
+    const std::string family = classes[i].family;
+    order += family == "order", drift += family == "drift", motion += family == "local_motion";
+    // Twins sit side by side: same family and action, the second one reversed.
+    if (i % 2 == 1) {
+      CHECK(family == classes[i - 1].family);
+      CHECK(classes[i].action == classes[i - 1].action);
+      CHECK(classes[i].reverse);
+      CHECK(!classes[i - 1].reverse);
+    }
+  }
+  CHECK(order == 6);
+  CHECK(drift == 6);
+  CHECK(motion == 6);
+  CHECK_THROWS_WITH_AS(tv::data::synth_class_names("easy"), doctest::Contains("unknown preset 'easy'; expected one of: demo, hard"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::data::synth_video("hard", "grow", 32, 8, 7, 0, 0),
+                       doctest::Contains("unknown class 'grow' of preset 'hard'"), tv::Error);
+}
+
+TEST_CASE("synth: a hard video is a pure function of (seed, class, split, index)") {
+  const Clip a = tv::data::synth_video("hard", "flash_then_jump", 32, 8, 3, 0, 1);
+  const Clip b = tv::data::synth_video("hard", "flash_then_jump", 32, 8, 3, 0, 1);
+  REQUIRE(a.size() == 8);
+  CHECK(a[0].width == 32);
+  for (size_t t = 0; t < a.size(); ++t) CHECK(a[t].pixels == b[t].pixels);
+  CHECK(tv::data::synth_video("hard", "flash_then_jump", 32, 8, 3, 0, 2)[0].pixels != a[0].pixels);
+  CHECK(tv::data::synth_video("hard", "flash_then_jump", 32, 8, 4, 0, 1)[0].pixels != a[0].pixels);
+  CHECK(tv::data::synth_video("hard", "flash_then_jump", 32, 8, 3, 1, 1)[0].pixels != a[0].pixels);
+}
+
+TEST_CASE("synth: a hard dataset records its preset, and a directory of the other preset is refused") {
+  TempDir hard("hard_set"), demo("demo_set");
+  auto o = tiny_options({"brighten", "target_left"});
+  o.preset = "hard";
+  o.frames = 6;
+  const auto rep = tv::data::write_synth_dataset(hard.path.string(), o);
+  CHECK(rep.written == 6);
+  CHECK(slurp(hard.path / "synth_manifest.txt") ==
+        "tinyvid synth generator 2\npreset hard 1\nseed 7\nsize 32\nframes 6\nfps 8\n");
+  CHECK(tv::data::read_label_map((hard.path / "classes.txt").string()) == o.classes);
+  // The files hold what synth_video renders for the same (preset, class, split, index), up to the codec.
+  const Clip decoded = read_all((hard.path / "videos/target_left/val_0000.mp4").string());
+  const Clip rendered = tv::data::synth_video("hard", "target_left", 32, 6, 7, 1, 0);
+  REQUIRE(decoded.size() == rendered.size());
+  double err = 0;
+  for (size_t t = 0; t < decoded.size(); ++t)
+    for (size_t i = 0; i < decoded[t].pixels.size(); ++i) err += std::abs(decoded[t].pixels[i] - rendered[t].pixels[i]);
+  CHECK(err / static_cast<double>(decoded.size() * decoded[0].pixels.size()) < 8.0);
+  CHECK(tv::data::write_synth_dataset(hard.path.string(), o).skipped == 6);  // resumes
+
+  auto as_demo = tiny_options({"move_left"});
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(hard.path.string(), as_demo),
+                       doctest::Contains("holds a dataset of preset 'hard', this run asks for preset 'demo'"), tv::Error);
+  tv::data::write_synth_dataset(demo.path.string(), as_demo);
+  auto as_hard = tiny_options({"brighten"});
+  as_hard.preset = "hard";
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(demo.path.string(), as_hard),
+                       doctest::Contains("holds a dataset of preset 'demo', this run asks for preset 'hard'"), tv::Error);
+  as_hard.preset = "medium";
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(demo.path.string(), as_hard),
+                       doctest::Contains("unknown preset 'medium'; expected one of: demo, hard"), tv::Error);
+  as_hard = tiny_options({"move_left"});
+  as_hard.preset = "hard";
+  CHECK_THROWS_WITH_AS(tv::data::write_synth_dataset(demo.path.string(), as_hard),
+                       doctest::Contains("unknown class 'move_left'; known classes of preset 'hard': flash_then_jump"),
+                       tv::Error);
+}
+
+namespace {
+
+// A hard video of class cls from its plan, with the nuisances that would blur a cheap statistic switched off
+// (unless keep_distractors): no occluder, no shake, no distractors, neutral gain and colour balance.
+Clip plain_hard_video(const std::string& cls, uint64_t seed, int64_t size, int64_t frames, bool keep_distractors = false) {
+  tv::Generator g(seed);
+  auto plan = tv::data::detail::draw_hard_plan(cls, size, frames, g);
+  plan.occluder = false;
+  for (auto& j : plan.jitter) j = {0, 0};
+  if (!keep_distractors) plan.distractors.clear();
+  if (cls != "brighten" && cls != "darken") plan.gain = 1;
+  if (cls != "warm" && cls != "cool") plan.cast = 0;
+  return tv::data::detail::render_hard_video(plan);
+}
+
+double mean_value(const Image& img) {
+  double sum = 0;
+  for (uint8_t v : img.pixels) sum += v;
+  return sum / static_cast<double>(img.pixels.size());
+}
+
+// Median of one channel (c = 0, 1, 2) or of the channels' mean (c = -1).
+double median_channel(const Image& img, int c) {
+  std::vector<double> v;
+  for (int64_t y = 0; y < img.height; ++y)
+    for (int64_t x = 0; x < img.width; ++x)
+      v.push_back(c >= 0 ? img.at(y, x, c) : (img.at(y, x, 0) + img.at(y, x, 1) + img.at(y, x, 2)) / 3.0);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+// Mean absolute difference of horizontal neighbours: fine texture, which a zoom magnifies and so smooths.
+double grain(const Image& img) {
+  double sum = 0;
+  for (int64_t y = 0; y < img.height; ++y)
+    for (int64_t x = 1; x < img.width; ++x)
+      for (int c = 0; c < 3; ++c) sum += std::abs(img.at(y, x, c) - img.at(y, x - 1, c));
+  return sum / static_cast<double>(img.height * (img.width - 1) * 3);
+}
+
+int64_t count_bright(const Image& img) {
+  int64_t n = 0;
+  for (int64_t y = 0; y < img.height; ++y)
+    for (int64_t x = 0; x < img.width; ++x) n += img.at(y, x, 0) > 155 && img.at(y, x, 1) > 155 && img.at(y, x, 2) > 155;
+  return n;
+}
+
+// Which sub-action happens between two still frames a and b (and in the frames in between, `during`):
+// 'J' the target moved (its centroid), 'F' the frame lit up (a glow), 'S' the target grew, '-' nothing.
+char event_between(const Image& a, const Image& b, const std::vector<Image>& during) {
+  const auto ca = bright_centroid(a), cb = bright_centroid(b);
+  if (std::hypot(ca.first - cb.first, ca.second - cb.second) > 3) return 'J';
+  double rise = 0, swell = 0;
+  for (const Image& f : during) {
+    rise = std::max(rise, mean_value(f) - mean_value(a));
+    swell = std::max(swell, static_cast<double>(count_bright(f)) / static_cast<double>(count_bright(a)));
+  }
+  if (rise > 10) return 'F';
+  if (swell > 1.4) return 'S';
+  return '-';
+}
+
+}  // namespace
+
+TEST_CASE("synth: hard order classes do one sub-action in the first third and the other in the last") {
+  const int64_t T = 24;
+  for (const auto& [cls, first, last] : std::vector<std::tuple<std::string, char, char>>{
+           {"flash_then_jump", 'F', 'J'}, {"jump_then_flash", 'J', 'F'}, {"flash_then_swell", 'F', 'S'},
+           {"swell_then_flash", 'S', 'F'}, {"jump_then_swell", 'J', 'S'}, {"swell_then_jump", 'S', 'J'}}) {
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      CAPTURE(cls);
+      CAPTURE(seed);
+      const Clip c = plain_hard_video(cls, seed, 32, T);
+      const Image &begin = c.front(), &middle = c[T / 2], &end = c.back();
+      const std::vector<Image> first_third(c.begin(), c.begin() + T / 3), last_third(c.end() - T / 3, c.end());
+      const std::vector<Image> middle_third(c.begin() + T / 3, c.end() - T / 3);
+      CHECK(event_between(begin, middle, first_third) == first);
+      CHECK(event_between(middle, end, last_third) == last);
+      // The middle third is still: nothing happens between its first and last frames.
+      CHECK(event_between(middle_third.front(), middle_third.back(), middle_third) == '-');
+    }
+  }
+}
+
+TEST_CASE("synth: hard drift classes change the whole frame slowly, in the class's direction") {
+  const int64_t T = 16;
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    CAPTURE(seed);
+    auto brightness = [&](const std::string& cls) {
+      const Clip c = plain_hard_video(cls, seed, 32, T);
+      return std::pair{median_channel(c.front(), -1), median_channel(c.back(), -1)};
+    };
+    const auto up = brightness("brighten"), down = brightness("darken");
+    CHECK(up.second > up.first * 1.15);
+    CHECK(down.second < down.first / 1.15);
+    auto warmth = [&](const Image& f) { return median_channel(f, 0) - median_channel(f, 2); };
+    const Clip warm = plain_hard_video("warm", seed, 32, T), cool = plain_hard_video("cool", seed, 32, T);
+    CHECK(warmth(warm.back()) > warmth(warm.front()) + 5);
+    CHECK(warmth(cool.back()) < warmth(cool.front()) - 5);
+    const Clip in = plain_hard_video("zoom_in", seed, 32, T), out = plain_hard_video("zoom_out", seed, 32, T);
+    CHECK(grain(in.back()) < grain(in.front()) * 0.9);
+    CHECK(grain(out.back()) > grain(out.front()) / 0.9);
+    // Slow: no step between neighbouring frames comes near the change from the first frame to the last.
+    const Clip b = plain_hard_video("brighten", seed, 32, T);
+    for (size_t t = 1; t < b.size(); ++t)
+      CHECK(std::abs(median_channel(b[t], -1) - median_channel(b[t - 1], -1)) < (up.second - up.first) / 2);
+  }
+}
+
+TEST_CASE("synth: hard local-motion classes move the bright target its way among moving distractors") {
+  const int64_t T = 12;
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    CAPTURE(seed);
+    auto ends = [&](const std::string& cls) {
+      const Clip c = plain_hard_video(cls, seed, 48, T, true);
+      return std::pair{bright_centroid(c.front()), bright_centroid(c.back())};
+    };
+    const auto r = ends("target_right"), l = ends("target_left"), d = ends("target_down"), u = ends("target_up");
+    CHECK(r.second.first > r.first.first + 5);
+    CHECK(std::abs(r.second.second - r.first.second) < 1.5);
+    CHECK(l.second.first < l.first.first - 5);
+    CHECK(d.second.second > d.first.second + 5);
+    CHECK(std::abs(d.second.first - d.first.first) < 1.5);
+    CHECK(u.second.second < u.first.second - 5);
+    // Orbits: the signed area the target's path sweeps (image y down: clockwise on screen is positive).
+    auto swept = [&](const std::string& cls) {
+      const Clip c = plain_hard_video(cls, seed, 48, T, true);
+      std::vector<std::pair<double, double>> path;
+      double mx = 0, my = 0;
+      for (const Image& f : c) path.push_back(bright_centroid(f)), mx += path.back().first, my += path.back().second;
+      mx /= static_cast<double>(path.size()), my /= static_cast<double>(path.size());
+      double area = 0;
+      for (size_t t = 1; t < path.size(); ++t)
+        area += (path[t - 1].first - mx) * (path[t].second - my) - (path[t].first - mx) * (path[t - 1].second - my);
+      return area;
+    };
+    CHECK(swept("target_orbit_clockwise") > 10);
+    CHECK(swept("target_orbit_counterclockwise") < -10);
+  }
+}
+
+TEST_CASE("synth: every hard video carries distractors, shake, varied timing and often an occluder") {
+  int occluded = 0;
+  std::vector<float> starts;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    tv::Generator g(seed);
+    const std::string& cls = tv::data::synth_hard_classes()[seed % 18].name;
+    const auto plan = tv::data::detail::draw_hard_plan(cls, 112, 32, g);
+    CHECK(plan.distractors.size() >= 2);
+    CHECK(plan.distractors.size() <= 4);
+    int moved = 0;
+    for (const auto& [x, y] : plan.jitter) {
+      CHECK(std::abs(x) <= 2);
+      CHECK(std::abs(y) <= 2);
+      moved += x != 0 || y != 0;
+    }
+    CHECK(moved > 0);
+    // The order family's events stay in the first and last thirds; the continuous actions run over most of it.
+    CHECK(plan.first_begin >= 0);
+    CHECK(plan.first_end <= 1.f / 3 + 1e-6f);
+    CHECK(plan.last_begin >= 2.f / 3 - 1e-6f);
+    CHECK(plan.last_end <= 1);
+    CHECK(plan.end - plan.start >= 0.5f);
+    starts.push_back(plan.start);
+    occluded += plan.occluder;
+  }
+  CHECK(occluded > 3);
+  CHECK(occluded < 20);
+  CHECK(*std::max_element(starts.begin(), starts.end()) > *std::min_element(starts.begin(), starts.end()) + 0.05f);
 }

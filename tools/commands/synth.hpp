@@ -1,5 +1,6 @@
 #pragma once
-// tinyvid synth --out DIR [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]
+// tinyvid synth --out DIR [--preset demo|hard] [--classes N] [--train-per-class N] [--val-per-class N] [--size S] [--frames T] [--seed S]
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -11,13 +12,14 @@ namespace tvcli {
 
 inline Run add_synth(CLI::App& cmd) {
   struct Args {
-    Text out, classes, train_per_class, val_per_class, size, frames, seed;
+    Text out, preset, classes, train_per_class, val_per_class, size, frames, seed;
   };
   auto a = std::make_shared<Args>();
   const tv::data::SynthOptions d;
   add_text(cmd, a->out, "--out", "DIR", "the dataset's folder");
-  add_text(cmd, a->classes, "--classes", "N", "the first N classes",
-           std::to_string(tv::data::synth_class_names().size()));
+  add_text(cmd, a->preset, "--preset", "NAME",
+           "demo (the demo's 10 classes) or hard (18 classes: the ablation benchmark, see the README)", d.preset);
+  add_text(cmd, a->classes, "--classes", "N", "the first N classes of the preset (default: all)");
   add_text(cmd, a->train_per_class, "--train-per-class", "N", "training videos per class",
            std::to_string(d.train_per_class));
   add_text(cmd, a->val_per_class, "--val-per-class", "N", "validation videos per class",
@@ -29,10 +31,14 @@ inline Run add_synth(CLI::App& cmd) {
                   "(train with data prefix DIR/videos). An interrupted run resumes where it stopped."));
   return [a] {
     tv::data::SynthOptions o;
-    const auto& names = tv::data::synth_class_names();
-    const int64_t n_classes = a->classes.integer();
-    TV_CHECK(n_classes <= static_cast<int64_t>(names.size()), "--classes: expected at most ", names.size(), ", got ",
-             n_classes);
+    o.preset = a->preset.get();
+    const auto& presets = tv::data::synth_presets();
+    TV_CHECK(std::find(presets.begin(), presets.end(), o.preset) != presets.end(), "--preset: expected one of ",
+             tv::data::detail::join_names(presets), ", got '", o.preset, "'");
+    const auto names = tv::data::synth_class_names(o.preset);
+    const int64_t n_classes = a->classes.given() ? a->classes.integer() : static_cast<int64_t>(names.size());
+    TV_CHECK(n_classes <= static_cast<int64_t>(names.size()), "--classes: expected at most ", names.size(),
+             " (the classes of preset ", o.preset, "), got ", n_classes);
     o.classes.assign(names.begin(), names.begin() + n_classes);
     // 0 videos of a split is allowed (a val-only set).
     o.train_per_class = a->train_per_class.integer(tv::Range::at_least(0));
