@@ -188,6 +188,9 @@ TEST_CASE("config: every number of the recipe is checked against its range, nami
       {"train.crop = big", "small.conf:5: train.crop must be multiscale"},
       {"norm.mean = 1, 2", "small.conf:5: norm.mean needs 3 values (R, G, B), got 2"},
       {"train.scales = ", "small.conf:5: train.scales needs at least one scale"},
+      {"sampler.out_of_bound = clamp", "small.conf:5: sampler.out_of_bound must be loop or repeat_last, got 'clamp'"},
+      {"sampler.segment_test_offsets = true\ntest.twice_sample = true",
+       "small.conf:6: test.twice_sample cannot go with sampler.segment_test_offsets"},
   };
   for (const auto& bad : bad_runs) {
     const auto &extra = bad.first, &message = bad.second;

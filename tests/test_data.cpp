@@ -286,6 +286,9 @@ TEST_CASE("data: SampleFrames edge cases of PIPELINE.md section 5") {
   CHECK((sample(tdn_test, 100, 1) == tdn));
   CHECK((sample(tdn_test, 12, 1) == tdn_short));
   CHECK((sample(tdn_test, 13, 1)[5] == 1 + 1));  // tick 9/8: segment 1 starts at int(1.6875) = 1
+  SampleFrames twice = tdn_test;
+  twice.twice_sample = true;
+  CHECK_THROWS_WITH_AS(sample(twice, 100), doctest::Contains("segment_test_offsets does not take twice_sample"), tv::Error);
   CHECK((sample({.clip_len = 5, .num_clips = 2, .out_of_bound_opt = OutOfBound::repeat_last}, 4, 1) ==
          I{1, 2, 3, 4, 4, 1, 2, 3, 4, 4}));
   CHECK_THROWS_WITH_AS(sample(train8, 0), doctest::Contains("at least one frame, got total_frames = 0"), tv::Error);

@@ -265,6 +265,24 @@ TEST_CASE("models: forward shapes, TSN consensus, DNR switches, registry errors"
 }
 
 namespace {
+// The fixture scripts' deterministic input (make_dnr_fixtures.clip_input: sin(0.1 i + 0.3) in element order) and
+// output gradient (sin(i)).
+template <class T>
+tv::Tensor<T> sine_clip(const tv::Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<T> xs(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
+  return tv::tensor<T>(xs, shape);
+}
+template <class T>
+tv::Tensor<T> sine_grad(const tv::Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<T> gs(static_cast<size_t>(n));
+  for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
+  return tv::tensor<T>(gs, shape);
+}
 // The deterministic weights of tools/fixtures/make_dnr_fixtures.py (deterministic_fill): entry k of the
 // state_dict, by the last part of its name.
 template <class T>
@@ -316,16 +334,11 @@ TEST_CASE("models match a plain-PyTorch reference: logits and gradients (TSN, TS
         auto m = models::make_model<T>(c.model, cfg);
         CHECK(static_cast<double>(m->state_dict().size()) == f.get(std::string(c.key) + ".keys").item());
         deterministic_fill(*m);
-        const int64_t n = 2 * c.frames * 3 * 64 * 64;
-        std::vector<T> xs(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
-        auto x = tv::tensor<T>(xs, {2 * c.frames, 3, 64, 64});
+        auto x = sine_clip<T>({2 * c.frames, 3, 64, 64});
         if (!c.train) m->eval();
         auto y = m->forward(x);
         CHECK(fixtures::worst_ratio(y, f.get(std::string(c.key) + ".out"), tol, tol) <= 1);
-        std::vector<T> gs(static_cast<size_t>(y.numel()));
-        for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
-        y.backward(tv::tensor<T>(gs, y.shape()));
+        y.backward(sine_grad<T>(y.shape()));
         CHECK(fixtures::worst_ratio(m->backbone->conv1->weight.grad(), f.get(std::string(c.key) + ".grad.conv1"), tol, tol) <= 1);
         CHECK(fixtures::worst_ratio(m->cls_head->fc_cls->weight.grad(), f.get(std::string(c.key) + ".grad.fc"), tol, tol) <= 1);
         if (!c.train) return;
@@ -453,10 +466,7 @@ TEST_CASE("Grad-CAM++ matches a PyTorch reference: class, probability, maps and 
                {"ct_bidirectional", c.bi ? "true" : "false"}};
     auto m = models::make_model<float>(c.model, cfg);
     deterministic_fill(*m);
-    const int64_t n = 4 * 3 * 96 * 128;
-    std::vector<float> xs(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<float>(std::sin(0.1 * static_cast<double>(i) + 0.3));
-    const auto x = tv::tensor<float>(xs, {4, 3, 96, 128});
+    const auto x = sine_clip<float>({4, 3, 96, 128});
     for (const auto& [cls, name] : std::vector<std::pair<int64_t, std::string>>{{-1, "top"}, {2, "class2"}}) {
       const std::string k = std::string(c.key) + "." + name;
       CAPTURE(k);
@@ -527,17 +537,12 @@ TEST_CASE("TANet: the TAM and tanet_r50 / tanet_r50_dnr / tanet_r18 match a plai
         const std::string key = c.key;
         CHECK(static_cast<double>(m->state_dict().size()) == f.get(key + ".keys").item());
         deterministic_fill(*m);
-        const int64_t n = 8 * 3 * 32 * 32;
-        std::vector<T> xs(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
-        auto x = tv::tensor<T>(xs, {8, 3, 32, 32});
+        auto x = sine_clip<T>({8, 3, 32, 32});
         x.requires_grad_();
         if (!c.train) m->eval();
         auto y = m->forward(x);
         CHECK(fixtures::worst_ratio(y, f.get(key + ".out"), tol, tol) <= 1);
-        std::vector<T> gs(static_cast<size_t>(y.numel()));
-        for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
-        y.backward(tv::tensor<T>(gs, y.shape()));
+        y.backward(sine_grad<T>(y.shape()));
         CHECK(fixtures::worst_ratio(tv::sum(x.grad(), {2, 3}), f.get(key + ".grad.input_sums"), tol, tol) <= 1);
         if (f.has(key + ".grad.input_red"))
           CHECK(fixtures::worst_ratio(x.grad().narrow(0, 0, 4).narrow(1, 0, 1).reshape({4, 32, 32}),
@@ -788,17 +793,12 @@ TEST_CASE("TDN: the long-term module, the shift and tdn_r50 / tdn_r50_dnr / tdn_
         const std::string key = c.key;
         CHECK(static_cast<double>(m->state_dict().size()) == f.get(key + ".keys").item());
         deterministic_fill(*m);
-        const int64_t n = 40 * 3 * 64 * 64;
-        std::vector<T> xs(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) xs[static_cast<size_t>(i)] = static_cast<T>(std::sin(0.1 * static_cast<double>(i) + 0.3));
-        auto x = tv::tensor<T>(xs, {40, 3, 64, 64});
+        auto x = sine_clip<T>({40, 3, 64, 64});
         x.requires_grad_();
         if (!c.train) m->eval();
         auto y = m->forward(x);
         CHECK(fixtures::worst_ratio(y, f.get(key + ".out"), tol, tol) <= 1);
-        std::vector<T> gs(static_cast<size_t>(y.numel()));
-        for (size_t i = 0; i < gs.size(); ++i) gs[i] = static_cast<T>(std::sin(static_cast<double>(i)));
-        y.backward(tv::tensor<T>(gs, y.shape()));
+        y.backward(sine_grad<T>(y.shape()));
         CHECK(fixtures::worst_ratio(m->cls_head->fc_cls->weight.grad(), f.get(key + ".grad.fc"), tol, tol) <= 1);
         const auto& block = *m->backbone->layers[1]->blocks[0];
         // In training mode the gradients below the head are differences of nearly equal terms (every batch norm takes

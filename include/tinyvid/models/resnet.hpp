@@ -227,9 +227,7 @@ class ResNet : public nn::Module<T> {
     int64_t inplanes = o.width;
     for (int64_t s = 0; s < 4; ++s) {
       const int64_t planes = o.width << s, stride = s == 0 ? 1 : 2;
-      auto layer = o.depth < 50 ? ResLayer<T>::template make<BasicBlock<T>>(inplanes, planes, blocks[s], stride, o, gen)
-                                : ResLayer<T>::template make<Bottleneck<T>>(inplanes, planes, blocks[s], stride, o, gen);
-      layers.push_back(this->register_module("layer" + std::to_string(s + 1), layer));
+      layers.push_back(this->register_module("layer" + std::to_string(s + 1), make_stage(inplanes, planes, blocks[s], stride, gen)));
     }
     out_channels = inplanes;
   }
@@ -302,14 +300,17 @@ class ResNet : public nn::Module<T> {
     nn::init::kaiming_normal_(rgb, nn::init::FanMode::FanOut, gen);
     {
       NoGradGuard no_grad;
-      conv->weight.copy_(mean(rgb, {1}, true).expand(conv->weight.shape()));
+      conv->weight.copy_(mean(rgb, {1}, true));  // broadcast over the 12 input channels
     }
     conv1_5->push_back(conv);
     conv1_5->push_back(detail::bn<T>(o.width, o));
     int64_t inplanes = o.width;
-    resnext_layer1 = this->register_module(
-        "resnext_layer1", o.depth < 50 ? ResLayer<T>::template make<BasicBlock<T>>(inplanes, o.width, blocks, 1, o, gen)
-                                       : ResLayer<T>::template make<Bottleneck<T>>(inplanes, o.width, blocks, 1, o, gen));
+    resnext_layer1 = this->register_module("resnext_layer1", make_stage(inplanes, o.width, blocks, 1, gen));
+  }
+  // A stage of the depth's block type (basic below ResNet-50, bottleneck from it).
+  std::shared_ptr<ResLayer<T>> make_stage(int64_t& inplanes, int64_t planes, int64_t blocks, int64_t stride, Generator& gen) {
+    return options.depth < 50 ? ResLayer<T>::template make<BasicBlock<T>>(inplanes, planes, blocks, stride, options, gen)
+                              : ResLayer<T>::template make<Bottleneck<T>>(inplanes, planes, blocks, stride, options, gen);
   }
   // TDN's fusion: a x + b upsample(d), a = b = 1/2 for 8 segments, else 3/4 and 1/4 (the authors' two settings).
   Tensor<T> fuse(const Tensor<T>& x, const Tensor<T>& d) const {

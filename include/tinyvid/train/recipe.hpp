@@ -269,6 +269,8 @@ inline Recipe make_recipe(const Config& c) {
   r.test_pipeline.sampler.test_mode = true;
   r.test_pipeline.sampler.num_clips = c.integer("test.num_clips", sampler.num_clips, positive);
   r.test_pipeline.sampler.twice_sample = c.boolean("test.twice_sample", false);
+  TV_CHECK(!(r.test_pipeline.sampler.twice_sample && sampler.segment_test_offsets), c.where("test.twice_sample"),
+           ": test.twice_sample cannot go with sampler.segment_test_offsets (one clip per segment)");
   TV_CHECK(r.test_pipeline.sampler.num_clips * sampler.clip_len % frames == 0, c.where("test.num_clips"),
            ": test.num_clips x clip_len = ", r.test_pipeline.sampler.num_clips * sampler.clip_len,
            " frames per crop must be a multiple of the model's ", frames, " frames (whole views)");
