@@ -336,6 +336,104 @@ TEST_CASE("plots: every label of a chart lies inside its box, and a fixed y rang
   CHECK(up == doctest::Approx(0.9).epsilon(0.03));
 }
 
+TEST_CASE("plots: bar chart heights measured from 0, error bars, legend, and group names that fit") {
+  using tv::viz::Bar;
+  using tv::viz::Canvas;
+  using tv::viz::Rgb;
+  const double none = std::nan("");
+  auto is = [](const Canvas& cv, int64_t x, int64_t y, Rgb c) {
+    const uint8_t* p = cv.image().row(y) + x * 3;
+    return p[0] == c.r && p[1] == c.g && p[2] == c.b;
+  };
+  // Each bar of colour c, left to right: its columns and the top and bottom of its longest vertical run of c
+  // (the widest of its columns, as the error bar's whisker splits the middle one; the 7-pixel legend swatch
+  // is too short to count).
+  struct Found {
+    int64_t x0, x1, top, bottom;
+  };
+  auto bars_of = [&](const Canvas& cv, Rgb c) {
+    std::vector<Found> out;
+    for (int64_t x = 0; x < cv.width(); ++x) {
+      int64_t best = 0, best_top = 0, run = 0;
+      for (int64_t y = 0; y < cv.height(); ++y) {
+        run = is(cv, x, y, c) ? run + 1 : 0;
+        if (run > best) best = run, best_top = y - run + 1;
+      }
+      if (best < 10) continue;
+      if (out.empty() || out.back().x1 != x - 1) out.push_back({x, x, best_top, best_top + best - 1});
+      Found& f = out.back();
+      f.x1 = x;
+      if (best > f.bottom - f.top + 1) f.top = best_top, f.bottom = best_top + best - 1;
+    }
+    return out;
+  };
+  const Rgb blue{31, 119, 180}, orange{255, 127, 14}, axis{60, 60, 60}, whisker{40, 40, 40};
+  const std::vector<Bar> bars = {{"a", "tsn", 0.6, 0.55, 0.62},
+                                 {"a", "tsm", 0.9, 0.85, 0.97},
+                                 {"b", "tsn", 0.3, none, none},
+                                 {"b", "tsm", 0.45, none, 0.5}};
+  const Canvas cv = tv::viz::bar_chart(bars, "top-1 over seeds", "top-1", {.percent = true});
+  const std::vector<Found> b = bars_of(cv, blue), o = bars_of(cv, orange);
+  REQUIRE(b.size() == 2);
+  REQUIRE(o.size() == 2);
+  // Groups in order along x, series in order inside a group.
+  CHECK(b[0].x1 < o[0].x0);
+  CHECK(o[0].x1 < b[1].x0);
+  CHECK(b[1].x1 < o[1].x0);
+  // Every bar stands on the x axis, which is 0: the data (0.3 to 0.97) would otherwise get an axis from 0.3.
+  for (const Found& f : {b[0], b[1], o[0], o[1]}) CHECK(is(cv, f.x0, f.bottom + 1, axis));
+  auto height = [](const Found& f) { return static_cast<double>(f.bottom - f.top + 1); };
+  CHECK(height(o[0]) / height(b[0]) == doctest::Approx(0.9 / 0.6).epsilon(0.02));
+  CHECK(height(b[1]) / height(b[0]) == doctest::Approx(0.3 / 0.6).epsilon(0.03));
+  CHECK(height(o[1]) / height(b[0]) == doctest::Approx(0.45 / 0.6).epsilon(0.03));
+  // Error bars: a whisker above the bars with hi > value, none above the bar without one.
+  auto whisker_above = [&](const Found& f) {
+    int64_t n = 0;
+    for (int64_t x = f.x0; x <= f.x1; ++x)
+      for (int64_t y = f.top - 30; y < f.top; ++y) n += is(cv, x, y, whisker);
+    return n;
+  };
+  CHECK(whisker_above(o[0]) >= 10);  // 0.07 of an axis to about 1.0
+  CHECK(whisker_above(b[0]) >= 1);
+  CHECK(whisker_above(o[1]) >= 5);
+  CHECK(whisker_above(b[1]) == 0);
+  // The legend: a swatch of each series' colour above the plot, left of its name.
+  auto swatch_above = [&](Rgb c, int64_t below) {
+    for (int64_t y = 0; y < below; ++y)
+      for (int64_t x = 0; x + 10 <= cv.width(); ++x) {
+        int64_t k = 0;
+        while (k < 10 && is(cv, x + k, y, c)) ++k;
+        if (k == 10) return true;
+      }
+    return false;
+  };
+  CHECK(swatch_above(blue, o[0].top - 20));
+  CHECK(swatch_above(orange, o[0].top - 20));
+
+  // A fixed range: a value above it is drawn at its top, as high as a value at the top.
+  const Canvas fixed = tv::viz::bar_chart({{"g", "s", 1.0, none, none}, {"h", "s", 1.7, none, none}}, "t", "y",
+                                          {.y_range = {0, 1}});
+  const std::vector<Found> f = bars_of(fixed, blue);
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].top == f[1].top);
+  // The canvas grows with the groups, so bars stay readable.
+  std::vector<Bar> many;
+  for (int k = 0; k < 12; ++k) many.push_back({"group " + std::to_string(k), "s", 1.0 + k, none, none});
+  CHECK(tv::viz::bar_chart(many, "t", "y").width() > cv.width() + 200);
+
+  // Group names: whole when they fit, else two lines broken at a space or after '_' (balanced), else cut
+  // with "..": never wider than the group.
+  using tv::viz::detail::label_lines;
+  using L = std::vector<std::string>;
+  CHECK(label_lines("tsn_r18", 12) == L{"tsn_r18"});
+  CHECK(label_lines("kinetics 400", 8) == L{"kinetics", "400"});
+  CHECK(label_lines("tsm_r50_dnr_ct", 8) == L{"tsm_r50_", "dnr_ct"});
+  CHECK(label_lines("abcdefghijklmnopqrstuvwxyz", 10) == L{"abcdefghij", "klmnopqr.."});
+  CHECK(label_lines("a_verylongwordthatgoeson", 10) == L{"a_verylong", "wordthat.."});
+  for (const char* name : {"tanet_r50_with_a_long_name", "x y z", "__________________"})
+    for (const std::string& line : label_lines(name, 7)) CHECK(line.size() <= 7);
+}
+
 TEST_CASE("a tensor too large for memory is a tv::Error with its size, not std::bad_alloc") {
   CHECK_THROWS_WITH_AS(tv::empty<float>({int64_t(1) << 20, int64_t(1) << 20, 1024}),
                        doctest::Contains("storage: out of memory allocating 4503599627370496 bytes"), tv::Error);

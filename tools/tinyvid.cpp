@@ -15,6 +15,7 @@
 #include "commands/summary.hpp"
 
 #ifdef TINYVID_WITH_VIDEO
+#include "commands/chart.hpp"
 #include "commands/check_videos.hpp"
 #include "commands/extract_frames.hpp"
 #include "commands/frames.hpp"
@@ -66,6 +67,8 @@ const Command kCommands[] = {
     {"lists", "MMAction2's annotation lists from the datasets' own files", tvcli::add_lists},
     {"frames", "writes chosen frames of a video as PNG", tvcli::add_frames},
     {"extract-frames", "every frame of every video of a list as JPEG (MMAction2 rawframes)", tvcli::add_extract_frames},
+    // PNG through libpng, which comes with the video target
+    {"chart", "a grouped bar chart with error bars (PNG) from a CSV of results", tvcli::add_chart},
 #endif
     {"help", "lists the commands; help COMMAND prints that command's options", add_help},
 };

@@ -68,6 +68,11 @@ if(VIDEO)
   run(0 "Usage: tinyvid train .*CONFIG.*${train_options}.*--stop-after-iters N.*--no-progress.*--quiet.*model\\.KEY"
       train --help)
   run(0 "Usage: tinyvid lists kinetics200 .*--ids-dir.*--val-csv.*--train-csv.*--out" lists kinetics200 --help)
+  run(0 "Usage: tinyvid .*\n *chart  +a grouped bar chart" help)
+  run(0 "Usage: tinyvid chart .*--csv FILE.*--out FILE.png.*--title TEXT.*--y-label TEXT.*--percent.*--y-range LO,HI"
+      chart --help)
+  run(2 "^tinyvid chart: unknown option --ylabel; this command takes --csv, --out, --title, --y-label, --percent, "
+      chart --csv x.csv --ylabel y)
   run(2 "^tinyvid train: unknown option --epochs; this command takes --work-dir, " train x.conf --epochs 3)
   run(2 "^tinyvid train: expected a CONFIG file after the command" train)
   run(2 "^tinyvid lists kinetics200: unknown option --bad;" lists kinetics200 --bad)

@@ -1,7 +1,7 @@
 #pragma once
 // Pictures of results, drawn on an RGB tv::data::Image and written as PNG (include tinyvid/data/frames.hpp to
-// save): line charts (training curves) with round ticks and margins measured from their labels, and a
-// confusion matrix. A 5x7 pixel font is built in (digits, lowercase letters, some punctuation; capitals are
+// save): line charts (training curves) with round ticks and margins measured from their labels, grouped bar
+// charts with error bars (results over seeds), and a confusion matrix. A 5x7 pixel font is built in (digits, lowercase letters, some punctuation; capitals are
 // drawn as lowercase), so no font library is needed.
 #include <algorithm>
 #include <array>
@@ -284,6 +284,185 @@ inline void line_chart(Canvas& cv, int64_t x0, int64_t y0, int64_t w, int64_t h,
       lx = cx, ly = cy, have = true;
     }
   }
+}
+
+// One bar of a grouped bar chart: its group (along x), its series (its colour), its height, and the ends of its
+// error bar (e.g. min and max over seeds; NaN: no error bar at that end).
+struct Bar {
+  std::string group;
+  std::string series;
+  double value = 0, lo = std::nan(""), hi = std::nan("");
+};
+
+namespace detail {
+
+// tab10, the palette of matplotlib (and of line_chart's curves): a series keeps its colour from chart to chart
+// when the series come in the same order.
+inline Rgb palette(size_t k) {
+  static const std::array<Rgb, 10> colors = {{{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                               {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
+                                               {188, 189, 34}, {23, 190, 207}}};
+  return colors[k % colors.size()];
+}
+
+// A group name as one or two lines of at most max_chars characters each: whole when it fits, else broken at a
+// space or after '_', '-', '/', '.' (the break that balances the lines best), else cut mid-word; a second line
+// still too long ends in "..". Names under neighbouring groups then never overlap.
+inline std::vector<std::string> label_lines(const std::string& name, size_t max_chars) {
+  max_chars = std::max<size_t>(max_chars, 3);
+  if (name.size() <= max_chars) return {name};
+  auto trim = [](std::string s) {
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    while (!s.empty() && s.front() == ' ') s.erase(0, 1);
+    return s;
+  };
+  std::string first, second;
+  size_t best = std::string::npos;  // the longer line of the best break that fits on two lines
+  size_t last_fit = 0;              // the last break whose first line fits, when no break fits both lines
+  for (size_t i = 1; i < name.size(); ++i) {
+    const bool at_space = name[i] == ' ', after_mark = std::string("_-/.").find(name[i - 1]) != std::string::npos;
+    if (!at_space && !after_mark) continue;
+    const std::string a = trim(name.substr(0, i)), b = trim(name.substr(i));
+    if (a.empty() || b.empty() || a.size() > max_chars) continue;
+    last_fit = i;
+    if (b.size() <= max_chars && (best == std::string::npos || std::max(a.size(), b.size()) < best))
+      best = std::max(a.size(), b.size()), first = a, second = b;
+  }
+  if (best == std::string::npos) {
+    // A break well into the name reads better than a cut word; a break near its start would waste the line.
+    const size_t cut = last_fit >= max_chars / 2 ? last_fit : max_chars;
+    first = trim(name.substr(0, cut)), second = trim(name.substr(cut));
+    if (second.size() > max_chars) second = second.substr(0, max_chars - 2) + "..";
+  }
+  return {first, second};
+}
+
+}  // namespace detail
+
+// A grouped bar chart: groups along x in the order they first appear, one bar per series in each group (series
+// in first-appearance order, coloured from a fixed palette, named in a legend), an error bar from lo to hi on
+// each bar that has one. Bars rise from 0, which the y axis always includes (with a fixed y_range that leaves 0
+// out, from the axis' bottom). A group and series given twice: the last bar counts. The canvas is sized from the
+// data: each group as wide as its bars and (up to 12 characters a line) its name need.
+inline Canvas bar_chart(const std::vector<Bar>& bars, const std::string& title, const std::string& y_label,
+                        const ChartOptions& o = {}) {
+  std::vector<std::string> groups, series;
+  auto index_of = [](std::vector<std::string>& names, const std::string& n) {
+    const auto it = std::find(names.begin(), names.end(), n);
+    if (it != names.end()) return static_cast<size_t>(it - names.begin());
+    names.push_back(n);
+    return names.size() - 1;
+  };
+  std::vector<std::vector<const Bar*>> cell;  // [group][series]
+  double ymin = 0, ymax = 0;                  // 0 always on the axis: bars are measured from it
+  for (const Bar& b : bars) {
+    const size_t g = index_of(groups, b.group), s = index_of(series, b.series);
+    cell.resize(groups.size());
+    for (auto& row : cell) row.resize(series.size(), nullptr);
+    cell[g][s] = &b;
+    for (double v : {b.value, b.lo, b.hi})
+      if (std::isfinite(v)) ymin = std::min(ymin, v), ymax = std::max(ymax, v);
+  }
+  if (ymin == ymax) ymax = 1;  // no bars, or all zero: an axis from 0 to 1, not around 0
+  const bool fixed = std::isfinite(o.y_range[0]) && std::isfinite(o.y_range[1]) && o.y_range[0] < o.y_range[1];
+  Axis ya = nice_axis(fixed ? o.y_range[0] : ymin, fixed ? o.y_range[1] : ymax, 5);
+  if (fixed) ya.lo = o.y_range[0], ya.hi = o.y_range[1];
+
+  // Horizontal sizes: bars thinner as series grow; a group as wide as its bars or its name, whichever is wider.
+  const auto G = static_cast<int64_t>(groups.size()), S = static_cast<int64_t>(std::max<size_t>(series.size(), 1));
+  const int64_t bar_w = S <= 3 ? 26 : S <= 6 ? 18 : 12;
+  size_t longest_group = 0;
+  for (const std::string& g : groups) longest_group = std::max(longest_group, g.size());
+  int64_t group_w = std::max<int64_t>(S * bar_w + 16, static_cast<int64_t>(std::min<size_t>(longest_group, 12)) * 6 + 8);  // 12 characters: (80 - 8) / 6
+  std::vector<std::pair<double, std::string>> yt;
+  int64_t tick_w = 0;
+  for (double v : ya.ticks()) {
+    yt.emplace_back(v, format_tick(v, ya.step, o.percent));
+    tick_w = std::max(tick_w, Canvas::text_width(yt.back().second));
+  }
+  const int64_t margin = 12, left = std::max<int64_t>(44, margin + 8 + tick_w);
+  // At least 240 pixels of plot, wider for the y label, the longest legend entry and (in large type, up to 800
+  // pixels of canvas) the title.
+  int64_t longest_series_w = 0;
+  for (const std::string& n : series) longest_series_w = std::max(longest_series_w, 14 + Canvas::text_width(n));
+  const int64_t min_plot_w = std::max({int64_t{240}, Canvas::text_width(y_label) + margin - left, longest_series_w,
+                                       std::min<int64_t>(800, Canvas::text_width(title, 2) + 2 * margin) - left - margin});
+  if (G > 0) group_w = std::max(group_w, (min_plot_w + G - 1) / G);
+  const int64_t plot_w = G > 0 ? G * group_w : min_plot_w, width = left + plot_w + margin;
+
+  // Vertical sizes: title, legend (wrapped to the width), y label, plot, group names (one or two lines).
+  const int64_t room = width - 2 * margin;
+  const int title_scale = Canvas::text_width(title, 2) <= room ? 2 : 1;
+  std::string title_text = title;
+  if (Canvas::text_width(title_text, title_scale) > room)
+    title_text = title.substr(0, static_cast<size_t>(std::max<int64_t>(0, room / 6 - 2))) + "..";
+  std::vector<std::pair<int64_t, int64_t>> legend_at;  // each series' swatch corner
+  int64_t lx = left, ly = 8 + 7 * title_scale + 10;
+  for (const std::string& n : series) {
+    const int64_t item_w = 14 + Canvas::text_width(n) + 8;
+    if (lx > left && lx + item_w - 8 > width - margin) lx = left, ly += 14;
+    legend_at.emplace_back(lx, ly);
+    lx += item_w;
+  }
+  const int64_t y_label_y = (series.empty() ? ly : ly + 14) + 6, top = y_label_y + 7 + 12, bottom = top + 240;
+  // A line of k characters is 6k - 1 pixels; at least 9 pixels between the names of neighbouring groups.
+  const auto max_chars = static_cast<size_t>((group_w - 8) / 6);
+  std::vector<std::vector<std::string>> names;
+  size_t name_lines = 1;
+  for (const std::string& g : groups) {
+    names.push_back(detail::label_lines(g, max_chars));
+    name_lines = std::max(name_lines, names.back().size());
+  }
+  Canvas cv(width, bottom + 8 + static_cast<int64_t>(name_lines) * 10 + 8);
+
+  auto py = [&](double y) {
+    y = std::clamp(y, ya.lo, ya.hi);
+    return static_cast<int64_t>(std::lround(static_cast<double>(bottom) -
+                                            (y - ya.lo) / (ya.hi - ya.lo) * static_cast<double>(bottom - top)));
+  };
+  const Rgb axis{60, 60, 60}, grid{228, 228, 228}, whisker{40, 40, 40};
+  for (const auto& [v, t] : yt) {
+    const int64_t y = py(v);
+    cv.fill_rect(left, y, plot_w, 1, grid);
+    cv.text(left - 6 - Canvas::text_width(t), y - 3, t, axis);
+  }
+  const int64_t base = py(0);  // 0, or the axis' end nearest to it
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t gx = left + g * group_w, first_bar = gx + (group_w - S * bar_w) / 2;
+    for (int64_t s = 0; s < S; ++s) {
+      const Bar* b = s < static_cast<int64_t>(cell[g].size()) ? cell[g][s] : nullptr;
+      if (!b) continue;
+      const int64_t x = first_bar + s * bar_w + 1, w = bar_w - 2, cx = x + w / 2;  // 2 pixels between bars
+      if (std::isfinite(b->value)) {
+        const int64_t y = py(b->value);
+        cv.fill_rect(x, std::min(y, base), w, std::abs(base - y) + 1, detail::palette(static_cast<size_t>(s)));
+      }
+      // Each end its own whisker from the bar's top, capped: one end may be missing.
+      const double from = std::isfinite(b->value) ? b->value : 0.0;
+      const int64_t cap = std::max<int64_t>(4, w / 3);
+      for (double end : {b->lo, b->hi}) {
+        if (!std::isfinite(end)) continue;
+        const int64_t y0 = py(from), y1 = py(end);
+        cv.fill_rect(cx, std::min(y0, y1), 1, std::abs(y1 - y0) + 1, whisker);
+        cv.fill_rect(cx - cap / 2, y1, cap + 1, 1, whisker);
+      }
+    }
+    for (size_t k = 0; k < names[static_cast<size_t>(g)].size(); ++k) {
+      const std::string& line = names[static_cast<size_t>(g)][k];
+      cv.text(gx + (group_w - Canvas::text_width(line) + 1) / 2, bottom + 8 + static_cast<int64_t>(k) * 10, line);
+    }
+  }
+  cv.fill_rect(left, top, 1, bottom - top + 1, axis);
+  cv.fill_rect(left, bottom, plot_w + 1, 1, axis);
+  if (base != bottom) cv.fill_rect(left, base, plot_w + 1, 1, axis);  // the 0 line, when bars hang below it
+  cv.text(margin, 8, title_text, {0, 0, 0}, title_scale);
+  for (size_t s = 0; s < series.size(); ++s) {
+    const auto [x, y] = legend_at[s];
+    cv.fill_rect(x, y, 10, 7, detail::palette(s));
+    cv.text(x + 14, y, series[s]);
+  }
+  cv.text(margin, y_label_y, y_label, axis);
+  return cv;
 }
 
 // A confusion matrix (rows = true class) as a heat map of per-row fractions, with the counts written in the
