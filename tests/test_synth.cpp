@@ -333,7 +333,7 @@ TEST_CASE("synth: a hard dataset records its preset, and a directory of the othe
   const auto rep = tv::data::write_synth_dataset(hard.path.string(), o);
   CHECK(rep.written == 6);
   CHECK(slurp(hard.path / "synth_manifest.txt") ==
-        "tinyvid synth generator 2\npreset hard 1\nseed 7\nsize 32\nframes 6\nfps 8\n");
+        "tinyvid synth generator 2\npreset hard 2\nseed 7\nsize 32\nframes 6\nfps 8\n");
   CHECK(tv::data::read_label_map((hard.path / "classes.txt").string()) == o.classes);
   // The files hold what synth_video renders for the same (preset, class, split, index), up to the codec.
   const Clip decoded = read_all((hard.path / "videos/target_left/val_0000.mp4").string());
@@ -403,17 +403,43 @@ double grain(const Image& img) {
   return sum / static_cast<double>(img.height * (img.width - 1) * 3);
 }
 
+// The hard target's pixels: its brightest channel is at least 215 x 0.82 (value x the darkest shade), a
+// distractor's at most 150, the background's well below.
+bool on_target(const Image& img, int64_t y, int64_t x) {
+  return std::max({img.at(y, x, 0), img.at(y, x, 1), img.at(y, x, 2)}) > 165;
+}
+
 int64_t count_bright(const Image& img) {
   int64_t n = 0;
   for (int64_t y = 0; y < img.height; ++y)
-    for (int64_t x = 0; x < img.width; ++x) n += img.at(y, x, 0) > 155 && img.at(y, x, 1) > 155 && img.at(y, x, 2) > 155;
+    for (int64_t x = 0; x < img.width; ++x) n += on_target(img, y, x);
   return n;
+}
+
+std::pair<double, double> target_centroid(const Image& img) {
+  double sx = 0, sy = 0, n = 0;
+  for (int64_t y = 0; y < img.height; ++y)
+    for (int64_t x = 0; x < img.width; ++x)
+      if (on_target(img, y, x)) sx += x, sy += y, n += 1;
+  REQUIRE(n > 0);
+  return {sx / n, sy / n};
+}
+
+// The hue (degrees, 0 red, 120 green, 240 blue) of the target's mean colour.
+double target_hue(const Image& img) {
+  double m[3] = {0, 0, 0};
+  for (int64_t y = 0; y < img.height; ++y)
+    for (int64_t x = 0; x < img.width; ++x)
+      if (on_target(img, y, x))
+        for (int c = 0; c < 3; ++c) m[c] += img.at(y, x, c);
+  const double hue = std::atan2(std::sqrt(3.0) * (m[1] - m[2]), 2 * m[0] - m[1] - m[2]) * 180 / 3.14159265358979;
+  return hue < 0 ? hue + 360 : hue;
 }
 
 // Which sub-action happens between two still frames a and b (and in the frames in between, `during`):
 // 'J' the target moved (its centroid), 'F' the frame lit up (a glow), 'S' the target grew, '-' nothing.
 char event_between(const Image& a, const Image& b, const std::vector<Image>& during) {
-  const auto ca = bright_centroid(a), cb = bright_centroid(b);
+  const auto ca = target_centroid(a), cb = target_centroid(b);
   if (std::hypot(ca.first - cb.first, ca.second - cb.second) > 3) return 'J';
   double rise = 0, swell = 0;
   for (const Image& f : during) {
@@ -478,7 +504,7 @@ TEST_CASE("synth: hard local-motion classes move the bright target its way among
     CAPTURE(seed);
     auto ends = [&](const std::string& cls) {
       const Clip c = plain_hard_video(cls, seed, 48, T, true);
-      return std::pair{bright_centroid(c.front()), bright_centroid(c.back())};
+      return std::pair{target_centroid(c.front()), target_centroid(c.back())};
     };
     const auto r = ends("target_right"), l = ends("target_left"), d = ends("target_down"), u = ends("target_up");
     CHECK(r.second.first > r.first.first + 5);
@@ -492,7 +518,7 @@ TEST_CASE("synth: hard local-motion classes move the bright target its way among
       const Clip c = plain_hard_video(cls, seed, 48, T, true);
       std::vector<std::pair<double, double>> path;
       double mx = 0, my = 0;
-      for (const Image& f : c) path.push_back(bright_centroid(f)), mx += path.back().first, my += path.back().second;
+      for (const Image& f : c) path.push_back(target_centroid(f)), mx += path.back().first, my += path.back().second;
       mx /= static_cast<double>(path.size()), my /= static_cast<double>(path.size());
       double area = 0;
       for (size_t t = 1; t < path.size(); ++t)
@@ -501,6 +527,24 @@ TEST_CASE("synth: hard local-motion classes move the bright target its way among
     };
     CHECK(swept("target_orbit_clockwise") > 10);
     CHECK(swept("target_orbit_counterclockwise") < -10);
+  }
+}
+
+TEST_CASE("synth: each pair of hard twins gives its target a hue of its own, 40 degrees from the next pair's") {
+  const auto& classes = tv::data::synth_hard_classes();
+  for (size_t i = 0; i < classes.size(); ++i) {
+    const double expected = 40.0 * static_cast<double>(i / 2);  // twins are neighbours in label order
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      CAPTURE(classes[i].name);
+      CAPTURE(seed);
+      tv::Generator g(seed);
+      auto plan = tv::data::detail::draw_hard_plan(classes[i].name, 48, 9, g);
+      plan.occluder = false, plan.distractors.clear();
+      plan.gain = 1, plan.gain_drift = 0, plan.cast = 0, plan.cast_drift = 0;  // the drifts would tint it
+      const Clip c = tv::data::detail::render_hard_video(plan);
+      const double away = std::abs(target_hue(c[4]) - expected);  // the middle frame: no flash
+      CHECK(std::min(away, 360 - away) <= tv::data::detail::kHardTuning.hue_jitter + 6);
+    }
   }
 }
 

@@ -302,6 +302,10 @@ struct HardTuning {
   double travel_min = 0.25, travel_max = 0.45, orbit_min = 0.1, orbit_max = 0.16, turn_min = 0.5, turn_max = 0.9;
   // speed variation: a continuous action runs from t0 to t1 of the clip, its progress raised to a power
   double start_max = 0.25, end_min = 0.75, power_min = 0.6, power_max = 1.7;
+  // the pair's look: each pair of twins gives its target a hue of its own (pair i: 360 i / 9 degrees, give or
+  // take hue_jitter), the frame-level cue a scene gives a Kinetics class; a twin shares it, so only time tells
+  // the twins apart. saturation: how far from white the target's colour is.
+  double hue_jitter = 12, saturation = 0.5;
   // nuisances
   int64_t distractors_min = 2, distractors_max = 4;
   double distractor_travel_min = 0.1, distractor_travel_max = 0.4;
@@ -309,7 +313,7 @@ struct HardTuning {
   double occluder_probability = 0.6, occluder_width_min = 0.1, occluder_width_max = 0.16;
 };
 inline constexpr HardTuning kHardTuning{};
-inline constexpr int kSynthHardVersion = 1;
+inline constexpr int kSynthHardVersion = 2;  // 2: the pair's hue
 
 // One moving object: its look and a straight path from (x0, y0) to (x0 + dx, y0 + dy).
 struct HardObject {
@@ -372,8 +376,16 @@ inline HardPlan draw_hard_plan(const std::string& cls, int64_t S, int64_t T, Gen
   p.texture.resize(static_cast<size_t>(p.texture_side * p.texture_side));
   for (float& v : p.texture) v = static_cast<float>(g.normal() * 14.0);
 
-  // The target: small and bright (every channel 200-255); distractors dimmer (70-150), so it is the one to follow.
-  for (float& c : p.target.color) c = uni(200, 255);
+  // The target: small, bright and of its pair's hue; distractors dimmer (70-150), so it is the one to follow.
+  const float pair = static_cast<float>(p.cls.action);  // the action numbers the pairs 0..8
+  const float hue = pair * 40.f + uni(-k.hue_jitter, k.hue_jitter);
+  const float value = uni(215, 255);
+  for (int c = 0; c < 3; ++c) {  // HSV to RGB: channel c peaks at hue 0, 120, 240 degrees (R, G, B)
+    float away = std::fmod(std::abs(hue - 120.f * static_cast<float>(c)) + 720.f, 360.f);
+    away = std::min(away, 360.f - away);  // 0..180 degrees from the channel's own hue
+    const float full = std::clamp(2.f - away / 60.f, 0.f, 1.f);  // 1 within 60 degrees, 0 beyond 120
+    p.target.color[c] = value * (1 - static_cast<float>(k.saturation) * (1 - full));
+  }
   p.target.shape = SynthShape::draw(g, s);
   p.target.radius = s * uni(0.06, 0.09) + 0.5f;
   const int64_t n_distractors = k.distractors_min + static_cast<int64_t>(g.randint(static_cast<uint64_t>(k.distractors_max - k.distractors_min + 1)));
