@@ -1,77 +1,197 @@
 #!/usr/bin/env python3
-"""The first experiment's table from the files tinyvid wrote (tools/experiment.sh), standard library only.
+"""tools/experiment.sh's tables from the files tinyvid wrote, standard library only.
 
-For each model: top-1 on the validation set (mean and min-max over seeds), top-1 on the two kinds of class
-pair of the synthetic dataset, and training time (the logged iteration times). The kinds:
-  - "stats change": pairs whose whole-frame statistics change over time in opposite orders
-    (rotate clockwise / counter-clockwise, grow / shrink, fade in / out);
-  - "stats same": translations (move left / right, up / down), whose frames have the same statistics.
-usage: python3 tools/experiment_table.py work_dirs/experiment
+For each row of tools/experiment_rows.txt: top-1 on the validation set, mean (min-max) over seeds, top-1 of each
+class family of the hard synthetic preset (order, drift, local_motion; README "The benchmark"), parameters and
+multiply-adds per clip (tinyvid summary), training time (iterations x the fastest logged iteration time) and
+test throughput with 10 x 3 views (the fastest of experiment.sh's interleaved rounds), both of seed 0. Then
+DNR's cost per backbone. --chart FILE.png writes the top-1 bars with min-max error bars through `tinyvid chart`
+(its CSV next to it).
+usage: python3 tools/experiment_table.py work_dirs/ablation [--chart work_dirs/ablation/ablation.png] [--tinyvid BIN]
 """
+import argparse
 import csv
 import json
+import math
 import os
+import subprocess
 import sys
 
-ORDER = ["tsn", "tsn_dnr", "tsn_dnr_no_interlace", "tsm", "tsm_dnr"]
-KINDS = {
-    "stats change": {"rotate_clockwise", "rotate_counterclockwise", "grow", "shrink", "fade_in", "fade_out"},
-    "stats same": {"move_left", "move_right", "move_up", "move_down"},
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The hard preset's families (include/tinyvid/data/synth.hpp, synth_hard_classes()).
+FAMILIES = {
+    "order": {"flash_then_jump", "jump_then_flash", "flash_then_swell", "swell_then_flash", "jump_then_swell",
+              "swell_then_jump"},
+    "drift": {"brighten", "darken", "warm", "cool", "zoom_in", "zoom_out"},
+    "local_motion": {"target_right", "target_left", "target_down", "target_up", "target_orbit_clockwise",
+                     "target_orbit_counterclockwise"},
 }
+# The chart's group names (its font has letters, digits and a few signs: no commas or quotes)
+CHART_NAMES = {"tsn": "TSN", "dnr": "TSN+DNR", "tsm": "TSM", "tsm_dnr": "TSM+DNR", "tanet": "TANet",
+               "tanet_dnr": "TANet+DNR", "tdn": "TDN", "tdn_dnr": "TDN+DNR", "dnr_cl": "TSN+CL only",
+               "dnr_ct": "TSN+CT only", "dnr_d2": "DNR d=2", "dnr_bi": "DNR bi", "dnr_d2_bi": "DNR d=2 bi",
+               "dnr_no_interlace": "DNR no interlace"}
+# (backbone row, its DNR row) for the cost table
+DNR_PAIRS = [("tsn", "dnr"), ("tsm", "tsm_dnr"), ("tanet", "tanet_dnr"), ("tdn", "tdn_dnr")]
+
+
+def read_rows(path=os.path.join(HERE, "experiment_rows.txt")):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            table, name, label, model, sets = (p.strip() for p in line.split("|"))
+            rows.append({"tables": table.split(","), "name": name, "label": label, "model": model, "sets": sets})
+    return rows
 
 
 def train_seconds(log_path):
-    total, last_iter = 0.0, 0
+    """Iterations x the fastest logged iteration time (each log line: the mean over the 25 iterations since the
+    one before). A shared machine slows down for minutes at a time (on this project's, by up to 1.8x, in every
+    model alike), never speeds up: the fastest window is the model's own speed, as timeit's minimum is."""
+    times, iters = [], 0
     with open(log_path) as f:
         for line in f:
             d = json.loads(line)
-            if d.get("mode") != "train":
-                continue
-            n = d["iter"] - last_iter if d["iter"] > last_iter else d["iter"]
-            total += d["time"] * n
-            last_iter = d["iter"]
-    return total
+            if d.get("mode") == "train":
+                times.append(d["time"])
+                iters = max(iters, d["global_iter"])
+    return min(times) * iters if times else float("nan")
 
 
-def kind_accuracy(per_class_csv):
-    hits = {k: 0.0 for k in KINDS}
-    counts = {k: 0 for k in KINDS}
+def family_accuracy(per_class_csv):
+    hits, counts = {k: 0.0 for k in FAMILIES}, {k: 0 for k in FAMILIES}
     with open(per_class_csv) as f:
         for row in csv.DictReader(f):
-            for kind, names in KINDS.items():
-                if row["name"] in names:
-                    counts[kind] += int(row["videos"])
-                    hits[kind] += float(row["top1"]) * int(row["videos"])
-    return {k: hits[k] / counts[k] if counts[k] else float("nan") for k in KINDS}
+            family = [k for k, names in FAMILIES.items() if row["name"] in names]
+            if len(family) != 1:
+                sys.exit(f"{per_class_csv}: class '{row['name']}' is not a class of the hard preset")
+            counts[family[0]] += int(row["videos"])
+            hits[family[0]] += float(row["top1"]) * int(row["videos"])
+    return {k: hits[k] / counts[k] if counts[k] else float("nan") for k in FAMILIES}
+
+
+def collect(root, row):
+    d = os.path.join(root, row["name"])
+    r = {"top1": [], "families": {k: [] for k in FAMILIES}, "train_s": [], "videos_per_s": None,
+         "params": None, "macs": None}
+    if not os.path.isdir(d):
+        return r
+    summary = os.path.join(d, "summary.json")
+    if os.path.exists(summary):
+        with open(summary) as f:
+            s = json.load(f)
+        r["params"], r["macs"] = s["params"], s["macs"]
+    for seed in sorted(os.listdir(d)):
+        res = os.path.join(d, seed, "test", "results.json")
+        if not seed.startswith("seed") or not os.path.exists(res):
+            continue
+        with open(res) as f:
+            r["top1"].append(json.load(f)["top1"])
+        for k, v in family_accuracy(os.path.join(d, seed, "test", "per_class.csv")).items():
+            r["families"][k].append(v)
+        if seed == "seed0":  # the cost figures come from seed 0's runs, which experiment.sh runs first
+            r["train_s"].append(train_seconds(os.path.join(d, seed, "log.json")))
+        rounds = os.path.join(d, seed, "throughput")
+        if seed == "seed0" and os.path.isdir(rounds):  # the fastest of the interleaved rounds (see train_seconds)
+            rates = []
+            for name in os.listdir(rounds):
+                if not os.path.exists(os.path.join(rounds, name, "results.json")):
+                    continue  # an interrupted round
+                with open(os.path.join(rounds, name, "results.json")) as f:
+                    v = json.load(f)
+                rates.append(v["videos"] / v["seconds"])
+            if rates:
+                r["videos_per_s"] = max(rates)
+    return r
+
+
+def mean(v):
+    return sum(v) / len(v)
 
 
 def spread(values):
-    m = sum(values) / len(values)
-    return f"{100 * m:.1f} ({100 * min(values):.1f}-{100 * max(values):.1f})"
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * mean(values):.1f} ({100 * min(values):.1f}-{100 * max(values):.1f})"
 
 
-def main(root):
-    print(f"| model | seeds | top-1 % | {' | '.join(k + ' top-1 %' for k in KINDS)} | training time (s) |")
-    print("|---|---|---|" + "---|" * len(KINDS) + "---|")
-    for name in ORDER + sorted(set(os.listdir(root)) - set(ORDER)):
-        d = os.path.join(root, name)
-        if not os.path.isdir(d):
+def print_table(title, rows, results):
+    print(f"\n{title}\n")
+    fam = " | ".join(f"{k} %" for k in FAMILIES)
+    print(f"| row | seeds | top-1 % | {fam} | params | MACs/clip | training s (seed 0, fastest window) | test videos/s (10x3) |")
+    print("|---|---|---|" + "---|" * len(FAMILIES) + "---|---|---|---|")
+    for row in rows:
+        r = results[row["name"]]
+        if not r["top1"]:
             continue
-        top1, kinds, secs = [], {k: [] for k in KINDS}, []
-        for seed in sorted(os.listdir(d)):
-            res = os.path.join(d, seed, "test", "results.json")
-            if not os.path.exists(res):
+        cols = " | ".join(spread(r["families"][k]) for k in FAMILIES)
+        params = f"{r['params']:,}" if r["params"] else "-"
+        macs = f"{r['macs'] / 1e6:.0f} M" if r["macs"] else "-"
+        vps = f"{r['videos_per_s']:.1f}" if r["videos_per_s"] else "-"
+        train = f"{r['train_s'][0]:.0f}" if r["train_s"] else "-"
+        print(f"| {row['label']} | {len(r['top1'])} | {spread(r['top1'])} | {cols} | {params} | {macs} | {train} | {vps} |")
+
+
+def print_cost(results):
+    print("\nDNR's cost per backbone (the paper: 30-36% more time)\n")
+    print("| backbone | top-1 gain (points) | params | MACs | training time | test throughput |")
+    print("|---|---|---|---|---|---|")
+    for base, dnr in DNR_PAIRS:
+        a, b = results.get(base), results.get(dnr)
+        if not a or not b or not a["top1"] or not b["top1"] or not a["train_s"] or not b["train_s"]:
+            continue
+        def more(x, y):
+            return f"+{100 * (y / x - 1):.0f}%" if x and y else "-"
+        gain = 100 * (mean(b["top1"]) - mean(a["top1"]))
+        slower = (f"-{100 * (1 - b['videos_per_s'] / a['videos_per_s']):.0f}%"
+                  if a["videos_per_s"] and b["videos_per_s"] else "-")
+        print(f"| {base} | {gain:+.1f} | {more(a['params'], b['params'])} | {more(a['macs'], b['macs'])} | "
+              f"{more(mean(a['train_s']), mean(b['train_s']))} | {slower} |")
+
+
+def write_chart(path, rows, results, tinyvid):
+    csv_path = os.path.splitext(path)[0] + ".csv"
+    with open(csv_path, "w") as f:
+        f.write("group,series,value,lo,hi\n")
+        for row in rows:
+            r = results[row["name"]]
+            if not r["top1"]:
                 continue
-            with open(res) as f:
-                top1.append(json.load(f)["top1"])
-            for k, v in kind_accuracy(os.path.join(d, seed, "test", "per_class.csv")).items():
-                kinds[k].append(v)
-            secs.append(train_seconds(os.path.join(d, seed, "log.json")))
-        if not top1:
-            continue
-        cols = " | ".join(spread(kinds[k]) for k in KINDS)
-        print(f"| {name} | {len(top1)} | {spread(top1)} | {cols} | {sum(secs) / len(secs):.0f} |")
+            group = CHART_NAMES.get(row["name"], row["name"])
+            for series, values in [("all", r["top1"])] + [(k, v) for k, v in r["families"].items()]:
+                values = [v for v in values if not math.isnan(v)]
+                if values:
+                    f.write(f"{group},{series},{mean(values):.6g},{min(values):.6g},{max(values):.6g}\n")
+    subprocess.run([tinyvid, "chart", "--csv", csv_path, "--out", path, "--percent", "--y-range", "0,1", "--title",
+                    "top-1 on the hard synthetic benchmark (mean, min-max over seeds)", "--y-label", "top-1"],
+                   check=True)
+    print(f"\nchart: {path} (data: {csv_path})")
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description="tools/experiment.sh's tables (README: The paper's tables at small scale)")
+    p.add_argument("root", nargs="?", default="work_dirs/ablation", help="experiment.sh's --out directory")
+    p.add_argument("--chart", metavar="FILE.png", help="also draw the top-1 bars (tinyvid chart)")
+    p.add_argument("--tinyvid", default=os.path.join(HERE, "..", "build", "tools", "tinyvid"),
+                   help="the tinyvid binary that draws the chart (default: build/tools/tinyvid)")
+    a = p.parse_args(argv)
+    rows = read_rows()
+    results = {row["name"]: collect(a.root, row) for row in rows}
+    machine = os.path.join(a.root, "machine.txt")
+    if os.path.exists(machine):
+        with open(machine) as f:
+            print("runs:", "; ".join(line.strip() for line in f if line.strip()))
+    print_table("Table 1: DNR's parts on TSN", [r for r in rows if "1" in r["tables"]], results)
+    print_table("Table 2: backbones with and without DNR", [r for r in rows if "2" in r["tables"]], results)
+    print_cost(results)
+    if a.chart:
+        order = [r for r in rows if "2" in r["tables"]] + [r for r in rows if "1" in r["tables"] and "2" not in r["tables"]]
+        write_chart(a.chart, order, results, a.tinyvid)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "work_dirs/experiment")
+    main(sys.argv[1:])
