@@ -4,10 +4,14 @@
 // its own: bash bench/run.sh runs each of tsn_r50, tanet_r50 and tdn_r50, with and without _dnr.
 // --frames counts the frames (segments) the network works on: a TDN clip of 8 segments has 5 input frames per
 // segment, 40 in all ("input_frames" in the JSON line).
-// Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2]
+// "openblas_coretype" is the OPENBLAS_CORETYPE the run had (null: unset, OpenBLAS picks its kernels from the CPU);
+// --variant NAME adds "variant":"NAME" to the line, for a second run of the same model under other settings
+// (run.sh: "openblas_skylakex"), which compare.py keeps apart from the plain run and sets against it.
+// Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--variant NAME]
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <tinyvid/tinyvid.hpp>
 
 #include "bench_util.hpp"
@@ -17,6 +21,8 @@ int main(int argc, char** argv) {
   const long frames = std::stol(bench::flag(argc, argv, "frames", "8"));
   const long size = std::stol(bench::flag(argc, argv, "size", "224"));
   const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
+  const std::string variant = bench::flag(argc, argv, "variant", "");
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   tv::set_num_threads(threads);
   tv::models::ModelConfig cfg;
   const bool tdn = name.rfind("tdn_", 0) == 0;
@@ -42,6 +48,9 @@ int main(int argc, char** argv) {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"input_frames\":%ld,"
-              "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f}\n",
-              name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0);
+              "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f,"
+              "\"openblas_coretype\":%s%s}\n",
+              name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0,
+              coretype ? ("\"" + std::string(coretype) + "\"").c_str() : "null",
+              variant.empty() ? "" : (",\"variant\":\"" + variant + "\"").c_str());
 }

@@ -1,8 +1,23 @@
-"""Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them, then one line per
-figure both measured: {"bench", "key", "figure", "tinyvid", "pytorch", "ratio"}; ratio > 1 means
-tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer is PyAV, listed as "pytorch".
-Then DNR's cost on each backbone, per implementation: {"bench": "dnr_cost", "impl", "model" (the backbone without
-DNR), "figure", "base", "dnr", "cost" (dnr / base - 1), "goal_met" (cost under 10%)}."""
+"""Reads the JSON lines of tinyvid's benchmarks and the peer's on stdin, prints them, then:
+- one line per figure both measured: {"bench", "key", "figure", "tinyvid", "pytorch", "ratio"}; ratio > 1 means
+  tinyvid is faster (for times, the ratio is pytorch / tinyvid). The decode peer is PyAV, listed as "pytorch".
+  Against PyTorch's best path, the same kind of line with "pytorch_path": conv "fwd_gflops_best_layout" and
+  "fwd_bwd_gflops_best_layout" (PyTorch's faster of NCHW and channels_last), model "forward_s_best" (PyTorch's
+  forward_best_s: traced, optimize_for_inference, channels_last) and "train_step_s_best_eager" (the faster of
+  PyTorch's eager NCHW and channels_last steps).
+- per conv row of each implementation, its share of the machine's measured FMA peak (bench_peak, at the row's thread
+  count and the ISA of tinyvid's build, "build_isa", else the widest one measured): {"bench": "conv_pct_peak", "impl",
+  "shape", "threads", "peak_isa", "peak_gflops", "fwd_pct_peak", "fwd_bwd_pct_peak"} (PyTorch: also "fwd_cl_pct_peak",
+  "fwd_bwd_cl_pct_peak"). The flops are bench_conv's (2 per multiply-add of the direct method), so Winograd's
+  3x3 rows can pass 100%.
+- DNR's cost on each backbone, per implementation: {"bench": "dnr_cost", "impl", "model" (the backbone without
+  DNR), "figure", "base", "dnr", "cost" (dnr / base - 1), "goal_met" (cost under 10%)}.
+- a second run of a model under other settings (bench_models --variant, run.sh: OPENBLAS_CORETYPE=SkylakeX) against
+  the plain run: {"bench": "variant", "model", "variant", "openblas_coretype", "figure", "base", "value",
+  "rel_diff" (value / base - 1)}.
+- the goal lines of issue 18, {"bench": "goal", "goal", "target", "value", "status"}, status PASS, MISS or n/a (a
+  figure missing, named in "missing"), then {"bench": "goal_summary", "PASS", "MISS", "n/a"}. A missed goal never
+  fails the script."""
 import json
 import sys
 
@@ -17,33 +32,178 @@ KEYS = {
     "model": ("model", [("forward_s", False), ("train_step_s", False), ("peak_rss_mb", False)]),
     "dist_train_step": (("model", "ranks"), [("clips_per_s", True)]),
 }
-figures = {}
-for line in sys.stdin:
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    print(line)
-    r = json.loads(line)
-    if r["bench"] not in KEYS:
-        continue
-    key_field, values = KEYS[r["bench"]]
-    for name, higher_better in values:
-        fields = key_field if isinstance(key_field, tuple) else (key_field,)
-        key = ",".join(f"{f}={r[f]}" for f in fields)
-        slot = figures.setdefault((r["bench"], key, name, higher_better), {})
-        slot[r["impl"]] = r[name]
-for (bench, key, name, higher_better), v in figures.items():
-    if "tinyvid" in v and "pytorch" in v:
-        ratio = v["tinyvid"] / v["pytorch"] if higher_better else v["pytorch"] / v["tinyvid"]
-        print(json.dumps({"bench": bench, "key": key, "figure": name, "tinyvid": v["tinyvid"], "pytorch": v["pytorch"],
-                          "ratio": round(ratio, 3)}))
 DNR_GOAL = 0.10
-for (bench, key, name, higher_better), v in figures.items():
-    if bench != "model" or name == "peak_rss_mb" or key.endswith("_dnr"):
-        continue
-    dnr = figures.get((bench, key + "_dnr", name, higher_better), {})
+GOAL_MODEL = "tsn_r50"
+FORWARD_GOAL = 0.9  # tinyvid forward_s / PyTorch forward_best_s
+STEP_GOAL = 0.6  # tinyvid train_step_s / PyTorch's best eager step
+CONV_GOAL = 1.0  # tinyvid GFLOP/s / PyTorch's faster layout, each 1x1 and stem row
+VARIANT_GOAL = 0.05  # |a variant run / the plain run - 1|
+
+
+def main():
+    figures = {}
+    peaks = {}  # (isa, threads) -> gflops
+    convs = {}  # impl -> shape -> row
+    models = {}  # (impl, model) -> row of the plain run
+    variants = []  # rows of bench_models --variant
+    for line in sys.stdin:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        print(line)
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        bench = r.get("bench")
+        if bench == "peak":
+            peaks[(r["isa"], r["threads"])] = r["gflops"]
+            continue
+        if bench == "model" and r.get("variant"):
+            variants.append(r)
+            continue
+        if bench == "conv":
+            convs.setdefault(r["impl"], {})[r["shape"]] = r
+        if bench == "model":
+            models[(r["impl"], r["model"])] = r
+        if bench not in KEYS:
+            continue
+        key_field, values = KEYS[bench]
+        for name, higher_better in values:
+            if r.get(name) is None:
+                continue
+            fields = key_field if isinstance(key_field, tuple) else (key_field,)
+            key = ",".join(f"{f}={r[f]}" for f in fields)
+            slot = figures.setdefault((bench, key, name, higher_better), {})
+            slot[r["impl"]] = r[name]
+
+    for (bench, key, name, higher_better), v in figures.items():
+        if "tinyvid" in v and "pytorch" in v and v["tinyvid"] and v["pytorch"]:
+            ratio = v["tinyvid"] / v["pytorch"] if higher_better else v["pytorch"] / v["tinyvid"]
+            print(json.dumps({"bench": bench, "key": key, "figure": name, "tinyvid": v["tinyvid"], "pytorch": v["pytorch"],
+                              "ratio": round(ratio, 3)}))
+
+    # Against PyTorch's best path.
+    best_conv = {}  # (shape, figure) -> (tinyvid, pytorch best, layout)
+    for shape, p in convs.get("pytorch", {}).items():
+        t = convs.get("tinyvid", {}).get(shape)
+        for name in ("fwd_gflops", "fwd_bwd_gflops"):
+            options = [(p.get(name), "nchw"), (p.get(name + "_cl"), "channels_last")]
+            options = [o for o in options if o[0]]
+            if not options:
+                continue
+            best, layout = max(options)
+            best_conv[(shape, name)] = (t.get(name) if t else None, best, layout)
+            if t and t.get(name):
+                print(json.dumps({"bench": "conv", "key": f"shape={shape}", "figure": name + "_best_layout",
+                                  "tinyvid": t[name], "pytorch": best, "pytorch_path": layout,
+                                  "ratio": round(t[name] / best, 3)}))
+    best_model = {}  # model -> (forward best, (step best, layout))
+    for (impl, model), p in models.items():
+        if impl != "pytorch":
+            continue
+        steps = [(s, layout) for s, layout in ((p.get("train_step_s"), "eager_nchw"),
+                                               (p.get("train_step_cl_s"), "eager_channels_last")) if s]
+        best_model[model] = (p.get("forward_best_s"), min(steps) if steps else (None, None))
+        t = models.get(("tinyvid", model))
+        if not t:
+            continue
+        fwd_best, (step_best, step_layout) = best_model[model]
+        if fwd_best and t.get("forward_s"):
+            print(json.dumps({"bench": "model", "key": f"model={model}", "figure": "forward_s_best",
+                              "tinyvid": t["forward_s"], "pytorch": fwd_best, "pytorch_path": "jit_optimized_channels_last",
+                              "ratio": round(fwd_best / t["forward_s"], 3)}))
+        if step_best and t.get("train_step_s"):
+            print(json.dumps({"bench": "model", "key": f"model={model}", "figure": "train_step_s_best_eager",
+                              "tinyvid": t["train_step_s"], "pytorch": step_best, "pytorch_path": step_layout,
+                              "ratio": round(step_best / t["train_step_s"], 3)}))
+
+    # Share of the measured FMA peak.
+    def peak_for(threads, isa):
+        if (isa, threads) in peaks:
+            return isa, peaks[(isa, threads)]
+        for widest in ("avx512", "avx2"):
+            if (widest, threads) in peaks:
+                return widest, peaks[(widest, threads)]
+        return None, None
+
+    build_isa = next((r.get("build_isa") for r in convs.get("tinyvid", {}).values() if r.get("build_isa")), None)
+    if convs and not peaks:
+        print("compare.py: no bench_peak lines; no % of peak", file=sys.stderr)
     for impl in ("tinyvid", "pytorch"):
-        if impl in v and impl in dnr and v[impl] > 0:
-            cost = dnr[impl] / v[impl] - 1
-            print(json.dumps({"bench": "dnr_cost", "impl": impl, "model": key.split("=", 1)[1], "figure": name,
-                              "base": v[impl], "dnr": dnr[impl], "cost": round(cost, 3), "goal_met": cost < DNR_GOAL}))
+        for shape, r in convs.get(impl, {}).items():
+            isa, peak = peak_for(r.get("threads"), r.get("build_isa") or build_isa)
+            if not peak:
+                continue
+            out = {"bench": "conv_pct_peak", "impl": impl, "shape": shape, "threads": r.get("threads"), "peak_isa": isa,
+                   "peak_gflops": peak}
+            names = [("fwd_gflops", "fwd_pct_peak"), ("fwd_bwd_gflops", "fwd_bwd_pct_peak"),
+                     ("fwd_gflops_cl", "fwd_cl_pct_peak"), ("fwd_bwd_gflops_cl", "fwd_bwd_cl_pct_peak")]
+            for src, dst in names:
+                if r.get(src):
+                    out[dst] = round(100.0 * r[src] / peak, 1)
+            print(json.dumps(out))
+
+    for (bench, key, name, higher_better), v in figures.items():
+        if bench != "model" or name == "peak_rss_mb" or key.endswith("_dnr"):
+            continue
+        dnr = figures.get((bench, key + "_dnr", name, higher_better), {})
+        for impl in ("tinyvid", "pytorch"):
+            if impl in v and impl in dnr and v[impl] > 0:
+                cost = dnr[impl] / v[impl] - 1
+                print(json.dumps({"bench": "dnr_cost", "impl": impl, "model": key.split("=", 1)[1], "figure": name,
+                                  "base": v[impl], "dnr": dnr[impl], "cost": round(cost, 3), "goal_met": cost < DNR_GOAL}))
+
+    goals = []  # (goal, target, value, passed or None, missing)
+
+    def goal(text, target, value, passed, missing=None):
+        goals.append((text, target, value, passed, missing))
+
+    for r in variants:
+        base = models.get((r["impl"], r["model"]))
+        for name in ("forward_s", "train_step_s"):
+            b, v = (base or {}).get(name), r.get(name)
+            diff = v / b - 1 if b and v else None
+            if diff is not None:
+                print(json.dumps({"bench": "variant", "impl": r["impl"], "model": r["model"], "variant": r["variant"],
+                                  "openblas_coretype": r.get("openblas_coretype"), "figure": name, "base": b, "value": v,
+                                  "rel_diff": round(diff, 3)}))
+            goal(f"{r['impl']} {r['model']} {name}: |{r['variant']} / plain run - 1|", f"< {VARIANT_GOAL}",
+                 None if diff is None else round(abs(diff), 3), None if diff is None else abs(diff) < VARIANT_GOAL,
+                 None if diff is not None else "the plain run's line" if base is None else name)
+
+    t = models.get(("tinyvid", GOAL_MODEL), {})
+    fwd_best, (step_best, _) = best_model.get(GOAL_MODEL, (None, (None, None)))
+    value = t.get("forward_s") / fwd_best if t.get("forward_s") and fwd_best else None
+    goal(f"{GOAL_MODEL} forward_s / PyTorch forward_best_s", f"<= {FORWARD_GOAL}",
+         None if value is None else round(value, 3), None if value is None else value <= FORWARD_GOAL,
+         None if value is not None else "tinyvid forward_s" if not t.get("forward_s") else "pytorch forward_best_s")
+    value = t.get("train_step_s") / step_best if t.get("train_step_s") and step_best else None
+    goal(f"{GOAL_MODEL} train_step_s / PyTorch's best eager step (NCHW, channels_last)", f"<= {STEP_GOAL}",
+         None if value is None else round(value, 3), None if value is None else value <= STEP_GOAL,
+         None if value is not None else "tinyvid train_step_s" if not t.get("train_step_s") else "pytorch train_step_s")
+    shapes = list(convs.get("tinyvid", {})) + [s for s in convs.get("pytorch", {}) if s not in convs.get("tinyvid", {})]
+    for shape in shapes:
+        if not (shape.startswith("1x1") or shape.startswith("stem")):
+            continue
+        for name in ("fwd_gflops", "fwd_bwd_gflops"):
+            tv_value = convs.get("tinyvid", {}).get(shape, {}).get(name)
+            _, best, layout = best_conv.get((shape, name), (None, None, None))
+            value = tv_value / best if tv_value and best else None
+            goal(f"conv {shape} {name}: tinyvid / PyTorch's faster layout" + (f" ({layout})" if layout else ""),
+                 f">= {CONV_GOAL}", None if value is None else round(value, 3),
+                 None if value is None else value >= CONV_GOAL,
+                 None if value is not None else "tinyvid" if not tv_value else "pytorch")
+    counts = {"PASS": 0, "MISS": 0, "n/a": 0}
+    for text, target, value, passed, missing in goals:
+        status = "n/a" if passed is None else "PASS" if passed else "MISS"
+        counts[status] += 1
+        out = {"bench": "goal", "goal": text, "target": target, "value": value, "status": status}
+        if missing:
+            out["missing"] = missing
+        print(json.dumps(out))
+    print(json.dumps({"bench": "goal_summary", **counts}))
+
+
+if __name__ == "__main__":
+    main()

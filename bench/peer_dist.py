@@ -20,8 +20,12 @@ try:
 except ImportError:
     print("peer_dist.py: torch is not installed; no peer figures", file=sys.stderr)
     sys.exit(0)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_models import TSN as TSN50  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import torch_twin  # noqa: E402
+
+
+def TSN50(frames):  # noqa: N802 (TSN-R50 as peer_models.py runs it: tinyvid's PyTorch twin)
+    return torch_twin.build_model("tsn_r50", frames=frames, num_classes=400)
 
 
 class Basic(nn.Module):

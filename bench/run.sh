@@ -3,6 +3,9 @@
 # same run; prints every JSON line and then the ratios.
 # Usage: bash bench/run.sh [build-dir] [--sizes 256,1024] [--numel N] [--threads N]
 # (the flags go to the matmul and elementwise benchmarks and their peer; conv and layers use their defaults)
+# First the machine's FMA peak (bench_peak, on 1 and 2 threads), the yardstick of compare.py's "% of peak" lines;
+# tsn_r50 runs a second time with OPENBLAS_CORETYPE=SkylakeX (only that process; the rest keep the environment as
+# it is), and compare.py sets its times against the plain run's. compare.py ends with the goal lines (PASS/MISS).
 set -euo pipefail
 # A relative build dir is taken from where run.sh is called; the default is the repo's build/.
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,16 +14,22 @@ cd "$root"
 shift $(( $# > 0 ? 1 : 0 ))
 # The models of bench_models and its peer (tools/torch_twin.py), each with and without DNR.
 models=(tsn_r50 tsn_r50_dnr tanet_r50 tanet_r50_dnr tdn_r50 tdn_r50_dnr)
-for b in bench_matmul bench_elementwise bench_conv bench_layers bench_models; do
+for b in bench_peak bench_matmul bench_elementwise bench_conv bench_layers bench_models; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
 {
+  "$build/bench/bench_peak"
   "$build/bench/bench_matmul" "$@"
   "$build/bench/bench_elementwise" "$@"
   "$build/bench/bench_conv"
   "$build/bench/bench_layers"
   # Whole models, each in a process of its own (its peak RSS): 8 frames (TDN: 8 segments of 5) at 224, 2 threads.
-  for m in "${models[@]}"; do "$build/bench/bench_models" --model "$m"; done
+  for m in "${models[@]}"; do
+    "$build/bench/bench_models" --model "$m"
+    if [[ $m == tsn_r50 ]]; then  # OpenBLAS's AVX-512 kernels forced, against its own choice just above
+      OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model "$m" --variant openblas_skylakex
+    fi
+  done
   if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
   if [[ -x "$build/bench/bench_train" ]]; then "$build/bench/bench_train"; fi
   # Data-parallel steps: 1 process x 2 threads, then 2 x 1 under mpirun (a build with MPI).
