@@ -7,13 +7,14 @@ multiply-adds per clip (tinyvid summary), training time (iterations x the fastes
 test throughput with 10 x 3 views (the fastest of experiment.sh's interleaved rounds), both of seed 0. Then
 DNR's cost per backbone. --chart FILE.png writes the top-1 bars with min-max error bars through `tinyvid chart`
 (its CSV next to it).
-usage: python3 tools/experiment_table.py work_dirs/ablation [--chart work_dirs/ablation/ablation.png] [--tinyvid BIN]
+usage: python3 tools/experiment_table.py work_dirs/ablation [--chart FILE.png] [--save DIR] [--tinyvid BIN]
 """
 import argparse
 import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,9 +146,9 @@ def print_cost(results):
         if not a or not b or not a["top1"] or not b["top1"] or not a["train_s"] or not b["train_s"]:
             continue
         def more(x, y):
-            return f"+{100 * (y / x - 1):.0f}%" if x and y else "-"
+            return f"{100 * (y / x - 1):+.0f}%" if x and y else "-"
         gain = 100 * (mean(b["top1"]) - mean(a["top1"]))
-        slower = (f"-{100 * (1 - b['videos_per_s'] / a['videos_per_s']):.0f}%"
+        slower = (f"{100 * (b['videos_per_s'] / a['videos_per_s'] - 1):+.0f}%"
                   if a["videos_per_s"] and b["videos_per_s"] else "-")
         print(f"| {base} | {gain:+.1f} | {more(a['params'], b['params'])} | {more(a['macs'], b['macs'])} | "
               f"{more(mean(a['train_s']), mean(b['train_s']))} | {slower} |")
@@ -172,13 +173,47 @@ def write_chart(path, rows, results, tinyvid):
     print(f"\nchart: {path} (data: {csv_path})")
 
 
+def save_runs(root, dest):
+    """Copies what the tables read (no checkpoints) of every finished run into dest, e.g. docs/results/ablation:
+    the tables can be printed from there, and copied back into experiment.sh's --out, its runs count as done."""
+    keep = ["log.json", "config.txt", os.path.join("test", "results.json"), os.path.join("test", "per_class.csv")]
+    copied = 0
+    for name in ["machine.txt"] + sorted(os.listdir(root)):
+        src = os.path.join(root, name)
+        if name == "machine.txt":
+            if os.path.exists(src):
+                os.makedirs(dest, exist_ok=True)
+                shutil.copy2(src, os.path.join(dest, name))
+            continue
+        if not os.path.isdir(src):
+            continue
+        files = ["summary.json"] if os.path.exists(os.path.join(src, "summary.json")) else []
+        for seed in sorted(os.listdir(src)):
+            run = os.path.join(src, seed)
+            if not seed.startswith("seed") or not os.path.exists(os.path.join(run, "test", "results.json")):
+                continue  # an unfinished run
+            files += [os.path.join(seed, f) for f in keep if os.path.exists(os.path.join(run, f))]
+            rounds = os.path.join(run, "throughput")
+            if os.path.isdir(rounds):
+                files += [os.path.join(seed, "throughput", r, "results.json") for r in sorted(os.listdir(rounds))
+                          if os.path.exists(os.path.join(rounds, r, "results.json"))]
+            copied += 1
+        for f in files:
+            os.makedirs(os.path.dirname(os.path.join(dest, name, f)), exist_ok=True)
+            shutil.copy2(os.path.join(src, f), os.path.join(dest, name, f))
+    print(f"saved {copied} finished runs into {dest}")
+
+
 def main(argv):
     p = argparse.ArgumentParser(description="tools/experiment.sh's tables (README: The paper's tables at small scale)")
     p.add_argument("root", nargs="?", default="work_dirs/ablation", help="experiment.sh's --out directory")
     p.add_argument("--chart", metavar="FILE.png", help="also draw the top-1 bars (tinyvid chart)")
+    p.add_argument("--save", metavar="DIR", help="first copy the finished runs' small files (no checkpoints) into DIR")
     p.add_argument("--tinyvid", default=os.path.join(HERE, "..", "build", "tools", "tinyvid"),
                    help="the tinyvid binary that draws the chart (default: build/tools/tinyvid)")
     a = p.parse_args(argv)
+    if a.save:
+        save_runs(a.root, a.save)
     rows = read_rows()
     results = {row["name"]: collect(a.root, row) for row in rows}
     machine = os.path.join(a.root, "machine.txt")

@@ -4,6 +4,7 @@ and PNG (through the tinyvid binary given as argv[1]), and a clear error for a c
 usage: python3 tests/tools/test_experiment_table.py path/to/tinyvid"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,17 @@ def main(tinyvid):
             check("TSN,all,0.3,0.2,0.4" in text,
                   "the chart's CSV: mean, min and max of TSN's top-1")
             check("TSN+DNR,drift,0.5,0.5,0.5" in text, "the chart's short group names")
+        # --save: the finished runs' small files, from which the same tables print; an unfinished run stays out.
+        write(os.path.join(root, "dnr", "seed1", "log.json"), "")
+        saved = os.path.join(root, "..", os.path.basename(root) + "_saved")
+        r = run([root, "--save", saved])
+        check(r.returncode == 0 and "saved 3 finished runs" in r.stdout, "--save copies the 3 finished runs")
+        check(not os.path.exists(os.path.join(saved, "dnr", "seed1")), "--save leaves an unfinished run out")
+        check(os.path.exists(os.path.join(saved, "tsn", "seed0", "throughput", "round2", "results.json")),
+              "--save keeps the throughput rounds")
+        r2 = run([saved])
+        check(r2.stdout == run([root]).stdout and "| tsn | +20.0 |" in r2.stdout, "the saved runs print the same tables")
+        shutil.rmtree(saved)
         # A class the hard preset does not have: a clear error naming the file and the class.
         with open(os.path.join(root, "tsn", "seed1", "test", "per_class.csv"), "a") as f:
             f.write("18,move_left,20,0.5\n")
