@@ -7,7 +7,11 @@
 // "openblas_coretype" is the OPENBLAS_CORETYPE the run had (null: unset, OpenBLAS picks its kernels from the CPU);
 // --variant NAME adds "variant":"NAME" to the line, for a second run of the same model under other settings
 // (run.sh: "openblas_skylakex"), which compare.py keeps apart from the plain run and sets against it.
-// Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--variant NAME]
+// --clips N times a batch of N clips (tools/experiment.sh: 30, the views of a 10 x 3 test of one video);
+// --num-classes K (default 400) and --set KEY=VALUE (repeatable: the model switches of `tinyvid summary --help`,
+// e.g. width=16) build the model as a config would; "switches" in the line lists them.
+// Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--variant NAME] [--clips 1]
+//                     [--num-classes 400] [--set KEY=VALUE ...]
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -24,14 +28,29 @@ int main(int argc, char** argv) {
   const std::string variant = bench::flag(argc, argv, "variant", "");
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   tv::set_num_threads(threads);
+  const long clips = std::stol(bench::flag(argc, argv, "clips", "1"));
   tv::models::ModelConfig cfg;
+  cfg.num_classes = std::stol(bench::flag(argc, argv, "num-classes", "400"));
+  std::string switches;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) != "--set") continue;
+    const std::string kv = argv[i + 1];
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "bench_models: --set expects KEY=VALUE, got '%s'\n", kv.c_str());
+      return 2;
+    }
+    cfg.set[kv.substr(0, eq)] = kv.substr(eq + 1);
+    switches += (switches.empty() ? "" : ",") + kv;
+  }
   const bool tdn = name.rfind("tdn_", 0) == 0;
   cfg.frames = tdn ? frames * tv::models::kTdnSegmentFrames : frames;
   auto model = tv::models::make_model<float>(name, cfg);
   const long input_frames = static_cast<long>(model->frames());
   tv::Generator gen(0);
-  auto x = tv::normal<float>({input_frames, 3, size, size}, 0, 1, gen);
-  auto label = tv::tensor<int64_t>({3});
+  auto x = tv::normal<float>({clips * input_frames, 3, size, size}, 0, 1, gen);
+  std::vector<int64_t> labels(static_cast<size_t>(clips), 3);
+  auto label = tv::tensor<int64_t>(labels);
   model->eval();
   const double fwd = bench::median_seconds([&] {
     tv::NoGradGuard no_grad;
@@ -49,8 +68,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"input_frames\":%ld,"
               "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f,"
-              "\"openblas_coretype\":%s%s}\n",
-              name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0,
+              "\"clips\":%ld,\"switches\":\"%s\",\"openblas_coretype\":%s%s}\n",
+              name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0, clips,
+              switches.c_str(),
               coretype ? ("\"" + std::string(coretype) + "\"").c_str() : "null",
               variant.empty() ? "" : (",\"variant\":\"" + variant + "\"").c_str());
 }

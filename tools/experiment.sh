@@ -2,9 +2,10 @@
 # The paper's two tables at small scale, on the hard synthetic benchmark (README "The paper's tables at small
 # scale"): Table 1, DNR's parts on TSN; Table 2, TSN, TSM, TANet and TDN with and without DNR. The rows are in
 # tools/experiment_rows.txt; each trains configs/hard_tsn_r18.conf with its model and switches, for each seed, and
-# is tested with 1 view (accuracy). Then the throughput phase: seed 0's model of every row tested with 10 x 3
-# views on an eighth of the validation set, in 3 interleaved rounds (the table takes the fastest). Prints
-# tools/experiment_table.py's tables and writes its chart. Resumable: finished runs and rounds are kept.
+# is tested with 1 view (accuracy). Then the throughput phase: the eval forward of 30 clips (a 10 x 3-view test
+# of one video) of every row's model, timed by bench_models in 3 interleaved rounds (the table takes the
+# fastest). Prints tools/experiment_table.py's tables and writes its chart. Resumable: finished runs and rounds
+# are kept.
 #   bash tools/experiment.sh                          # both tables, seeds 0 1 2 (about 3.5 hours on 2 cores)
 #   bash tools/experiment.sh --quick                  # 1 seed, 2 epochs, 5 rows, no throughput (about 15 minutes)
 #   bash tools/experiment.sh --seeds "0 1" --rows "tsn dnr tsm"   # a part; --out DIR (default work_dirs/ablation)
@@ -37,7 +38,7 @@ out=${out:-work_dirs/ablation}
 config=configs/hard_tsn_r18.conf
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target tinyvid_cli
+cmake --build build -j"$(nproc)" --target tinyvid_cli bench_models
 tv=./build/tools/tinyvid
 $tv synth --preset hard --out data/synth_hard
 mkdir -p "$out"
@@ -77,24 +78,26 @@ train_row() {
     --set "seed=$seed" "${sets[@]}" "${extra[@]}" > /dev/null
 }
 
-# name model sets...: one round of the 10 x 3 test of seed 0's model (80 segments = 10 views of 8, 3 crops).
+# name model sets...: one round of the throughput: bench_models' eval forward of 30 clips (the 10 x 3 views of
+# one video) of the row's model, random weights and input (the time does not depend on them), no decoding.
 throughput_row() {
   local name=$1 model=$2
   shift 2
-  local sets=(--set "model=$model")
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  local dir=$out/$name/seed0 result=$out/$name/seed0/throughput/round$round
-  if [[ ! -f $dir/latest.safetensors || -f $result/results.json ]]; then return; fi
+  local result=$out/$name/throughput/round$round.json
+  if [[ -f $result ]]; then return; fi
   echo "== $name throughput round $round ($(date -u +%H:%M:%S))"
-  $tv test $config --checkpoint "$dir/latest.safetensors" --out "$result" --no-progress --views 80x3 \
-    --set "data.test_list=$(realpath "$out/throughput_list.txt")" --set seed=0 "${sets[@]}" > /dev/null
+  local switches=(--set width=16)
+  for kv in "$@"; do [[ $kv == model.* ]] && switches+=(--set "${kv#model.}"); done
+  mkdir -p "$out/$name/throughput"
+  ./build/bench/bench_models --model "$model" --size 112 --frames 8 --num-classes 18 --clips 30 "${switches[@]}" \
+    > "$result.part"
+  mv "$result.part" "$result"
 }
 
 if [[ $phase != throughput ]]; then
   for seed in $seeds; do for_rows train_row; done  # seed by seed: a stopped run leaves whole tables of fewer seeds
 fi
 if [[ $phase != train ]]; then
-  awk 'NR % 8 == 1' data/synth_hard/val_list.txt > "$out/throughput_list.txt"  # 45 videos, every class
   for round in 1 2 3; do for_rows throughput_row; done
 fi
 python3 tools/experiment_table.py "$out" --chart "$out/ablation.png"

@@ -4,7 +4,8 @@
 For each row of tools/experiment_rows.txt: top-1 on the validation set, mean (min-max) over seeds, top-1 of each
 class family of the hard synthetic preset (order, drift, local_motion; README "The benchmark"), parameters and
 multiply-adds per clip (tinyvid summary), training time (iterations x the fastest logged iteration time) and
-test throughput with 10 x 3 views (the fastest of experiment.sh's interleaved rounds), both of seed 0. Then
+test throughput with 10 x 3 views (1 / the eval forward time of 30 clips, the fastest of experiment.sh's
+interleaved bench_models rounds). Then
 DNR's cost per backbone. --chart FILE.png writes the top-1 bars with min-max error bars through `tinyvid chart`
 (its CSV next to it).
 usage: python3 tools/experiment_table.py work_dirs/ablation [--chart FILE.png] [--save DIR] [--tinyvid BIN]
@@ -84,6 +85,15 @@ def collect(root, row):
         with open(summary) as f:
             s = json.load(f)
         r["params"], r["macs"] = s["params"], s["macs"]
+    rounds = os.path.join(d, "throughput")  # bench_models lines: 30 clips = one video's 10 x 3 views
+    if os.path.isdir(rounds):
+        times = []
+        for name in os.listdir(rounds):
+            if name.endswith(".json"):
+                with open(os.path.join(rounds, name)) as f:
+                    times += [json.loads(line)["forward_s"] for line in f if line.strip()]
+        if times:  # the fastest round (see train_seconds)
+            r["videos_per_s"] = 1 / min(times)
     for seed in sorted(os.listdir(d)):
         res = os.path.join(d, seed, "test", "results.json")
         if not seed.startswith("seed") or not os.path.exists(res):
@@ -94,17 +104,6 @@ def collect(root, row):
             r["families"][k].append(v)
         if seed == "seed0":  # the cost figures come from seed 0's runs, which experiment.sh runs first
             r["train_s"].append(train_seconds(os.path.join(d, seed, "log.json")))
-        rounds = os.path.join(d, seed, "throughput")
-        if seed == "seed0" and os.path.isdir(rounds):  # the fastest of the interleaved rounds (see train_seconds)
-            rates = []
-            for name in os.listdir(rounds):
-                if not os.path.exists(os.path.join(rounds, name, "results.json")):
-                    continue  # an interrupted round
-                with open(os.path.join(rounds, name, "results.json")) as f:
-                    v = json.load(f)
-                rates.append(v["videos"] / v["seconds"])
-            if rates:
-                r["videos_per_s"] = max(rates)
     return r
 
 
@@ -174,8 +173,9 @@ def write_chart(path, rows, results, tinyvid):
 
 
 def save_runs(root, dest):
-    """Copies what the tables read (no checkpoints) of every finished run into dest, e.g. docs/results/ablation:
-    the tables can be printed from there, and copied back into experiment.sh's --out, its runs count as done."""
+    """Copies what the tables read (no checkpoints) of every finished run, and the throughput rounds, into dest
+    (e.g. docs/results/ablation): the tables print from there, and copied back into experiment.sh's --out, its
+    runs count as done."""
     keep = ["log.json", "config.txt", os.path.join("test", "results.json"), os.path.join("test", "per_class.csv")]
     copied = 0
     for name in ["machine.txt"] + sorted(os.listdir(root)):
@@ -188,15 +188,14 @@ def save_runs(root, dest):
         if not os.path.isdir(src):
             continue
         files = ["summary.json"] if os.path.exists(os.path.join(src, "summary.json")) else []
+        if os.path.isdir(os.path.join(src, "throughput")):
+            files += [os.path.join("throughput", r) for r in sorted(os.listdir(os.path.join(src, "throughput")))
+                      if r.endswith(".json")]
         for seed in sorted(os.listdir(src)):
             run = os.path.join(src, seed)
             if not seed.startswith("seed") or not os.path.exists(os.path.join(run, "test", "results.json")):
                 continue  # an unfinished run
             files += [os.path.join(seed, f) for f in keep if os.path.exists(os.path.join(run, f))]
-            rounds = os.path.join(run, "throughput")
-            if os.path.isdir(rounds):
-                files += [os.path.join(seed, "throughput", r, "results.json") for r in sorted(os.listdir(rounds))
-                          if os.path.exists(os.path.join(rounds, r, "results.json"))]
             copied += 1
         for f in files:
             os.makedirs(os.path.dirname(os.path.join(dest, name, f)), exist_ok=True)
