@@ -2,8 +2,11 @@
 // The stem's input needs no gradient (as in a network), the others' do.
 // Flops: 2 per multiply-add of the direct method; forward+backward counts 3x the forward's (2x for the stem, whose
 // input needs no gradient). --only NAME,NAME runs those rows of the shape file alone; --seconds is each figure's
-// least timed total (a quick check: --seconds 0 times 5 runs after 2 warm-ups).
+// least timed total (a quick check: --seconds 0 times 5 runs after 2 warm-ups). "isa" is the kernels' ISA
+// (TINYVID_ISA lowers it); --variant NAME adds "variant":"NAME" (run.sh: the AVX2 kernels against PyTorch limited
+// to AVX2).
 // Usage: bench_conv [--shapes bench/conv_shapes.txt] [--only NAMES] [--batch 8] [--threads 2] [--seconds 1]
+//                   [--variant NAME]
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -11,19 +14,11 @@
 
 #include "bench_util.hpp"
 
-// The ISA tinyvid's own kernels are compiled for ("build_isa"; compare.py takes that ISA's measured peak).
-#if defined(__AVX512F__)
-constexpr const char* kBuildIsa = "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
-constexpr const char* kBuildIsa = "avx2";
-#else
-constexpr const char* kBuildIsa = "generic";
-#endif
-
 int main(int argc, char** argv) {
   const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
   const long batch = std::stol(bench::flag(argc, argv, "batch", "8"));
   const double seconds = std::stod(bench::flag(argc, argv, "seconds", "1"));
+  const std::string variant = bench::flag(argc, argv, "variant", "");
   std::string only = ",";  // ",NAME,NAME," (built by appends: GCC 12 warns falsely on "," + a temporary string)
   only += bench::flag(argc, argv, "only", "");
   only += ",";
@@ -56,9 +51,10 @@ int main(int argc, char** argv) {
       if (input_grad) x.set_grad({});
     }, 5, seconds);
     const double bwd_factor = input_grad ? 3 : 2;
-    std::printf("{\"bench\":\"conv\",\"impl\":\"tinyvid\",\"shape\":\"%s\",\"batch\":%ld,\"threads\":%d,\"build_isa\":\"%s\",\"fwd_seconds\":%.6f,"
-                "\"fwd_gflops\":%.1f,\"fwd_bwd_seconds\":%.6f,\"fwd_bwd_gflops\":%.1f}\n",
-                name.c_str(), batch, threads, kBuildIsa, fwd, 2 * macs / fwd / 1e9, fwd_bwd, bwd_factor * 2 * macs / fwd_bwd / 1e9);
+    std::printf("{\"bench\":\"conv\",\"impl\":\"tinyvid\",\"shape\":\"%s\",\"batch\":%ld,\"threads\":%d,\"isa\":\"%s\",\"fwd_seconds\":%.6f,"
+                "\"fwd_gflops\":%.1f,\"fwd_bwd_seconds\":%.6f,\"fwd_bwd_gflops\":%.1f%s}\n",
+                name.c_str(), batch, threads, tv::cpu::isa_name(tv::cpu::active_isa()), fwd, 2 * macs / fwd / 1e9, fwd_bwd, bwd_factor * 2 * macs / fwd_bwd / 1e9,
+                variant.empty() ? "" : (",\"variant\":\"" + variant + "\"").c_str());
     std::fflush(stdout);
   }
 }

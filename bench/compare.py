@@ -6,15 +6,18 @@
   forward_best_s: traced, optimize_for_inference, channels_last) and "train_step_s_best_eager" (the faster of
   PyTorch's eager NCHW and channels_last steps).
 - per conv row of each implementation, its share of the machine's measured FMA peak (bench_peak, at the row's thread
-  count and the ISA of tinyvid's build, "build_isa", else the widest one measured): {"bench": "conv_pct_peak", "impl",
+  count and the ISA of tinyvid's kernels, "isa" (TINYVID_ISA chooses it), else the widest one measured): {"bench": "conv_pct_peak", "impl",
   "shape", "threads", "peak_isa", "peak_gflops", "fwd_pct_peak", "fwd_bwd_pct_peak"} (PyTorch: also "fwd_cl_pct_peak",
   "fwd_bwd_cl_pct_peak"). The flops are bench_conv's (2 per multiply-add of the direct method), so Winograd's
   3x3 rows can pass 100%.
 - DNR's cost on each backbone, per implementation: {"bench": "dnr_cost", "impl", "model" (the backbone without
   DNR), "figure", "base", "dnr", "cost" (dnr / base - 1), "goal_met" (cost under 10%)}.
-- a second run of a model under other settings (bench_models --variant, run.sh: OPENBLAS_CORETYPE=SkylakeX) against
-  the plain run: {"bench": "variant", "model", "variant", "openblas_coretype", "figure", "base", "value",
-  "rel_diff" (value / base - 1)}.
+- a second run of a model under other OpenBLAS settings (bench_models --variant openblas_..., run.sh:
+  OPENBLAS_CORETYPE=SkylakeX) against the plain run: {"bench": "variant", "model", "variant", "openblas_coretype",
+  "figure", "base", "value", "rel_diff" (value / base - 1)}.
+- runs of both implementations under the same limits ("variant": "avx2", run.sh: TINYVID_ISA=avx2 against
+  ONEDNN_MAX_CPU_ISA=AVX2): conv lines keyed "shape=...,variant=avx2", model lines keyed "model=...,variant=avx2"
+  (forward_s and train_step_s against PyTorch's eager, best and channels_last figures, named in "pytorch_path").
 - the goal lines of issue 18, {"bench": "goal", "goal", "target", "value", "status"}, status PASS, MISS or n/a (a
   figure missing, named in "missing"), then {"bench": "goal_summary", "PASS", "MISS", "n/a"}. A missed goal never
   fails the script."""
@@ -62,8 +65,8 @@ def main():
         if bench == "model" and r.get("variant"):
             variants.append(r)
             continue
-        if bench == "conv":
-            convs.setdefault(r["impl"], {})[r["shape"]] = r
+        if bench == "conv":  # a variant's rows (run.sh: the AVX2 kernels) apart, as SHAPE@VARIANT
+            convs.setdefault(r["impl"], {})[r["shape"] + (f"@{r['variant']}" if r.get("variant") else "")] = r
         if bench == "model":
             models[(r["impl"], r["model"])] = r
         if bench not in KEYS:
@@ -73,6 +76,8 @@ def main():
             if r.get(name) is None:
                 continue
             fields = key_field if isinstance(key_field, tuple) else (key_field,)
+            if r.get("variant"):
+                fields += ("variant",)
             key = ",".join(f"{f}={r[f]}" for f in fields)
             slot = figures.setdefault((bench, key, name, higher_better), {})
             slot[r["impl"]] = r[name]
@@ -95,7 +100,8 @@ def main():
             best, layout = max(options)
             best_conv[(shape, name)] = (t.get(name) if t else None, best, layout)
             if t and t.get(name):
-                print(json.dumps({"bench": "conv", "key": f"shape={shape}", "figure": name + "_best_layout",
+                key = "shape=" + shape.replace("@", ",variant=")
+                print(json.dumps({"bench": "conv", "key": key, "figure": name + "_best_layout",
                                   "tinyvid": t[name], "pytorch": best, "pytorch_path": layout,
                                   "ratio": round(t[name] / best, 3)}))
     best_model = {}  # model -> (forward best, (step best, layout))
@@ -127,12 +133,12 @@ def main():
                 return widest, peaks[(widest, threads)]
         return None, None
 
-    build_isa = next((r.get("build_isa") for r in convs.get("tinyvid", {}).values() if r.get("build_isa")), None)
+    kernel_isa = next((r.get("isa") for r in convs.get("tinyvid", {}).values() if r.get("isa")), None)
     if convs and not peaks:
         print("compare.py: no bench_peak lines; no % of peak", file=sys.stderr)
     for impl in ("tinyvid", "pytorch"):
         for shape, r in convs.get(impl, {}).items():
-            isa, peak = peak_for(r.get("threads"), r.get("build_isa") or build_isa)
+            isa, peak = peak_for(r.get("threads"), r.get("isa") or kernel_isa)
             if not peak:
                 continue
             out = {"bench": "conv_pct_peak", "impl": impl, "shape": shape, "threads": r.get("threads"), "peak_isa": isa,
@@ -159,7 +165,24 @@ def main():
     def goal(text, target, value, passed, missing=None):
         goals.append((text, target, value, passed, missing))
 
+    paired = {}  # (model, variant) -> impl -> row: both implementations under the same limits (AVX2)
     for r in variants:
+        paired.setdefault((r["model"], r["variant"]), {})[r["impl"]] = r
+    for (model, variant), rows in paired.items():
+        t, p = rows.get("tinyvid"), rows.get("pytorch")
+        if not (t and p):
+            continue
+        for name, peer_name, path in (("forward_s", "forward_s", "eager_nchw"), ("train_step_s", "train_step_s", "eager_nchw"),
+                                      ("forward_s", "forward_best_s", "jit_optimized_channels_last"),
+                                      ("train_step_s", "train_step_cl_s", "eager_channels_last")):
+            if t.get(name) and p.get(peer_name):
+                print(json.dumps({"bench": "model", "key": f"model={model},variant={variant}", "figure": name,
+                                  "tinyvid": t[name], "pytorch": p[peer_name], "pytorch_path": path,
+                                  "ratio": round(p[peer_name] / t[name], 3)}))
+
+    for r in variants:
+        if not r["variant"].startswith("openblas"):  # the OpenBLAS kernel choice must not matter (issue 18)
+            continue
         base = models.get((r["impl"], r["model"]))
         for name in ("forward_s", "train_step_s"):
             b, v = (base or {}).get(name), r.get(name)
@@ -184,7 +207,7 @@ def main():
          None if value is not None else "tinyvid train_step_s" if not t.get("train_step_s") else "pytorch train_step_s")
     shapes = list(convs.get("tinyvid", {})) + [s for s in convs.get("pytorch", {}) if s not in convs.get("tinyvid", {})]
     for shape in shapes:
-        if not (shape.startswith("1x1") or shape.startswith("stem")):
+        if "@" in shape or not (shape.startswith("1x1") or shape.startswith("stem")):
             continue
         for name in ("fwd_gflops", "fwd_bwd_gflops"):
             tv_value = convs.get("tinyvid", {}).get(shape, {}).get(name)

@@ -5,6 +5,7 @@ Takes the same flags as the two binaries: [--sizes 256,1024,2048] [--numel 16777
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -27,6 +28,27 @@ def median_seconds(f, min_reps=5, min_seconds=1.0):
             break
     times.sort()
     return times[len(times) // 2]
+
+
+def peer_isa():
+    """The widest vector ISA PyTorch's kernels may use here: ONEDNN_MAX_CPU_ISA's limit (run.sh sets AVX2 for the
+    comparison with tinyvid's AVX2 kernels, with ATEN_CPU_CAPABILITY=avx2), else the CPU's best."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower()
+    if limit.startswith("avx2"):
+        return "avx2"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "generic"
+
+
+def with_variant(row, variant):
+    """row with "variant": variant added when one is given (a second run under other settings)."""
+    if variant:
+        row["variant"] = variant
+    return row
 
 
 def main():

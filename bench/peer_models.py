@@ -8,7 +8,8 @@ whose scores are tinyvid's) on one clip of 8 frames at 224, 2 threads, one JSON 
   reason in forward_best_error (null when it ran);
 - train_step_cl_s: the eager training step on a fresh copy with model and input in channels_last (null and
   train_step_cl_error when it fails).
-Usage: peer_models.py [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--quick]
+--variant NAME adds "variant":"NAME" (run.sh: PyTorch limited to AVX2, against tinyvid's AVX2 kernels).
+Usage: peer_models.py [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--quick] [--variant NAME]
 (--frames counts segments, as bench_models: a TDN clip of 8 segments has 40 input frames; --quick times 2 runs of
 each figure after the warm-ups, to check that the script works, not for figures)"""
 import argparse
@@ -24,7 +25,7 @@ try:
 except ImportError:
     print("peer_models.py: torch is not installed; no peer figures", file=sys.stderr)
     sys.exit(0)
-from peer import median_seconds
+from peer import median_seconds, with_variant
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import torch_twin  # noqa: E402
@@ -74,6 +75,7 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--variant", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -103,13 +105,13 @@ def main():
     except Exception as e:  # noqa: BLE001
         step_cl, step_cl_error = None, reason(e)
     best, best_error = best_forward_seconds(build(), x, *fwd_timing)
-    print(json.dumps({"bench": "model", "impl": "pytorch", "model": args.model, "frames": args.frames,
+    print(json.dumps(with_variant({"bench": "model", "impl": "pytorch", "model": args.model, "frames": args.frames,
                       "input_frames": input_frames, "size": args.size, "threads": args.threads,
                       "torch": torch.__version__, "forward_s": round(fwd, 4), "train_step_s": round(step_s, 4),
                       "peak_rss_mb": round(rss),
                       "forward_best_s": None if best is None else round(best, 4), "forward_best_error": best_error,
                       "train_step_cl_s": None if step_cl is None else round(step_cl, 4),
-                      "train_step_cl_error": step_cl_error}), flush=True)
+                      "train_step_cl_error": step_cl_error}, args.variant)), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 # (the flags go to the matmul and elementwise benchmarks and their peer; conv and layers use their defaults)
 # First the machine's FMA peak (bench_peak, on 1 and 2 threads), the yardstick of compare.py's "% of peak" lines;
 # tsn_r50 runs a second time with OPENBLAS_CORETYPE=SkylakeX (only that process; the rest keep the environment as
-# it is), and compare.py sets its times against the plain run's. compare.py ends with the goal lines (PASS/MISS).
+# it is), and compare.py sets its times against the plain run's. On a CPU with AVX-512, the conv shapes and tsn_r50
+# run again on tinyvid's AVX2 kernels (TINYVID_ISA=avx2) and on PyTorch limited the same way (ONEDNN_MAX_CPU_ISA=AVX2,
+# ATEN_CPU_CAPABILITY=avx2), as "variant":"avx2". compare.py ends with the goal lines (PASS/MISS).
 set -euo pipefail
 # A relative build dir is taken from where run.sh is called; the default is the repo's build/.
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +16,8 @@ cd "$root"
 shift $(( $# > 0 ? 1 : 0 ))
 # The models of bench_models and its peer (tools/torch_twin.py), each with and without DNR.
 models=(tsn_r50 tsn_r50_dnr tanet_r50 tanet_r50_dnr tdn_r50 tdn_r50_dnr)
+avx2_variant=0
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx2 /proc/cpuinfo; then avx2_variant=1; fi
 for b in bench_peak bench_matmul bench_elementwise bench_conv bench_layers bench_models; do
   [[ -x "$build/bench/$b" ]] || { echo "run.sh: $build/bench/$b not built (cmake --build $build)" >&2; exit 1; }
 done
@@ -22,12 +26,14 @@ done
   "$build/bench/bench_matmul" "$@"
   "$build/bench/bench_elementwise" "$@"
   "$build/bench/bench_conv"
+  if [[ $avx2_variant == 1 ]]; then TINYVID_ISA=avx2 "$build/bench/bench_conv" --variant avx2; fi
   "$build/bench/bench_layers"
   # Whole models, each in a process of its own (its peak RSS): 8 frames (TDN: 8 segments of 5) at 224, 2 threads.
   for m in "${models[@]}"; do
     "$build/bench/bench_models" --model "$m"
     if [[ $m == tsn_r50 ]]; then  # OpenBLAS's AVX-512 kernels forced, against its own choice just above
       OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model "$m" --variant openblas_skylakex
+      if [[ $avx2_variant == 1 ]]; then TINYVID_ISA=avx2 "$build/bench/bench_models" --model "$m" --variant avx2; fi
     fi
   done
   if [[ -x "$build/bench/bench_data" ]]; then "$build/bench/bench_data"; fi
@@ -44,6 +50,10 @@ done
     /usr/bin/python3 bench/peer.py "$@"
     (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py &&
      for m in "${models[@]}"; do /usr/bin/python3 peer_models.py --model "$m"; done &&
+     if [[ $avx2_variant == 1 ]]; then
+       ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 /usr/bin/python3 peer_conv.py --variant avx2 &&
+       ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 /usr/bin/python3 peer_models.py --model tsn_r50 --variant avx2
+     fi &&
      /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2

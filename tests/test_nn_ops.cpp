@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <random>
 
 #include <tinyvid/tinyvid.hpp>
 
@@ -37,6 +38,13 @@ std::vector<Tensor<T>> grads_of(Tensor<T> y, const Tensor<T>& gy, std::vector<Te
 }
 constexpr double kAtolD = 1e-10, kRtolD = 1e-9;  // double against PyTorch's double
 constexpr double kAtolF = 1e-4, kRtolF = 1e-4;   // float against the same values
+// The kernel ISAs this CPU runs, the generic path first: every float conv test runs on each.
+std::vector<tv::cpu::Isa> runnable_isas() {
+  std::vector<tv::cpu::Isa> out;
+  for (auto isa : {tv::cpu::Isa::Generic, tv::cpu::Isa::Avx2, tv::cpu::Isa::Avx512})
+    if (tv::cpu::isa_supported(isa, tv::cpu::detect_cpu_features())) out.push_back(isa);
+  return out;
+}
 }  // namespace
 
 TEST_CASE("conv2d: gradcheck over strides, padding, dilation, groups, bias, 1x1") {
@@ -150,7 +158,12 @@ struct NaiveConv {
       CHECK(fixtures::worst_ratio(wt.grad(), gw_ref, per_term * N * OH * OW, 1e-4) <= 1);
     };
     run(double{}, 1e-13);
-    run(float{}, 1e-6);
+    for (auto isa : runnable_isas()) {
+      const std::string isa_label = tv::cpu::isa_name(isa);
+      CAPTURE(isa_label);
+      tv::cpu::ScopedIsa scoped(isa);
+      run(float{}, 1e-6);
+    }
   }
 };
 }  // namespace
@@ -222,7 +235,12 @@ TEST_CASE("conv2d: the weight gradient skips the grid's extra columns, as an inf
     CHECK(same == w.numel());
   };
   run(double{});
-  run(float{});
+  for (auto isa : runnable_isas()) {
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    tv::cpu::ScopedIsa scoped(isa);
+    run(float{});
+  }
 }
 
 TEST_CASE("conv2d: the three algorithms agree on the same convolution") {
@@ -286,18 +304,25 @@ TEST_CASE("conv2d matches PyTorch") {
   }
 }
 
-TEST_CASE("conv2d in float agrees with double on every path (the AVX-512 micro-kernel included)") {
-  // Double always runs through BLAS; float stride-1 convs with a multiple of 8 output channels run the
-  // micro-kernel where AVX-512 is compiled in. Forward and input gradient (a flipped-kernel forward).
+TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA") {
+  // Double always runs through BLAS; float convs with a multiple of 8 output channels run the micro-kernels
+  // (AVX-512 or AVX2, chosen at run time) or, with Isa::Generic, BLAS. Forward and both gradients.
   struct Case {
     const char* name;
     Shape x, w;
-    tv::Pair padding;
+    tv::Pair stride, padding;
   };
-  const Case cases[] = {{"3x3 pad 1", {2, 16, 12, 40}, {16, 16, 3, 3}, {1, 1}},
-                        {"5x5 pad 2", {1, 8, 9, 33}, {8, 8, 5, 5}, {2, 2}},
-                        {"1x3 pad (0, 1), odd channels", {2, 5, 6, 50}, {24, 5, 1, 3}, {0, 1}},
-                        {"3x3 no padding", {1, 16, 10, 45}, {8, 16, 3, 3}, {0, 0}}};
+  const Case cases[] = {{"3x3 pad 1 (Winograd)", {2, 16, 12, 40}, {16, 16, 3, 3}, {1, 1}, {1, 1}},
+                        {"5x5 pad 2", {1, 8, 9, 33}, {8, 8, 5, 5}, {1, 1}, {2, 2}},
+                        {"1x3 pad (0, 1), odd channels", {2, 5, 6, 50}, {24, 5, 1, 3}, {1, 1}, {0, 1}},
+                        {"3x3 no padding", {1, 16, 10, 45}, {8, 16, 3, 3}, {1, 1}, {0, 0}},
+                        {"7x7 stride 2 (the stem's shifted phases)", {1, 3, 40, 40}, {16, 3, 7, 7}, {2, 2}, {3, 3}},
+                        {"3x3 stride 2", {2, 16, 56, 56}, {32, 16, 3, 3}, {2, 2}, {1, 1}},
+                        {"1x1 (a GEMM per image)", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 on 7x7 maps (images side by side)", {4, 64, 7, 7}, {72, 64, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 stride 2 (unrolled)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
+                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
+  const auto isas = runnable_isas();
   for (const auto& c : cases) {
     SUBCASE(c.name) {
       auto xd = randn(c.x, 31), wd = randn(c.w, 32, 0.2), bd = randn({c.w[0]}, 33);
@@ -306,15 +331,186 @@ TEST_CASE("conv2d in float agrees with double on every path (the AVX-512 micro-k
         for (int64_t i = 0; i < t.numel(); ++i) f.data()[i] = static_cast<float>(t.data()[i]);
         return f.requires_grad_();
       };
-      auto xf = cast(xd), wf = cast(wd), bf = cast(bd);
-      auto yd = tv::conv2d(xd, wd, bd, {1, 1}, c.padding);
-      auto yf = tv::conv2d(xf, wf, bf, {1, 1}, c.padding);
-      CHECK(fixtures::worst_ratio(yf, yd, 1e-4, 1e-4) <= 1);
+      auto yd = tv::conv2d(xd, wd, bd, c.stride, c.padding);
       auto gy = randn(yd.shape(), 34);
       auto gd = grads_of(yd, gy, {xd, wd, bd});
-      auto gf = grads_of(yf, cast(gy).detach(), {xf, wf, bf});
-      for (size_t i = 0; i < 3; ++i) CHECK(fixtures::worst_ratio(gf[i], gd[i], 1e-3, 1e-4) <= 1);
+      for (auto isa : isas) {
+        const std::string isa_label = tv::cpu::isa_name(isa);
+        CAPTURE(isa_label);
+        tv::cpu::ScopedIsa scoped(isa);
+        auto xf = cast(xd), wf = cast(wd), bf = cast(bd);
+        auto yf = tv::conv2d(xf, wf, bf, c.stride, c.padding);
+        CHECK(fixtures::worst_ratio(yf, yd, 1e-4, 1e-4) <= 1);
+        auto gf = grads_of(yf, cast(gy).detach(), {xf, wf, bf});
+        for (size_t i = 0; i < 3; ++i) CHECK(fixtures::worst_ratio(gf[i], gd[i], 1e-3, 1e-4) <= 1);
+      }
     }
+  }
+}
+
+TEST_CASE("cpu ISA: chosen from the CPU's features, lowered on request, never raised past them") {
+  using tv::cpu::Isa;
+  tv::cpu::CpuFeatures none, avx2, avx512;
+  avx2.avx2 = avx2.fma = true;
+  avx512 = avx2;
+  avx512.avx512f = avx512.avx512vl = true;
+  CHECK(tv::cpu::best_isa(none) == Isa::Generic);
+  CHECK(tv::cpu::isa_supported(Isa::Generic, none));
+#ifdef TINYVID_X86_KERNELS
+  CHECK(tv::cpu::best_isa(avx2) == Isa::Avx2);
+  CHECK(tv::cpu::best_isa(avx512) == Isa::Avx512);
+#endif
+  CHECK_FALSE(tv::cpu::isa_supported(Isa::Avx512, avx2));
+  auto avx2_no_fma = avx2;
+  avx2_no_fma.fma = false;
+  CHECK(tv::cpu::best_isa(avx2_no_fma) == Isa::Generic);  // the kernels need FMA
+  CHECK(tv::cpu::parse_isa("avx2", "TINYVID_ISA") == Isa::Avx2);
+  CHECK_THROWS_WITH_AS(tv::cpu::parse_isa("sse4", "TINYVID_ISA"),
+                       doctest::Contains("TINYVID_ISA: expected generic, avx2 or avx512, got 'sse4'"), tv::Error);
+  MESSAGE("kernel ISAs this CPU runs (each float conv test runs on every one): ", runnable_isas().size() - 1,
+          " of 2, the widest ", std::string(tv::cpu::isa_name(tv::cpu::cpu_isa())));
+  const Isa before = tv::cpu::active_isa();
+  {
+    tv::cpu::ScopedIsa generic(Isa::Generic);
+    CHECK(tv::cpu::active_isa() == Isa::Generic);
+  }
+  CHECK(tv::cpu::active_isa() == before);
+  if (tv::cpu::cpu_isa() != Isa::Avx512)
+    CHECK_THROWS_WITH_AS(tv::cpu::set_isa(Isa::Avx512), doctest::Contains("this CPU supports at most"), tv::Error);
+}
+
+TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast kernel agree with plain loops") {
+  using tv::cpu::kMicroCols;
+  using tv::cpu::kMicroRows;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& e : v) e = uniform(rng);
+    return v;
+  };
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    // 8 x 48 over taps read in place: C = 300 spans the AVX2 body's chunks of 128; C = 0 is an empty sum.
+    const int64_t taps = 3, plane = 61, ldc = 53, offsets[taps] = {0, 7, 200};
+    for (int64_t C : {0, 5, 130, 300})
+      for (bool accumulate : {false, true}) {
+        CAPTURE(C);
+        CAPTURE(accumulate);
+        const auto ap = random(static_cast<size_t>(taps * C * kMicroRows));
+        const auto base = random(static_cast<size_t>(200 + C * plane + kMicroCols));
+        auto cm = random(static_cast<size_t>(kMicroRows * ldc));
+        const auto before = cm;
+        if (!accumulate)
+          for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(cm.begin() + i * ldc, kMicroCols, NAN);  // never read
+        tv::cpu::micro_kernel_8x48_taps(isa, taps, C, offsets, plane, ap.data(), base.data(), cm.data(), ldc, accumulate);
+        double worst = 0;
+        for (int64_t i = 0; i < kMicroRows; ++i) {
+          for (int64_t j = 0; j < kMicroCols; ++j) {
+            double ref = accumulate ? before[i * ldc + j] : 0.0, scale = 1;
+            for (int64_t t = 0; t < taps; ++t)
+              for (int64_t ch = 0; ch < C; ++ch) {
+                const double term = double(ap[(t * C + ch) * kMicroRows + i]) * base[offsets[t] + ch * plane + j];
+                ref += term;
+                scale += std::abs(term);
+              }
+            worst = std::max(worst, std::abs(cm[i * ldc + j] - ref) / (1e-6 * scale));
+          }
+          for (int64_t j = kMicroCols; j < ldc; ++j) CHECK(cm[i * ldc + j] == before[i * ldc + j]);  // untouched
+        }
+        CHECK(worst <= 1);
+      }
+    // The transpose is exact.
+    const int64_t lds = 19, ldd = 21;
+    const auto src = random(16 * lds);
+    std::vector<float> dst(16 * ldd, -7.0f);
+    tv::cpu::transpose_16x16(isa, src.data(), lds, dst.data(), ldd);
+    bool exact = true;
+    for (int64_t i = 0; i < 16; ++i)
+      for (int64_t j = 0; j < 16; ++j) exact = exact && dst[i * ldd + j] == src[j * lds + i];
+    CHECK(exact);
+    // Broadcast: every row count and width, rows of B in place (41 apart), Ap packed [k][width].
+    const int64_t K = 37, ldb = 41, ldo = 70;
+    const auto bdata = random(static_cast<size_t>(tv::cpu::kBroadcastRows * ldb));
+    for (int64_t rows = 1; rows <= tv::cpu::kBroadcastRows; ++rows)
+      for (int64_t width : {16, 32, 48, 64}) {
+        CAPTURE(rows);
+        CAPTURE(width);
+        const float* b[tv::cpu::kBroadcastRows];
+        for (int64_t r = 0; r < rows; ++r) b[r] = bdata.data() + r * ldb;
+        const auto ap = random(static_cast<size_t>(K * width));
+        auto cm = random(static_cast<size_t>(rows * ldo));
+        const auto before = cm;
+        tv::cpu::micro_kernel_broadcast(isa, rows, width, K, b, ap.data(), cm.data(), ldo);
+        double worst = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < width; ++j) {
+            double ref = before[r * ldo + j], scale = 1;
+            for (int64_t k = 0; k < K; ++k) {
+              const double term = double(b[r][k]) * ap[k * width + j];
+              ref += term;
+              scale += std::abs(term);
+            }
+            worst = std::max(worst, std::abs(cm[r * ldo + j] - ref) / (1e-6 * scale));
+          }
+          for (int64_t j = width; j < ldo; ++j) CHECK(cm[r * ldo + j] == before[r * ldo + j]);
+        }
+        CHECK(worst <= 1);
+      }
+  }
+}
+
+TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a double reference") {
+  // Sizes around the 8 x 48 tile and the K slice of 128; operands row- or column-major with leading dimensions
+  // wider than the matrix; beta 0 must not read C (filled with NaN), 1 adds, 0.5 scales first.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    for (int64_t M : {1, 9, 130})
+      for (int64_t N : {1, 47, 48, 100})
+        for (int64_t K : {0, 1, 129, 300})
+          for (int layout = 0; layout < 4; ++layout)
+            for (float beta : {0.0f, 1.0f, 0.5f}) {
+              const bool a_col = layout & 1, b_col = layout & 2;
+              CAPTURE(M);
+              CAPTURE(N);
+              CAPTURE(K);
+              CAPTURE(layout);
+              CAPTURE(beta);
+              const int64_t lda = (a_col ? M : K) + 3, ldb = (b_col ? K : N) + 5, ldc = N + 2;
+              std::vector<float> A(static_cast<size_t>((a_col ? K : M) * lda + 1)),
+                  B(static_cast<size_t>((b_col ? N : K) * ldb + 1)), Cm(static_cast<size_t>(M * ldc));
+              for (auto& v : A) v = uniform(rng);
+              for (auto& v : B) v = uniform(rng);
+              for (auto& v : Cm) v = uniform(rng);
+              const auto before = Cm;
+              if (beta == 0.0f)
+                for (int64_t i = 0; i < M; ++i) std::fill_n(Cm.begin() + i * ldc, N, NAN);
+              const tv::cpu::MatrixRef<const float> a{A.data(), M, K, a_col ? 1 : lda, a_col ? lda : 1};
+              const tv::cpu::MatrixRef<const float> b{B.data(), K, N, b_col ? 1 : ldb, b_col ? ldb : 1};
+              tv::cpu::gemm_packed(isa, a, b, {Cm.data(), M, N, ldc, 1}, beta);
+              double worst = 0;
+              bool untouched = true;
+              for (int64_t i = 0; i < M; ++i) {
+                for (int64_t j = 0; j < N; ++j) {
+                  double ref = beta == 0.0f ? 0.0 : double(beta) * before[i * ldc + j], scale = 1;
+                  for (int64_t k = 0; k < K; ++k) {
+                    const double term = double(a.data[i * a.row_stride + k * a.col_stride]) * b.data[k * b.row_stride + j * b.col_stride];
+                    ref += term;
+                    scale += std::abs(term);
+                  }
+                  worst = std::max(worst, std::abs(Cm[i * ldc + j] - ref) / (1e-6 * scale));
+                }
+                for (int64_t j = N; j < ldc; ++j) untouched = untouched && Cm[i * ldc + j] == before[i * ldc + j];
+              }
+              CHECK(worst <= 1);
+              CHECK(untouched);
+            }
   }
 }
 
@@ -342,7 +538,12 @@ TEST_CASE("conv2d: an infinite input pixel poisons only the weight-gradient taps
     for (int64_t o = 0; o < 8; ++o)
       for (int64_t ki = 0; ki < 3; ++ki) CHECK(std::isfinite(w.grad().at({o, 0, ki, 2})));
   };
-  run(float{}, 16);
+  for (auto isa : runnable_isas()) {
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    tv::cpu::ScopedIsa scoped(isa);
+    run(float{}, 16);
+  }
   run(float{}, 8);
   run(double{}, 8);
 }

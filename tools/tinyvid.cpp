@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
       TV_FAIL(e.what());
     }
+    tv::cpu::active_isa();  // reads TINYVID_ISA now: a bad value is reported before any work
     for (const auto& [cmd, run] : runs)
       if (cmd->parsed()) return run();
     std::fputs(app.help().c_str(), stdout);  // `tinyvid` alone

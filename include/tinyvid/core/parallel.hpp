@@ -9,6 +9,7 @@
 
 #include <Eigen/Core>
 
+#include "tinyvid/core/cpu_isa.hpp"
 #include "tinyvid/core/error.hpp"
 
 #ifdef TINYVID_WITH_OPENBLAS
@@ -53,6 +54,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
     f(begin, end);
     return;
   }
+  cpu::active_isa();  // reads TINYVID_ISA here, where its error can be thrown (the kernels inside read it too)
 #pragma omp parallel num_threads(nt)
   {
     // The team may be smaller than asked for (OMP_DYNAMIC, thread limits): chunk by its real size.

@@ -27,6 +27,7 @@ extern "C" {
 #include <libavutil/avutil.h>
 }
 
+#include "tinyvid/core/cpu_isa.hpp"
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/core/parse.hpp"
 #include "tinyvid/core/parallel.hpp"
@@ -211,11 +212,7 @@ inline std::string environment_info(const std::string& build_info) {
 #else
   s += "\nGEMM: tinyvid's micro-kernels and Eigen";
 #endif
-#if defined(__AVX512F__)
-  s += ", AVX-512";
-#elif defined(__AVX2__)
-  s += ", AVX2";
-#endif
+  s += std::string(" (kernels: ") + cpu::isa_name(cpu::active_isa()) + ")";
   s += "\nthreads: " + std::to_string(get_num_threads());
   s += "\nFFmpeg: " + std::string(av_version_info()) + " (libavcodec " + AV_STRINGIFY(LIBAVCODEC_VERSION) + ")";
   const std::time_t now = std::time(nullptr);

@@ -5,7 +5,7 @@
 // - Gemm1x1: a 1x1 stride-1 unpadded conv is one GEMM on the input as it lies;
 // - Winograd3x3: 3x3 stride-1 convs with 16+ channels each way, F(2x2, 3x3) (winograd.hpp);
 // - ShiftedGemm: stride 1 or 2 on a zero-padded copy of the input, a sum of one GEMM per kernel tap with no
-//   unrolling (on AVX-512, the micro-kernel of microkernel.hpp); a stride-2 input gradient unrolls instead;
+//   unrolling (with AVX-512 or AVX2, the micro-kernels of microkernel.hpp); a stride-2 input gradient unrolls instead;
 // - Im2colGemm: everything else (other strides, dilation, groups, small maps) unrolls the input into
 //   columns, a tile of output pixels at a time in per-thread scratch (scratch.hpp) that stays in cache, and
 //   multiplies; groups and dilation live in the unroll.
@@ -226,6 +226,35 @@ inline ColumnBlocks column_blocks(const ConvGeometry& g, int64_t width) {
 
 inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return column_blocks(g, conv_tile_width(g, elem_size)); }
 
+// A conv's weights as the A operand of its GEMMs, one matrix per group: packed once for all column blocks where
+// tinyvid's GEMM runs (float with AVX-512, use_own_gemm), else read as they lie by cpu::gemm.
+template <class T>
+class WeightOperand {
+ public:
+  template <class MatrixOf>
+  WeightOperand(int64_t groups, MatrixOf&& matrix_of) : isa_(active_isa()) {
+    for (int64_t grp = 0; grp < groups; ++grp) matrices_.push_back(matrix_of(grp));
+    if constexpr (std::is_same_v<T, float>)
+      if (use_own_gemm(isa_)) {
+        const int64_t each = packed_a_size(matrices_[0].rows, matrices_[0].cols);
+        buffer_.resize(static_cast<size_t>(groups * each));
+        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back(pack_a(matrices_[grp], buffer_.data() + grp * each));
+      }
+  }
+  // c = the group's matrix times b.
+  void multiply(int64_t grp, const MatrixRef<const T>& b, const MatrixRef<T>& c) const {
+    if constexpr (std::is_same_v<T, float>)
+      if (!packed_.empty()) return gemm_packed(isa_, packed_[grp], b, c, 0.0f);
+    gemm<T>(matrices_[grp], b, c);
+  }
+
+ private:
+  Isa isa_;
+  std::vector<MatrixRef<const T>> matrices_;
+  std::vector<float> buffer_;
+  std::vector<PackedA> packed_;
+};
+
 }  // namespace detail
 
 namespace detail {
@@ -328,10 +357,10 @@ inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s)
   return std::min((w + 15) / 16 * 16, s.L);
 }
 
-#ifdef TINYVID_HAVE_MICROKERNEL
 // The same computation with the 8 x 48 micro-kernel: weights packed once into 8-row panels (k runs over
 // taps, then channels); B is read in place, 48 consecutive floats of the padded input per tap and channel.
-inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y,
+                                  Isa isa) {
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
@@ -350,7 +379,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
       const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
       const float* img = xp.data + n * C * s.plane + j0;
       for (int64_t mb = 0; mb < panels_m; ++mb) {
-        micro_kernel_8x48_taps(taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img, ct, kMicroCols);
+        micro_kernel_8x48_taps(isa, taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img, ct, kMicroCols);
         // The panel's 8 rows go out right away: spread over the kernel calls, the stores drain while the next
         // panel computes (all 64 rows at the end stalled on the output lines: 16% of the stem's time).
         for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
@@ -367,15 +396,13 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     }
   });
 }
-#endif
 
 // y = sum over taps of W_tap (Cout x C) times the shifted padded input, then the valid columns + bias.
 template <class T>
 void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-#ifdef TINYVID_HAVE_MICROKERNEL
   if constexpr (std::is_same_v<T, float>)
-    if (g.Cout % kMicroRows == 0) return shifted_forward_micro(g, x, w, bias, y);
-#endif
+    if (const Isa isa = active_isa(); has_micro_kernels(isa) && g.Cout % kMicroRows == 0)
+      return shifted_forward_micro(g, x, w, bias, y, isa);
   const ShiftedLayout s(g);
   const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
@@ -428,14 +455,13 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
   shifted_forward(t, gy, flipped.data(), static_cast<const T*>(nullptr), gx);
 }
 
-#ifdef TINYVID_HAVE_MICROKERNEL
 // The weight gradient with the broadcast micro-kernel, vectorized over output channels (Cout a multiple of
 // 16): gw (Cout x C*taps) is accumulated transposed, G[c * taps + t][o], over chunks of grid pixels: the
 // shifted input rows of the chunk times gy^T packed 64 channels per pixel, zero where the grid column is
 // not an output. Where the input holds an infinity or NaN the rows are copied with those columns zeroed
 // too (0 * inf is NaN, and PyTorch never forms those products). Each thread owns a partial G, added in
 // thread order at the end.
-inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
+inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw, Isa isa) {
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x, /*check_finite=*/true);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, R = taps * C;
@@ -468,7 +494,7 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
           const float* src = gy + (n * M + m0) * g.OHW() + run.out_at;
           float* dst = ap + mb * kBroadcastCols * len + run.lo * width + m0 % kBroadcastCols;
           int64_t i = 0;
-          for (; i + 16 <= run_len; i += 16) transpose_16x16(src + i, g.OHW(), dst + i * width, width);
+          for (; i + 16 <= run_len; i += 16) transpose_16x16(isa, src + i, g.OHW(), dst + i * width, width);
           for (; i < run_len; ++i)
             for (int64_t m = 0; m < 16; ++m) dst[i * width + m] = src[m * g.OHW() + i];
         }
@@ -497,7 +523,7 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
         for (int64_t mb = 0; mb * kBroadcastCols < M; ++mb) {
           const int64_t width = std::min(kBroadcastCols, M - mb * kBroadcastCols);
           for (int64_t r = 0; r < nr; r += kBroadcastRows)
-            micro_kernel_broadcast(std::min(kBroadcastRows, nr - r), width, len, row_at + r, ap + mb * kBroadcastCols * len,
+            micro_kernel_broadcast(isa, std::min(kBroadcastRows, nr - r), width, len, row_at + r, ap + mb * kBroadcastCols * len,
                                    mine + (r0 + r) * M + mb * kBroadcastCols, M);
         }
       }
@@ -508,16 +534,14 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
   for (int64_t m = 0; m < M; ++m)
     for (int64_t r = 0; r < R; ++r) gw[m * R + r] = partials[r * M + m];
 }
-#endif
 
 // gw[tap] (Cout x C) = sum over images and tiles of gy on the padded grid (zeros in the extra columns)
 // times the shifted padded input, transposed. Per-thread partials, added in thread order.
 template <class T>
 void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
-#ifdef TINYVID_HAVE_MICROKERNEL
   if constexpr (std::is_same_v<T, float>)
-    if (g.Cout % 16 == 0) return shifted_backward_weight_micro(g, x, gy, gw);
-#endif
+    if (const Isa isa = active_isa(); has_micro_kernels(isa) && g.Cout % 16 == 0)
+      return shifted_backward_weight_micro(g, x, gy, gw, isa);
   const ShiftedLayout s(g);
   const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
@@ -568,11 +592,13 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
+  const detail::WeightOperand<T> weights(g.groups, [&](int64_t grp) {
+    return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+  });
   parallel_for(0, blocks.items(g), 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
       const auto blk = blocks.decode(g, it);
       const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
-      MatrixRef<const T> a{w + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
       // B: the input as it lies (1x1, one image) or unrolled into scratch.
       MatrixRef<const T> bm{x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, g.K(), cols_n, g.HW(), 1};
       if (!(pointwise && blk.single_image())) {
@@ -585,7 +611,7 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
       // C: straight into y for one image, else into scratch and then each image's rows.
       T* out = blk.single_image() ? y + (blk.n0 * g.Cout + blk.grp * g.Cog()) * g.OHW() + blk.j0 : scratch<T>(g.Cog() * cols_n, 1);
       const int64_t ldo = blk.single_image() ? g.OHW() : cols_n;
-      gemm<T>(a, bm, {out, g.Cog(), cols_n, ldo, 1});
+      weights.multiply(blk.grp, bm, {out, g.Cog(), cols_n, ldo, 1});
       for (int64_t n = blk.n0; n < blk.n1; ++n)
         for (int64_t o = 0; o < g.Cog(); ++o) {
           const T bv = bias ? bias[blk.grp * g.Cog() + o] : T(0);
@@ -638,18 +664,20 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   const bool item_per_image = !pointwise && blocks.images_per_block == 1 && blocks.tiles_per_image > 1;
   const int64_t per_item = item_per_image ? blocks.tiles_per_image : 1;
   if (!pointwise) std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
+  const detail::WeightOperand<T> weights_t(g.groups, [&](int64_t grp) {  // W^T, read in place
+    return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()};
+  });
   parallel_for(0, blocks.items(g) / per_item, 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b * per_item; it < e * per_item; ++it) {
       const auto blk = blocks.decode(g, it);
       const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
-      MatrixRef<const T> wt{w + blk.grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()};  // W^T, read in place
       const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
       if (pointwise && blk.single_image()) {
-        gemm<T>(wt, gyb, {gx + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, g.Cg(), cols_n, g.HW(), 1});
+        weights_t.multiply(blk.grp, gyb, {gx + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, g.Cg(), cols_n, g.HW(), 1});
         continue;
       }
       T* cols = scratch<T>(g.K() * cols_n, 0);
-      gemm<T>(wt, gyb, {cols, g.K(), cols_n, cols_n, 1});
+      weights_t.multiply(blk.grp, gyb, {cols, g.K(), cols_n, cols_n, 1});
       for (int64_t n = blk.n0; n < blk.n1; ++n) {
         T* gxg = gx + (n * g.C + blk.grp * g.Cg()) * g.HW();
         if (pointwise) {  // 1x1: the columns are the gradient, laid out as the input

@@ -1,6 +1,7 @@
 #pragma once
 // The one GEMM every matrix product goes through: C = A * B + beta * C on tinyvid buffers, without
-// copying. Built with TINYVID_WITH_OPENBLAS (which comes with EIGEN_USE_BLAS, so Eigen's own products
+// copying. In float with AVX-512 kernels, tinyvid's own packed GEMM runs (packed_gemm.hpp, use_own_gemm). Otherwise,
+// built with TINYVID_WITH_OPENBLAS (which comes with EIGEN_USE_BLAS, so Eigen's own products
 // go to OpenBLAS too) the buffers are handed straight to OpenBLAS's sgemm/dgemm, with beta, so C is
 // not zeroed in a separate pass; otherwise they are mapped into Eigen and Eigen's GEMM runs.
 #include <algorithm>
@@ -11,6 +12,8 @@
 
 #include <Eigen/Core>
 
+#include "tinyvid/backend/cpu/matrix_ref.hpp"
+#include "tinyvid/backend/cpu/packed_gemm.hpp"
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/core/parallel.hpp"
 #include "tinyvid/core/shape.hpp"
@@ -20,22 +23,6 @@
 #endif
 
 namespace tv::cpu {
-
-// A matrix operand: element (i, j) lives at data[i * row_stride + j * col_stride].
-template <class T>
-struct MatrixRef {
-  T* data;
-  int64_t rows, cols, row_stride, col_stride;
-  // Eigen needs unit stride along one dim and a leading dimension that covers the other (so no
-  // expanded, zero-stride operand); a dim of size 1 makes its stride irrelevant.
-  bool is_row_major() const { return (cols == 1 || col_stride == 1) && (rows == 1 || row_stride >= cols); }
-  bool is_col_major() const { return (rows == 1 || row_stride == 1) && (cols == 1 || col_stride >= rows); }
-  bool mappable() const { return is_row_major() || is_col_major(); }
-  int64_t leading_dim() const {
-    if (is_row_major()) return rows == 1 ? std::max<int64_t>(cols, 1) : row_stride;
-    return cols == 1 ? std::max<int64_t>(rows, 1) : col_stride;
-  }
-};
 
 namespace detail {
 using Eigen::Dynamic;
@@ -51,15 +38,12 @@ void with_map(const MatrixRef<T>& m, F&& f) {
 }
 }  // namespace detail
 
-template <class T>
-int64_t row_major_ld(const MatrixRef<T>& c) {
-  return c.rows == 1 ? std::max<int64_t>(c.cols, 1) : c.row_stride;
-}
-
 // C = A * B + beta * C; C must be row-major (col_stride 1); A and B must be mappable().
 template <class T>
 void gemm(const MatrixRef<const T>& a, const MatrixRef<const T>& b, const MatrixRef<T>& c, T beta = T(0)) {
   if (c.rows == 0 || c.cols == 0) return;
+  if constexpr (std::is_same_v<T, float>)
+    if (const Isa isa = active_isa(); use_own_gemm(isa)) return gemm_packed(isa, a, b, c, beta);
 #ifdef TINYVID_WITH_OPENBLAS
   // BLAS is column-major: the row-major C (M x N) is the column-major C^T = B^T A^T, and a
   // row-major operand is its own transpose in column-major terms.

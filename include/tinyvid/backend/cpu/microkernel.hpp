@@ -1,27 +1,38 @@
 #pragma once
-// A register-blocked AVX-512 micro-kernel for float GEMM: an 8 x 48 block of C held in 24 registers,
-// fed by packed panels (A: K x 8, B: K x 48). On the narrow, deep GEMMs of convolutions it runs near
-// the FMA peak, where a general BLAS call loses 15-35% (measured here: 203 vs 135-170 GFLOP/s on one
-// core for 64 x 576 x 3136). Compiled only where AVX-512 is enabled (-march=native on such a CPU).
+// Register-blocked micro-kernels for float GEMMs, in an AVX-512 and an AVX2 + FMA body each, chosen at run
+// time (core/cpu_isa.hpp). The 8 x 48 kernel holds a block of C in registers, fed by a packed A panel (K x 8) and B
+// rows read in place; on the narrow, deep GEMMs of convolutions it runs near the FMA peak, where a general
+// BLAS call loses 15-35% (measured on AVX-512: 203 vs 135-170 GFLOP/s on one core for 64 x 576 x 3136).
+// The entry points at the bottom take the ISA; they are called from generic code (conv.hpp, winograd.hpp)
+// only when active_isa() is not Generic.
+#include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#include "tinyvid/core/cpu_isa.hpp"
+
+#ifdef TINYVID_X86_KERNELS
 #include <immintrin.h>
-#define TINYVID_HAVE_MICROKERNEL 1
+#define TINYVID_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define TINYVID_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 namespace tv::cpu {
 
 constexpr int64_t kMicroRows = 8, kMicroCols = 48;
+// The broadcast kernel's tile: up to 6 rows of B x 64 columns of A.
+constexpr int64_t kBroadcastRows = 6, kBroadcastCols = 64;
 
-#ifdef TINYVID_HAVE_MICROKERNEL
-// The one kernel: C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row
-// k = (tap t, channel c) is the 48 floats at base + tap_offset[t] + c * plane. A stride-1 convolution
-// reads B in place from its zero-padded input this way; a packed panel is one tap with plane 48.
-// With accumulate, C's values are the starting point (for sums split over chunks).
-inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
-                                   const float* __restrict Ap, const float* __restrict base, float* __restrict Cm,
-                                   int64_t ldc, bool accumulate = false) {
+#ifdef TINYVID_X86_KERNELS
+namespace avx512 {
+
+// C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row k = (tap t, channel c)
+// is the 48 floats at base + tap_offset[t] + c * plane. A stride-1 convolution reads B in place from its
+// zero-padded input this way; a packed panel is one tap with plane 48. With accumulate, C's values are the
+// starting point (for sums split over chunks). 24 accumulators; per k, 3 loads of B and 8 broadcasts of A.
+TINYVID_TARGET_AVX512 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
+                                                         int64_t plane, const float* __restrict Ap,
+                                                         const float* __restrict base, float* __restrict Cm,
+                                                         int64_t ldc, bool accumulate) {
   __m512 c[kMicroRows][3];
   for (int i = 0; i < kMicroRows; ++i)
     for (int v = 0; v < 3; ++v) c[i][v] = accumulate ? _mm512_loadu_ps(Cm + i * ldc + 16 * v) : _mm512_setzero_ps();
@@ -43,11 +54,10 @@ inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_o
     for (int v = 0; v < 3; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
 }
 
-// dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds): packs gy^T for the kernel
-// below 16 channels x 16 pixels at a time (a scalar strided copy took a fifth of the weight gradient).
+// dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds).
 // (GCC 12's unmasked unpack / shuffle intrinsics start from an undefined vector and warn -Wuninitialized, a
 // false positive fixed in GCC 13; the full-mask forms below compile to the same instructions.)
-inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+TINYVID_TARGET_AVX512 inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
   constexpr __mmask16 all16 = 0xFFFF;
   constexpr __mmask8 all8 = 0xFF;
   __m512 r[16], t[16];
@@ -77,14 +87,11 @@ inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t l
   for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
 }
 
-// The other orientation, vectorized over output channels, for weight gradients: C (R x 16V, row stride
-// ldc) += sum over k < K of B[r][k] times Ap[k][0:16V], where row r of B is the K floats at b[r]
-// (rows of the input, broadcast) and Ap is gy^T packed 16V floats per k. R <= 6, V <= 4: 4R accumulators
-// and 4 A registers fit the 32 vector registers.
-constexpr int64_t kBroadcastRows = 6, kBroadcastCols = 64;
+// C (R x 16V, row stride ldc) += sum over k < K of B[r][k] times Ap[k][0:16V]: 4R accumulators and 4 A
+// registers fit the 32 vector registers (R <= 6, V <= 4).
 template <int R, int V>
-inline void micro_kernel_broadcast(int64_t K, const float* const* b, const float* __restrict Ap,
-                                   float* __restrict Cm, int64_t ldc) {
+TINYVID_TARGET_AVX512 inline void micro_kernel_broadcast(int64_t K, const float* const* b, const float* __restrict Ap,
+                                                         float* __restrict Cm, int64_t ldc) {
   __m512 c[R][V];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) c[r][v] = _mm512_loadu_ps(Cm + r * ldc + 16 * v);
@@ -116,7 +123,6 @@ inline void micro_kernel_broadcast_rows(int64_t rows, int64_t K, const float* co
   }
 }
 
-// Any rows <= kBroadcastRows and width = 16, 32, 48 or 64 channels.
 inline void micro_kernel_broadcast(int64_t rows, int64_t width, int64_t K, const float* const* b, const float* Ap,
                                    float* Cm, int64_t ldc) {
   switch (width / 16) {
@@ -126,6 +132,171 @@ inline void micro_kernel_broadcast(int64_t rows, int64_t width, int64_t K, const
     default: return micro_kernel_broadcast_rows<1>(rows, K, b, Ap, Cm, ldc);
   }
 }
+
+}  // namespace avx512
+
+// The same contracts on 16 ymm registers: each kernel runs as sub-tiles that fit them.
+namespace avx2 {
+
+// r[j][i] <- r[i][j] for 8 rows of 8 floats.
+TINYVID_TARGET_AVX2 inline void transpose_8x8(__m256* r) {
+  __m256 t[8], u[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 2; ++k) {
+    u[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+    r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+  }
+}
+
+TINYVID_TARGET_AVX2 inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int bi = 0; bi < 16; bi += 8)
+    for (int bj = 0; bj < 16; bj += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (bi + i) * lds + bj);
+      transpose_8x8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (bj + i) * ldd + bi, r[i]);
+    }
+}
+
+// C (4 x 24, row stride ldc) (+)= A (rows of 4 floats, 8 apart: half of an 8-wide packed panel) times B (K
+// rows of 24 floats, plane apart). 12 accumulators, 3 B registers, 1 broadcast.
+TINYVID_TARGET_AVX2 inline void tile_4x24(int64_t K, const float* __restrict a, const float* __restrict b,
+                                          int64_t plane, float* __restrict Cm, int64_t ldc, bool accumulate) {
+  __m256 c[4][3];
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < 3; ++v) c[i][v] = accumulate ? _mm256_loadu_ps(Cm + i * ldc + 8 * v) : _mm256_setzero_ps();
+  const float* row = b;
+  for (int64_t k = 0; k < K; ++k, row += plane) {
+    const __m256 b0 = _mm256_loadu_ps(row), b1 = _mm256_loadu_ps(row + 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m256 av = _mm256_set1_ps(a[k * kMicroRows + i]);
+      c[i][0] = _mm256_fmadd_ps(av, b0, c[i][0]);
+      c[i][1] = _mm256_fmadd_ps(av, b1, c[i][1]);
+      c[i][2] = _mm256_fmadd_ps(av, _mm256_loadu_ps(row + 16), c[i][2]);
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < 3; ++v) _mm256_storeu_ps(Cm + i * ldc + 8 * v, c[i][v]);
+}
+
+// The 8 x 48 contract as four 4 x 24 sub-tiles, over K in chunks of 128 rows: a chunk's B (128 x 48 floats,
+// 24 KB) stays in L1 while the four sub-tiles read it.
+TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
+                                                       int64_t plane, const float* Ap, const float* base, float* Cm,
+                                                       int64_t ldc, bool accumulate) {
+  constexpr int64_t kChunk = 128;
+  if (taps * C == 0 && !accumulate) {
+    for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(Cm + i * ldc, kMicroCols, 0.0f);
+    return;
+  }
+  const float* a = Ap;
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+      const int64_t kc = std::min(kChunk, C - c0);
+      const float* row = base + tap_offset[t] + c0 * plane;
+      for (int64_t i = 0; i < kMicroRows; i += 4)
+        for (int64_t j = 0; j < kMicroCols; j += 24) tile_4x24(kc, a + i, row + j, plane, Cm + i * ldc + j, ldc, accumulate);
+      a += kc * kMicroRows;
+      accumulate = true;
+    }
+}
+
+// C (R x 16, row stride ldc) += sum over k < K of B[r][k] times A[k][0:16], A's rows lda apart: 2R
+// accumulators (R <= 6), 2 A registers, 1 broadcast.
+template <int R>
+TINYVID_TARGET_AVX2 inline void broadcast_tile(int64_t K, const float* const* b, const float* __restrict Ap, int64_t lda,
+                                               float* __restrict Cm, int64_t ldc) {
+  __m256 c[R][2];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2; ++v) c[r][v] = _mm256_loadu_ps(Cm + r * ldc + 8 * v);
+  const float* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = b[r];
+  for (int64_t k = 0; k < K; ++k) {
+    const __m256 a0 = _mm256_loadu_ps(Ap + k * lda), a1 = _mm256_loadu_ps(Ap + k * lda + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 bv = _mm256_broadcast_ss(rows[r] + k);
+      c[r][0] = _mm256_fmadd_ps(bv, a0, c[r][0]);
+      c[r][1] = _mm256_fmadd_ps(bv, a1, c[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < 2; ++v) _mm256_storeu_ps(Cm + r * ldc + 8 * v, c[r][v]);
+}
+
+template <int R>
+inline void broadcast_columns(int64_t width, int64_t K, const float* const* b, const float* Ap, float* Cm, int64_t ldc) {
+  for (int64_t v = 0; v < width; v += 16) broadcast_tile<R>(K, b, Ap + v, width, Cm + v, ldc);
+}
+
+inline void micro_kernel_broadcast(int64_t rows, int64_t width, int64_t K, const float* const* b, const float* Ap,
+                                   float* Cm, int64_t ldc) {
+  switch (rows) {
+    case 6: return broadcast_columns<6>(width, K, b, Ap, Cm, ldc);
+    case 5: return broadcast_columns<5>(width, K, b, Ap, Cm, ldc);
+    case 4: return broadcast_columns<4>(width, K, b, Ap, Cm, ldc);
+    case 3: return broadcast_columns<3>(width, K, b, Ap, Cm, ldc);
+    case 2: return broadcast_columns<2>(width, K, b, Ap, Cm, ldc);
+    default: return broadcast_columns<1>(width, K, b, Ap, Cm, ldc);
+  }
+}
+
+}  // namespace avx2
+#endif  // TINYVID_X86_KERNELS
+
+// Whether the kernels below can run: float data and an ISA that has them.
+inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
+
+// The entry points. isa is Avx2 or Avx512 (has_micro_kernels); they are called inside parallel loops, so
+// they take the ISA their caller read once.
+
+// C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed [k][8], K = taps x C) times B, B's row k = (tap t,
+// channel c) being the 48 floats at base + tap_offset[t] + c * plane (read in place; a packed 48-wide panel
+// is one tap with plane 48). With accumulate, C's values are the starting point.
+inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
+                                   const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512) return avx512::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+  return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+#else
+  (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate;
 #endif
+}
+
+// dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds): packs gy^T for the
+// broadcast kernel 16 channels x 16 pixels at a time (a scalar strided copy took a fifth of the weight
+// gradient).
+inline void transpose_16x16(Isa isa, const float* src, int64_t lds, float* dst, int64_t ldd) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512) return avx512::transpose_16x16(src, lds, dst, ldd);
+  return avx2::transpose_16x16(src, lds, dst, ldd);
+#else
+  (void)isa, (void)src, (void)lds, (void)dst, (void)ldd;
+#endif
+}
+
+// The weight-gradient orientation, vectorized over output channels: C (rows x width, row stride ldc) +=
+// sum over k < K of B[r][k] times Ap[k][0:width], where row r of B is the K floats at b[r] (rows of the
+// input, broadcast) and Ap is gy^T packed width floats per k. rows <= kBroadcastRows; width = 16, 32, 48
+// or 64.
+inline void micro_kernel_broadcast(Isa isa, int64_t rows, int64_t width, int64_t K, const float* const* b,
+                                   const float* Ap, float* Cm, int64_t ldc) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512) return avx512::micro_kernel_broadcast(rows, width, K, b, Ap, Cm, ldc);
+  return avx2::micro_kernel_broadcast(rows, width, K, b, Ap, Cm, ldc);
+#else
+  (void)isa, (void)rows, (void)width, (void)K, (void)b, (void)Ap, (void)Cm, (void)ldc;
+#endif
+}
 
 }  // namespace tv::cpu

@@ -60,10 +60,12 @@ struct TileLayout {
 // U = (G g G^T) for each 3x3 kernel g = w[k][c], k in [k0, k1) (k0 a multiple of 8); G = [1 0 0;
 // .5 .5 .5; .5 -.5 .5; 0 0 1]. Written to u + xi * xi_stride as rows (k - k0) * C + c for a GEMM, or
 // packed for the micro-kernel: panels of 8 kernels, [(k - k0) / 8][c][k % 8].
-#ifdef TINYVID_HAVE_MICROKERNEL
-// One packed panel row: the 16 outputs of each of 8 kernels g[0..7] (an FMA per tap, the tap
-// broadcast from memory), transposed in registers so that each xi's 8 values are one store.
-inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap, float* out, int64_t xi_stride) {
+#ifdef TINYVID_X86_KERNELS
+// One packed panel row: the 16 outputs of each of 8 kernels g[0..7] (an FMA per tap, the tap broadcast from
+// memory), transposed in registers so that each xi's 8 values are one store.
+namespace avx512 {
+TINYVID_TARGET_AVX512 inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap,
+                                                         float* out, int64_t xi_stride) {
   __m256 lo[8], hi[8];
   for (int i = 0; i < 8; ++i) {
     __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(by_tap), _mm512_set1_ps(g[i][0]));
@@ -71,34 +73,52 @@ inline void transform_weight_panel(const float* const g[kMicroRows], const float
     lo[i] = _mm512_castps512_ps256(acc);
     hi[i] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
   }
-  auto transpose8 = [](__m256* r) {  // r[j][i] <- r[i][j]
-    __m256 t[8], u[8];
-    for (int k = 0; k < 4; ++k) {
-      t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-      t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 2; ++k) {
-      u[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-      u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-      u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-      u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; ++k) {
-      r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-      r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-    }
-  };
-  transpose8(lo);
-  transpose8(hi);
+  ::tv::cpu::avx2::transpose_8x8(lo);
+  ::tv::cpu::avx2::transpose_8x8(hi);
   for (int xi = 0; xi < 8; ++xi) {
     _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
     _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
   }
 }
+}  // namespace avx512
+
+namespace avx2 {
+TINYVID_TARGET_AVX2 inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap, float* out,
+                                                       int64_t xi_stride) {
+  __m256 lo[8], hi[8];
+  for (int i = 0; i < 8; ++i) {
+    const __m256 g0 = _mm256_broadcast_ss(g[i]);
+    lo[i] = _mm256_mul_ps(_mm256_loadu_ps(by_tap), g0);
+    hi[i] = _mm256_mul_ps(_mm256_loadu_ps(by_tap + 8), g0);
+    for (int tap = 1; tap < 9; ++tap) {
+      const __m256 gt = _mm256_broadcast_ss(g[i] + tap);
+      lo[i] = _mm256_fmadd_ps(_mm256_loadu_ps(by_tap + 16 * tap), gt, lo[i]);
+      hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(by_tap + 16 * tap + 8), gt, hi[i]);
+    }
+  }
+  ::tv::cpu::avx2::transpose_8x8(lo);
+  ::tv::cpu::avx2::transpose_8x8(hi);
+  for (int xi = 0; xi < 8; ++xi) {
+    _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
+    _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
+  }
+}
+}  // namespace avx2
 #endif
 
+inline void transform_weight_panel(Isa isa, const float* const g[kMicroRows], const float* by_tap, float* out,
+                                   int64_t xi_stride) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512) return avx512::transform_weight_panel(g, by_tap, out, xi_stride);
+  return avx2::transform_weight_panel(g, by_tap, out, xi_stride);
+#else
+  (void)isa, (void)g, (void)by_tap, (void)out, (void)xi_stride;
+#endif
+}
+
 template <class T>
-void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u, int64_t xi_stride) {
+void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u, int64_t xi_stride,
+                           Isa isa) {
   // U = (G (x) G) g as one 16 x 9 matrix, stored by columns: the 16 outputs of a kernel are one
   // vector, built from 9 broadcast taps. Its entries (products of 0, +-1/2, 1) are exact.
   static const auto kByTap = [] {
@@ -118,13 +138,11 @@ void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool p
       static const T kZeros[9] = {};
       const T* g[kLanes];
       for (int64_t i = 0; i < kLanes; ++i) g[i] = i < nk ? w + ((kb + i) * C + c) * 9 : kZeros;
-#ifdef TINYVID_HAVE_MICROKERNEL
       if constexpr (std::is_same_v<T, float>)
-        if (packed) {
-          transform_weight_panel(g, kByTap[0].data(), u + (kb - k0) * C + c * kLanes, xi_stride);
+        if (packed && has_micro_kernels(isa)) {
+          transform_weight_panel(isa, g, kByTap[0].data(), u + (kb - k0) * C + c * kLanes, xi_stride);
           continue;
         }
-#endif
       alignas(64) T v[kLanes][kTaps] = {};
       for (int tap = 0; tap < 9; ++tap)
 #pragma GCC unroll 8
@@ -145,11 +163,11 @@ void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool p
 
 // All kernels' U, as U[xi] (Cout x C) or packed, in the calling thread's scratch.
 template <class T>
-T* transform_weight(const T* w, int64_t Cout, int64_t C, bool packed) {
+T* transform_weight(const T* w, int64_t Cout, int64_t C, bool packed, Isa isa) {
   T* u = scratch<T>(kTaps * xi_stride(Cout * C), kScratchWinogradU);
   parallel_for(0, (Cout + kMicroRows - 1) / kMicroRows, 1, [&](int64_t b, int64_t e) {
     const int64_t k0 = b * kMicroRows, k1 = std::min(Cout, e * kMicroRows);
-    transform_weight_rows(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C));
+    transform_weight_rows(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C), isa);
   });
   return u;
 }
@@ -263,21 +281,16 @@ void transform_output_grad_channel(const T* gy, int64_t Cout, int64_t OH, int64_
 }
 
 template <class T>
-bool use_micro_kernel(int64_t Cout) {
-#ifdef TINYVID_HAVE_MICROKERNEL
-  return std::is_same_v<T, float> && Cout % kMicroRows == 0;
-#else
-  return false;
-#endif
+bool use_micro_kernel(int64_t Cout, Isa isa) {
+  return std::is_same_v<T, float> && has_micro_kernels(isa) && Cout % kMicroRows == 0;
 }
 
-#ifdef TINYVID_HAVE_MICROKERNEL
 // The forward for a map small enough to be one chunk (the late stages, where the weights outweigh
 // the activations): each work item owns a block of output channels, transforms their kernels into
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
 inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
                               const float* w, int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V,
-                              float* M) {
+                              float* M, Isa isa) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) transform_input_channel(x, C, H, W, ph, pw, L, 0, L.rows, c, V);
@@ -295,13 +308,13 @@ inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, i
     float* ub = scratch<float>(kTaps * us, 0);
     for (int64_t blk = b; blk < e; ++blk) {
       const int64_t k0 = blk * rows;
-      transform_weight_rows(w, C, k0, k0 + rows, true, ub, us);
+      transform_weight_rows(w, C, k0, k0 + rows, true, ub, us, isa);
       // Channels in slices of kSlice, so the 48-column sliver of V stays in L1 across the block's panels.
       for (int64_t xi = 0; xi < kTaps; ++xi)
         for (int64_t j = 0; j < panels_n; ++j)
           for (int64_t c0 = 0; c0 < C; c0 += kSlice)
             for (int64_t mb = 0; mb < per_block; ++mb)
-              micro_kernel_8x48_taps(1, std::min(kSlice, C - c0), &no_offset, L.ld,
+              micro_kernel_8x48_taps(isa, 1, std::min(kSlice, C - c0), &no_offset, L.ld,
                                      ub + xi * us + (mb * C + c0) * kMicroRows, V + xi * vs + c0 * L.ld + j * kMicroCols,
                                      M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0);
       for (int64_t k = k0; k < k0 + rows; ++k)
@@ -309,42 +322,38 @@ inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, i
     }
   });
 }
-#endif
 
 // y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw).
 template <class T>
 void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w, int64_t Cout,
              const T* bias, T* y) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
-  const bool micro = use_micro_kernel<T>(Cout);
+  const Isa isa = active_isa();
+  const bool micro = use_micro_kernel<T>(Cout, isa);
   const TileLayout L(N, C, Cout, OH, OW, micro ? kMicroCols : 16);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(Cout * C);
   T* V = scratch<T>(kTaps * vs, kScratchWinogradV);
   T* M = scratch<T>(kTaps * ms, kScratchWinogradM);
-#ifdef TINYVID_HAVE_MICROKERNEL
   if constexpr (std::is_same_v<T, float>)
-    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M);
-#endif
-  const T* u = transform_weight(w, Cout, C, micro);
+    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa);
+  const T* u = transform_weight(w, Cout, C, micro, isa);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
       for (int64_t c = b; c < e; ++c) transform_input_channel(x, C, H, W, ph, pw, L, r0, r1, c, V);
     });
     if (micro) {
-#ifdef TINYVID_HAVE_MICROKERNEL
       if constexpr (std::is_same_v<T, float>) {
         const int64_t mbs = Cout / kMicroRows, panels = L.ld / kMicroCols, no_offset = 0;
         parallel_for(0, kTaps * panels, 1, [&](int64_t b, int64_t e) {
           for (int64_t it = b; it < e; ++it) {
             const int64_t xi = it / panels, j = (it % panels) * kMicroCols;
             for (int64_t mb = 0; mb < mbs; ++mb)  // B's rows are V[xi]'s, L.ld apart
-              micro_kernel_8x48_taps(1, C, &no_offset, L.ld, u + xi * us + mb * C * kMicroRows, V + xi * vs + j,
+              micro_kernel_8x48_taps(isa, 1, C, &no_offset, L.ld, u + xi * us + mb * C * kMicroRows, V + xi * vs + j,
                                      M + xi * ms + mb * kMicroRows * L.ld + j, L.ld);
           }
         });
       }
-#endif
     } else {
       parallel_for(0, kTaps, 1, [&](int64_t b, int64_t e) {
         for (int64_t xi = b; xi < e; ++xi)

@@ -1,0 +1,77 @@
+"""bench/compare.py on canned benchmark lines: the ratio lines, PyTorch's best layout, % of the measured peak per
+ISA, the AVX2 variant paired across implementations (and kept out of the goals), the OpenBLAS variant's goal,
+the goal lines and their summary.
+usage: python3 tests/tools/test_compare.py"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+CANNED = [
+    {"bench": "peak", "isa": "avx512", "threads": 2, "gflops": 450},
+    {"bench": "peak", "isa": "avx2", "threads": 2, "gflops": 225},
+    {"bench": "conv", "impl": "tinyvid", "shape": "1x1_a", "threads": 2, "isa": "avx512", "fwd_gflops": 200, "fwd_bwd_gflops": 150},
+    {"bench": "conv", "impl": "tinyvid", "shape": "1x1_a", "threads": 2, "isa": "avx2", "fwd_gflops": 120,
+     "fwd_bwd_gflops": 90, "variant": "avx2"},
+    {"bench": "conv", "impl": "pytorch", "shape": "1x1_a", "threads": 2, "isa": "avx512", "fwd_gflops": 220,
+     "fwd_bwd_gflops": 140, "fwd_gflops_cl": 250, "fwd_bwd_gflops_cl": 130},
+    {"bench": "conv", "impl": "pytorch", "shape": "1x1_a", "threads": 2, "isa": "avx2", "fwd_gflops": 110,
+     "fwd_bwd_gflops": 80, "fwd_gflops_cl": 115, "fwd_bwd_gflops_cl": 70, "variant": "avx2"},
+    {"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s": 0.3, "train_step_s": 1.1, "peak_rss_mb": 3000},
+    {"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s": 0.33, "train_step_s": 1.12, "peak_rss_mb": 3000,
+     "variant": "openblas_skylakex", "openblas_coretype": "SkylakeX"},
+    {"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s": 0.5, "train_step_s": 1.6, "peak_rss_mb": 3000,
+     "variant": "avx2"},
+    {"bench": "model", "impl": "pytorch", "model": "tsn_r50", "forward_s": 0.8, "train_step_s": 1.5, "peak_rss_mb": 4000,
+     "forward_best_s": 0.2, "train_step_cl_s": 1.9},
+    {"bench": "model", "impl": "pytorch", "model": "tsn_r50", "forward_s": 1.2, "train_step_s": 2.5, "peak_rss_mb": 4000,
+     "forward_best_s": 0.35, "train_step_cl_s": 2.9, "variant": "avx2"},
+]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAILED:", what)
+
+
+out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], check=True, capture_output=True,
+                     text=True, input="not json\n" + "\n".join(json.dumps(r) for r in CANNED) + "\n").stdout
+lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def find(**fields):
+    return [r for r in lines if all(r.get(k) == v for k, v in fields.items())]
+
+
+ratio = find(bench="conv", key="shape=1x1_a", figure="fwd_gflops")
+check(len(ratio) == 1 and ratio[0]["ratio"] == round(200 / 220, 3), f"conv ratio line: {ratio}")
+best = find(bench="conv", key="shape=1x1_a", figure="fwd_gflops_best_layout")
+check(len(best) == 1 and best[0]["pytorch"] == 250 and best[0]["pytorch_path"] == "channels_last", f"best layout: {best}")
+avx2 = find(bench="conv", key="shape=1x1_a,variant=avx2", figure="fwd_bwd_gflops")
+check(len(avx2) == 1 and avx2[0]["ratio"] == round(90 / 80, 3), f"the AVX2 rows paired: {avx2}")
+pct = find(bench="conv_pct_peak", impl="tinyvid", shape="1x1_a@avx2")
+check(len(pct) == 1 and pct[0]["peak_isa"] == "avx2" and pct[0]["fwd_pct_peak"] == round(100 * 120 / 225, 1),
+      f"% of the AVX2 peak: {pct}")
+pct = find(bench="conv_pct_peak", impl="pytorch", shape="1x1_a")
+check(len(pct) == 1 and pct[0]["fwd_cl_pct_peak"] == round(100 * 250 / 450, 1), f"PyTorch's % of peak: {pct}")
+model = find(bench="model", key="model=tsn_r50,variant=avx2", figure="forward_s", pytorch_path="jit_optimized_channels_last")
+check(len(model) == 1 and model[0]["ratio"] == round(0.35 / 0.5, 3), f"the AVX2 model line against the best path: {model}")
+variant = find(bench="variant", variant="openblas_skylakex", figure="forward_s")
+check(len(variant) == 1 and variant[0]["rel_diff"] == 0.1, f"the OpenBLAS variant: {variant}")
+check(not find(bench="variant", variant="avx2"), "the AVX2 variant is no OpenBLAS variant")
+goals = {r["goal"]: r for r in find(bench="goal")}
+skylake = goals.get("tinyvid tsn_r50 forward_s: |openblas_skylakex / plain run - 1|", {})
+check(skylake.get("status") == "MISS" and skylake.get("value") == 0.1, f"the 5% goal missed at 10%: {skylake}")
+forward = goals.get("tsn_r50 forward_s / PyTorch forward_best_s", {})
+check(forward.get("status") == "MISS" and forward.get("value") == 1.5, f"the forward goal: {forward}")
+conv = [g for text, g in goals.items() if text.startswith("conv 1x1_a fwd_bwd_gflops")]
+check(len(conv) == 1 and conv[0]["status"] == "PASS", f"the conv goal against PyTorch's faster layout: {conv}")
+check(not any("@" in text for text in goals), "no goal on a variant's conv rows")
+summary = find(bench="goal_summary")
+check(len(summary) == 1 and summary[0]["PASS"] + summary[0]["MISS"] == len(goals), f"the summary: {summary}")
+if failures:
+    sys.exit(f"{len(failures)} check(s) failed")
+print("compare.py: all checks passed")
