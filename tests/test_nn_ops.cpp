@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <random>
@@ -38,11 +39,13 @@ std::vector<Tensor<T>> grads_of(Tensor<T> y, const Tensor<T>& gy, std::vector<Te
 }
 constexpr double kAtolD = 1e-10, kRtolD = 1e-9;  // double against PyTorch's double
 constexpr double kAtolF = 1e-4, kRtolF = 1e-4;   // float against the same values
-// The kernel ISAs this CPU runs, the generic path first: every float conv test runs on each.
+// The kernel ISAs the tests run, the generic path first: those of this CPU up to the one in use at start-up
+// (TINYVID_ISA lowers it: ctest unit_avx2). Every float conv test runs on each.
 std::vector<tv::cpu::Isa> runnable_isas() {
+  static const tv::cpu::Isa at_start = tv::cpu::active_isa();
   std::vector<tv::cpu::Isa> out;
   for (auto isa : {tv::cpu::Isa::Generic, tv::cpu::Isa::Avx2, tv::cpu::Isa::Avx512})
-    if (tv::cpu::isa_supported(isa, tv::cpu::detect_cpu_features())) out.push_back(isa);
+    if (isa <= at_start && tv::cpu::isa_supported(isa, tv::cpu::detect_cpu_features())) out.push_back(isa);
   return out;
 }
 }  // namespace
@@ -367,8 +370,11 @@ TEST_CASE("cpu ISA: chosen from the CPU's features, lowered on request, never ra
   CHECK(tv::cpu::parse_isa("avx2", "TINYVID_ISA") == Isa::Avx2);
   CHECK_THROWS_WITH_AS(tv::cpu::parse_isa("sse4", "TINYVID_ISA"),
                        doctest::Contains("TINYVID_ISA: expected generic, avx2 or avx512, got 'sse4'"), tv::Error);
-  MESSAGE("kernel ISAs this CPU runs (each float conv test runs on every one): ", runnable_isas().size() - 1,
-          " of 2, the widest ", std::string(tv::cpu::isa_name(tv::cpu::cpu_isa())));
+  MESSAGE("kernel ISAs tested (each float conv test runs on every one): ", runnable_isas().size() - 1, " of 2, the widest ",
+          std::string(tv::cpu::isa_name(runnable_isas().back())), "; this CPU's best ",
+          std::string(tv::cpu::isa_name(tv::cpu::cpu_isa())));
+  if (const char* env = std::getenv("TINYVID_ISA"); env && *env)  // the environment's choice is the one in use
+    CHECK(tv::cpu::active_isa() == tv::cpu::parse_isa(env, "TINYVID_ISA"));
   const Isa before = tv::cpu::active_isa();
   {
     tv::cpu::ScopedIsa generic(Isa::Generic);
@@ -462,18 +468,38 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
   }
 }
 
+TEST_CASE("Winograd's weight transform: each ISA's packed panel agrees with the plain loops") {
+  const int64_t C = 5, Cout = 20, xs = tv::cpu::winograd::xi_stride(Cout * C);  // 20: two full panels and a partial one
+  tv::Generator gen(5);
+  const auto w = tv::normal<float>({Cout, C, 3, 3}, 0, 1, gen);
+  std::vector<float> expected(static_cast<size_t>(16 * xs + 24 * C), 0.0f);
+  auto u = expected;
+  tv::cpu::winograd::transform_weight_rows(w.data(), C, 0, Cout, true, expected.data(), xs, tv::cpu::Isa::Generic);
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    std::fill(u.begin(), u.end(), 0.0f);
+    tv::cpu::winograd::transform_weight_rows(w.data(), C, 0, Cout, true, u.data(), xs, isa);
+    double worst = 0;
+    for (size_t i = 0; i < u.size(); ++i) worst = std::max(worst, std::abs(double(u[i]) - expected[i]) / (1e-6 * (1 + std::abs(expected[i]))));
+    CHECK(worst <= 1);
+  }
+}
+
 TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a double reference") {
-  // Sizes around the 8 x 48 tile and the K slice of 128; operands row- or column-major with leading dimensions
-  // wider than the matrix; beta 0 must not read C (filled with NaN), 1 adds, 0.5 scales first.
+  // Sizes around the 8 x 48 tile, the K slice of 256 and the M block of 512 rows (520: a second block and a tail
+  // row panel); operands row- or column-major with leading dimensions wider than the matrix; beta 0 must not read
+  // C (filled with NaN), 1 adds, 0.5 scales first.
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (auto isa : runnable_isas()) {
     if (!tv::cpu::has_micro_kernels(isa)) continue;
     const std::string isa_label = tv::cpu::isa_name(isa);
     CAPTURE(isa_label);
-    for (int64_t M : {1, 9, 130})
+    for (int64_t M : {1, 9, 130, 520})
       for (int64_t N : {1, 47, 48, 100})
-        for (int64_t K : {0, 1, 129, 300})
+        for (int64_t K : {0, 1, 129, 257})
           for (int layout = 0; layout < 4; ++layout)
             for (float beta : {0.0f, 1.0f, 0.5f}) {
               const bool a_col = layout & 1, b_col = layout & 2;

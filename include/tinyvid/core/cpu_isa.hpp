@@ -6,18 +6,21 @@
 // has is an error.
 //
 // The kernels (backend/cpu/microkernel.hpp) carry their ISA as a function attribute, so every translation unit
-// compiles the same bodies whatever its -m flags; a caller picks one with active_isa(), read once per operation.
-// parallel_for reads it before opening a parallel region, so a bad TINYVID_ISA is reported (a tv::Error) outside
-// any region, where it can be thrown.
+// has every body whatever its -m flags; a caller picks one with active_isa(), read once per operation.
+// parallel_for reads it before opening a parallel region, so a bad TINYVID_ISA is reported (a tv::Error) by the
+// first operation that runs on several threads, outside any region.
+#include <omp.h>
+
 #include <atomic>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "tinyvid/core/error.hpp"
 
 // The kernels are built for x86-64 with GCC or Clang (their target attributes and intrinsics); elsewhere, and
 // in device-compiler passes, only the generic path exists.
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define TINYVID_X86_KERNELS 1
 #endif
 
@@ -89,18 +92,36 @@ inline Isa check_supported(Isa isa, std::string_view where) {
   return isa;
 }
 
+// What is wrong with TINYVID_ISA, if anything (set once, with the setting below).
+inline std::string& isa_env_error() {
+  static std::string error;
+  return error;
+}
+
+// The ISA in use as an int, -1 when TINYVID_ISA is not one this CPU runs.
 inline std::atomic<int>& isa_setting() {
   static std::atomic<int> setting{[] {
     const char* env = std::getenv("TINYVID_ISA");
     if (env == nullptr || *env == '\0') return static_cast<int>(cpu_isa());
-    return static_cast<int>(check_supported(parse_isa(env, "TINYVID_ISA"), "TINYVID_ISA"));
+    try {
+      return static_cast<int>(check_supported(parse_isa(env, "TINYVID_ISA"), "TINYVID_ISA"));
+    } catch (const Error& e) {
+      isa_env_error() = e.what();
+      return -1;
+    }
   }()};
   return setting;
 }
 }  // namespace detail
 
-// The ISA the kernels use now: the CPU's best, or what TINYVID_ISA / set_isa chose.
-inline Isa active_isa() { return static_cast<Isa>(detail::isa_setting().load(std::memory_order_relaxed)); }
+// The ISA the kernels use now: the CPU's best, or what TINYVID_ISA / set_isa chose. A bad TINYVID_ISA is a
+// tv::Error at every call outside a parallel region; inside one, where nothing may throw, the generic path runs.
+inline Isa active_isa() {
+  const int setting = detail::isa_setting().load(std::memory_order_relaxed);
+  if (setting >= 0) return static_cast<Isa>(setting);
+  if (omp_in_parallel()) return Isa::Generic;
+  throw Error(detail::isa_env_error());
+}
 
 inline void set_isa(Isa isa) {
   detail::isa_setting().store(static_cast<int>(detail::check_supported(isa, "tv::cpu::set_isa")),

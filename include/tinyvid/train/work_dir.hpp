@@ -27,6 +27,7 @@ extern "C" {
 #include <libavutil/avutil.h>
 }
 
+#include "tinyvid/backend/cpu/packed_gemm.hpp"
 #include "tinyvid/core/cpu_isa.hpp"
 #include "tinyvid/core/error.hpp"
 #include "tinyvid/core/parse.hpp"
@@ -208,11 +209,15 @@ inline std::string environment_info(const std::string& build_info) {
 #endif
   s += ", C++ " + std::to_string(__cplusplus);
 #if defined(TINYVID_WITH_OPENBLAS)
-  s += "\nGEMM: tinyvid's micro-kernels and OpenBLAS (OpenMP build)";
+  const std::string blas = "OpenBLAS (OpenMP build)";
 #else
-  s += "\nGEMM: tinyvid's micro-kernels and Eigen";
+  const std::string blas = "Eigen's GEMM";
 #endif
-  s += std::string(" (kernels: ") + cpu::isa_name(cpu::active_isa()) + ")";
+  const cpu::Isa isa = cpu::active_isa();
+  s += "\nCPU kernels: " + std::string(cpu::isa_name(isa)) +
+       (cpu::has_micro_kernels(isa) ? " micro-kernels for the convs" : " (none: every product on " + blas + ")");
+  if (cpu::has_micro_kernels(isa))
+    s += cpu::use_own_gemm(isa) ? ", tinyvid's packed GEMM for the other float products" : ", " + blas + " for the other products";
   s += "\nthreads: " + std::to_string(get_num_threads());
   s += "\nFFmpeg: " + std::string(av_version_info()) + " (libavcodec " + AV_STRINGIFY(LIBAVCODEC_VERSION) + ")";
   const std::time_t now = std::time(nullptr);

@@ -7,6 +7,7 @@
 // only when active_isa() is not Generic.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "tinyvid/core/cpu_isa.hpp"
 
@@ -270,6 +271,7 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
   return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
 #else
   (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate;
+  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }
 
@@ -282,6 +284,7 @@ inline void transpose_16x16(Isa isa, const float* src, int64_t lds, float* dst, 
   return avx2::transpose_16x16(src, lds, dst, ldd);
 #else
   (void)isa, (void)src, (void)lds, (void)dst, (void)ldd;
+  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }
 
@@ -296,6 +299,7 @@ inline void micro_kernel_broadcast(Isa isa, int64_t rows, int64_t width, int64_t
   return avx2::micro_kernel_broadcast(rows, width, K, b, Ap, Cm, ldc);
 #else
   (void)isa, (void)rows, (void)width, (void)K, (void)b, (void)Ap, (void)Cm, (void)ldc;
+  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "tinyvid/backend/cpu/gemm.hpp"
@@ -63,6 +64,18 @@ struct TileLayout {
 #ifdef TINYVID_X86_KERNELS
 // One packed panel row: the 16 outputs of each of 8 kernels g[0..7] (an FMA per tap, the tap broadcast from
 // memory), transposed in registers so that each xi's 8 values are one store.
+namespace avx2 {
+// lo[i] / hi[i]: outputs xi 0-7 / 8-15 of kernel i; stored transposed, xi's 8 kernels at out + xi * xi_stride.
+TINYVID_TARGET_AVX2 inline void store_transposed(__m256* lo, __m256* hi, float* out, int64_t xi_stride) {
+  ::tv::cpu::avx2::transpose_8x8(lo);
+  ::tv::cpu::avx2::transpose_8x8(hi);
+  for (int xi = 0; xi < 8; ++xi) {
+    _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
+    _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
+  }
+}
+}  // namespace avx2
+
 namespace avx512 {
 TINYVID_TARGET_AVX512 inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap,
                                                          float* out, int64_t xi_stride) {
@@ -73,12 +86,7 @@ TINYVID_TARGET_AVX512 inline void transform_weight_panel(const float* const g[kM
     lo[i] = _mm512_castps512_ps256(acc);
     hi[i] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
   }
-  ::tv::cpu::avx2::transpose_8x8(lo);
-  ::tv::cpu::avx2::transpose_8x8(hi);
-  for (int xi = 0; xi < 8; ++xi) {
-    _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
-    _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
-  }
+  ::tv::cpu::winograd::avx2::store_transposed(lo, hi, out, xi_stride);
 }
 }  // namespace avx512
 
@@ -96,12 +104,7 @@ TINYVID_TARGET_AVX2 inline void transform_weight_panel(const float* const g[kMic
       hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(by_tap + 16 * tap + 8), gt, hi[i]);
     }
   }
-  ::tv::cpu::avx2::transpose_8x8(lo);
-  ::tv::cpu::avx2::transpose_8x8(hi);
-  for (int xi = 0; xi < 8; ++xi) {
-    _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
-    _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
-  }
+  ::tv::cpu::winograd::avx2::store_transposed(lo, hi, out, xi_stride);
 }
 }  // namespace avx2
 #endif
@@ -113,6 +116,7 @@ inline void transform_weight_panel(Isa isa, const float* const g[kMicroRows], co
   return avx2::transform_weight_panel(g, by_tap, out, xi_stride);
 #else
   (void)isa, (void)g, (void)by_tap, (void)out, (void)xi_stride;
+  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }
 
