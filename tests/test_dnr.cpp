@@ -221,6 +221,40 @@ TEST_CASE("models: parameter counts of DNR.md, names as torchvision and MMAction
   CHECK(plain.size() == 320);  // as torchvision's resnet50: 53 convs, 53 BNs x 5, fc x 2
 }
 
+TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass) gives the op-by-op scores") {
+  // Eval under NoGradGuard takes the fused path (nn::conv_bn); eval with grad on (as Grad-CAM++ runs) the op-by-op
+  // one. Batch norm statistics and affine values are made non-trivial first. DNR's norms stay ops of their own.
+  models::ModelConfig cfg;
+  cfg.num_classes = 6;
+  for (const char* name : {"tsn_r18", "tsn_r50", "tsn_r50_dnr", "tanet_r18", "tdn_r50"}) {
+    SUBCASE(name) {
+      const bool tdn = std::string(name).rfind("tdn", 0) == 0;
+      cfg.frames = tdn ? 10 : 4;
+      cfg.set = {{"width", "8"}};
+      auto m = models::make_model<float>(name, cfg);
+      tv::Generator gen(9);
+      {
+        tv::NoGradGuard no_grad;
+        for (auto& [key, t] : m->state_dict()) {
+          const auto ends = [&](const std::string& suffix) {
+            return key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
+          };
+          if (ends("running_mean") || ends("bn1.bias") || ends("bn2.bias") || ends("bn3.bias") || ends("downsample.1.bias"))
+            t.copy_(tv::normal<float>(t.shape(), 0, 0.2, gen));
+          if (ends("running_var")) t.copy_(tv::uniform<float>(t.shape(), 0.5, 1.5, gen));
+        }
+      }
+      m->eval();
+      const int64_t size = tdn ? 64 : 32;  // TDN's long-term module pools layer4's maps 2x2
+      const auto x = tv::normal<float>({2 * cfg.frames, 3, size, size}, 0, 1, gen);
+      const auto op_by_op = m->forward(x).detach();  // parameters require grad: the plain path
+      tv::NoGradGuard no_grad;
+      const auto fused = m->forward(x);
+      CHECK(fixtures::worst_ratio(fused, op_by_op, 1e-4, 1e-4) <= 1);
+    }
+  }
+}
+
 TEST_CASE("models: forward shapes, TSN consensus, DNR switches, registry errors") {
   models::ModelConfig cfg;
   cfg.num_classes = 5;

@@ -540,6 +540,106 @@ TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a doub
   }
 }
 
+TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and relu bit for bit, on every path and ISA") {
+  struct Case {
+    const char* name;
+    Shape x, w;
+    tv::Pair stride, padding;
+  };
+  const Case cases[] = {{"1x1", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 on 7x7 maps", {4, 32, 7, 7}, {48, 32, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 stride 2", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
+                        {"3x3 Winograd", {2, 16, 12, 40}, {16, 16, 3, 3}, {1, 1}, {1, 1}},
+                        {"3x3 Winograd, 20 outputs (no micro-kernel)", {1, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}},
+                        {"7x7 stride 2 (stem)", {1, 3, 40, 40}, {16, 3, 7, 7}, {2, 2}, {3, 3}},
+                        {"5x5 shifted", {1, 8, 9, 33}, {8, 8, 5, 5}, {1, 1}, {2, 2}},
+                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
+  for (const auto& c : cases) {
+    SUBCASE(c.name) {
+      tv::Generator gen(21);
+      const int64_t cout = c.w[0];
+      const auto x = tv::normal<float>(c.x, 0, 1, gen), w = tv::normal<float>(c.w, 0, 0.2, gen);
+      const auto b = tv::normal<float>({cout}, 0, 1, gen);
+      const auto mean = tv::normal<float>({cout}, 0, 1, gen), var = tv::uniform<float>({cout}, 0.5, 2.0, gen);
+      const auto gamma = tv::normal<float>({cout}, 1, 0.3, gen), beta = tv::normal<float>({cout}, 0, 0.5, gen);
+      const auto [scale, shift] = tv::batch_norm_eval_coefficients(mean, var, gamma, beta, 1e-5);
+      for (auto isa : runnable_isas()) {
+        const std::string isa_label = tv::cpu::isa_name(isa);
+        CAPTURE(isa_label);
+        tv::cpu::ScopedIsa scoped(isa);
+        const auto y = tv::conv2d(x, w, b, c.stride, c.padding);
+        const auto normed = tv::batch_norm(y, mean, var, tv::BatchNormFuncOptions<float>().weight(gamma).bias(beta));
+        const auto r = tv::normal<float>(y.shape(), 0, 1, gen);
+        for (int variant = 0; variant < 4; ++variant) {  // bn, residual and relu; relu alone; residual alone; bn alone
+          CAPTURE(variant);
+          const bool with_bn = variant == 0 || variant == 3, with_residual = variant == 0 || variant == 2,
+                     with_relu = variant == 0 || variant == 1;
+          auto expected = with_bn ? normed : y;
+          if (with_residual) expected = tv::add(expected, r);
+          if (with_relu) expected = tv::relu(expected);
+          tv::ConvFusion<float> then;
+          if (with_bn) then.scale = scale, then.shift = shift;
+          if (with_residual) then.residual = r;
+          then.relu = with_relu;
+          const auto fused = tv::conv2d_inference(x, w, b, then, c.stride, c.padding);
+          REQUIRE(fused.shape() == expected.shape());
+          int64_t same = 0;
+          for (int64_t i = 0; i < fused.numel(); ++i) same += fused.data()[i] == expected.data()[i];
+          CHECK(same == fused.numel());
+        }
+      }
+    }
+  }
+  // No gradient flows through it: an input that requires grad is refused while grad mode is on; shapes are checked.
+  auto x = tv::normal<float>({1, 4, 5, 5}).requires_grad_();
+  auto w = tv::normal<float>({8, 4, 3, 3});
+  CHECK_THROWS_WITH_AS(tv::conv2d_inference(x, w, Tensor<float>(), tv::ConvFusion<float>{}), doctest::Contains("requires grad"),
+                       tv::Error);
+  tv::ConvFusion<float> bad;
+  bad.residual = tv::zeros<float>({1, 8, 5, 5});
+  CHECK_THROWS_WITH_AS(tv::conv2d_inference(x.detach(), w, Tensor<float>(), bad),
+                       doctest::Contains("residual of shape [1, 8, 5, 5] for an output of shape [1, 8, 3, 3]"), tv::Error);
+  bad = {};
+  bad.scale = tv::ones<float>({4});
+  bad.shift = tv::zeros<float>({4});
+  CHECK_THROWS_WITH_AS(tv::conv2d_inference(x.detach(), w, Tensor<float>(), bad),
+                       doctest::Contains("one value per output channel (8), got shape [4]"), tv::Error);
+  tv::NoGradGuard no_grad;
+  CHECK(tv::conv2d_inference(x, w, Tensor<float>(), tv::ConvFusion<float>{}).shape() == Shape{1, 8, 3, 3});
+}
+
+TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of the ops one by one") {
+  tv::Generator gen(4);
+  tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(8, 16, 3).padding(1), gen);  // with a bias
+  tv::nn::BatchNorm2d<float> bn(tv::nn::BatchNormOptions(16));
+  auto randomize = [&](uint64_t seed) {
+    tv::Generator g(seed);
+    tv::NoGradGuard no_grad;
+    bn.running_mean.copy_(tv::normal<float>({16}, 0, 1, g));
+    bn.running_var.copy_(tv::uniform<float>({16}, 0.5, 2.0, g));
+    bn.weight.copy_(tv::normal<float>({16}, 1, 0.3, g));
+    bn.bias.copy_(tv::normal<float>({16}, 0, 0.5, g));
+  };
+  randomize(1);
+  conv.eval();
+  bn.eval();
+  const auto x = tv::normal<float>({2, 8, 10, 12}, 0, 1, gen), r = tv::normal<float>({2, 16, 10, 12}, 0, 1, gen);
+  auto check = [&] {
+    const auto op_by_op = tv::nn::conv_bn(conv, bn, x, r, true).detach();  // grad on: the ops one by one
+    tv::NoGradGuard no_grad;
+    CHECK(fixtures::worst_ratio(tv::nn::conv_bn(conv, bn, x, r, true), op_by_op, 1e-6, 1e-6) <= 1);
+  };
+  check();
+  bn.running_mean.data()[3] = 5.0f;  // even a raw write is seen: nothing folded is kept between calls
+  check();
+  {
+    tv::NoGradGuard no_grad;
+    const auto once = tv::nn::conv_bn(conv, bn, x, r, true);
+    bn.running_var.data()[0] = 9.0f;
+    CHECK(tv::nn::conv_bn(conv, bn, x, r, true).data()[0] != once.data()[0]);
+  }
+}
+
 TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradient") {
   for (int64_t size : {4, 20}) {  // the unrolled path and the shifted one
     auto x = tv::zeros<float>({0, 3, size, size}).requires_grad_();

@@ -1,9 +1,11 @@
 #pragma once
 // conv2d's kernels behind the device seam: each takes the call's geometry and already allocated, contiguous
 // tensors, and runs the kernel of their device (backend/cpu/conv.hpp on the CPU).
+#include "tinyvid/backend/batch_norm.hpp"
 #include "tinyvid/backend/conv_geometry.hpp"
 #include "tinyvid/backend/cpu/conv.hpp"
 #include "tinyvid/backend/dispatch.hpp"
+#include "tinyvid/backend/elementwise.hpp"
 
 namespace tv::kernel {
 
@@ -12,6 +14,21 @@ template <class T>
 void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y) {
   TV_DISPATCH("conv2d", device_of("conv2d", x, w, bias, y),
               conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
+}
+
+// The eval path's fused conv: y = conv(x, w) + bias, then y * scale + shift per output channel (an eval batch
+// norm; scale and shift undefined for none), + residual (y's shape; may be undefined), then ReLU if relu. The CPU
+// finishes each output row in cache (cpu::ConvEpilogue); other devices run the conv, then the other kernels.
+template <class T>
+void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias,
+                          const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
+  auto ptr = [](const Tensor<T>& t) { return t.defined() ? t.data() : nullptr; };
+  if (device_of("conv2d", x, w, bias, scale, shift, residual, y) == Device::CPU)
+    return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu});
+  conv2d_forward(g, x, w, bias, y);
+  if (scale.defined()) batch_norm_apply(y, 1, y.size(0), scale, shift, y);
+  if (residual.defined()) add(y, residual, y);
+  if (relu) map(y, y, fn::Relu{}, "relu");
 }
 
 // gx (N x C x H x W, overwritten) = the gradient of the input.

@@ -13,6 +13,7 @@
 #include "tinyvid/dnr/norm.hpp"
 #include "tinyvid/models/tam.hpp"
 #include "tinyvid/models/tdn.hpp"
+#include "tinyvid/nn/fuse.hpp"
 #include "tinyvid/nn/layers.hpp"
 
 namespace tv::models {
@@ -100,7 +101,12 @@ class Block : public nn::Module<T> {
     shift_ = o.temporal_shift || (o.norm == Norm::Dnr && o.dnr.interlace);
     shift_div_ = o.temporal_shift ? o.shift_div : 8;
   }
-  Tensor<T> residual(const Tensor<T>& x) { return downsample ? (*downsample)(x) : x; }
+  Tensor<T> residual(const Tensor<T>& x) {
+    if (!downsample) return x;
+    auto conv = std::dynamic_pointer_cast<nn::Conv2d<T>>((*downsample)[0]);
+    auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d<T>>((*downsample)[1]);
+    return conv && bn ? nn::conv_bn(*conv, *bn, x) : (*downsample)(x);
+  }
   // The temporal modules on conv1's activated output, registered last: TANet's TAM (MMAction2's TABlock: conv1 ->
   // tam -> conv2, the TABlock holds the block before its tam); TDN's long-term difference module and learnable
   // shift, in layer2..layer4 only (planes above the stem's width), as its authors' BottleneckShift.
@@ -154,7 +160,11 @@ class BasicBlock : public Block<T> {
     this->make_temporal_modules(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)), ctx);
+    const Tensor<T> in = this->branch_input(x, ctx);
+    Tensor<T> out = this->bn1_ ? nn::conv_bn(*conv1, *this->bn1_, in, Tensor<T>(), true)
+                               : relu(this->norm1((*conv1)(in), ctx));
+    out = this->adapt(out, ctx);
+    if (this->bn2_) return nn::conv_bn(*conv2, *this->bn2_, out, this->residual(x), true);
     out = this->norm2((*conv2)(out), ctx);
     return relu(add(out, this->residual(x)));
   }
@@ -177,10 +187,13 @@ class Bottleneck : public Block<T> {
     this->make_temporal_modules(planes, o, gen);
   }
   Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    Tensor<T> out = this->adapt(relu(this->norm1((*conv1)(this->branch_input(x, ctx)), ctx)), ctx);
-    out = relu(this->norm2((*conv2)(out), ctx));
-    out = (*bn3)((*conv3)(out));
-    return relu(add(out, this->residual(x)));
+    const Tensor<T> in = this->branch_input(x, ctx);
+    Tensor<T> out = this->bn1_ ? nn::conv_bn(*conv1, *this->bn1_, in, Tensor<T>(), true)
+                               : relu(this->norm1((*conv1)(in), ctx));
+    out = this->adapt(out, ctx);
+    out = this->bn2_ ? nn::conv_bn(*conv2, *this->bn2_, out, Tensor<T>(), true)
+                     : relu(this->norm2((*conv2)(out), ctx));
+    return nn::conv_bn(*conv3, *bn3, out, this->residual(x), true);
   }
   std::shared_ptr<nn::Conv2d<T>> conv1, conv2, conv3;
   std::shared_ptr<nn::BatchNorm2d<T>> bn3;
@@ -267,7 +280,7 @@ class ResNet : public nn::Module<T> {
   }
   // conv1, bn1, ReLU and the max pool: N*T x 3 x H x W -> N*T x width x H/4 x W/4.
   Tensor<T> stem(const Tensor<T>& x) {
-    return max_pool2d(relu((*bn1)((*conv1)(x))), MaxPool2dOptions(3).stride(2).padding(1));
+    return max_pool2d(nn::conv_bn(*conv1, *bn1, x, Tensor<T>(), true), MaxPool2dOptions(3).stride(2).padding(1));
   }
   // Stages first..last-1 (layer1 is stage 0) on y, the output of the stage before (or of the stem): a caller may
   // stop after any stage and go on from there (Grad-CAM++ at an inner layer). DNR's relay runs within a stage.

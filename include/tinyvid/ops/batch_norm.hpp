@@ -18,6 +18,7 @@
 #include <cmath>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinyvid/autograd/node.hpp"
@@ -133,6 +134,30 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
         return r;
       });
   return y;
+}
+
+// An eval-mode batch norm as its per-channel affine y = x * scale + shift (C each), from the running statistics
+// and the affine parameters (either may be undefined): the very values batch_norm's evaluation applies, for a
+// conv that does the batch norm in its output pass (conv2d_inference). No gradient.
+template <class T>
+std::pair<Tensor<T>, Tensor<T>> batch_norm_eval_coefficients(const Tensor<T>& running_mean, const Tensor<T>& running_var,
+                                                             const Tensor<T>& weight, const Tensor<T>& bias, double eps) {
+  TV_CHECK(running_mean.defined() && running_var.defined() && running_mean.dim() == 1 &&
+               running_var.shape() == running_mean.shape(),
+           "batch_norm_eval_coefficients: expected running_mean and running_var of one shape (C), got ",
+           running_mean.defined() ? running_mean.shape() : Shape{}, " and ", running_var.defined() ? running_var.shape() : Shape{});
+  const int64_t C = running_mean.size(0);
+  for (const Tensor<T>* t : {&weight, &bias})
+    TV_CHECK(!t->defined() || t->shape() == Shape{C}, "batch_norm_eval_coefficients: weight and bias must have shape [",
+             C, "], got ", t->shape());
+  const Device device = device_of("batch_norm", running_mean, running_var, weight, bias);
+  NoGradGuard no_grad;
+  Tensor<double> mean = Tensor<double>::empty({1, C}, device), var = Tensor<double>::empty({1, C}, device);
+  kernel::batch_norm_running_stats(running_mean, running_var, mean, var);
+  Tensor<double> invstd = Tensor<double>::empty({1, C}, device);
+  Tensor<T> scale = Tensor<T>::empty({1, C}, device), shift = Tensor<T>::empty({1, C}, device);
+  kernel::batch_norm_coefficients(mean, var, weight, bias, eps, invstd, scale, shift);
+  return {scale.view({C}), shift.view({C})};
 }
 
 }  // namespace tv

@@ -3,6 +3,7 @@
 // kernels (backend/conv.hpp) run on the tensors' device; the output and gradients are allocated there.
 #include <array>
 
+#include "tinyvid/autograd/grad_mode.hpp"
 #include "tinyvid/autograd/node.hpp"
 #include "tinyvid/backend/conv.hpp"
 #include "tinyvid/ops/creation.hpp"
@@ -72,6 +73,42 @@ Tensor<T> conv2d(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T
                      }
                      return r;
                    });
+  return y;
+}
+
+// What conv2d_inference does after the conv and its bias, in the conv's output pass: y * scale + shift per output
+// channel (an eval-mode batch norm: batch_norm_eval_coefficients; both undefined for none), + residual (the
+// output's shape; undefined for none), then ReLU.
+template <class T>
+struct ConvFusion {
+  Tensor<T> scale, shift, residual;
+  bool relu = false;
+};
+
+// The eval path's conv: conv2d followed by `then` in one pass over the output, the same arithmetic as the ops one
+// after another (models/resnet.hpp's blocks, through nn::conv_bn). No gradient flows through it: it refuses
+// inputs that require grad while grad mode is on.
+template <class T>
+Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T>& bias, const ConvFusion<T>& then,
+                           Pair stride = {1, 1}, Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1) {
+  const ConvGeometry g = detail::conv_geometry(input, weight, bias, stride, padding, dilation, groups);
+  const auto needs_grad = [](const Tensor<T>& t) { return t.defined() && t.requires_grad(); };
+  TV_CHECK(!is_grad_enabled() || !(needs_grad(input) || needs_grad(weight) || needs_grad(bias) || needs_grad(then.scale) ||
+                                   needs_grad(then.shift) || needs_grad(then.residual)),
+           "conv2d_inference: an input requires grad, and no gradient flows through this op (use the ops one by one, "
+           "or run under tv::NoGradGuard)");
+  const Shape out{g.N, g.Cout, g.OH, g.OW};
+  TV_CHECK(then.scale.defined() == then.shift.defined(), "conv2d_inference: give both scale and shift, or neither");
+  for (const Tensor<T>* t : {&then.scale, &then.shift})
+    TV_CHECK(!t->defined() || (t->dim() == 1 && t->size(0) == g.Cout), "conv2d_inference: scale and shift must have one "
+             "value per output channel (", g.Cout, "), got shape ", t->shape());
+  TV_CHECK(!then.residual.defined() || then.residual.shape() == out, "conv2d_inference: residual of shape ",
+           then.residual.shape(), " for an output of shape ", out);
+  const Device device = device_of("conv2d", input, weight, bias, then.scale, then.shift, then.residual);
+  auto c = [](const Tensor<T>& t) { return t.defined() ? t.contiguous() : t; };
+  Tensor<T> y = Tensor<T>::empty(out, device);
+  kernel::conv2d_forward_fused(g, input.contiguous(), weight.contiguous(), c(bias), c(then.scale), c(then.shift),
+                               c(then.residual), then.relu, y);
   return y;
 }
 

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tinyvid/backend/cpu/conv_epilogue.hpp"
 #include "tinyvid/backend/cpu/gemm.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
 #include "tinyvid/backend/cpu/reduce.hpp"
@@ -360,7 +361,7 @@ inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s)
 // The same computation with the 8 x 48 micro-kernel: weights packed once into 8-row panels (k runs over
 // taps, then channels); B is read in place, 48 consecutive floats of the padded input per tap and channel.
 inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y,
-                                  Isa isa) {
+                                  Isa isa, const ConvEpilogue<float>& ep) {
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
@@ -387,9 +388,11 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
             const int64_t k = mb * kMicroRows + i;
             const float bk = bias ? bias[k] : 0.0f;
             const float* a = ct + i * kMicroCols + (j - j0);
-            float* out = y + (n * M + k) * g.OHW() + out_at;
+            const int64_t at = (n * M + k) * g.OHW() + out_at;
+            float* out = y + at;
 #pragma omp simd
             for (int64_t q = 0; q < len; ++q) out[q] = a[q] + bk;
+            ep.apply(out, at, len, k);
           }
         });
       }
@@ -399,10 +402,10 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
 
 // y = sum over taps of W_tap (Cout x C) times the shifted padded input, then the valid columns + bias.
 template <class T>
-void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
   if constexpr (std::is_same_v<T, float>)
     if (const Isa isa = active_isa(); has_micro_kernels(isa) && g.Cout % kMicroRows == 0)
-      return shifted_forward_micro(g, x, w, bias, y, isa);
+      return shifted_forward_micro(g, x, w, bias, y, isa, ep);
   const ShiftedLayout s(g);
   const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
@@ -425,9 +428,11 @@ void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bia
         for (int64_t k = 0; k < K; ++k) {
           const T bk = bias ? bias[k] : T(0);
           const T* a = acc + k * cols + (j - j0);
-          T* out = y + (n * K + k) * g.OHW() + out_at;
+          const int64_t at = (n * K + k) * g.OHW() + out_at;
+          T* out = y + at;
 #pragma omp simd
           for (int64_t i = 0; i < len; ++i) out[i] = a[i] + bk;
+          ep.apply(out, at, len, k);
         }
       });
     }
@@ -583,12 +588,13 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
 }  // namespace detail
 
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
+// y = conv(x, w) + bias, each output row then finished by ep (batch norm, residual, ReLU: the eval path's fused convs).
 template <class T>
-void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
   if (g.N * g.Cout * g.OHW() == 0) return;  // an empty batch or output: nothing to compute
   const ConvAlgorithm algo = choose_conv_algorithm(g);
-  if (algo == ConvAlgorithm::Winograd3x3) return winograd::forward(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y);
-  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y);
+  if (algo == ConvAlgorithm::Winograd3x3) return winograd::forward(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
+  if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y, ep);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
@@ -616,7 +622,8 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
         for (int64_t o = 0; o < g.Cog(); ++o) {
           const T bv = bias ? bias[blk.grp * g.Cog() + o] : T(0);
           const T* src = out + o * ldo + (n - blk.n0) * span;
-          T* dst = y + (n * g.Cout + blk.grp * g.Cog() + o) * g.OHW() + blk.j0;
+          const int64_t at = (n * g.Cout + blk.grp * g.Cog() + o) * g.OHW() + blk.j0;
+          T* dst = y + at;
           if (src == dst) {
             if (bias) {
 #pragma omp simd
@@ -626,6 +633,7 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
 #pragma omp simd
             for (int64_t j = 0; j < span; ++j) dst[j] = src[j] + bv;
           }
+          ep.apply(dst, at, span, blk.grp * g.Cog() + o);
         }
     }
   });

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "tinyvid/backend/cpu/conv_epilogue.hpp"
 #include "tinyvid/backend/cpu/gemm.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
@@ -225,7 +226,7 @@ void transform_input_channel(const T* x, int64_t C, int64_t H, int64_t W, int64_
 // A^T = [1 1 1 0; 0 1 -1 -1]. Tiles reaching past the output (odd OH or OW) are cut.
 template <class T>
 void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, const TileLayout& L, int64_t r0,
-                              int64_t r1, int64_t k, T bias, T* y) {
+                              int64_t r1, int64_t k, T bias, T* y, const ConvEpilogue<T>& ep = {}) {
   T* out = scratch<T>(4 * L.TW + 2, 1);
   T* top = out;
   T* bottom = out + 2 * L.TW;
@@ -245,9 +246,13 @@ void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, 
       bottom[2 * tx] = s1[0] + s1[1] + s1[2] + bias;
       bottom[2 * tx + 1] = s1[1] - s1[2] - s1[3] + bias;
     }
-    T* plane = y + (n * Cout + k) * OH * OW;
-    std::copy(top, top + OW, plane + 2 * ty * OW);
-    if (2 * ty + 1 < OH) std::copy(bottom, bottom + OW, plane + (2 * ty + 1) * OW);
+    const int64_t at = (n * Cout + k) * OH * OW + 2 * ty * OW;
+    std::copy(top, top + OW, y + at);
+    ep.apply(y + at, at, OW, k);
+    if (2 * ty + 1 < OH) {
+      std::copy(bottom, bottom + OW, y + at + OW);
+      ep.apply(y + at + OW, at + OW, OW, k);
+    }
   }
 }
 
@@ -294,7 +299,7 @@ bool use_micro_kernel(int64_t Cout, Isa isa) {
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
 inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
                               const float* w, int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V,
-                              float* M, Isa isa) {
+                              float* M, Isa isa, const ConvEpilogue<float>& ep) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) transform_input_channel(x, C, H, W, ph, pw, L, 0, L.rows, c, V);
@@ -322,15 +327,15 @@ inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, i
                                      ub + xi * us + (mb * C + c0) * kMicroRows, V + xi * vs + c0 * L.ld + j * kMicroCols,
                                      M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0);
       for (int64_t k = k0; k < k0 + rows; ++k)
-        transform_output_channel(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y);
+        transform_output_channel(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep);
     }
   });
 }
 
-// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw).
+// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw), finished by ep.
 template <class T>
 void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w, int64_t Cout,
-             const T* bias, T* y) {
+             const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   const Isa isa = active_isa();
   const bool micro = use_micro_kernel<T>(Cout, isa);
@@ -339,7 +344,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
   T* V = scratch<T>(kTaps * vs, kScratchWinogradV);
   T* M = scratch<T>(kTaps * ms, kScratchWinogradM);
   if constexpr (std::is_same_v<T, float>)
-    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa);
+    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa, ep);
   const T* u = transform_weight(w, Cout, C, micro, isa);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
@@ -365,7 +370,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
       });
     }
     parallel_for(0, Cout, 1, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) transform_output_channel(M, Cout, OH, OW, L, r0, r1, k, bias ? bias[k] : T(0), y);
+      for (int64_t k = b; k < e; ++k) transform_output_channel(M, Cout, OH, OW, L, r0, r1, k, bias ? bias[k] : T(0), y, ep);
     });
   }
 }
