@@ -9,9 +9,10 @@
 // (run.sh: "openblas_skylakex"), which compare.py keeps apart from the plain run and sets against it.
 // --clips N times a batch of N clips (tools/experiment.sh: 30, the views of a 10 x 3 test of one video);
 // --num-classes K (default 400) and --set KEY=VALUE (repeatable: the model switches of `tinyvid summary --help`,
-// e.g. width=16) build the model as a config would; "switches" in the line lists them.
+// e.g. width=16) build the model as a config would; "switches" in the line lists them. --unfused runs the eval
+// forward op by op (tv::nn::set_fused_inference(false)), to compare with the fused inference path ("fused").
 // Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--variant NAME] [--clips 1]
-//                     [--num-classes 400] [--set KEY=VALUE ...]
+//                     [--num-classes 400] [--set KEY=VALUE ...] [--unfused]
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -29,6 +30,8 @@ int main(int argc, char** argv) {
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   tv::set_num_threads(threads);
   const long clips = std::stol(bench::flag(argc, argv, "clips", "1"));
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--unfused") tv::nn::set_fused_inference(false);
   tv::models::ModelConfig cfg;
   cfg.num_classes = std::stol(bench::flag(argc, argv, "num-classes", "400"));
   std::string switches;
@@ -68,9 +71,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"input_frames\":%ld,"
               "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f,"
-              "\"clips\":%ld,\"switches\":\"%s\",\"openblas_coretype\":%s%s}\n",
+              "\"clips\":%ld,\"switches\":\"%s\",\"fused\":%s,\"openblas_coretype\":%s%s}\n",
               name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0, clips,
-              switches.c_str(),
+              switches.c_str(), tv::nn::fused_inference() ? "true" : "false",
               coretype ? ("\"" + std::string(coretype) + "\"").c_str() : "null",
               variant.empty() ? "" : (",\"variant\":\"" + variant + "\"").c_str());
 }

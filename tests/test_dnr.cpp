@@ -3,6 +3,7 @@
 // from DNR.md, parameter names, and the registry's errors.
 #include <doctest/doctest.h>
 
+#include <map>
 #include <numeric>
 
 #include <tinyvid/tinyvid.hpp>
@@ -249,8 +250,14 @@ TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass
       const auto x = tv::normal<float>({2 * cfg.frames, 3, size, size}, 0, 1, gen);
       const auto op_by_op = m->forward(x).detach();  // parameters require grad: the plain path
       tv::NoGradGuard no_grad;
+      const int64_t before = tv::nn::fused_conv_bn_count();
       const auto fused = m->forward(x);
-      CHECK(fixtures::worst_ratio(fused, op_by_op, 1e-4, 1e-4) <= 1);
+      CHECK(fused.to_vector() == op_by_op.to_vector());  // the same bits
+      // Every BatchNorm2d of the ResNet body ran fused: the stem, each block's BN slots, the downsamples.
+      const std::map<std::string, int64_t> sites = {{"tsn_r18", 1 + 8 * 2 + 3}, {"tsn_r50", 1 + 16 * 3 + 4},
+                                                    {"tsn_r50_dnr", 1 + 16 + 4}, {"tanet_r18", 1 + 8 * 2 + 3}};
+      if (sites.count(name)) CHECK(tv::nn::fused_conv_bn_count() - before == sites.at(name));
+      else CHECK(tv::nn::fused_conv_bn_count() - before > 0);
     }
   }
 }

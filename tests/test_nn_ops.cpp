@@ -544,7 +544,8 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
   struct Case {
     const char* name;
     Shape x, w;
-    tv::Pair stride, padding;
+    tv::Pair stride, padding, dilation = {1, 1};
+    int64_t groups = 1;
   };
   const Case cases[] = {{"1x1", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 on 7x7 maps", {4, 32, 7, 7}, {48, 32, 1, 1}, {1, 1}, {0, 0}},
@@ -553,9 +554,16 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
                         {"3x3 Winograd, 20 outputs (no micro-kernel)", {1, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}},
                         {"7x7 stride 2 (stem)", {1, 3, 40, 40}, {16, 3, 7, 7}, {2, 2}, {3, 3}},
                         {"5x5 shifted", {1, 8, 9, 33}, {8, 8, 5, 5}, {1, 1}, {2, 2}},
-                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
-  for (const auto& c : cases) {
-    SUBCASE(c.name) {
+                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}},
+                        {"3x3 Winograd, several chunks", {1, 16, 200, 150}, {16, 16, 3, 3}, {1, 1}, {1, 1}},
+                        {"3x3, 2 groups (unrolled)", {2, 8, 9, 9}, {12, 4, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 2},
+                        {"3x3 dilated (unrolled)", {2, 8, 11, 11}, {8, 8, 3, 3}, {1, 1}, {2, 2}, {2, 2}}};
+  const int threads = tv::get_num_threads();
+  for (const auto& c : cases)
+    for (int t : {threads, 1}) {  // one thread: column blocks of several images in the unrolled paths
+    if (t == 1 && threads == 1) continue;
+    SUBCASE((std::string(c.name) + (t == 1 ? ", 1 thread" : "")).c_str()) {
+      tv::set_num_threads(t);
       tv::Generator gen(21);
       const int64_t cout = c.w[0];
       const auto x = tv::normal<float>(c.x, 0, 1, gen), w = tv::normal<float>(c.w, 0, 0.2, gen);
@@ -567,7 +575,7 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
         const std::string isa_label = tv::cpu::isa_name(isa);
         CAPTURE(isa_label);
         tv::cpu::ScopedIsa scoped(isa);
-        const auto y = tv::conv2d(x, w, b, c.stride, c.padding);
+        const auto y = tv::conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups);
         const auto normed = tv::batch_norm(y, mean, var, tv::BatchNormFuncOptions<float>().weight(gamma).bias(beta));
         const auto r = tv::normal<float>(y.shape(), 0, 1, gen);
         for (int variant = 0; variant < 4; ++variant) {  // bn, residual and relu; relu alone; residual alone; bn alone
@@ -581,15 +589,16 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
           if (with_bn) then.scale = scale, then.shift = shift;
           if (with_residual) then.residual = r;
           then.relu = with_relu;
-          const auto fused = tv::conv2d_inference(x, w, b, then, c.stride, c.padding);
+          const auto fused = tv::conv2d_inference(x, w, b, then, c.stride, c.padding, c.dilation, c.groups);
           REQUIRE(fused.shape() == expected.shape());
           int64_t same = 0;
           for (int64_t i = 0; i < fused.numel(); ++i) same += fused.data()[i] == expected.data()[i];
           CHECK(same == fused.numel());
         }
       }
+      tv::set_num_threads(threads);
     }
-  }
+    }
   // No gradient flows through it: an input that requires grad is refused while grad mode is on; shapes are checked.
   auto x = tv::normal<float>({1, 4, 5, 5}).requires_grad_();
   auto w = tv::normal<float>({8, 4, 3, 3});
@@ -627,16 +636,24 @@ TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of 
   auto check = [&] {
     const auto op_by_op = tv::nn::conv_bn(conv, bn, x, r, true).detach();  // grad on: the ops one by one
     tv::NoGradGuard no_grad;
-    CHECK(fixtures::worst_ratio(tv::nn::conv_bn(conv, bn, x, r, true), op_by_op, 1e-6, 1e-6) <= 1);
+    CHECK(tv::nn::conv_bn(conv, bn, x, r, true).to_vector() == op_by_op.to_vector());  // the same bits
   };
+  const int64_t fused_before = tv::nn::fused_conv_bn_count();
   check();
+  CHECK(tv::nn::fused_conv_bn_count() == fused_before + 1);  // the no-grad call fused, the other did not
   bn.running_mean.data()[3] = 5.0f;  // even a raw write is seen: nothing folded is kept between calls
   check();
   {
     tv::NoGradGuard no_grad;
-    const auto once = tv::nn::conv_bn(conv, bn, x, r, true);
-    bn.running_var.data()[0] = 9.0f;
-    CHECK(tv::nn::conv_bn(conv, bn, x, r, true).data()[0] != once.data()[0]);
+    const auto once = tv::nn::conv_bn(conv, bn, x);
+    bn.running_var.data()[0] = 9.0f;  // channel 0's outputs change
+    const auto after = tv::nn::conv_bn(conv, bn, x);
+    CHECK(tv::sum(tv::abs(tv::sub(after, once))).item() > 0);
+    tv::nn::set_fused_inference(false);  // the switch: op by op, the same values
+    const int64_t n = tv::nn::fused_conv_bn_count();
+    CHECK(tv::nn::conv_bn(conv, bn, x).to_vector() == after.to_vector());
+    CHECK(tv::nn::fused_conv_bn_count() == n);
+    tv::nn::set_fused_inference(true);
   }
 }
 

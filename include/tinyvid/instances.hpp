@@ -79,6 +79,8 @@
   X decltype(topk_accuracy<T>) topk_accuracy<T>;                                                         \
   /* ops/conv.hpp, batch_norm.hpp, pool.hpp, dropout.hpp, lstm.hpp, print.hpp */                         \
   X decltype(conv2d<T>) conv2d<T>;                                                                       \
+  X decltype(conv2d_inference<T>) conv2d_inference<T>;                                                   \
+  X decltype(batch_norm_eval_coefficients<T>) batch_norm_eval_coefficients<T>;                           \
   X decltype(batch_norm<T>) batch_norm<T>;                                                               \
   X decltype(max_pool2d<T>) max_pool2d<T>;                                                               \
   X decltype(avg_pool2d<T>) avg_pool2d<T>;                                                               \
@@ -88,6 +90,7 @@
   X decltype(lstm_cell<T>) lstm_cell<T>;                                                                 \
   X std::ostream& operator<<(std::ostream&, const Tensor<T>&);                                           \
   /* nn/, optim/ */                                                                                      \
+  X decltype(nn::conv_bn<T>) nn::conv_bn<T>;                                                             \
   X decltype(nn::init::uniform_<T>) nn::init::uniform_<T>;                                               \
   X decltype(nn::init::normal_<T>) nn::init::normal_<T>;                                                 \
   X decltype(nn::init::constant_<T>) nn::init::constant_<T>;                                             \

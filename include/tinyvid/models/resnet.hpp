@@ -103,6 +103,7 @@ class Block : public nn::Module<T> {
   }
   Tensor<T> residual(const Tensor<T>& x) {
     if (!downsample) return x;
+    if (downsample->size() != 2) return (*downsample)(x);
     auto conv = std::dynamic_pointer_cast<nn::Conv2d<T>>((*downsample)[0]);
     auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d<T>>((*downsample)[1]);
     return conv && bn ? nn::conv_bn(*conv, *bn, x) : (*downsample)(x);

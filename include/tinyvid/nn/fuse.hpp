@@ -4,6 +4,8 @@
 // which the conv applies to each output row while it is in cache, then the add and the ReLU (conv2d_inference).
 // scale and shift are computed at each call from the BN's current tensors (C values: nothing is cached that a
 // weight update could leave stale), with batch_norm's own formula.
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "tinyvid/autograd/grad_mode.hpp"
@@ -14,13 +16,31 @@
 
 namespace tv::nn {
 
+namespace detail {
+inline std::atomic<bool>& fused_inference_flag() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+inline std::atomic<int64_t>& fused_conv_bn_counter() {
+  static std::atomic<int64_t> n{0};
+  return n;
+}
+}  // namespace detail
+
+// Whether conv_bn may fuse (default on; off runs every model op by op, to compare: bench_models --unfused).
+inline void set_fused_inference(bool on) { detail::fused_inference_flag() = on; }
+inline bool fused_inference() { return detail::fused_inference_flag(); }
+// How many fused conv passes conv_bn has run in this process (tests check that a model takes the path).
+inline int64_t fused_conv_bn_count() { return detail::fused_conv_bn_counter(); }
+
 // conv, then bn, then + residual (if defined), then ReLU (if relu_after). In eval mode without autograd (inference;
-// Grad-CAM++ runs eval with grad on and takes the op-by-op path) and with bn on running statistics, one conv pass
-// does it all; otherwise the ops run one by one.
+// Grad-CAM++ computes its first stages so, and the rest with grad, op by op) and with bn on running statistics,
+// one conv pass does it all; otherwise the ops run one by one.
 template <class T>
 Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, const Tensor<T>& residual = Tensor<T>(),
                   bool relu_after = false) {
-  if (!bn.is_training() && !is_grad_enabled() && bn.options.track_running_stats()) {
+  if (fused_inference() && !bn.is_training() && !is_grad_enabled() && bn.options.track_running_stats()) {
+    ++detail::fused_conv_bn_counter();
     auto [scale, shift] = batch_norm_eval_coefficients(bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.options.eps());
     const Conv2dOptions& o = conv.options;
     return conv2d_inference(x, conv.weight, conv.bias, ConvFusion<T>{scale, shift, residual, relu_after}, o.stride(),
