@@ -4,23 +4,9 @@
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-function(run expect_rc expect_out)
-  execute_process(COMMAND ${CLI} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-  if(NOT rc EQUAL expect_rc OR NOT "${stdout}${stderr}" MATCHES "${expect_out}")
-    message(FATAL_ERROR "tinyvid ${ARGN}: exit code ${rc} (expected ${expect_rc}), output:\n${stdout}${stderr}\n"
-                        "expected it to match: ${expect_out}")
-  endif()
-  message(STATUS "${stdout}${stderr}")
-endfunction()
-# Width and height of a PNG from its IHDR chunk.
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 function(expect_png path w h)
-  if(NOT EXISTS ${path})
-    message(FATAL_ERROR "missing ${path}")
-  endif()
-  file(READ ${path} ihdr OFFSET 16 LIMIT 8 HEX)
-  math(EXPR pw "0x${ihdr}" OUTPUT_FORMAT DECIMAL)  # the 8 bytes as one number: width * 2^32 + height
-  math(EXPR got_w "${pw} >> 32")
-  math(EXPR got_h "${pw} & 0xffffffff")
+  png_size(${path} got)
   if(NOT got_w EQUAL w OR NOT got_h EQUAL h)
     message(FATAL_ERROR "${path}: ${got_w}x${got_h}, expected ${w}x${h}")
   endif()
