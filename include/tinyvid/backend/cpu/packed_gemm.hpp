@@ -1,12 +1,13 @@
 #pragma once
 // tinyvid's own float GEMM, C = A B + beta C, on the 8 x 48 micro-kernel (microkernel.hpp), for every layout
 // cpu::gemm accepts. A is packed into 8-row panels (PackedA: a conv packs its weights once for all its column
-// blocks); B into slices of 48-column panels, a column-major B through 16 x 16 transposes (packed even where its
-// rows could be read in place: rows a power of two apart share a few L1 sets, and every row panel rereads the
-// slice); tails of M and N go through tiles of their own. Blocked BLIS-style: K in slices of kGemmKc, M in blocks
-// of kGemmMcPanels panels that share one packed B slice. Each element of C is summed by one work item in one
-// order, so the result does not depend on the thread count; inside a parallel region (a conv's work item) the
-// call runs on its thread alone.
+// blocks). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
+// at most 4 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
+// and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
+// share a few L1 sets). Tails of M and N go through tiles of their own. Blocked BLIS-style: K in slices of
+// kGemmKc, M in blocks of kGemmMcPanels panels that share one packed B slice. Each element of C is summed by one
+// work item in one order, so the result does not depend on the thread count; inside a parallel region (a conv's
+// work item) the call runs on its thread alone.
 #include <algorithm>
 #include <cstdint>
 
@@ -18,6 +19,7 @@
 namespace tv::cpu {
 
 constexpr int64_t kGemmKc = 256;       // rows of a B panel's slice (256 x 48 floats = 48 KB, L1 / L2)
+constexpr int64_t kGemmInPlacePanels = 4;  // up to 32 rows: B's rows read in place (packing costs more than it saves)
 constexpr int64_t kGemmMcPanels = 64;  // 8-row panels per M block (512 rows): B is packed once per block
 
 namespace detail {
@@ -113,6 +115,7 @@ inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>&
       const int64_t blk = it / panels_n, j0 = (it % panels_n) * kMicroCols, cols = std::min(kMicroCols, N - j0);
       const int64_t p0 = blk * kGemmMcPanels, p1 = std::min(panels_m, p0 + kGemmMcPanels);
       const bool full_cols = cols == kMicroCols;
+      const bool in_place = full_cols && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
       auto is_full = [&](int64_t p) { return full_cols && (p + 1) * kMicroRows <= M; };
       auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
       // A tail tile starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
@@ -126,15 +129,23 @@ inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>&
           }
       for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
         const int64_t kc = std::min(kGemmKc, K - k0);
-        detail::pack_b_panel(isa, b, k0, kc, j0, bp);
+        // B's slice: read in place where few row panels reread it (its rows contiguous, the panel full), else packed.
+        const float* bsrc = bp;
+        int64_t plane = kMicroCols;
+        if (in_place) {
+          bsrc = b.data + k0 * b.row_stride + j0;
+          plane = b.row_stride;
+        } else {
+          detail::pack_b_panel(isa, b, k0, kc, j0, bp);
+        }
         const bool accumulate = k0 > 0 || beta != 0.0f;
         for (int64_t p = p0; p < p1; ++p) {
           const float* apanel = ap + (p * K + k0) * kMicroRows;
           if (is_full(p))
-            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, kMicroCols, apanel, bp, c.data + p * kMicroRows * ldc + j0, ldc,
+            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, c.data + p * kMicroRows * ldc + j0, ldc,
                                    accumulate);
           else
-            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, kMicroCols, apanel, bp, edge + (p - p0) * kMicroRows * kMicroCols,
+            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, edge + (p - p0) * kMicroRows * kMicroCols,
                                    kMicroCols, accumulate);
         }
       }
