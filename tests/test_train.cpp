@@ -544,7 +544,7 @@ TEST_CASE("train: a work directory is never overwritten by a fresh run nor writt
   CHECK(fresh.rfind(dir.path.string() + "_20", 0) == 0);
   // train.log: the environment and every setting, defaults marked.
   const std::string text = slurp(dir.path / "train.log");
-  for (const char* s : {"tinyvid 0.1.0", "compiler: ", "GEMM: ", "threads: ", "FFmpeg: ", "model = tsn_r18_dnr",
+  for (const char* s : {"tinyvid 0.1.0", "compiler: ", "CPU kernels: ", "threads: ", "FFmpeg: ", "model = tsn_r18_dnr",
                         "# default", "resumed from "})
     CHECK_MESSAGE(text.find(s) != std::string::npos, std::string(s));
 }
