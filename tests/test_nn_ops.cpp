@@ -613,6 +613,17 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
   bad.shift = tv::zeros<float>({4});
   CHECK_THROWS_WITH_AS(tv::conv2d_inference(x.detach(), w, Tensor<float>(), bad),
                        doctest::Contains("one value per output channel (8), got shape [4]"), tv::Error);
+  bad = {};
+  bad.scale = tv::ones<float>({8});
+  CHECK_THROWS_WITH_AS(tv::conv2d_inference(x.detach(), w, Tensor<float>(), bad),
+                       doctest::Contains("give both scale and shift, or neither"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm_eval_coefficients(tv::zeros<float>({8}), tv::ones<float>({4}), Tensor<float>(),
+                                                        Tensor<float>(), 1e-5),
+                       doctest::Contains("expected running_mean and running_var of one shape (C), got [8] and [4]"),
+                       tv::Error);
+  CHECK_THROWS_WITH_AS(tv::batch_norm_eval_coefficients(tv::zeros<float>({8}), tv::ones<float>({8}), tv::ones<float>({3}),
+                                                        Tensor<float>(), 1e-5),
+                       doctest::Contains("weight and bias must have shape [8], got [3]"), tv::Error);
   tv::NoGradGuard no_grad;
   CHECK(tv::conv2d_inference(x, w, Tensor<float>(), tv::ConvFusion<float>{}).shape() == Shape{1, 8, 3, 3});
 }
