@@ -399,22 +399,26 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
     if (!tv::cpu::has_micro_kernels(isa)) continue;
     const std::string isa_label = tv::cpu::isa_name(isa);
     CAPTURE(isa_label);
-    // 8 x 48 over taps read in place: C = 300 spans the AVX2 body's chunks of 128; C = 0 is an empty sum.
+    // 8 x 48 over taps read in place: C = 300 spans the AVX2 body's chunks of 128; C = 0 is an empty sum. A
+    // narrower width (a GEMM's last column panel) must be right in its first width columns.
     const int64_t taps = 3, plane = 61, ldc = 53, offsets[taps] = {0, 7, 200};
     for (int64_t C : {0, 5, 130, 300})
-      for (bool accumulate : {false, true}) {
+      for (bool accumulate : {false, true})
+      for (int64_t width : {kMicroCols, int64_t(40), int64_t(16), int64_t(5)}) {
         CAPTURE(C);
         CAPTURE(accumulate);
+        CAPTURE(width);
         const auto ap = random(static_cast<size_t>(taps * C * kMicroRows));
         const auto base = random(static_cast<size_t>(200 + C * plane + kMicroCols));
         auto cm = random(static_cast<size_t>(kMicroRows * ldc));
         const auto before = cm;
         if (!accumulate)
           for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(cm.begin() + i * ldc, kMicroCols, NAN);  // never read
-        tv::cpu::micro_kernel_8x48_taps(isa, taps, C, offsets, plane, ap.data(), base.data(), cm.data(), ldc, accumulate);
+        tv::cpu::micro_kernel_8x48_taps(isa, taps, C, offsets, plane, ap.data(), base.data(), cm.data(), ldc, accumulate,
+                                        width);
         double worst = 0;
         for (int64_t i = 0; i < kMicroRows; ++i) {
-          for (int64_t j = 0; j < kMicroCols; ++j) {
+          for (int64_t j = 0; j < width; ++j) {
             double ref = accumulate ? before[i * ldc + j] : 0.0, scale = 1;
             for (int64_t t = 0; t < taps; ++t)
               for (int64_t ch = 0; ch < C; ++ch) {
@@ -487,18 +491,31 @@ TEST_CASE("Winograd's weight transform: each ISA's packed panel agrees with the 
   }
 }
 
+TEST_CASE("scratch buffers are 64-byte aligned in every slot and size (a 16-byte start split every vector load)") {
+  for (int slot = 0; slot < tv::cpu::kScratchSlots; ++slot)
+    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1) << 20, int64_t(3) << 20}) {
+      CAPTURE(slot);
+      CAPTURE(n);
+      CHECK(reinterpret_cast<uintptr_t>(tv::cpu::scratch<float>(n, slot)) % 64 == 0);
+      CHECK(reinterpret_cast<uintptr_t>(tv::cpu::scratch<double>(n, slot)) % 64 == 0);
+    }
+  tv::cpu::AlignedVector<float> v(12345);
+  CHECK(reinterpret_cast<uintptr_t>(v.data()) % 64 == 0);
+}
+
 TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a double reference") {
-  // Sizes around the 8 x 48 tile, the K slice of 256 and the M block of 512 rows (520: a second block and a tail
-  // row panel); operands row- or column-major with leading dimensions wider than the matrix; beta 0 must not read
-  // C (filled with NaN), 1 adds, 0.5 scales first.
+  // Sizes around the 8 x 48 tile, the K slice of 256 and the M block of 256 rows (270: a second block and a tail
+  // row panel; 520 x 100: three blocks of 3 column panels, so that one thread's run of work items crosses a block);
+  // last column panels of 47, 32 and 4 columns (the narrower kernels); operands row- or column-major with leading
+  // dimensions wider than the matrix; beta 0 must not read C (filled with NaN), 1 adds, 0.5 scales first.
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (auto isa : runnable_isas()) {
     if (!tv::cpu::has_micro_kernels(isa)) continue;
     const std::string isa_label = tv::cpu::isa_name(isa);
     CAPTURE(isa_label);
-    for (int64_t M : {1, 9, 130, 520})
-      for (int64_t N : {1, 47, 48, 100})
+    for (int64_t M : {1, 9, 270, 520})
+      for (int64_t N : {1, 47, 48, 80, 100})
         for (int64_t K : {0, 1, 129, 257})
           for (int layout = 0; layout < 4; ++layout)
             for (float beta : {0.0f, 1.0f, 0.5f}) {
@@ -977,6 +994,11 @@ TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and grad
       // Windows [[1, nan], [nan, 0]] and [[nan, 2], [0, 3]]: the last NaN of a window wins (PyTorch's CPU kernel).
       {"max_pool2d", {1, nan, 2, nan, 0, 3}, {1, 1, 2, 3},
        [](const Tensor<float>& x) { return tv::max_pool2d(x, tv::MaxPool2dOptions(2).stride(1)); }, {nan, nan}, {0, 1, 0, 1, 0, 0}},
+      // Ties: the first maximum of the window (row by row) takes the gradient; a window of -inf takes its first.
+      {"max_pool2d ties", {2, 2, 2, -inf, -inf, -inf}, {1, 1, 2, 3},
+       [](const Tensor<float>& x) { return tv::max_pool2d(x, tv::MaxPool2dOptions(2).stride(1)); }, {2, 2}, {1, 1, 0, 0, 0, 0}},
+      {"max_pool2d of -inf", {-inf, -inf, -inf, -inf}, {1, 1, 2, 2},
+       [](const Tensor<float>& x) { return tv::max_pool2d(x, tv::MaxPool2dOptions(2)); }, {-inf}, {1, 0, 0, 0}},
       {"adaptive_avg_pool2d", pair_rows, {1, 1, 2, 2}, [](const Tensor<float>& x) { return tv::adaptive_avg_pool2d(x, 1); },
        {nan}, {0.25f, 0.25f, 0.25f, 0.25f}},
       {"softmax", pair_rows, {2, 2}, [](const Tensor<float>& x) { return tv::softmax(x, 1); },

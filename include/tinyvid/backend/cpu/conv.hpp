@@ -252,7 +252,7 @@ class WeightOperand {
  private:
   Isa isa_;
   std::vector<MatrixRef<const T>> matrices_;
-  std::vector<float> buffer_;
+  AlignedVector<float> buffer_;
   std::vector<PackedA> packed_;
 };
 
@@ -365,7 +365,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
-  std::vector<float> ap(static_cast<size_t>(M * K));  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c
+  AlignedVector<float> ap(static_cast<size_t>(M * K));  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c
   for (int64_t mb = 0; mb < panels_m; ++mb)
     for (int64_t t = 0; t < taps; ++t)
       for (int64_t c = 0; c < C; ++c)
@@ -409,7 +409,7 @@ void shifted_forward(const ConvGeometry& g, const T* x, const T* w, const T* bia
   const ShiftedLayout s(g);
   const PaddedInput<T> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, K = g.Cout, C = g.C;
-  std::vector<T> wt(static_cast<size_t>(taps * K * C));  // wt[tap][k][c]
+  AlignedVector<T> wt(static_cast<size_t>(taps * K * C));  // wt[tap][k][c]
   for (int64_t k = 0; k < K; ++k)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t t = 0; t < taps; ++t) wt[(t * K + k) * C + c] = w[(k * C + c) * taps + t];
@@ -453,7 +453,7 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
   t.OH = g.H;
   t.OW = g.W;
   const int64_t taps = g.KH * g.KW;
-  std::vector<T> flipped(static_cast<size_t>(g.C * g.Cout * taps));  // [c][k][KH-1-ki][KW-1-kj]
+  AlignedVector<T> flipped(static_cast<size_t>(g.C * g.Cout * taps));  // [c][k][KH-1-ki][KW-1-kj]
   for (int64_t k = 0; k < g.Cout; ++k)
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t tap = 0; tap < taps; ++tap) flipped[(c * g.Cout + k) * taps + (taps - 1 - tap)] = w[(k * g.C + c) * taps + tap];
@@ -474,7 +474,7 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
   const int64_t chunks = (s.L + kChunk - 1) / kChunk, items = g.N * chunks;
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
-  std::vector<float> partials(static_cast<size_t>(threads) * R * M, 0.0f);
+  AlignedVector<float> partials(static_cast<size_t>(threads) * R * M, 0.0f);
   std::vector<int64_t> tap_offset(taps);
   for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
@@ -554,7 +554,7 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   const int64_t wsize = taps * K * C;
-  std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  AlignedVector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
     std::vector<char> is_output;
@@ -715,7 +715,7 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   // parallel_for runs on the calling thread alone when nested; otherwise on up to `threads` threads.
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
-  std::vector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  AlignedVector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;

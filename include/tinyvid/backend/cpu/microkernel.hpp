@@ -26,33 +26,34 @@ constexpr int64_t kBroadcastRows = 6, kBroadcastCols = 64;
 #ifdef TINYVID_X86_KERNELS
 namespace avx512 {
 
-// C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row k = (tap t, channel c)
-// is the 48 floats at base + tap_offset[t] + c * plane. A stride-1 convolution reads B in place from its
+// C (8 x 16V, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row k = (tap t, channel c)
+// is the 16V floats at base + tap_offset[t] + c * plane. A stride-1 convolution reads B in place from its
 // zero-padded input this way; a packed panel is one tap with plane 48. With accumulate, C's values are the
-// starting point (for sums split over chunks). 24 accumulators; per k, 3 loads of B and 8 broadcasts of A.
-TINYVID_TARGET_AVX512 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
-                                                         int64_t plane, const float* __restrict Ap,
-                                                         const float* __restrict base, float* __restrict Cm,
-                                                         int64_t ldc, bool accumulate) {
-  __m512 c[kMicroRows][3];
+// starting point (for sums split over chunks). V = 3 is the full tile: 24 accumulators; per k, 3 loads of B and
+// 8 broadcasts of A. V < 3 serves a GEMM's last, narrower column panel.
+template <int V>
+TINYVID_TARGET_AVX512 inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
+                                                        int64_t plane, const float* __restrict Ap,
+                                                        const float* __restrict base, float* __restrict Cm,
+                                                        int64_t ldc, bool accumulate) {
+  __m512 c[kMicroRows][V];
   for (int i = 0; i < kMicroRows; ++i)
-    for (int v = 0; v < 3; ++v) c[i][v] = accumulate ? _mm512_loadu_ps(Cm + i * ldc + 16 * v) : _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) c[i][v] = accumulate ? _mm512_loadu_ps(Cm + i * ldc + 16 * v) : _mm512_setzero_ps();
   const float* a = Ap;
   for (int64_t t = 0; t < taps; ++t) {
     const float* row = base + tap_offset[t];
     for (int64_t ch = 0; ch < C; ++ch, row += plane, a += kMicroRows) {
-      const __m512 b0 = _mm512_loadu_ps(row), b1 = _mm512_loadu_ps(row + 16), b2 = _mm512_loadu_ps(row + 32);
+      __m512 b[V];
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(row + 16 * v);
 #pragma GCC unroll 8
       for (int i = 0; i < kMicroRows; ++i) {
         const __m512 av = _mm512_set1_ps(a[i]);
-        c[i][0] = _mm512_fmadd_ps(av, b0, c[i][0]);
-        c[i][1] = _mm512_fmadd_ps(av, b1, c[i][1]);
-        c[i][2] = _mm512_fmadd_ps(av, b2, c[i][2]);
+        for (int v = 0; v < V; ++v) c[i][v] = _mm512_fmadd_ps(av, b[v], c[i][v]);
       }
     }
   }
   for (int i = 0; i < kMicroRows; ++i)
-    for (int v = 0; v < 3; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
 }
 
 // dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds).
@@ -192,12 +193,13 @@ TINYVID_TARGET_AVX2 inline void tile_4x24(int64_t K, const float* __restrict a, 
 
 // The 8 x 48 contract as four 4 x 24 sub-tiles, over K in chunks of 128 rows: a chunk's B (128 x 48 floats,
 // 24 KB) stays in L1 while the four sub-tiles read it.
+// width (<= 48) columns are computed, in 24-wide sub-tiles.
 TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                        int64_t plane, const float* Ap, const float* base, float* Cm,
-                                                       int64_t ldc, bool accumulate) {
+                                                       int64_t ldc, bool accumulate, int64_t width) {
   constexpr int64_t kChunk = 128;
   if (taps * C == 0 && !accumulate) {
-    for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(Cm + i * ldc, kMicroCols, 0.0f);
+    for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(Cm + i * ldc, width, 0.0f);
     return;
   }
   const float* a = Ap;
@@ -206,7 +208,7 @@ TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, 
       const int64_t kc = std::min(kChunk, C - c0);
       const float* row = base + tap_offset[t] + c0 * plane;
       for (int64_t i = 0; i < kMicroRows; i += 4)
-        for (int64_t j = 0; j < kMicroCols; j += 24) tile_4x24(kc, a + i, row + j, plane, Cm + i * ldc + j, ldc, accumulate);
+        for (int64_t j = 0; j < width; j += 24) tile_4x24(kc, a + i, row + j, plane, Cm + i * ldc + j, ldc, accumulate);
       a += kc * kMicroRows;
       accumulate = true;
     }
@@ -263,14 +265,22 @@ inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
 
 // C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed [k][8], K = taps x C) times B, B's row k = (tap t,
 // channel c) being the 48 floats at base + tap_offset[t] + c * plane (read in place; a packed 48-wide panel
-// is one tap with plane 48). With accumulate, C's values are the starting point.
+// is one tap with plane 48). With accumulate, C's values are the starting point. A narrower width (a GEMM's last
+// column panel) computes only the first width columns rounded up to the ISA's vectors (16 with AVX-512, 24 with
+// AVX2): C and B must hold that many.
 inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
-                                   const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false) {
+                                   const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false,
+                                   int64_t width = kMicroCols) {
 #ifdef TINYVID_X86_KERNELS
-  if (isa == Isa::Avx512) return avx512::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
-  return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+  if (isa == Isa::Avx512) {
+    if (width <= 16) return avx512::micro_kernel_8xv_taps<1>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+    if (width <= 32) return avx512::micro_kernel_8xv_taps<2>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+    return avx512::micro_kernel_8xv_taps<3>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+  }
+  return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);
 #else
-  (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate;
+  (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate,
+      (void)width;
   std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }

@@ -2,10 +2,11 @@
 // tinyvid's own float GEMM, C = A B + beta C, on the 8 x 48 micro-kernel (microkernel.hpp), for every layout
 // cpu::gemm accepts. A is packed into 8-row panels (PackedA: a conv packs its weights once for all its column
 // blocks). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
-// at most 4 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
+// at most 16 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
 // and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
-// share a few L1 sets). Tails of M and N go through tiles of their own. Blocked BLIS-style: K in slices of
-// kGemmKc, M in blocks of kGemmMcPanels panels that share one packed B slice. Each element of C is summed by one
+// share a few L1 sets). Tails of M and N go through tiles of their own, the last column panel on a narrower kernel.
+// Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one packed B slice,
+// and K slices outside column panels, so a block's slice of A stays in L2. Each element of C is summed by one
 // work item in one order, so the result does not depend on the thread count; inside a parallel region (a conv's
 // work item) the call runs on its thread alone.
 #include <algorithm>
@@ -19,8 +20,13 @@
 namespace tv::cpu {
 
 constexpr int64_t kGemmKc = 256;       // rows of a B panel's slice (256 x 48 floats = 48 KB, L1 / L2)
-constexpr int64_t kGemmInPlacePanels = 4;  // up to 32 rows: B's rows read in place (packing costs more than it saves)
-constexpr int64_t kGemmMcPanels = 64;  // 8-row panels per M block (512 rows): B is packed once per block
+// Up to 128 rows (16 panels), B's rows are read in place: packing costs more than it saves (1x1 256 -> 64 at 56x56:
+// 160 packed, 185 in place, GFLOP/s on 2 cores); from 256 rows on, packing wins (1x1 2048 -> 512 at 7x7: 160 vs 125).
+constexpr int64_t kGemmInPlacePanels = 16;
+// 8-row panels per M block (256 rows): B is packed once per block. With 256 x kGemmKc of A (256 KB) and the run's
+// C, a block fits the 1 MB L2 of Zen 4; 512 rows thrashed it (1x1 2048 -> 512 at 7x7, 8 images: 120 against 160
+// GFLOP/s on 2 cores), 128 rows repacked B too often (124).
+constexpr int64_t kGemmMcPanels = 32;
 
 namespace detail {
 
@@ -107,53 +113,71 @@ inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>&
   const int64_t blocks_m = (panels_m + kGemmMcPanels - 1) / kGemmMcPanels;
   const float* ap = a.data;
   const int64_t no_offset = 0;
-  // Work items: (M block, column panel), the panels of one block consecutive.
+  // Work items: (M block, column panel), the panels of one block consecutive. A thread's run of items within one
+  // block goes K slice by K slice over all its column panels, so that the block's slice of A (up to 512 x kGemmKc
+  // floats) stays in L2 while every panel of the run reads it.
   parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmKc * kMicroCols, kScratchGemmB);
-    float* edge = scratch<float>(std::min(panels_m, kGemmMcPanels) * kMicroRows * kMicroCols, kScratchGemmC);  // tail tiles
-    for (int64_t it = i0; it < i1; ++it) {
-      const int64_t blk = it / panels_n, j0 = (it % panels_n) * kMicroCols, cols = std::min(kMicroCols, N - j0);
+    for (int64_t run0 = i0; run0 < i1;) {
+      const int64_t blk = run0 / panels_n, run1 = std::min(i1, (blk + 1) * panels_n);
+      const int64_t q0 = run0 % panels_n, q1 = q0 + (run1 - run0);  // column panels of the run
       const int64_t p0 = blk * kGemmMcPanels, p1 = std::min(panels_m, p0 + kGemmMcPanels);
-      const bool full_cols = cols == kMicroCols;
-      const bool in_place = full_cols && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
-      auto is_full = [&](int64_t p) { return full_cols && (p + 1) * kMicroRows <= M; };
+      run0 = run1;
+      auto cols_of = [&](int64_t q) { return std::min(kMicroCols, N - q * kMicroCols); };
       auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
-      // A tail tile starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
+      // A tile short of rows or columns is summed in a tile of its own: those of the last column panel first (one
+      // per row panel), then those of the last row panel (one per column panel).
+      const bool last_cols_short = cols_of(panels_n - 1) < kMicroCols && q1 == panels_n;
+      const bool last_rows_short = rows_of(panels_m - 1) < kMicroRows && p1 == panels_m;
+      auto is_full = [&](int64_t p, int64_t q) {
+        return !(last_cols_short && q == panels_n - 1) && !(last_rows_short && p == panels_m - 1);
+      };
+      float* edge = scratch<float>(((p1 - p0) + (q1 - q0)) * kMicroRows * kMicroCols, kScratchGemmC);
+      auto edge_of = [&](int64_t p, int64_t q) {
+        const int64_t slot = last_cols_short && q == panels_n - 1 ? p - p0 : (p1 - p0) + (q - q0);
+        return edge + slot * kMicroRows * kMicroCols;
+      };
+      // A short tile starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
+      auto for_each_short = [&](auto&& f) {
+        for (int64_t q = q0; q < q1; ++q)
+          for (int64_t p = p0; p < p1; ++p)
+            if (!is_full(p, q)) f(p, q, edge_of(p, q));
+      };
       if (beta != 0.0f)
-        for (int64_t p = p0; p < p1; ++p)
-          if (!is_full(p)) {
-            float* t = edge + (p - p0) * kMicroRows * kMicroCols;
-            for (int64_t i = 0; i < kMicroRows; ++i)
-              for (int64_t j = 0; j < kMicroCols; ++j)
-                t[i * kMicroCols + j] = i < rows_of(p) && j < cols ? c.data[(p * kMicroRows + i) * ldc + j0 + j] : 0.0f;
-          }
+        for_each_short([&](int64_t p, int64_t q, float* t) {
+          for (int64_t i = 0; i < kMicroRows; ++i)
+            for (int64_t j = 0; j < kMicroCols; ++j)
+              t[i * kMicroCols + j] = i < rows_of(p) && j < cols_of(q) ? c.data[(p * kMicroRows + i) * ldc + q * kMicroCols + j] : 0.0f;
+        });
       for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
         const int64_t kc = std::min(kGemmKc, K - k0);
-        // B's slice: read in place where few row panels reread it (its rows contiguous, the panel full), else packed.
-        const float* bsrc = bp;
-        int64_t plane = kMicroCols;
-        if (in_place) {
-          bsrc = b.data + k0 * b.row_stride + j0;
-          plane = b.row_stride;
-        } else {
-          detail::pack_b_panel(isa, b, k0, kc, j0, bp);
-        }
         const bool accumulate = k0 > 0 || beta != 0.0f;
-        for (int64_t p = p0; p < p1; ++p) {
-          const float* apanel = ap + (p * K + k0) * kMicroRows;
-          if (is_full(p))
-            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, c.data + p * kMicroRows * ldc + j0, ldc,
-                                   accumulate);
-          else
-            micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, edge + (p - p0) * kMicroRows * kMicroCols,
-                                   kMicroCols, accumulate);
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t j0 = q * kMicroCols, cols = cols_of(q);
+          // B's slice: read in place where few row panels reread it (its rows contiguous, the panel full), else packed.
+          const bool in_place = cols == kMicroCols && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
+          const float* bsrc = bp;
+          int64_t plane = kMicroCols;
+          if (in_place) {
+            bsrc = b.data + k0 * b.row_stride + j0;
+            plane = b.row_stride;
+          } else {
+            detail::pack_b_panel(isa, b, k0, kc, j0, bp);
+          }
+          for (int64_t p = p0; p < p1; ++p) {
+            const float* apanel = ap + (p * K + k0) * kMicroRows;
+            if (is_full(p, q))
+              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, c.data + p * kMicroRows * ldc + j0, ldc,
+                                     accumulate);
+            else
+              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, edge_of(p, q), kMicroCols, accumulate, cols);
+          }
         }
       }
-      for (int64_t p = p0; p < p1; ++p)
-        if (!is_full(p)) {
-          const float* t = edge + (p - p0) * kMicroRows * kMicroCols;
-          for (int64_t i = 0; i < rows_of(p); ++i) std::copy_n(t + i * kMicroCols, cols, c.data + (p * kMicroRows + i) * ldc + j0);
-        }
+      for_each_short([&](int64_t p, int64_t q, const float* t) {
+        for (int64_t i = 0; i < rows_of(p); ++i)
+          std::copy_n(t + i * kMicroCols, cols_of(q), c.data + (p * kMicroRows + i) * ldc + q * kMicroCols);
+      });
     }
   });
 }

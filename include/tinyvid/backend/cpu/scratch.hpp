@@ -1,11 +1,31 @@
 #pragma once
 // Per-thread scratch memory, reserved once and reused by every call on that thread, so hot loops
-// (im2col tiles, partial sums) allocate nothing.
+// (im2col tiles, partial sums) allocate nothing; 64-byte aligned.
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace tv::cpu {
+
+// An allocator for buffers the vector kernels read: 64-byte (cache-line) aligned. malloc gives 16, and a buffer
+// whose rows start 16 bytes into a line splits every 64-byte load across two lines: Winograd's 3x3 64 -> 64 at
+// 56x56 ran at 135 instead of 295 GFLOP/s on 2 cores whenever its scratch landed that way.
+template <class T>
+struct CacheAligned {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheAligned() = default;
+  template <class U>
+  CacheAligned(const CacheAligned<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  template <class U>
+  bool operator==(const CacheAligned<U>&) const { return true; }
+};
+
+template <class T>
+using AlignedVector = std::vector<T, CacheAligned<T>>;
 
 // Slots 0 and 1 are for buffers private to a work item; the named slots hold one call's buffers on
 // the calling thread, which is also a worker of the parallel loops inside the call.
@@ -22,7 +42,7 @@ enum ScratchSlot : int {
 
 template <class T>
 T* scratch(int64_t n, int slot = 0) {
-  thread_local std::vector<T> buffers[kScratchSlots];
+  thread_local AlignedVector<T> buffers[kScratchSlots];
   auto& b = buffers[slot];
   if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
   return b.data();

@@ -380,7 +380,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
 template <class T>
 void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w,
                     int64_t Cout, T* gx) {
-  std::vector<T> flipped(static_cast<size_t>(C * Cout * 9));  // [c][k][2 - i][2 - j]
+  AlignedVector<T> flipped(static_cast<size_t>(C * Cout * 9));  // [c][k][2 - i][2 - j]
   for (int64_t k = 0; k < Cout; ++k)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t tap = 0; tap < 9; ++tap) flipped[(c * Cout + k) * 9 + (8 - tap)] = w[(k * C + c) * 9 + tap];
