@@ -404,34 +404,36 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
     const int64_t taps = 3, plane = 61, ldc = 53, offsets[taps] = {0, 7, 200};
     for (int64_t C : {0, 5, 130, 300})
       for (bool accumulate : {false, true})
-      for (int64_t width : {kMicroCols, int64_t(40), int64_t(16), int64_t(5)}) {
-        CAPTURE(C);
-        CAPTURE(accumulate);
-        CAPTURE(width);
-        const auto ap = random(static_cast<size_t>(taps * C * kMicroRows));
-        const auto base = random(static_cast<size_t>(200 + C * plane + kMicroCols));
-        auto cm = random(static_cast<size_t>(kMicroRows * ldc));
-        const auto before = cm;
-        if (!accumulate)
-          for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(cm.begin() + i * ldc, kMicroCols, NAN);  // never read
-        tv::cpu::micro_kernel_8x48_taps(isa, taps, C, offsets, plane, ap.data(), base.data(), cm.data(), ldc, accumulate,
-                                        width);
-        double worst = 0;
-        for (int64_t i = 0; i < kMicroRows; ++i) {
-          for (int64_t j = 0; j < width; ++j) {
-            double ref = accumulate ? before[i * ldc + j] : 0.0, scale = 1;
-            for (int64_t t = 0; t < taps; ++t)
-              for (int64_t ch = 0; ch < C; ++ch) {
-                const double term = double(ap[(t * C + ch) * kMicroRows + i]) * base[offsets[t] + ch * plane + j];
-                ref += term;
-                scale += std::abs(term);
-              }
-            worst = std::max(worst, std::abs(cm[i * ldc + j] - ref) / (1e-6 * scale));
+        for (int64_t width : {kMicroCols, int64_t(40), int64_t(16), int64_t(5)}) {
+          CAPTURE(C);
+          CAPTURE(accumulate);
+          CAPTURE(width);
+          // The columns the ISA's vectors cover: width rounded up to 16 (AVX-512) or 24 (AVX2's sub-tiles).
+          const int64_t vec = isa == tv::cpu::Isa::Avx512 ? 16 : 24, covered = (width + vec - 1) / vec * vec;
+          const auto ap = random(static_cast<size_t>(taps * C * kMicroRows));
+          const auto base = random(static_cast<size_t>(200 + C * plane + kMicroCols));
+          auto cm = random(static_cast<size_t>(kMicroRows * ldc));
+          const auto before = cm;
+          if (!accumulate)
+            for (int64_t i = 0; i < kMicroRows; ++i) std::fill_n(cm.begin() + i * ldc, covered, NAN);  // never read
+          tv::cpu::micro_kernel_8x48_taps(isa, taps, C, offsets, plane, ap.data(), base.data(), cm.data(), ldc, accumulate,
+                                          width);
+          double worst = 0;
+          for (int64_t i = 0; i < kMicroRows; ++i) {
+            for (int64_t j = 0; j < width; ++j) {
+              double ref = accumulate ? before[i * ldc + j] : 0.0, scale = 1;
+              for (int64_t t = 0; t < taps; ++t)
+                for (int64_t ch = 0; ch < C; ++ch) {
+                  const double term = double(ap[(t * C + ch) * kMicroRows + i]) * base[offsets[t] + ch * plane + j];
+                  ref += term;
+                  scale += std::abs(term);
+                }
+              worst = std::max(worst, std::abs(cm[i * ldc + j] - ref) / (1e-6 * scale));
+            }
+            for (int64_t j = covered; j < ldc; ++j) CHECK(cm[i * ldc + j] == before[i * ldc + j]);  // untouched
           }
-          for (int64_t j = kMicroCols; j < ldc; ++j) CHECK(cm[i * ldc + j] == before[i * ldc + j]);  // untouched
+          CHECK(worst <= 1);
         }
-        CHECK(worst <= 1);
-      }
     // The transpose is exact.
     const int64_t lds = 19, ldd = 21;
     const auto src = random(16 * lds);
@@ -491,9 +493,36 @@ TEST_CASE("Winograd's weight transform: each ISA's packed panel agrees with the 
   }
 }
 
+TEST_CASE("packed GEMM: the same bits on 1, 2 and 3 threads") {
+  // 270 x 100: two M blocks (the second with a short row panel) of 3 column panels (the last short); on 3 threads
+  // one run crosses the blocks and one ends inside a block.
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const int64_t M = 270, N = 100, K = 300;
+  std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N));
+  for (auto& v : A) v = uniform(rng);
+  for (auto& v : B) v = uniform(rng);
+  const int threads_before = tv::get_num_threads();
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 3}) {
+      tv::set_num_threads(threads);
+      std::vector<float> Cm(static_cast<size_t>(M * N), 0.5f);
+      tv::cpu::gemm_packed(isa, {A.data(), M, K, K, 1}, {B.data(), K, N, N, 1}, {Cm.data(), M, N, N, 1}, 1.0f);
+      results.push_back(Cm);
+    }
+    CHECK(results[0] == results[1]);
+    CHECK(results[0] == results[2]);
+  }
+  tv::set_num_threads(threads_before);
+}
+
 TEST_CASE("scratch buffers are 64-byte aligned in every slot and size (a 16-byte start split every vector load)") {
   for (int slot = 0; slot < tv::cpu::kScratchSlots; ++slot)
-    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1) << 20, int64_t(3) << 20}) {
+    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1) << 18}) {  // 1 MB: past malloc's mmap threshold
       CAPTURE(slot);
       CAPTURE(n);
       CHECK(reinterpret_cast<uintptr_t>(tv::cpu::scratch<float>(n, slot)) % 64 == 0);
@@ -893,6 +922,27 @@ TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
     };
     check("maxpool", tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)), x);
     check("maxpool_ceil", tv::max_pool2d(x, tv::MaxPool2dOptions(2).ceil_mode(true)), x);
+    {  // Stride past the kernel, padding, ceil mode: against the plain loop (first maximum, row by row)
+      const auto xv = x.detach().contiguous().to_vector();
+      const int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), k = 2, s = 3, p = 1;
+      auto y = tv::max_pool2d(x, tv::MaxPool2dOptions(k).stride(s).padding(p).ceil_mode(true));
+      const int64_t OH = y.size(2), OW = y.size(3);
+      std::vector<T> ref_y, ref_gx(xv.size(), T(0));
+      for (int64_t q = 0; q < planes; ++q)
+        for (int64_t oy = 0; oy < OH; ++oy)
+          for (int64_t ox = 0; ox < OW; ++ox) {
+            T best = -std::numeric_limits<T>::infinity();
+            int64_t arg = -1;
+            for (int64_t iy = std::max<int64_t>(oy * s - p, 0); iy < std::min(oy * s - p + k, H); ++iy)
+              for (int64_t ix = std::max<int64_t>(ox * s - p, 0); ix < std::min(ox * s - p + k, W); ++ix)
+                if (arg < 0 || xv[(q * H + iy) * W + ix] > best) best = xv[(q * H + iy) * W + ix], arg = (q * H + iy) * W + ix;
+            ref_y.push_back(best);
+            ref_gx[arg] += T(1);
+          }
+      CHECK(y.detach().to_vector() == ref_y);
+      auto g = grads_of(y, tv::ones_like(y), {x});
+      CHECK(g[0].to_vector() == ref_gx);
+    }
     check("avgpool", tv::avg_pool2d(x, tv::AvgPool2dOptions(3).stride(2).padding(1)), x);
     check("avgpool_nopad", tv::avg_pool2d(x, tv::AvgPool2dOptions(3).stride(2).padding(1).count_include_pad(false)), x);
     check("adaptive", tv::adaptive_avg_pool2d(x, tv::AdaptiveAvgPool2dOptions({4, 3})), x);

@@ -114,7 +114,7 @@ inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>&
   const float* ap = a.data;
   const int64_t no_offset = 0;
   // Work items: (M block, column panel), the panels of one block consecutive. A thread's run of items within one
-  // block goes K slice by K slice over all its column panels, so that the block's slice of A (up to 512 x kGemmKc
+  // block goes K slice by K slice over all its column panels, so that the block's slice of A (up to 256 x kGemmKc
   // floats) stays in L2 while every panel of the run reads it.
   parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmKc * kMicroCols, kScratchGemmB);
@@ -132,9 +132,10 @@ inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>&
       auto is_full = [&](int64_t p, int64_t q) {
         return !(last_cols_short && q == panels_n - 1) && !(last_rows_short && p == panels_m - 1);
       };
-      float* edge = scratch<float>(((p1 - p0) + (q1 - q0)) * kMicroRows * kMicroCols, kScratchGemmC);
+      const int64_t col_slots = last_cols_short ? p1 - p0 : 0, row_slots = last_rows_short ? q1 - q0 : 0;
+      float* edge = scratch<float>((col_slots + row_slots) * kMicroRows * kMicroCols, kScratchGemmC);
       auto edge_of = [&](int64_t p, int64_t q) {
-        const int64_t slot = last_cols_short && q == panels_n - 1 ? p - p0 : (p1 - p0) + (q - q0);
+        const int64_t slot = last_cols_short && q == panels_n - 1 ? p - p0 : col_slots + (q - q0);
         return edge + slot * kMicroRows * kMicroCols;
       };
       // A short tile starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
