@@ -18,6 +18,7 @@
 
 #include "tinyvid/backend/cpu/conv_epilogue.hpp"
 #include "tinyvid/backend/cpu/gemm.hpp"
+#include "tinyvid/backend/cpu/loops.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
 #include "tinyvid/backend/cpu/reduce.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
@@ -64,14 +65,6 @@ inline int64_t conv_tile_width(const ConvGeometry& g, size_t elem_size) {
 }
 
 namespace detail {
-
-// The output columns [lo, hi) within [ox0, ox1) whose input column ox * stride + off lies in [0, W):
-// computed once per run, so the copy loops carry no bounds test (a stride-1 run is a plain copy).
-inline void valid_columns(int64_t ox0, int64_t ox1, int64_t off, int64_t stride, int64_t W, int64_t& lo, int64_t& hi) {
-  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
-  lo = std::clamp(ceil_div(-off, stride), ox0, ox1);
-  hi = std::clamp(ceil_div(W - off, stride), lo, ox1);
-}
 
 // A stride-2 conv reads every other input column, so its unrolled rows would be strided gathers. Split once
 // into even and odd columns (per channel: two planes of H x ceil(W/2)), every unrolled row is a contiguous

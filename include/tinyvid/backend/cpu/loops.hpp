@@ -1,6 +1,7 @@
 #pragma once
 // Strided loops over K operands that share one shape. Dims that are contiguous for every operand
 // are merged first, so most calls become a single long inner loop; rows are split across threads.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -10,6 +11,14 @@
 #include "tinyvid/core/shape.hpp"
 
 namespace tv::cpu {
+
+// The output columns [lo, hi) within [ox0, ox1) whose input column ox * stride + off lies in [0, W):
+// computed once per run (conv unrolling, pooling), so the loops carry no bounds test.
+inline void valid_columns(int64_t ox0, int64_t ox1, int64_t off, int64_t stride, int64_t W, int64_t& lo, int64_t& hi) {
+  auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
+  lo = std::clamp(ceil_div(-off, stride), ox0, ox1);
+  hi = std::clamp(ceil_div(W - off, stride), lo, ox1);
+}
 
 template <size_t K>
 using Offsets = std::array<int64_t, K>;

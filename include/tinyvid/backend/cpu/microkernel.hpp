@@ -192,8 +192,7 @@ TINYVID_TARGET_AVX2 inline void tile_4x24(int64_t K, const float* __restrict a, 
 }
 
 // The 8 x 48 contract as four 4 x 24 sub-tiles, over K in chunks of 128 rows: a chunk's B (128 x 48 floats,
-// 24 KB) stays in L1 while the four sub-tiles read it.
-// width (<= 48) columns are computed, in 24-wide sub-tiles.
+// 24 KB) stays in L1 while the four sub-tiles read it. A narrower width runs only the sub-tiles it needs.
 TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                        int64_t plane, const float* Ap, const float* base, float* Cm,
                                                        int64_t ldc, bool accumulate, int64_t width) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "tinyvid/backend/cpu/loops.hpp"
 #include "tinyvid/backend/pool_geometry.hpp"
 #include "tinyvid/core/parallel.hpp"
 
@@ -35,8 +36,8 @@ void max_pool2d(const T* x, T* y, int64_t* argmax, const PoolGeometry& geometry)
           const T* row = plane + iy * W;
           for (int64_t kx = 0; kx < geometry.KW; ++kx) {
             const int64_t off = kx - geometry.pw, sw = geometry.sw;  // input column ox * sw + off
-            const int64_t lo = std::clamp<int64_t>(off >= 0 ? 0 : (-off + sw - 1) / sw, 0, OW);
-            const int64_t hi = std::clamp<int64_t>(W - off > 0 ? (W - off + sw - 1) / sw : 0, lo, OW);
+            int64_t lo, hi;
+            valid_columns(0, OW, off, sw, W, lo, hi);
             for (int64_t ox = lo; ox < hi; ++ox) {
               const int64_t ix = ox * sw + off;
               const T v = row[ix];
