@@ -586,6 +586,86 @@ TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a doub
   }
 }
 
+TEST_CASE("packed GEMM over column runs (a batch of images side by side): each element summed and finished once") {
+  // Runs of 1, 7, 49 (a 7 x 7 map: panels cross runs), 48 (panels fit runs exactly) and 100 columns, 1-5 runs; B
+  // row- or column-major, runs apart by more than a run; M = 270 (two blocks, a short row panel), K past one slice.
+  // finish sees every element of C once, with its complete sum, and what it writes stays.
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::use_own_gemm(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    for (int64_t len : {1, 7, 48, 49, 100})
+      for (int64_t count : {1, 3, 5})
+        for (int64_t M : {9, 270})
+          for (int64_t K : {0, 5, 300})
+            for (bool b_col : {false, true})
+              for (float beta : {0.0f, 1.0f}) {
+                CAPTURE(len);
+                CAPTURE(count);
+                CAPTURE(M);
+                CAPTURE(K);
+                CAPTURE(b_col);
+                CAPTURE(beta);
+                const int64_t N = len * count;
+                // B's run r: K x len at B + r * b_stride, rows ldb apart (row-major) or columns ldb apart.
+                const int64_t ldb = (b_col ? K : len) + 3, b_stride = (b_col ? len : K) * ldb + 11;
+                const int64_t ldc = len + 2, c_stride = M * ldc + 5;
+                std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(count * b_stride)),
+                    Cm(static_cast<size_t>(count * c_stride));
+                for (auto& v : A) v = uniform(rng);
+                for (auto& v : B) v = uniform(rng);
+                for (auto& v : Cm) v = uniform(rng);
+                const auto before = Cm;
+                auto b_at = [&](int64_t k, int64_t j) {
+                  const int64_t r = j / len, q = j % len;
+                  return B[r * b_stride + (b_col ? q * ldb + k : k * ldb + q)];
+                };
+                auto c_index = [&](int64_t i, int64_t j) { return (j / len) * c_stride + i * ldc + j % len; };
+                std::vector<float> packed(static_cast<size_t>(tv::cpu::packed_a_size(M, K)));
+                const auto pa = tv::cpu::pack_a({A.data(), M, K, K, 1}, packed.data());
+                std::vector<int> finished(static_cast<size_t>(M * N), 0);
+                std::vector<float> seen(static_cast<size_t>(M * N), NAN);
+                bool in_place = true;
+                tv::cpu::gemm_packed(isa, pa, {B.data(), K, N, b_col ? 1 : ldb, b_col ? ldb : 1}, {Cm.data(), M, N, ldc, 1},
+                                     beta, {len, b_stride, c_stride},
+                                     [&](float* row, int64_t i, int64_t run, int64_t at, int64_t n) {
+                                       in_place = in_place && row == Cm.data() + run * c_stride + i * ldc + at;
+                                       for (int64_t q = 0; q < n; ++q) {
+                                         finished[i * N + run * len + at + q] += 1;
+                                         seen[i * N + run * len + at + q] = row[q];
+                                         row[q] = 2 * row[q] + 1;
+                                       }
+                                     });
+                CHECK(in_place);
+                double worst = 0;
+                bool once = true, final_is_finished = true;
+                for (int64_t i = 0; i < M; ++i)
+                  for (int64_t j = 0; j < N; ++j) {
+                    double ref = beta == 0.0f ? 0.0 : double(before[c_index(i, j)]), scale = 1;
+                    for (int64_t k = 0; k < K; ++k) {
+                      const double term = double(A[i * K + k]) * b_at(k, j);
+                      ref += term;
+                      scale += std::abs(term);
+                    }
+                    worst = std::max(worst, std::abs(seen[i * N + j] - ref) / (1e-6 * scale));
+                    once = once && finished[i * N + j] == 1;
+                    final_is_finished = final_is_finished && Cm[c_index(i, j)] == 2 * seen[i * N + j] + 1;
+                  }
+                CHECK(worst <= 1);
+                CHECK(once);
+                CHECK(final_is_finished);
+                bool gaps_untouched = true;  // the columns past each run's and the space between runs
+                for (int64_t r = 0; r < count; ++r)
+                  for (int64_t i = 0; i < M; ++i)
+                    for (int64_t q = len; q < ldc; ++q)
+                      gaps_untouched = gaps_untouched && Cm[r * c_stride + i * ldc + q] == before[r * c_stride + i * ldc + q];
+                CHECK(gaps_untouched);
+              }
+  }
+}
+
 TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and relu bit for bit, on every path and ISA") {
   struct Case {
     const char* name;

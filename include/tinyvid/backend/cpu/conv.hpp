@@ -241,6 +241,14 @@ class WeightOperand {
       if (!packed_.empty()) return gemm_packed(isa_, packed_[grp], b, c, 0.0f);
     gemm<T>(matrices_[grp], b, c);
   }
+  // The same over a whole batch, b's and c's columns in `runs`, each finished by finish (gemm_packed); only where
+  // the weights are packed.
+  bool packed() const { return !packed_.empty(); }
+  template <class Finish = NoFinish>
+  void multiply_runs(int64_t grp, const MatrixRef<const float>& b, const MatrixRef<float>& c, const ColumnRuns& runs,
+                     Finish&& finish = {}) const {
+    gemm_packed(isa_, packed_[grp], b, c, 0.0f, runs, finish);
+  }
 
  private:
   Isa isa_;
@@ -589,11 +597,27 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   if (algo == ConvAlgorithm::Winograd3x3) return winograd::forward(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y, ep);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
-  const auto blocks = detail::blocks_for(g, sizeof(T));
-  const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   const detail::WeightOperand<T> weights(g.groups, [&](int64_t grp) {
     return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
   });
+  if constexpr (std::is_same_v<T, float>)
+    if (pointwise && weights.packed()) {  // one product over the batch: no copies, each tile finished in cache
+      const int64_t HW = g.HW();
+      for (int64_t grp = 0; grp < g.groups; ++grp)
+        weights.multiply_runs(grp, {x + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {y + grp * g.Cog() * HW, g.Cog(), g.N * HW, HW, 1},
+                              {HW, g.C * HW, g.Cout * HW}, [&](float* row, int64_t i, int64_t n, int64_t at, int64_t len) {
+                                const int64_t o = grp * g.Cog() + i;
+                                if (bias) {
+                                  const float bv = bias[o];
+#pragma omp simd
+                                  for (int64_t q = 0; q < len; ++q) row[q] += bv;
+                                }
+                                ep.apply(row, (n * g.Cout + o) * HW + at, len, o);
+                              });
+      return;
+    }
+  const auto blocks = detail::blocks_for(g, sizeof(T));
+  const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   parallel_for(0, blocks.items(g), 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b; it < e; ++it) {
       const auto blk = blocks.decode(g, it);
@@ -668,6 +692,14 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   const detail::WeightOperand<T> weights_t(g.groups, [&](int64_t grp) {  // W^T, read in place
     return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()};
   });
+  if constexpr (std::is_same_v<T, float>)
+    if (pointwise && weights_t.packed()) {  // one product over the batch, as the forward
+      const int64_t HW = g.HW();
+      for (int64_t grp = 0; grp < g.groups; ++grp)
+        weights_t.multiply_runs(grp, {gy + grp * g.Cog() * HW, g.Cog(), g.N * HW, HW, 1},
+                                {gx + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {HW, g.Cout * HW, g.C * HW});
+      return;
+    }
   parallel_for(0, blocks.items(g) / per_item, 1, [&](int64_t b, int64_t e) {
     for (int64_t it = b * per_item; it < e * per_item; ++it) {
       const auto blk = blocks.decode(g, it);

@@ -15,6 +15,9 @@
 #include <immintrin.h>
 #define TINYVID_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define TINYVID_TARGET_AVX2 __attribute__((target("avx2,fma")))
+// A kernel body is compiled once, on its own: inlined into a large caller (packed_gemm.hpp's driver), GCC 12 kept
+// the 8 x 16 kernel's accumulators on the stack and the 1x1 weight gradient at 56 x 56 lost 20%.
+#define TINYVID_KERNEL __attribute__((noinline))
 #endif
 
 namespace tv::cpu {
@@ -29,31 +32,42 @@ namespace avx512 {
 // C (8 x 16V, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row k = (tap t, channel c)
 // is the 16V floats at base + tap_offset[t] + c * plane. A stride-1 convolution reads B in place from its
 // zero-padded input this way; a packed panel is one tap with plane 48. With accumulate, C's values are the
-// starting point (for sums split over chunks). V = 3 is the full tile: 24 accumulators; per k, 3 loads of B and
+// starting point (for sums split over chunks; a template argument, so that the registers start from their values
+// without a trip through the stack). V = 3 is the full tile: 24 accumulators; per k, 3 loads of B and
 // 8 broadcasts of A. V < 3 serves a GEMM's last, narrower column panel.
-template <int V>
-TINYVID_TARGET_AVX512 inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
-                                                        int64_t plane, const float* __restrict Ap,
-                                                        const float* __restrict base, float* __restrict Cm,
-                                                        int64_t ldc, bool accumulate) {
+template <int V, bool Accumulate>
+TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
+                                                                       int64_t plane, const float* __restrict Ap,
+                                                                       const float* __restrict base, float* __restrict Cm,
+                                                                       int64_t ldc) {
+  // Every loop over the registers is unrolled and the taps x C rows are one loop (the next tap's first row fetched
+  // at each tap's end), so that GCC 12 keeps the accumulators in registers from start to end; with nested loops it
+  // kept them on the stack wherever the kernel was not inlined into a caller with one tap.
   __m512 c[kMicroRows][V];
-  for (int i = 0; i < kMicroRows; ++i)
-    for (int v = 0; v < V; ++v) c[i][v] = accumulate ? _mm512_loadu_ps(Cm + i * ldc + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 24
+  for (int i = 0; i < kMicroRows * V; ++i)
+    c[i / V][i % V] = Accumulate ? _mm512_loadu_ps(Cm + (i / V) * ldc + 16 * (i % V)) : _mm512_setzero_ps();
   const float* a = Ap;
-  for (int64_t t = 0; t < taps; ++t) {
-    const float* row = base + tap_offset[t];
-    for (int64_t ch = 0; ch < C; ++ch, row += plane, a += kMicroRows) {
-      __m512 b[V];
-      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(row + 16 * v);
+  const float* row = base + tap_offset[0];
+  for (int64_t t = 0, ch = 0, k = 0; k < taps * C; ++k, a += kMicroRows) {
+    __m512 b[V];
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(row + 16 * v);
 #pragma GCC unroll 8
-      for (int i = 0; i < kMicroRows; ++i) {
-        const __m512 av = _mm512_set1_ps(a[i]);
-        for (int v = 0; v < V; ++v) c[i][v] = _mm512_fmadd_ps(av, b[v], c[i][v]);
-      }
+    for (int i = 0; i < kMicroRows; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) c[i][v] = _mm512_fmadd_ps(av, b[v], c[i][v]);
+    }
+    if (++ch < C) {
+      row += plane;
+    } else if (++t < taps) {
+      ch = 0;
+      row = base + tap_offset[t];
     }
   }
-  for (int i = 0; i < kMicroRows; ++i)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(Cm + i * ldc + 16 * v, c[i][v]);
+#pragma GCC unroll 24
+  for (int i = 0; i < kMicroRows * V; ++i) _mm512_storeu_ps(Cm + (i / V) * ldc + 16 * (i % V), c[i / V][i % V]);
 }
 
 // dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds).
@@ -92,24 +106,27 @@ TINYVID_TARGET_AVX512 inline void transpose_16x16(const float* src, int64_t lds,
 // C (R x 16V, row stride ldc) += sum over k < K of B[r][k] times Ap[k][0:16V]: 4R accumulators and 4 A
 // registers fit the 32 vector registers (R <= 6, V <= 4).
 template <int R, int V>
-TINYVID_TARGET_AVX512 inline void micro_kernel_broadcast(int64_t K, const float* const* b, const float* __restrict Ap,
+TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_broadcast(int64_t K, const float* const* b, const float* __restrict Ap,
                                                          float* __restrict Cm, int64_t ldc) {
-  __m512 c[R][V];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) c[r][v] = _mm512_loadu_ps(Cm + r * ldc + 16 * v);
+  __m512 c[R][V];  // loops over registers unrolled, as in micro_kernel_8xv_taps
+#pragma GCC unroll 24
+  for (int i = 0; i < R * V; ++i) c[i / V][i % V] = _mm512_loadu_ps(Cm + (i / V) * ldc + 16 * (i % V));
   const float* rows[R];
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) rows[r] = b[r];
   for (int64_t k = 0; k < K; ++k) {
     __m512 a[V];
+#pragma GCC unroll 4
     for (int v = 0; v < V; ++v) a[v] = _mm512_loadu_ps(Ap + (k * V + v) * 16);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m512 bv = _mm512_set1_ps(rows[r][k]);
+#pragma GCC unroll 4
       for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(bv, a[v], c[r][v]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(Cm + r * ldc + 16 * v, c[r][v]);
+#pragma GCC unroll 24
+  for (int i = 0; i < R * V; ++i) _mm512_storeu_ps(Cm + (i / V) * ldc + 16 * (i % V), c[i / V][i % V]);
 }
 
 template <int V>
@@ -174,8 +191,8 @@ TINYVID_TARGET_AVX2 inline void transpose_16x16(const float* src, int64_t lds, f
 TINYVID_TARGET_AVX2 inline void tile_4x24(int64_t K, const float* __restrict a, const float* __restrict b,
                                           int64_t plane, float* __restrict Cm, int64_t ldc, bool accumulate) {
   __m256 c[4][3];
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < 3; ++v) c[i][v] = accumulate ? _mm256_loadu_ps(Cm + i * ldc + 8 * v) : _mm256_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) c[i / 3][i % 3] = accumulate ? _mm256_loadu_ps(Cm + (i / 3) * ldc + 8 * (i % 3)) : _mm256_setzero_ps();
   const float* row = b;
   for (int64_t k = 0; k < K; ++k, row += plane) {
     const __m256 b0 = _mm256_loadu_ps(row), b1 = _mm256_loadu_ps(row + 8);
@@ -187,13 +204,13 @@ TINYVID_TARGET_AVX2 inline void tile_4x24(int64_t K, const float* __restrict a, 
       c[i][2] = _mm256_fmadd_ps(av, _mm256_loadu_ps(row + 16), c[i][2]);
     }
   }
-  for (int i = 0; i < 4; ++i)
-    for (int v = 0; v < 3; ++v) _mm256_storeu_ps(Cm + i * ldc + 8 * v, c[i][v]);
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) _mm256_storeu_ps(Cm + (i / 3) * ldc + 8 * (i % 3), c[i / 3][i % 3]);
 }
 
 // The 8 x 48 contract as four 4 x 24 sub-tiles, over K in chunks of 128 rows: a chunk's B (128 x 48 floats,
 // 24 KB) stays in L1 while the four sub-tiles read it. A narrower width runs only the sub-tiles it needs.
-TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
+TINYVID_TARGET_AVX2 TINYVID_KERNEL inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                        int64_t plane, const float* Ap, const float* base, float* Cm,
                                                        int64_t ldc, bool accumulate, int64_t width) {
   constexpr int64_t kChunk = 128;
@@ -216,12 +233,13 @@ TINYVID_TARGET_AVX2 inline void micro_kernel_8x48_taps(int64_t taps, int64_t C, 
 // C (R x 16, row stride ldc) += sum over k < K of B[r][k] times A[k][0:16], A's rows lda apart: 2R
 // accumulators (R <= 6), 2 A registers, 1 broadcast.
 template <int R>
-TINYVID_TARGET_AVX2 inline void broadcast_tile(int64_t K, const float* const* b, const float* __restrict Ap, int64_t lda,
+TINYVID_TARGET_AVX2 TINYVID_KERNEL inline void broadcast_tile(int64_t K, const float* const* b, const float* __restrict Ap, int64_t lda,
                                                float* __restrict Cm, int64_t ldc) {
-  __m256 c[R][2];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2; ++v) c[r][v] = _mm256_loadu_ps(Cm + r * ldc + 8 * v);
+  __m256 c[R][2];  // loops over registers unrolled, as in avx512::micro_kernel_8xv_taps
+#pragma GCC unroll 12
+  for (int i = 0; i < R * 2; ++i) c[i / 2][i % 2] = _mm256_loadu_ps(Cm + (i / 2) * ldc + 8 * (i % 2));
   const float* rows[R];
+#pragma GCC unroll 6
   for (int r = 0; r < R; ++r) rows[r] = b[r];
   for (int64_t k = 0; k < K; ++k) {
     const __m256 a0 = _mm256_loadu_ps(Ap + k * lda), a1 = _mm256_loadu_ps(Ap + k * lda + 8);
@@ -232,8 +250,8 @@ TINYVID_TARGET_AVX2 inline void broadcast_tile(int64_t K, const float* const* b,
       c[r][1] = _mm256_fmadd_ps(bv, a1, c[r][1]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 2; ++v) _mm256_storeu_ps(Cm + r * ldc + 8 * v, c[r][v]);
+#pragma GCC unroll 12
+  for (int i = 0; i < R * 2; ++i) _mm256_storeu_ps(Cm + (i / 2) * ldc + 8 * (i % 2), c[i / 2][i % 2]);
 }
 
 template <int R>
@@ -272,9 +290,13 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
                                    int64_t width = kMicroCols) {
 #ifdef TINYVID_X86_KERNELS
   if (isa == Isa::Avx512) {
-    if (width <= 16) return avx512::micro_kernel_8xv_taps<1>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
-    if (width <= 32) return avx512::micro_kernel_8xv_taps<2>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
-    return avx512::micro_kernel_8xv_taps<3>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate);
+    auto run = [&]<int V>() {
+      return accumulate ? avx512::micro_kernel_8xv_taps<V, true>(taps, C, tap_offset, plane, Ap, base, Cm, ldc)
+                        : avx512::micro_kernel_8xv_taps<V, false>(taps, C, tap_offset, plane, Ap, base, Cm, ldc);
+    };
+    if (width <= 16) return run.template operator()<1>();
+    if (width <= 32) return run.template operator()<2>();
+    return run.template operator()<3>();
   }
   return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);
 #else

@@ -4,13 +4,18 @@
 // blocks). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
 // at most 16 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
 // and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
-// share a few L1 sets). Tails of M and N go through tiles of their own, the last column panel on a narrower kernel.
-// Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one packed B slice,
-// and K slices outside column panels, so a block's slice of A stays in L2. Each element of C is summed by one
+// share a few L1 sets). Tails of M and N go through tiles of their own, the last column panel on a narrower kernel,
+// and so do panels that straddle two runs of columns (ColumnRuns: a 1x1 conv's images side by side, one product
+// for the batch). Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one
+// packed B slice, and K slices outside chunks of column panels, so a block's slice of A stays in L2. A `finish`
+// callback gets each piece of C once its sum is complete (a conv's epilogue). Each element of C is summed by one
 // work item in one order, so the result does not depend on the thread count; inside a parallel region (a conv's
 // work item) the call runs on its thread alone.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "tinyvid/backend/cpu/matrix_ref.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
@@ -27,6 +32,13 @@ constexpr int64_t kGemmInPlacePanels = 16;
 // C, a block fits the 1 MB L2 of Zen 4; 512 rows thrashed it (1x1 2048 -> 512 at 7x7, 8 images: 120 against 160
 // GFLOP/s on 2 cores), 128 rows repacked B too often (124).
 constexpr int64_t kGemmMcPanels = 32;
+// C's floats per chunk of column panels (256 KB): with K past one slice each tile of C is read again by every
+// slice, so a thread's panels go through the slices a chunk at a time that stays in L2 beside the slice of A. Within a
+// slice the chunk runs row panel by row panel across its columns, so C is written 8 rows at a time in runs of the
+// chunk's width: tile by tile down all 256 rows of a block, the stores had 256 rows in flight (1x1 64 -> 256 at
+// 56 x 56: 174-187 against 193-205 GFLOP/s on 2 cores).
+constexpr int64_t kGemmChunkFloats = 64 * 1024;
+constexpr int64_t kGemmChunkPanels = 8;  // at most: their packed slices of B (up to 384 KB) stay in L2
 
 namespace detail {
 
@@ -44,28 +56,63 @@ inline void pack_a_panel(const MatrixRef<const float>& a, int64_t r0, float* out
   }
 }
 
-// Rows [k0, k0 + kc) of B's columns [j0, j0 + 48) (zero past its last column) as a packed panel: out[k][48].
-inline void pack_b_panel(Isa isa, const MatrixRef<const float>& b, int64_t k0, int64_t kc, int64_t j0, float* out) {
-  const int64_t cols = std::min<int64_t>(kMicroCols, b.cols - j0);
-  if (cols < kMicroCols)
-    for (int64_t k = 0; k < kc; ++k) std::fill(out + k * kMicroCols + cols, out + (k + 1) * kMicroCols, 0.0f);
-  if (b.cols == 1 || b.col_stride == 1) {  // rows contiguous
-    for (int64_t k = 0; k < kc; ++k) std::copy_n(b.data + (k0 + k) * b.row_stride + j0, cols, out + k * kMicroCols);
+// Columns [0, n) of B (column 0 at src, rows k0 onwards) into columns [0, n) of a packed panel: out[k][48].
+inline void pack_b_columns(Isa isa, const float* src, int64_t row_stride, int64_t col_stride, int64_t k0, int64_t kc,
+                           int64_t n, float* out) {
+  if (n == 1 || col_stride == 1) {  // rows contiguous
+    for (int64_t k = 0; k < kc; ++k) std::copy_n(src + (k0 + k) * row_stride, n, out + k * kMicroCols);
     return;
   }
   int64_t j = 0;
-  if (b.row_stride == 1)  // column-major: B^T's rows are contiguous, transposed 16 x 16 at a time
-    for (; j + 16 <= cols; j += 16) {
+  if (row_stride == 1)  // column-major: B^T's rows are contiguous, transposed 16 x 16 at a time
+    for (; j + 16 <= n; j += 16) {
       int64_t k = 0;
       for (; k + 16 <= kc; k += 16)
-        transpose_16x16(isa, b.data + (j0 + j) * b.col_stride + k0 + k, b.col_stride, out + k * kMicroCols + j, kMicroCols);
+        transpose_16x16(isa, src + j * col_stride + k0 + k, col_stride, out + k * kMicroCols + j, kMicroCols);
       for (; k < kc; ++k)
-        for (int64_t jj = j; jj < j + 16; ++jj) out[k * kMicroCols + jj] = b.data[(j0 + jj) * b.col_stride + k0 + k];
+        for (int64_t jj = j; jj < j + 16; ++jj) out[k * kMicroCols + jj] = src[jj * col_stride + k0 + k];
     }
-  for (; j < cols; ++j) {
-    const float* src = b.data + (j0 + j) * b.col_stride + k0 * b.row_stride;
-    for (int64_t k = 0; k < kc; ++k) out[k * kMicroCols + j] = src[k * b.row_stride];
+  for (; j < n; ++j)
+    for (int64_t k = 0; k < kc; ++k) out[k * kMicroCols + j] = src[j * col_stride + (k0 + k) * row_stride];
+}
+
+}  // namespace detail
+
+// Columns of B and C in runs of `length`: column j is column j % length of run j / length, and run r begins
+// r * b_stride (in B) and r * c_stride (in C) elements past run 0. A 1x1 conv's batch is one product this way
+// (image n's C x HW input and Cout x HW output are run n of B and of C), so that a column panel may span images
+// and no image's few columns (49 at 7 x 7) make a product of their own. The default, one run, is a plain matrix.
+struct ColumnRuns {
+  int64_t length = std::numeric_limits<int64_t>::max();
+  int64_t b_stride = 0, c_stride = 0;
+  // f(j, j_end) for each run's part of columns [j0, j1).
+  template <class F>
+  void for_each_part(int64_t j0, int64_t j1, F&& f) const {
+    for (int64_t j = j0; j < j1;) {
+      const int64_t end = std::min(j1, j - j % length + length);  // (j - j % length is 0 with one run: no overflow)
+      f(j, end);
+      j = end;
+    }
   }
+};
+
+// No work after the product (gemm_packed's default `finish`).
+struct NoFinish {
+  void operator()(float*, int64_t, int64_t, int64_t, int64_t) const {}
+};
+
+namespace detail {
+
+// Rows [k0, k0 + kc) of B's columns [j0, j0 + 48) (zero past its last column) as a packed panel: out[k][48].
+inline void pack_b_panel(Isa isa, const MatrixRef<const float>& b, const ColumnRuns& runs, int64_t k0, int64_t kc,
+                         int64_t j0, float* out) {
+  const int64_t cols = std::min<int64_t>(kMicroCols, b.cols - j0);
+  if (cols < kMicroCols)
+    for (int64_t k = 0; k < kc; ++k) std::fill(out + k * kMicroCols + cols, out + (k + 1) * kMicroCols, 0.0f);
+  runs.for_each_part(j0, j0 + cols, [&](int64_t j, int64_t end) {
+    const float* src = b.data + (j / runs.length) * runs.b_stride + (j % runs.length) * b.col_stride;
+    pack_b_columns(isa, src, b.row_stride, b.col_stride, k0, kc, end - j, out + (j - j0));
+  });
 }
 
 }  // namespace detail
@@ -94,91 +141,144 @@ inline PackedA pack_a(const MatrixRef<const float>& a, float* out) {
 }
 
 // C (M x N, row-major) = A (M x K, packed) B (K x N) + beta C, on the micro-kernels of `isa` (not Generic). B may
-// be row- or column-major (MatrixRef::mappable); beta 0 never reads C.
-inline void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c,
-                        float beta) {
+// be row- or column-major (MatrixRef::mappable); beta 0 never reads C. With `runs`, B's and C's columns lie in runs
+// (ColumnRuns: a batch of images side by side). finish(row, i, run, at, len) is called once for each piece of a row
+// of C when its sum is complete and it is still in cache: row i, columns [at, at + len) of run `run`, which lie at
+// `row` (a conv's bias, batch norm, residual and ReLU: conv.hpp).
+template <class Finish = NoFinish>
+void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c, float beta,
+                 const ColumnRuns& runs = {}, Finish&& finish = {}) {
+  constexpr bool finishes = !std::is_same_v<std::decay_t<Finish>, NoFinish>;
   const int64_t M = c.rows, N = c.cols, K = a.cols, ldc = row_major_ld(c);
   if (M == 0 || N == 0) return;
-  if (beta != 0.0f && beta != 1.0f) {  // scale once; the kernels then add to C
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) c.data[i * ldc + j] *= beta;
+  auto c_at = [&](int64_t i, int64_t j) { return c.data + i * ldc + (j / runs.length) * runs.c_stride + j % runs.length; };
+  // f(row i, columns [j, end) of one run) over C's rows [i0, i1) and columns [j0, j1).
+  auto for_each_piece = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1, auto&& f) {
+    for (int64_t i = i0; i < i1; ++i) runs.for_each_part(j0, j1, [&](int64_t j, int64_t end) { f(i, j, end); });
+  };
+  auto finish_pieces = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    if constexpr (finishes)
+      for_each_piece(i0, i1, j0, j1, [&](int64_t i, int64_t j, int64_t end) {
+        finish(c_at(i, j), i, j / runs.length, j % runs.length, end - j);
+      });
+  };
+  if (K == 0 || (beta != 0.0f && beta != 1.0f)) {  // C = beta C (scaled once; the kernels then add to it)
+    for_each_piece(0, M, 0, N, [&](int64_t i, int64_t j, int64_t end) {
+      float* row = c_at(i, j);
+      for (int64_t q = 0; q < end - j; ++q) row[q] = beta == 0.0f ? 0.0f : row[q] * beta;
+    });
     beta = 1.0f;
   }
-  if (K == 0) {
-    if (beta == 0.0f)
-      for (int64_t i = 0; i < M; ++i) std::fill_n(c.data + i * ldc, N, 0.0f);
-    return;
-  }
+  if (K == 0) return finish_pieces(0, M, 0, N);
   const int64_t panels_m = (M + kMicroRows - 1) / kMicroRows, panels_n = (N + kMicroCols - 1) / kMicroCols;
   const int64_t blocks_m = (panels_m + kGemmMcPanels - 1) / kGemmMcPanels;
-  const float* ap = a.data;
+  const int64_t tile = kMicroRows * kMicroCols;
   const int64_t no_offset = 0;
+  auto cols_of = [&](int64_t q) { return std::min(kMicroCols, N - q * kMicroCols); };
+  auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
+  // A column panel of a chunk: whether the kernel writes its tiles into C (full width, within one run), where
+  // (run, at), and otherwise its first tile of its own.
+  struct Panel {
+    bool in_c;
+    int64_t run, at, first_slot;
+    const float* b = nullptr;  // its slice of B for the current K slice, rows `plane` apart
+    int64_t plane = 0;
+  };
   // Work items: (M block, column panel), the panels of one block consecutive. A thread's run of items within one
-  // block goes K slice by K slice over all its column panels, so that the block's slice of A (up to 256 x kGemmKc
-  // floats) stays in L2 while every panel of the run reads it.
+  // block goes K slice by K slice over a chunk of its column panels, so that the block's slice of A (up to
+  // 256 x kGemmKc floats) stays in L2 while every panel of the chunk reads it, and the chunk's C too.
   parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
-    float* bp = scratch<float>(kGemmKc * kMicroCols, kScratchGemmB);
+    float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
+    std::vector<Panel> panels;
     for (int64_t run0 = i0; run0 < i1;) {
       const int64_t blk = run0 / panels_n, run1 = std::min(i1, (blk + 1) * panels_n);
       const int64_t q0 = run0 % panels_n, q1 = q0 + (run1 - run0);  // column panels of the run
       const int64_t p0 = blk * kGemmMcPanels, p1 = std::min(panels_m, p0 + kGemmMcPanels);
       run0 = run1;
-      auto cols_of = [&](int64_t q) { return std::min(kMicroCols, N - q * kMicroCols); };
-      auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
-      // A tile short of rows or columns is summed in a tile of its own: those of the last column panel first (one
-      // per row panel), then those of the last row panel (one per column panel).
-      const bool last_cols_short = cols_of(panels_n - 1) < kMicroCols && q1 == panels_n;
       const bool last_rows_short = rows_of(panels_m - 1) < kMicroRows && p1 == panels_m;
-      auto is_full = [&](int64_t p, int64_t q) {
-        return !(last_cols_short && q == panels_n - 1) && !(last_rows_short && p == panels_m - 1);
-      };
-      const int64_t col_slots = last_cols_short ? p1 - p0 : 0, row_slots = last_rows_short ? q1 - q0 : 0;
-      float* edge = scratch<float>((col_slots + row_slots) * kMicroRows * kMicroCols, kScratchGemmC);
-      auto edge_of = [&](int64_t p, int64_t q) {
-        const int64_t slot = last_cols_short && q == panels_n - 1 ? p - p0 : col_slots + (q - q0);
-        return edge + slot * kMicroRows * kMicroCols;
-      };
-      // A short tile starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
-      auto for_each_short = [&](auto&& f) {
-        for (int64_t q = q0; q < q1; ++q)
-          for (int64_t p = p0; p < p1; ++p)
-            if (!is_full(p, q)) f(p, q, edge_of(p, q));
-      };
-      if (beta != 0.0f)
-        for_each_short([&](int64_t p, int64_t q, float* t) {
-          for (int64_t i = 0; i < kMicroRows; ++i)
-            for (int64_t j = 0; j < kMicroCols; ++j)
-              t[i * kMicroCols + j] = i < rows_of(p) && j < cols_of(q) ? c.data[(p * kMicroRows + i) * ldc + q * kMicroCols + j] : 0.0f;
-        });
-      for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
-        const int64_t kc = std::min(kGemmKc, K - k0);
-        const bool accumulate = k0 > 0 || beta != 0.0f;
-        for (int64_t q = q0; q < q1; ++q) {
-          const int64_t j0 = q * kMicroCols, cols = cols_of(q);
-          // B's slice: read in place where few row panels reread it (its rows contiguous, the panel full), else packed.
-          const bool in_place = cols == kMicroCols && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
-          const float* bsrc = bp;
-          int64_t plane = kMicroCols;
-          if (in_place) {
-            bsrc = b.data + k0 * b.row_stride + j0;
-            plane = b.row_stride;
-          } else {
-            detail::pack_b_panel(isa, b, k0, kc, j0, bp);
+      const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / ((p1 - p0) * tile), 1, kGemmChunkPanels);
+      for (int64_t c0 = q0; c0 < q1; c0 += chunk) {
+        const int64_t c1 = std::min(q1, c0 + chunk);
+        // A tile the kernel cannot write into C (short of rows or columns, or across runs) is summed in a tile of its
+        // own: every tile of such a panel, and the short last row panel's tile of the others.
+        panels.clear();
+        int64_t slots = 0;
+        for (int64_t q = c0; q < c1; ++q) {
+          const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
+          const bool in_c = cols_of(q) == kMicroCols && at + kMicroCols <= runs.length;
+          panels.push_back({in_c, run, at, slots, nullptr, 0});
+          slots += in_c ? (last_rows_short ? 1 : 0) : p1 - p0;
+        }
+        float* edge = scratch<float>(slots * tile, kScratchGemmC);
+        auto edge_of = [&](int64_t p, int64_t q) -> float* {
+          const Panel& pn = panels[q - c0];
+          if (!pn.in_c) return edge + (pn.first_slot + p - p0) * tile;
+          return last_rows_short && p == panels_m - 1 ? edge + pn.first_slot * tile : nullptr;
+        };
+        // f(p, q, tile) for each tile of its own in the chunk.
+        auto for_each_edge = [&](auto&& f) {
+          for (int64_t q = c0; q < c1; ++q)
+            for (int64_t p = p0; p < p1; ++p)
+              if (float* t = edge_of(p, q)) f(p, q, t);
+        };
+        // A tile of its own starts from C's values (beta 1) or from nothing (beta 0: the first slice overwrites it).
+        if (beta != 0.0f)
+          for_each_edge([&](int64_t p, int64_t q, float* t) {
+            std::fill(t, t + tile, 0.0f);
+            for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), q * kMicroCols, q * kMicroCols + cols_of(q),
+                           [&](int64_t i, int64_t j, int64_t end) {
+                             std::copy_n(c_at(i, j), end - j, t + (i - p * kMicroRows) * kMicroCols + (j - q * kMicroCols));
+                           });
+          });
+        for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
+          const int64_t kc = std::min(kGemmKc, K - k0);
+          const bool accumulate = k0 > 0 || beta != 0.0f;
+          // The chunk's slices of B (in place or packed), then row panel by row panel across the chunk, so that C is
+          // written in runs of the chunk's width, 8 rows at a time, rather than a tile on each of 8 x 32 rows.
+          for (int64_t q = c0; q < c1; ++q) {
+            Panel& pn = panels[q - c0];
+            // Read in place where few row panels reread the slice (its rows contiguous, the panel in C's place).
+            const bool b_in_place = pn.in_c && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
+            if (b_in_place) {
+              pn.b = b.data + k0 * b.row_stride + pn.run * runs.b_stride + pn.at;
+              pn.plane = b.row_stride;
+            } else {
+              float* packed = bp + (q - c0) * kGemmKc * kMicroCols;
+              detail::pack_b_panel(isa, b, runs, k0, kc, q * kMicroCols, packed);
+              pn.b = packed;
+              pn.plane = kMicroCols;
+            }
           }
           for (int64_t p = p0; p < p1; ++p) {
-            const float* apanel = ap + (p * K + k0) * kMicroRows;
-            if (is_full(p, q))
-              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, c.data + p * kMicroRows * ldc + j0, ldc,
-                                     accumulate);
-            else
-              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, plane, apanel, bsrc, edge_of(p, q), kMicroCols, accumulate, cols);
+            const float* apanel = a.data + (p * K + k0) * kMicroRows;
+            for (int64_t q = c0; q < c1; ++q) {
+              const Panel& pn = panels[q - c0];
+              if (float* t = edge_of(p, q)) {
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, pn.plane, apanel, pn.b, t, kMicroCols, accumulate, cols_of(q));
+                continue;
+              }
+              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, pn.plane, apanel, pn.b,
+                                     c.data + pn.run * runs.c_stride + pn.at + p * kMicroRows * ldc, ldc, accumulate);
+            }
           }
         }
+        // The chunk's tiles in C are finished while the chunk is in L2, a run of panels at a time (rather than each
+        // tile's rows after its last slice: calls on 48 floats at a time).
+        const int64_t rows_in_c = (last_rows_short ? p1 - 1 : p1) * kMicroRows;
+        for (int64_t q = c0; q < c1 && finishes;) {
+          int64_t q_end = q;
+          while (q_end < c1 && panels[q_end - c0].in_c) ++q_end;
+          finish_pieces(p0 * kMicroRows, rows_in_c, q * kMicroCols, q_end * kMicroCols);
+          q = std::max(q + 1, q_end);
+        }
+        for_each_edge([&](int64_t p, int64_t q, const float* t) {
+          const int64_t r0 = p * kMicroRows, j0 = q * kMicroCols;
+          for_each_piece(r0, r0 + rows_of(p), j0, j0 + cols_of(q), [&](int64_t i, int64_t j, int64_t end) {
+            std::copy_n(t + (i - r0) * kMicroCols + (j - j0), end - j, c_at(i, j));
+          });
+          finish_pieces(r0, r0 + rows_of(p), j0, j0 + cols_of(q));
+        });
       }
-      for_each_short([&](int64_t p, int64_t q, const float* t) {
-        for (int64_t i = 0; i < rows_of(p); ++i)
-          std::copy_n(t + i * kMicroCols, cols_of(q), c.data + (p * kMicroRows + i) * ldc + q * kMicroCols);
-      });
     }
   });
 }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <utility>
 #include <vector>
 
 namespace tv::cpu {
@@ -20,6 +21,13 @@ struct CacheAligned {
   CacheAligned(const CacheAligned<U>&) {}
   T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
   void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  // A new element without a value is left uninitialized, as with `new T[n]`: a buffer the kernels overwrite is not
+  // zeroed first (4 MB of packed weights per call of a 1x1 2048 -> 512 conv). Ask for zeros with vector(n, T(0)).
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) ::new (static_cast<void*>(p)) U;
+    else ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
   template <class U>
   bool operator==(const CacheAligned<U>&) const { return true; }
 };
