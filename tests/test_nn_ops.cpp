@@ -624,7 +624,7 @@ TEST_CASE("packed GEMM over column runs (a batch of images side by side): each e
                 };
                 auto c_index = [&](int64_t i, int64_t j) { return (j / len) * c_stride + i * ldc + j % len; };
                 std::vector<float> packed(static_cast<size_t>(tv::cpu::packed_a_size(M, K)));
-                const auto pa = tv::cpu::pack_a({A.data(), M, K, K, 1}, packed.data());
+                const auto pa = tv::cpu::pack_a(isa, {A.data(), M, K, K, 1}, packed.data());
                 std::vector<int> finished(static_cast<size_t>(M * N), 0);
                 std::vector<float> seen(static_cast<size_t>(M * N), NAN);
                 bool in_place = true;

@@ -232,7 +232,7 @@ class WeightOperand {
       if (use_own_gemm(isa_)) {
         const int64_t each = packed_a_size(matrices_[0].rows, matrices_[0].cols);
         buffer_.resize(static_cast<size_t>(groups * each));
-        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back(pack_a(matrices_[grp], buffer_.data() + grp * each));
+        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back(pack_a(isa_, matrices_[grp], buffer_.data() + grp * each));
       }
   }
   // c = the group's matrix times b.

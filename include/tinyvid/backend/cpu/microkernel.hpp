@@ -176,6 +176,20 @@ TINYVID_TARGET_AVX2 inline void transpose_8x8(__m256* r) {
   }
 }
 
+// out[k][i] = src[i * ld + k] for 8 rows i and k < K: 8 rows of a row-major matrix as a packed A panel, 8 x 8 at a
+// time. One body for both ISAs (a transpose of 8 floats wide gains nothing from zmm registers).
+TINYVID_TARGET_AVX2 inline void pack_8_rows(const float* src, int64_t ld, int64_t K, float* out) {
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld + k);
+    transpose_8x8(r);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + (k + i) * 8, r[i]);
+  }
+  for (; k < K; ++k)
+    for (int i = 0; i < 8; ++i) out[k * 8 + i] = src[i * ld + k];
+}
+
 TINYVID_TARGET_AVX2 inline void transpose_16x16(const float* src, int64_t lds, float* dst, int64_t ldd) {
   for (int bi = 0; bi < 16; bi += 8)
     for (int bj = 0; bj < 16; bj += 8) {
@@ -309,6 +323,16 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
 // dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds): packs gy^T for the
 // broadcast kernel 16 channels x 16 pixels at a time (a scalar strided copy took a fifth of the weight
 // gradient).
+inline void pack_8_rows(Isa isa, const float* src, int64_t ld, int64_t K, float* out) {
+#ifdef TINYVID_X86_KERNELS
+  (void)isa;  // AVX-512 CPUs run the AVX2 body
+  avx2::pack_8_rows(src, ld, K, out);
+#else
+  (void)isa, (void)src, (void)ld, (void)K, (void)out;
+  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
+#endif
+}
+
 inline void transpose_16x16(Isa isa, const float* src, int64_t lds, float* dst, int64_t ldd) {
 #ifdef TINYVID_X86_KERNELS
   if (isa == Isa::Avx512) return avx512::transpose_16x16(src, lds, dst, ldd);

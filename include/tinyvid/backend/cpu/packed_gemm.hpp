@@ -43,13 +43,15 @@ constexpr int64_t kGemmChunkPanels = 8;  // at most: their packed slices of B (u
 namespace detail {
 
 // Rows [r0, r0 + 8) of A (zero past its last row) as the kernel's panel: out[k][8], k over all of A's columns.
-inline void pack_a_panel(const MatrixRef<const float>& a, int64_t r0, float* out) {
+inline void pack_a_panel(Isa isa, const MatrixRef<const float>& a, int64_t r0, float* out) {
   const int64_t rows = std::min<int64_t>(kMicroRows, a.rows - r0), K = a.cols;
   if (rows < kMicroRows) std::fill(out, out + K * kMicroRows, 0.0f);
   if (a.rows == 1 || a.row_stride == 1) {  // column-major (W^T read in place): 8 contiguous floats per k
     for (int64_t k = 0; k < K; ++k) std::copy_n(a.data + r0 + k * a.col_stride, rows, out + k * kMicroRows);
     return;
   }
+  if (rows == kMicroRows && a.col_stride == 1 && has_micro_kernels(isa))  // row-major: 8 x 8 transposes
+    return pack_8_rows(isa, a.data + r0 * a.row_stride, a.row_stride, K, out);
   for (int64_t i = 0; i < rows; ++i) {
     const float* src = a.data + (r0 + i) * a.row_stride;
     for (int64_t k = 0; k < K; ++k) out[k * kMicroRows + i] = src[k * a.col_stride];
@@ -131,11 +133,12 @@ struct PackedA {
 
 inline int64_t packed_a_size(int64_t rows, int64_t cols) { return (rows + kMicroRows - 1) / kMicroRows * kMicroRows * cols; }
 
-// Packs A into out (packed_a_size floats), in parallel over panels (serially inside a parallel region).
-inline PackedA pack_a(const MatrixRef<const float>& a, float* out) {
+// Packs A into out (packed_a_size floats) with the kernels of `isa`, in parallel over panels (serially inside a
+// parallel region).
+inline PackedA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
   const int64_t panels = (a.rows + kMicroRows - 1) / kMicroRows;
   parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) detail::pack_a_panel(a, p * kMicroRows, out + p * a.cols * kMicroRows);
+    for (int64_t p = p0; p < p1; ++p) detail::pack_a_panel(isa, a, p * kMicroRows, out + p * a.cols * kMicroRows);
   });
   return {out, a.rows, a.cols};
 }
@@ -287,7 +290,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
 inline void gemm_packed(Isa isa, const MatrixRef<const float>& a, const MatrixRef<const float>& b,
                         const MatrixRef<float>& c, float beta) {
   if (c.rows == 0 || c.cols == 0) return;
-  gemm_packed(isa, pack_a(a, scratch<float>(packed_a_size(a.rows, a.cols), kScratchGemmA)), b, c, beta);
+  gemm_packed(isa, pack_a(isa, a, scratch<float>(packed_a_size(a.rows, a.cols), kScratchGemmA)), b, c, beta);
 }
 
 }  // namespace tv::cpu
