@@ -321,9 +321,9 @@ TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA
                         {"3x3 no padding", {1, 16, 10, 45}, {8, 16, 3, 3}, {1, 1}, {0, 0}},
                         {"7x7 stride 2 (the stem's shifted phases)", {1, 3, 40, 40}, {16, 3, 7, 7}, {2, 2}, {3, 3}},
                         {"3x3 stride 2", {2, 16, 56, 56}, {32, 16, 3, 3}, {2, 2}, {1, 1}},
-                        {"1x1 (a GEMM per image)", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
-                        {"1x1 on 7x7 maps (images side by side)", {4, 64, 7, 7}, {72, 64, 1, 1}, {1, 1}, {0, 0}},
-                        {"1x1 stride 2 (unrolled)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
+                        {"1x1 (one GEMM over the batch)", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 on 7x7 maps (panels across images)", {4, 64, 7, 7}, {72, 64, 1, 1}, {1, 1}, {0, 0}},
+                        {"1x1 stride 2 (pixels gathered, then one GEMM)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
                         {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
   const auto isas = runnable_isas();
   for (const auto& c : cases) {

@@ -8,7 +8,8 @@
 //   unrolling (with AVX-512 or AVX2, the micro-kernels of microkernel.hpp); a stride-2 input gradient unrolls instead;
 // - Im2colGemm: everything else (other strides, dilation, groups, small maps) unrolls the input into
 //   columns, a tile of output pixels at a time in per-thread scratch (scratch.hpp) that stays in cache, and
-//   multiplies; groups and dilation live in the unroll.
+//   multiplies; groups and dilation live in the unroll. (A strided 1x1 conv's forward on tinyvid's GEMM gathers
+//   its pixels once and runs as Gemm1x1 does.)
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -601,10 +602,25 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
     return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
   });
   if constexpr (std::is_same_v<T, float>)
-    if (pointwise && weights.packed()) {  // one product over the batch: no copies, each tile finished in cache
-      const int64_t HW = g.HW();
+    if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && weights.packed()) {
+      // One product over the batch: no copies, each tile finished in cache. A strided 1x1 conv reads every sh-th
+      // row and sw-th column: those pixels are gathered once (a quarter of the input at stride 2), then the same.
+      const int64_t HW = g.OHW();
+      const float* xin = x;
+      if (!pointwise) {
+        float* gathered = scratch<float>(g.N * g.C * HW, kScratchPadded);
+        parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, HW), [&](int64_t b, int64_t e) {
+          for (int64_t nc = b; nc < e; ++nc)
+            for (int64_t oy = 0; oy < g.OH; ++oy) {
+              const float* src = x + nc * g.HW() + oy * g.sh * g.W;
+              float* dst = gathered + nc * HW + oy * g.OW;
+              for (int64_t ox = 0; ox < g.OW; ++ox) dst[ox] = src[ox * g.sw];
+            }
+        });
+        xin = gathered;
+      }
       for (int64_t grp = 0; grp < g.groups; ++grp)
-        weights.multiply_runs(grp, {x + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {y + grp * g.Cog() * HW, g.Cog(), g.N * HW, HW, 1},
+        weights.multiply_runs(grp, {xin + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {y + grp * g.Cog() * HW, g.Cog(), g.N * HW, HW, 1},
                               {HW, g.C * HW, g.Cout * HW}, [&](float* row, int64_t i, int64_t n, int64_t at, int64_t len) {
                                 const int64_t o = grp * g.Cog() + i;
                                 if (bias) {
