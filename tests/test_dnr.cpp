@@ -223,8 +223,8 @@ TEST_CASE("models: parameter counts of DNR.md, names as torchvision and MMAction
 }
 
 TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass) gives the op-by-op scores") {
-  // Eval under NoGradGuard takes the fused path (nn::conv_bn); eval with grad on (as Grad-CAM++ runs) the op-by-op
-  // one. Batch norm statistics and affine values are made non-trivial first. DNR's norms stay ops of their own.
+  // Eval under NoGradGuard takes the fused path (nn::conv_bn); with fusion switched off, the op-by-op one. Batch norm
+  // statistics and affine values are made non-trivial first. DNR's norms stay ops of their own.
   models::ModelConfig cfg;
   cfg.num_classes = 6;
   for (const char* name : {"tsn_r18", "tsn_r50", "tsn_r50_dnr", "tanet_r18", "tdn_r50"}) {
@@ -248,11 +248,22 @@ TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass
       m->eval();
       const int64_t size = tdn ? 64 : 32;  // TDN's long-term module pools layer4's maps 2x2
       const auto x = tv::normal<float>({2 * cfg.frames, 3, size, size}, 0, 1, gen);
-      const auto op_by_op = m->forward(x).detach();  // parameters require grad: the plain path
+      // Eval with grad on (as Grad-CAM++ runs): op by op, and its 3x3 convs in Winograd's F(2x2, 3x3), where
+      // inference runs F(4x4, 3x3) (cpu/winograd.hpp): close, not the same bits.
+      const auto with_grad = m->forward(x).detach();
       tv::NoGradGuard no_grad;
+      Tensor<float> op_by_op;
+      {
+        struct Unfused {
+          Unfused() { tv::nn::set_fused_inference(false); }
+          ~Unfused() { tv::nn::set_fused_inference(true); }
+        } unfused;
+        op_by_op = m->forward(x);
+      }
       const int64_t before = tv::nn::fused_conv_bn_count();
       const auto fused = m->forward(x);
       CHECK(fused.to_vector() == op_by_op.to_vector());  // the same bits
+      CHECK(fixtures::worst_ratio(fused, with_grad, 1e-4, 1e-4) <= 1);
       // Every BatchNorm2d of the ResNet body ran fused: the stem, each block's BN slots, the downsamples.
       const std::map<std::string, int64_t> sites = {{"tsn_r18", 1 + 8 * 2 + 3}, {"tsn_r50", 1 + 16 * 3 + 4},
                                                     {"tsn_r50_dnr", 1 + 16 + 4}, {"tanet_r18", 1 + 8 * 2 + 3}};

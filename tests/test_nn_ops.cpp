@@ -153,6 +153,12 @@ struct NaiveConv {
     });
     auto run = [&](auto tag, double per_term) {
       using T = decltype(tag);
+      {
+        // With no gradient to follow the forward may take another path (Winograd: F(4x4, 3x3)).
+        tv::NoGradGuard no_grad;
+        auto y = tv::conv2d(cast<T>(x), cast<T>(w), Tensor<T>(), {stride, stride}, {ph, pw});
+        CHECK(fixtures::worst_ratio(y, y_ref, per_term * KH * KW * C, 1e-4) <= 1);
+      }
       auto xt = cast<T>(x).requires_grad_(), wt = cast<T>(w).requires_grad_();
       auto y = tv::conv2d(xt, wt, Tensor<T>(), {stride, stride}, {ph, pw});
       CHECK(fixtures::worst_ratio(y, y_ref, per_term * KH * KW * C, 1e-4) <= 1);
@@ -171,12 +177,12 @@ struct NaiveConv {
 };
 }  // namespace
 
-TEST_CASE("conv2d: Winograd equals the direct sum, forward and both gradients, in one chunk and in several") {
+TEST_CASE("conv2d: Winograd equals the direct sum, forward (both variants) and both gradients, in one chunk and in several") {
   struct Case {
     const char* name;
     int64_t N, C, H, W, Cout, ph, pw;
   };
-  const Case cases[] = {{"200 x 150 map: several chunks", 1, 16, 200, 150, 16, 1, 1},
+  const Case cases[] = {{"two 160 x 150 maps: several chunks", 2, 16, 160, 150, 16, 1, 1},
                         {"odd sizes, micro-kernel rows", 3, 24, 7, 9, 32, 1, 0},
                         {"padding 2, 17 outputs", 2, 16, 5, 5, 17, 2, 2}};
   for (const auto& c : cases) {
@@ -184,7 +190,11 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward and both gradients, i
       const NaiveConv nc{c.N, c.C, c.H, c.W, c.Cout, 3, 3, c.ph, c.pw, c.H + 2 * c.ph - 2, c.W + 2 * c.pw - 2};
       const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, 3, 3, 1, 1, c.ph, c.pw, 1, 1, 1, nc.OH, nc.OW};
       REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::Winograd3x3);
-      if (c.H == 200) CHECK(tv::cpu::winograd::TileLayout(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 100);
+      namespace wg = tv::cpu::winograd;
+      if (c.H == 160) {
+        CHECK(wg::TileLayout::of<wg::F2x2>(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 80);
+        CHECK(wg::TileLayout::of<wg::F4x4>(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 40);
+      }
       nc.check(7);
     }
   }
@@ -474,23 +484,39 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
   }
 }
 
-TEST_CASE("Winograd's weight transform: each ISA's packed panel agrees with the plain loops") {
-  const int64_t C = 5, Cout = 20, xs = tv::cpu::winograd::xi_stride(Cout * C);  // 20: two full panels and a partial one
+namespace {
+// U[xi] = G g G^T for every kernel, in the GEMM's rows and in the micro-kernel's panels, against the product in double.
+template <class F>
+void check_weight_transform() {
+  namespace wg = tv::cpu::winograd;
+  // 20 kernels: two full panels and a partial one, which the packed layout pads to 24 with zeros.
+  const int64_t C = 5, Cout = 20, xs = wg::xi_stride(Cout * C), xp = wg::xi_stride(24 * C);
   tv::Generator gen(5);
   const auto w = tv::normal<float>({Cout, C, 3, 3}, 0, 1, gen);
-  std::vector<float> expected(static_cast<size_t>(16 * xs + 24 * C), 0.0f);
-  auto u = expected;
-  tv::cpu::winograd::transform_weight_rows(w.data(), C, 0, Cout, true, expected.data(), xs, tv::cpu::Isa::Generic);
-  for (auto isa : runnable_isas()) {
-    if (!tv::cpu::has_micro_kernels(isa)) continue;
-    const std::string isa_label = tv::cpu::isa_name(isa);
-    CAPTURE(isa_label);
-    std::fill(u.begin(), u.end(), 0.0f);
-    tv::cpu::winograd::transform_weight_rows(w.data(), C, 0, Cout, true, u.data(), xs, isa);
-    double worst = 0;
-    for (size_t i = 0; i < u.size(); ++i) worst = std::max(worst, std::abs(double(u[i]) - expected[i]) / (1e-6 * (1 + std::abs(expected[i]))));
-    CHECK(worst <= 1);
-  }
+  std::vector<float> rows(static_cast<size_t>(F::taps * xs), 0.0f), panels(static_cast<size_t>(F::taps * xp), 0.0f);
+  wg::transform_weight_rows<F>(w.data(), C, 0, Cout, false, rows.data(), xs);
+  wg::transform_weight_rows<F>(w.data(), C, 0, Cout, true, panels.data(), xp);
+  double worst = 0;
+  for (int64_t k = 0; k < 24; ++k)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < F::patch; ++r)
+        for (int64_t s = 0; s < F::patch; ++s) {
+          double ref = 0;
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b)
+              if (k < Cout) ref += F::G[r][a] * double(w.data()[(k * C + c) * 9 + a * 3 + b]) * F::G[s][b];
+          const int64_t xi = r * F::patch + s;
+          const double packed = panels[xi * xp + (k / 8) * 8 * C + c * 8 + k % 8];  // kernels past Cout: zeros
+          worst = std::max(worst, std::abs(packed - ref) / (1e-6 * (1 + std::abs(ref))));
+          if (k < Cout) worst = std::max(worst, std::abs(double(rows[xi * xs + k * C + c]) - ref) / (1e-6 * (1 + std::abs(ref))));
+        }
+  CHECK(worst <= 1);
+}
+}  // namespace
+
+TEST_CASE("Winograd's weight transform: G g G^T in the GEMM's rows and in packed panels, in both variants") {
+  SUBCASE("F(2x2, 3x3)") { check_weight_transform<tv::cpu::winograd::F2x2>(); }
+  SUBCASE("F(4x4, 3x3)") { check_weight_transform<tv::cpu::winograd::F4x4>(); }
 }
 
 TEST_CASE("packed GEMM: the same bits on 1, 2 and 3 threads") {

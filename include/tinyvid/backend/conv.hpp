@@ -9,9 +9,13 @@
 
 namespace tv::kernel {
 
-// y (N x Cout x OH x OW) = conv(x, w) + bias; bias may be undefined.
+// y (N x Cout x OH x OW) = conv(x, w) + bias; bias may be undefined. inference: no gradient will be taken of y
+// (the CPU may then run its faster Winograd variant, which rounds more; other devices ignore it).
 template <class T>
-void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y) {
+void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y,
+                    bool inference = false) {
+  if (inference && device_of("conv2d", x, w, bias, y) == Device::CPU)
+    return cpu::conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data(), {}, true);
   TV_DISPATCH("conv2d", device_of("conv2d", x, w, bias, y),
               conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
 }
@@ -24,7 +28,8 @@ void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tenso
                           const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
   auto ptr = [](const Tensor<T>& t) { return t.defined() ? t.data() : nullptr; };
   if (device_of("conv2d", x, w, bias, scale, shift, residual, y) == Device::CPU)
-    return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu});
+    return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu},
+                                  true);
   conv2d_forward(g, x, w, bias, y);
   if (scale.defined()) batch_norm_apply(y, 1, y.size(0), scale, shift, y);
   if (residual.defined()) add(y, residual, y);

@@ -53,7 +53,7 @@ Tensor<T> conv2d(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T
   const Device device = device_of("conv2d", input, weight, bias);
   const Tensor<T> x = input.contiguous(), w = weight.contiguous(), b = bias.defined() ? bias.contiguous() : bias;
   Tensor<T> y = Tensor<T>::empty({g.N, g.Cout, g.OH, g.OW}, device);
-  kernel::conv2d_forward(g, x, w, b, y);
+  kernel::conv2d_forward(g, x, w, b, y, /*inference=*/!autograd::any_requires_grad<T>({input, weight, bias}));
   autograd::record(y, "Conv2dBackward", {input, weight, bias},
                    [g, sx = autograd::Saved<T>(x), sw = autograd::Saved<T>(w)](const Tensor<T>& grad,
                                                                                const autograd::Node<T>& n) {

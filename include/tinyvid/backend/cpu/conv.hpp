@@ -37,7 +37,7 @@ enum class ConvAlgorithm { Gemm1x1, Winograd3x3, ShiftedGemm, Im2colGemm };
 // The algorithm for a shape: a pure function, so a test can assert which one runs.
 // - Gemm1x1: a 1x1 stride-1 unpadded conv is one GEMM on the input as it lies.
 // - Winograd3x3: a 3x3 stride-1 conv with enough channels for the transforms to pay (winograd.hpp):
-//   2.25x fewer multiplies.
+//   2.25x fewer multiplies where a gradient may follow, 4x in inference.
 // - ShiftedGemm: a stride-1 conv on a zero-padded copy of the input is a sum of KH x KW GEMMs, one per
 //   kernel tap, each reading the padded input at a fixed offset: no unrolling at all. A stride-2 conv is the
 //   same on the four phases of the padded input (ShiftedLayout). Its outputs are computed on the padded
@@ -591,11 +591,16 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
 
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 // y = conv(x, w) + bias, each output row then finished by ep (batch norm, residual, ReLU: the eval path's fused convs).
+// inference: no gradient will be taken of y, so a Winograd conv may run F(4x4, 3x3), which rounds more (winograd.hpp).
 template <class T>
-void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
+void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, const ConvEpilogue<T>& ep = {},
+                    bool inference = false) {
   if (g.N * g.Cout * g.OHW() == 0) return;  // an empty batch or output: nothing to compute
   const ConvAlgorithm algo = choose_conv_algorithm(g);
-  if (algo == ConvAlgorithm::Winograd3x3) return winograd::forward(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
+  if (algo == ConvAlgorithm::Winograd3x3) {
+    if (inference) return winograd::forward<winograd::F4x4>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
+    return winograd::forward<winograd::F2x2>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
+  }
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_forward(g, x, w, bias, y, ep);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const detail::WeightOperand<T> weights(g.groups, [&](int64_t grp) {

@@ -1,17 +1,27 @@
 #pragma once
-// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: each 2x2 block of outputs ("tile") comes from
-// a 4x4 input patch with 16 multiplies per channel pair instead of 36, so the GEMM work drops 2.25x.
-//   Y = A^T [ sum_c (G g G^T) .* (B^T d B) ] A      (Lavin & Gray, 2016)
-// The 16 element-wise products summed over channels are 16 GEMMs: M[xi] (Cout x tiles) =
-// U[xi] (Cout x C) * V[xi] (C x tiles), xi = 0..15 the position in the 4x4 transformed patch.
-// Tiles are processed in chunks of whole tile rows (so the transforms run along contiguous rows);
-// within a chunk the input transform is split over channels, the GEMMs over (xi, column panel), the
-// output transform over output channels. The transforms only add and subtract (coefficients 1 and
-// 1/2), so float results stay within a few ulps of the direct sum on ResNet's shapes (tests check).
+// Winograd convolution for 3x3 stride-1 convs: each tile x tile block of outputs comes from a patch x patch
+// input patch (patch = tile + 2) with patch^2 multiplies per channel pair instead of 9 tile^2,
+//   Y = A^T [ sum_c (G g G^T) .* (B^T d B) ] A      (Lavin & Gray, 2016).
+// The patch^2 element-wise products summed over channels are patch^2 GEMMs: M[xi] (Cout x tiles) =
+// U[xi] (Cout x C) * V[xi] (C x tiles), xi the position in the transformed patch.
+// Tiles are processed in chunks of whole tile rows; within a chunk the input transform is split over
+// channels, the GEMMs over (xi, column panel), the output transform over output channels.
+//
+// Two variants, the same code with other matrices:
+// - F2x2 (F(2x2, 3x3), 2.25x fewer multiplies): the transforms only add and subtract (coefficients 1 and
+//   1/2), so float results stay within a few ulps of the direct sum. Every conv whose gradient may be taken
+//   runs it: the forward in training and both backward passes.
+// - F4x4 (F(4x4, 3x3), 4x fewer multiplies, and 44% fewer transformed values per output): its coefficients
+//   (up to 8) round more. In float its largest error was 0.6-3.5e-5 of the output's rms against 0.09-0.65e-5
+//   for F2x2 (3x3 convs of 16-512 channels at ResNet's map sizes, unit inputs, He-scaled weights); in training
+//   that reached early layers' gradients (TANet-R18's first TAM: 4.5x PyTorch's own float error). Forwards
+//   whose output no gradient is taken of (inference: eval under NoGradGuard, conv2d_inference) run it.
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinyvid/backend/cpu/conv_epilogue.hpp"
@@ -22,10 +32,83 @@
 
 namespace tv::cpu::winograd {
 
-constexpr int64_t kTaps = 16;  // a 4x4 transformed patch
+// F(2x2, 3x3): interpolation points 0, 1, -1 and infinity.
+struct F2x2 {
+  static constexpr int64_t tile = 2, patch = 4, taps = 16;
+  static constexpr int BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+// F(4x4, 3x3): points 0, 1, -1, 1/2, -2 and infinity (with 2 and -2, the textbook choice, float results
+// were 3x further from the exact sum). B^T's rows are scaled to integers (by 2, 6, 6, 15/16, 30, 2) and A^T's
+// entries are powers of two, so the activations' transforms round only in their sums; the non-dyadic factors
+// sit in G, applied once to the weights.
+struct F4x4 {
+  static constexpr int64_t tile = 4, patch = 6, taps = 36;
+  static constexpr int BT[6][6] = {{2, -3, -4, 3, 2, 0}, {0, -2, 1, 5, 2, 0},   {0, -2, 5, -1, -2, 0},
+                                   {0, 2, 1, -2, -1, 0}, {0, 1, -2, -1, 2, 0}, {0, 2, -3, -4, 3, 2}};
+  static constexpr double G[6][3] = {{1 / 2., 0, 0},           {1 / 6., 1 / 6., 1 / 6.},
+                                     {1 / 6., -1 / 6., 1 / 6.}, {16 / 15., 8 / 15., 4 / 15.},
+                                     {1 / 30., -1 / 15., 2 / 15.}, {0, 0, 1 / 2.}};
+  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 0.5, -2, 0}, {0, 1, 1, 0.25, 4, 0},
+                                      {0, 1, -1, 0.125, -8, 1}};
+};
 
-// The distance between the 16 matrices of U, V and M: padded by one cache line, because the transforms
-// write all 16 at once and, 4 KB-multiples apart (as ResNet's channel counts make them), those
+template <class E, size_t R, size_t C>
+constexpr std::array<std::array<E, R>, C> transposed(const E (&m)[R][C]) {
+  std::array<std::array<E, R>, C> t{};
+  for (size_t i = 0; i < R; ++i)
+    for (size_t j = 0; j < C; ++j) t[j][i] = m[i][j];
+  return t;
+}
+template <class F>
+inline constexpr auto kA = transposed(F::AT);  // the output gradient's transform
+template <class F>
+inline constexpr auto kGT = transposed(F::G);  // the weight gradient's
+
+// out[i][x] = sum_j K[i][j] in[j][x], x < n, for a constant matrix K: the sums are unrolled at compile time,
+// so zero entries emit nothing and +-1 entries no multiply, and the loop over x runs in vectors. Every
+// transform below is two of these, one down the patch and one across it.
+template <const auto& K, size_t I, size_t J, class T>
+[[gnu::always_inline]] inline T row_sum(T acc, const T* const* in, int64_t x) {
+  if constexpr (J == std::size(K[0])) return acc;
+  else if constexpr (K[I][J] == 0) return row_sum<K, I, J + 1>(acc, in, x);
+  else return row_sum<K, I, J + 1>(acc + T(K[I][J]) * in[J][x], in, x);
+}
+template <const auto& K, size_t I, size_t J = 0, class T>
+[[gnu::always_inline]] inline T row_start(const T* const* in, int64_t x) {
+  if constexpr (K[I][J] == 0) return row_start<K, I, J + 1>(in, x);
+  else return row_sum<K, I, J + 1>(T(K[I][J]) * in[J][x], in, x);
+}
+template <const auto& K, class T, size_t... I>
+[[gnu::always_inline]] inline void transform_rows(const T* const* in, T* const* out, int64_t n, std::index_sequence<I...>) {
+#pragma omp simd
+  for (int64_t x = 0; x < n; ++x) ((out[I][x] = row_start<K, I>(in, x)), ...);
+}
+template <const auto& K, class T>
+void transform_rows(const T* const* in, T* const* out, int64_t n) {
+  transform_rows<K>(in, out, n, std::make_index_sequence<std::size(K)>{});
+}
+
+// out[j][t] = row[step * t + j] for j < count, t < n: a row's columns split by their offset in each tile.
+template <int64_t step, int64_t count, class T>
+void split_columns(const T* row, T* const* out, int64_t n) {
+#pragma omp simd
+  for (int64_t t = 0; t < n; ++t)
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < count; ++j) out[j][t] = row[step * t + j];
+}
+// row[step * t + j] = in[j][t] + add, the inverse for count == step.
+template <int64_t step, class T>
+void join_columns(const T* const* in, T add, T* row, int64_t n) {
+#pragma omp simd
+  for (int64_t t = 0; t < n; ++t)
+#pragma GCC unroll 8
+    for (int64_t j = 0; j < step; ++j) row[step * t + j] = in[j][t] + add;
+}
+
+// The distance between the matrices of U, V and M: padded by one cache line, because the transforms
+// write them all at once and, 4 KB-multiples apart (as ResNet's channel counts make them), those
 // writes would all fall in one L1 set (measured: 3.5x slower weight transform).
 inline int64_t xi_stride(int64_t matrix_size) { return matrix_size + 16; }
 
@@ -35,16 +118,16 @@ struct TileLayout {
   int64_t rows;          // N * TH tile rows in all
   int64_t chunk_rows;    // tile rows per chunk
   int64_t ld;            // columns of a chunk's V and M rows: its tiles, rounded up to a panel
-  int64_t Wq;            // a zero-padded input row: 2 * TW + 2 columns cover every tile's patch
-  TileLayout(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
-    TH = (OH + 1) / 2;
-    TW = (OW + 1) / 2;
+  int64_t Wq;            // a zero-padded input row: tile * TW + 2 columns cover every tile's patch
+  TileLayout(int64_t tile, int64_t taps, int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
+    TH = (OH + tile - 1) / tile;
+    TW = (OW + tile - 1) / tile;
     rows = N * TH;
-    Wq = 2 * TW + 2;
-    // V and M of one chunk (16 x (C + Cout) x tiles) kept near 3 MB, at least 96 tiles; among the
+    Wq = tile * TW + 2;
+    // V and M of one chunk (taps x (C + Cout) x tiles) kept near 3 MB, at least 96 tiles; among the
     // chunk sizes within that, the one with the fewest padded columns (each chunk counted as 16 more,
     // for its fork-joins), so a small map is not cut into half-empty panels.
-    const int64_t per_tile = kTaps * (C + Cout) * 4;
+    const int64_t per_tile = taps * (C + Cout) * 4;
     // A small map whose V and M fit in ~12 MB is one chunk (see forward_one_chunk).
     const int64_t cap = rows * TW * per_tile <= (12 << 20) ? rows * TW
                                                            : std::max<int64_t>({(3 << 20) / std::max<int64_t>(per_tile, 1), 96, TW});
@@ -57,236 +140,168 @@ struct TileLayout {
     }
     ld = (chunk_rows * TW + panel - 1) / panel * panel;
   }
+  template <class F>
+  static TileLayout of(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
+    return TileLayout(F::tile, F::taps, N, C, Cout, OH, OW, panel);
+  }
 };
 
-// U = (G g G^T) for each 3x3 kernel g = w[k][c], k in [k0, k1) (k0 a multiple of 8); G = [1 0 0;
-// .5 .5 .5; .5 -.5 .5; 0 0 1]. Written to u + xi * xi_stride as rows (k - k0) * C + c for a GEMM, or
-// packed for the micro-kernel: panels of 8 kernels, [(k - k0) / 8][c][k % 8].
-#ifdef TINYVID_X86_KERNELS
-// One packed panel row: the 16 outputs of each of 8 kernels g[0..7] (an FMA per tap, the tap broadcast from
-// memory), transposed in registers so that each xi's 8 values are one store.
-namespace avx2 {
-// lo[i] / hi[i]: outputs xi 0-7 / 8-15 of kernel i; stored transposed, xi's 8 kernels at out + xi * xi_stride.
-TINYVID_TARGET_AVX2 inline void store_transposed(__m256* lo, __m256* hi, float* out, int64_t xi_stride) {
-  ::tv::cpu::avx2::transpose_8x8(lo);
-  ::tv::cpu::avx2::transpose_8x8(hi);
-  for (int xi = 0; xi < 8; ++xi) {
-    _mm256_storeu_ps(out + xi * xi_stride, lo[xi]);
-    _mm256_storeu_ps(out + (xi + 8) * xi_stride, hi[xi]);
-  }
-}
-}  // namespace avx2
-
-namespace avx512 {
-TINYVID_TARGET_AVX512 inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap,
-                                                         float* out, int64_t xi_stride) {
-  __m256 lo[8], hi[8];
-  for (int i = 0; i < 8; ++i) {
-    __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(by_tap), _mm512_set1_ps(g[i][0]));
-    for (int tap = 1; tap < 9; ++tap) acc = _mm512_fmadd_ps(_mm512_loadu_ps(by_tap + 16 * tap), _mm512_set1_ps(g[i][tap]), acc);
-    lo[i] = _mm512_castps512_ps256(acc);
-    hi[i] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
-  }
-  ::tv::cpu::winograd::avx2::store_transposed(lo, hi, out, xi_stride);
-}
-}  // namespace avx512
-
-namespace avx2 {
-TINYVID_TARGET_AVX2 inline void transform_weight_panel(const float* const g[kMicroRows], const float* by_tap, float* out,
-                                                       int64_t xi_stride) {
-  __m256 lo[8], hi[8];
-  for (int i = 0; i < 8; ++i) {
-    const __m256 g0 = _mm256_broadcast_ss(g[i]);
-    lo[i] = _mm256_mul_ps(_mm256_loadu_ps(by_tap), g0);
-    hi[i] = _mm256_mul_ps(_mm256_loadu_ps(by_tap + 8), g0);
-    for (int tap = 1; tap < 9; ++tap) {
-      const __m256 gt = _mm256_broadcast_ss(g[i] + tap);
-      lo[i] = _mm256_fmadd_ps(_mm256_loadu_ps(by_tap + 16 * tap), gt, lo[i]);
-      hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(by_tap + 16 * tap + 8), gt, hi[i]);
-    }
-  }
-  ::tv::cpu::winograd::avx2::store_transposed(lo, hi, out, xi_stride);
-}
-}  // namespace avx2
-#endif
-
-inline void transform_weight_panel(Isa isa, const float* const g[kMicroRows], const float* by_tap, float* out,
-                                   int64_t xi_stride) {
-#ifdef TINYVID_X86_KERNELS
-  if (isa == Isa::Avx512) return avx512::transform_weight_panel(g, by_tap, out, xi_stride);
-  return avx2::transform_weight_panel(g, by_tap, out, xi_stride);
-#else
-  (void)isa, (void)g, (void)by_tap, (void)out, (void)xi_stride;
-  std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
-#endif
-}
-
-template <class T>
-void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u, int64_t xi_stride,
-                           Isa isa) {
-  // U = (G (x) G) g as one 16 x 9 matrix, stored by columns: the 16 outputs of a kernel are one
-  // vector, built from 9 broadcast taps. Its entries (products of 0, +-1/2, 1) are exact.
-  static const auto kByTap = [] {
-    const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    std::array<std::array<T, kTaps>, 9> m{};
-    for (int r = 0; r < 4; ++r)
-      for (int s = 0; s < 4; ++s)
-        for (int a = 0; a < 3; ++a)
-          for (int b = 0; b < 3; ++b) m[a * 3 + b][r * 4 + s] = static_cast<T>(G[r][a] * G[s][b]);
-    return m;
-  }();
-  constexpr int64_t kLanes = kMicroRows;  // the packed layout's panel of 8 kernels
-  for (int64_t kb = k0; kb < k1; kb += kLanes) {
-    const int64_t nk = std::min(kLanes, k1 - kb);
-    for (int64_t c = 0; c < C; ++c) {
-      // Eight kernels side by side, so the FMA chains are independent (a missing kernel reads zeros).
-      static const T kZeros[9] = {};
-      const T* g[kLanes];
-      for (int64_t i = 0; i < kLanes; ++i) g[i] = i < nk ? w + ((kb + i) * C + c) * 9 : kZeros;
-      if constexpr (std::is_same_v<T, float>)
-        if (packed && has_micro_kernels(isa)) {
-          transform_weight_panel(isa, g, kByTap[0].data(), u + (kb - k0) * C + c * kLanes, xi_stride);
-          continue;
-        }
-      alignas(64) T v[kLanes][kTaps] = {};
-      for (int tap = 0; tap < 9; ++tap)
-#pragma GCC unroll 8
-        for (int64_t i = 0; i < kLanes; ++i)
-#pragma omp simd
-          for (int xi = 0; xi < kTaps; ++xi) v[i][xi] += kByTap[tap][xi] * g[i][tap];
-      for (int64_t xi = 0; xi < kTaps; ++xi) {
-        if (packed) {
-          T* out = u + xi * xi_stride + (kb - k0) * C + c * kLanes;
-          for (int64_t i = 0; i < kLanes; ++i) out[i] = v[i][xi];
-        } else {
-          for (int64_t i = 0; i < nk; ++i) u[xi * xi_stride + (kb - k0 + i) * C + c] = v[i][xi];
-        }
+// U = (G g G^T) for each 3x3 kernel g = w[k][c], k in [k0, k1) (k0 a multiple of 8). Written to u + xi * xi_stride
+// as rows (k - k0) * C + c for a GEMM, or packed for the micro-kernel: panels of 8 kernels, [(k - k0) / 8][c][k % 8].
+// Either way a group of kernels (8 packed, 1 not) fills one contiguous run of every U[xi]: its 9 taps are gathered
+// into rows laid out the same way, and both products with G run along those rows.
+template <class F, class T>
+void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u, int64_t xi_stride) {
+  constexpr int64_t P = F::patch;
+  const int64_t lanes = packed ? kMicroRows : 1;
+  const int64_t cs = std::max<int64_t>(1, 256 / lanes);  // channels per pass: the passes' rows stay in L1
+  T* buf = scratch<T>((9 + 3 * P) * cs * lanes, 1);
+  T *g[9], *t[3 * P];  // g[a * 3 + b]: the kernels' tap (a, b) at (c - c0) * lanes + i; t[r * 3 + b]: (G g)[r][b]
+  for (int64_t i = 0; i < 9; ++i) g[i] = buf + i * cs * lanes;
+  for (int64_t i = 0; i < 3 * P; ++i) t[i] = buf + (9 + i) * cs * lanes;
+  for (int64_t kb = k0; kb < k1; kb += lanes) {
+    const int64_t nk = std::min(lanes, k1 - kb);
+    for (int64_t c0 = 0; c0 < C; c0 += cs) {
+      const int64_t c1 = std::min(C, c0 + cs), n = (c1 - c0) * lanes;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t i = 0; i < lanes; ++i)
+          for (int64_t tap = 0; tap < 9; ++tap)
+            g[tap][(c - c0) * lanes + i] = i < nk ? w[((kb + i) * C + c) * 9 + tap] : T(0);
+      for (int64_t b = 0; b < 3; ++b) {
+        const T* in[3] = {g[b], g[3 + b], g[6 + b]};
+        T* out[P];
+        for (int64_t r = 0; r < P; ++r) out[r] = t[r * 3 + b];
+        transform_rows<F::G>(in, out, n);
+      }
+      for (int64_t r = 0; r < P; ++r) {
+        T* out[P];
+        for (int64_t s = 0; s < P; ++s) out[s] = u + (r * P + s) * xi_stride + (kb - k0) * C + c0 * lanes;
+        transform_rows<F::G>(t + r * 3, out, n);
       }
     }
   }
 }
 
 // All kernels' U, as U[xi] (Cout x C) or packed, in the calling thread's scratch.
-template <class T>
-T* transform_weight(const T* w, int64_t Cout, int64_t C, bool packed, Isa isa) {
-  T* u = scratch<T>(kTaps * xi_stride(Cout * C), kScratchWinogradU);
+template <class F, class T>
+T* transform_weight(const T* w, int64_t Cout, int64_t C, bool packed) {
+  T* u = scratch<T>(F::taps * xi_stride(Cout * C), kScratchWinogradU);
   parallel_for(0, (Cout + kMicroRows - 1) / kMicroRows, 1, [&](int64_t b, int64_t e) {
     const int64_t k0 = b * kMicroRows, k1 = std::min(Cout, e * kMicroRows);
-    transform_weight_rows(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C), isa);
+    transform_weight_rows<F>(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C));
   });
   return u;
 }
 
-// V[xi][c][p] = (B^T d B)[xi] for the 4x4 patch d of every tile p of chunk rows [r0, r1), channel c;
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. First down four zero-padded input rows (whole rows
-// at a time), then across, reading every other column.
-template <class T>
+// The transforms run on whole rows of a chunk's tiles (V's and M's rows), so their vectors are long even where
+// a tile row is short (14 tiles at 56 x 56 in F4x4, 2 at 7 x 7): the patches' entries are first gathered into
+// one row per position in the patch, and the results scattered back the same way.
+
+// V[xi][c][p] = (B^T d B)[xi] for the patch d of every tile p of chunk rows [r0, r1), channel c.
+template <class F, class T>
 void transform_input_channel(const T* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const TileLayout& L,
                              int64_t r0, int64_t r1, int64_t c, T* V) {
-  const int64_t vs = xi_stride(C * L.ld);
-  T* buf = scratch<T>(8 * L.Wq, 1);
-  T* d[4] = {buf, buf + L.Wq, buf + 2 * L.Wq, buf + 3 * L.Wq};
-  T* t = buf + 4 * L.Wq;
+  constexpr int64_t P = F::patch;
+  const int64_t vs = xi_stride(C * L.ld), used = (r1 - r0) * L.TW, span = L.Wq + F::tile;
+  T* buf = scratch<T>(2 * F::taps * used + span, 1);
+  T *d[F::taps], *t[F::taps];  // d[q * P + j]: the patches' row q, column j; t[i * P + j]: B^T down column j
+  for (int64_t i = 0; i < F::taps; ++i) d[i] = buf + i * used, t[i] = buf + (F::taps + i) * used;
+  T* row = buf + 2 * F::taps * used;  // one zero-padded input row
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * L.TW;
     const T* plane = x + (n * C + c) * H * W;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t iy = 2 * ty - ph + q;
-      std::fill(d[q], d[q] + L.Wq, T(0));
-      if (iy >= 0 && iy < H) std::copy(plane + iy * W, plane + iy * W + W, d[q] + pw);
+    for (int64_t q = 0; q < P; ++q) {
+      const int64_t iy = F::tile * ty - ph + q;
+      std::fill(row, row + span, T(0));
+      if (iy >= 0 && iy < H) std::copy(plane + iy * W, plane + iy * W + W, row + pw);
+      T* dq[P];
+      for (int64_t j = 0; j < P; ++j) dq[j] = d[q * P + j] + p0;
+      split_columns<F::tile, P>(row, dq, L.TW);
     }
-#pragma omp simd
-    for (int64_t j = 0; j < L.Wq; ++j) {
-      t[j] = d[0][j] - d[2][j];
-      t[L.Wq + j] = d[1][j] + d[2][j];
-      t[2 * L.Wq + j] = d[2][j] - d[1][j];
-      t[3 * L.Wq + j] = d[1][j] - d[3][j];
-    }
-    for (int i = 0; i < 4; ++i) {
-      const T* s = t + i * L.Wq;
-      T* v0 = V + (i * 4 + 0) * vs + c * L.ld + p0;
-      T* v1 = V + (i * 4 + 1) * vs + c * L.ld + p0;
-      T* v2 = V + (i * 4 + 2) * vs + c * L.ld + p0;
-      T* v3 = V + (i * 4 + 3) * vs + c * L.ld + p0;
-#pragma omp simd
-      for (int64_t tx = 0; tx < L.TW; ++tx) {
-        v0[tx] = s[2 * tx] - s[2 * tx + 2];
-        v1[tx] = s[2 * tx + 1] + s[2 * tx + 2];
-        v2[tx] = s[2 * tx + 2] - s[2 * tx + 1];
-        v3[tx] = s[2 * tx + 1] - s[2 * tx + 3];
-      }
-    }
+  }
+  for (int64_t j = 0; j < P; ++j) {
+    const T* in[P];
+    T* out[P];
+    for (int64_t q = 0; q < P; ++q) in[q] = d[q * P + j], out[q] = t[q * P + j];
+    transform_rows<F::BT>(in, out, used);
+  }
+  for (int64_t i = 0; i < P; ++i) {
+    T* v[P];
+    for (int64_t j = 0; j < P; ++j) v[j] = V + (i * P + j) * vs + c * L.ld;
+    transform_rows<F::BT>(t + i * P, v, used);
   }
   // The panel's columns past the chunk's tiles: zeros, so the GEMM reads defined values.
-  const int64_t used = (r1 - r0) * L.TW;
-  for (int64_t xi = 0; xi < kTaps; ++xi) std::fill(V + xi * vs + c * L.ld + used, V + xi * vs + (c + 1) * L.ld, T(0));
+  for (int64_t xi = 0; xi < F::taps; ++xi) std::fill(V + xi * vs + c * L.ld + used, V + xi * vs + (c + 1) * L.ld, T(0));
 }
 
-// y[n][k] rows 2ty, 2ty + 1 = A^T m A (+ bias) for every tile of chunk rows [r0, r1), channel k;
-// A^T = [1 1 1 0; 0 1 -1 -1]. Tiles reaching past the output (odd OH or OW) are cut.
-template <class T>
+// y[n][k] rows tile * ty + a = A^T m A (+ bias) for every tile of chunk rows [r0, r1), channel k, then the
+// epilogue on each row. Tiles reaching past the output are cut.
+template <class F, class T>
 void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, const TileLayout& L, int64_t r0,
                               int64_t r1, int64_t k, T bias, T* y, const ConvEpilogue<T>& ep = {}) {
-  T* out = scratch<T>(4 * L.TW + 2, 1);
-  T* top = out;
-  T* bottom = out + 2 * L.TW;
+  constexpr int64_t P = F::patch, Q = F::tile;
+  const int64_t TW = L.TW, used = (r1 - r0) * TW;
+  T* buf = scratch<T>((P * Q + Q * Q) * used + Q * TW, 1);
+  T *s[P * Q], *o[Q * Q];  // s[j * Q + a]: A^T down column j; o[a * Q + b]: the tiles' output row a, column b
+  for (int64_t i = 0; i < P * Q; ++i) s[i] = buf + i * used;
+  for (int64_t i = 0; i < Q * Q; ++i) o[i] = buf + (P * Q + i) * used;
+  T* row = buf + (P * Q + Q * Q) * used;  // one output row of Q TW columns
+  for (int64_t j = 0; j < P; ++j) {
+    const T* in[P];
+    for (int64_t i = 0; i < P; ++i) in[i] = M + (i * P + j) * xi_stride(Cout * L.ld) + k * L.ld;
+    transform_rows<F::AT>(in, s + j * Q, used);
+  }
+  for (int64_t a = 0; a < Q; ++a) {
+    const T* in[P];
+    for (int64_t j = 0; j < P; ++j) in[j] = s[j * Q + a];
+    transform_rows<F::AT>(in, o + a * Q, used);
+  }
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * L.TW;
-    const T* m[kTaps];
-    for (int64_t xi = 0; xi < kTaps; ++xi) m[xi] = M + xi * xi_stride(Cout * L.ld) + k * L.ld + p0;
-#pragma omp simd
-    for (int64_t tx = 0; tx < L.TW; ++tx) {
-      T s0[4], s1[4];
-      for (int j = 0; j < 4; ++j) {
-        s0[j] = m[j][tx] + m[4 + j][tx] + m[8 + j][tx];
-        s1[j] = m[4 + j][tx] - m[8 + j][tx] - m[12 + j][tx];
-      }
-      top[2 * tx] = s0[0] + s0[1] + s0[2] + bias;
-      top[2 * tx + 1] = s0[1] - s0[2] - s0[3] + bias;
-      bottom[2 * tx] = s1[0] + s1[1] + s1[2] + bias;
-      bottom[2 * tx + 1] = s1[1] - s1[2] - s1[3] + bias;
-    }
-    const int64_t at = (n * Cout + k) * OH * OW + 2 * ty * OW;
-    std::copy(top, top + OW, y + at);
-    ep.apply(y + at, at, OW, k);
-    if (2 * ty + 1 < OH) {
-      std::copy(bottom, bottom + OW, y + at + OW);
-      ep.apply(y + at + OW, at + OW, OW, k);
+    const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * TW;
+    for (int64_t a = 0; a < Q && Q * ty + a < OH; ++a) {
+      const T* oa[Q];
+      for (int64_t b = 0; b < Q; ++b) oa[b] = o[a * Q + b] + p0;
+      join_columns<Q>(oa, bias, row, TW);
+      const int64_t at = (n * Cout + k) * OH * OW + (Q * ty + a) * OW;
+      std::copy(row, row + OW, y + at);
+      ep.apply(y + at, at, OW, k);
     }
   }
 }
 
-// dM[xi][k][p] = (A dY A^T)[xi], the adjoint of transform_output_channel, with dY the 2x2 block of
-// gy at tile p (zero where the tile reaches past the output).
-template <class T>
+// dM[xi][k][p] = (A dY A^T)[xi], the adjoint of transform_output_channel, with dY the block of gy at tile p
+// (zero where the tile reaches past the output).
+template <class F, class T>
 void transform_output_grad_channel(const T* gy, int64_t Cout, int64_t OH, int64_t OW, const TileLayout& L, int64_t r0,
                                    int64_t r1, int64_t k, T* dM) {
-  const int64_t ms = xi_stride(Cout * L.ld);
-  T* buf = scratch<T>(4 * L.TW + 2, 1);
-  T* top = buf;
-  T* bottom = buf + 2 * L.TW;
+  constexpr int64_t P = F::patch, Q = F::tile;
+  const int64_t ms = xi_stride(Cout * L.ld), TW = L.TW, used = (r1 - r0) * TW;
+  T* buf = scratch<T>((Q * Q + Q * P) * used + Q * TW, 1);
+  T *g[Q * Q], *s[Q * P];  // g[a * Q + b]: dY's row a, column b at each tile; s[a * P + j]: row a of dY times A^T
+  for (int64_t i = 0; i < Q * Q; ++i) g[i] = buf + i * used;
+  for (int64_t i = 0; i < Q * P; ++i) s[i] = buf + (Q * Q + i) * used;
+  T* row = buf + (Q * Q + Q * P) * used;  // one zero-padded gy row of Q TW columns
   for (int64_t r = r0; r < r1; ++r) {
-    const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * L.TW;
+    const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * TW;
     const T* plane = gy + (n * Cout + k) * OH * OW;
-    std::fill(buf, buf + 4 * L.TW, T(0));
-    std::copy(plane + 2 * ty * OW, plane + 2 * ty * OW + OW, top);
-    if (2 * ty + 1 < OH) std::copy(plane + (2 * ty + 1) * OW, plane + (2 * ty + 1) * OW + OW, bottom);
-    T* m[kTaps];
-    for (int64_t xi = 0; xi < kTaps; ++xi) m[xi] = dM + xi * ms + k * L.ld + p0;
-#pragma omp simd
-    for (int64_t tx = 0; tx < L.TW; ++tx) {
-      const T a = top[2 * tx], b = top[2 * tx + 1], c = bottom[2 * tx], d = bottom[2 * tx + 1];
-      const T col[2][4] = {{a, a + b, a - b, -b}, {c, c + d, c - d, -d}};  // each row of dY times A^T
-      for (int j = 0; j < 4; ++j) {
-        m[j][tx] = col[0][j];
-        m[4 + j][tx] = col[0][j] + col[1][j];
-        m[8 + j][tx] = col[0][j] - col[1][j];
-        m[12 + j][tx] = -col[1][j];
-      }
+    for (int64_t a = 0; a < Q; ++a) {
+      const int64_t oy = Q * ty + a;
+      std::fill(row, row + Q * TW, T(0));
+      if (oy < OH) std::copy(plane + oy * OW, plane + oy * OW + OW, row);
+      T* ga[Q];
+      for (int64_t b = 0; b < Q; ++b) ga[b] = g[a * Q + b] + p0;
+      split_columns<Q, Q>(row, ga, TW);
     }
   }
-  const int64_t used = (r1 - r0) * L.TW;
-  for (int64_t xi = 0; xi < kTaps; ++xi) std::fill(dM + xi * ms + k * L.ld + used, dM + xi * ms + (k + 1) * L.ld, T(0));
+  for (int64_t a = 0; a < Q; ++a) transform_rows<kA<F>>(g + a * Q, s + a * P, used);
+  for (int64_t j = 0; j < P; ++j) {
+    const T* in[Q];
+    T* out[P];
+    for (int64_t a = 0; a < Q; ++a) in[a] = s[a * P + j];
+    for (int64_t i = 0; i < P; ++i) out[i] = dM + (i * P + j) * ms + k * L.ld;
+    transform_rows<kA<F>>(in, out, used);
+  }
+  for (int64_t xi = 0; xi < F::taps; ++xi) std::fill(dM + xi * ms + k * L.ld + used, dM + xi * ms + (k + 1) * L.ld, T(0));
 }
 
 template <class T>
@@ -297,29 +312,30 @@ bool use_micro_kernel(int64_t Cout, Isa isa) {
 // The forward for a map small enough to be one chunk (the late stages, where the weights outweigh
 // the activations): each work item owns a block of output channels, transforms their kernels into
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
-inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
-                              const float* w, int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V,
-                              float* M, Isa isa, const ConvEpilogue<float>& ep) {
+template <class F>
+void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const float* w,
+                       int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V, float* M, Isa isa,
+                       const ConvEpilogue<float>& ep) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c) transform_input_channel(x, C, H, W, ph, pw, L, 0, L.rows, c, V);
+    for (int64_t c = b; c < e; ++c) transform_input_channel<F>(x, C, H, W, ph, pw, L, 0, L.rows, c, V);
   });
   // As few blocks as there are threads: every block reads all of V (from L3 at these sizes), while a
   // block's U (at most 8 MB here) is read one xi at a time. Panels per block divide Cout / 8.
   const int64_t panels_m = Cout / kMicroRows, threads = get_num_threads();
-  const int64_t budget = std::max<int64_t>(1, std::min((panels_m + threads - 1) / threads, (2 << 20) / (kTaps * C * kMicroRows)));
+  const int64_t budget = std::max<int64_t>(1, std::min((panels_m + threads - 1) / threads, (2 << 20) / (F::taps * C * kMicroRows)));
   int64_t per_block = 1;
   for (int64_t d = 1; d <= std::min(panels_m, budget); ++d)
     if (panels_m % d == 0) per_block = d;
   const int64_t rows = per_block * kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0, kSlice = 128;
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(rows * C);
   parallel_for(0, panels_m / per_block, 1, [&](int64_t b, int64_t e) {
-    float* ub = scratch<float>(kTaps * us, 0);
+    float* ub = scratch<float>(F::taps * us, 0);
     for (int64_t blk = b; blk < e; ++blk) {
       const int64_t k0 = blk * rows;
-      transform_weight_rows(w, C, k0, k0 + rows, true, ub, us, isa);
+      transform_weight_rows<F>(w, C, k0, k0 + rows, true, ub, us);
       // Channels in slices of kSlice, so the 48-column sliver of V stays in L1 across the block's panels.
-      for (int64_t xi = 0; xi < kTaps; ++xi)
+      for (int64_t xi = 0; xi < F::taps; ++xi)
         for (int64_t j = 0; j < panels_n; ++j)
           for (int64_t c0 = 0; c0 < C; c0 += kSlice)
             for (int64_t mb = 0; mb < per_block; ++mb)
@@ -327,34 +343,35 @@ inline void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, i
                                      ub + xi * us + (mb * C + c0) * kMicroRows, V + xi * vs + c0 * L.ld + j * kMicroCols,
                                      M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0);
       for (int64_t k = k0; k < k0 + rows; ++k)
-        transform_output_channel(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep);
+        transform_output_channel<F>(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep);
     }
   });
 }
 
-// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw), finished by ep.
-template <class T>
+// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw), finished by ep,
+// in the variant F.
+template <class F, class T>
 void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w, int64_t Cout,
              const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   const Isa isa = active_isa();
   const bool micro = use_micro_kernel<T>(Cout, isa);
-  const TileLayout L(N, C, Cout, OH, OW, micro ? kMicroCols : 16);
+  const auto L = TileLayout::of<F>(N, C, Cout, OH, OW, micro ? kMicroCols : 16);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(Cout * C);
-  T* V = scratch<T>(kTaps * vs, kScratchWinogradV);
-  T* M = scratch<T>(kTaps * ms, kScratchWinogradM);
+  T* V = scratch<T>(F::taps * vs, kScratchWinogradV);
+  T* M = scratch<T>(F::taps * ms, kScratchWinogradM);
   if constexpr (std::is_same_v<T, float>)
-    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa, ep);
-  const T* u = transform_weight(w, Cout, C, micro, isa);
+    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk<F>(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa, ep);
+  const T* u = transform_weight<F>(w, Cout, C, micro);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; ++c) transform_input_channel(x, C, H, W, ph, pw, L, r0, r1, c, V);
+      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(x, C, H, W, ph, pw, L, r0, r1, c, V);
     });
     if (micro) {
       if constexpr (std::is_same_v<T, float>) {
         const int64_t mbs = Cout / kMicroRows, panels = L.ld / kMicroCols, no_offset = 0;
-        parallel_for(0, kTaps * panels, 1, [&](int64_t b, int64_t e) {
+        parallel_for(0, F::taps * panels, 1, [&](int64_t b, int64_t e) {
           for (int64_t it = b; it < e; ++it) {
             const int64_t xi = it / panels, j = (it % panels) * kMicroCols;
             for (int64_t mb = 0; mb < mbs; ++mb)  // B's rows are V[xi]'s, L.ld apart
@@ -364,19 +381,20 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
         });
       }
     } else {
-      parallel_for(0, kTaps, 1, [&](int64_t b, int64_t e) {
+      parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
         for (int64_t xi = b; xi < e; ++xi)
           gemm<T>({u + xi * us, Cout, C, C, 1}, {V + xi * vs, C, L.ld, L.ld, 1}, {M + xi * ms, Cout, L.ld, L.ld, 1});
       });
     }
     parallel_for(0, Cout, 1, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) transform_output_channel(M, Cout, OH, OW, L, r0, r1, k, bias ? bias[k] : T(0), y, ep);
+      for (int64_t k = b; k < e; ++k)
+        transform_output_channel<F>(M, Cout, OH, OW, L, r0, r1, k, bias ? bias[k] : T(0), y, ep);
     });
   }
 }
 
 // gx (N x C x H x W) = the input gradient: a 3x3 stride-1 convolution of gy with the kernel flipped,
-// its channel axes swapped and padding 2 - p, so the forward above.
+// its channel axes swapped and padding 2 - p, so the forward above (in F2x2: see the top of the file).
 template <class T>
 void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w,
                     int64_t Cout, T* gx) {
@@ -385,53 +403,57 @@ void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int
     for (int64_t c = 0; c < C; ++c)
       for (int64_t tap = 0; tap < 9; ++tap) flipped[(c * Cout + k) * 9 + (8 - tap)] = w[(k * C + c) * 9 + tap];
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
-  forward(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, flipped.data(), C, static_cast<const T*>(nullptr), gx);
+  forward<F2x2>(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, flipped.data(), C, static_cast<const T*>(nullptr), gx);
 }
 
-// gw (Cout x C x 3 x 3, overwritten): dU[xi] = sum over tiles of dM[xi] V[xi]^T, then G^T dU G.
+// gw (Cout x C x 3 x 3, overwritten): dU[xi] = sum over tiles of dM[xi] V[xi]^T, then G^T dU G, in F2x2.
 // Each xi's sum belongs to one work item, so the result does not depend on the thread count.
 template <class T>
 void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* gy,
                      int64_t Cout, T* gw) {
+  using F = F2x2;
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
-  const TileLayout L(N, C, Cout, OH, OW, 16);
+  const auto L = TileLayout::of<F>(N, C, Cout, OH, OW, 16);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(Cout * C);
-  T* V = scratch<T>(kTaps * vs, kScratchWinogradV);
-  T* dM = scratch<T>(kTaps * ms, kScratchWinogradM);
-  T* dU = scratch<T>(kTaps * us, kScratchWinogradU);
+  T* V = scratch<T>(F::taps * vs, kScratchWinogradV);
+  T* dM = scratch<T>(F::taps * ms, kScratchWinogradM);
+  T* dU = scratch<T>(F::taps * us, kScratchWinogradU);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C + Cout, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        if (i < C) transform_input_channel(x, C, H, W, ph, pw, L, r0, r1, i, V);
-        else transform_output_grad_channel(gy, Cout, OH, OW, L, r0, r1, i - C, dM);
+        if (i < C) transform_input_channel<F>(x, C, H, W, ph, pw, L, r0, r1, i, V);
+        else transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, i - C, dM);
       }
     });
-    parallel_for(0, kTaps, 1, [&](int64_t b, int64_t e) {
+    parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
       for (int64_t xi = b; xi < e; ++xi)
         gemm<T>({dM + xi * ms, Cout, L.ld, L.ld, 1}, {V + xi * vs, L.ld, C, 1, L.ld}, {dU + xi * us, Cout, C, C, 1},
                 r0 == 0 ? T(0) : T(1));
     });
   }
-  // gw[k][c] = G^T dU G, G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1].
+  // gw[k][c] = G^T dU G, for all c of a kernel k at once.
   parallel_for(0, Cout, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k)
-      for (int64_t c = 0; c < C; ++c) {
-        T d[4][4];
-        for (int xi = 0; xi < kTaps; ++xi) d[xi / 4][xi % 4] = dU[xi * us + k * C + c];
-        T t[3][4];  // G^T dU
-        for (int j = 0; j < 4; ++j) {
-          t[0][j] = d[0][j] + T(0.5) * (d[1][j] + d[2][j]);
-          t[1][j] = T(0.5) * (d[1][j] - d[2][j]);
-          t[2][j] = T(0.5) * (d[1][j] + d[2][j]) + d[3][j];
-        }
-        T* g = gw + (k * C + c) * 9;
-        for (int i = 0; i < 3; ++i) {
-          g[i * 3 + 0] = t[i][0] + T(0.5) * (t[i][1] + t[i][2]);
-          g[i * 3 + 1] = T(0.5) * (t[i][1] - t[i][2]);
-          g[i * 3 + 2] = T(0.5) * (t[i][1] + t[i][2]) + t[i][3];
-        }
+    constexpr int64_t P = F::patch;
+    T* buf = scratch<T>((3 * P + 9) * C, 1);
+    T *t[3 * P], *g[9];  // t[i * 3 + b]: G^T across row i of dU; g[a * 3 + b]: gw's tap (a, b)
+    for (int64_t i = 0; i < 3 * P; ++i) t[i] = buf + i * C;
+    for (int64_t i = 0; i < 9; ++i) g[i] = buf + (3 * P + i) * C;
+    for (int64_t k = b; k < e; ++k) {
+      for (int64_t i = 0; i < P; ++i) {
+        const T* in[P];
+        for (int64_t j = 0; j < P; ++j) in[j] = dU + (i * P + j) * us + k * C;
+        transform_rows<kGT<F>>(in, t + i * 3, C);
       }
+      for (int64_t j = 0; j < 3; ++j) {
+        const T* in[P];
+        for (int64_t i = 0; i < P; ++i) in[i] = t[i * 3 + j];
+        T* out[3] = {g[j], g[3 + j], g[6 + j]};
+        transform_rows<kGT<F>>(in, out, C);
+      }
+      for (int64_t c = 0; c < C; ++c)
+        for (int tap = 0; tap < 9; ++tap) gw[(k * C + c) * 9 + tap] = g[tap][c];
+    }
   });
 }
 
