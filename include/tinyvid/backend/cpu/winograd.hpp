@@ -328,6 +328,7 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
   for (int64_t d = 1; d <= std::min(panels_m, budget); ++d)
     if (panels_m % d == 0) per_block = d;
   const int64_t rows = per_block * kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0, kSlice = 128;
+  const int64_t used = L.rows * L.TW;  // a short last panel runs a narrower kernel (7 x 7 maps: 32 of 48 columns)
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(rows * C);
   parallel_for(0, panels_m / per_block, 1, [&](int64_t b, int64_t e) {
     float* ub = scratch<float>(F::taps * us, 0);
@@ -341,7 +342,8 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
             for (int64_t mb = 0; mb < per_block; ++mb)
               micro_kernel_8x48_taps(isa, 1, std::min(kSlice, C - c0), &no_offset, L.ld,
                                      ub + xi * us + (mb * C + c0) * kMicroRows, V + xi * vs + c0 * L.ld + j * kMicroCols,
-                                     M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0);
+                                     M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0,
+                                     std::min(kMicroCols, used - j * kMicroCols));
       for (int64_t k = k0; k < k0 + rows; ++k)
         transform_output_channel<F>(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep);
     }
@@ -370,13 +372,13 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
     });
     if (micro) {
       if constexpr (std::is_same_v<T, float>) {
-        const int64_t mbs = Cout / kMicroRows, panels = L.ld / kMicroCols, no_offset = 0;
+        const int64_t mbs = Cout / kMicroRows, panels = L.ld / kMicroCols, no_offset = 0, used = (r1 - r0) * L.TW;
         parallel_for(0, F::taps * panels, 1, [&](int64_t b, int64_t e) {
           for (int64_t it = b; it < e; ++it) {
             const int64_t xi = it / panels, j = (it % panels) * kMicroCols;
             for (int64_t mb = 0; mb < mbs; ++mb)  // B's rows are V[xi]'s, L.ld apart
               micro_kernel_8x48_taps(isa, 1, C, &no_offset, L.ld, u + xi * us + mb * C * kMicroRows, V + xi * vs + j,
-                                     M + xi * ms + mb * kMicroRows * L.ld + j, L.ld);
+                                     M + xi * ms + mb * kMicroRows * L.ld + j, L.ld, false, std::min(kMicroCols, used - j));
           }
         });
       }
