@@ -604,7 +604,7 @@ TEST_CASE("TANet: the TAM and tanet_r50 / tanet_r50_dnr / tanet_r18 match a plai
                                     f.get(key + ".grad.tam_g0"), tol, tol) <= 1);
         // In training mode the early weights' gradients are differences of nearly equal terms (every batch norm
         // takes out its batch mean): PyTorch's own float run misses its double run by 17x this tolerance on
-        // conv1. Those two are compared in double only there.
+        // conv1 (tools/fixtures/tanet_float_error.py). Those two are compared in double only there.
         if (!c.train || std::is_same_v<T, double>) {
           CHECK(fixtures::worst_ratio(m->backbone->conv1->weight.grad(), f.get(key + ".grad.conv1"), tol, tol) <= 1);
           CHECK(fixtures::worst_ratio(m->backbone->layers[1]->blocks[0]->tam->L->conv1->weight.grad(),

@@ -12,8 +12,8 @@
 //   1/2), so float results stay within a few ulps of the direct sum. Every conv whose gradient may be taken
 //   runs it: the forward in training and both backward passes.
 // - F4x4 (F(4x4, 3x3), 4x fewer multiplies, and 44% fewer transformed values per output): its coefficients
-//   (up to 8) round more. In float its largest error was 0.6-3.5e-5 of the output's rms against 0.09-0.65e-5
-//   for F2x2 (3x3 convs of 16-512 channels at ResNet's map sizes, unit inputs, He-scaled weights); in training
+//   (up to 8) round more. In float its largest error is 1.5-3.3e-5 of the output's rms against 1.8-5.7e-6 for
+//   F2x2 (ResNet-50's four 3x3 shapes, unit inputs, He-scaled weights: a test in test_nn_ops.cpp); in training
 //   that reached early layers' gradients (TANet-R18's first TAM: 4.5x PyTorch's own float error). Forwards
 //   whose output no gradient is taken of (inference: eval under NoGradGuard, conv2d_inference) run it.
 #include <algorithm>
