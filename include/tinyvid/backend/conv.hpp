@@ -14,9 +14,10 @@ namespace tv::kernel {
 template <class T>
 void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias, Tensor<T>& y,
                     bool inference = false) {
-  if (inference && device_of("conv2d", x, w, bias, y) == Device::CPU)
+  const Device device = device_of("conv2d", x, w, bias, y);
+  if (inference && device == Device::CPU)
     return cpu::conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data(), {}, true);
-  TV_DISPATCH("conv2d", device_of("conv2d", x, w, bias, y),
+  TV_DISPATCH("conv2d", device,
               conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
 }
 

@@ -119,6 +119,12 @@ struct TileLayout {
   int64_t chunk_rows;    // tile rows per chunk
   int64_t ld;            // columns of a chunk's V and M rows: its tiles, rounded up to a panel
   int64_t Wq;            // a zero-padded input row: tile * TW + 2 columns cover every tile's patch
+  // The layout of variant F (F2x2 or F4x4) for an N-image output of OH x OW, GEMM column panels `panel` wide.
+  template <class F>
+  static TileLayout of(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
+    return TileLayout(F::tile, F::taps, N, C, Cout, OH, OW, panel);
+  }
+ private:
   TileLayout(int64_t tile, int64_t taps, int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
     TH = (OH + tile - 1) / tile;
     TW = (OW + tile - 1) / tile;
@@ -139,10 +145,6 @@ struct TileLayout {
       if (best_cost < 0 || cost <= best_cost) best_cost = cost, chunk_rows = cr;
     }
     ld = (chunk_rows * TW + panel - 1) / panel * panel;
-  }
-  template <class F>
-  static TileLayout of(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
-    return TileLayout(F::tile, F::taps, N, C, Cout, OH, OW, panel);
   }
 };
 
