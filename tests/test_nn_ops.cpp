@@ -836,7 +836,7 @@ TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of 
   bn.eval();
   const auto x = tv::normal<float>({2, 8, 10, 12}, 0, 1, gen), r = tv::normal<float>({2, 16, 10, 12}, 0, 1, gen);
   auto check = [&] {
-    const auto op_by_op = tv::nn::conv_bn(conv, bn, x, r, true).detach();  // grad on: the ops one by one
+    const auto op_by_op = tv::nn::conv_bn(conv, bn, x, r, true).detach();  // grad on: conv, then batch_norm's pass
     tv::NoGradGuard no_grad;
     CHECK(tv::nn::conv_bn(conv, bn, x, r, true).to_vector() == op_by_op.to_vector());  // the same bits
   };
@@ -857,6 +857,73 @@ TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of 
     CHECK(tv::nn::fused_conv_bn_count() == n);
     tv::nn::set_fused_inference(true);
   }
+}
+
+TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradients of the ops one by one") {
+  tv::Generator gen(12);
+  const Shape shape{4, 6, 5, 7};
+  auto x = tv::normal<float>(shape, 0.3, 1.2, gen).requires_grad_(), r = tv::normal<float>(shape, 0, 1, gen).requires_grad_();
+  auto w = tv::normal<float>({6}, 1, 0.3, gen).requires_grad_(), b = tv::normal<float>({6}, 0, 0.5, gen).requires_grad_();
+  const auto gout = tv::normal<float>(shape, 0, 1, gen);
+  auto bits = [](const Tensor<float>& t) { return t.to_vector(); };
+  for (const bool training : {true, false})
+    for (const bool with_residual : {true, false})
+      for (const bool relu : {true, false}) {
+        CAPTURE(training);
+        CAPTURE(with_residual);
+        CAPTURE(relu);
+        // Each run on its own running statistics (a training call updates them) and its own leaves' gradients.
+        auto run = [&](bool fused) {
+          auto rm = tv::full<float>({6}, 0.1), rv = tv::full<float>({6}, 1.3);
+          for (auto* t : {&x, &r, &w, &b}) t->set_grad(Tensor<float>());
+          auto o = tv::BatchNormFuncOptions<float>().weight(w).bias(b).training(training).stats_group_clips(training ? 2 : 0);
+          Tensor<float> y;
+          if (fused) {
+            y = tv::batch_norm(x, rm, rv, o.residual(with_residual ? r : Tensor<float>()).relu(relu));
+            CHECK(y.grad_fn()->name() == (with_residual || relu ? "BatchNormAddReluBackward" : "BatchNormBackward"));
+          } else {
+            y = tv::batch_norm(x, rm, rv, o);
+            if (with_residual) y = tv::add(y, r);
+            if (relu) y = tv::relu(y);
+          }
+          tv::sum(tv::mul(y, gout)).backward();
+          std::vector<std::vector<float>> out = {bits(y), bits(rm), bits(rv), bits(x.grad()), bits(w.grad()), bits(b.grad())};
+          if (with_residual) out.push_back(bits(r.grad()));
+          else CHECK_FALSE(r.grad().defined());
+          return out;
+        };
+        const auto fused = run(true), op_by_op = run(false);
+        REQUIRE(fused.size() == op_by_op.size());
+        for (size_t i = 0; i < fused.size(); ++i) CHECK_MESSAGE(fused[i] == op_by_op[i], "output ", i);  // the same bits
+      }
+  CHECK_THROWS_WITH_AS(tv::batch_norm(x, Tensor<float>(), Tensor<float>(), tv::BatchNormFuncOptions<float>().training(true).residual(tv::zeros<float>({4, 6, 5, 1}))),
+                       doctest::Contains("the residual's shape [4, 6, 5, 1] must be the input's, [4, 6, 5, 7]"), tv::Error);
+}
+
+TEST_CASE("nn::conv_bn in training: the add and ReLU in the batch norm's pass, the values of the ops one by one") {
+  tv::Generator gen(5);
+  tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(8, 16, 3).padding(1).bias(false), gen);
+  tv::nn::BatchNorm2d<float> bn(tv::nn::BatchNormOptions(16));
+  auto x = tv::normal<float>({2, 8, 10, 12}, 0, 1, gen).requires_grad_();
+  auto r = tv::normal<float>({2, 16, 10, 12}, 0, 1, gen).requires_grad_();
+  auto run = [&] {
+    conv.zero_grad();
+    bn.zero_grad();
+    x.set_grad(Tensor<float>());
+    r.set_grad(Tensor<float>());
+    auto y = tv::nn::conv_bn(conv, bn, x, r, true);
+    const std::string node = y.grad_fn()->name();
+    tv::sum(tv::mul(y, y)).backward();
+    return std::make_pair(node, std::vector<std::vector<float>>{y.to_vector(), conv.weight.grad().to_vector(), bn.weight.grad().to_vector(),
+                                                                bn.bias.grad().to_vector(), x.grad().to_vector(), r.grad().to_vector()});
+  };
+  const auto [fused_node, fused] = run();
+  CHECK(fused_node == "BatchNormAddReluBackward");
+  tv::nn::set_fused_inference(false);
+  const auto [plain_node, op_by_op] = run();
+  tv::nn::set_fused_inference(true);
+  CHECK(plain_node == "ReluBackward");
+  CHECK(fused == op_by_op);  // the same bits
 }
 
 TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradient") {

@@ -53,13 +53,15 @@ void batch_norm_coefficients(const Tensor<double>& mean, const Tensor<double>& v
                                          invstd.data(), scale.data(), shift.data()));
 }
 
-// y = x * scale[g, c] + shift[g, c] (scale, shift: G x C).
+// y = x * scale[g, c] + shift[g, c] (scale, shift: G x C), + residual when defined (x's shape), then ReLU when relu.
 template <class T>
 void batch_norm_apply(const Tensor<T>& x, int64_t channel_dim, int64_t group_rows, const Tensor<T>& scale,
-                      const Tensor<T>& shift, Tensor<T>& y) {
-  TV_DISPATCH("batch_norm", device_of("batch_norm", x, scale, shift, y),
+                      const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
+  static const Shape kNoStrides;
+  TV_DISPATCH("batch_norm", device_of("batch_norm", x, scale, shift, residual, y),
               batch_norm_apply<T>(y.data(), y.strides(), x.data(), x.shape(), x.strides(), channel_dim, group_rows,
-                                  scale.data(), shift.data()));
+                                  scale.data(), shift.data(), residual.defined() ? residual.data() : nullptr,
+                                  residual.defined() ? residual.strides() : kNoStrides, relu));
 }
 
 // gx, gw, gb (each may be undefined: not wanted) from gy, with the forward's x, statistics and weight.

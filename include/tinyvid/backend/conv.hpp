@@ -23,7 +23,8 @@ void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& 
 
 // The eval path's fused conv: y = conv(x, w) + bias, then y * scale + shift per output channel (an eval batch
 // norm; scale and shift undefined for none), + residual (y's shape; may be undefined), then ReLU if relu. The CPU
-// finishes each output row in cache (cpu::ConvEpilogue); other devices run the conv, then the other kernels.
+// finishes each output row in cache (cpu::ConvEpilogue); other devices run the conv, then batch_norm_apply's pass
+// (batch norm, residual and ReLU), or the add and ReLU kernels where there is no batch norm.
 template <class T>
 void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias,
                           const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
@@ -32,7 +33,7 @@ void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tenso
     return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu},
                                   true);
   conv2d_forward(g, x, w, bias, y);
-  if (scale.defined()) batch_norm_apply(y, 1, y.size(0), scale, shift, y);
+  if (scale.defined()) return batch_norm_apply(y, 1, y.size(0), scale, shift, residual, relu, y);
   if (residual.defined()) add(y, residual, y);
   if (relu) map(y, y, fn::Relu{}, "relu");
 }

@@ -102,7 +102,8 @@ void batch_norm_coefficients(const double* mean, const double* var, int64_t G, i
                              T* shift);
 template <class T>
 void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& shape, const Shape& x_strides,
-                      int64_t channel_dim, int64_t group_rows, const T* scale, const T* shift);
+                      int64_t channel_dim, int64_t group_rows, const T* scale, const T* shift, const T* residual,
+                      const Shape& r_strides, bool relu);
 template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,

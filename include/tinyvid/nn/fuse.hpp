@@ -27,7 +27,8 @@ inline std::atomic<int64_t>& fused_conv_bn_counter() {
 }
 }  // namespace detail
 
-// Whether conv_bn may fuse (default on; off runs every model op by op, to compare: bench_models --unfused).
+// Whether conv_bn may fuse, in inference and in training (default on; off runs every model op by op, to compare:
+// bench_models --unfused).
 inline void set_fused_inference(bool on) { detail::fused_inference_flag() = on; }
 inline bool fused_inference() { return detail::fused_inference_flag(); }
 // How many fused conv passes conv_bn has run in this process (tests check that a model takes the path).
@@ -35,7 +36,8 @@ inline int64_t fused_conv_bn_count() { return detail::fused_conv_bn_counter(); }
 
 // conv, then bn, then + residual (if defined), then ReLU (if relu_after). In eval mode without autograd (inference;
 // Grad-CAM++ computes its first stages so, and the rest with grad, op by op) and with bn on running statistics,
-// one conv pass does it all; otherwise the ops run one by one.
+// one conv pass does it all; otherwise (training) the conv, then the batch norm with the add and the ReLU in its
+// output pass (batch_norm's residual and relu options). Unfused (set_fused_inference(false)), op by op.
 template <class T>
 Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, const Tensor<T>& residual = Tensor<T>(),
                   bool relu_after = false) {
@@ -46,6 +48,7 @@ Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, const
     return conv2d_inference(x, conv.weight, conv.bias, ConvFusion<T>{scale, shift, residual, relu_after}, o.stride(),
                             o.padding(), o.dilation(), o.groups());
   }
+  if (fused_inference()) return bn.forward(conv(x), bn.func_options().residual(residual).relu(relu_after));
   Tensor<T> y = bn(conv(x));
   if (residual.defined()) y = add(y, residual);
   return relu_after ? relu(y) : y;

@@ -104,20 +104,25 @@ class BatchNorm2d : public UnaryModule<T> {
       num_batches_tracked = this->register_buffer("num_batches_tracked", zeros<T>({}));
     }
   }
-  Tensor<T> forward(const Tensor<T>& x) override {
+  Tensor<T> forward(const Tensor<T>& x) override { return forward(x, func_options()); }
+  // batch_norm with this module's tensors and `o` (func_options(), perhaps with a residual and ReLU: nn::conv_bn).
+  Tensor<T> forward(const Tensor<T>& x, const BatchNormFuncOptions<T>& o) {
     TV_CHECK(x.dim() == 4, "BatchNorm2d: expected a 4-D input (N x C x H x W), got shape ", x.shape());
+    return batch_norm(x, running_mean, running_var, o);
+  }
+  // The functional options of this module's forward in its current mode.
+  BatchNormFuncOptions<T> func_options() const {
     const bool update = this->is_training() && options.track_running_stats();
     // num_batches_tracked is counted by the kernel on the input's device (no host read for momentum None).
-    return batch_norm(x, running_mean, running_var,
-                      BatchNormFuncOptions<T>()
-                          .weight(weight)
-                          .bias(bias)
-                          .training(this->is_training() || !options.track_running_stats())
-                          .momentum(options.momentum())
-                          .eps(options.eps())
-                          .stats_group_clips(options.stats_group_clips())
-                          .rows_per_clip(options.rows_per_clip())
-                          .num_batches_tracked(update ? num_batches_tracked : Tensor<T>()));
+    return BatchNormFuncOptions<T>()
+        .weight(weight)
+        .bias(bias)
+        .training(this->is_training() || !options.track_running_stats())
+        .momentum(options.momentum())
+        .eps(options.eps())
+        .stats_group_clips(options.stats_group_clips())
+        .rows_per_clip(options.rows_per_clip())
+        .num_batches_tracked(update ? num_batches_tracked : Tensor<T>());
   }
   BatchNormOptions options;
   Tensor<T> weight, bias, running_mean, running_var, num_batches_tracked;

@@ -424,11 +424,13 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   T* dU = scratch<T>(F::taps * us, kScratchWinogradU);
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
-    parallel_for(0, C + Cout, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        if (i < C) transform_input_channel<F>(x, C, H, W, ph, pw, L, r0, r1, i, V);
-        else transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, i - C, dM);
-      }
+    // Two regions, so each thread gets its share of both transforms (one region over C + Cout items gave one
+    // thread the inputs and the other the gradients, and the faster waited: 40% of the region's thread time).
+    parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(x, C, H, W, ph, pw, L, r0, r1, c, V);
+    });
+    parallel_for(0, Cout, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, k, dM);
     });
     parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
       for (int64_t xi = b; xi < e; ++xi)

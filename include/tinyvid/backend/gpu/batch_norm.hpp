@@ -329,34 +329,44 @@ inline int64_t bn_group_size(const Shape& shape, int64_t G, int64_t group_rows) 
   return G > 1 ? group_rows * (n / shape[0]) : n;
 }
 
-// y = x * scale[g, c] + shift[g, c], one thread per element. Operands: y, x, the channel index.
+// y = x * scale[g, c] + shift[g, c] (+ residual) (then ReLU), one thread per element, in the CPU kernel's order.
+// Operands: y, x, the channel index, the residual (x's strides again where there is none: not read).
 template <class T>
 struct BnApplyKernel {
-  Indexer<3> at;
+  Indexer<4> at;
   T* y;
   const T* x;
   const T* scale;
   const T* shift;
+  const T* residual;
+  bool relu;
   int64_t n, C, G, group_size;
   TV_HOST_DEVICE void operator()(Thread t) const {
-    int64_t off[3];
+    int64_t off[4];
     for (int64_t i = t.global(); i < n; i += t.stride()) {
       at.offsets(i, off);
       const int64_t o = bn_group_of(i, G, group_size) * C + off[2];
-      y[off[0]] = x[off[1]] * scale[o] + shift[o];
+      T v = x[off[1]] * scale[o] + shift[o];
+      if (residual) v = v + residual[off[3]];
+      if (relu) v = v <= T(0) ? T(0) : v;
+      y[off[0]] = v;
     }
   }
 };
 
 template <class T>
 void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& shape, const Shape& x_strides,
-                      int64_t channel_dim, int64_t group_rows, const T* scale, const T* shift) {
+                      int64_t channel_dim, int64_t group_rows, const T* scale, const T* shift, const T* residual,
+                      const Shape& r_strides, bool relu) {
   const int64_t n = numel_of(shape), G = bn_group_count(shape[0], group_rows);
   if (n == 0) return;
   launch_n("batch_norm", n,
-           BnApplyKernel<T>{make_indexer<3>(shape, {y_strides, x_strides, channel_index_strides(shape.size(), channel_dim)},
+           BnApplyKernel<T>{make_indexer<4>(shape,
+                                            {y_strides, x_strides, channel_index_strides(shape.size(), channel_dim),
+                                             residual ? r_strides : x_strides},
                                             "batch_norm"),
-                            y, x, scale, shift, n, shape[channel_dim], G, bn_group_size(shape, G, group_rows)});
+                            y, x, scale, shift, residual, relu, n, shape[channel_dim], G,
+                            bn_group_size(shape, G, group_rows)});
 }
 
 // partial[p * outputs + o] and partial[(pieces + p) * outputs + o]: piece p's sums of gy and gy * (x - mean)

@@ -71,7 +71,7 @@
   template void batch_norm_coefficients<T>(const double*, const double*, int64_t, int64_t, const T*, int64_t,  \
                                            const T*, int64_t, double, double*, T*, T*);                      \
   template void batch_norm_apply<T>(T*, const Shape&, const T*, const Shape&, const Shape&, int64_t, int64_t, \
-                                    const T*, const T*);                                                     \
+                                    const T*, const T*, const T*, const Shape&, bool);                       \
   template void batch_norm_backward<T>(const T*, const Shape&, const T*, const Shape&, const Shape&, int64_t,  \
                                        int64_t, int64_t, const double*, const double*, const T*, int64_t,    \
                                        bool, T*, const Shape&, T*, T*);                                      \
