@@ -55,6 +55,13 @@ done
        ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 /usr/bin/python3 peer_models.py --model tsn_r50 --variant avx2
      fi &&
      /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
+    # The goal model again, tinyvid and PyTorch alternating, in rounds: the machine's speed drifts by tens of percent
+    # over minutes, and the runs above measure the two sides minutes apart. compare.py's TSN-R50 goal lines take each
+    # side's median over these rounds.
+    for round in 1 2 3; do
+      "$build/bench/bench_models" --model tsn_r50 --variant "round$round"
+      (cd bench && /usr/bin/python3 peer_models.py --model tsn_r50 --variant "round$round")
+    done
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
   fi

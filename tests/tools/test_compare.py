@@ -1,6 +1,6 @@
 """bench/compare.py on canned benchmark lines: the ratio lines, PyTorch's best layout, % of the measured peak per
 ISA, the AVX2 variant paired across implementations (and kept out of the goals), the OpenBLAS variant's goal,
-the goal lines and their summary.
+the goal lines and their summary; then the interleaved rounds of the goal model, whose medians the goal lines take.
 usage: python3 tests/tools/test_compare.py"""
 import json
 import os
@@ -72,6 +72,29 @@ check(len(conv) == 1 and conv[0]["status"] == "PASS", f"the conv goal against Py
 check(not any("@" in text for text in goals), "no goal on a variant's conv rows")
 summary = find(bench="goal_summary")
 check(len(summary) == 1 and summary[0]["PASS"] + summary[0]["MISS"] == len(goals), f"the summary: {summary}")
+
+# Rounds (run.sh: tinyvid and PyTorch alternating): the goal lines take each side's median, PyTorch's step the faster
+# of its two eager layouts in each round.
+ROUNDS = [{"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s": f, "train_step_s": s, "peak_rss_mb": 3000,
+           "variant": f"round{i}"} for i, (f, s) in enumerate([(0.31, 1.3), (0.27, 1.0), (0.4, 1.2)], 1)]
+ROUNDS += [{"bench": "model", "impl": "pytorch", "model": "tsn_r50", "forward_s": 0.8, "train_step_s": s, "train_step_cl_s": cl,
+            "forward_best_s": f, "peak_rss_mb": 4000, "variant": f"round{i}"}
+           for i, (f, s, cl) in enumerate([(0.3, 1.5, 1.4), (0.25, 2.0, 2.1), (0.35, 1.6, 1.9)], 1)]
+out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], check=True, capture_output=True,
+                     text=True, input="\n".join(json.dumps(r) for r in CANNED + ROUNDS) + "\n").stdout
+lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+medians = {r["impl"]: r for r in find(bench="model_rounds")}
+check(medians.get("tinyvid", {}).get("forward_s_median") == 0.31 and medians.get("tinyvid", {}).get("rounds") == 3,
+      f"tinyvid's rounds: {medians.get('tinyvid')}")
+check(medians.get("pytorch", {}).get("train_step_s") == [1.4, 2.0, 1.6] and medians["pytorch"]["train_step_s_median"] == 1.6,
+      f"PyTorch's rounds, its faster eager step each: {medians.get('pytorch')}")
+goals = {r["goal"]: r for r in find(bench="goal")}
+forward = goals.get("tsn_r50 forward_s / PyTorch forward_best_s (medians of 3 interleaved rounds)", {})
+check(forward.get("value") == round(0.31 / 0.3, 3), f"the forward goal on the rounds' medians: {forward}")
+step = [g for text, g in goals.items() if text.startswith("tsn_r50 train_step_s") and "medians of 3" in text]
+check(len(step) == 1 and step[0]["value"] == round(1.2 / 1.6, 3), f"the step goal on the rounds' medians: {step}")
+check(find(bench="model", key="model=tsn_r50,variant=round2", figure="forward_s", pytorch_path="jit_optimized_channels_last"),
+      "each round paired across the implementations")
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
 print("compare.py: all checks passed")
