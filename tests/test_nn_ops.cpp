@@ -373,6 +373,7 @@ TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA
                         {"1x1 (one GEMM over the batch)", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 on 7x7 maps (panels across images)", {4, 64, 7, 7}, {72, 64, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 stride 2 (pixels gathered, then one GEMM)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
+                        {"1x1 stride 2 onto 8x8 (weight gradient over every image's pixels)", {3, 24, 15, 15}, {16, 24, 1, 1}, {2, 2}, {0, 0}},
                         {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
   const auto isas = runnable_isas();
   for (const auto& c : cases) {
