@@ -58,8 +58,10 @@ done
     # The goal model again, tinyvid and PyTorch alternating, in rounds: the machine's speed drifts by tens of percent
     # over minutes, and the runs above measure the two sides minutes apart. compare.py's TSN-R50 goal lines take each
     # side's median over these rounds.
+    # (tinyvid under OPENBLAS_CORETYPE=SkylakeX in each round too, for the goal that the BLAS's kernel choice not matter)
     for round in 1 2 3; do
       "$build/bench/bench_models" --model tsn_r50 --variant "round$round"
+      OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model tsn_r50 --variant "openblas_skylakex_round$round"
       (cd bench && /usr/bin/python3 peer_models.py --model tsn_r50 --variant "round$round")
     done
   else

@@ -80,6 +80,9 @@ ROUNDS = [{"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s":
 ROUNDS += [{"bench": "model", "impl": "pytorch", "model": "tsn_r50", "forward_s": 0.8, "train_step_s": s, "train_step_cl_s": cl,
             "forward_best_s": f, "peak_rss_mb": 4000, "variant": f"round{i}"}
            for i, (f, s, cl) in enumerate([(0.3, 1.5, 1.4), (0.25, 2.0, 2.1), (0.35, 1.6, 1.9)], 1)]
+ROUNDS += [{"bench": "model", "impl": "tinyvid", "model": "tsn_r50", "forward_s": f, "train_step_s": s, "peak_rss_mb": 3000,
+            "variant": f"openblas_skylakex_round{i}", "openblas_coretype": "SkylakeX"}
+           for i, (f, s) in enumerate([(0.3, 1.25), (0.32, 1.26), (0.5, 1.1)], 1)]
 out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], check=True, capture_output=True,
                      text=True, input="\n".join(json.dumps(r) for r in CANNED + ROUNDS) + "\n").stdout
 lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -95,6 +98,12 @@ step = [g for text, g in goals.items() if text.startswith("tsn_r50 train_step_s"
 check(len(step) == 1 and step[0]["value"] == round(1.2 / 1.6, 3), f"the step goal on the rounds' medians: {step}")
 check(find(bench="model", key="model=tsn_r50,variant=round2", figure="forward_s", pytorch_path="jit_optimized_channels_last"),
       "each round paired across the implementations")
+skylake = [g for text, g in goals.items() if "openblas_skylakex / plain run" in text]
+check(len(skylake) == 2 and all("medians of 3" in g["goal"] for g in skylake), f"the OpenBLAS goal from the rounds only: {skylake}")
+fwd = [g for g in skylake if "forward_s" in g["goal"]]
+check(len(fwd) == 1 and fwd[0]["value"] == round(abs(0.32 / 0.31 - 1), 3) and fwd[0]["status"] == "PASS", f"its forward: {fwd}")
+step = [g for g in skylake if "train_step_s" in g["goal"]]
+check(len(step) == 1 and step[0]["value"] == round(abs(1.25 / 1.2 - 1), 3), f"its step: {step}")
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
 print("compare.py: all checks passed")
