@@ -587,6 +587,23 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
       for (int64_t c = 0; c < C; ++c) gw[(k * C + c) * taps + t] = partials[(t * K + k) * C + c];
 }
 
+// The pixels a 1x1 conv without padding reads, every sh-th row and sw-th column of image n's channel c, written as
+// an OH x OW plane at dst_of(n, c): a strided conv's products then read them as a plain matrix. (A plain loop:
+// im2col_tile does the same with per-row bounds for padding, and cost the 1x1/2 rows at 28x28 and 14x14 7% of their
+// forward in bench_conv.)
+template <class DstOf>
+void gather_1x1_pixels(const ConvGeometry& g, const float* x, DstOf&& dst_of) {
+  parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.OHW()), [&](int64_t b, int64_t e) {
+    for (int64_t nc = b; nc < e; ++nc) {
+      float* dst = dst_of(nc / g.C, nc % g.C);
+      for (int64_t oy = 0; oy < g.OH; ++oy) {
+        const float* src = x + nc * g.HW() + oy * g.sh * g.W;
+        for (int64_t ox = 0; ox < g.OW; ++ox) dst[oy * g.OW + ox] = src[ox * g.sw];
+      }
+    }
+  });
+}
+
 }  // namespace detail
 
 // y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
@@ -613,17 +630,8 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
       const int64_t HW = g.OHW();
       const float* xin = x;
       if (!pointwise) {
-        // (A plain loop: im2col_tile does the same with per-row bounds for padding, and cost the 1x1/2 rows at 28x28
-        // and 14x14 7% of their forward in bench_conv.)
         float* gathered = scratch<float>(g.N * g.C * HW, kScratchPadded);
-        parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, HW), [&](int64_t b, int64_t e) {
-          for (int64_t nc = b; nc < e; ++nc)
-            for (int64_t oy = 0; oy < g.OH; ++oy) {
-              const float* src = x + nc * g.HW() + oy * g.sh * g.W;
-              float* dst = gathered + nc * HW + oy * g.OW;
-              for (int64_t ox = 0; ox < g.OW; ++ox) dst[ox] = src[ox * g.sw];
-            }
-        });
+        detail::gather_1x1_pixels(g, x, [&](int64_t n, int64_t c) { return gathered + (n * g.C + c) * HW; });
         xin = gathered;
       }
       for (int64_t grp = 0; grp < g.groups; ++grp)
@@ -685,8 +693,8 @@ namespace detail {
 // once. Column blocks of one image each gave K = 49, so every tile of gw was loaded and stored per 49 multiply-adds
 // and summed again across threads (bench: 145-153 against 185-209 GFLOP/s for 2048 -> 512 and 512 -> 2048 at 7 x 7).
 // Each element of gw is one work item's, so the result does not depend on the thread count.
-inline void pointwise_backward_weight_small_maps(const ConvGeometry& g, const float* x, const float* gy, float* gw) {
-  const Isa isa = active_isa();
+inline void pointwise_backward_weight_small_maps(Isa isa, const ConvGeometry& g, const float* x, const float* gy,
+                                                  float* gw) {
   const int64_t HW = g.OHW(), K = g.N * HW;
   float* packed = scratch<float>(packed_a_size(g.Cout, K), kScratchGemmA);
   parallel_for(0, g.Cout / kMicroRows, 1, [&](int64_t p0, int64_t p1) {
@@ -695,14 +703,7 @@ inline void pointwise_backward_weight_small_maps(const ConvGeometry& g, const fl
         pack_8_rows(isa, gy + (n * g.Cout + p * kMicroRows) * HW, HW, HW, packed + (p * K + n * HW) * kMicroRows);
   });
   float* pixels = scratch<float>(g.C * K, kScratchPadded);  // [c][n * HW + j]
-  parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, HW), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const float* src = x + nc * g.HW();
-      float* dst = pixels + (nc % g.C) * K + (nc / g.C) * HW;
-      for (int64_t oy = 0; oy < g.OH; ++oy)
-        for (int64_t ox = 0; ox < g.OW; ++ox) dst[oy * g.OW + ox] = src[oy * g.sh * g.W + ox * g.sw];
-    }
-  });
+  gather_1x1_pixels(g, x, [&](int64_t n, int64_t c) { return pixels + c * K + n * HW; });
   gemm_packed(isa, PackedA{packed, g.Cout, K}, {pixels, K, g.C, 1, K}, {gw, g.Cout, g.C, g.C, 1}, 0.0f);
 }
 
@@ -784,9 +785,9 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   if (algo == ConvAlgorithm::Winograd3x3) return winograd::backward_weight(x, g.N, g.C, g.H, g.W, g.ph, g.pw, gy, g.Cout, gw);
   if (algo == ConvAlgorithm::ShiftedGemm) return detail::shifted_backward_weight(g, x, gy, gw);
   if constexpr (std::is_same_v<T, float>)
-    if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && g.groups == 1 && g.OHW() <= 64 &&
-        g.Cout % kMicroRows == 0 && use_own_gemm(active_isa()) && !omp_in_parallel())
-      return detail::pointwise_backward_weight_small_maps(g, x, gy, gw);
+    if (const Isa isa = active_isa(); g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && g.groups == 1 &&
+                                      g.OHW() <= 64 && g.Cout % kMicroRows == 0 && use_own_gemm(isa) && !omp_in_parallel())
+      return detail::pointwise_backward_weight_small_maps(isa, g, x, gy, gw);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const int64_t items = blocks.items(g), wsize = g.Cout * g.K();
