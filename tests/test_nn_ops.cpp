@@ -374,7 +374,9 @@ TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA
                         {"1x1 on 7x7 maps (panels across images)", {4, 64, 7, 7}, {72, 64, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 stride 2 (pixels gathered, then one GEMM)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
                         {"1x1 stride 2 onto 8x8 (weight gradient over every image's pixels)", {3, 24, 15, 15}, {16, 24, 1, 1}, {2, 2}, {0, 0}},
-                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}}};
+                        {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}},
+                        {"3x3 stride 2, weights past L2 (K in slices, groups of panels across images)", {3, 256, 20, 20},
+                         {128, 256, 3, 3}, {2, 2}, {1, 1}}};
   const auto isas = runnable_isas();
   for (const auto& c : cases) {
     SUBCASE(c.name) {
@@ -1135,6 +1137,11 @@ TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
     };
     check("maxpool", tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)), x);
     check("maxpool_ceil", tv::max_pool2d(x, tv::MaxPool2dOptions(2).ceil_mode(true)), x);
+    {  // inference: the values alone, no argmax
+      tv::NoGradGuard no_grad;
+      CHECK(fixtures::worst_ratio(tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)), f.get("maxpool.y"), atol, rtol) <= 1);
+      CHECK(fixtures::worst_ratio(tv::max_pool2d(x, tv::MaxPool2dOptions(2).ceil_mode(true)), f.get("maxpool_ceil.y"), atol, rtol) <= 1);
+    }
     {  // Stride past the kernel, padding, ceil mode: against the plain loop (first maximum, row by row)
       const auto xv = x.detach().contiguous().to_vector();
       const int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3), k = 2, s = 3, p = 1;
@@ -1277,6 +1284,10 @@ TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and grad
   for (const Row& r : rows) {
     CAPTURE(r.name);
     auto x = tv::tensor<float>(r.x, r.shape).requires_grad_();
+    {  // inference (max_pool2d keeps no argmax then): the same values
+      tv::NoGradGuard no_grad;
+      CHECK(same_values(r.fn(x).to_vector(), r.y));
+    }
     auto y = r.fn(x);
     CHECK(same_values(y.to_vector(), r.y));
     tv::sum(y).backward();

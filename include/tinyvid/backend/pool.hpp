@@ -14,11 +14,15 @@ void check_pool_planes(const char* op, const Tensor<T>& t, int64_t planes, int64
 
 namespace tv::kernel {
 
-// y = max over each window of x, argmax = the flat index of each maximum within its input plane.
+// y = max over each window of x, argmax (where defined) = the flat index of each maximum within its input plane.
 template <class T>
 void max_pool2d(const Tensor<T>& x, Tensor<T>& y, Tensor<int64_t>& argmax, const PoolGeometry& g) {
   ::tv::detail::check_pool_planes("max_pool2d", x, g.planes, g.H, g.W);
   ::tv::detail::check_pool_planes("max_pool2d", y, g.planes, g.OH, g.OW);
+  if (!argmax.defined()) {
+    TV_DISPATCH("max_pool2d", device_of("max_pool2d", x, y), max_pool2d<T>(x.data(), y.data(), nullptr, g));
+    return;
+  }
   ::tv::detail::check_pool_planes("max_pool2d", argmax, g.planes, g.OH, g.OW);
   TV_DISPATCH("max_pool2d", device_of("max_pool2d", x, y, argmax), max_pool2d<T>(x.data(), y.data(), argmax.data(), g));
 }

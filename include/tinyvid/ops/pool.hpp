@@ -82,7 +82,10 @@ Tensor<T> max_pool2d(const Tensor<T>& input, const MaxPool2dOptions& options) {
                                                options.padding(), options.ceil_mode());
   const Tensor<T> x = input.contiguous();
   Tensor<T> y = Tensor<T>::empty({input.size(0), input.size(1), g.OH, g.OW}, input.device());
-  Tensor<int64_t> argmax = Tensor<int64_t>::empty(y.shape(), input.device());  // flat index within the input plane
+  // The flat index of each maximum within its input plane, for the backward; without one (inference) the kernel
+  // keeps the values alone, as torch.max_pool2d without indices (an argmax per output took half its time).
+  Tensor<int64_t> argmax;
+  if (is_grad_enabled() && input.requires_grad()) argmax = Tensor<int64_t>::empty(y.shape(), input.device());
   kernel::max_pool2d(x, y, argmax, g);
   autograd::record(y, "MaxPool2dBackward", {input}, [g, argmax, in_shape = input.shape()](const Tensor<T>& grad,
                                                                                           const autograd::Node<T>&) {

@@ -355,6 +355,10 @@ PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T
   return {xp, std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; })};
 }
 
+// shifted_forward_micro's blocked schedule: where the packed weights pass this many floats (1 MB: Zen 5's L2), in
+// slices of this many channels of one tap (a weight panel's slice: 8 KB), groups' sums up to this many floats.
+constexpr int64_t kShiftedWeightsInCache = 256 * 1024, kShiftedSlice = 128, kShiftedGroupFloats = 96 * 1024;
+
 inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
   const int64_t w = std::max<int64_t>(256, (256 * 1024 / 4) / std::max<int64_t>(g.Cout, 1));
   return std::min((w + 15) / 16 * 16, s.L);
@@ -367,36 +371,89 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
-  AlignedVector<float> ap(static_cast<size_t>(M * K));  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c
-  for (int64_t mb = 0; mb < panels_m; ++mb)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t i = 0; i < kMicroRows; ++i)
-          ap[(mb * K + t * C + c) * kMicroRows + i] = w[((mb * kMicroRows + i) * C + c) * taps + t];
+  // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c, in the calling thread's scratch (a fresh 9.4 MB for
+  // layer4's weights cost page faults and a fill every call). w is read in order, each panel's writes within
+  // the panel (in L2): read in ap's order, every read missed.
+  float* ap = scratch<float>(M * K, kScratchGemmA);
+  parallel_for(0, panels_m, 1, [&](int64_t b, int64_t e) {
+    for (int64_t mb = b; mb < e; ++mb)
+      for (int64_t i = 0; i < kMicroRows; ++i)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t t = 0; t < taps; ++t)
+            ap[(mb * K + t * C + c) * kMicroRows + i] = w[((mb * kMicroRows + i) * C + c) * taps + t];
+  });
   std::vector<int64_t> tap_offset(taps);
   for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
   const int64_t panels_n = (s.L + kMicroCols - 1) / kMicroCols;
+  // The 8 rows of output channel panel mb, bias and epilogue added, from the kernel's tile ct of column panel
+  // [j0, j1) of image n: only the grid's valid columns go out.
+  auto write_tile = [&](const float* ct, int64_t n, int64_t mb, int64_t j0, int64_t j1) {
+    for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
+      for (int64_t i = 0; i < kMicroRows; ++i) {
+        const int64_t k = mb * kMicroRows + i;
+        const float bk = bias ? bias[k] : 0.0f;
+        const float* a = ct + i * kMicroCols + (j - j0);
+        const int64_t at = (n * M + k) * g.OHW() + out_at;
+        float* out = y + at;
+#pragma omp simd
+        for (int64_t q = 0; q < len; ++q) out[q] = a[q] + bk;
+        ep.apply(out, at, len, k);
+      }
+    });
+  };
+  if (M * K > kShiftedWeightsInCache && C % kShiftedSlice == 0) {
+    // Weights past L2 (the stride-2 3x3 convs of ResNet's layer3 and layer4: 2.4 and 9.4 MB): per column panel,
+    // all of them streamed from L3 for 48 columns of output ran at 120-230 GFLOP/s. Here a group of column panels
+    // (any images') goes through K in slices of kShiftedSlice channels of one tap, each slice of a weight panel
+    // (8 KB, L1) serving every panel of the group, the group's sums in tiles of their own (L2).
+    const int64_t total = g.N * panels_n, threads = get_num_threads();
+    const int64_t most = std::max<int64_t>(1, kShiftedGroupFloats / (M * kMicroCols));
+    const int64_t groups = (std::max(threads, (total + most - 1) / most) + threads - 1) / threads * threads;
+    const int64_t per_group = (total + groups - 1) / groups;
+    parallel_for(0, (total + per_group - 1) / per_group, 1, [&](int64_t b, int64_t e) {
+      float* tiles = scratch<float>(per_group * M * kMicroCols, kScratchGemmC);  // [panel][mb][8 x 48]
+      float* bp = scratch<float>(per_group * kShiftedSlice * kMicroCols, kScratchGemmB);  // [panel][row][48]
+      for (int64_t grp = b; grp < e; ++grp) {
+        const int64_t q0 = grp * per_group, q1 = std::min(total, q0 + per_group);
+        for (int64_t t = 0; t < taps; ++t)
+          for (int64_t c0 = 0; c0 < C; c0 += kShiftedSlice) {
+            const int64_t k0 = t * C + c0, no_offset = 0;
+            // The slice's rows of each panel packed contiguous (48 floats, rows `plane` apart in place): read in
+            // place, every kernel call missed L1 on each row.
+            for (int64_t q = q0; q < q1; ++q) {
+              const int64_t n = q / panels_n, j0 = (q % panels_n) * kMicroCols;
+              pack_rows_48(xp.data + (n * C + c0) * s.plane + tap_offset[t] + j0, s.plane, kShiftedSlice,
+                           bp + (q - q0) * kShiftedSlice * kMicroCols);
+            }
+            for (int64_t q = q0; q < q1; ++q) {
+              const int64_t width = std::min(kMicroCols, s.L - (q % panels_n) * kMicroCols);
+              for (int64_t mb = 0; mb < panels_m; ++mb)
+                micro_kernel_8x48_taps(isa, 1, kShiftedSlice, &no_offset, kMicroCols, ap + (mb * K + k0) * kMicroRows,
+                                       bp + (q - q0) * kShiftedSlice * kMicroCols,
+                                       tiles + ((q - q0) * panels_m + mb) * kMicroRows * kMicroCols, kMicroCols, k0 > 0, width);
+            }
+          }
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t n = q / panels_n, j0 = (q % panels_n) * kMicroCols;
+          for (int64_t mb = 0; mb < panels_m; ++mb)
+            write_tile(tiles + ((q - q0) * panels_m + mb) * kMicroRows * kMicroCols, n, mb, j0, std::min(s.L, j0 + kMicroCols));
+        }
+      }
+    });
+    return;
+  }
   parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
     alignas(64) float ct[kMicroRows * kMicroCols];
     for (int64_t it = b; it < e; ++it) {
       const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
       const float* img = xp.data + n * C * s.plane + j0;
       for (int64_t mb = 0; mb < panels_m; ++mb) {
-        micro_kernel_8x48_taps(isa, taps, C, tap_offset.data(), s.plane, ap.data() + mb * K * kMicroRows, img, ct, kMicroCols);
+        // (A last, narrower panel on a narrower kernel: 7 x 7 outputs are a grid of 56 columns, 64 of them computed.)
+        micro_kernel_8x48_taps(isa, taps, C, tap_offset.data(), s.plane, ap + mb * K * kMicroRows, img, ct, kMicroCols,
+                               false, j1 - j0);
         // The panel's 8 rows go out right away: spread over the kernel calls, the stores drain while the next
         // panel computes (all 64 rows at the end stalled on the output lines: 16% of the stem's time).
-        for_each_valid_run(g, s, j0, j1, [&](int64_t j, int64_t len, int64_t out_at) {
-          for (int64_t i = 0; i < kMicroRows; ++i) {
-            const int64_t k = mb * kMicroRows + i;
-            const float bk = bias ? bias[k] : 0.0f;
-            const float* a = ct + i * kMicroCols + (j - j0);
-            const int64_t at = (n * M + k) * g.OHW() + out_at;
-            float* out = y + at;
-#pragma omp simd
-            for (int64_t q = 0; q < len; ++q) out[q] = a[q] + bk;
-            ep.apply(out, at, len, k);
-          }
-        });
+        write_tile(ct, n, mb, j0, j1);
       }
     }
   });

@@ -13,6 +13,7 @@
 // work item) the call runs on its thread alone.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -58,10 +59,24 @@ inline void pack_a_panel(Isa isa, const MatrixRef<const float>& a, int64_t r0, f
   }
 }
 
+// rows x 48 floats, rows `ld` apart, into out[rows][48]: one fixed-size copy per row, which compilers inline (a
+// memmove call per 192 bytes took 5% of a ResNet-50 forward).
+inline void pack_rows_48(const float* src, int64_t ld, int64_t rows, float* out) {
+  struct Row {
+    float v[kMicroCols];
+  };
+  for (int64_t k = 0; k < rows; ++k) {
+    Row row;
+    std::memcpy(&row, src + k * ld, sizeof row);
+    std::memcpy(out + k * kMicroCols, &row, sizeof row);
+  }
+}
+
 // Columns [0, n) of B (column 0 at src, rows k0 onwards) into columns [0, n) of a packed panel: out[k][48].
 inline void pack_b_columns(Isa isa, const float* src, int64_t row_stride, int64_t col_stride, int64_t k0, int64_t kc,
                            int64_t n, float* out) {
   if (n == 1 || col_stride == 1) {  // rows contiguous
+    if (n == kMicroCols) return pack_rows_48(src + k0 * row_stride, row_stride, kc, out);
     for (int64_t k = 0; k < kc; ++k) std::copy_n(src + (k0 + k) * row_stride, n, out + k * kMicroCols);
     return;
   }

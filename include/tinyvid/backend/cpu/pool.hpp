@@ -13,10 +13,44 @@
 
 namespace tv::cpu {
 
+// max_pool2d without the argmax, in the same order (the same values, NaN included): one select per tap over a row
+// of outputs, which compilers vectorize (the int64 argmax beside it kept the loop scalar: in ResNet-50's forward
+// on 2 threads, 6-8 ms with the argmax, 3.8 ms without).
+template <class T>
+void max_pool2d_values(const T* x, T* y, const PoolGeometry& geometry) {
+  const int64_t grain = kParallelGrain / (geometry.OH * geometry.OW * geometry.KH * geometry.KW);
+  parallel_for(0, geometry.planes, std::max<int64_t>(1, grain), [&](int64_t b, int64_t e) {
+    const PoolGeometry g = geometry;  // a local copy: no store through a pointer can change it
+    for (int64_t p = b; p < e; ++p) {
+      const T* plane = x + p * g.H * g.W;
+      for (int64_t oy = 0; oy < g.OH; ++oy) {
+        T* best = y + (p * g.OH + oy) * g.OW;
+        std::fill(best, best + g.OW, -std::numeric_limits<T>::infinity());
+        const int64_t y0 = oy * g.sh - g.ph;
+        for (int64_t iy = std::max<int64_t>(y0, 0); iy < std::min(y0 + g.KH, g.H); ++iy) {
+          const T* row = plane + iy * g.W;
+          for (int64_t kx = 0; kx < g.KW; ++kx) {
+            const int64_t off = kx - g.pw, sw = g.sw;
+            int64_t lo, hi;
+            valid_columns(0, g.OW, off, sw, g.W, lo, hi);
+#pragma omp simd
+            for (int64_t ox = lo; ox < hi; ++ox) {
+              const T v = row[ox * sw + off];
+              best[ox] = v > best[ox] || v != v ? v : best[ox];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 // Max over each window into y (planes x OH x OW) and the flat index of the maximum within its input plane into
-// argmax; a NaN is taken whenever met, so the last NaN of the window wins, as in PyTorch's CPU kernel.
+// argmax (unless null: inference); a NaN is taken whenever met, so the last NaN of the window wins, as in PyTorch's
+// CPU kernel.
 template <class T>
 void max_pool2d(const T* x, T* y, int64_t* argmax, const PoolGeometry& geometry) {
+  if (!argmax) return max_pool2d_values(x, y, geometry);
   const int64_t grain = kParallelGrain / (geometry.OH * geometry.OW * geometry.KH * geometry.KW);
   parallel_for(0, geometry.planes, std::max<int64_t>(1, grain), [&](int64_t b, int64_t e) {
     const int64_t H = geometry.H, W = geometry.W, OH = geometry.OH, OW = geometry.OW;

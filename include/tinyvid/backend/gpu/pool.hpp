@@ -50,7 +50,7 @@ struct MaxPoolKernel {
           }
         }
       y[o] = best;
-      argmax[o] = arg;
+      if (argmax) argmax[o] = arg;  // none in inference
     }
   }
 };
