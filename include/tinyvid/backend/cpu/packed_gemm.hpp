@@ -167,6 +167,8 @@ template <class Finish = NoFinish>
 void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c, float beta,
                  const ColumnRuns& runs = {}, Finish&& finish = {}) {
   constexpr bool finishes = !std::is_same_v<std::decay_t<Finish>, NoFinish>;
+  // finish.prefetch(i, run, at, len), where it exists, asks for what finish will read besides C (a residual).
+  constexpr bool prefetches = requires(Finish& f, int64_t v) { f.prefetch(v, v, v, v); };
   const int64_t M = c.rows, N = c.cols, K = a.cols, ldc = row_major_ld(c);
   if (M == 0 || N == 0) return;
   auto c_at = [&](int64_t i, int64_t j) { return c.data + i * ldc + (j / runs.length) * runs.c_stride + j % runs.length; };
@@ -268,6 +270,10 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
             }
           }
           for (int64_t p = p0; p < p1; ++p) {
+            if constexpr (prefetches)  // at the last slice, for the rows whose tiles it completes
+              if (k0 + kc >= K)
+                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, std::min(N, c1 * kMicroCols),
+                               [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
             const float* apanel = a.data + (p * K + k0) * kMicroRows;
             for (int64_t q = c0; q < c1; ++q) {
               const Panel& pn = panels[q - c0];

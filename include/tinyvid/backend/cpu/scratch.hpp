@@ -7,20 +7,25 @@
 #include <utility>
 #include <vector>
 
+#include "tinyvid/core/device.hpp"
+
 namespace tv::cpu {
 
-// An allocator for buffers the vector kernels read: 64-byte (cache-line) aligned. malloc gives 16, and a buffer
-// whose rows start 16 bytes into a line splits every 64-byte load across two lines: Winograd's 3x3 64 -> 64 at
-// 56x56 ran at 135 instead of 295 GFLOP/s on 2 cores whenever its scratch landed that way.
+// An allocator for buffers the vector kernels read: 64-byte (cache-line) aligned, and cached for reuse
+// (device.hpp's kernel_buffer_allocator). malloc gives 16, and a buffer whose rows start 16 bytes into a line splits
+// every 64-byte load across two lines: Winograd's 3x3 64 -> 64 at 56x56 ran at 135 instead of 295 GFLOP/s on 2 cores
+// whenever its scratch landed that way.
 template <class T>
 struct CacheAligned {
   using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
   CacheAligned() = default;
   template <class U>
   CacheAligned(const CacheAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  T* allocate(size_t n) {
+    if (void* p = ::tv::detail::kernel_buffer_allocator().allocate(n * sizeof(T))) return static_cast<T*>(p);
+    throw std::bad_alloc();
+  }
+  void deallocate(T* p, size_t n) { ::tv::detail::kernel_buffer_allocator().deallocate(p, n * sizeof(T)); }
   // A new element without a value is left uninitialized, as with `new T[n]`: a buffer the kernels overwrite is not
   // zeroed first (4 MB of packed weights per call of a 1x1 2048 -> 512 conv). Ask for zeros with vector(n, T(0)).
   template <class U, class... Args>

@@ -98,13 +98,13 @@ void split_columns(const T* row, T* const* out, int64_t n) {
 #pragma GCC unroll 8
     for (int64_t j = 0; j < count; ++j) out[j][t] = row[step * t + j];
 }
-// row[step * t + j] = in[j][t] + add, the inverse for count == step.
+// row[step * t + j] = in[j][t], the inverse for count == step.
 template <int64_t step, class T>
-void join_columns(const T* const* in, T add, T* row, int64_t n) {
+void join_columns(const T* const* in, T* row, int64_t n) {
 #pragma omp simd
   for (int64_t t = 0; t < n; ++t)
 #pragma GCC unroll 8
-    for (int64_t j = 0; j < step; ++j) row[step * t + j] = in[j][t] + add;
+    for (int64_t j = 0; j < step; ++j) row[step * t + j] = in[j][t];
 }
 
 // The distance between the matrices of U, V and M: padded by one cache line, because the transforms
@@ -263,10 +263,9 @@ void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, 
     for (int64_t a = 0; a < Q && Q * ty + a < OH; ++a) {
       const T* oa[Q];
       for (int64_t b = 0; b < Q; ++b) oa[b] = o[a * Q + b] + p0;
-      join_columns<Q>(oa, bias, row, TW);
+      join_columns<Q>(oa, row, TW);
       const int64_t at = (n * Cout + k) * OH * OW + (Q * ty + a) * OW;
-      std::copy(row, row + OW, y + at);
-      ep.apply(y + at, at, OW, k);
+      ep.store(row, bias, y + at, at, OW, k);
     }
   }
 }
