@@ -584,8 +584,8 @@ inline void broadcast_product(Isa isa, int64_t M, int64_t nr, int64_t len, const
 
 constexpr int64_t kGridChunk = 256, kGridRowBlock = 48;  // grid pixels per work item; rows of B at a time
 
-// Large maps: work items are chunks of grid pixels, each thread summing its own partial G (R x M), added in thread
-// order at the end.
+// Where an image's grid is one chunk, work items own blocks of G's rows (below); elsewhere they are chunks of grid
+// pixels, each thread summing its own partial G (R x M), added in thread order at the end.
 inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x, const float* gy, float* gw, Isa isa) {
   const ShiftedLayout s(g);
   const PaddedInput<float> xp = pad_planes(g, s, x, /*check_finite=*/true);

@@ -45,14 +45,14 @@ struct ConvEpilogue {
     else if (relu || src != out || bias != T(0)) with_relu(No{}, No{});
   }
 
-  // Asks for the residual of out[0, len) of `at` in L2 before apply reads it: the GEMM calls it while the tiles it
+  // Asks for the residual of out[0, len) of `at` in L2 before store reads it: the GEMM calls it while the tiles it
   // finishes are summed. Read only at finish time, each row's few cache lines (rows a map apart) were misses that no
   // hardware prefetcher had run ahead of: the residual cost a 1x1 conv at 56 x 56 half as much time as its product.
   void prefetch(int64_t at, int64_t len) const {
     if (!residual) return;
     constexpr int64_t line = 64 / sizeof(T);
     const T* r = residual + at;
-    for (int64_t q = 0; q < len + line; q += line) {
+    for (int64_t q = 0; q < len + line; q += line) {  // one line past: r + len - 1's where r starts inside a line
 #if defined(__x86_64__)
       // (GCC 12 deleted __builtin_prefetch here once inlined: it counts the loop as free of effects)
       asm volatile("prefetcht1 %0" : : "m"(*reinterpret_cast<const char*>(r + q)));  // into L2
