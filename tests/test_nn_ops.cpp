@@ -380,7 +380,8 @@ TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA
                         {"1x1 stride 2 (pixels gathered, then one GEMM)", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
                         {"1x1 stride 2 onto 8x8 (weight gradient over every image's pixels)", {3, 24, 15, 15}, {16, 24, 1, 1}, {2, 2}, {0, 0}},
                         {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}},
-                        {"3x3 stride 2, weights past L2 (K in slices, groups of panels across images)", {3, 256, 20, 20},
+                        {"3x3 stride 2, weights past L2 (AVX-512: the batch unrolled, one GEMM; AVX2: K in slices, groups of "
+                         "panels across images)", {3, 256, 20, 20},
                          {128, 256, 3, 3}, {2, 2}, {1, 1}}};
   const auto isas = runnable_isas();
   for (const auto& c : cases) {
@@ -739,7 +740,8 @@ TEST_CASE("packed GEMM over column runs (a batch of images side by side): each e
   }
 }
 
-TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and relu bit for bit, on every path and ISA") {
+TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and relu bit for bit, on every path and ISA; "
+          "a residual handed over is added in place") {
   struct Case {
     const char* name;
     Shape x, w;
@@ -749,6 +751,9 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
   const Case cases[] = {{"1x1", {2, 24, 19, 21}, {40, 24, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 on 7x7 maps", {4, 32, 7, 7}, {48, 32, 1, 1}, {1, 1}, {0, 0}},
                         {"1x1 stride 2", {2, 16, 14, 14}, {32, 16, 1, 1}, {2, 2}, {0, 0}},
+                        {"3x3 stride 2, weights past L2", {2, 256, 9, 9}, {128, 256, 3, 3}, {2, 2}, {1, 1}},
+                        // K in two slices, rows in two blocks and a short last panel, panels across images
+                        {"1x1, 300 -> 270 channels", {3, 300, 5, 13}, {270, 300, 1, 1}, {1, 1}, {0, 0}},
                         {"3x3 Winograd", {2, 16, 12, 40}, {16, 16, 3, 3}, {1, 1}, {1, 1}},
                         {"3x3 Winograd, 20 outputs (no micro-kernel)", {1, 16, 9, 9}, {20, 16, 3, 3}, {1, 1}, {1, 1}},
                         {"7x7 stride 2 (stem)", {1, 3, 40, 40}, {16, 3, 7, 7}, {2, 2}, {3, 3}},
@@ -788,11 +793,30 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
           if (with_bn) then.scale = scale, then.shift = shift;
           if (with_residual) then.residual = r;
           then.relu = with_relu;
+          const auto r_before = r.to_vector();
           const auto fused = tv::conv2d_inference(x, w, b, then, c.stride, c.padding, c.dilation, c.groups);
           REQUIRE(fused.shape() == expected.shape());
-          int64_t same = 0;
-          for (int64_t i = 0; i < fused.numel(); ++i) same += fused.data()[i] == expected.data()[i];
-          CHECK(same == fused.numel());
+          auto same_bits = [&](const Tensor<float>& t) {
+            int64_t same = 0;
+            for (int64_t i = 0; i < t.numel(); ++i) same += t.data()[i] == expected.data()[i];
+            return same == t.numel();
+          };
+          CHECK(same_bits(fused));
+          if (!with_residual) continue;
+          CHECK(r.to_vector() == r_before);  // held here as well: read, not overwritten
+          // Handed over (moved in, held by nothing else): a 1x1 conv returns the residual's memory with the result.
+          Tensor<float> owned = r.clone();
+          const float* memory = owned.data();
+          tv::ConvFusion<float> handed{then.scale, then.shift, std::move(owned), then.relu};
+          const auto in_place = tv::conv2d_inference(x, w, b, std::move(handed), c.stride, c.padding, c.dilation, c.groups);
+          CHECK(same_bits(in_place));
+          const bool pointwise = c.w[2] == 1 && c.w[3] == 1;
+          CHECK((in_place.data() == memory) == pointwise);
+          // The backend with y = the residual on every path (those that write sums into y read a copy).
+          Tensor<float> y_is_r = r.clone();
+          const auto g = tv::detail::conv_geometry(x, w, b, c.stride, c.padding, c.dilation, c.groups);
+          tv::kernel::conv2d_forward_fused(g, x, w, b, then.scale, then.shift, y_is_r, then.relu, y_is_r);
+          CHECK(same_bits(y_is_r));
         }
       }
       tv::set_num_threads(threads);
@@ -864,6 +888,25 @@ TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of 
     CHECK(tv::nn::conv_bn(conv, bn, x).to_vector() == after.to_vector());
     CHECK(tv::nn::fused_conv_bn_count() == n);
     tv::nn::set_fused_inference(true);
+  }
+  SUBCASE("a 1x1 conv adds a residual handed over in place, and only reads one held elsewhere") {
+    tv::nn::Conv2d<float> pointwise(tv::nn::Conv2dOptions(8, 16, 1), gen);
+    pointwise.eval();
+    const auto held = tv::normal<float>({2, 16, 10, 12}, 0, 1, gen);
+    const auto held_before = held.to_vector();
+    tv::NoGradGuard no_grad;
+    const auto from_held = tv::nn::conv_bn(pointwise, bn, x, held, true);
+    CHECK(held.to_vector() == held_before);
+    CHECK(from_held.data() != held.data());
+    Tensor<float> owned = held.clone();
+    const float* memory = owned.data();
+    const auto from_owned = tv::nn::conv_bn(pointwise, bn, x, std::move(owned), true);
+    CHECK(from_owned.data() == memory);
+    CHECK(from_owned.to_vector() == from_held.to_vector());
+    Tensor<float> shared = held.clone(), view = shared.view({2, 16, 120});  // its storage held by a view too
+    const auto from_shared = tv::nn::conv_bn(pointwise, bn, x, std::move(shared), true);
+    CHECK(from_shared.data() != view.data());
+    CHECK(view.to_vector() == held_before);
   }
 }
 

@@ -24,7 +24,8 @@ void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& 
 // The eval path's fused conv: y = conv(x, w) + bias, then y * scale + shift per output channel (an eval batch
 // norm; scale and shift undefined for none), + residual (y's shape; may be undefined), then ReLU if relu. The CPU
 // finishes each output row in cache (cpu::ConvEpilogue); other devices run the conv, then batch_norm_apply's pass
-// (batch norm, residual and ReLU), or the add and ReLU kernels where there is no batch norm.
+// (batch norm, residual and ReLU), or the add and ReLU kernels where there is no batch norm. y may be the residual's
+// memory: the result is then added in place.
 template <class T>
 void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias,
                           const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
@@ -32,9 +33,14 @@ void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tenso
   if (device_of("conv2d", x, w, bias, scale, shift, residual, y) == Device::CPU)
     return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu},
                                   true);
+  Tensor<T> r = residual;  // y may be residual's memory (conv2d_inference), which the conv below overwrites
+  if (r.defined() && r.data() == y.data()) {
+    r = Tensor<T>::empty(residual.shape(), residual.device());
+    copy(residual, r);
+  }
   conv2d_forward(g, x, w, bias, y);
-  if (scale.defined()) return batch_norm_apply(y, 1, y.size(0), scale, shift, residual, relu, y);
-  if (residual.defined()) add(y, residual, y);
+  if (scale.defined()) return batch_norm_apply(y, 1, y.size(0), scale, shift, r, relu, y);
+  if (r.defined()) add(y, r, y);
   if (relu) map(y, y, fn::Relu{}, "relu");
 }
 

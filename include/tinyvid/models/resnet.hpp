@@ -8,6 +8,7 @@
 // learnable shift in the blocks of layer2..layer4, convs with biases, as its authors' code.
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tinyvid/dnr/norm.hpp"
@@ -68,7 +69,8 @@ enum class NormSlot { CrossLayer, CrossTemporal };
 template <class T = float>
 class Block : public nn::Module<T> {
  public:
-  virtual Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) = 0;
+  // x by value: a stage hands each block its input (std::move), so that the last conv may add it in place.
+  virtual Tensor<T> forward(Tensor<T> x, StageContext<T>& ctx) = 0;
 
  protected:
   // Registers a block's norm in `slot`: bn1 or bn2, each a BatchNorm2d, or the DNR norm the options put there.
@@ -101,7 +103,7 @@ class Block : public nn::Module<T> {
     shift_ = o.temporal_shift || (o.norm == Norm::Dnr && o.dnr.interlace);
     shift_div_ = o.temporal_shift ? o.shift_div : 8;
   }
-  Tensor<T> residual(const Tensor<T>& x) {
+  Tensor<T> residual(Tensor<T> x) {
     if (!downsample) return x;
     if (downsample->size() != 2) return (*downsample)(x);
     auto conv = std::dynamic_pointer_cast<nn::Conv2d<T>>((*downsample)[0]);
@@ -160,14 +162,14 @@ class BasicBlock : public Block<T> {
     this->set_shift(o);
     this->make_temporal_modules(planes, o, gen);
   }
-  Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
+  Tensor<T> forward(Tensor<T> x, StageContext<T>& ctx) override {
     const Tensor<T> in = this->branch_input(x, ctx);
     Tensor<T> out = this->bn1_ ? nn::conv_bn(*conv1, *this->bn1_, in, Tensor<T>(), true)
                                : relu(this->norm1((*conv1)(in), ctx));
     out = this->adapt(out, ctx);
-    if (this->bn2_) return nn::conv_bn(*conv2, *this->bn2_, out, this->residual(x), true);
+    if (this->bn2_) return nn::conv_bn(*conv2, *this->bn2_, out, this->residual(std::move(x)), true);
     out = this->norm2((*conv2)(out), ctx);
-    return relu(add(out, this->residual(x)));
+    return relu(add(out, this->residual(std::move(x))));
   }
   std::shared_ptr<nn::Conv2d<T>> conv1, conv2;
 };
@@ -187,14 +189,16 @@ class Bottleneck : public Block<T> {
     this->set_shift(o);
     this->make_temporal_modules(planes, o, gen);
   }
-  Tensor<T> forward(const Tensor<T>& x, StageContext<T>& ctx) override {
-    const Tensor<T> in = this->branch_input(x, ctx);
-    Tensor<T> out = this->bn1_ ? nn::conv_bn(*conv1, *this->bn1_, in, Tensor<T>(), true)
-                               : relu(this->norm1((*conv1)(in), ctx));
+  Tensor<T> forward(Tensor<T> x, StageContext<T>& ctx) override {
+    Tensor<T> out;
+    {  // (`in` let go before conv3, which may add x in place)
+      const Tensor<T> in = this->branch_input(x, ctx);
+      out = this->bn1_ ? nn::conv_bn(*conv1, *this->bn1_, in, Tensor<T>(), true) : relu(this->norm1((*conv1)(in), ctx));
+    }
     out = this->adapt(out, ctx);
     out = this->bn2_ ? nn::conv_bn(*conv2, *this->bn2_, out, Tensor<T>(), true)
                      : relu(this->norm2((*conv2)(out), ctx));
-    return nn::conv_bn(*conv3, *bn3, out, this->residual(x), true);
+    return nn::conv_bn(*conv3, *bn3, out, this->residual(std::move(x)), true);
   }
   std::shared_ptr<nn::Conv2d<T>> conv1, conv2, conv3;
   std::shared_ptr<nn::BatchNorm2d<T>> bn3;
@@ -221,7 +225,7 @@ class ResLayer : public nn::Module<T> {
   Tensor<T> forward(const Tensor<T>& x, int64_t frames) {
     StageContext<T> ctx{frames, relay.get(), {}};
     Tensor<T> y = x;
-    for (auto& b : blocks) y = b->forward(y, ctx);
+    for (auto& b : blocks) y = b->forward(std::move(y), ctx);
     return y;
   }
   std::vector<std::shared_ptr<Block<T>>> blocks;

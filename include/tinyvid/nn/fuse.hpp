@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "tinyvid/autograd/grad_mode.hpp"
 #include "tinyvid/nn/layers.hpp"
@@ -36,16 +37,17 @@ inline int64_t fused_conv_bn_count() { return detail::fused_conv_bn_counter(); }
 
 // conv, then bn, then + residual (if defined), then ReLU (if relu_after). In eval mode without autograd (inference;
 // Grad-CAM++ computes its first stages so, and the rest with grad, op by op) and with bn on running statistics,
-// one conv pass does it all; otherwise (training) the conv, then the batch norm with the add and the ReLU in its
-// output pass (batch_norm's residual and relu options). Unfused (set_fused_inference(false)), op by op.
+// one conv pass does it all (a residual handed over with std::move may be overwritten with the result:
+// conv2d_inference); otherwise (training) the conv, then the batch norm with the add and the ReLU in its output pass
+// (batch_norm's residual and relu options). Unfused (set_fused_inference(false)), op by op.
 template <class T>
-Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, const Tensor<T>& residual = Tensor<T>(),
+Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, Tensor<T> residual = Tensor<T>(),
                   bool relu_after = false) {
   if (fused_inference() && !bn.is_training() && !is_grad_enabled() && bn.options.track_running_stats()) {
     ++detail::fused_conv_bn_counter();
     auto [scale, shift] = batch_norm_eval_coefficients(bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.options.eps());
     const Conv2dOptions& o = conv.options;
-    return conv2d_inference(x, conv.weight, conv.bias, ConvFusion<T>{scale, shift, residual, relu_after}, o.stride(),
+    return conv2d_inference(x, conv.weight, conv.bias, ConvFusion<T>{scale, shift, std::move(residual), relu_after}, o.stride(),
                             o.padding(), o.dilation(), o.groups());
   }
   if (fused_inference()) return bn.forward(conv(x), bn.func_options().residual(residual).relu(relu_after));

@@ -2,6 +2,7 @@
 // conv2d as torch.nn.functional.conv2d: NCHW input, weight Cout x C/groups x KH x KW, optional bias. The
 // kernels (backend/conv.hpp) run on the tensors' device; the output and gradients are allocated there.
 #include <array>
+#include <type_traits>
 
 #include "tinyvid/autograd/grad_mode.hpp"
 #include "tinyvid/autograd/node.hpp"
@@ -85,11 +86,25 @@ struct ConvFusion {
   bool relu = false;
 };
 
+namespace detail {
+// Whether conv2d_inference may write its result into the residual's memory: `then` was handed over (moved in) and
+// nothing else holds the residual or its storage (tensors share both by counted handles), and the conv is one that
+// adds in place without a copy (CPU, float, 1x1 without padding). In place, the output's stream of new memory is not
+// read in before it is written: 1x1 64 -> 256 at 56 x 56 with batch norm, residual and ReLU, 3.2-3.3 -> 2.8 ms.
+template <class T>
+bool residual_reusable(const Tensor<T>& r, const ConvGeometry& g) {
+  return std::is_same_v<T, float> && r.defined() && r.device() == Device::CPU && !r.requires_grad() && r.is_contiguous() &&
+         r.impl_ptr().use_count() == 1 && r.storage().use_count() == 1 && g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0;
+}
+}  // namespace detail
+
 // The eval path's conv: conv2d followed by `then` in one pass over the output, the same arithmetic as the ops one
 // after another (models/resnet.hpp's blocks, through nn::conv_bn). No gradient flows through it: it refuses
-// inputs that require grad while grad mode is on.
+// inputs that require grad while grad mode is on. A residual handed over with `then` (std::move, its memory held by
+// nothing else) may come back as the result, its memory overwritten, as PyTorch's inference fusions add a
+// residual in place; one that is still held elsewhere is only read.
 template <class T>
-Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T>& bias, const ConvFusion<T>& then,
+Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T>& bias, ConvFusion<T> then,
                            Pair stride = {1, 1}, Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1) {
   const ConvGeometry g = detail::conv_geometry(input, weight, bias, stride, padding, dilation, groups);
   const auto needs_grad = [](const Tensor<T>& t) { return t.defined() && t.requires_grad(); };
@@ -106,7 +121,8 @@ Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, cons
            then.residual.shape(), " for an output of shape ", out);
   const Device device = device_of("conv2d", input, weight, bias, then.scale, then.shift, then.residual);
   auto c = [](const Tensor<T>& t) { return t.defined() ? t.contiguous() : t; };
-  Tensor<T> y = Tensor<T>::empty(out, device);
+  Tensor<T> y = detail::residual_reusable(then.residual, g) ? then.residual : Tensor<T>::empty(out, device);
+  if (y.is_same(then.residual)) y.storage()->bump_version();
   kernel::conv2d_forward_fused(g, input.contiguous(), weight.contiguous(), c(bias), c(then.scale), c(then.shift),
                                c(then.residual), then.relu, y);
   return y;

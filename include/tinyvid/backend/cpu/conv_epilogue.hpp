@@ -8,6 +8,22 @@
 
 namespace tv::cpu {
 
+// Asks for the cache lines of p[0, len) in L2; for_write: owned, for a pass that reads and then writes them (a
+// residual added in place), so that its stores do not wait for the line to change hands.
+template <class T>
+[[gnu::always_inline]] inline void prefetch_lines(const T* p, int64_t len, bool for_write = false) {
+  constexpr int64_t line = 64 / sizeof(T);
+  for (int64_t q = 0; q < len + line; q += line) {  // one line past: p + len - 1's where p starts inside a line
+#if defined(__x86_64__)
+    // (GCC 12 deleted __builtin_prefetch here once inlined: it counts the loop as free of effects)
+    if (for_write) asm volatile("prefetchw %0" : : "m"(*reinterpret_cast<const char*>(p + q)));
+    else asm volatile("prefetcht1 %0" : : "m"(*reinterpret_cast<const char*>(p + q)));  // into L2
+#else
+    __builtin_prefetch(p + q, for_write ? 1 : 0, 2);
+#endif
+  }
+}
+
 template <class T>
 struct ConvEpilogue {
   const T* scale = nullptr;     // per output channel, with shift; none when null
@@ -49,17 +65,7 @@ struct ConvEpilogue {
   // finishes are summed. Read only at finish time, each row's few cache lines (rows a map apart) were misses that no
   // hardware prefetcher had run ahead of: the residual cost a 1x1 conv at 56 x 56 half as much time as its product.
   void prefetch(int64_t at, int64_t len) const {
-    if (!residual) return;
-    constexpr int64_t line = 64 / sizeof(T);
-    const T* r = residual + at;
-    for (int64_t q = 0; q < len + line; q += line) {  // one line past: r + len - 1's where r starts inside a line
-#if defined(__x86_64__)
-      // (GCC 12 deleted __builtin_prefetch here once inlined: it counts the loop as free of effects)
-      asm volatile("prefetcht1 %0" : : "m"(*reinterpret_cast<const char*>(r + q)));  // into L2
-#else
-      __builtin_prefetch(r + q, 0, 2);
-#endif
-    }
+    if (residual) prefetch_lines(residual + at, len);
   }
 };
 

@@ -15,12 +15,15 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinyvid/backend/cpu/matrix_ref.hpp"
 #include "tinyvid/backend/cpu/microkernel.hpp"
 #include "tinyvid/backend/cpu/scratch.hpp"
+#include "tinyvid/core/error.hpp"
 #include "tinyvid/core/parallel.hpp"
 
 namespace tv::cpu {
@@ -163,10 +166,15 @@ inline PackedA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
 // (ColumnRuns: a batch of images side by side). finish(row, i, run, at, len) is called once for each piece of a row
 // of C when its sum is complete and it is still in cache: row i, columns [at, at + len) of run `run`, which lie at
 // `row` (a conv's bias, batch norm, residual and ReLU: conv.hpp).
+//
+// A Finish whose static staged() is true writes C itself: the sums go to a buffer of the worker's (the
+// chunk's C, in L2) and finish(sum, i, run, at, len) gets the piece's sums there, C untouched by the GEMM (beta 0
+// only). Its output may then be a buffer that finish also reads, such as a residual added in place (conv.hpp).
 template <class Finish = NoFinish>
 void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c, float beta,
                  const ColumnRuns& runs = {}, Finish&& finish = {}) {
   constexpr bool finishes = !std::is_same_v<std::decay_t<Finish>, NoFinish>;
+  constexpr bool staged = requires { requires std::decay_t<Finish>::staged(); };
   // finish.prefetch(i, run, at, len), where it exists, asks for what finish will read besides C (a residual).
   constexpr bool prefetches = requires(Finish& f, int64_t v) { f.prefetch(v, v, v, v); };
   const int64_t M = c.rows, N = c.cols, K = a.cols, ldc = row_major_ld(c);
@@ -182,6 +190,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         finish(c_at(i, j), i, j / runs.length, j % runs.length, end - j);
       });
   };
+  if constexpr (staged) TV_CHECK(beta == 0.0f, "gemm_packed: a staged finish writes C from the product alone (beta 0)");
   if (K == 0 || (beta != 0.0f && beta != 1.0f)) {  // C = beta C (scaled once; the kernels then add to it)
     for_each_piece(0, M, 0, N, [&](int64_t i, int64_t j, int64_t end) {
       float* row = c_at(i, j);
@@ -210,6 +219,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
+    std::vector<std::pair<const float*, int64_t>> slices;  // a staged chunk's B slices: where, row stride
     for (int64_t run0 = i0; run0 < i1;) {
       const int64_t blk = run0 / panels_n, run1 = std::min(i1, (blk + 1) * panels_n);
       const int64_t q0 = run0 % panels_n, q1 = q0 + (run1 - run0);  // column panels of the run
@@ -219,13 +229,53 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
       const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / ((p1 - p0) * tile), 1, kGemmChunkPanels);
       for (int64_t c0 = q0; c0 < q1; c0 += chunk) {
         const int64_t c1 = std::min(q1, c0 + chunk);
+        // Whether column panel q is 48 columns of one run (C's tiles can be written in place).
+        auto whole = [&](int64_t q) { return cols_of(q) == kMicroCols && q * kMicroCols % runs.length + kMicroCols <= runs.length; };
+        // Where B's slice of column panel q lies for rows [k0, k0 + kc): read in place where few row panels reread
+        // it (its rows contiguous, a whole panel), else packed into bp.
+        auto b_slice = [&](int64_t q, int64_t k0, int64_t kc) -> std::pair<const float*, int64_t> {
+          const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
+          if (whole(q) && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels)
+            return {b.data + k0 * b.row_stride + run * runs.b_stride + at, b.row_stride};
+          float* packed = bp + (q - c0) * kGemmKc * kMicroCols;
+          detail::pack_b_panel(isa, b, runs, k0, kc, j0, packed);
+          return {packed, kMicroCols};
+        };
+        if constexpr (staged) {
+          // The chunk's sums in a buffer of its own, 8-row tiles side by side (row stride: the chunk's width), each
+          // row panel finished after its last slice; with one slice, one row panel's at a time (in L1).
+          const int64_t width = (c1 - c0) * kMicroCols, j_end = std::min(N, c1 * kMicroCols);
+          const bool one_slice = K <= kGemmKc;
+          float* sums = scratch<float>((one_slice ? 1 : p1 - p0) * kMicroRows * width, kScratchGemmC);
+          for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
+            const int64_t kc = std::min(kGemmKc, K - k0);
+            slices.clear();
+            for (int64_t q = c0; q < c1; ++q) slices.push_back(b_slice(q, k0, kc));
+            for (int64_t p = p0; p < p1; ++p) {
+              if constexpr (prefetches)
+                if (k0 + kc >= K)
+                  for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, j_end,
+                                 [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
+              const float* apanel = a.data + (p * K + k0) * kMicroRows;
+              float* row = one_slice ? sums : sums + (p - p0) * kMicroRows * width;
+              for (int64_t q = c0; q < c1; ++q)
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, slices[q - c0].second, apanel, slices[q - c0].first,
+                                       row + (q - c0) * kMicroCols, width, k0 > 0, cols_of(q));
+              if (k0 + kc >= K)
+                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, j_end, [&](int64_t i, int64_t j, int64_t end) {
+                  finish(row + (i - p * kMicroRows) * width + (j - c0 * kMicroCols), i, j / runs.length, j % runs.length, end - j);
+                });
+            }
+          }
+          continue;
+        }
         // A tile the kernel cannot write into C (short of rows or columns, or across runs) is summed in a tile of its
         // own: every tile of such a panel, and the short last row panel's tile of the others.
         panels.clear();
         int64_t slots = 0;
         for (int64_t q = c0; q < c1; ++q) {
           const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
-          const bool in_c = cols_of(q) == kMicroCols && at + kMicroCols <= runs.length;
+          const bool in_c = whole(q);
           panels.push_back({in_c, run, at, slots, nullptr, 0});
           slots += in_c ? (last_rows_short ? 1 : 0) : p1 - p0;
         }
@@ -257,17 +307,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
           // written in runs of the chunk's width, 8 rows at a time, rather than a tile on each of 8 x 32 rows.
           for (int64_t q = c0; q < c1; ++q) {
             Panel& pn = panels[q - c0];
-            // Read in place where few row panels reread the slice (its rows contiguous, the panel in C's place).
-            const bool b_in_place = pn.in_c && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels;
-            if (b_in_place) {
-              pn.b = b.data + k0 * b.row_stride + pn.run * runs.b_stride + pn.at;
-              pn.plane = b.row_stride;
-            } else {
-              float* packed = bp + (q - c0) * kGemmKc * kMicroCols;
-              detail::pack_b_panel(isa, b, runs, k0, kc, q * kMicroCols, packed);
-              pn.b = packed;
-              pn.plane = kMicroCols;
-            }
+            std::tie(pn.b, pn.plane) = b_slice(q, k0, kc);
           }
           for (int64_t p = p0; p < p1; ++p) {
             if constexpr (prefetches)  // at the last slice, for the rows whose tiles it completes
