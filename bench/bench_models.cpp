@@ -11,8 +11,11 @@
 // --num-classes K (default 400) and --set KEY=VALUE (repeatable: the model switches of `tinyvid summary --help`,
 // e.g. width=16) build the model as a config would; "switches" in the line lists them. --unfused runs the eval
 // forward op by op (tv::nn::set_fused_inference(false)), to compare with the fused inference path ("fused").
+// The eval forward runs frozen (tv::nn::freeze: weights kept packed / transformed between calls, as the peer's
+// best path, torch.jit.freeze via optimize_for_inference, keeps its prepacked weights); --no-freeze prepares them on
+// every call ("frozen").
 // Usage: bench_models [--model tsn_r50] [--frames 8] [--size 224] [--threads 2] [--variant NAME] [--clips 1]
-//                     [--num-classes 400] [--set KEY=VALUE ...] [--unfused]
+//                     [--num-classes 400] [--set KEY=VALUE ...] [--unfused] [--no-freeze]
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -30,8 +33,11 @@ int main(int argc, char** argv) {
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   tv::set_num_threads(threads);
   const long clips = std::stol(bench::flag(argc, argv, "clips", "1"));
-  for (int i = 1; i < argc; ++i)
+  bool frozen = true;
+  for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--unfused") tv::nn::set_fused_inference(false);
+    if (std::string(argv[i]) == "--no-freeze") frozen = false;
+  }
   tv::models::ModelConfig cfg;
   cfg.num_classes = std::stol(bench::flag(argc, argv, "num-classes", "400"));
   std::string switches;
@@ -55,11 +61,12 @@ int main(int argc, char** argv) {
   std::vector<int64_t> labels(static_cast<size_t>(clips), 3);
   auto label = tv::tensor<int64_t>(labels);
   model->eval();
+  if (frozen) tv::nn::freeze(*model);
   const double fwd = bench::median_seconds([&] {
     tv::NoGradGuard no_grad;
     model->forward(x);
   }, 3, 3.0);
-  model->train();
+  model->train();  // (lets the frozen weights go)
   tv::optim::SGD sgd(model->parameters(), tv::optim::SGDOptions(0.01).momentum(0.9).weight_decay(1e-4));
   const double step = bench::median_seconds([&] {
     sgd.zero_grad();
@@ -71,9 +78,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   std::printf("{\"bench\":\"model\",\"impl\":\"tinyvid\",\"model\":\"%s\",\"frames\":%ld,\"input_frames\":%ld,"
               "\"size\":%ld,\"threads\":%d,\"forward_s\":%.4f,\"train_step_s\":%.4f,\"peak_rss_mb\":%.0f,"
-              "\"clips\":%ld,\"switches\":\"%s\",\"fused\":%s,\"openblas_coretype\":%s%s}\n",
+              "\"clips\":%ld,\"switches\":\"%s\",\"fused\":%s,\"frozen\":%s,\"openblas_coretype\":%s%s}\n",
               name.c_str(), frames, input_frames, size, threads, fwd, step, usage.ru_maxrss / 1024.0, clips,
-              switches.c_str(), tv::nn::fused_inference() ? "true" : "false",
+              switches.c_str(), tv::nn::fused_inference() ? "true" : "false", frozen ? "true" : "false",
               coretype ? ("\"" + std::string(coretype) + "\"").c_str() : "null",
               variant.empty() ? "" : (",\"variant\":\"" + variant + "\"").c_str());
 }

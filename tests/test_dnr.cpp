@@ -269,6 +269,11 @@ TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass
                                                     {"tsn_r50_dnr", 1 + 16 + 4}, {"tanet_r18", 1 + 8 * 2 + 3}};
       if (sites.count(name)) CHECK(tv::nn::fused_conv_bn_count() - before == sites.at(name));
       else CHECK(tv::nn::fused_conv_bn_count() - before > 0);
+      tv::nn::freeze(*m);  // frozen (weights kept as the kernels use them): still the same bits, twice
+      CHECK(m->forward(x).to_vector() == op_by_op.to_vector());
+      CHECK(m->forward(x).to_vector() == op_by_op.to_vector());
+      CHECK(tv::nn::frozen_bytes(*m) > 0);
+      tv::nn::freeze(*m, false);
     }
   }
 }

@@ -910,6 +910,45 @@ TEST_CASE("nn::conv_bn: eval without grad is one fused conv, with the values of 
   }
 }
 
+TEST_CASE("nn::freeze: a frozen conv keeps its prepared weights, gives the unfrozen values, and sees weight updates") {
+  struct Case {
+    int64_t cin, cout, kernel, padding;
+  };
+  for (auto isa : runnable_isas()) {
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    tv::cpu::ScopedIsa scoped(isa);
+    for (const Case c : {Case{24, 40, 1, 0}, Case{16, 24, 3, 1}}) {  // the packed GEMM's, Winograd's
+      CAPTURE(c.kernel);
+      tv::Generator gen(8);
+      tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(c.cin, c.cout, c.kernel).padding(c.padding), gen);
+      tv::nn::BatchNorm2d<float> bn(tv::nn::BatchNormOptions(c.cout));
+      conv.eval();
+      bn.eval();
+      tv::NoGradGuard no_grad;
+      for (int64_t size : {6, 60}) {  // Winograd: one chunk (U kept panel by panel), several (all of U)
+        CAPTURE(size);
+        const auto x = tv::normal<float>({2, c.cin, size, size}, 0, 1, gen);
+        const auto plain = tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector();
+        tv::nn::freeze(conv);
+        CHECK(tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector() == plain);  // prepares
+        const bool keeps = c.kernel == 3 || isa == tv::cpu::Isa::Avx512;  // (1x1: where the packed GEMM runs)
+        CHECK((tv::nn::frozen_bytes(conv) > 0) == keeps);
+        CHECK(tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector() == plain);  // reads them
+        // An update through an op is seen at the next call.
+        conv.weight.copy_(tv::mul(conv.weight, -0.5f));
+        const auto updated = tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector();
+        tv::nn::freeze(conv, false);
+        CHECK(tv::nn::frozen_bytes(conv) == 0);
+        CHECK(tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector() == updated);
+      }
+      tv::nn::freeze(conv);
+      conv.train();  // training lets them go
+      CHECK(tv::nn::frozen_bytes(conv) == 0);
+    }
+  }
+}
+
 TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradients of the ops one by one") {
   tv::Generator gen(12);
   const Shape shape{4, 6, 5, 7};

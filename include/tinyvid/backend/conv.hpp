@@ -1,6 +1,9 @@
 #pragma once
 // conv2d's kernels behind the device seam: each takes the call's geometry and already allocated, contiguous
 // tensors, and runs the kernel of their device (backend/cpu/conv.hpp on the CPU).
+#include <cstdint>
+#include <type_traits>
+
 #include "tinyvid/backend/batch_norm.hpp"
 #include "tinyvid/backend/conv_geometry.hpp"
 #include "tinyvid/backend/cpu/conv.hpp"
@@ -21,18 +24,49 @@ void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& 
               conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
 }
 
+// A frozen conv's weights as its kernels use them (packed, transformed), kept across calls (nn::freeze): valid for
+// one weight tensor's memory at one version. A change through the tensor's ops (copy_, an optimizer's step,
+// load_state_dict) bumps the version and the next call prepares them again; a raw write through data() is not seen.
+// Devices other than the CPU keep nothing.
+class ConvWeightCache {
+ public:
+  // The CPU's prepared weights for w, emptied first if they were made for other weights or an older version.
+  template <class T>
+  cpu::PreparedWeights* for_weight(const Tensor<T>& w) {
+    const void* source = w.data();
+    const uint64_t version = w.storage()->version();
+    if (source != source_ || version != version_) {
+      cpu_.clear();
+      source_ = source;
+      version_ = version;
+    }
+    return &cpu_;
+  }
+  void clear() {
+    cpu_.clear();
+    source_ = nullptr;
+  }
+  int64_t bytes() const { return static_cast<int64_t>(cpu_.data.size() * sizeof(float)); }
+
+ private:
+  cpu::PreparedWeights cpu_;
+  const void* source_ = nullptr;
+  uint64_t version_ = 0;
+};
+
 // The eval path's fused conv: y = conv(x, w) + bias, then y * scale + shift per output channel (an eval batch
 // norm; scale and shift undefined for none), + residual (y's shape; may be undefined), then ReLU if relu. The CPU
 // finishes each output row in cache (cpu::ConvEpilogue); other devices run the conv, then batch_norm_apply's pass
 // (batch norm, residual and ReLU), or the add and ReLU kernels where there is no batch norm. y may be the residual's
-// memory: the result is then added in place.
+// memory: the result is then added in place. cache: a frozen conv's prepared weights, or null.
 template <class T>
 void conv2d_forward_fused(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& bias,
-                          const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y) {
+                          const Tensor<T>& scale, const Tensor<T>& shift, const Tensor<T>& residual, bool relu, Tensor<T>& y,
+                          ConvWeightCache* cache = nullptr) {
   auto ptr = [](const Tensor<T>& t) { return t.defined() ? t.data() : nullptr; };
   if (device_of("conv2d", x, w, bias, scale, shift, residual, y) == Device::CPU)
     return cpu::conv2d_forward<T>(g, x.data(), w.data(), ptr(bias), y.data(), {ptr(scale), ptr(shift), ptr(residual), relu},
-                                  true);
+                                  true, std::is_same_v<T, float> && cache ? cache->for_weight(w) : nullptr);
   Tensor<T> r = residual;  // y may be residual's memory (conv2d_inference), which the conv below overwrites
   if (r.defined() && r.data() == y.data()) {
     r = Tensor<T>::empty(residual.shape(), residual.device());

@@ -48,12 +48,37 @@ Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, Tenso
     auto [scale, shift] = batch_norm_eval_coefficients(bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.options.eps());
     const Conv2dOptions& o = conv.options;
     return conv2d_inference(x, conv.weight, conv.bias, ConvFusion<T>{scale, shift, std::move(residual), relu_after}, o.stride(),
-                            o.padding(), o.dilation(), o.groups());
+                            o.padding(), o.dilation(), o.groups(), conv.weight_cache.get());
   }
   if (fused_inference()) return bn.forward(conv(x), bn.func_options().residual(residual).relu(relu_after));
   Tensor<T> y = bn(conv(x));
   if (residual.defined()) y = add(y, residual);
   return relu_after ? relu(y) : y;
+}
+
+// Freezes a model for inference, as torch.jit.freeze does for PyTorch's best inference path: each Conv2d of it keeps
+// its weights as the CPU kernels use them (packed for the GEMM, Winograd-transformed) from its first fused call on, so
+// later calls skip that work (TSN-R50, 8 x 224: 8 ms of a 0.19 s forward). The memory is kept until train() or
+// freeze(m, false): about 2.7x the weights for ResNet-50 (Winograd's F(4x4, 3x3) keeps 4x its 3x3 kernels). The values are the
+// unfrozen ones, bit for bit. A weight changed through its ops (copy_, an optimizer's step, load_state_dict) is seen
+// at the next call; one written through data() is not: freeze again after such writes.
+template <class T>
+void freeze(Module<T>& m, bool on = true) {
+  if (auto* conv = dynamic_cast<Conv2d<T>*>(&m)) {
+    if (!on) conv->weight_cache.reset();
+    else if (conv->weight_cache) conv->weight_cache->clear();  // frozen again: prepared afresh (after raw writes)
+    else conv->weight_cache = std::make_shared<kernel::ConvWeightCache>();
+  }
+  for (auto& [name, child] : m.named_children()) freeze(*child, on);
+}
+
+// The memory nn::freeze keeps for m's convs, in bytes.
+template <class T>
+int64_t frozen_bytes(const Module<T>& m) {
+  int64_t bytes = 0;
+  if (auto* conv = dynamic_cast<const Conv2d<T>*>(&m); conv && conv->weight_cache) bytes += conv->weight_cache->bytes();
+  for (const auto& [name, child] : m.named_children()) bytes += frozen_bytes(*child);
+  return bytes;
 }
 
 }  // namespace tv::nn

@@ -69,8 +69,15 @@ class Conv2d : public UnaryModule<T> {
   Tensor<T> forward(const Tensor<T>& x) override {
     return conv2d(x, weight, bias, options.stride(), options.padding(), options.dilation(), options.groups());
   }
+  // Training drops a frozen conv's prepared weights (nn::freeze).
+  void train(bool on = true) override {
+    UnaryModule<T>::train(on);
+    if (on) weight_cache.reset();
+  }
   Conv2dOptions options;
   Tensor<T> weight, bias;
+  // Set by nn::freeze: the weights as the kernels use them, kept between inference calls (nn::conv_bn).
+  std::shared_ptr<kernel::ConvWeightCache> weight_cache;
 };
 
 struct BatchNormOptions {

@@ -102,10 +102,12 @@ bool residual_reusable(const Tensor<T>& r, const ConvGeometry& g) {
 // after another (models/resnet.hpp's blocks, through nn::conv_bn). No gradient flows through it: it refuses
 // inputs that require grad while grad mode is on. A residual handed over with `then` (std::move, its memory held by
 // nothing else) may come back as the result, its memory overwritten, as PyTorch's inference fusions add a
-// residual in place; one that is still held elsewhere is only read.
+// residual in place; one that is still held elsewhere is only read. weight_cache: where a frozen conv keeps its
+// weights prepared for the kernels (nn::freeze), or null.
 template <class T>
 Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T>& bias, ConvFusion<T> then,
-                           Pair stride = {1, 1}, Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1) {
+                           Pair stride = {1, 1}, Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1,
+                           kernel::ConvWeightCache* weight_cache = nullptr) {
   const ConvGeometry g = detail::conv_geometry(input, weight, bias, stride, padding, dilation, groups);
   const auto needs_grad = [](const Tensor<T>& t) { return t.defined() && t.requires_grad(); };
   TV_CHECK(!is_grad_enabled() || !(needs_grad(input) || needs_grad(weight) || needs_grad(bias) || needs_grad(then.scale) ||
@@ -124,7 +126,7 @@ Tensor<T> conv2d_inference(const Tensor<T>& input, const Tensor<T>& weight, cons
   Tensor<T> y = detail::residual_reusable(then.residual, g) ? then.residual : Tensor<T>::empty(out, device);
   if (y.is_same(then.residual)) y.storage()->bump_version();
   kernel::conv2d_forward_fused(g, input.contiguous(), weight.contiguous(), c(bias), c(then.scale), c(then.shift),
-                               c(then.residual), then.relu, y);
+                               c(then.residual), then.relu, y, weight.is_contiguous() ? weight_cache : nullptr);
   return y;
 }
 

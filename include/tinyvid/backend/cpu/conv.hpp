@@ -227,16 +227,28 @@ inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return
 template <class T>
 class WeightOperand {
  public:
+  // prepared: where the packed weights are kept across calls (a frozen conv's), or null.
   template <class MatrixOf>
-  WeightOperand(int64_t groups, MatrixOf&& matrix_of) : isa_(active_isa()) {
+  WeightOperand(int64_t groups, MatrixOf&& matrix_of, PreparedWeights* prepared = nullptr) : isa_(active_isa()) {
     for (int64_t grp = 0; grp < groups; ++grp) matrices_.push_back(matrix_of(grp));
     if constexpr (std::is_same_v<T, float>)
       if (use_own_gemm(isa_)) {
         const int64_t each = packed_a_size(matrices_[0].rows, matrices_[0].cols);
-        buffer_.resize(static_cast<size_t>(groups * each));
-        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back(pack_a(isa_, matrices_[grp], buffer_.data() + grp * each));
+        auto pack = [&](float* out) {
+          for (int64_t grp = 0; grp < groups; ++grp) pack_a(isa_, matrices_[grp], out + grp * each);
+        };
+        const float* packed = nullptr;
+        if (prepared) {
+          packed = prepared->get(kPreparedPackedA, groups * each, pack);
+        } else {
+          buffer_.resize(static_cast<size_t>(groups * each));
+          pack(buffer_.data());
+          packed = buffer_.data();
+        }
+        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back({packed + grp * each, matrices_[grp].rows, matrices_[grp].cols});
       }
   }
+  static constexpr int64_t kPreparedPackedA = 1;  // PreparedWeights' tag
   // c = the group's matrix times b.
   void multiply(int64_t grp, const MatrixRef<const T>& b, const MatrixRef<T>& c) const {
     if constexpr (std::is_same_v<T, float>)
@@ -767,9 +779,10 @@ inline bool unroll_batch(const ConvGeometry& g) {
 // inference: no gradient will be taken of y, so a Winograd conv may run F(4x4, 3x3), which rounds more (winograd.hpp).
 // y may be ep.residual's memory (the result added in place, ops/conv.hpp's conv2d_inference): the 1x1 product then
 // stages its sums apart from y; the other paths, which write sums into y, read a copy of the residual.
+// prepared: a frozen conv's weights as its path uses them, kept across calls (filled at the first), or null.
 template <class T>
 void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* y, ConvEpilogue<T> ep = {},
-                    bool inference = false) {
+                    bool inference = false, PreparedWeights* prepared = nullptr) {
   if (g.N * g.Cout * g.OHW() == 0) return;  // an empty batch or output: nothing to compute
   const bool in_place = ep.residual && ep.residual == y;
   AlignedVector<T> residual_copy;
@@ -782,17 +795,16 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::Winograd3x3) {
     unaliased();
-    if (inference) return winograd::forward<winograd::F4x4>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
-    return winograd::forward<winograd::F2x2>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep);
+    if (inference) return winograd::forward<winograd::F4x4>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep, prepared);
+    return winograd::forward<winograd::F2x2>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep, prepared);
   }
   if (algo == ConvAlgorithm::ShiftedGemm && !(std::is_same_v<T, float> && detail::unroll_batch(g))) {
     unaliased();
     return detail::shifted_forward(g, x, w, bias, y, ep);
   }
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
-  const detail::WeightOperand<T> weights(g.groups, [&](int64_t grp) {
-    return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
-  });
+  const detail::WeightOperand<T> weights(
+      g.groups, [&](int64_t grp) { return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1}; }, prepared);
   if constexpr (std::is_same_v<T, float>)
     if ((detail::unroll_batch(g) || (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0)) && weights.packed()) {
       // One product over the batch: no copies, each tile finished in cache. A strided 1x1 conv reads every sh-th

@@ -40,6 +40,30 @@ struct CacheAligned {
 template <class T>
 using AlignedVector = std::vector<T, CacheAligned<T>>;
 
+// A conv's weights prepared for one of its paths (packed for the GEMM, or Winograd-transformed) and kept across calls:
+// a frozen conv's (nn::freeze), as PyTorch's frozen modules keep their prepacked weights. `tag` names the path and
+// layout that filled it; a call that takes another path (an input of another size, another ISA) refills it. Whoever
+// holds it checks that the weights did not change (backend/conv.hpp's ConvWeightCache).
+struct PreparedWeights {
+  int64_t tag = 0;  // 0: empty
+  AlignedVector<float> data;
+  // The n prepared floats for `want`, made by fill(data) first where they are not there.
+  template <class Fill>
+  const float* get(int64_t want, int64_t n, Fill&& fill) {
+    if (tag != want || static_cast<int64_t>(data.size()) != n) {
+      tag = 0;
+      data.resize(static_cast<size_t>(n));
+      fill(data.data());
+      tag = want;
+    }
+    return data.data();
+  }
+  void clear() {
+    tag = 0;
+    data = AlignedVector<float>();
+  }
+};
+
 // Slots 0 and 1 are for buffers private to a work item; the named slots hold one call's buffers on
 // the calling thread, which is also a worker of the parallel loops inside the call.
 enum ScratchSlot : int {

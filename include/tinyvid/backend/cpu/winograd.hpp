@@ -184,15 +184,19 @@ void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool p
   }
 }
 
-// All kernels' U, as U[xi] (Cout x C) or packed, in the calling thread's scratch.
+// All kernels' U, as U[xi] (Cout x C) or packed, into u (F::taps * xi_stride(Cout * C) values).
 template <class F, class T>
-T* transform_weight(const T* w, int64_t Cout, int64_t C, bool packed) {
-  T* u = scratch<T>(F::taps * xi_stride(Cout * C), kScratchWinogradU);
+void transform_weight(const T* w, int64_t Cout, int64_t C, bool packed, T* u) {
   parallel_for(0, (Cout + kMicroRows - 1) / kMicroRows, 1, [&](int64_t b, int64_t e) {
     const int64_t k0 = b * kMicroRows, k1 = std::min(Cout, e * kMicroRows);
     transform_weight_rows<F>(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C));
   });
-  return u;
+}
+
+// PreparedWeights' tags: all of U (packed or not), or U panel by panel (forward_one_chunk).
+template <class F>
+constexpr int64_t prepared_tag(bool packed, bool by_panel) {
+  return 16 * F::tile + (by_panel ? 4 : packed ? 3 : 2);
 }
 
 // The transforms run on whole rows of a chunk's tiles (V's and M's rows), so their vectors are long even where
@@ -313,10 +317,11 @@ bool use_micro_kernel(int64_t Cout, Isa isa) {
 // The forward for a map small enough to be one chunk (the late stages, where the weights outweigh
 // the activations): each work item owns a block of output channels, transforms their kernels into
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
+// With prepared weights (a frozen conv), each 8-row panel's U is transformed once and kept, and read from there.
 template <class F>
 void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const float* w,
                        int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V, float* M, Isa isa,
-                       const ConvEpilogue<float>& ep) {
+                       const ConvEpilogue<float>& ep, PreparedWeights* prepared) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) transform_input_channel<F>(x, C, H, W, ph, pw, L, 0, L.rows, c, V);
@@ -330,19 +335,34 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
     if (panels_m % d == 0) per_block = d;
   const int64_t rows = per_block * kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0, kSlice = 128;
   const int64_t used = L.rows * L.TW;  // a short last panel runs a narrower kernel (7 x 7 maps: 32 of 48 columns)
-  const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(rows * C);
+  const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld);
+  const int64_t panel_us = xi_stride(kMicroRows * C);  // a kept panel's U: F::taps matrices this far apart
+  const float* kept = nullptr;
+  if (prepared)
+    kept = prepared->get(prepared_tag<F>(true, true), panels_m * F::taps * panel_us, [&](float* out) {
+      parallel_for(0, panels_m, 1, [&](int64_t b, int64_t e) {
+        for (int64_t p = b; p < e; ++p)
+          transform_weight_rows<F>(w, C, p * kMicroRows, (p + 1) * kMicroRows, true, out + p * F::taps * panel_us, panel_us);
+      });
+    });
+  const int64_t us = xi_stride(rows * C);
   parallel_for(0, panels_m / per_block, 1, [&](int64_t b, int64_t e) {
-    float* ub = scratch<float>(F::taps * us, 0);
+    float* ub = kept ? nullptr : scratch<float>(F::taps * us, 0);
+    // Panel mb of the block, position xi, channels from c0: its packed rows of U.
+    auto u_at = [&](int64_t k0, int64_t mb, int64_t xi, int64_t c0) {
+      if (kept) return kept + ((k0 / kMicroRows + mb) * F::taps + xi) * panel_us + c0 * kMicroRows;
+      return static_cast<const float*>(ub) + xi * us + (mb * C + c0) * kMicroRows;
+    };
     for (int64_t blk = b; blk < e; ++blk) {
       const int64_t k0 = blk * rows;
-      transform_weight_rows<F>(w, C, k0, k0 + rows, true, ub, us);
+      if (!kept) transform_weight_rows<F>(w, C, k0, k0 + rows, true, ub, us);
       // Channels in slices of kSlice, so the 48-column sliver of V stays in L1 across the block's panels.
       for (int64_t xi = 0; xi < F::taps; ++xi)
         for (int64_t j = 0; j < panels_n; ++j)
           for (int64_t c0 = 0; c0 < C; c0 += kSlice)
             for (int64_t mb = 0; mb < per_block; ++mb)
               micro_kernel_8x48_taps(isa, 1, std::min(kSlice, C - c0), &no_offset, L.ld,
-                                     ub + xi * us + (mb * C + c0) * kMicroRows, V + xi * vs + c0 * L.ld + j * kMicroCols,
+                                     u_at(k0, mb, xi, c0), V + xi * vs + c0 * L.ld + j * kMicroCols,
                                      M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0,
                                      std::min(kMicroCols, used - j * kMicroCols));
       for (int64_t k = k0; k < k0 + rows; ++k)
@@ -352,10 +372,10 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
 }
 
 // y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw), finished by ep,
-// in the variant F.
+// in the variant F. prepared: U kept across calls (a frozen conv's, float), or null.
 template <class F, class T>
 void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w, int64_t Cout,
-             const T* bias, T* y, const ConvEpilogue<T>& ep = {}) {
+             const T* bias, T* y, const ConvEpilogue<T>& ep = {}, PreparedWeights* prepared = nullptr) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   const Isa isa = active_isa();
   const bool micro = use_micro_kernel<T>(Cout, isa);
@@ -364,8 +384,17 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
   T* V = scratch<T>(F::taps * vs, kScratchWinogradV);
   T* M = scratch<T>(F::taps * ms, kScratchWinogradM);
   if constexpr (std::is_same_v<T, float>)
-    if (micro && L.chunk_rows >= L.rows) return forward_one_chunk<F>(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa, ep);
-  const T* u = transform_weight<F>(w, Cout, C, micro);
+    if (micro && L.chunk_rows >= L.rows)
+      return forward_one_chunk<F>(x, C, H, W, ph, pw, w, Cout, bias, y, L, V, M, isa, ep, prepared);
+  const T* u = nullptr;
+  if constexpr (std::is_same_v<T, float>)
+    if (prepared)
+      u = prepared->get(prepared_tag<F>(micro, false), F::taps * us, [&](float* out) { transform_weight<F>(w, Cout, C, micro, out); });
+  if (!u) {
+    T* fresh = scratch<T>(F::taps * us, kScratchWinogradU);
+    transform_weight<F>(w, Cout, C, micro, fresh);
+    u = fresh;
+  }
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
