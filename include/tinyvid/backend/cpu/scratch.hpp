@@ -40,13 +40,27 @@ struct CacheAligned {
 template <class T>
 using AlignedVector = std::vector<T, CacheAligned<T>>;
 
+// 64-byte aligned as CacheAligned, but from the system allocator: for buffers kept long rather than reused call by
+// call, whose memory goes back when they are dropped (the kernel buffers' cache would keep it).
+template <class T>
+struct SystemAligned {
+  using value_type = T;
+  SystemAligned() = default;
+  template <class U>
+  SystemAligned(const SystemAligned<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const SystemAligned<U>&) const { return true; }
+};
+
 // A conv's weights prepared for one of its paths (packed for the GEMM, or Winograd-transformed) and kept across calls:
 // a frozen conv's (nn::freeze), as PyTorch's frozen modules keep their prepacked weights. `tag` names the path and
 // layout that filled it; a call that takes another path (an input of another size, another ISA) refills it. Whoever
 // holds it checks that the weights did not change (backend/conv.hpp's ConvWeightCache).
 struct PreparedWeights {
   int64_t tag = 0;  // 0: empty
-  AlignedVector<float> data;
+  std::vector<float, SystemAligned<float>> data;
   // The n prepared floats for `want`, made by fill(data) first where they are not there.
   template <class Fill>
   const float* get(int64_t want, int64_t n, Fill&& fill) {
@@ -60,7 +74,7 @@ struct PreparedWeights {
   }
   void clear() {
     tag = 0;
-    data = AlignedVector<float>();
+    data = std::vector<float, SystemAligned<float>>();
   }
 };
 
