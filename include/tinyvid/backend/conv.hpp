@@ -24,6 +24,14 @@ void conv2d_forward(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& 
               conv2d_forward<T>(g, x.data(), w.data(), bias.defined() ? bias.data() : nullptr, y.data()));
 }
 
+// Whether conv2d_forward_fused adds a residual in place without a copy where y is the residual's memory: on the CPU,
+// a float 1x1 conv without padding on the packed GEMM (other paths read a copy of the residual).
+template <class T>
+bool conv2d_adds_in_place(const ConvGeometry& g, Device device) {
+  return std::is_same_v<T, float> && device == Device::CPU && g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 &&
+         cpu::use_own_gemm(cpu::active_isa());
+}
+
 // A frozen conv's weights as its kernels use them (packed, transformed), kept across calls (nn::freeze): valid for
 // one weight tensor's memory at one version. A change through the tensor's ops (copy_, an optimizer's step,
 // load_state_dict) bumps the version and the next call prepares them again; a raw write through data() is not seen.

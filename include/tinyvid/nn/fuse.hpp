@@ -61,7 +61,9 @@ Tensor<T> conv_bn(Conv2d<T>& conv, BatchNorm2d<T>& bn, const Tensor<T>& x, Tenso
 // later calls skip that work (TSN-R50, 8 x 224: 0.206 -> 0.202 s per forward). The memory is kept until train() or
 // freeze(m, false): 193 MB for TSN-R50, twice its weights (Winograd's F(4x4, 3x3) keeps 4x its 3x3 kernels). The
 // values are the unfrozen ones, bit for bit. A weight changed through its ops (copy_, an optimizer's step,
-// load_state_dict) is seen at the next call; one written through data() is not: freeze again after such writes.
+// load_state_dict) is seen at the next call; one written through data() is not: freeze again after such writes. A
+// frozen model runs one call at a time (its convs' prepared weights are refilled in place where an input's size
+// changes Winograd's layout).
 template <class T>
 void freeze(Module<T>& m, bool on = true) {
   if (auto* conv = dynamic_cast<Conv2d<T>*>(&m)) {

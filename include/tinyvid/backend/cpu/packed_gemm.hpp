@@ -191,14 +191,21 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
       });
   };
   if constexpr (staged) TV_CHECK(beta == 0.0f, "gemm_packed: a staged finish writes C from the product alone (beta 0)");
-  if (K == 0 || (beta != 0.0f && beta != 1.0f)) {  // C = beta C (scaled once; the kernels then add to it)
+  if ((K == 0 && !staged) || (beta != 0.0f && beta != 1.0f)) {  // C = beta C (scaled once; the kernels then add to it)
     for_each_piece(0, M, 0, N, [&](int64_t i, int64_t j, int64_t end) {
       float* row = c_at(i, j);
       for (int64_t q = 0; q < end - j; ++q) row[q] = beta == 0.0f ? 0.0f : row[q] * beta;
     });
     beta = 1.0f;
   }
-  if (K == 0) return finish_pieces(0, M, 0, N);
+  if (K == 0) {
+    if constexpr (staged) {  // C untouched (it may be what finish reads): the sums are zeros
+      const float* zeros = std::fill_n(scratch<float>(N, kScratchGemmC), N, 0.0f) - N;
+      for_each_piece(0, M, 0, N, [&](int64_t i, int64_t j, int64_t end) { finish(zeros, i, j / runs.length, j % runs.length, end - j); });
+      return;
+    }
+    return finish_pieces(0, M, 0, N);
+  }
   const int64_t panels_m = (M + kMicroRows - 1) / kMicroRows, panels_n = (N + kMicroCols - 1) / kMicroCols;
   const int64_t blocks_m = (panels_m + kGemmMcPanels - 1) / kGemmMcPanels;
   const int64_t tile = kMicroRows * kMicroCols;

@@ -56,7 +56,7 @@ struct SystemAligned {
 
 // A conv's weights prepared for one of its paths (packed for the GEMM, or Winograd-transformed) and kept across calls:
 // a frozen conv's (nn::freeze), as PyTorch's frozen modules keep their prepacked weights. `tag` names the path and
-// layout that filled it; a call that takes another path (an input of another size, another ISA) refills it. Whoever
+// layout that filled it; a call that takes another path or layout (Winograd on an input of another size) refills it. Whoever
 // holds it checks that the weights did not change (backend/conv.hpp's ConvWeightCache).
 struct PreparedWeights {
   int64_t tag = 0;  // 0: empty
