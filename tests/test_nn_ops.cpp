@@ -944,7 +944,15 @@ TEST_CASE("nn::freeze: a frozen conv keeps its prepared weights, gives the unfro
         CHECK(tv::nn::frozen_bytes(conv) == 0);
         CHECK(tv::nn::conv_bn(conv, bn, x, Tensor<float>(), true).to_vector() == updated);
       }
-      tv::nn::freeze(conv);
+      {  // one freeze, two input sizes one after the other: Winograd's layout changes, the values do not
+        const auto small = tv::normal<float>({2, c.cin, 6, 6}, 0, 1, gen), large = tv::normal<float>({2, c.cin, 60, 60}, 0, 1, gen);
+        const auto small_plain = tv::nn::conv_bn(conv, bn, small).to_vector(), large_plain = tv::nn::conv_bn(conv, bn, large).to_vector();
+        tv::nn::freeze(conv);
+        for (int pass = 0; pass < 2; ++pass) {
+          CHECK(tv::nn::conv_bn(conv, bn, small).to_vector() == small_plain);
+          CHECK(tv::nn::conv_bn(conv, bn, large).to_vector() == large_plain);
+        }
+      }
       conv.train();  // training lets them go
       CHECK(tv::nn::frozen_bytes(conv) == 0);
     }
