@@ -745,7 +745,6 @@ inline void spread_1x1_pixels(const ConvGeometry& g, const float* compact, float
 
 }  // namespace detail
 
-// y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 namespace detail {
 // cols[n][c * KH * KW + tap][j] = image n's input under tap (ki, kj) of output pixel j (0 in the padding), for
 // groups == 1: every image unrolled at once through a table of source offsets shared by all planes. (im2col_tile,
@@ -775,6 +774,7 @@ inline bool unroll_batch(const ConvGeometry& g) {
 }
 }  // namespace detail
 
+// y (N x Cout x OH x OW) = conv(x, w) + bias; x, w, y contiguous; bias may be null.
 // y = conv(x, w) + bias, each output row then finished by ep (batch norm, residual, ReLU: the eval path's fused convs).
 // inference: no gradient will be taken of y, so a Winograd conv may run F(4x4, 3x3), which rounds more (winograd.hpp).
 // y may be ep.residual's memory (the result added in place, ops/conv.hpp's conv2d_inference): the 1x1 product then
@@ -793,12 +793,13 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
     }
   };
   const ConvAlgorithm algo = choose_conv_algorithm(g);
+  const bool unrolled_batch = std::is_same_v<T, float> && detail::unroll_batch(g);
   if (algo == ConvAlgorithm::Winograd3x3) {
     unaliased();
     if (inference) return winograd::forward<winograd::F4x4>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep, prepared);
     return winograd::forward<winograd::F2x2>(x, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, bias, y, ep, prepared);
   }
-  if (algo == ConvAlgorithm::ShiftedGemm && !(std::is_same_v<T, float> && detail::unroll_batch(g))) {
+  if (algo == ConvAlgorithm::ShiftedGemm && !unrolled_batch) {
     unaliased();
     return detail::shifted_forward(g, x, w, bias, y, ep);
   }
@@ -806,13 +807,13 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   const detail::WeightOperand<T> weights(
       g.groups, [&](int64_t grp) { return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1}; }, prepared);
   if constexpr (std::is_same_v<T, float>)
-    if ((detail::unroll_batch(g) || (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0)) && weights.packed()) {
+    if ((unrolled_batch || (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0)) && weights.packed()) {
       // One product over the batch: no copies, each tile finished in cache. A strided 1x1 conv reads every sh-th
       // row and sw-th column: those pixels are gathered once (a quarter of the input at stride 2), then the same;
       // unroll_batch's convs unroll every image once (K = C x 9 rows of B per image).
       const int64_t HW = g.OHW(), K = g.K();  // B's rows per image and group (Cg for 1x1)
       const float* xin = x;
-      if (detail::unroll_batch(g)) {
+      if (unrolled_batch) {
         float* cols = scratch<float>(g.N * K * HW, kScratchPadded);
         detail::unroll_images(g, x, cols);
         xin = cols;

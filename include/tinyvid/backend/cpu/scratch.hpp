@@ -14,18 +14,27 @@ namespace tv::cpu {
 // An allocator for buffers the vector kernels read: 64-byte (cache-line) aligned, and cached for reuse
 // (device.hpp's kernel_buffer_allocator). malloc gives 16, and a buffer whose rows start 16 bytes into a line splits
 // every 64-byte load across two lines: Winograd's 3x3 64 -> 64 at 56x56 ran at 135 instead of 295 GFLOP/s on 2 cores
-// whenever its scratch landed that way.
-template <class T>
+// whenever its scratch landed that way. Kept: from the system allocator instead, for buffers kept long rather than
+// reused call by call, whose memory goes back when they are dropped (the cache would keep it).
+template <class T, bool Kept = false>
 struct CacheAligned {
   using value_type = T;
+  template <class U>
+  struct rebind {
+    using other = CacheAligned<U, Kept>;
+  };
   CacheAligned() = default;
   template <class U>
-  CacheAligned(const CacheAligned<U>&) {}
+  CacheAligned(const CacheAligned<U, Kept>&) {}
   T* allocate(size_t n) {
+    if constexpr (Kept) return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
     if (void* p = ::tv::detail::kernel_buffer_allocator().allocate(n * sizeof(T))) return static_cast<T*>(p);
     throw std::bad_alloc();
   }
-  void deallocate(T* p, size_t n) { ::tv::detail::kernel_buffer_allocator().deallocate(p, n * sizeof(T)); }
+  void deallocate(T* p, size_t n) {
+    if constexpr (Kept) ::operator delete(p, std::align_val_t(64));
+    else ::tv::detail::kernel_buffer_allocator().deallocate(p, n * sizeof(T));
+  }
   // A new element without a value is left uninitialized, as with `new T[n]`: a buffer the kernels overwrite is not
   // zeroed first (4 MB of packed weights per call of a 1x1 2048 -> 512 conv). Ask for zeros with vector(n, T(0)).
   template <class U, class... Args>
@@ -34,25 +43,11 @@ struct CacheAligned {
     else ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
   }
   template <class U>
-  bool operator==(const CacheAligned<U>&) const { return true; }
+  bool operator==(const CacheAligned<U, Kept>&) const { return true; }
 };
 
 template <class T>
 using AlignedVector = std::vector<T, CacheAligned<T>>;
-
-// 64-byte aligned as CacheAligned, but from the system allocator: for buffers kept long rather than reused call by
-// call, whose memory goes back when they are dropped (the kernel buffers' cache would keep it).
-template <class T>
-struct SystemAligned {
-  using value_type = T;
-  SystemAligned() = default;
-  template <class U>
-  SystemAligned(const SystemAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U>
-  bool operator==(const SystemAligned<U>&) const { return true; }
-};
 
 // A conv's weights prepared for one of its paths (packed for the GEMM, or Winograd-transformed) and kept across calls:
 // a frozen conv's (nn::freeze), as PyTorch's frozen modules keep their prepacked weights. `tag` names the path and
@@ -60,7 +55,7 @@ struct SystemAligned {
 // holds it checks that the weights did not change (backend/conv.hpp's ConvWeightCache).
 struct PreparedWeights {
   int64_t tag = 0;  // 0: empty
-  std::vector<float, SystemAligned<float>> data;
+  std::vector<float, CacheAligned<float, true>> data;  // (system memory: see CacheAligned)
   // The n prepared floats for `want`, made by fill(data) first where they are not there.
   template <class Fill>
   const float* get(int64_t want, int64_t n, Fill&& fill) {
@@ -74,7 +69,7 @@ struct PreparedWeights {
   }
   void clear() {
     tag = 0;
-    data = std::vector<float, SystemAligned<float>>();
+    data = decltype(data)();  // (its memory freed, not kept as capacity)
   }
 };
 
