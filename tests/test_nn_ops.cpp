@@ -1257,6 +1257,10 @@ TEST_CASE("pools, softmax, cross_entropy and the LSTM cell match PyTorch") {
             ref_gx[arg] += T(1);
           }
       CHECK(y.detach().to_vector() == ref_y);
+      {  // and the values alone (inference): rows no window reaches, columns past the last window
+        tv::NoGradGuard no_grad;
+        CHECK(tv::max_pool2d(x, tv::MaxPool2dOptions(k).stride(s).padding(p).ceil_mode(true)).to_vector() == ref_y);
+      }
       auto g = grads_of(y, tv::ones_like(y), {x});
       CHECK(g[0].to_vector() == ref_gx);
     }
