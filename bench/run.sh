@@ -7,7 +7,8 @@
 # tsn_r50 runs a second time with OPENBLAS_CORETYPE=SkylakeX (only that process; the rest keep the environment as
 # it is), and compare.py sets its times against the plain run's. On a CPU with AVX-512, the conv shapes and tsn_r50
 # run again on tinyvid's AVX2 kernels (TINYVID_ISA=avx2) and on PyTorch limited the same way (ONEDNN_MAX_CPU_ISA=AVX2,
-# ATEN_CPU_CAPABILITY=avx2), as "variant":"avx2". compare.py ends with the goal lines (PASS/MISS).
+# ATEN_CPU_CAPABILITY=avx2), as "variant":"avx2". peer_convs.py adds PyTorch's TSN-R50 forward conv by conv (oneDNN's
+# own timing). compare.py ends with the goal lines (PASS/MISS).
 set -euo pipefail
 # A relative build dir is taken from where run.sh is called; the default is the repo's build/.
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,6 +51,7 @@ done
     /usr/bin/python3 bench/peer.py "$@"
     (cd bench && /usr/bin/python3 peer_conv.py && /usr/bin/python3 peer_layers.py &&
      for m in "${models[@]}"; do /usr/bin/python3 peer_models.py --model "$m"; done &&
+     { /usr/bin/python3 peer_convs.py --model tsn_r50 || echo "run.sh: peer_convs.py failed (a diagnostic: the run goes on)" >&2; } &&
      if [[ $avx2_variant == 1 ]]; then
        ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 /usr/bin/python3 peer_conv.py --variant avx2 &&
        ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 /usr/bin/python3 peer_models.py --model tsn_r50 --variant avx2

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -1395,6 +1396,20 @@ TEST_CASE("NaN and infinity pass through every op as in PyTorch, values and grad
     CHECK(same_values(x.grad().to_vector(), r.gx));
   }
   CHECK((tv::argmax(tv::tensor<float>({1, nan, 3, nan, 1, 5, 2, 0}, {2, 4}), 1).to_vector() == std::vector<int64_t>{1, 1}));
+  {  // max_pool2d's order bit for bit on the stem's window (3, stride 2, padding 1), with the argmax and without it:
+     // a tie of -0 and +0 keeps the first, row by row (across rows both ways), and of two NaNs the last wins.
+    auto bits = [](float f) { return std::bit_cast<uint32_t>(f); };
+    const float na = std::bit_cast<float>(0x7fc00001u), nb = std::bit_cast<float>(0xffc00002u);
+    const std::vector<float> xv = {-0.0f, -1, na, -1, 0.0f, -1, -1, nb, -0.0f, -1, -1, -1, -1, -1, na, -1};
+    const std::vector<uint32_t> want = {bits(-0.0f), bits(nb), bits(0.0f), bits(na)};
+    for (bool grad : {false, true}) {
+      CAPTURE(grad);
+      auto x = tv::tensor<float>(xv, {1, 1, 4, 4}).requires_grad_(grad);
+      std::vector<uint32_t> got;
+      for (float v : tv::max_pool2d(x, tv::MaxPool2dOptions(3).stride(2).padding(1)).to_vector()) got.push_back(bits(v));
+      CHECK(got == want);
+    }
+  }
 
   // batch_norm in training: a NaN or an infinity in a channel makes that channel's output NaN and its running
   // variance NaN (not the clamped 0 of max(0, NaN)); the other channel is untouched.
