@@ -958,6 +958,23 @@ TEST_CASE("nn::freeze: a frozen conv keeps its prepared weights, gives the unfro
       CHECK(tv::nn::frozen_bytes(conv) == 0);
     }
   }
+  {  // New weights in a freed tensor's memory, at the same version (a block of 1 MB the host allocator hands back at
+     // the next request of its size), are not the old ones: the cache holds the storage, not only the address.
+    tv::empty_cache();  // (so that the freed block is the only one of its size)
+    tv::kernel::ConvWeightCache cache;
+    const Shape ws{256, 256, 2, 2};  // 1 MB
+    auto old_weights = tv::zeros<float>(ws);
+    const float* memory = old_weights.data();
+    const uint64_t version = old_weights.storage()->version();
+    cache.for_weight(old_weights)->get(7, 4, [](float* d) { std::fill(d, d + 4, 1.0f); });
+    CHECK(cache.bytes() == 16);
+    old_weights = Tensor<float>();
+    const auto new_weights = tv::zeros<float>(ws);
+    REQUIRE(new_weights.data() == memory);  // the premise: the same memory, at the same version
+    REQUIRE(new_weights.storage()->version() == version);
+    CHECK(cache.for_weight(new_weights)->tag == 0);
+    CHECK(cache.bytes() == 0);
+  }
 }
 
 TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradients of the ops one by one") {

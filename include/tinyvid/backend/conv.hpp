@@ -2,6 +2,7 @@
 // conv2d's kernels behind the device seam: each takes the call's geometry and already allocated, contiguous
 // tensors, and runs the kernel of their device (backend/cpu/conv.hpp on the CPU).
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 
 #include "tinyvid/backend/batch_norm.hpp"
@@ -33,9 +34,10 @@ bool conv2d_adds_in_place(const ConvGeometry& g, Device device) {
 }
 
 // A frozen conv's weights as its kernels use them (packed, transformed), kept across calls (nn::freeze): valid for
-// one weight tensor's memory at one version. A change through the tensor's ops (copy_, an optimizer's step,
-// load_state_dict) bumps the version and the next call prepares them again; a raw write through data() is not seen.
-// Devices other than the CPU keep nothing.
+// one weight tensor's storage and offset at one version. A change through the tensor's ops (copy_, an optimizer's
+// step, load_state_dict) bumps the version and the next call prepares them again; a raw write through data() is not
+// seen. The storage is held weakly, not by its address alone: new weights in a freed one's memory (the host allocator
+// hands freed blocks back) start at the same version. Devices other than the CPU keep nothing.
 class ConvWeightCache {
  public:
   // The CPU's prepared weights for w, emptied first if they were made for other weights or an older version.
@@ -43,16 +45,18 @@ class ConvWeightCache {
   cpu::PreparedWeights* for_weight(const Tensor<T>& w) {
     const void* source = w.data();
     const uint64_t version = w.storage()->version();
-    if (source != source_ || version != version_) {
+    if (source != source_ || version != version_ || storage_.lock() != w.storage()) {
       cpu_.clear();
       source_ = source;
       version_ = version;
+      storage_ = w.storage();
     }
     return &cpu_;
   }
   void clear() {
     cpu_.clear();
     source_ = nullptr;
+    storage_.reset();
   }
   int64_t bytes() const { return static_cast<int64_t>(cpu_.data.size() * sizeof(float)); }
 
@@ -60,6 +64,7 @@ class ConvWeightCache {
   cpu::PreparedWeights cpu_;
   const void* source_ = nullptr;
   uint64_t version_ = 0;
+  std::weak_ptr<void> storage_;
 };
 
 // The eval path's fused conv: y = conv(x, w) + bias, then y * scale + shift per output channel (an eval batch
