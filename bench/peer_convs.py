@@ -15,7 +15,6 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 
 try:
     import torch
@@ -23,8 +22,7 @@ except ImportError:
     print("peer_convs.py: torch is not installed; no peer figures", file=sys.stderr)
     sys.exit(0)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-import torch_twin  # noqa: E402
+from peer_models import add_model_args, best_path, input_frames, torch_twin  # noqa: E402 (the same path, built alike)
 
 DESC = re.compile(r"mb(\d+)_ic(\d+)oc(\d+)_ih(\d+)oh(\d+)kh(\d+)sh(\d+)dh\d+ph\d+_iw(\d+)ow(\d+)kw(\d+)sw(\d+)")
 
@@ -66,22 +64,15 @@ def verbose_lines(run):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="tsn_r50")
-    ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--threads", type=int, default=2)
+    add_model_args(ap)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    frames = args.frames * (torch_twin.TDN_SEGMENT_FRAMES if args.model.startswith("tdn_") else 1)
-    model = torch_twin.build_model(args.model, frames=frames, num_classes=400).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(frames, 3, args.size, args.size).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = torch.jit.optimize_for_inference(torch.jit.trace(model, x, check_trace=False))
-        for _ in range(5):  # the profiling executor specializes the graph in its first runs
-            fast(x)
+    frames = input_frames(args.model, args.frames)
+    model = torch_twin.build_model(args.model, frames=frames, num_classes=400)
+    with torch.no_grad():
+        fast, x, _ = best_path(model, torch.randn(frames, 3, args.size, args.size))
         runs = [verbose_lines(lambda: fast(x)) for _ in range(args.runs)]
     # The run whose primitives' total is the median.
     runs.sort(key=lambda lines: sum(float(line[-1]) for line in lines))

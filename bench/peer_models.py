@@ -48,18 +48,27 @@ def train_step_seconds(model, x, label, reps, seconds):
     return median_seconds(step, reps, seconds)
 
 
+def best_path(model, x):
+    """PyTorch's best inference path for model (converted in place; call under no_grad): (the module
+    torch.jit.optimize_for_inference makes of its trace in channels_last, warmed up; x in channels_last; the eager
+    model's output, which the module's must match). peer_convs.py times the same module op by op."""
+    m = model.eval().to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it takes as constants
+        reference = m(xc)
+        fast = torch.jit.optimize_for_inference(torch.jit.trace(m, xc, check_trace=False))
+        for _ in range(3):  # the profiling executor specializes the graph in its first runs
+            fast(xc)
+    return fast, xc, reference
+
+
 def best_forward_seconds(model, x, reps, seconds):
     """(seconds, None) of PyTorch's best inference path for model (converted in place), or (None, reason)."""
     try:
-        m = model.eval().to(memory_format=torch.channels_last)
-        xc = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on Python values it takes as constants
-            reference = m(xc)
-            fast = torch.jit.optimize_for_inference(torch.jit.trace(m, xc, check_trace=False))
-            for _ in range(3):  # the profiling executor specializes the graph in its first runs
-                out = fast(xc)
-            err = (out - reference).abs().max().item()
+        with torch.no_grad():
+            fast, xc, reference = best_path(model, x)
+            err = (fast(xc) - reference).abs().max().item()
             scale = reference.abs().max().item()
             if not err <= 1e-3 * scale + 1e-5:
                 return None, f"the optimized model's output differs from eager's by {err:.3g} (max |y| {scale:.3g})"
@@ -68,12 +77,22 @@ def best_forward_seconds(model, x, reps, seconds):
         return None, reason(e)
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def add_model_args(ap):
+    """The flags naming the clip and the threads, shared with peer_convs.py."""
     ap.add_argument("--model", default="tsn_r50")
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2)
+
+
+def input_frames(model, frames):
+    """A clip's input frames: TDN's segments hold torch_twin.TDN_SEGMENT_FRAMES each."""
+    return frames * torch_twin.TDN_SEGMENT_FRAMES if model.startswith("tdn_") else frames
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_model_args(ap)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--variant", default="")
     args = ap.parse_args()
@@ -81,15 +100,14 @@ def main():
     torch.manual_seed(0)
     fwd_timing = (2, 0.0) if args.quick else (3, 3.0)
     step_timing = (2, 0.0) if args.quick else (3, 5.0)
-    tdn = args.model.startswith("tdn_")
-    input_frames = args.frames * torch_twin.TDN_SEGMENT_FRAMES if tdn else args.frames
+    frames = input_frames(args.model, args.frames)
 
     def build():
         """The model with the same weights each time (kept by none, so the peak RSS is the NCHW runs' alone)."""
         torch.manual_seed(0)
-        return torch_twin.build_model(args.model, frames=input_frames, num_classes=400)
+        return torch_twin.build_model(args.model, frames=frames, num_classes=400)
     model = build()
-    x = torch.randn(input_frames, 3, args.size, args.size)
+    x = torch.randn(frames, 3, args.size, args.size)
     label = torch.tensor([3])
     model.eval()
     with torch.no_grad():
@@ -106,7 +124,7 @@ def main():
         step_cl, step_cl_error = None, reason(e)
     best, best_error = best_forward_seconds(build(), x, *fwd_timing)
     print(json.dumps(with_variant({"bench": "model", "impl": "pytorch", "model": args.model, "frames": args.frames,
-                      "input_frames": input_frames, "size": args.size, "threads": args.threads,
+                      "input_frames": frames, "size": args.size, "threads": args.threads,
                       "torch": torch.__version__, "forward_s": round(fwd, 4), "train_step_s": round(step_s, 4),
                       "peak_rss_mb": round(rss),
                       "forward_best_s": None if best is None else round(best, 4), "forward_best_error": best_error,
