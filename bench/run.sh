@@ -58,12 +58,14 @@ done
      fi &&
      /usr/bin/python3 peer_data.py && /usr/bin/python3 peer_dist.py)
     # The goal model again, tinyvid and PyTorch alternating, in rounds: the machine's speed drifts by tens of percent
-    # over minutes, and the runs above measure the two sides minutes apart. compare.py's TSN-R50 goal lines take each
-    # side's median over these rounds.
-    # (tinyvid under OPENBLAS_CORETYPE=SkylakeX in each round too, for the goal that the BLAS's kernel choice not matter)
-    for round in 1 2 3; do
-      "$build/bench/bench_models" --model tsn_r50 --variant "round$round"
-      OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model tsn_r50 --variant "openblas_skylakex_round$round"
+    # over minutes, and the runs above measure the two sides minutes apart. compare.py's TSN-R50 goal lines take the
+    # median over these rounds of each round's ratio.
+    # (tinyvid under OPENBLAS_CORETYPE=SkylakeX in each round too, for the goal that the BLAS's kernel choice not matter;
+    # which of the two runs first alternates from round to round). compare.py takes the median of the rounds' ratios.
+    for round in 1 2 3 4 5; do
+      plain=("$build/bench/bench_models" --model tsn_r50 --variant "round$round")
+      skylakex=(env OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model tsn_r50 --variant "openblas_skylakex_round$round")
+      if (( round % 2 )); then "${plain[@]}"; "${skylakex[@]}"; else "${skylakex[@]}"; "${plain[@]}"; fi
       (cd bench && /usr/bin/python3 peer_models.py --model tsn_r50 --variant "round$round")
     done
   else
