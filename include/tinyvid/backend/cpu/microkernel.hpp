@@ -152,6 +152,28 @@ inline void micro_kernel_broadcast(int64_t rows, int64_t width, int64_t K, const
   }
 }
 
+// out[j][t] = r[step * t + j] for j < count, t < n, where r[x] = src[x] for x in [lo, hi) and 0 elsewhere, x < 64
+// (no float of src outside [lo, hi) is read: masked loads), n <= 16: Winograd's patch columns of up to 16 tiles
+// from one input row, its padding included (a copy into a zero-padded row and a scalar split took 12% of a 3x3
+// conv's time at 28 x 28).
+TINYVID_TARGET_AVX512 inline void split_row(const float* src, int64_t lo, int64_t hi, int64_t step, int64_t count, int64_t n,
+                                            float* const* out) {
+  __m512 r[4];
+  for (int64_t v = 0; v < 4; ++v) {
+    const int64_t a = std::max<int64_t>(lo, 16 * v), b = std::min<int64_t>(hi, 16 * v + 16);
+    const __mmask16 m = a < b ? static_cast<__mmask16>(((1u << (b - a)) - 1) << (a - 16 * v)) : 0;
+    r[v] = m ? _mm512_maskz_loadu_ps(m, src + 16 * v) : _mm512_setzero_ps();
+  }
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(step)));
+  const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
+  for (int64_t j = 0; j < count; ++j) {
+    const __m512i idx = _mm512_add_epi32(at, _mm512_set1_epi32(static_cast<int>(j)));  // (permutes use idx mod 32)
+    const __m512 low = _mm512_permutex2var_ps(r[0], idx, r[1]), high = _mm512_permutex2var_ps(r[2], idx, r[3]);
+    _mm512_mask_storeu_ps(out[j], keep, _mm512_mask_mov_ps(low, _mm512_cmpge_epi32_mask(idx, _mm512_set1_epi32(32)), high));
+  }
+}
+
 }  // namespace avx512
 
 // The same contracts on 16 ymm registers: each kernel runs as sub-tiles that fit them.
@@ -331,6 +353,24 @@ inline void pack_8_rows(Isa isa, const float* src, int64_t ld, int64_t K, float*
   (void)isa, (void)src, (void)ld, (void)K, (void)out;
   std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
+}
+
+// The same for any n, with AVX-512 (only): out[j][t] = r[step * t + j], r[x] = src[x] on [lo, hi), else 0.
+inline void split_row(Isa isa, const float* src, int64_t lo, int64_t hi, int64_t step, int64_t count, int64_t n,
+                      float* const* out) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512) {
+    const int64_t group = std::min<int64_t>(16, (64 - count) / step + 1);  // tiles whose columns lie in 64 floats
+    for (int64_t t0 = 0; t0 < n; t0 += group) {
+      float* part[8];
+      for (int64_t j = 0; j < count; ++j) part[j] = out[j] + t0;
+      avx512::split_row(src + step * t0, lo - step * t0, hi - step * t0, step, count, std::min(group, n - t0), part);
+    }
+    return;
+  }
+#endif
+  (void)isa, (void)src, (void)lo, (void)hi, (void)step, (void)count, (void)n, (void)out;
+  std::abort();  // unreachable: called only where active_isa() is Avx512
 }
 
 inline void transpose_16x16(Isa isa, const float* src, int64_t lds, float* dst, int64_t ldd) {
