@@ -272,7 +272,9 @@ TEST_CASE("models: the inference path (batch norm, add and ReLU in the conv pass
       tv::nn::freeze(*m);  // frozen (weights kept as the kernels use them): still the same bits, twice
       CHECK(m->forward(x).to_vector() == op_by_op.to_vector());
       CHECK(m->forward(x).to_vector() == op_by_op.to_vector());
-      CHECK(tv::nn::frozen_bytes(*m) > 0);
+      // (Kept: the packed 1x1 weights where tinyvid's GEMM runs, AVX-512, and the Winograd weights of fused 3x3
+      // convs: TSN+DNR's 3x3 convs are not fused, so on AVX2 alone it keeps nothing.)
+      if (tv::cpu::use_own_gemm(tv::cpu::active_isa()) || std::string(name) != "tsn_r50_dnr") CHECK(tv::nn::frozen_bytes(*m) > 0);
       tv::nn::freeze(*m, false);
     }
   }
