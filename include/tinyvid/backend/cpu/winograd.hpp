@@ -4,8 +4,10 @@
 //   Y = A^T [ sum_c (G g G^T) .* (B^T d B) ] A      (Lavin & Gray, 2016).
 // The patch^2 element-wise products summed over channels are patch^2 GEMMs: M[xi] (Cout x tiles) =
 // U[xi] (Cout x C) * V[xi] (C x tiles), xi the position in the transformed patch.
-// Tiles are processed in chunks of whole tile rows; within a chunk the input transform is split over
-// channels, the GEMMs over (xi, column panel), the output transform over output channels.
+// Tiles are processed in chunks of whole tile rows. With the micro-kernels each thread runs whole chunks
+// (input transform, GEMMs, output transform) in buffers of its own; a map that is one chunk (forward_one_chunk) and
+// the BLAS path split each step over the threads instead: the input transform over channels, the GEMMs over xi
+// (or over blocks of output channels), the output transform over output channels.
 //
 // Two variants, the same code with other matrices:
 // - F2x2 (F(2x2, 3x3), 2.25x fewer multiplies): the transforms only add and subtract (coefficients 1 and
