@@ -110,6 +110,14 @@ fwd = [g for g in skylake if "forward_s" in g["goal"]]
 check(len(fwd) == 1 and fwd[0]["value"] == round(abs(0.32 / 0.27 - 1), 3) and fwd[0]["status"] == "MISS", f"its forward: {fwd}")
 step = [g for g in skylake if "train_step_s" in g["goal"]]
 check(len(step) == 1 and step[0]["value"] == round(abs(1.25 / 1.3 - 1), 3) and step[0]["status"] == "PASS", f"its step: {step}")
+# Rounds that share no round number (a plain round 1, a SkylakeX round 2): the goal line n/a, not a crash.
+UNPAIRED = [dict(ROUNDS[0]), dict(ROUNDS[-1])]
+out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], capture_output=True, text=True,
+                     input="\n".join(json.dumps(r) for r in CANNED + UNPAIRED) + "\n")
+check(out.returncode == 0, f"compare.py on unpaired rounds: {out.stderr[-300:]}")
+lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+unpaired = [g for g in find(bench="goal") if "openblas_skylakex / plain run" in g["goal"]]
+check(len(unpaired) == 2 and all(g["status"] == "n/a" for g in unpaired), f"unpaired rounds: {unpaired}")
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
 print("compare.py: all checks passed")

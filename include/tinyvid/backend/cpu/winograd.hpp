@@ -372,7 +372,8 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
   for (int64_t d = 1; d <= std::min(panels_m, budget); ++d)
     if (panels_m % d == 0) per_block = d;
   const int64_t rows = per_block * kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0, kSlice = 128;
-  const int64_t used = L.rows * L.TW;  // a short last panel runs a narrower kernel (7 x 7 maps: 32 of 48 columns)
+  // A short last panel runs a narrower kernel (7 x 7 maps: 32 of 48 columns), to the transforms' width at least.
+  const int64_t width = transform_width(L.rows * L.TW);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld);
   const int64_t panel_us = xi_stride(kMicroRows * C);  // a kept panel's U: F::taps matrices this far apart
   const float* kept = nullptr;
@@ -402,7 +403,7 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
               micro_kernel_8x48_taps(isa, 1, std::min(kSlice, C - c0), &no_offset, L.ld,
                                      u_at(k0, mb, xi, c0), V + xi * vs + c0 * L.ld + j * kMicroCols,
                                      M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0,
-                                     std::min(kMicroCols, used - j * kMicroCols));
+                                     std::min(kMicroCols, width - j * kMicroCols));
       for (int64_t k = k0; k < k0 + rows; ++k)
         transform_output_channel<F>(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep, false);
     }
@@ -445,14 +446,17 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
         T* Vt = scratch<T>(F::taps * vs, kScratchWinogradV);
         T* Mt = scratch<T>(F::taps * ms, kScratchWinogradM);
         for (int64_t i = b; i < e; ++i) {
-          const int64_t r0 = L.rows * i / count, r1 = L.rows * (i + 1) / count, used = (r1 - r0) * L.TW;
+          const int64_t r0 = L.rows * i / count, r1 = L.rows * (i + 1) / count;
+          if (r0 == r1) continue;  // (more threads than tile rows)
           for (int64_t c = 0; c < C; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, Vt);
-          const int64_t no_offset = 0;
+          // The products to the transforms' width (M's columns there are read, the AVX2 kernel's 24-column tiles
+          // would stop short of it), B's columns past the tiles zeros.
+          const int64_t no_offset = 0, width = transform_width((r1 - r0) * L.TW);
           for (int64_t xi = 0; xi < F::taps; ++xi)
-            for (int64_t j = 0; j < used; j += kMicroCols)
+            for (int64_t j = 0; j < width; j += kMicroCols)
               for (int64_t mb = 0; mb < Cout / kMicroRows; ++mb)  // B's rows are V[xi]'s, L.ld apart
                 micro_kernel_8x48_taps(isa, 1, C, &no_offset, L.ld, u + xi * us + mb * C * kMicroRows, Vt + xi * vs + j,
-                                       Mt + xi * ms + mb * kMicroRows * L.ld + j, L.ld, false, std::min(kMicroCols, used - j));
+                                       Mt + xi * ms + mb * kMicroRows * L.ld + j, L.ld, false, std::min(kMicroCols, width - j));
           for (int64_t k = 0; k < Cout; ++k)
             transform_output_channel<F>(Mt, Cout, OH, OW, L, r0, r1, k, bias ? bias[k] : T(0), y, ep, true);
         }
