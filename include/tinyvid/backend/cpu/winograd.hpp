@@ -209,6 +209,16 @@ constexpr int64_t prepared_tag(bool packed, bool by_panel) {
 // at 56 x 56, 64 channels, 5.13 -> 4.58 ms).
 inline int64_t transform_width(int64_t tiles) { return (tiles + 15) / 16 * 16; }
 
+// f(n, ty0, ty1) for each image n's tile rows [ty0, ty1] among chunk rows [r0, r1) (the prefetches' row ranges).
+template <class Fn>
+void for_each_image_rows(const TileLayout& L, int64_t r0, int64_t r1, Fn&& f) {
+  for (int64_t r = r0; r < r1;) {
+    const int64_t n = r / L.TH, last = std::min(r1, (n + 1) * L.TH) - 1;
+    f(n, r % L.TH, last % L.TH);
+    r = last + 1;
+  }
+}
+
 // V[xi][c][p] = (B^T d B)[xi] for the patch d of every tile p of chunk rows [r0, r1), channel c. With AVX-512, the
 // patches' columns come from each input row by vector permutes (split_row).
 template <class F, class T>
@@ -226,12 +236,10 @@ void transform_input_channel(Isa isa, const T* x, int64_t C, int64_t H, int64_t 
   // The next channel's rows of the chunk, asked for now: each plane's few KB began with misses (3x3 at 28 x 28, 128
   // channels: 2-10% of the conv).
   if (c + 1 < C)
-    for (int64_t r = r0; r < r1;) {
-      const int64_t n = r / L.TH, last = std::min(r1, (n + 1) * L.TH) - 1;  // this image's tile rows [r, last]
-      const int64_t y0 = std::max<int64_t>(0, F::tile * (r % L.TH) - ph), y1 = std::min(H, F::tile * (last % L.TH) - ph + P);
+    for_each_image_rows(L, r0, r1, [&](int64_t n, int64_t ty0, int64_t ty1) {
+      const int64_t y0 = std::max<int64_t>(0, F::tile * ty0 - ph), y1 = std::min(H, F::tile * ty1 - ph + P);
       if (y0 < y1) prefetch_lines(x + ((n * C + c + 1) * H + y0) * W, (y1 - y0) * W);
-      r = last + 1;
-    }
+    });
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = r / L.TH, ty = r % L.TH, p0 = (r - r0) * L.TW;
     const T* plane = x + (n * C + c) * H * W;
@@ -281,12 +289,10 @@ void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, 
   // The next channel's output rows of the chunk, asked for owned now where the map is cut in chunks (their stores
   // missed: 3x3 at 28 x 28, 128 channels, 4% of the conv; on one-chunk maps it cost 4% at 7 x 7).
   if (prefetch_next && k + 1 < Cout)
-    for (int64_t r = r0; r < r1;) {
-      const int64_t n = r / L.TH, last = std::min(r1, (n + 1) * L.TH) - 1;  // this image's tile rows [r, last]
-      const int64_t y0 = Q * (r % L.TH), y1 = std::min(OH, Q * (last % L.TH + 1));
+    for_each_image_rows(L, r0, r1, [&](int64_t n, int64_t ty0, int64_t ty1) {
+      const int64_t y0 = Q * ty0, y1 = std::min(OH, Q * (ty1 + 1));
       if (y0 < y1) prefetch_lines(y + ((n * Cout + k + 1) * OH + y0) * OW, (y1 - y0) * OW, true);
-      r = last + 1;
-    }
+    });
   for (int64_t j = 0; j < P; ++j) {
     const T* in[P];
     for (int64_t i = 0; i < P; ++i) in[i] = M + (i * P + j) * xi_stride(Cout * L.ld) + k * L.ld;
