@@ -184,6 +184,7 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward (both variants) and b
     int64_t N, C, H, W, Cout, ph, pw;
   };
   const Case cases[] = {{"two 160 x 150 maps: several chunks", 2, 16, 160, 150, 16, 1, 1},
+                        {"two 200 x 199 maps: the weight gradient in groups of chunks", 2, 16, 200, 199, 16, 1, 1},
                         {"odd sizes, micro-kernel rows", 3, 24, 7, 9, 32, 1, 0},
                         {"padding 2, 17 outputs", 2, 16, 5, 5, 17, 2, 2}};
   for (const auto& c : cases) {
@@ -196,6 +197,9 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward (both variants) and b
         CHECK(wg::TileLayout::of<wg::F2x2>(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 80);
         CHECK(wg::TileLayout::of<wg::F4x4>(c.N, c.C, c.Cout, nc.OH, nc.OW, 48).chunk_rows < c.N * 40);
       }
+      // backward_weight's two ways: chunk by chunk (the maps above) and in groups of chunks (the 200 x 199 maps).
+      CHECK(wg::weight_grad_in_groups(wg::TileLayout::of<wg::F2x2>(c.N, c.C, c.Cout, nc.OH, nc.OW, 16), c.C, c.Cout) ==
+            (c.H == 200));
       nc.check(7);
     }
   }
