@@ -26,7 +26,9 @@
   over the rounds of each round's own ratio (the two sides measured a minute apart; the machine's speed drifts by
   tens of percent over minutes, which a ratio of the two sides' medians would read as a difference); the ratio of
   the medians comes beside it: {"bench": "round_ratios", "goal", "ratios", "median", "ratio_of_medians"}. Else the
-  single runs.
+  single runs. The conv goal rows likewise ("variant": "convround1", ...: bench_conv and peer_conv.py alternating): a
+  1x1 or stem goal line with rounds on both sides is the median of the rounds' own ratios against PyTorch's faster
+  layout of that round, with {"bench": "conv_round_ratios", "shape", "figure", "ratios", "median"}.
 - the goal lines of issue 18, {"bench": "goal", "goal", "target", "value", "status"}, status PASS, MISS or n/a (a
   figure missing, named in "missing"), then {"bench": "goal_summary", "PASS", "MISS", "n/a"}. A missed goal never
   fails the script."""
@@ -60,6 +62,7 @@ def main():
     convs = {}  # impl -> shape -> row
     models = {}  # (impl, model) -> row of the plain run
     variants = []  # rows of bench_models --variant
+    conv_rounds = {}  # (shape, impl) -> round number -> row (bench_conv / peer_conv.py --variant convroundN)
     for line in sys.stdin:
         line = line.strip()
         if not line.startswith("{"):
@@ -76,7 +79,12 @@ def main():
         if bench == "model" and r.get("variant"):
             variants.append(r)
             continue
-        if bench == "conv":  # a variant's rows (run.sh: the AVX2 kernels) apart, as SHAPE@VARIANT
+        if bench == "conv":
+            m = re.fullmatch(r"convround(\d+)", r.get("variant") or "")
+            if m:  # a round of the conv goal rows (run.sh): kept for the goal lines, no ratio lines of their own
+                conv_rounds.setdefault((r["shape"], r["impl"]), {})[int(m.group(1))] = r
+                continue
+            # a variant's rows (run.sh: the AVX2 kernels) apart, as SHAPE@VARIANT
             convs.setdefault(r["impl"], {})[r["shape"] + (f"@{r['variant']}" if r.get("variant") else "")] = r
         if bench == "model":
             models[(r["impl"], r["model"])] = r
@@ -268,6 +276,7 @@ def main():
         goal(text + how, f"<= {target}", None if value is None else round(value, 3),
              None if value is None else value <= target, missing)
     shapes = list(convs.get("tinyvid", {})) + [s for s in convs.get("pytorch", {}) if s not in convs.get("tinyvid", {})]
+    shapes += sorted({shape for shape, _ in conv_rounds if shape not in shapes})
     for shape in shapes:
         if "@" in shape or not (shape.startswith("1x1") or shape.startswith("stem")):
             continue
@@ -275,7 +284,18 @@ def main():
             tv_value = convs.get("tinyvid", {}).get(shape, {}).get(name)
             _, best, layout = best_conv.get((shape, name), (None, None, None))
             value = tv_value / best if tv_value and best else None
-            goal(f"conv {shape} {name}: tinyvid / PyTorch's faster layout" + (f" ({layout})" if layout else ""),
+            # The rounds, where both sides have them: each round's ratio against PyTorch's faster layout of that round.
+            t_rounds, p_rounds = conv_rounds.get((shape, "tinyvid"), {}), conv_rounds.get((shape, "pytorch"), {})
+            ratios = [t_rounds[n][name] / max(p_rounds[n].get(name) or 0, p_rounds[n].get(name + "_cl") or 0)
+                      for n in sorted(t_rounds) if n in p_rounds and t_rounds[n].get(name)
+                      and (p_rounds[n].get(name) or p_rounds[n].get(name + "_cl"))]
+            how = ""
+            if ratios:
+                value = statistics.median(ratios)
+                how = f" (median of {len(ratios)} interleaved rounds' ratios)"
+                print(json.dumps({"bench": "conv_round_ratios", "shape": shape, "figure": name,
+                                  "ratios": [round(r, 3) for r in ratios], "median": round(value, 3)}))
+            goal(f"conv {shape} {name}: tinyvid / PyTorch's faster layout" + (f" ({layout})" if layout and not how else "") + how,
                  f">= {CONV_GOAL}", None if value is None else round(value, 3),
                  None if value is None else value >= CONV_GOAL,
                  None if value is not None else "tinyvid" if not tv_value else "pytorch")

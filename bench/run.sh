@@ -8,7 +8,8 @@
 # it is), and compare.py sets its times against the plain run's. On a CPU with AVX-512, the conv shapes and tsn_r50
 # run again on tinyvid's AVX2 kernels (TINYVID_ISA=avx2) and on PyTorch limited the same way (ONEDNN_MAX_CPU_ISA=AVX2,
 # ATEN_CPU_CAPABILITY=avx2), as "variant":"avx2". peer_convs.py adds PyTorch's TSN-R50 forward conv by conv (oneDNN's
-# own timing). compare.py ends with the goal lines (PASS/MISS).
+# own timing). At the end, the goal model and the goal conv rows again, tinyvid and PyTorch alternating in rounds
+# (the goal lines' figures). compare.py ends with the goal lines (PASS/MISS).
 set -euo pipefail
 # A relative build dir is taken from where run.sh is called; the default is the repo's build/.
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,6 +68,15 @@ done
       skylakex=(env OPENBLAS_CORETYPE=SkylakeX "$build/bench/bench_models" --model tsn_r50 --variant "openblas_skylakex_round$round")
       if (( round % 2 )); then "${plain[@]}"; "${skylakex[@]}"; else "${skylakex[@]}"; "${plain[@]}"; fi
       (cd bench && /usr/bin/python3 peer_models.py --model tsn_r50 --variant "round$round")
+    done
+    # The conv goal rows (the 1x1 shapes and the stem) the same way: bench_conv and peer_conv.py alternating in five
+    # rounds (which side runs first alternates); compare.py's conv goal lines take the median of the rounds' ratios.
+    goal_convs=$(awk '!/^#/ && ($1 ~ /^1x1/ || $1 ~ /^stem/) {print $1}' bench/conv_shapes.txt | paste -sd, -)
+    for round in 1 2 3 4 5; do
+      ours=("$build/bench/bench_conv" --only "$goal_convs" --seconds 0.5 --variant "convround$round")
+      if (( round % 2 )); then "${ours[@]}"; fi
+      (cd bench && /usr/bin/python3 peer_conv.py --only "$goal_convs" --seconds 0.5 --variant "convround$round")
+      if (( round % 2 == 0 )); then "${ours[@]}"; fi
     done
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2
