@@ -33,6 +33,7 @@
   figure missing, named in "missing"), then {"bench": "goal_summary", "PASS", "MISS", "n/a"}. A missed goal never
   fails the script."""
 import json
+import math
 import re
 import statistics
 import sys
@@ -54,6 +55,11 @@ FORWARD_GOAL = 0.9  # tinyvid forward_s / PyTorch forward_best_s
 STEP_GOAL = 0.6  # tinyvid train_step_s / PyTorch's best eager step
 CONV_GOAL = 1.0  # tinyvid GFLOP/s / PyTorch's faster layout, each 1x1 and stem row
 VARIANT_GOAL = 0.05  # |a variant run / the plain run - 1|
+
+
+def finite(v):
+    """v where it is a finite number (json reads NaN and Infinity too), else None."""
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def main():
@@ -284,21 +290,29 @@ def main():
             tv_value = convs.get("tinyvid", {}).get(shape, {}).get(name)
             _, best, layout = best_conv.get((shape, name), (None, None, None))
             value = tv_value / best if tv_value and best else None
+            missing = None if value is not None else "tinyvid" if not tv_value else "pytorch"
             # The rounds, where both sides have them: each round's ratio against PyTorch's faster layout of that round.
             t_rounds, p_rounds = conv_rounds.get((shape, "tinyvid"), {}), conv_rounds.get((shape, "pytorch"), {})
-            ratios = [t_rounds[n][name] / max(p_rounds[n].get(name) or 0, p_rounds[n].get(name + "_cl") or 0)
-                      for n in sorted(t_rounds) if n in p_rounds and t_rounds[n].get(name)
-                      and (p_rounds[n].get(name) or p_rounds[n].get(name + "_cl"))]
+            ratios = []
+            for n in sorted(set(t_rounds) & set(p_rounds)):
+                ours = finite(t_rounds[n].get(name))
+                best_peer = max([v for v in (finite(p_rounds[n].get(name)), finite(p_rounds[n].get(name + "_cl"))) if v],
+                                default=None)
+                if ours and best_peer:
+                    ratios.append(ours / best_peer)
             how = ""
             if ratios:
-                value = statistics.median(ratios)
+                value, missing = statistics.median(ratios), None
                 how = f" (median of {len(ratios)} interleaved rounds' ratios)"
                 print(json.dumps({"bench": "conv_round_ratios", "shape": shape, "figure": name,
                                   "ratios": [round(r, 3) for r in ratios], "median": round(value, 3)}))
+            elif t_rounds and p_rounds:  # both sides have rounds, but none of the same number: not the single runs
+                value, missing = None, "rounds of the same number on both sides"
+            elif value is None and t_rounds:
+                missing = "pytorch"
             goal(f"conv {shape} {name}: tinyvid / PyTorch's faster layout" + (f" ({layout})" if layout and not how else "") + how,
                  f">= {CONV_GOAL}", None if value is None else round(value, 3),
-                 None if value is None else value >= CONV_GOAL,
-                 None if value is not None else "tinyvid" if not tv_value else "pytorch")
+                 None if value is None else value >= CONV_GOAL, missing)
     counts = {"PASS": 0, "MISS": 0, "n/a": 0}
     for text, target, value, passed, missing in goals:
         status = "n/a" if passed is None else "PASS" if passed else "MISS"

@@ -138,6 +138,23 @@ check(len(conv_ratios) == 1 and conv_ratios[0]["ratios"] == [1.1, 0.9, 1.05], f"
 check(not find(bench="conv_pct_peak", shape="1x1_a@convround1") and not find(bench="conv", key="shape=1x1_a,variant=convround1"),
       "the conv rounds feed the goal lines only")
 check(not any("convround" in text for text in goals), "no goal of its own on a conv round")
+# Conv rounds of no common number (tinyvid's round 1, PyTorch's round 2): n/a, not the single runs; a NaN figure in a
+# round is left out of the ratios; a shape in tinyvid's rounds alone is missing PyTorch.
+ODD = [dict(CONV_ROUNDS[0]), dict(CONV_ROUNDS[4])]
+ODD += [dict(CONV_ROUNDS[0], shape="1x1_b"), dict(CONV_ROUNDS[1], shape="1x1_c"), dict(CONV_ROUNDS[4], shape="1x1_c"),
+        dict(CONV_ROUNDS[2], shape="1x1_c", fwd_gflops=float("nan")), dict(CONV_ROUNDS[5], shape="1x1_c")]
+out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], check=True, capture_output=True,
+                     text=True, input="\n".join(json.dumps(r) for r in CANNED + ODD) + "\n").stdout
+lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+goals = {r["goal"]: r for r in find(bench="goal")}
+a = [g for text, g in goals.items() if text.startswith("conv 1x1_a fwd_gflops")]
+check(len(a) == 1 and a[0]["status"] == "n/a" and a[0].get("missing") == "rounds of the same number on both sides",
+      f"unpaired conv rounds: {a}")
+b = [g for text, g in goals.items() if text.startswith("conv 1x1_b fwd_gflops")]
+check(len(b) == 1 and b[0]["status"] == "n/a" and b[0].get("missing") == "pytorch", f"a shape in tinyvid's rounds alone: {b}")
+c = find(bench="conv_round_ratios", shape="1x1_c", figure="fwd_gflops")
+check(len(c) == 1 and c[0]["ratios"] == [round(180 / 200, 3)] and c[0]["median"] == round(180 / 200, 3),
+      f"the NaN round left out: {c}")
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
 print("compare.py: all checks passed")

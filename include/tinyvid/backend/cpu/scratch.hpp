@@ -75,7 +75,7 @@ struct PreparedWeights {
 
 // Slots 0 and 1 are for buffers private to a work item; the named slots hold one call's buffers on
 // the calling thread, which is also a worker of the parallel loops inside the call (and, in Winograd's chunked
-// forward, every worker's own V and M).
+// forward and grouped weight gradient, every worker's own V and M).
 enum ScratchSlot : int {
   kScratchWinogradU = 2,
   kScratchWinogradV = 3,

@@ -499,14 +499,14 @@ void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int
   forward<F2x2>(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, flipped.data(), C, static_cast<const T*>(nullptr), gx);
 }
 
-// Groups of tile rows whose weight-gradient sums are kept apart (backward_weight): a fixed number, not one per
-// thread, so that the sums do not depend on the thread count.
-constexpr int64_t kWeightGradGroups = 8;
-
-// Whether backward_weight sums groups of tile rows apart, one thread each: a large map (each group two chunks or
-// more) with few channels, where it measured faster.
-inline bool weight_grad_in_groups(const TileLayout& L, int64_t C, int64_t Cout) {
-  return L.rows / kWeightGradGroups >= 2 * L.chunk_rows && C * Cout <= 96 * 96;
+// backward_weight's groups of tile rows, each summed apart by one thread: 16 or 8, as many as leave each group two
+// chunks or more, on maps with few channels (where it measured faster); 0 for chunk by chunk. A function of the shape
+// alone, not of the thread count, so that the sums do not depend on it (with more threads than groups, some wait).
+inline int64_t weight_grad_groups(const TileLayout& L, int64_t C, int64_t Cout) {
+  if (C * Cout > 96 * 96) return 0;
+  for (int64_t groups : {16, 8})
+    if (L.rows / groups >= 2 * L.chunk_rows) return groups;
+  return 0;
 }
 
 // gw (Cout x C x 3 x 3, overwritten): dU[xi] = sum over tiles of dM[xi] V[xi]^T, then G^T dU G, in F2x2.
@@ -520,20 +520,18 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   const auto L = TileLayout::of<F>(N, C, Cout, OH, OW, 16);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(Cout * C);
   T* dU = scratch<T>(F::taps * us, kScratchWinogradU);
-  // Tile rows [r0, r1)'s transforms into V and dM, then its 16 products added into dUs's (beta 0 when first).
-  auto rows_into = [&](int64_t r0, int64_t r1, T* V, T* dM, T* dUs, bool first) {
-    for (int64_t c = 0; c < C; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V);
-    for (int64_t k = 0; k < Cout; ++k) transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, k, dM);
-    for (int64_t xi = 0; xi < F::taps; ++xi)
-      gemm<T>({dM + xi * ms, Cout, L.ld, L.ld, 1}, {V + xi * vs, L.ld, C, 1, L.ld}, {dUs + xi * us, Cout, C, C, 1},
-              first ? T(0) : T(1));
+  // Tile rows [r0, r1)'s product for xi added into dUs's (beta 0 when first), over the transforms' width (the
+  // columns past it, up to L.ld, are not the rows' tiles).
+  auto product = [&](int64_t r0, int64_t r1, int64_t xi, const T* V, const T* dM, T* dUs, bool first) {
+    const int64_t width = transform_width((r1 - r0) * L.TW);
+    gemm<T>({dM + xi * ms, Cout, width, L.ld, 1}, {V + xi * vs, width, C, 1, L.ld}, {dUs + xi * us, Cout, C, C, 1},
+            first ? T(0) : T(1));
   };
-  constexpr int64_t G = kWeightGradGroups;
-  if (weight_grad_in_groups(L, C, Cout)) {
-    // G groups of tile rows, each summed by one thread in its own V, dM and dU (in chunks of at most L.chunk_rows
+  if (const int64_t G = weight_grad_groups(L, C, Cout)) {
+    // G groups of tile rows, each summed by one thread in its own V, dM and dU (in pieces of at most L.chunk_rows
     // rows, of even sizes), then the groups' dU added in order. Split over the threads step by step
     // (the transforms over channels, the products over xi), V and dM went from core to core and each chunk waited at
-    // three barriers: 2 threads, 64 channels at 56 x 56, batch 8 7.3-7.6 -> 5.9-6.2 ms, batch 16 14.3-14.7 -> 9.8-12.1.
+    // three barriers: 2 threads, 64 channels at 56 x 56, batch 8 7.3-7.4 -> 5.3-5.9 ms, batch 16 14.3-14.7 -> 9.8-12.1.
     // With 128 channels at 28 x 28 it measured no faster (batch 16: 10.4-12.8 -> 11.3-12.8 ms; batch 8, groups of
     // less than two chunks: 5.4-6.5 -> 6.8-8.2).
     AlignedVector<T> partial(static_cast<size_t>(G * F::taps * us));
@@ -543,16 +541,21 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
       for (int64_t grp = b; grp < e; ++grp) {
         const int64_t g0 = L.rows * grp / G, g1 = L.rows * (grp + 1) / G;
         const int64_t pieces = (g1 - g0 + L.chunk_rows - 1) / L.chunk_rows;
-        for (int64_t i = 0; i < pieces; ++i)
-          rows_into(g0 + (g1 - g0) * i / pieces, g0 + (g1 - g0) * (i + 1) / pieces, V, dM,
-                    partial.data() + grp * F::taps * us, i == 0);
+        for (int64_t i = 0; i < pieces; ++i) {
+          const int64_t r0 = g0 + (g1 - g0) * i / pieces, r1 = g0 + (g1 - g0) * (i + 1) / pieces;
+          for (int64_t c = 0; c < C; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V);
+          for (int64_t k = 0; k < Cout; ++k) transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, k, dM);
+          for (int64_t xi = 0; xi < F::taps; ++xi) product(r0, r1, xi, V, dM, partial.data() + grp * F::taps * us, i == 0);
+        }
       }
     });
-    parallel_for(0, F::taps * us, kParallelGrain, [&](int64_t b, int64_t e) {
+    // dU = the groups' sums in group order (each xi's Cout x C: the padding after it is never written).
+    parallel_for(0, F::taps * Cout * C, kParallelGrain, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        T sum = partial[i];
-        for (int64_t grp = 1; grp < G; ++grp) sum += partial[grp * F::taps * us + i];
-        dU[i] = sum;
+        const int64_t at = i / (Cout * C) * us + i % (Cout * C);
+        T sum = partial[at];
+        for (int64_t grp = 1; grp < G; ++grp) sum += partial[grp * F::taps * us + at];
+        dU[at] = sum;
       }
     });
   } else {
@@ -570,9 +573,7 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
         for (int64_t k = b; k < e; ++k) transform_output_grad_channel<F>(gy, Cout, OH, OW, L, r0, r1, k, dM);
       });
       parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
-        for (int64_t xi = b; xi < e; ++xi)
-          gemm<T>({dM + xi * ms, Cout, L.ld, L.ld, 1}, {V + xi * vs, L.ld, C, 1, L.ld}, {dU + xi * us, Cout, C, C, 1},
-                  r0 == 0 ? T(0) : T(1));
+        for (int64_t xi = b; xi < e; ++xi) product(r0, r1, xi, V, dM, dU, r0 == 0);
       });
     }
   }
