@@ -15,9 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <tuple>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "tinyvid/backend/cpu/matrix_ref.hpp"
@@ -63,13 +61,16 @@ inline void pack_a_panel(Isa isa, const MatrixRef<const float>& a, int64_t r0, f
 }
 
 // rows x 48 floats, rows `ld` apart, into out[rows][48]: one fixed-size copy per row, which compilers inline (a
-// memmove call per 192 bytes took 5% of a ResNet-50 forward).
+// memmove call per 192 bytes took 5% of a ResNet-50 forward). The 48 floats after each row, the next panel that
+// callers pack, are asked for meanwhile: the rows lie a map apart, each on a page of its own, where the hardware
+// prefetchers stop (1x1 64 -> 256 at 56 x 56: 2% of the forward).
 inline void pack_rows_48(const float* src, int64_t ld, int64_t rows, float* out) {
   struct Row {
     float v[kMicroCols];
   };
   for (int64_t k = 0; k < rows; ++k) {
     Row row;
+    for (int64_t v = kMicroCols; v < 2 * kMicroCols; v += 16) __builtin_prefetch(src + k * ld + v, 0, 3);
     std::memcpy(&row, src + k * ld, sizeof row);
     std::memcpy(out + k * kMicroCols, &row, sizeof row);
   }
@@ -212,13 +213,18 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   const int64_t no_offset = 0;
   auto cols_of = [&](int64_t q) { return std::min(kMicroCols, N - q * kMicroCols); };
   auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
+  // A column panel's slice of B for one K slice: rows `plane` apart, read in place or packed.
+  struct Slice {
+    const float* b = nullptr;
+    int64_t plane = 0;
+    bool in_place = false;
+  };
   // A column panel of a chunk: whether the kernel writes its tiles into C (full width, within one run), where
   // (run, at), and otherwise its first tile of its own.
   struct Panel {
     bool in_c;
     int64_t run, at, first_slot;
-    const float* b = nullptr;  // its slice of B for the current K slice, rows `plane` apart
-    int64_t plane = 0;
+    Slice slice;  // for the current K slice
   };
   // Work items: (M block, column panel), the panels of one block consecutive. A thread's run of items within one
   // block goes K slice by K slice over a chunk of its column panels, so that the block's slice of A (up to
@@ -226,7 +232,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
-    std::vector<std::pair<const float*, int64_t>> slices;  // a staged chunk's B slices: where, row stride
+    std::vector<Slice> slices;  // a staged chunk's
     for (int64_t run0 = i0; run0 < i1;) {
       const int64_t blk = run0 / panels_n, run1 = std::min(i1, (blk + 1) * panels_n);
       const int64_t q0 = run0 % panels_n, q1 = q0 + (run1 - run0);  // column panels of the run
@@ -239,14 +245,15 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         // Whether column panel q is 48 columns of one run (C's tiles can be written in place).
         auto whole = [&](int64_t q) { return cols_of(q) == kMicroCols && q * kMicroCols % runs.length + kMicroCols <= runs.length; };
         // Where B's slice of column panel q lies for rows [k0, k0 + kc): read in place where few row panels reread
-        // it (its rows contiguous, a whole panel), else packed into bp.
-        auto b_slice = [&](int64_t q, int64_t k0, int64_t kc) -> std::pair<const float*, int64_t> {
+        // it (its rows contiguous, a whole panel), else packed into bp. The block's first row panel reads an in-place
+        // slice first: its kernel asks for the next panel's rows meanwhile (prefetch_next).
+        auto b_slice = [&](int64_t q, int64_t k0, int64_t kc) -> Slice {
           const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
           if (whole(q) && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels)
-            return {b.data + k0 * b.row_stride + run * runs.b_stride + at, b.row_stride};
+            return {b.data + k0 * b.row_stride + run * runs.b_stride + at, b.row_stride, true};
           float* packed = bp + (q - c0) * kGemmKc * kMicroCols;
           detail::pack_b_panel(isa, b, runs, k0, kc, j0, packed);
-          return {packed, kMicroCols};
+          return {packed, kMicroCols, false};
         };
         if constexpr (staged) {
           // The chunk's sums in a buffer of its own, 8-row tiles side by side (row stride: the chunk's width), each
@@ -265,9 +272,11 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
                                  [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
               const float* apanel = a.data + (p * K + k0) * kMicroRows;
               float* row = one_slice ? sums : sums + (p - p0) * kMicroRows * width;
-              for (int64_t q = c0; q < c1; ++q)
-                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, slices[q - c0].second, apanel, slices[q - c0].first,
-                                       row + (q - c0) * kMicroCols, width, k0 > 0, cols_of(q));
+              for (int64_t q = c0; q < c1; ++q) {
+                const Slice& sl = slices[q - c0];
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b, row + (q - c0) * kMicroCols, width,
+                                       k0 > 0, cols_of(q), sl.in_place && p == p0);
+              }
               if (k0 + kc >= K)
                 for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, j_end, [&](int64_t i, int64_t j, int64_t end) {
                   finish(row + (i - p * kMicroRows) * width + (j - c0 * kMicroCols), i, j / runs.length, j % runs.length, end - j);
@@ -283,7 +292,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         for (int64_t q = c0; q < c1; ++q) {
           const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
           const bool in_c = whole(q);
-          panels.push_back({in_c, run, at, slots, nullptr, 0});
+          panels.push_back({in_c, run, at, slots, {}});
           slots += in_c ? (last_rows_short ? 1 : 0) : p1 - p0;
         }
         float* edge = scratch<float>(slots * tile, kScratchGemmC);
@@ -312,10 +321,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
           const bool accumulate = k0 > 0 || beta != 0.0f;
           // The chunk's slices of B (in place or packed), then row panel by row panel across the chunk, so that C is
           // written in runs of the chunk's width, 8 rows at a time, rather than a tile on each of 8 x 32 rows.
-          for (int64_t q = c0; q < c1; ++q) {
-            Panel& pn = panels[q - c0];
-            std::tie(pn.b, pn.plane) = b_slice(q, k0, kc);
-          }
+          for (int64_t q = c0; q < c1; ++q) panels[q - c0].slice = b_slice(q, k0, kc);
           for (int64_t p = p0; p < p1; ++p) {
             if constexpr (prefetches)  // at the last slice, for the rows whose tiles it completes
               if (k0 + kc >= K)
@@ -324,12 +330,14 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
             const float* apanel = a.data + (p * K + k0) * kMicroRows;
             for (int64_t q = c0; q < c1; ++q) {
               const Panel& pn = panels[q - c0];
+              const Slice& sl = pn.slice;
               if (float* t = edge_of(p, q)) {
-                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, pn.plane, apanel, pn.b, t, kMicroCols, accumulate, cols_of(q));
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b, t, kMicroCols, accumulate, cols_of(q));
                 continue;
               }
-              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, pn.plane, apanel, pn.b,
-                                     c.data + pn.run * runs.c_stride + pn.at + p * kMicroRows * ldc, ldc, accumulate);
+              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b,
+                                     c.data + pn.run * runs.c_stride + pn.at + p * kMicroRows * ldc, ldc, accumulate,
+                                     kMicroCols, sl.in_place && p == p0);
             }
           }
         }
