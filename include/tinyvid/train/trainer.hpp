@@ -64,15 +64,15 @@
 namespace tv::train {
 
 struct TrainOptions {
-  std::string work_dir;
+  std::string work_dir{};
   bool resume = false;              // continue the run whose state is resume_from (or WORK_DIR's latest)
-  std::string resume_from;          // a state file; empty: WORK_DIR/latest.state.safetensors
-  std::vector<std::string> allow_changed;  // settings a resume may change ("all": any); each is logged
+  std::string resume_from{};        // a state file; empty: WORK_DIR/latest.state.safetensors
+  std::vector<std::string> allow_changed{};  // settings a resume may change ("all": any); each is logged
   bool progress = stderr_is_terminal();    // the live progress bar
   bool quiet = false;                      // no log lines on stdout (train.log still gets them)
-  std::string build_info;                  // for train.log's environment (the CLI's git hash)
+  std::string build_info{};                // for train.log's environment (the CLI's git hash)
   int64_t stop_after_iters = -1;           // tests: return after this many global iterations, as a kill would
-  std::string interrupt_at;  // tests: throw at a named point between the writes of an epoch's end ("after_best@2")
+  std::string interrupt_at{};  // tests: throw at a named point between the writes of an epoch's end ("after_best@2")
   dist::ProcessGroup* group = nullptr;  // the processes training together; nullptr: dist::world()
 };
 

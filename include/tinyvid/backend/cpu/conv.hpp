@@ -371,6 +371,8 @@ PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T
 // shifted_forward_micro's blocked schedule: where the packed weights pass this many floats (1 MB: Zen 5's L2), in
 // slices of this many channels of one tap (a weight panel's slice: 8 KB), groups' sums up to this many floats.
 constexpr int64_t kShiftedWeightsInCache = 256 * 1024, kShiftedSlice = 128, kShiftedGroupFloats = 96 * 1024;
+// The unblocked schedule's groups of column panels: their slices of B (K x 48 floats each) up to this many bytes.
+constexpr int64_t kShiftedGroupBytes = 256 * 1024;
 
 inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
   const int64_t w = std::max<int64_t>(256, (256 * 1024 / 4) / std::max<int64_t>(g.Cout, 1));
@@ -450,20 +452,23 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     });
     return;
   }
+  // A thread's panels go in groups whose slices of B stay in L2 (the stem: 9 panels of 147 rows), each group output
+  // channel panel by output channel panel: the stores then run down 8 output rows at a time, 48 floats further on each
+  // call, rather than across all Cout rows (the stem writes 64 rows of 25.7 MB once: its forward 0-4% faster).
+  const int64_t group = std::clamp<int64_t>(kShiftedGroupBytes / (K * kMicroCols * int64_t{sizeof(float)}), 1, 16);
   parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
     alignas(64) float ct[kMicroRows * kMicroCols];
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
-      const float* img = xp.data + n * C * s.plane + j0;
-      for (int64_t mb = 0; mb < panels_m; ++mb) {
-        // (A last, narrower panel on a narrower kernel: 7 x 7 outputs are a grid of 56 columns, 64 of them computed.)
-        micro_kernel_8x48_taps(isa, taps, C, tap_offset.data(), s.plane, ap + mb * K * kMicroRows, img, ct, kMicroCols,
-                               false, j1 - j0);
-        // The panel's 8 rows go out right away: spread over the kernel calls, the stores drain while the next
-        // panel computes (all 64 rows at the end stalled on the output lines: 16% of the stem's time).
-        write_tile(ct, n, mb, j0, j1);
-      }
-    }
+    for (int64_t g0 = b; g0 < e; g0 += group)
+      for (int64_t mb = 0; mb < panels_m; ++mb)
+        for (int64_t it = g0; it < std::min(e, g0 + group); ++it) {
+          const int64_t n = it / panels_n, j0 = (it % panels_n) * kMicroCols, j1 = std::min(s.L, j0 + kMicroCols);
+          // (A last, narrower panel on a narrower kernel: 7 x 7 outputs are a grid of 56 columns, 64 of them computed.)
+          micro_kernel_8x48_taps(isa, taps, C, tap_offset.data(), s.plane, ap + mb * K * kMicroRows,
+                                 xp.data + n * C * s.plane + j0, ct, kMicroCols, false, j1 - j0);
+          // The tile's 8 rows go out right away: spread over the kernel calls, the stores drain while the next
+          // tile computes (all 64 rows at the end stalled on the output lines: 16% of the stem's time).
+          write_tile(ct, n, mb, j0, j1);
+        }
   });
 }
 
