@@ -334,13 +334,11 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
                                    int64_t width = kMicroCols, bool prefetch_next = false) {
 #ifdef TINYVID_X86_KERNELS
   if (isa == Isa::Avx512) {
-    if (prefetch_next && width == kMicroCols)
-      return accumulate ? avx512::micro_kernel_8xv_taps<3, true, true>(taps, C, tap_offset, plane, Ap, base, Cm, ldc)
-                        : avx512::micro_kernel_8xv_taps<3, false, true>(taps, C, tap_offset, plane, Ap, base, Cm, ldc);
-    auto run = [&]<int V>() {
-      return accumulate ? avx512::micro_kernel_8xv_taps<V, true>(taps, C, tap_offset, plane, Ap, base, Cm, ldc)
-                        : avx512::micro_kernel_8xv_taps<V, false>(taps, C, tap_offset, plane, Ap, base, Cm, ldc);
+    auto run = [&]<int V, bool PrefetchNext = false>() {
+      return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext>(taps, C, tap_offset, plane, Ap, base, Cm, ldc)
+                        : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext>(taps, C, tap_offset, plane, Ap, base, Cm, ldc);
     };
+    if (prefetch_next && width == kMicroCols) return run.template operator()<3, true>();
     if (width <= 16) return run.template operator()<1>();
     if (width <= 32) return run.template operator()<2>();
     return run.template operator()<3>();
