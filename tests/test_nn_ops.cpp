@@ -513,6 +513,27 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
           }
           CHECK(worst <= 1);
         }
+    // With copy_b (one tap, full width, the next rows asked for ahead), the same sums bit for bit and B's rows
+    // packed: copy[k][48] = row k.
+    for (int64_t C : {5, 300})
+      for (bool accumulate : {false, true}) {
+        CAPTURE(C);
+        CAPTURE(accumulate);
+        const auto ap = random(static_cast<size_t>(C * kMicroRows));
+        const auto base = random(static_cast<size_t>(C * plane + 2 * kMicroCols));
+        const auto cm = random(static_cast<size_t>(kMicroRows * ldc));
+        auto plain = cm, copying = cm;
+        std::vector<float> copy(static_cast<size_t>(C * kMicroCols), NAN);
+        const int64_t no_offset = 0;
+        tv::cpu::micro_kernel_8x48_taps(isa, 1, C, &no_offset, plane, ap.data(), base.data(), plain.data(), ldc, accumulate);
+        tv::cpu::micro_kernel_8x48_taps(isa, 1, C, &no_offset, plane, ap.data(), base.data(), copying.data(), ldc, accumulate,
+                                        kMicroCols, true, copy.data());
+        CHECK(copying == plain);
+        bool packed = true;
+        for (int64_t k = 0; k < C; ++k)
+          for (int64_t j = 0; j < kMicroCols; ++j) packed = packed && copy[k * kMicroCols + j] == base[k * plane + j];
+        CHECK(packed);
+      }
     // The transpose is exact.
     const int64_t lds = 19, ldd = 21;
     const auto src = random(16 * lds);

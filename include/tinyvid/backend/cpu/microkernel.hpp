@@ -35,12 +35,13 @@ namespace avx512 {
 // starting point (for sums split over chunks; a template argument, so that the registers start from their values
 // without a trip through the stack). V = 3 is the full tile: 24 accumulators; per k, 3 loads of B and
 // 8 broadcasts of A. V < 3 serves a GEMM's last, narrower column panel. With PrefetchNext, each row's next 16V floats
-// (the next column panel's, read in place) are asked for into L1 as the row is read (micro_kernel_8x48_taps).
-template <int V, bool Accumulate, bool PrefetchNext = false>
+// (the next column panel's, read in place) are asked for into L1 as the row is read; with CopyB, each row is also
+// stored to copy as a packed panel, copy[k][16V] (micro_kernel_8x48_taps).
+template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false>
 TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                                        int64_t plane, const float* __restrict Ap,
                                                                        const float* __restrict base, float* __restrict Cm,
-                                                                       int64_t ldc) {
+                                                                       int64_t ldc, float* __restrict copy = nullptr) {
   // Every loop over the registers is unrolled and the taps x C rows are one loop (the next tap's first row fetched
   // at each tap's end), so that GCC 12 keeps the accumulators in registers from start to end; with nested loops it
   // kept them on the stack wherever the kernel was not inlined into a caller with one tap.
@@ -57,6 +58,11 @@ TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t t
     if constexpr (PrefetchNext) {
 #pragma GCC unroll 3
       for (int v = 0; v < V; ++v) _mm_prefetch(reinterpret_cast<const char*>(row + 16 * (V + v)), _MM_HINT_T0);
+    }
+    if constexpr (CopyB) {
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) _mm512_storeu_ps(copy + 16 * v, b[v]);
+      copy += 16 * V;
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kMicroRows; ++i) {
@@ -328,25 +334,31 @@ inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
 // AVX2): C and B must hold that many. With prefetch_next (a full width; AVX-512), the 48 floats after each row of B
 // are asked for into L1 while the row is read: a GEMM's next column panel, read in place rows a map apart, where each
 // row lies on a page of its own and the hardware prefetchers, which stop at pages, leave every row to miss (1x1 256 ->
-// 64 at 56 x 56: 10% of the forward).
+// 64 at 56 x 56: 10% of the forward). With copy_b (one tap, a full width; the next rows asked for as with
+// prefetch_next), B's rows are also written to copy_b as a packed panel, copy_b[k][48]: a GEMM's first row panel packs
+// the slice that the others then read, on the loads its product makes anyway (packing in a pass of its own took 7%
+// of 1x1 1024 -> 256 at 14 x 14).
 inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
                                    const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false,
-                                   int64_t width = kMicroCols, bool prefetch_next = false) {
+                                   int64_t width = kMicroCols, bool prefetch_next = false, float* copy_b = nullptr) {
 #ifdef TINYVID_X86_KERNELS
   if (isa == Isa::Avx512) {
-    auto run = [&]<int V, bool PrefetchNext = false>() {
-      return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext>(taps, C, tap_offset, plane, Ap, base, Cm, ldc)
-                        : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext>(taps, C, tap_offset, plane, Ap, base, Cm, ldc);
+    auto run = [&]<int V, bool PrefetchNext = false, bool CopyB = false>() {
+      return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext, CopyB>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b)
+                        : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext, CopyB>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b);
     };
+    if (copy_b) return run.template operator()<3, true, true>();
     if (prefetch_next && width == kMicroCols) return run.template operator()<3, true>();
     if (width <= 16) return run.template operator()<1>();
     if (width <= 32) return run.template operator()<2>();
     return run.template operator()<3>();
   }
+  if (copy_b)  // (the AVX2 body copies apart)
+    for (int64_t k = 0; k < C; ++k) std::copy_n(base + tap_offset[0] + k * plane, kMicroCols, copy_b + k * kMicroCols);
   return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);  // (no prefetch)
 #else
   (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate,
-      (void)width, (void)prefetch_next;
+      (void)width, (void)prefetch_next, (void)copy_b;
   std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }

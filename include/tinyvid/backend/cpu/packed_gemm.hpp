@@ -41,6 +41,9 @@ constexpr int64_t kGemmMcPanels = 32;
 // 56 x 56: 174-187 against 193-205 GFLOP/s on 2 cores).
 constexpr int64_t kGemmChunkFloats = 64 * 1024;
 constexpr int64_t kGemmChunkPanels = 8;  // at most: their packed slices of B (up to 384 KB) stay in L2
+// The threads split a block's columns in equal runs of this many columns, each cut into panels from its own first
+// column: split by whole panels, 1x1 1024 -> 256 at 14 x 14 (33 panels) gave one thread 17 and the other 16.
+constexpr int64_t kGemmSplitCols = 16;
 
 namespace detail {
 
@@ -207,17 +210,27 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
     }
     return finish_pieces(0, M, 0, N);
   }
-  const int64_t panels_m = (M + kMicroRows - 1) / kMicroRows, panels_n = (N + kMicroCols - 1) / kMicroCols;
+  const int64_t panels_m = (M + kMicroRows - 1) / kMicroRows, units_n = (N + kGemmSplitCols - 1) / kGemmSplitCols;
   const int64_t blocks_m = (panels_m + kGemmMcPanels - 1) / kGemmMcPanels;
   const int64_t tile = kMicroRows * kMicroCols;
   const int64_t no_offset = 0;
-  auto cols_of = [&](int64_t q) { return std::min(kMicroCols, N - q * kMicroCols); };
   auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
-  // A column panel's slice of B for one K slice: rows `plane` apart, read in place or packed.
+  // A column panel's slice of B for one K slice: rows `plane` apart, read in place or packed. An in-place slice with
+  // a `copy` is packed there by the block's first row panel, whose kernel reads it in place (and the next panel's
+  // rows ahead: prefetch_next); the others read the copy.
   struct Slice {
     const float* b = nullptr;
     int64_t plane = 0;
     bool in_place = false;
+    float* copy = nullptr;
+  };
+  // The kernel's operands for row panel p: B's rows, their distance, whether to ask for the next panel's, where to
+  // pack them.
+  struct Read {
+    const float* b;
+    int64_t plane;
+    bool prefetch_next;
+    float* copy_b;
   };
   // A column panel of a chunk: whether the kernel writes its tiles into C (full width, within one run), where
   // (run, at), and otherwise its first tile of its own.
@@ -226,39 +239,51 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
     int64_t run, at, first_slot;
     Slice slice;  // for the current K slice
   };
-  // Work items: (M block, column panel), the panels of one block consecutive. A thread's run of items within one
-  // block goes K slice by K slice over a chunk of its column panels, so that the block's slice of A (up to
-  // 256 x kGemmKc floats) stays in L2 while every panel of the chunk reads it, and the chunk's C too.
-  parallel_for(0, blocks_m * panels_n, 1, [&](int64_t i0, int64_t i1) {
+  // Work items: (M block, kGemmSplitCols columns), the columns of one block consecutive; the threads take equal runs
+  // of items. A thread's run within one block is cut into column panels from its first column, and goes K slice by K
+  // slice over a chunk of its panels, so that the block's slice of A (up to 256 x kGemmKc floats) stays in L2 while
+  // every panel of the chunk reads it, and the chunk's C too.
+  parallel_for(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
     std::vector<Slice> slices;  // a staged chunk's
     for (int64_t run0 = i0; run0 < i1;) {
-      const int64_t blk = run0 / panels_n, run1 = std::min(i1, (blk + 1) * panels_n);
-      const int64_t q0 = run0 % panels_n, q1 = q0 + (run1 - run0);  // column panels of the run
+      const int64_t blk = run0 / units_n, run1 = std::min(i1, (blk + 1) * units_n);
+      // The run's columns [j_first, j_last), as panels q < n_panels from j_first (the last one may be narrower).
+      const int64_t j_first = run0 % units_n * kGemmSplitCols, j_last = std::min(N, (run1 - blk * units_n) * kGemmSplitCols);
+      const int64_t n_panels = (j_last - j_first + kMicroCols - 1) / kMicroCols;
+      auto col = [&](int64_t q) { return j_first + q * kMicroCols; };  // panel q's first column
+      auto cols_of = [&](int64_t q) { return std::min(kMicroCols, j_last - col(q)); };
       const int64_t p0 = blk * kGemmMcPanels, p1 = std::min(panels_m, p0 + kGemmMcPanels);
       run0 = run1;
       const bool last_rows_short = rows_of(panels_m - 1) < kMicroRows && p1 == panels_m;
       const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / ((p1 - p0) * tile), 1, kGemmChunkPanels);
-      for (int64_t c0 = q0; c0 < q1; c0 += chunk) {
-        const int64_t c1 = std::min(q1, c0 + chunk);
+      for (int64_t c0 = 0; c0 < n_panels; c0 += chunk) {
+        const int64_t c1 = std::min(n_panels, c0 + chunk);
         // Whether column panel q is 48 columns of one run (C's tiles can be written in place).
-        auto whole = [&](int64_t q) { return cols_of(q) == kMicroCols && q * kMicroCols % runs.length + kMicroCols <= runs.length; };
+        auto whole = [&](int64_t q) { return cols_of(q) == kMicroCols && col(q) % runs.length + kMicroCols <= runs.length; };
         // Where B's slice of column panel q lies for rows [k0, k0 + kc): read in place where few row panels reread
         // it (its rows contiguous, a whole panel), else packed into bp. The block's first row panel reads an in-place
         // slice first: its kernel asks for the next panel's rows meanwhile (prefetch_next).
         auto b_slice = [&](int64_t q, int64_t k0, int64_t kc) -> Slice {
-          const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
-          if (whole(q) && b.cols > 1 && b.col_stride == 1 && p1 - p0 <= kGemmInPlacePanels)
-            return {b.data + k0 * b.row_stride + run * runs.b_stride + at, b.row_stride, true};
+          const int64_t j0 = col(q), run = j0 / runs.length, at = j0 % runs.length;
+          const bool rows_contiguous = whole(q) && b.cols > 1 && b.col_stride == 1;
+          const float* in_place = b.data + k0 * b.row_stride + run * runs.b_stride + at;
+          if (rows_contiguous && p1 - p0 <= kGemmInPlacePanels) return {in_place, b.row_stride, true};
           float* packed = bp + (q - c0) * kGemmKc * kMicroCols;
+          if (rows_contiguous) return {in_place, b.row_stride, true, packed};  // packed by the first row panel
           detail::pack_b_panel(isa, b, runs, k0, kc, j0, packed);
           return {packed, kMicroCols, false};
+        };
+        auto read = [&](const Slice& sl, int64_t p) -> Read {
+          if (p == p0) return {sl.b, sl.plane, sl.in_place, sl.copy};
+          if (sl.copy) return {sl.copy, kMicroCols, false, nullptr};
+          return {sl.b, sl.plane, false, nullptr};
         };
         if constexpr (staged) {
           // The chunk's sums in a buffer of its own, 8-row tiles side by side (row stride: the chunk's width), each
           // row panel finished after its last slice; with one slice, one row panel's at a time (in L1).
-          const int64_t width = (c1 - c0) * kMicroCols, j_end = std::min(N, c1 * kMicroCols);
+          const int64_t width = (c1 - c0) * kMicroCols, j_end = std::min(j_last, col(c1));
           const bool one_slice = K <= kGemmKc;
           float* sums = scratch<float>((one_slice ? 1 : p1 - p0) * kMicroRows * width, kScratchGemmC);
           for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
@@ -268,18 +293,18 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
             for (int64_t p = p0; p < p1; ++p) {
               if constexpr (prefetches)
                 if (k0 + kc >= K)
-                  for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, j_end,
+                  for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), j_end,
                                  [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
               const float* apanel = a.data + (p * K + k0) * kMicroRows;
               float* row = one_slice ? sums : sums + (p - p0) * kMicroRows * width;
               for (int64_t q = c0; q < c1; ++q) {
-                const Slice& sl = slices[q - c0];
-                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b, row + (q - c0) * kMicroCols, width,
-                                       k0 > 0, cols_of(q), sl.in_place && p == p0);
+                const Read r = read(slices[q - c0], p);
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b, row + (q - c0) * kMicroCols, width,
+                                       k0 > 0, cols_of(q), r.prefetch_next, r.copy_b);
               }
               if (k0 + kc >= K)
-                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, j_end, [&](int64_t i, int64_t j, int64_t end) {
-                  finish(row + (i - p * kMicroRows) * width + (j - c0 * kMicroCols), i, j / runs.length, j % runs.length, end - j);
+                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), j_end, [&](int64_t i, int64_t j, int64_t end) {
+                  finish(row + (i - p * kMicroRows) * width + (j - col(c0)), i, j / runs.length, j % runs.length, end - j);
                 });
             }
           }
@@ -290,7 +315,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         panels.clear();
         int64_t slots = 0;
         for (int64_t q = c0; q < c1; ++q) {
-          const int64_t j0 = q * kMicroCols, run = j0 / runs.length, at = j0 % runs.length;
+          const int64_t j0 = col(q), run = j0 / runs.length, at = j0 % runs.length;
           const bool in_c = whole(q);
           panels.push_back({in_c, run, at, slots, {}});
           slots += in_c ? (last_rows_short ? 1 : 0) : p1 - p0;
@@ -311,9 +336,9 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         if (beta != 0.0f)
           for_each_edge([&](int64_t p, int64_t q, float* t) {
             std::fill(t, t + tile, 0.0f);
-            for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), q * kMicroCols, q * kMicroCols + cols_of(q),
+            for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(q), col(q) + cols_of(q),
                            [&](int64_t i, int64_t j, int64_t end) {
-                             std::copy_n(c_at(i, j), end - j, t + (i - p * kMicroRows) * kMicroCols + (j - q * kMicroCols));
+                             std::copy_n(c_at(i, j), end - j, t + (i - p * kMicroRows) * kMicroCols + (j - col(q)));
                            });
           });
         for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
@@ -325,19 +350,20 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
           for (int64_t p = p0; p < p1; ++p) {
             if constexpr (prefetches)  // at the last slice, for the rows whose tiles it completes
               if (k0 + kc >= K)
-                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), c0 * kMicroCols, std::min(N, c1 * kMicroCols),
+                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), std::min(j_last, col(c1)),
                                [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
             const float* apanel = a.data + (p * K + k0) * kMicroRows;
             for (int64_t q = c0; q < c1; ++q) {
               const Panel& pn = panels[q - c0];
-              const Slice& sl = pn.slice;
+              const Read r = read(pn.slice, p);
               if (float* t = edge_of(p, q)) {
-                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b, t, kMicroCols, accumulate, cols_of(q));
+                micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b, t, kMicroCols, accumulate, cols_of(q),
+                                       r.prefetch_next, r.copy_b);
                 continue;
               }
-              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, sl.plane, apanel, sl.b,
+              micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b,
                                      c.data + pn.run * runs.c_stride + pn.at + p * kMicroRows * ldc, ldc, accumulate,
-                                     kMicroCols, sl.in_place && p == p0);
+                                     kMicroCols, r.prefetch_next, r.copy_b);
             }
           }
         }
@@ -347,11 +373,11 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         for (int64_t q = c0; q < c1 && finishes;) {
           int64_t q_end = q;
           while (q_end < c1 && panels[q_end - c0].in_c) ++q_end;
-          finish_pieces(p0 * kMicroRows, rows_in_c, q * kMicroCols, q_end * kMicroCols);
+          finish_pieces(p0 * kMicroRows, rows_in_c, col(q), col(q_end));
           q = std::max(q + 1, q_end);
         }
         for_each_edge([&](int64_t p, int64_t q, const float* t) {
-          const int64_t r0 = p * kMicroRows, j0 = q * kMicroCols;
+          const int64_t r0 = p * kMicroRows, j0 = col(q);
           for_each_piece(r0, r0 + rows_of(p), j0, j0 + cols_of(q), [&](int64_t i, int64_t j, int64_t end) {
             std::copy_n(t + (i - r0) * kMicroCols + (j - j0), end - j, c_at(i, j));
           });
