@@ -211,7 +211,10 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
     return finish_pieces(0, M, 0, N);
   }
   const int64_t panels_m = (M + kMicroRows - 1) / kMicroRows, units_n = (N + kGemmSplitCols - 1) / kGemmSplitCols;
-  const int64_t blocks_m = (panels_m + kGemmMcPanels - 1) / kGemmMcPanels;
+  // With K in one slice, nothing of A or C is reread across slices: one block of all rows, so that each column
+  // panel's slice of B is packed once rather than once per block (1x1 256 -> 1024 at 14 x 14 packed it four times).
+  const int64_t block_panels = K <= kGemmKc ? panels_m : kGemmMcPanels;
+  const int64_t blocks_m = (panels_m + block_panels - 1) / block_panels;
   const int64_t tile = kMicroRows * kMicroCols;
   const int64_t no_offset = 0;
   auto rows_of = [&](int64_t p) { return std::min(kMicroRows, M - p * kMicroRows); };
@@ -254,10 +257,10 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
       const int64_t n_panels = (j_last - j_first + kMicroCols - 1) / kMicroCols;
       auto col = [&](int64_t q) { return j_first + q * kMicroCols; };  // panel q's first column
       auto cols_of = [&](int64_t q) { return std::min(kMicroCols, j_last - col(q)); };
-      const int64_t p0 = blk * kGemmMcPanels, p1 = std::min(panels_m, p0 + kGemmMcPanels);
+      const int64_t p0 = blk * block_panels, p1 = std::min(panels_m, p0 + block_panels);
       run0 = run1;
       const bool last_rows_short = rows_of(panels_m - 1) < kMicroRows && p1 == panels_m;
-      const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / ((p1 - p0) * tile), 1, kGemmChunkPanels);
+      const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / (std::min(p1 - p0, kGemmMcPanels) * tile), 1, kGemmChunkPanels);
       for (int64_t c0 = 0; c0 < n_panels; c0 += chunk) {
         const int64_t c1 = std::min(n_panels, c0 + chunk);
         // Whether column panel q is 48 columns of one run (C's tiles can be written in place).
