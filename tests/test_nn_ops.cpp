@@ -260,6 +260,28 @@ TEST_CASE("conv2d: Winograd's rounding in float on ResNet's 3x3 shapes, F(4x4, 3
   }
 }
 
+TEST_CASE("conv2d: the stem's output past 16 MB, written by streaming stores, equals each image's alone, bit for bit") {
+  // Batch 6 at 224 x 224: 19 MB of output (kShiftedStreamBytes), panels along its rows of 112 (48, 48, 16); one image
+  // (3.2 MB) goes through the grid's panels and the kernel's tile. The same sums either way, on each ISA.
+  tv::Generator gen(31);
+  const auto x = tv::normal<float>({6, 3, 224, 224}, 0, 1, gen), w = tv::normal<float>({64, 3, 7, 7}, 0, 0.1, gen);
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    tv::cpu::ScopedIsa scoped(isa);
+    tv::NoGradGuard no_grad;
+    const auto y = tv::conv2d(x, w, {}, {2, 2}, {3, 3});
+    bool same = true;
+    for (int64_t n = 0; n < 6; ++n) {
+      const auto alone = tv::conv2d(x.narrow(0, n, 1).contiguous(), w, {}, {2, 2}, {3, 3});
+      const auto part = y.narrow(0, n, 1).contiguous();
+      same = same && std::equal(alone.data(), alone.data() + alone.numel(), part.data());
+    }
+    CHECK(same);
+  }
+}
+
 TEST_CASE("conv2d: stride-2 shifted GEMMs on the input's phases equal the direct sum, forward and both gradients") {
   struct Case {
     const char* name;

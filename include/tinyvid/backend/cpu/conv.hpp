@@ -373,6 +373,9 @@ PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T
 constexpr int64_t kShiftedWeightsInCache = 256 * 1024, kShiftedSlice = 128, kShiftedGroupFloats = 96 * 1024;
 // The unblocked schedule's groups of column panels: their slices of B (K x 48 floats each) up to this many bytes.
 constexpr int64_t kShiftedGroupBytes = 256 * 1024;
+// A plain output (no bias, no epilogue) of at least this many bytes, whose rows are whole 16-float vectors and at
+// least 96 wide, is written by streaming stores, panels cut along its rows (the stem at batch 8: 25.7 MB).
+constexpr int64_t kShiftedStreamBytes = 16 << 20;
 
 inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
   const int64_t w = std::max<int64_t>(256, (256 * 1024 / 4) / std::max<int64_t>(g.Cout, 1));
@@ -456,6 +459,25 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   // channel panel by output channel panel: the stores then run down 8 output rows at a time, 48 floats further on each
   // call, rather than across all Cout rows (the stem writes 64 rows of 25.7 MB once: its forward 0-4% faster).
   const int64_t group = std::clamp<int64_t>(kShiftedGroupBytes / (K * kMicroCols * int64_t{sizeof(float)}), 1, 16);
+  const bool plain = !bias && !ep.scale && !ep.residual && !ep.relu;
+  if (plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols && g.N * M * g.OHW() * int64_t{sizeof(float)} >= kShiftedStreamBytes) {
+    // Column panels within one output row (the stem's 112 columns: 48, 48 and 16), so that the kernel writes y itself,
+    // whole aligned lines, by streaming stores (bench_conv's stem forward: 271 -> 289 GFLOP/s, PyTorch 364).
+    const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
+    parallel_for(0, g.N * g.OH, 1, [&](int64_t b, int64_t e) {
+      for (int64_t r0 = b; r0 < e; r0 += rows_per_group)
+        for (int64_t mb = 0; mb < panels_m; ++mb)
+          for (int64_t r = r0; r < std::min(e, r0 + rows_per_group); ++r)
+            for (int64_t x0 = 0; x0 < g.OW; x0 += kMicroCols) {
+              const int64_t n = r / g.OH, oy = r % g.OH;
+              micro_kernel_8x48_stream(isa, taps, C, tap_offset.data(), s.plane, ap + mb * K * kMicroRows,
+                                       xp.data + n * C * s.plane + oy * s.Wq + x0, y + (n * M + mb * kMicroRows) * g.OHW() + oy * g.OW + x0,
+                                       g.OHW(), std::min(kMicroCols, g.OW - x0));
+            }
+      stream_fence();
+    });
+    return;
+  }
   parallel_for(0, g.N * panels_n, 1, [&](int64_t b, int64_t e) {
     alignas(64) float ct[kMicroRows * kMicroCols];
     for (int64_t g0 = b; g0 < e; g0 += group)

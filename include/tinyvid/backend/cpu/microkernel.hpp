@@ -36,8 +36,9 @@ namespace avx512 {
 // without a trip through the stack). V = 3 is the full tile: 24 accumulators; per k, 3 loads of B and
 // 8 broadcasts of A. V < 3 serves a GEMM's last, narrower column panel. With PrefetchNext, each row's next 16V floats
 // (the next column panel's, read in place) are asked for into L1 as the row is read; with CopyB, each row is also
-// stored to copy as a packed panel, copy[k][16V] (micro_kernel_8x48_taps).
-template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false>
+// stored to copy as a packed panel, copy[k][16V] (micro_kernel_8x48_taps); with Stream, C is written by streaming
+// stores (micro_kernel_8x48_stream).
+template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false, bool Stream = false>
 TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                                        int64_t plane, const float* __restrict Ap,
                                                                        const float* __restrict base, float* __restrict Cm,
@@ -78,7 +79,10 @@ TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t t
     }
   }
 #pragma GCC unroll 24
-  for (int i = 0; i < kMicroRows * V; ++i) _mm512_storeu_ps(Cm + (i / V) * ldc + 16 * (i % V), c[i / V][i % V]);
+  for (int i = 0; i < kMicroRows * V; ++i) {
+    if constexpr (Stream) _mm512_stream_ps(Cm + (i / V) * ldc + 16 * (i % V), c[i / V][i % V]);
+    else _mm512_storeu_ps(Cm + (i / V) * ldc + 16 * (i % V), c[i / V][i % V]);
+  }
 }
 
 // dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride lds).
@@ -360,6 +364,35 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
   (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate,
       (void)width, (void)prefetch_next, (void)copy_b;
   std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
+#endif
+}
+
+// C = the product of micro_kernel_8x48_taps (without accumulate, the same sums), its first width columns only, its
+// rows written past the caches by streaming stores (which do not read the lines first) with AVX-512, where C is 64-byte
+// aligned and ldc and width are multiples of 16. For an output that no cache would keep until its next use (the stem's
+// 25.7 MB at batch 8, where the first reads of those lines cost a third of the forward's gap to PyTorch). The caller
+// ends its stores with stream_fence().
+inline void micro_kernel_8x48_stream(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
+                                     const float* Ap, const float* base, float* Cm, int64_t ldc, int64_t width) {
+#ifdef TINYVID_X86_KERNELS
+  if (isa == Isa::Avx512 && reinterpret_cast<uintptr_t>(Cm) % 64 == 0 && ldc % 16 == 0 && width % 16 == 0) {
+    auto run = [&]<int V>() { avx512::micro_kernel_8xv_taps<V, false, false, false, true>(taps, C, tap_offset, plane, Ap, base, Cm, ldc); };
+    if (width <= 16) return run.template operator()<1>();
+    if (width <= 32) return run.template operator()<2>();
+    return run.template operator()<3>();
+  }
+#endif
+  // Otherwise through a tile of its own: the kernels compute whole vectors (AVX2: 24 columns for a width of 16),
+  // which past a row of C would land in the next.
+  alignas(64) float tile[kMicroRows * kMicroCols];
+  micro_kernel_8x48_taps(isa, taps, C, tap_offset, plane, Ap, base, tile, kMicroCols, false, width);
+  for (int64_t i = 0; i < kMicroRows; ++i) std::copy_n(tile + i * kMicroCols, width, Cm + i * ldc);
+}
+
+// Orders a thread's streaming stores before what follows (the end of a parallel region).
+inline void stream_fence() {
+#ifdef TINYVID_X86_KERNELS
+  _mm_sfence();
 #endif
 }
 
