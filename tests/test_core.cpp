@@ -2,6 +2,10 @@
 // (viz/plot.hpp): their tick chooser and layout, which need no image library.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <tinyvid/tinyvid.hpp>
@@ -203,6 +207,47 @@ TEST_CASE("thread count: one setting, and results that do not depend on it") {
   for (size_t i = 0; i < m1.size(); i += 997) CHECK(m1[i] == doctest::Approx(m2.to_vector()[i]).epsilon(1e-4));
   tv::set_num_threads(before);
   CHECK_THROWS_AS(tv::set_num_threads(0), tv::Error);
+}
+
+TEST_CASE("parallel_for_balanced: each item once, in pieces aligned within a share; a slow thread's items taken over") {
+  const int before = tv::get_num_threads();
+  for (int threads : {1, 2, 3, 4})
+    for (int64_t n : {1, 7, 100, 1001})
+      for (int64_t grain : {1, 3})
+        for (int64_t batch : {1, 5}) {
+          tv::set_num_threads(threads);
+          INFO("threads ", threads, ", n ", n, ", grain ", grain, ", batch ", batch);
+          // parallel_for's shares, for a team of one thread per grain at most
+          const int64_t begin = 10, team = std::min<int64_t>(threads, (n + grain - 1) / grain), per = (n + team - 1) / team;
+          std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
+          std::mutex mu;
+          std::vector<std::pair<int64_t, int64_t>> pieces;
+          tv::parallel_for_balanced(begin, begin + n, grain, batch, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) runs[i - begin]++;
+            std::lock_guard<std::mutex> lock(mu);
+            pieces.emplace_back(b - begin, e - begin);
+          });
+          for (int64_t i = 0; i < n; ++i) REQUIRE(runs[i].load() == 1);
+          if (threads == 1) CHECK(pieces.size() == 1);
+          for (auto [b, e] : pieces) {
+            CHECK(b < e);
+            CHECK(b / per == (e - 1) / per);          // within one share
+            CHECK((b - b / per * per) % grain == 0);  // a whole number of grains from the share's start
+          }
+        }
+  // Thread 0 slowed down (2 ms an item): the other thread, done with its own share, runs some of thread 0's.
+  tv::set_num_threads(2);
+  std::vector<int> ran_on(64, -1);
+  tv::parallel_for_balanced(0, 64, 1, 1, [&](int64_t b, int64_t e) {
+    const int t = omp_get_thread_num();
+    for (int64_t i = b; i < e; ++i) {
+      ran_on[i] = t;
+      if (t == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  CHECK(std::count(ran_on.begin(), ran_on.end(), -1) == 0);
+  CHECK(std::count(ran_on.begin(), ran_on.begin() + 32, 1) > 0);  // of thread 0's share
+  tv::set_num_threads(before);
 }
 
 TEST_CASE("shape errors name the op and both shapes") {

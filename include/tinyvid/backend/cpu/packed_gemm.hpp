@@ -248,7 +248,9 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   // of items. A thread's run within one block is cut into column panels from its first column, and goes K slice by K
   // slice over a chunk of its panels, so that the block's slice of A (up to 256 x kGemmKc floats) stays in L2 while
   // every panel of the chunk reads it, and the chunk's C too.
-  parallel_for(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, [&](int64_t i0, int64_t i1) {
+  // (The chunk's panels for the first block: only the last block may have fewer rows, and so longer chunks.)
+  const int64_t chunk_panels = std::clamp<int64_t>(kGemmChunkFloats / (std::min(block_panels, kGemmMcPanels) * tile), 1, kGemmChunkPanels);
+  parallel_for_balanced(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, chunk_panels, [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
     std::vector<Slice> slices;  // a staged chunk's

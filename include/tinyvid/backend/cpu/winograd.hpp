@@ -448,7 +448,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
       // 2.68 -> 2.14 ms, at 56 x 56, 64 channels 3.83 -> 2.55 ms.
       const int64_t threads = get_num_threads(), chunks = (L.rows + L.chunk_rows - 1) / L.chunk_rows;
       const int64_t count = (std::max<int64_t>(chunks, threads) + threads - 1) / threads * threads;
-      parallel_for(0, count, 1, [&](int64_t b, int64_t e) {
+      parallel_for_balanced(0, count, 1, 1, [&](int64_t b, int64_t e) {
         T* Vt = scratch<T>(F::taps * vs, kScratchWinogradV);
         T* Mt = scratch<T>(F::taps * ms, kScratchWinogradM);
         for (int64_t i = b; i < e; ++i) {
