@@ -9,10 +9,10 @@
 // and so do panels that straddle two runs of columns (ColumnRuns: a 1x1 conv's images side by side, one product
 // for the batch). Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one
 // packed B slice (one block where K is one slice), and K slices outside chunks of column panels, so a block's slice of
-// A stays in L2; the threads take equal runs of columns. A `finish`
-// callback gets each piece of C once its sum is complete (a conv's epilogue). Each element of C is summed by one
-// work item in one order, so the result does not depend on the thread count; inside a parallel region (a conv's
-// work item) the call runs on its thread alone.
+// A stays in L2; the threads take equal runs of columns, and one done early takes part of another's
+// (parallel_for_balanced). A `finish` callback gets each piece of C once its sum is complete (a conv's epilogue). Each
+// element of C is summed by one work item in one order, so the result depends neither on the thread count nor on
+// which thread ran it; inside a parallel region (a conv's work item) the call runs on its thread alone.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -245,7 +245,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
     Slice slice;  // for the current K slice
   };
   // Work items: (M block, kGemmSplitCols columns), the columns of one block consecutive; the threads take equal runs
-  // of items. A thread's run within one block is cut into column panels from its first column, and goes K slice by K
+  // of items (then part of another's, if done first: parallel_for_balanced). A thread's run within one block is cut into column panels from its first column, and goes K slice by K
   // slice over a chunk of its panels, so that the block's slice of A (up to 256 x kGemmKc floats) stays in L2 while
   // every panel of the chunk reads it, and the chunk's C too.
   // (The chunk's panels for the first block: only the last block may have fewer rows, and so longer chunks.)
