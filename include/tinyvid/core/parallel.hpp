@@ -95,25 +95,27 @@ void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t ba
     f(begin, end);
     return;
   }
-  // A thread's share: items [first, last), of which grains [front, back) from `first` are not taken yet (packed
-  // front << 32 | back, changed by one compare-and-swap).
+  // Grains [front, back) of thread t's share not taken yet, counted from the share's first item (packed front << 32 |
+  // back, changed by one compare-and-swap). The shares are parallel_for's: `per` items each, from `begin`.
   struct alignas(64) Share {
-    int64_t first, last;
     std::atomic<uint64_t> range;
   };
   TV_CHECK(n / grain < (int64_t{1} << 31), "parallel_for_balanced: ", n / grain, " pieces are more than it counts");
   std::vector<Share> shares(static_cast<size_t>(nt));
   auto pack = [](uint64_t front, uint64_t back) { return front << 32 | back; };
-  // Takes from share s the front (own) or the back (another's) of what is left; false when nothing is left to take.
-  auto take = [&](Share& s, bool own) {
-    uint64_t cur = s.range.load(std::memory_order_relaxed);
+  // Takes from share o (shares of `per` items) the front (own) or the back (another's) of what is left; false when
+  // nothing is left to take.
+  auto take = [&](int o, int64_t per, bool own) {
+    std::atomic<uint64_t>& range = shares[o].range;
+    const int64_t first = std::min(end, begin + o * per), last = std::min(end, first + per);
+    uint64_t cur = range.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t front = cur >> 32, back = cur & 0xFFFFFFFFu, left = back > front ? back - front : 0;
       const uint64_t count = own ? std::min(left, ((left + 1) / 2 + owner_batch - 1) / owner_batch * owner_batch) : left / 2;
       if (count == 0) return false;
       const uint64_t u0 = own ? front : back - count;
-      if (s.range.compare_exchange_weak(cur, own ? pack(front + count, back) : pack(front, back - count), std::memory_order_relaxed)) {
-        f(s.first + static_cast<int64_t>(u0) * grain, std::min(s.last, s.first + static_cast<int64_t>(u0 + count) * grain));
+      if (range.compare_exchange_weak(cur, own ? pack(front + count, back) : pack(front, back - count), std::memory_order_relaxed)) {
+        f(first + static_cast<int64_t>(u0) * grain, std::min(last, first + static_cast<int64_t>(u0 + count) * grain));
         return true;
       }
     }
@@ -123,12 +125,10 @@ void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t ba
     // The team may be smaller than asked for (OMP_DYNAMIC, thread limits): shares by its real size.
     const int team = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t per = (n + team - 1) / team;
-    Share& mine = shares[t];
-    mine.first = std::min(end, begin + t * per);
-    mine.last = std::min(end, mine.first + per);
-    mine.range.store(pack(0, static_cast<uint64_t>((mine.last - mine.first + grain - 1) / grain)), std::memory_order_relaxed);
+    const int64_t first = std::min(end, begin + t * per), last = std::min(end, first + per);
+    shares[t].range.store(pack(0, static_cast<uint64_t>((last - first + grain - 1) / grain)), std::memory_order_relaxed);
 #pragma omp barrier
-    while (take(mine, true)) {
+    while (take(t, per, true)) {
     }
     for (bool took = true; took;) {  // then the others', the one with the most left first
       int most = -1;
@@ -137,7 +137,7 @@ void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t ba
         const uint64_t r = shares[o].range.load(std::memory_order_relaxed), front = r >> 32, back = r & 0xFFFFFFFFu;
         if (o != t && back > front && back - front > most_left) most = o, most_left = back - front;
       }
-      took = most >= 0 && take(shares[most], false);
+      took = most >= 0 && take(most, per, false);
     }
   }
 }

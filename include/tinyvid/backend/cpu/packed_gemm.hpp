@@ -248,9 +248,9 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   // of items (then part of another's, if done first: parallel_for_balanced). A thread's run within one block is cut into column panels from its first column, and goes K slice by K
   // slice over a chunk of its panels, so that the block's slice of A (up to 256 x kGemmKc floats) stays in L2 while
   // every panel of the chunk reads it, and the chunk's C too.
-  // (The chunk's panels for the first block: only the last block may have fewer rows, and so longer chunks.)
-  const int64_t chunk_panels = std::clamp<int64_t>(kGemmChunkFloats / (std::min(block_panels, kGemmMcPanels) * tile), 1, kGemmChunkPanels);
-  parallel_for_balanced(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, chunk_panels, [&](int64_t i0, int64_t i1) {
+  // Column panels per chunk for a block of `rows` row panels (only the last block may have fewer, and longer chunks).
+  auto chunk_for = [&](int64_t rows) { return std::clamp<int64_t>(kGemmChunkFloats / (std::min(rows, kGemmMcPanels) * tile), 1, kGemmChunkPanels); };
+  parallel_for_balanced(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, chunk_for(block_panels), [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
     std::vector<Slice> slices;  // a staged chunk's
@@ -264,7 +264,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
       const int64_t p0 = blk * block_panels, p1 = std::min(panels_m, p0 + block_panels);
       run0 = run1;
       const bool last_rows_short = rows_of(panels_m - 1) < kMicroRows && p1 == panels_m;
-      const int64_t chunk = std::clamp<int64_t>(kGemmChunkFloats / (std::min(p1 - p0, kGemmMcPanels) * tile), 1, kGemmChunkPanels);
+      const int64_t chunk = chunk_for(p1 - p0);
       for (int64_t c0 = 0; c0 < n_panels; c0 += chunk) {
         const int64_t c1 = std::min(n_panels, c0 + chunk);
         // Whether column panel q is 48 columns of one run (C's tiles can be written in place).
