@@ -315,12 +315,25 @@ struct PaddedInput {
 // Zeros every element of one channel's padded planes that the input does not overwrite: the padding rows
 // and columns, a phase's odd last row or column, and the slack (the buffer is reused, so no fill of the
 // whole: that would double the memory traffic of the copy).
+// (A row's padding is a float or two at each end: stored one by one, where a memset call each and the bounds
+// divided anew on every row took 6% of a stride-2 3x3 conv's forward at 56 x 56.)
+template <class T>
+void zero_few(T* p, int64_t n) {
+  if (n > 4) return (void)std::fill(p, p + n, T(0));
+#pragma GCC unroll 4
+  for (int64_t j = 0; j < 4; ++j)
+    if (j < n) p[j] = T(0);
+}
+
 template <class T>
 void zero_padding(const ConvGeometry& g, const ShiftedLayout& s, T* plane) {
   const int64_t phases = s.stride * s.stride;
   for (int64_t p = 0; p < phases; ++p) {
     T* ph = plane + p * s.phase_plane;
     const int64_t pr = p / s.stride, pc = p % s.stride;  // this phase holds padded rows pr + stride * i, likewise columns
+    // Columns c = pc + stride * j outside [pw, pw + W) are padding: j < lo and j >= hi.
+    const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
+    const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
     for (int64_t i = 0; i < s.Hq; ++i) {
       const int64_t r = pr + s.stride * i;
       T* row = ph + i * s.Wq;
@@ -328,11 +341,8 @@ void zero_padding(const ConvGeometry& g, const ShiftedLayout& s, T* plane) {
         std::fill(row, row + s.Wq, T(0));
         continue;
       }
-      // Columns c = pc + stride * j outside [pw, pw + W) are padding.
-      const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
-      const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
-      std::fill(row, row + lo, T(0));
-      std::fill(row + hi, row + s.Wq, T(0));
+      zero_few(row, lo);
+      zero_few(row + hi, s.Wq - hi);
     }
   }
   std::fill(plane + phases * s.phase_plane, plane + s.plane, T(0));

@@ -86,8 +86,7 @@ inline void pack_b_columns(Isa isa, const float* src, int64_t row_stride, int64_
                            int64_t n, float* out) {
   if (n == 1 || col_stride == 1) {  // rows contiguous
     if (n == kMicroCols) return pack_rows_48(src + k0 * row_stride, row_stride, kc, out);
-    for (int64_t k = 0; k < kc; ++k) std::copy_n(src + (k0 + k) * row_stride, n, out + k * kMicroCols);
-    return;
+    return copy_rows(isa, src + k0 * row_stride, row_stride, kc, n, out, kMicroCols);
   }
   int64_t j = 0;
   if (row_stride == 1)  // column-major: B^T's rows are contiguous, transposed 16 x 16 at a time
@@ -345,7 +344,7 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
             std::fill(t, t + tile, 0.0f);
             for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(q), col(q) + cols_of(q),
                            [&](int64_t i, int64_t j, int64_t end) {
-                             std::copy_n(c_at(i, j), end - j, t + (i - p * kMicroRows) * kMicroCols + (j - col(q)));
+                             copy_rows(isa, c_at(i, j), 0, 1, end - j, t + (i - p * kMicroRows) * kMicroCols + (j - col(q)), 0);
                            });
           });
         for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
@@ -385,8 +384,8 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         }
         for_each_edge([&](int64_t p, int64_t q, const float* t) {
           const int64_t r0 = p * kMicroRows, j0 = col(q);
-          for_each_piece(r0, r0 + rows_of(p), j0, j0 + cols_of(q), [&](int64_t i, int64_t j, int64_t end) {
-            std::copy_n(t + (i - r0) * kMicroCols + (j - j0), end - j, c_at(i, j));
+          runs.for_each_part(j0, j0 + cols_of(q), [&](int64_t j, int64_t end) {  // all the tile's rows at once
+            copy_rows(isa, t + (j - j0), kMicroCols, rows_of(p), end - j, c_at(r0, j), ldc);
           });
           finish_pieces(r0, r0 + rows_of(p), j0, j0 + cols_of(q));
         });
