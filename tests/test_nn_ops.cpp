@@ -261,7 +261,8 @@ TEST_CASE("conv2d: Winograd's rounding in float on ResNet's 3x3 shapes, F(4x4, 3
 }
 
 TEST_CASE("conv2d: the stem's output past 16 MB, written by streaming stores, equals each image's alone, bit for bit") {
-  // Batch 6 at 224 x 224: 19 MB of output (kShiftedStreamBytes), panels along its rows of 112 (48, 48, 16); one image
+  // Batch 6 at 224 x 224: 19 MB of output (kShiftedStreamBytes), panels along its rows of 112 (48 and 48, then the last
+  // 16 columns of up to three rows of one image in one call: 112 rows an image, stacks of 3, 3, ..., 1); one image
   // (3.2 MB) goes through the grid's panels and the kernel's tile. The same sums either way, on each ISA.
   tv::Generator gen(31);
   const auto x = tv::normal<float>({6, 3, 224, 224}, 0, 1, gen), w = tv::normal<float>({64, 3, 7, 7}, 0, 0.1, gen);

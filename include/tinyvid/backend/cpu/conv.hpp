@@ -474,16 +474,27 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     // Column panels within one output row (the stem's 112 columns: 48, 48 and 16), so that the kernel writes y itself,
     // whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
     const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
+    // Rows 48 m + 16 wide have their last 16 columns computed up to three rows (of one image) to a kernel call.
+    const int64_t full_cols = g.OW % kMicroCols == 16 ? g.OW - 16 : g.OW;
     parallel_for_balanced(0, g.N * g.OH, rows_per_group, 1, [&](int64_t b, int64_t e) {
-      for (int64_t r0 = b; r0 < e; r0 += rows_per_group)
-        for (int64_t mb = 0; mb < panels_m; ++mb)
-          for (int64_t r = r0; r < std::min(e, r0 + rows_per_group); ++r) {
-            const int64_t n = r / g.OH, oy = r % g.OH;
-            for (int64_t x0 = 0; x0 < g.OW; x0 += kMicroCols)
-              micro_kernel_8x48_stream(isa, taps, C, tap_offset.data(), s.plane, ap + mb * K * kMicroRows,
-                                       xp.data + n * C * s.plane + oy * s.Wq + x0, y + (n * M + mb * kMicroRows) * g.OHW() + oy * g.OW + x0,
-                                       g.OHW(), std::min(kMicroCols, g.OW - x0));
+      for (int64_t r0 = b; r0 < e; r0 += rows_per_group) {
+        const int64_t r1 = std::min(e, r0 + rows_per_group);
+        for (int64_t mb = 0; mb < panels_m; ++mb) {
+          const float* a = ap + mb * K * kMicroRows;
+          auto b_at = [&](int64_t r, int64_t x0) { return xp.data + r / g.OH * C * s.plane + r % g.OH * s.Wq + x0; };
+          auto y_at = [&](int64_t r, int64_t x0) { return y + (r / g.OH * M + mb * kMicroRows) * g.OHW() + r % g.OH * g.OW + x0; };
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t x0 = 0; x0 < full_cols; x0 += kMicroCols)
+              micro_kernel_8x48_stream(isa, taps, C, tap_offset.data(), s.plane, a, b_at(r, x0), y_at(r, x0), g.OHW(),
+                                       std::min(kMicroCols, full_cols - x0));
+          for (int64_t r = r0; r < r1 && full_cols < g.OW;) {
+            const int64_t count = std::min({int64_t{3}, r1 - r, g.OH - r % g.OH});  // rows of one image
+            micro_kernel_8x16_stacked_stream(isa, taps, C, tap_offset.data(), s.plane, a, b_at(r, full_cols), s.Wq,
+                                             y_at(r, full_cols), g.OHW(), g.OW, count);
+            r += count;
           }
+        }
+      }
       stream_fence();
     });
     return;
