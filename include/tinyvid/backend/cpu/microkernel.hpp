@@ -38,7 +38,7 @@ namespace avx512 {
 // (the next column panel's, read in place) are asked for into L1 as the row is read; with CopyB, each row is also
 // stored to copy as a packed panel, copy[k][16V] (micro_kernel_8x48_taps); with Stream, C is written by streaming
 // stores (micro_kernel_8x48_stream). With Stacked, vector v of B's rows lies v * b_step floats on and of C's rows
-// v * c_step on, not 16 v: V outputs rows' last 16 columns at once (micro_kernel_8x16_stacked_stream).
+// v * c_step on, not 16 v: V output rows' last 16 columns at once (micro_kernel_8x16_stacked_stream).
 template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false, bool Stream = false, bool Stacked = false>
 TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                                        int64_t plane, const float* __restrict Ap,

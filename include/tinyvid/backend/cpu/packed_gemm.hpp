@@ -342,10 +342,9 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
         if (beta != 0.0f)
           for_each_edge([&](int64_t p, int64_t q, float* t) {
             std::fill(t, t + tile, 0.0f);
-            for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(q), col(q) + cols_of(q),
-                           [&](int64_t i, int64_t j, int64_t end) {
-                             copy_rows(isa, c_at(i, j), 0, 1, end - j, t + (i - p * kMicroRows) * kMicroCols + (j - col(q)), 0);
-                           });
+            runs.for_each_part(col(q), col(q) + cols_of(q), [&](int64_t j, int64_t end) {  // all the tile's rows at once
+              copy_rows(isa, c_at(p * kMicroRows, j), ldc, rows_of(p), end - j, t + (j - col(q)), kMicroCols);
+            });
           });
         for (int64_t k0 = 0; k0 < K; k0 += kGemmKc) {
           const int64_t kc = std::min(kGemmKc, K - k0);
