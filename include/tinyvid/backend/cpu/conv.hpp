@@ -471,10 +471,10 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   const int64_t group = std::clamp<int64_t>(kShiftedGroupBytes / (K * kMicroCols * int64_t{sizeof(float)}), 1, 16);
   const bool plain = !bias && !ep.scale && !ep.residual && !ep.relu;
   if (plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols && g.N * M * g.OHW() * int64_t{sizeof(float)} >= kShiftedStreamBytes) {
-    // Column panels within one output row (the stem's 112 columns: 48, 48 and 16), so that the kernel writes y itself,
-    // whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
+    // Column panels within one output row (the stem's 112 columns: 48, 48, and the last 16 of up to three rows of one
+    // image in one call, where a row's 16 alone ran at two thirds of the tile's rate), so that the kernel writes y
+    // itself, whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
     const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
-    // Rows 48 m + 16 wide have their last 16 columns computed up to three rows (of one image) to a kernel call.
     const int64_t full_cols = g.OW % kMicroCols == 16 ? g.OW - 16 : g.OW;
     parallel_for_balanced(0, g.N * g.OH, rows_per_group, 1, [&](int64_t b, int64_t e) {
       for (int64_t r0 = b; r0 < e; r0 += rows_per_group) {
