@@ -727,6 +727,65 @@ TEST_CASE("packed GEMM: every layout, tail and beta, on each ISA, against a doub
   }
 }
 
+TEST_CASE("packed GEMM: A read in place (rows or columns apart) gives the packed A's bits, kernel and product") {
+  // The kernel entry on every ISA (AVX2 packs an in-place A itself), then whole products on the ISAs of tinyvid's
+  // GEMM: M a multiple of 8 with a second block (264), K past one slice (300), N up to kInPlaceAColumns, beta 0 and 1.
+  std::mt19937 rng(14);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (auto isa : runnable_isas()) {
+    if (!tv::cpu::has_micro_kernels(isa)) continue;
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    const int64_t K = 37, lda = 45;
+    std::vector<float> rows(static_cast<size_t>(8 * lda)), cols(static_cast<size_t>(K * lda)), packed(static_cast<size_t>(K * 8)),
+        B(static_cast<size_t>(K * 48));
+    for (auto& v : rows) v = uniform(rng);
+    for (auto& v : B) v = uniform(rng);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < 8; ++i) packed[k * 8 + i] = cols[k * lda + i] = rows[i * lda + k];
+    const int64_t no_offset = 0;
+    for (int64_t width : {16, 48}) {
+      std::vector<float> want(8 * 48, 0.0f), got_rows(8 * 48, 0.0f), got_cols(8 * 48, 0.0f);
+      tv::cpu::micro_kernel_8x48_taps(isa, 1, K, &no_offset, 48, packed.data(), B.data(), want.data(), 48, false, width);
+      tv::cpu::micro_kernel_8x48_taps(isa, 1, K, &no_offset, 48, rows.data(), B.data(), got_rows.data(), 48, false, width,
+                                      false, nullptr, tv::cpu::ALayout::Rows, lda);
+      tv::cpu::micro_kernel_8x48_taps(isa, 1, K, &no_offset, 48, cols.data(), B.data(), got_cols.data(), 48, false, width,
+                                      false, nullptr, tv::cpu::ALayout::Columns, lda);
+      CAPTURE(width);
+      CHECK(got_rows == want);
+      CHECK(got_cols == want);
+    }
+    if (!tv::cpu::use_own_gemm(isa)) continue;
+    for (int64_t M : {16, 264})
+      for (int64_t N : {int64_t(47), int64_t(100), tv::cpu::kInPlaceAColumns})
+        for (int64_t Kp : {1, 129, 300})
+          for (bool a_col : {false, true})
+            for (float beta : {0.0f, 1.0f}) {
+              CAPTURE(M);
+              CAPTURE(N);
+              CAPTURE(Kp);
+              CAPTURE(a_col);
+              CAPTURE(beta);
+              const int64_t ld = (a_col ? M : Kp) + 3;
+              std::vector<float> A(static_cast<size_t>((a_col ? Kp : M) * ld)), Bm(static_cast<size_t>(Kp * N)),
+                  C0(static_cast<size_t>(M * N));
+              for (auto& v : A) v = uniform(rng);
+              for (auto& v : Bm) v = uniform(rng);
+              for (auto& v : C0) v = uniform(rng);
+              const tv::cpu::MatrixRef<const float> a{A.data(), M, Kp, a_col ? 1 : ld, a_col ? ld : 1};
+              const auto in_place = tv::cpu::in_place_a(isa, a);
+              REQUIRE(in_place.has_value());
+              if (Kp > 1)  // (one column reads the same either way)
+                CHECK(in_place->layout == (a_col ? tv::cpu::ALayout::Columns : tv::cpu::ALayout::Rows));
+              std::vector<float> pa(static_cast<size_t>(tv::cpu::packed_a_size(M, Kp)));
+              auto want = C0, got = C0;
+              tv::cpu::gemm_packed(isa, tv::cpu::pack_a(isa, a, pa.data()), {Bm.data(), Kp, N, N, 1}, {want.data(), M, N, N, 1}, beta);
+              tv::cpu::gemm_packed(isa, *in_place, {Bm.data(), Kp, N, N, 1}, {got.data(), M, N, N, 1}, beta);
+              CHECK(got == want);
+            }
+  }
+}
+
 TEST_CASE("packed GEMM over column runs (a batch of images side by side): each element summed and finished once") {
   // Runs of 1, 7, 49 (a 7 x 7 map: panels cross runs), 48 (panels fit runs exactly) and 100 columns, 1-5 runs; B
   // row- or column-major, runs apart by more than a run; M = 270 (two blocks, a short row panel), K past one slice.

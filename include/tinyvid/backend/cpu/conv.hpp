@@ -227,10 +227,19 @@ inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return
 template <class T>
 class WeightOperand {
  public:
-  // prepared: where the packed weights are kept across calls (a frozen conv's), or null.
+  // prepared: where the packed weights are kept across calls (a frozen conv's), or null. columns: the columns of
+  // the call's products together (its batch's output pixels), 0 if unknown: up to kInPlaceWeightColumns, weights
+  // that are not kept are read in place, not packed.
   template <class MatrixOf>
-  WeightOperand(int64_t groups, MatrixOf&& matrix_of, PreparedWeights* prepared = nullptr) : isa_(active_isa()) {
+  WeightOperand(int64_t groups, MatrixOf&& matrix_of, PreparedWeights* prepared = nullptr, int64_t columns = 0)
+      : isa_(active_isa()) {
     for (int64_t grp = 0; grp < groups; ++grp) matrices_.push_back(matrix_of(grp));
+    if constexpr (std::is_same_v<T, float>)
+      if (!prepared && columns > 0 && columns <= kInPlaceWeightColumns && use_own_gemm(isa_))
+        if (in_place_a(isa_, matrices_[0])) {
+          for (int64_t grp = 0; grp < groups; ++grp) operands_.push_back(*in_place_a(isa_, matrices_[grp]));
+          return;
+        }
     if constexpr (std::is_same_v<T, float>)
       if (use_own_gemm(isa_)) {
         const int64_t each = packed_a_size(matrices_[0].rows, matrices_[0].cols);
@@ -245,30 +254,34 @@ class WeightOperand {
           pack(buffer_.data());
           packed = buffer_.data();
         }
-        for (int64_t grp = 0; grp < groups; ++grp) packed_.push_back({packed + grp * each, matrices_[grp].rows, matrices_[grp].cols});
+        for (int64_t grp = 0; grp < groups; ++grp) operands_.push_back({packed + grp * each, matrices_[grp].rows, matrices_[grp].cols});
       }
   }
   static constexpr int64_t kPreparedPackedA = 1;  // PreparedWeights' tag
+  // Packing a conv's weights reads them from memory once per call, a pass the products then wait on; up to this many
+  // columns (a batch of 8 at 14 x 14: 1568) the kernel's reading them in place costs less (1x1 forward 1024 -> 256 at
+  // 14 x 14: 0.94x the time; at 56 x 56 1.02-1.04x, so not there).
+  static constexpr int64_t kInPlaceWeightColumns = 4096;
   // c = the group's matrix times b.
   void multiply(int64_t grp, const MatrixRef<const T>& b, const MatrixRef<T>& c) const {
     if constexpr (std::is_same_v<T, float>)
-      if (!packed_.empty()) return gemm_packed(isa_, packed_[grp], b, c, 0.0f);
+      if (!operands_.empty()) return gemm_packed(isa_, operands_[grp], b, c, 0.0f);
     gemm<T>(matrices_[grp], b, c);
   }
   // The same over a whole batch, b's and c's columns in `runs`, each finished by finish (gemm_packed); only where
-  // the weights are packed.
-  bool packed() const { return !packed_.empty(); }
+  // the weights run on tinyvid's GEMM (packed or in place).
+  bool on_own_gemm() const { return !operands_.empty(); }
   template <class Finish = NoFinish>
   void multiply_runs(int64_t grp, const MatrixRef<const float>& b, const MatrixRef<float>& c, const ColumnRuns& runs,
                      Finish&& finish = {}) const {
-    gemm_packed(isa_, packed_[grp], b, c, 0.0f, runs, finish);
+    gemm_packed(isa_, operands_[grp], b, c, 0.0f, runs, finish);
   }
 
  private:
   Isa isa_;
   std::vector<MatrixRef<const T>> matrices_;
   AlignedVector<float> buffer_;
-  std::vector<PackedA> packed_;
+  std::vector<KernelA> operands_;
 };
 
 }  // namespace detail
@@ -853,9 +866,10 @@ void conv2d_forward(const ConvGeometry& g, const T* x, const T* w, const T* bias
   }
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const detail::WeightOperand<T> weights(
-      g.groups, [&](int64_t grp) { return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1}; }, prepared);
+      g.groups, [&](int64_t grp) { return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1}; }, prepared,
+      g.N * g.OHW());
   if constexpr (std::is_same_v<T, float>)
-    if ((unrolled_batch || (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0)) && weights.packed()) {
+    if ((unrolled_batch || (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0)) && weights.on_own_gemm()) {
       // One product over the batch: no copies, each tile finished in cache. A strided 1x1 conv reads every sh-th
       // row and sw-th column: those pixels are gathered once (a quarter of the input at stride 2), then the same;
       // unroll_batch's convs unroll every image once (K = C x 9 rows of B per image).
@@ -955,7 +969,7 @@ inline void pointwise_backward_weight_small_maps(Isa isa, const ConvGeometry& g,
   });
   float* pixels = scratch<float>(g.C * K, kScratchPadded);  // [c][n * HW + j]
   gather_1x1_pixels(g, x, [&](int64_t n, int64_t c) { return pixels + c * K + n * HW; });
-  gemm_packed(isa, PackedA{packed, g.Cout, K}, {pixels, K, g.C, 1, K}, {gw, g.Cout, g.C, g.C, 1}, 0.0f);
+  gemm_packed(isa, KernelA{packed, g.Cout, K}, {pixels, K, g.C, 1, K}, {gw, g.Cout, g.C, g.C, 1}, 0.0f);
 }
 
 // The gradient of the output for one block as a matrix (Cog x columns): gy itself for one image,
@@ -989,11 +1003,11 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   // item; blocks of whole images never overlap. A 1x1 conv's tiles write disjoint columns.
   const bool item_per_image = !pointwise && blocks.images_per_block == 1 && blocks.tiles_per_image > 1;
   const int64_t per_item = item_per_image ? blocks.tiles_per_image : 1;
-  const detail::WeightOperand<T> weights_t(g.groups, [&](int64_t grp) {  // W^T, read in place
-    return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()};
-  });
+  const detail::WeightOperand<T> weights_t(
+      g.groups, [&](int64_t grp) { return MatrixRef<const T>{w + grp * g.Cog() * g.K(), g.K(), g.Cog(), 1, g.K()}; },  // W^T
+      nullptr, g.N * g.OHW());
   if constexpr (std::is_same_v<T, float>)
-    if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && weights_t.packed()) {
+    if (g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && weights_t.on_own_gemm()) {
       // One product over the batch, as the forward. A strided conv's gradient falls on every sh-th row and sw-th
       // column: computed compact, then spread over gx with the zeros between, in one pass (a fill of gx and a
       // scatter per column block ran the 1x1/2 downsamples' input gradient at 220 GFLOP/s).

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <vector>
 
 #include "tinyvid/core/cpu_isa.hpp"
 
@@ -23,13 +24,18 @@
 namespace tv::cpu {
 
 constexpr int64_t kMicroRows = 8, kMicroCols = 48;
+// How the 8 x 48 kernel reads its A operand, 8 rows by K: packed, a panel [k][8] (pack_a), or where it lies: rows `lda`
+// apart with each row's k contiguous (Rows), or 8 contiguous floats per k, `lda` apart (Columns, a transposed matrix
+// read in place). Packing pays where many column panels reread A; where few do, or where A is read once per call, the
+// packing pass costs more than the kernel's reading A in place (packed_gemm.hpp).
+enum class ALayout { Packed, Rows, Columns };
 // The broadcast kernel's tile: up to 6 rows of B x 64 columns of A.
 constexpr int64_t kBroadcastRows = 6, kBroadcastCols = 64;
 
 #ifdef TINYVID_X86_KERNELS
 namespace avx512 {
 
-// C (8 x 16V, row stride ldc) (+)= Ap (K x 8, packed, K = taps x C) times B, whose row k = (tap t, channel c)
+// C (8 x 16V, row stride ldc) (+)= A (K x 8, laid out as Layout says, lda apart) times B, whose row k = (tap t, channel c)
 // is the 16V floats at base + tap_offset[t] + c * plane. A stride-1 convolution reads B in place from its
 // zero-padded input this way; a packed panel is one tap with plane 48. With accumulate, C's values are the
 // starting point (for sums split over chunks; a template argument, so that the registers start from their values
@@ -39,13 +45,17 @@ namespace avx512 {
 // stored to copy as a packed panel, copy[k][16V] (micro_kernel_8x48_taps); with Stream, C is written by streaming
 // stores (micro_kernel_8x48_stream). With Stacked, vector v of B's rows lies v * b_step floats on and of C's rows
 // v * c_step on, not 16 v: V output rows' last 16 columns at once (micro_kernel_8x16_stacked_stream).
-template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false, bool Stream = false, bool Stacked = false>
+template <int V, bool Accumulate, bool PrefetchNext = false, bool CopyB = false, bool Stream = false, bool Stacked = false,
+          ALayout Layout = ALayout::Packed>
 TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t taps, int64_t C, const int64_t* tap_offset,
                                                                        int64_t plane, const float* __restrict Ap,
                                                                        const float* __restrict base, float* __restrict Cm,
                                                                        int64_t ldc, float* __restrict copy = nullptr,
-                                                                       int64_t b_step = 16, int64_t c_step = 16) {
+                                                                       int64_t b_step = 16, int64_t c_step = 16,
+                                                                       int64_t lda = kMicroRows) {
   if constexpr (!Stacked) b_step = c_step = 16;  // (constants, so the plain kernels keep their addressing)
+  // A's row i at k: a[i * a_row] with a moving a_k on per k.
+  const int64_t a_row = Layout == ALayout::Rows ? lda : 1, a_k = Layout == ALayout::Packed ? kMicroRows : Layout == ALayout::Rows ? 1 : lda;
   // Every loop over the registers is unrolled and the taps x C rows are one loop (the next tap's first row fetched
   // at each tap's end), so that GCC 12 keeps the accumulators in registers from start to end; with nested loops it
   // kept them on the stack wherever the kernel was not inlined into a caller with one tap.
@@ -55,7 +65,7 @@ TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t t
     c[i / V][i % V] = Accumulate ? _mm512_loadu_ps(Cm + (i / V) * ldc + c_step * (i % V)) : _mm512_setzero_ps();
   const float* a = Ap;
   const float* row = base + tap_offset[0];
-  for (int64_t t = 0, ch = 0, k = 0; k < taps * C; ++k, a += kMicroRows) {
+  for (int64_t t = 0, ch = 0, k = 0; k < taps * C; ++k, a += a_k) {
     __m512 b[V];
 #pragma GCC unroll 3
     for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(row + b_step * v);
@@ -70,7 +80,7 @@ TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t t
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kMicroRows; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i]);
+      const __m512 av = _mm512_set1_ps(a[i * a_row]);
 #pragma GCC unroll 3
       for (int v = 0; v < V; ++v) c[i][v] = _mm512_fmadd_ps(av, b[v], c[i][v]);
     }
@@ -357,27 +367,45 @@ inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
 // prefetch_next), B's rows are also written to copy_b as a packed panel, copy_b[k][48]: a GEMM's first row panel packs
 // the slice that the others then read, on the loads its product makes anyway (packing in a pass of its own took 7%
 // of 1x1 1024 -> 256 at 14 x 14).
+// With a_layout other than Packed, A is read where it lies, lda apart (ALayout; one tap, AVX-512: other ISAs pack it
+// here first).
 inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
                                    const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false,
-                                   int64_t width = kMicroCols, bool prefetch_next = false, float* copy_b = nullptr) {
+                                   int64_t width = kMicroCols, bool prefetch_next = false, float* copy_b = nullptr,
+                                   ALayout a_layout = ALayout::Packed, int64_t lda = kMicroRows) {
 #ifdef TINYVID_X86_KERNELS
   if (isa == Isa::Avx512) {
-    auto run = [&]<int V, bool PrefetchNext = false, bool CopyB = false>() {
-      return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext, CopyB>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b)
-                        : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext, CopyB>(taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b);
+    auto with_layout = [&]<ALayout Layout>() {
+      auto run = [&]<int V, bool PrefetchNext = false, bool CopyB = false>() {
+        return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext, CopyB, false, false, Layout>(
+                                taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b, 16, 16, lda)
+                          : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext, CopyB, false, false, Layout>(
+                                taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b, 16, 16, lda);
+      };
+      if (copy_b) return run.template operator()<3, true, true>();
+      if (prefetch_next && width == kMicroCols) return run.template operator()<3, true>();
+      if (width <= 16) return run.template operator()<1>();
+      if (width <= 32) return run.template operator()<2>();
+      return run.template operator()<3>();
     };
-    if (copy_b) return run.template operator()<3, true, true>();
-    if (prefetch_next && width == kMicroCols) return run.template operator()<3, true>();
-    if (width <= 16) return run.template operator()<1>();
-    if (width <= 32) return run.template operator()<2>();
-    return run.template operator()<3>();
+    if (a_layout == ALayout::Rows) return with_layout.template operator()<ALayout::Rows>();
+    if (a_layout == ALayout::Columns) return with_layout.template operator()<ALayout::Columns>();
+    return with_layout.template operator()<ALayout::Packed>();
+  }
+  std::vector<float> packed;  // (A in place: packed here for the AVX2 body)
+  if (a_layout != ALayout::Packed) {
+    packed.resize(static_cast<size_t>(taps * C * kMicroRows));
+    for (int64_t k = 0; k < taps * C; ++k)
+      for (int64_t i = 0; i < kMicroRows; ++i)
+        packed[k * kMicroRows + i] = a_layout == ALayout::Rows ? Ap[i * lda + k] : Ap[k * lda + i];
+    Ap = packed.data();
   }
   if (copy_b)  // (the AVX2 body copies apart)
     for (int64_t k = 0; k < C; ++k) std::copy_n(base + tap_offset[0] + k * plane, kMicroCols, copy_b + k * kMicroCols);
   return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);  // (no prefetch)
 #else
   (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate,
-      (void)width, (void)prefetch_next, (void)copy_b;
+      (void)width, (void)prefetch_next, (void)copy_b, (void)a_layout, (void)lda;
   std::abort();  // unreachable: isa_supported refuses every kernel ISA on this target
 #endif
 }

@@ -1,7 +1,7 @@
 #pragma once
 // tinyvid's own float GEMM, C = A B + beta C, on the 8 x 48 micro-kernel (microkernel.hpp), for every layout
-// cpu::gemm accepts. A is packed into 8-row panels (PackedA: a conv packs its weights once for all its column
-// blocks). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
+// cpu::gemm accepts. A is packed into 8-row panels (KernelA: a conv packs its weights once for all its column
+// blocks), or read in place where packing would cost more than it saves (in_place_a). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
 // at most 16 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
 // and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
 // share a few L1 sets); where the rows are contiguous, the first row panel's kernel packs the slice as it reads it in
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -147,18 +148,41 @@ inline void pack_b_panel(Isa isa, const MatrixRef<const float>& b, const ColumnR
 // 2048, 2026-12-04), so there the products stay on BLAS; AVX2's conv kernels (Winograd, shifted) do win and run.
 inline bool use_own_gemm(Isa isa) { return isa == Isa::Avx512; }
 
-// A packed for the kernel: 8-row panels, data[panel][k][8] over all K, zero past the last row. A product that
-// reuses A (a conv's weights, over its column blocks) packs it once.
-struct PackedA {
+// A as the kernel reads it (ALayout): packed into 8-row panels, data[panel][k][8] over all K, zero past the last row
+// (a product that reuses A, a conv's weights over its column blocks, packs it once); or in place, rows `ld` apart
+// (Rows) or columns `ld` apart (Columns), its rows a multiple of 8.
+struct KernelA {
   const float* data;
   int64_t rows, cols;
+  ALayout layout = ALayout::Packed;
+  int64_t ld = kMicroRows;
+  // Row panel p's first row at column k0.
+  const float* panel(int64_t p, int64_t k0) const {
+    if (layout == ALayout::Packed) return data + (p * cols + k0) * kMicroRows;
+    if (layout == ALayout::Rows) return data + p * kMicroRows * ld + k0;
+    return data + p * kMicroRows + k0 * ld;
+  }
 };
+
+// Products of at most this many columns read a row- or column-major A in place (in_place_a) rather than packing it:
+// with few column panels to reread each panel of A, the packing pass cost more than the kernel's reading A's 8 rows
+// where they lie (1x1 conv weight gradients, A the output gradient at N = C channels: 64 -> 256 at 56 x 56 0.78x the
+// time, 256 -> 1024 at 14 x 14 0.92x; Winograd's at 512 x 512 (N = 512) 1.055x, so not there).
+constexpr int64_t kInPlaceAColumns = 256;
+
+// A read where it lies, if the kernel can (AVX-512; rows a multiple of 8; row- or column-major).
+inline std::optional<KernelA> in_place_a(Isa isa, const MatrixRef<const float>& a) {
+  if (isa != Isa::Avx512 || a.rows % kMicroRows != 0 || a.rows == 0 || a.cols == 0) return std::nullopt;
+  if (a.col_stride == 1 || a.cols == 1) return KernelA{a.data, a.rows, a.cols, ALayout::Rows, a.row_stride};
+  if (a.row_stride == 1) return KernelA{a.data, a.rows, a.cols, ALayout::Columns, a.col_stride};
+  return std::nullopt;
+}
 
 inline int64_t packed_a_size(int64_t rows, int64_t cols) { return (rows + kMicroRows - 1) / kMicroRows * kMicroRows * cols; }
 
 // Packs A into out (packed_a_size floats) with the kernels of `isa`, in parallel over panels (serially inside a
 // parallel region).
-inline PackedA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
+inline KernelA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
   const int64_t panels = (a.rows + kMicroRows - 1) / kMicroRows;
   parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) detail::pack_a_panel(isa, a, p * kMicroRows, out + p * a.cols * kMicroRows);
@@ -176,7 +200,7 @@ inline PackedA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
 // chunk's C, in L2) and finish(sum, i, run, at, len) gets the piece's sums there, C untouched by the GEMM (beta 0
 // only). Its output may then be a buffer that finish also reads, such as a residual added in place (conv.hpp).
 template <class Finish = NoFinish>
-void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c, float beta,
+void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, const MatrixRef<float>& c, float beta,
                  const ColumnRuns& runs = {}, Finish&& finish = {}) {
   constexpr bool finishes = !std::is_same_v<std::decay_t<Finish>, NoFinish>;
   constexpr bool staged = requires { requires std::decay_t<Finish>::staged(); };
@@ -301,12 +325,12 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
                 if (k0 + kc >= K)
                   for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), j_end,
                                  [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
-              const float* apanel = a.data + (p * K + k0) * kMicroRows;
+              const float* apanel = a.panel(p, k0);
               float* row = one_slice ? sums : sums + (p - p0) * kMicroRows * width;
               for (int64_t q = c0; q < c1; ++q) {
                 const Read r = read(slices[q - c0], p);
                 micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b, row + (q - c0) * kMicroCols, width,
-                                       k0 > 0, cols_of(q), r.prefetch_next, r.copy_b);
+                                       k0 > 0, cols_of(q), r.prefetch_next, r.copy_b, a.layout, a.ld);
               }
               if (k0 + kc >= K)
                 for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), j_end, [&](int64_t i, int64_t j, int64_t end) {
@@ -357,18 +381,18 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
               if (k0 + kc >= K)
                 for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), std::min(j_last, col(c1)),
                                [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
-            const float* apanel = a.data + (p * K + k0) * kMicroRows;
+            const float* apanel = a.panel(p, k0);
             for (int64_t q = c0; q < c1; ++q) {
               const Panel& pn = panels[q - c0];
               const Read r = read(pn.slice, p);
               if (float* t = edge_of(p, q)) {
                 micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b, t, kMicroCols, accumulate, cols_of(q),
-                                       r.prefetch_next, r.copy_b);
+                                       r.prefetch_next, r.copy_b, a.layout, a.ld);
                 continue;
               }
               micro_kernel_8x48_taps(isa, 1, kc, &no_offset, r.plane, apanel, r.b,
                                      c.data + pn.run * runs.c_stride + pn.at + p * kMicroRows * ldc, ldc, accumulate,
-                                     kMicroCols, r.prefetch_next, r.copy_b);
+                                     kMicroCols, r.prefetch_next, r.copy_b, a.layout, a.ld);
             }
           }
         }
@@ -393,10 +417,13 @@ void gemm_packed(Isa isa, const PackedA& a, const MatrixRef<const float>& b, con
   });
 }
 
-// The same for an A as it lies: packed first, into the calling thread's scratch.
+// The same for an A as it lies: read in place for a product of few columns (kInPlaceAColumns), else packed first,
+// into the calling thread's scratch.
 inline void gemm_packed(Isa isa, const MatrixRef<const float>& a, const MatrixRef<const float>& b,
                         const MatrixRef<float>& c, float beta) {
   if (c.rows == 0 || c.cols == 0) return;
+  if (c.cols <= kInPlaceAColumns)
+    if (const auto in_place = in_place_a(isa, a)) return gemm_packed(isa, *in_place, b, c, beta);
   gemm_packed(isa, pack_a(isa, a, scratch<float>(packed_a_size(a.rows, a.cols), kScratchGemmA)), b, c, beta);
 }
 
