@@ -223,7 +223,8 @@ inline ColumnBlocks column_blocks(const ConvGeometry& g, int64_t width) {
 inline ColumnBlocks blocks_for(const ConvGeometry& g, size_t elem_size) { return column_blocks(g, conv_tile_width(g, elem_size)); }
 
 // A conv's weights as the A operand of its GEMMs, one matrix per group: packed once for all column blocks where
-// tinyvid's GEMM runs (float with AVX-512, use_own_gemm), else read as they lie by cpu::gemm.
+// tinyvid's GEMM runs (float with AVX-512, use_own_gemm), or read in place by its kernel on products of few columns
+// (kInPlaceWeightColumns); else read as they lie by cpu::gemm.
 template <class T>
 class WeightOperand {
  public:
@@ -259,8 +260,8 @@ class WeightOperand {
   }
   static constexpr int64_t kPreparedPackedA = 1;  // PreparedWeights' tag
   // Packing a conv's weights reads them from memory once per call, a pass the products then wait on; up to this many
-  // columns (a batch of 8 at 14 x 14: 1568) the kernel's reading them in place costs less (1x1 forward 1024 -> 256 at
-  // 14 x 14: 0.94x the time; at 56 x 56 1.02-1.04x, so not there).
+  // columns (a batch of 8 at 14 x 14: 1568) the kernel's reading them in place costs less (1x1/2 1024 -> 2048 at
+  // 14 x 14: 0.90x the time, its input gradient 0.86x; at 56 x 56 1.02-1.04x, so not there).
   static constexpr int64_t kInPlaceWeightColumns = 4096;
   // c = the group's matrix times b.
   void multiply(int64_t grp, const MatrixRef<const T>& b, const MatrixRef<T>& c) const {

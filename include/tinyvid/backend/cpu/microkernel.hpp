@@ -367,8 +367,8 @@ inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
 // prefetch_next), B's rows are also written to copy_b as a packed panel, copy_b[k][48]: a GEMM's first row panel packs
 // the slice that the others then read, on the loads its product makes anyway (packing in a pass of its own took 7%
 // of 1x1 1024 -> 256 at 14 x 14).
-// With a_layout other than Packed, A is read where it lies, lda apart (ALayout; one tap, AVX-512: other ISAs pack it
-// here first).
+// With a_layout other than Packed, A is read where it lies, lda apart (ALayout; with AVX-512: other ISAs pack it here
+// first).
 inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
                                    const float* Ap, const float* base, float* Cm, int64_t ldc, bool accumulate = false,
                                    int64_t width = kMicroCols, bool prefetch_next = false, float* copy_b = nullptr,

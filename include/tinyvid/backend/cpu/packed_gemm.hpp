@@ -1,6 +1,6 @@
 #pragma once
 // tinyvid's own float GEMM, C = A B + beta C, on the 8 x 48 micro-kernel (microkernel.hpp), for every layout
-// cpu::gemm accepts. A is packed into 8-row panels (KernelA: a conv packs its weights once for all its column
+// cpu::gemm accepts. A is packed into 8-row panels (pack_a: a conv packs its weights once for all its column
 // blocks), or read in place where packing would cost more than it saves (in_place_a). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
 // at most 16 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
 // and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
@@ -164,10 +164,11 @@ struct KernelA {
   }
 };
 
-// Products of at most this many columns read a row- or column-major A in place (in_place_a) rather than packing it:
-// with few column panels to reread each panel of A, the packing pass cost more than the kernel's reading A's 8 rows
-// where they lie (1x1 conv weight gradients, A the output gradient at N = C channels: 64 -> 256 at 56 x 56 0.78x the
-// time, 256 -> 1024 at 14 x 14 0.92x; Winograd's at 512 x 512 (N = 512) 1.055x, so not there).
+// Products of at most this many columns read a row- or column-major A in place (in_place_a) rather than packing it,
+// in every cpu::gemm<float> call that comes here: with few column panels to reread each panel of A, the packing pass
+// cost more than the kernel's reading A's 8 rows where they lie (the weight gradients, A the output gradient and N
+// the input's channels: 1x1 64 -> 256 at 56 x 56 0.81x the time, 256 -> 1024 at 14 x 14 0.93x; Winograd's 512 at 7,
+// N = 512, 1.055x, so not there).
 constexpr int64_t kInPlaceAColumns = 256;
 
 // A read where it lies, if the kernel can (AVX-512; rows a multiple of 8; row- or column-major).
@@ -190,7 +191,7 @@ inline KernelA pack_a(Isa isa, const MatrixRef<const float>& a, float* out) {
   return {out, a.rows, a.cols};
 }
 
-// C (M x N, row-major) = A (M x K, packed) B (K x N) + beta C, on the micro-kernels of `isa` (not Generic). B may
+// C (M x N, row-major) = A (M x K, as KernelA lays it out) B (K x N) + beta C, on the micro-kernels of `isa` (not Generic). B may
 // be row- or column-major (MatrixRef::mappable); beta 0 never reads C. With `runs`, B's and C's columns lie in runs
 // (ColumnRuns: a batch of images side by side). finish(row, i, run, at, len) is called once for each piece of a row
 // of C when its sum is complete and it is still in cache: row i, columns [at, at + len) of run `run`, which lie at
@@ -208,6 +209,8 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
   constexpr bool prefetches = requires(Finish& f, int64_t v) { f.prefetch(v, v, v, v); };
   const int64_t M = c.rows, N = c.cols, K = a.cols, ldc = row_major_ld(c);
   if (M == 0 || N == 0) return;
+  TV_CHECK(a.layout == ALayout::Packed || M % kMicroRows == 0, "gemm_packed: an A read in place needs whole 8-row panels, got ",
+           M, " rows");
   auto c_at = [&](int64_t i, int64_t j) { return c.data + i * ldc + (j / runs.length) * runs.c_stride + j % runs.length; };
   // f(row i, columns [j, end) of one run) over C's rows [i0, i1) and columns [j0, j1).
   auto for_each_piece = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1, auto&& f) {
