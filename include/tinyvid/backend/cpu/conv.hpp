@@ -237,8 +237,8 @@ class WeightOperand {
     for (int64_t grp = 0; grp < groups; ++grp) matrices_.push_back(matrix_of(grp));
     if constexpr (std::is_same_v<T, float>)
       if (!prepared && columns > 0 && columns <= kInPlaceWeightColumns && use_own_gemm(isa_))
-        if (in_place_a(isa_, matrices_[0])) {
-          for (int64_t grp = 0; grp < groups; ++grp) operands_.push_back(*in_place_a(isa_, matrices_[grp]));
+        if (const auto first = in_place_a(isa_, matrices_[0])) {  // (every group's matrix is laid out as the first)
+          for (const auto& m : matrices_) operands_.push_back({m.data, first->rows, first->cols, first->layout, first->ld});
           return;
         }
     if constexpr (std::is_same_v<T, float>)

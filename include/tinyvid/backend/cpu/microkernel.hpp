@@ -55,7 +55,8 @@ TINYVID_TARGET_AVX512 TINYVID_KERNEL inline void micro_kernel_8xv_taps(int64_t t
                                                                        int64_t lda = kMicroRows) {
   if constexpr (!Stacked) b_step = c_step = 16;  // (constants, so the plain kernels keep their addressing)
   // A's row i at k: a[i * a_row] with a moving a_k on per k.
-  const int64_t a_row = Layout == ALayout::Rows ? lda : 1, a_k = Layout == ALayout::Packed ? kMicroRows : Layout == ALayout::Rows ? 1 : lda;
+  const int64_t a_row = Layout == ALayout::Rows ? lda : 1;
+  const int64_t a_k = Layout == ALayout::Packed ? kMicroRows : Layout == ALayout::Rows ? 1 : lda;
   // Every loop over the registers is unrolled and the taps x C rows are one loop (the next tap's first row fetched
   // at each tap's end), so that GCC 12 keeps the accumulators in registers from start to end; with nested loops it
   // kept them on the stack wherever the kernel was not inlined into a caller with one tap.

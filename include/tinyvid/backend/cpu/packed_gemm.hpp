@@ -1,13 +1,13 @@
 #pragma once
 // tinyvid's own float GEMM, C = A B + beta C, on the 8 x 48 micro-kernel (microkernel.hpp), for every layout
 // cpu::gemm accepts. A is packed into 8-row panels (pack_a: a conv packs its weights once for all its column
-// blocks), or read in place where packing would cost more than it saves (in_place_a). B is packed into slices of 48-column panels (a column-major B through 16 x 16 transposes), except where
-// at most 16 row panels use a slice and its rows are contiguous: then the copy would be reused too little to pay,
-// and the kernel reads B in place (packing matters where many row panels reread rows a power of two apart, which
-// share a few L1 sets); where the rows are contiguous, the first row panel's kernel packs the slice as it reads it in
-// place. Tails of M and N go through tiles of their own, the last column panel on a narrower kernel,
-// and so do panels that straddle two runs of columns (ColumnRuns: a 1x1 conv's images side by side, one product
-// for the batch). Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one
+// blocks), or read in place where packing would cost more than it saves (in_place_a). B is packed into slices of
+// 48-column panels (a column-major B through 16 x 16 transposes), except where at most 16 row panels use a slice
+// and its rows are contiguous: then the copy would be reused too little to pay, and the kernel reads B in place
+// (packing matters where many row panels reread rows a power of two apart, which share a few L1 sets); where the
+// rows are contiguous, the first row panel's kernel packs the slice as it reads it in place. Tails of M and N go
+// through tiles of their own, the last column panel on a narrower kernel, and so do panels that straddle two runs
+// of columns (ColumnRuns: a 1x1 conv's images side by side, one product for the batch). Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one
 // packed B slice (one block where K is one slice), and K slices outside chunks of column panels, so a block's slice of
 // A stays in L2; the threads take equal runs of columns, and one done early takes part of another's
 // (parallel_for_balanced). A `finish` callback gets each piece of C once its sum is complete (a conv's epilogue). Each
