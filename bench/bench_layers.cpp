@@ -1,7 +1,9 @@
-// Batch norm (training forward + backward, 8 x 256 x 56 x 56) in GB/s and one LSTM cell step
+// Batch norm (training forward + backward, batch 8, ResNet-50's four stages' widest maps) in GB/s and one LSTM cell step
 // (batch 8, 512 -> 512, forward + backward) in ms: one JSON line each.
 // Usage: bench_layers [--threads 2]
 #include <cstdio>
+#include <utility>
+#include <vector>
 #include <tinyvid/tinyvid.hpp>
 
 #include "bench_util.hpp"
@@ -10,9 +12,10 @@ int main(int argc, char** argv) {
   const int threads = std::stoi(bench::flag(argc, argv, "threads", "2"));
   tv::set_num_threads(threads);
   tv::Generator gen(0);
-  {
-    tv::nn::BatchNorm2d<float> bn(tv::nn::BatchNormOptions(256));
-    auto x = tv::normal<float>({8, 256, 56, 56}, 0, 1, gen).requires_grad_();
+  // ResNet-50's widest map of each stage, at batch 8.
+  for (const auto& [channels, size] : std::vector<std::pair<int64_t, int64_t>>{{256, 56}, {512, 28}, {1024, 14}, {2048, 7}}) {
+    tv::nn::BatchNorm2d<float> bn{tv::nn::BatchNormOptions(channels)};
+    auto x = tv::normal<float>({8, channels, size, size}, 0, 1, gen).requires_grad_();
     auto gy = tv::normal<float>(x.shape(), 0, 1, gen);
     double s = bench::median_seconds([&] {
       auto y = bn(x);
@@ -23,8 +26,8 @@ int main(int argc, char** argv) {
     // Bytes a fused implementation must move: forward reads x twice (statistics, normalize) and writes
     // y; backward reads gy and x twice (sums, input gradient) and writes gx.
     const double bytes = 7.0 * x.numel() * sizeof(float);
-    std::printf("{\"bench\":\"batch_norm\",\"impl\":\"tinyvid\",\"shape\":\"8x256x56x56\",\"threads\":%d,\"seconds\":%.6f,\"gbps\":%.2f}\n",
-                threads, s, bytes / s / 1e9);
+    std::printf("{\"bench\":\"batch_norm\",\"impl\":\"tinyvid\",\"shape\":\"8x%ldx%ldx%ld\",\"threads\":%d,\"seconds\":%.6f,\"gbps\":%.2f}\n",
+                static_cast<long>(channels), static_cast<long>(size), static_cast<long>(size), threads, s, bytes / s / 1e9);
   }
   {
     tv::nn::LSTMCell<float> cell(512, 512, gen);
