@@ -209,7 +209,7 @@ TEST_CASE("thread count: one setting, and results that do not depend on it") {
   CHECK_THROWS_AS(tv::set_num_threads(0), tv::Error);
 }
 
-TEST_CASE("parallel_for_balanced: each item once, in pieces aligned within a share; a slow thread's items taken over") {
+TEST_CASE("parallel_for: each item once, in pieces aligned within a share; a slow thread's items taken over") {
   const int before = tv::get_num_threads();
   for (int threads : {1, 2, 3, 4})
     for (int64_t n : {1, 7, 100, 1001})
@@ -222,7 +222,7 @@ TEST_CASE("parallel_for_balanced: each item once, in pieces aligned within a sha
           std::vector<std::atomic<int>> runs(static_cast<size_t>(n));
           std::mutex mu;
           std::vector<std::pair<int64_t, int64_t>> pieces;
-          tv::parallel_for_balanced(begin, begin + n, grain, batch, [&](int64_t b, int64_t e) {
+          tv::parallel_for(begin, begin + n, grain, batch, [&](int64_t b, int64_t e) {
             for (int64_t i = b; i < e; ++i) runs[i - begin]++;
             std::lock_guard<std::mutex> lock(mu);
             pieces.emplace_back(b - begin, e - begin);
@@ -238,7 +238,7 @@ TEST_CASE("parallel_for_balanced: each item once, in pieces aligned within a sha
   // Thread 0 slowed down (2 ms an item): the other thread, done with its own share, runs some of thread 0's.
   tv::set_num_threads(2);
   std::vector<int> ran_on(64, -1);
-  tv::parallel_for_balanced(0, 64, 1, 1, [&](int64_t b, int64_t e) {
+  tv::parallel_for(0, 64, 1, [&](int64_t b, int64_t e) {
     const int t = omp_get_thread_num();
     for (int64_t i = b; i < e; ++i) {
       ran_on[i] = t;
@@ -247,6 +247,21 @@ TEST_CASE("parallel_for_balanced: each item once, in pieces aligned within a sha
   });
   CHECK(std::count(ran_on.begin(), ran_on.end(), -1) == 0);
   CHECK(std::count(ran_on.begin(), ran_on.begin() + 32, 1) > 0);  // of thread 0's share
+  // parallel_for_static: one call per thread, on its equal share (what per-thread sums rely on).
+  for (int threads : {1, 2, 3}) {
+    tv::set_num_threads(threads);
+    INFO("parallel_for_static, threads ", threads);
+    std::mutex mu;
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    tv::parallel_for_static(0, 100, 1, [&](int64_t b, int64_t e) {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.emplace_back(b, e);
+    });
+    std::sort(calls.begin(), calls.end());
+    REQUIRE(calls.size() == static_cast<size_t>(threads));
+    const int64_t per = (100 + threads - 1) / threads;
+    for (int t = 0; t < threads; ++t) CHECK(calls[t] == std::pair<int64_t, int64_t>(t * per, std::min<int64_t>(100, (t + 1) * per)));
+  }
   tv::set_num_threads(before);
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -52,10 +53,12 @@ inline int loop_threads(int64_t n, int64_t grain) {
 }
 }  // namespace detail
 
-// Calls f(chunk_begin, chunk_end) over [begin, end) split in contiguous chunks, one per thread.
+// Calls f(chunk_begin, chunk_end) over [begin, end) split in contiguous chunks, one per thread, each called once:
+// for loops that keep sums of their own per thread (indexed by omp_get_thread_num()), whose shares must be the same
+// from run to run so that the sums are. Every other loop is parallel_for's.
 // f must not throw: exceptions cannot cross an OpenMP region.
 template <class F>
-void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
+void parallel_for_static(int64_t begin, int64_t end, int64_t grain, F&& f) {
   const int64_t n = end - begin;
   if (n <= 0) return;
   const int nt = detail::loop_threads(n, std::max<int64_t>(grain, 1));
@@ -75,17 +78,20 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
   }
 }
 
-// The same where f's results do not depend on which thread runs which items, for loops whose threads should finish
-// together although their cores run at different speeds (a virtual machine's cores are shared with other guests:
-// on one, a thread pinned to each core ran a GEMM kernel at 191 and 203 GFLOP/s, and with equal shares the faster
-// one waited). Each thread owns parallel_for's share and runs it from the front, about half of what is left at a
-// time; a thread done with its own takes half of what is left of another's from the back. A thread so keeps the
-// items it ran in the loop before (a batch's images stay in its core's cache from layer to layer: claimed in any
-// order, the model's forward ran 4% slower). Pieces are whole multiples of `grain` items from their share's start,
-// and an owner's pieces whole multiples of `batch` grains (but a share's last): a GEMM's chunk of column panels, which
-// reuses a slice of the weights. f may be called several times on one thread.
+// Calls f(piece_begin, piece_end) over [begin, end) on up to get_num_threads() threads, so that they finish together
+// although their cores run at different speeds (a virtual machine's cores are shared with other guests: on one, a
+// thread pinned to each core ran a GEMM kernel at 191 and 203 GFLOP/s, on another the FMA peak at 207 and 230, and
+// with equal shares the faster one waited). Each thread owns an equal share and runs it from the front, about half
+// of what is left at a time; a thread done with its own takes half of what is left of another's from the back. A
+// thread so keeps the items it ran in the loop before (a batch's images stay in its core's cache from layer to
+// layer: claimed in any order, the model's forward ran 4% slower). Pieces are whole multiples of `grain` items from
+// their share's start (and no thread is started for less than a grain), an owner's pieces whole multiples of `batch`
+// grains (but a share's last): a GEMM's chunk of column panels, which reuses a slice of the weights. f may be called
+// several times on one thread, with pieces that differ from run to run: no result may depend on which thread runs
+// which items (a loop that keeps sums per thread is parallel_for_static's). f must not throw: exceptions cannot cross
+// an OpenMP region.
 template <class F>
-void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t batch, F&& f) {
+void parallel_for(int64_t begin, int64_t end, int64_t grain, int64_t batch, F&& f) {
   const int64_t n = end - begin;
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
@@ -96,11 +102,11 @@ void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t ba
     return;
   }
   // Grains [front, back) of thread t's share not taken yet, counted from the share's first item (packed front << 32 |
-  // back, changed by one compare-and-swap). The shares are parallel_for's: `per` items each, from `begin`.
+  // back, changed by one compare-and-swap). The shares: `per` items each, from `begin`.
   struct alignas(64) Share {
     std::atomic<uint64_t> range;
   };
-  TV_CHECK(n / grain < (int64_t{1} << 31), "parallel_for_balanced: ", n / grain, " pieces are more than it counts");
+  TV_CHECK(n / grain < (int64_t{1} << 31), "parallel_for: ", n / grain, " pieces are more than it counts");
   std::vector<Share> shares(static_cast<size_t>(nt));
   auto pack = [](uint64_t front, uint64_t back) { return front << 32 | back; };
   // Takes from share o (shares of `per` items) the front (own) or the back (another's) of what is left; false when
@@ -140,6 +146,12 @@ void parallel_for_balanced(int64_t begin, int64_t end, int64_t grain, int64_t ba
       took = most >= 0 && take(most, per, false);
     }
   }
+}
+
+// The same, one grain per batch.
+template <class F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
+  parallel_for(begin, end, grain, 1, std::forward<F>(f));
 }
 
 }  // namespace tv

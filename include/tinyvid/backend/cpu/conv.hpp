@@ -490,7 +490,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     // itself, whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
     const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
     const int64_t full_cols = g.OW % kMicroCols == 16 ? g.OW - 16 : g.OW;
-    parallel_for_balanced(0, g.N * g.OH, rows_per_group, 1, [&](int64_t b, int64_t e) {
+    parallel_for(0, g.N * g.OH, rows_per_group, 1, [&](int64_t b, int64_t e) {
       for (int64_t r0 = b; r0 < e; r0 += rows_per_group) {
         const int64_t r1 = std::min(e, r0 + rows_per_group);
         for (int64_t mb = 0; mb < panels_m; ++mb) {
@@ -513,7 +513,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     });
     return;
   }
-  parallel_for_balanced(0, g.N * panels_n, group, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, g.N * panels_n, group, 1, [&](int64_t b, int64_t e) {
     alignas(64) float ct[kMicroRows * kMicroCols];
     for (int64_t g0 = b; g0 < e; g0 += group)
       for (int64_t mb = 0; mb < panels_m; ++mb)
@@ -699,7 +699,7 @@ inline void shifted_backward_weight_micro(const ConvGeometry& g, const float* x,
   const int64_t chunks = (s.L + kGridChunk - 1) / kGridChunk, items = g.N * chunks;
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   AlignedVector<float> partials(static_cast<size_t>(threads) * R * M, 0.0f);
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  parallel_for_static(0, items, 1, [&](int64_t b, int64_t e) {
     float* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * R * M;
     float* ap = scratch<float>(M * kGridChunk, 1);
     float* copies = scratch<float>(kGridRowBlock * kGridChunk, 0);
@@ -741,7 +741,7 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   const int64_t wsize = taps * K * C;
   AlignedVector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  parallel_for_static(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
     std::vector<char> is_output;
     for (int64_t it = b; it < e; ++it) {
@@ -1073,12 +1073,12 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const int64_t items = blocks.items(g), wsize = g.Cout * g.K();
-  // parallel_for runs on the calling thread alone when nested; otherwise on up to `threads` threads.
+  // parallel_for_static runs on the calling thread alone when nested; otherwise on up to `threads` threads.
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
   AlignedVector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
-  parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
+  parallel_for_static(0, items, 1, [&](int64_t b, int64_t e) {
     T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
     for (int64_t it = b; it < e; ++it) {
       const auto blk = blocks.decode(g, it);

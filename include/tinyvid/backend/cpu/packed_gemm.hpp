@@ -10,7 +10,7 @@
 // of columns (ColumnRuns: a 1x1 conv's images side by side, one product for the batch). Blocked BLIS-style: K in slices of kGemmKc, M in blocks of kGemmMcPanels panels that share one
 // packed B slice (one block where K is one slice), and K slices outside chunks of column panels, so a block's slice of
 // A stays in L2; the threads take equal runs of columns, and one done early takes part of another's
-// (parallel_for_balanced). A `finish` callback gets each piece of C once its sum is complete (a conv's epilogue). Each
+// (parallel_for). A `finish` callback gets each piece of C once its sum is complete (a conv's epilogue). Each
 // element of C is summed by one work item in one order, so the result depends neither on the thread count nor on
 // which thread ran it; inside a parallel region (a conv's work item) the call runs on its thread alone.
 #include <algorithm>
@@ -271,12 +271,12 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
     Slice slice;  // for the current K slice
   };
   // Work items: (M block, kGemmSplitCols columns), the columns of one block consecutive; the threads take equal runs
-  // of items (then part of another's, if done first: parallel_for_balanced). A thread's run within one block is cut into column panels from its first column, and goes K slice by K
+  // of items (then part of another's, if done first: parallel_for). A thread's run within one block is cut into column panels from its first column, and goes K slice by K
   // slice over a chunk of its panels, so that the block's slice of A (up to 256 x kGemmKc floats) stays in L2 while
   // every panel of the chunk reads it, and the chunk's C too.
   // Column panels per chunk for a block of `rows` row panels (only the last block may have fewer, and longer chunks).
   auto chunk_for = [&](int64_t rows) { return std::clamp<int64_t>(kGemmChunkFloats / (std::min(rows, kGemmMcPanels) * tile), 1, kGemmChunkPanels); };
-  parallel_for_balanced(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, chunk_for(block_panels), [&](int64_t i0, int64_t i1) {
+  parallel_for(0, blocks_m * units_n, kMicroCols / kGemmSplitCols, chunk_for(block_panels), [&](int64_t i0, int64_t i1) {
     float* bp = scratch<float>(kGemmChunkPanels * kGemmKc * kMicroCols, kScratchGemmB);
     std::vector<Panel> panels;
     std::vector<Slice> slices;  // a staged chunk's
