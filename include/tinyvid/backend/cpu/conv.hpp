@@ -1073,36 +1073,49 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const int64_t items = blocks.items(g), wsize = g.Cout * g.K();
-  // parallel_for_static runs on the calling thread alone when nested; otherwise on up to `threads` threads.
+  // parallel_for_static runs on the calling thread alone when nested; otherwise on up to `threads` threads. The first
+  // thread sums into gw itself, each other into a partial of its own; each thread's first product of a group
+  // overwrites (beta 0), so nothing is zeroed first (zeroing the partials and copying the first into gw were two
+  // passes over memory the size of the weights, per thread, in every call).
   const bool nested = omp_in_parallel();
   const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
-  AlignedVector<T> partials(static_cast<size_t>(threads) * wsize, T(0));
+  AlignedVector<T> partials(static_cast<size_t>(threads - 1) * wsize);  // (uninitialized: see CacheAligned)
+  std::vector<char> started(static_cast<size_t>(threads * g.groups), 0);  // [thread][group]: summed into
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
   parallel_for_static(0, items, 1, [&](int64_t b, int64_t e) {
-    T* mine = partials.data() + static_cast<int64_t>(nested ? 0 : omp_get_thread_num()) * wsize;
+    const int t = nested ? 0 : omp_get_thread_num();
+    T* mine = t == 0 ? gw : partials.data() + (t - 1) * wsize;
     for (int64_t it = b; it < e; ++it) {
       const auto blk = blocks.decode(g, it);
       const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
       const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
       MatrixRef<T> gwg{mine + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+      const T beta = std::exchange(started[t * g.groups + blk.grp], 1) ? T(1) : T(0);
       if (pointwise && blk.single_image()) {  // gy x^T
-        gemm<T>(gyb, {x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, cols_n, g.K(), 1, g.HW()}, gwg, T(1));
+        gemm<T>(gyb, {x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, cols_n, g.K(), 1, g.HW()}, gwg, beta);
         continue;
       }
       T* cols = scratch<T>(g.K() * cols_n, 0);
       for (int64_t n = blk.n0; n < blk.n1; ++n)
         detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n,
                             detail::phases_of(g, phases, n, blk.grp));
-      gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, T(1));  // gy cols^T
+      gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, beta);  // gy cols^T
     }
   });
-  // The partials added in thread order, the elements split across threads (a serial pass left a thread idle).
+  // The other threads' partials added in thread order, the elements split across threads (a serial pass left a thread
+  // idle); a group a thread never reached is skipped, and one the first thread never reached starts from zero.
+  const int64_t per_group = g.Cog() * g.K();
   parallel_for(0, wsize, kParallelGrain, [&](int64_t b, int64_t e) {
-    std::copy(partials.begin() + b, partials.begin() + e, gw + b);
-    for (int t = 1; t < threads; ++t) {
-      const T* p = partials.data() + t * wsize;
+    for (int64_t i0 = b; i0 < e;) {  // run by run within one group
+      const int64_t grp = i0 / per_group, i1 = std::min(e, (grp + 1) * per_group);
+      if (!started[grp]) std::fill(gw + i0, gw + i1, T(0));
+      for (int t = 1; t < threads; ++t) {
+        if (!started[t * g.groups + grp]) continue;
+        const T* p = partials.data() + (t - 1) * wsize;
 #pragma omp simd
-      for (int64_t i = b; i < e; ++i) gw[i] += p[i];
+        for (int64_t i = i0; i < i1; ++i) gw[i] += p[i];
+      }
+      i0 = i1;
     }
   });
 }
