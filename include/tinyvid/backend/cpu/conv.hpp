@@ -576,11 +576,7 @@ void shifted_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* g
   t.pw = g.KW - 1 - g.pw;
   t.OH = g.H;
   t.OW = g.W;
-  const int64_t taps = g.KH * g.KW;
-  AlignedVector<T> flipped(static_cast<size_t>(g.C * g.Cout * taps));  // [c][k][KH-1-ki][KW-1-kj]
-  for (int64_t k = 0; k < g.Cout; ++k)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t tap = 0; tap < taps; ++tap) flipped[(c * g.Cout + k) * taps + (taps - 1 - tap)] = w[(k * g.C + c) * taps + tap];
+  const AlignedVector<T> flipped = flipped_transposed_kernels(w, g.Cout, g.C, g.KH * g.KW);
   shifted_forward(t, gy, flipped.data(), static_cast<const T*>(nullptr), gx);
 }
 
