@@ -490,7 +490,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     // itself, whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
     const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
     const int64_t full_cols = g.OW % kMicroCols == 16 ? g.OW - 16 : g.OW;
-    parallel_for(0, g.N * g.OH, rows_per_group, 1, [&](int64_t b, int64_t e) {
+    parallel_for(0, g.N * g.OH, rows_per_group, [&](int64_t b, int64_t e) {
       for (int64_t r0 = b; r0 < e; r0 += rows_per_group) {
         const int64_t r1 = std::min(e, r0 + rows_per_group);
         for (int64_t mb = 0; mb < panels_m; ++mb) {
@@ -513,7 +513,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
     });
     return;
   }
-  parallel_for(0, g.N * panels_n, group, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, g.N * panels_n, group, [&](int64_t b, int64_t e) {
     alignas(64) float ct[kMicroRows * kMicroCols];
     for (int64_t g0 = b; g0 < e; g0 += group)
       for (int64_t mb = 0; mb < panels_m; ++mb)

@@ -469,7 +469,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
       // 2.68 -> 2.14 ms, at 56 x 56, 64 channels 3.83 -> 2.55 ms.
       const int64_t threads = get_num_threads(), chunks = (L.rows + L.chunk_rows - 1) / L.chunk_rows;
       const int64_t count = (std::max<int64_t>(chunks, threads) + threads - 1) / threads * threads;
-      parallel_for(0, count, 1, 1, [&](int64_t b, int64_t e) {
+      parallel_for(0, count, 1, [&](int64_t b, int64_t e) {
         T* Vt = scratch<T>(F::taps * vs, kScratchWinogradV);
         T* Mt = scratch<T>(F::taps * ms, kScratchWinogradM);
         for (int64_t i = b; i < e; ++i) {
@@ -553,7 +553,7 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
     // With 128 channels at 28 x 28 it measured no faster (batch 16: 10.4-12.8 -> 11.3-12.8 ms; batch 8, groups of
     // less than two chunks: 5.4-6.5 -> 6.8-8.2).
     AlignedVector<T> partial(static_cast<size_t>(G * F::taps * us));
-    parallel_for(0, G, 1, 1, [&](int64_t b, int64_t e) {
+    parallel_for(0, G, 1, [&](int64_t b, int64_t e) {
       T* V = scratch<T>(F::taps * vs, kScratchWinogradV);
       T* dM = scratch<T>(F::taps * ms, kScratchWinogradM);
       for (int64_t grp = b; grp < e; ++grp) {
