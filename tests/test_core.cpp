@@ -268,6 +268,46 @@ TEST_CASE("parallel_for: each item once, in pieces aligned within a share; a slo
   tv::set_num_threads(before);
 }
 
+TEST_CASE("elementwise loops and batch norm's passes: each element once, in pieces the threads can share") {
+  const int before = tv::get_num_threads();
+  tv::set_num_threads(2);
+  // A contiguous tensor is one row: cut into pieces of about kParallelGrain, not one per thread, so that a thread
+  // done first takes over pieces of the other's (a slower core's).
+  for (int64_t numel : {int64_t{5}, int64_t{40000}, int64_t{300001}}) {
+    INFO("numel ", numel);
+    std::vector<std::atomic<int>> seen(static_cast<size_t>(numel));
+    std::mutex mu;
+    int64_t pieces = 0, longest = 0;
+    tv::cpu::for_each_row<1>(tv::Shape{numel}, {tv::Shape{1}}, [&](tv::cpu::Offsets<1> off, int64_t n, tv::cpu::Offsets<1> st) {
+      for (int64_t i = 0; i < n; ++i) seen[off[0] + i * st[0]]++;
+      std::lock_guard<std::mutex> lock(mu);
+      ++pieces, longest = std::max(longest, n);
+    });
+    for (auto& v : seen) REQUIRE(v.load() == 1);
+    CHECK(longest <= tv::kParallelGrain + 16);
+    if (numel > 8 * tv::kParallelGrain) CHECK(pieces >= 8);
+  }
+  // Batch norm's elementwise passes: blocks of channels, their runs (images) in parts where the blocks are few.
+  for (auto [channels, images, inner] : {std::array<int64_t, 3>{64, 8, 49}, {3, 1, 10}, {2048, 2, 4}, {1, 5, 7}}) {
+    INFO("channels ", channels, ", images ", images);
+    const tv::Shape shape{images, channels, inner};
+    tv::cpu::ChannelWalk<1> walk(shape, {tv::contiguous_strides(shape)}, 1);
+    const int64_t runs = walk.num_runs();  // (one where the channel's runs coalesce)
+    std::vector<std::atomic<int>> seen(static_cast<size_t>(channels * runs));
+    std::atomic<int64_t> items{0};
+    tv::cpu::for_channel_pieces(walk, [&](int64_t c0, int64_t c1, int64_t r0, int64_t r1) {
+      CHECK(c0 < c1);
+      CHECK(r0 < r1);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) seen[c * runs + r]++;
+      items++;
+    });
+    for (auto& v : seen) REQUIRE(v.load() == 1);
+    if (channels == 64) CHECK(items.load() >= 16);  // 4 blocks of 16 channels, each in parts
+  }
+  tv::set_num_threads(before);
+}
+
 TEST_CASE("shape errors name the op and both shapes") {
   auto a = tv::zeros<float>({2, 3}), b = tv::zeros<float>({4});
   CHECK_THROWS_WITH_AS(a + b, doctest::Contains("add: shapes [2, 3] and [4] cannot be broadcast"), tv::Error);

@@ -83,6 +83,23 @@ void for_channel_blocks(const ChannelWalk<K>& w, F&& f) {
   });
 }
 
+// f(c0, c1, r0, r1) for runs [r0, r1) of blocks of channels [c0, c1), in parallel, for the passes that keep no
+// per-channel sums: with few blocks (64 channels are 4) their runs are cut in parts too, so that a thread on a slower
+// core does not finish last with a block's worth of work while the other waits.
+template <size_t K, class F>
+void for_channel_pieces(const ChannelWalk<K>& w, F&& f) {
+  const int64_t threads = get_num_threads();
+  const int64_t width = std::clamp<int64_t>((w.channels + threads - 1) / threads, 1, kChannelBlock);
+  const int64_t blocks = (w.channels + width - 1) / width;
+  const int64_t parts = std::clamp<int64_t>((8 * threads + blocks - 1) / blocks, 1, std::max<int64_t>(1, w.num_runs()));
+  parallel_for(0, blocks * parts, 1, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t blk = item / parts, part = item % parts;
+      f(blk * width, std::min(w.channels, (blk + 1) * width), w.num_runs() * part / parts, w.num_runs() * (part + 1) / parts);
+    }
+  });
+}
+
 // Per-channel mean and biased variance in one pass: sums of (x - k) and (x - k)^2 accumulated in
 // double over independent lanes, with k the channel's first value. The shift keeps
 // E[d^2] - E[d]^2 from cancelling when a channel's mean is large against its spread (PyTorch uses
@@ -141,8 +158,8 @@ void channel_affine(T* y, const T* x, const T* residual, const ChannelWalk<K>& w
   static_assert(K == 2 || K == 3);
   constexpr bool has_residual = K == 3;
   auto pass = [&](auto relu_after) {
-    for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
-      for (int64_t r = 0; r < w.num_runs(); ++r)
+    for_channel_pieces(w, [&](int64_t c0, int64_t c1, int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           const T a = scale[c], s = shift[c];
           T* q = w.run(0, y, c, r);
@@ -215,8 +232,8 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
 // Operand 0 is gx, 1 is gy, 2 is x.
 template <class T>
 void channel_grad_input(T* gx, const T* gy, const T* x, const ChannelWalk<3>& w, const T* a, const T* bx, const T* k) {
-  for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
-    for (int64_t r = 0; r < w.num_runs(); ++r)
+  for_channel_pieces(w, [&](int64_t c0, int64_t c1, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = c0; c < c1; ++c) {
         const T ac = a[c], bc = bx[c], kc = k[c];
         T* q = w.run(0, gx, c, r);

@@ -356,10 +356,16 @@ void transform_output_grad_channel(const T* gy, int64_t Cout, int64_t OH, int64_
     const T* plane = gy + (n * Cout + k) * OH * OW;
     for (int64_t a = 0; a < Q; ++a) {
       const int64_t oy = Q * ty + a;
-      std::fill(row, row + Q * TW, T(0));
-      if (oy < OH) std::copy(plane + oy * OW, plane + oy * OW + OW, row);
       T* ga[Q];
       for (int64_t b = 0; b < Q; ++b) ga[b] = g[a * Q + b] + p0;
+      // A whole row of tiles is split where it lies; a short one (an odd width) or one past the map goes through a
+      // zero-padded copy (filling and copying every row, calls of 56 floats, took 7% of 3x3 64 at 56 x 56).
+      if (oy < OH && OW == Q * TW) {
+        split_columns<Q, Q>(plane + oy * OW, ga, TW);
+        continue;
+      }
+      std::fill(row, row + Q * TW, T(0));
+      if (oy < OH) std::copy(plane + oy * OW, plane + oy * OW + OW, row);
       split_columns<Q, Q>(row, ga, TW);
     }
   }
