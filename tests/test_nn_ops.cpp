@@ -107,6 +107,11 @@ TEST_CASE("conv2d: the algorithm is chosen from the shape") {
   CHECK(tv::cpu::choose_conv_algorithm(strided(56, 3)) == tv::cpu::ConvAlgorithm::ShiftedGemm);
   CHECK(tv::cpu::choose_conv_algorithm(strided(7, 3)) == tv::cpu::ConvAlgorithm::Im2colGemm);
   CHECK(tv::cpu::choose_conv_algorithm(strided(56, 1)) == tv::cpu::ConvAlgorithm::Im2colGemm);
+  // A 3x3 stride-2 conv's input gradient on an even map: by phases of gx, where tinyvid's GEMM runs.
+  CHECK(tv::cpu::detail::input_gradient_by_phases(strided(56, 3), tv::cpu::Isa::Avx512));
+  CHECK_FALSE(tv::cpu::detail::input_gradient_by_phases(strided(7, 3), tv::cpu::Isa::Avx512));
+  CHECK_FALSE(tv::cpu::detail::input_gradient_by_phases(strided(56, 3), tv::cpu::Isa::Avx2));
+  CHECK_FALSE(tv::cpu::detail::input_gradient_by_phases(strided(224, 7), tv::cpu::Isa::Avx512));
   // 3x3 stride 1 with 16+ channels: Winograd at every ResNet size; with fewer channels, shifted GEMMs
   // when the padded width adds at most 15% (56 -> 58), else im2col (10 -> 12).
   auto map = [](int64_t size, int64_t ch) { return tv::cpu::ConvGeometry{8, ch, size, size, ch, 3, 3, 1, 1, 1, 1, 1, 1, 1, size, size}; };
@@ -293,13 +298,15 @@ TEST_CASE("conv2d: stride-2 shifted GEMMs on the input's phases equal the direct
   const Case cases[] = {{"stem-like 7x7, pad 3", 2, 3, 40, 41, 48, 7, 3},
                         {"3x3 pad 1, 64 + 16 channels", 2, 5, 30, 30, 80, 3, 1},
                         {"3x3 pad 0, odd Cout", 1, 4, 23, 26, 6, 3, 0},
-                        {"5x5 pad 2, several chunks", 3, 2, 64, 60, 16, 5, 2}};
+                        {"5x5 pad 2, several chunks", 3, 2, 64, 60, 16, 5, 2},
+                        {"3x3 pad 1 on an even map (AVX-512: the input gradient by phases of gx)", 2, 16, 20, 24, 44, 3, 1}};
   for (const auto& c : cases) {
     SUBCASE(c.name) {
       const int64_t OH = (c.H + 2 * c.pad - c.K) / 2 + 1, OW = (c.W + 2 * c.pad - c.K) / 2 + 1;
       const NaiveConv nc{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, c.pad, c.pad, OH, OW, 2};
       const tv::cpu::ConvGeometry g{c.N, c.C, c.H, c.W, c.Cout, c.K, c.K, 2, 2, c.pad, c.pad, 1, 1, 1, OH, OW};
       REQUIRE(tv::cpu::choose_conv_algorithm(g) == tv::cpu::ConvAlgorithm::ShiftedGemm);
+      if (c.C == 16) REQUIRE(tv::cpu::detail::input_gradient_by_phases(g, tv::cpu::Isa::Avx512));
       nc.check(11);
     }
   }

@@ -984,6 +984,95 @@ MatrixRef<const T> gy_block(const ConvGeometry& g, const ColumnBlocks::Block& bl
 }
 }  // namespace detail
 
+namespace detail {
+// Whether a conv's input gradient runs by phases of gx (input_gradient_by_phases): the 3x3 stride-2 convs with
+// padding 1 of ResNet's downsampling blocks, on maps of even size, where tinyvid's GEMM runs.
+inline bool input_gradient_by_phases(const ConvGeometry& g, Isa isa) {
+  return g.KH == 3 && g.KW == 3 && g.sh == 2 && g.sw == 2 && g.ph == 1 && g.pw == 1 && g.dh == 1 && g.dw == 1 &&
+         g.groups == 1 && g.H == 2 * g.OH && g.W == 2 * g.OW && g.C % kMicroRows == 0 && use_own_gemm(isa) &&
+         !omp_in_parallel();
+}
+
+// gx of a conv of input_gradient_by_phases, phase by phase. Input row 2u reads kernel row 1 at output row u; row
+// 2u + 1 reads row 2 at u and row 0 at u + 1; the same for columns. So phase (a, b) of gx (rows 2u + a, columns
+// 2v + b) is one product of its 1, 2 or 4 taps' kernels (C x taps * Cout) with as many copies of gy shifted by 0 or
+// 1 row and column (zero past the end), each element of gx written once by the product's finish. The four shifted
+// copies lie in one tensor in the order (0, 1), (0, 0), (1, 0), (1, 1), so that every phase's are consecutive.
+// Unrolled into 9 taps and summed back (im2col, GEMM, col2im), the GEMM's K was only gy's channels, and col2im added
+// 9 overlapping columns into every element of gx: 203-266 GFLOP/s on ResNet-50's three.
+inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float* gy, const float* w, float* gx) {
+  const int64_t OH = g.OH, OW = g.OW, HW = OH * OW, Cout = g.Cout;
+  constexpr int64_t kShift[4][2] = {{0, 1}, {0, 0}, {1, 0}, {1, 1}};  // the copies' (row, column) shifts
+  AlignedVector<float> shifted(static_cast<size_t>(g.N * 4 * Cout * HW));  // [n][copy][o][u][v]
+  parallel_for(0, g.N * 4 * Cout, 1 + kParallelGrain / HW, [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane) {
+      const int64_t n = plane / (4 * Cout), copy = plane / Cout % 4, o = plane % Cout;
+      const int64_t di = kShift[copy][0], dj = kShift[copy][1];
+      const float* in = gy + (n * Cout + o) * HW;
+      float* out = shifted.data() + plane * HW;
+      for (int64_t u = 0; u < OH; ++u) {
+        float* row = out + u * OW;
+        if (u + di >= OH) {
+          std::fill_n(row, OW, 0.0f);
+          continue;
+        }
+        std::copy_n(in + (u + di) * OW + dj, OW - dj, row);
+        if (dj) row[OW - 1] = 0.0f;
+      }
+    }
+  });
+  // Each phase's sums, written to their places in gx.
+  struct Scatter {
+    float* gx;
+    int64_t C, H, W, OW, a, b;
+    static constexpr bool staged() { return true; }
+    void operator()(const float* sums, int64_t c, int64_t n, int64_t at, int64_t len) const {
+      float* plane = gx + (n * C + c) * H * W;
+      for (int64_t end = at + len; at < end;) {  // row by row of the phase
+        const int64_t u = at / OW, v = at % OW, span = std::min(end - at, OW - v);
+        float* to = plane + (2 * u + a) * W + 2 * v + b;
+        for (int64_t q = 0; q < span; ++q) to[2 * q] = sums[q];
+        sums += span, at += span;
+      }
+    }
+  };
+  // The phases' kernels (C x taps * Cout, column t * Cout + o the tap of copy first + t from output o), packed as
+  // the GEMM reads them (8-row panels: [c / 8][k][c % 8]), from w's [o][c][3][3] in tiles of 8 channels by kTile
+  // outputs: read element by element down o, w's 9 floats of a channel lay a whole kernel apart (512 -> 512: 12% of
+  // the pass), and packing a plain copy was another pass over the weights.
+  constexpr int64_t kTile = 64;
+  std::array<AlignedVector<float>, 4> packed;  // phase a * 2 + b
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 2; ++b) packed[a * 2 + b].resize(static_cast<size_t>(g.C * (a + 1) * (b + 1) * Cout));
+  parallel_for(0, g.C / kMicroRows, 1, [&](int64_t p0, int64_t p1) {
+    float tile[9][kTile][kMicroRows];  // [tap][o][c]
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t o0 = 0; o0 < Cout; o0 += kTile) {
+        const int64_t on = std::min(kTile, Cout - o0);
+        for (int64_t o = 0; o < on; ++o)
+          for (int64_t r = 0; r < kMicroRows; ++r)
+            for (int64_t tap = 0; tap < 9; ++tap) tile[tap][o][r] = w[((o0 + o) * g.C + p * kMicroRows + r) * 9 + tap];
+        for (int64_t a = 0; a < 2; ++a)
+          for (int64_t b = 0; b < 2; ++b) {
+            const int64_t first = 1 - b, taps = (a + 1) * (b + 1), K = taps * Cout;  // its copies: [first, first + taps)
+            for (int64_t t = 0; t < taps; ++t) {
+              const int64_t di = kShift[first + t][0], dj = kShift[first + t][1];
+              const int64_t kh = a == 0 ? 1 : (di == 0 ? 2 : 0), kw = b == 0 ? 1 : (dj == 0 ? 2 : 0);
+              std::copy_n(&tile[kh * 3 + kw][0][0], on * kMicroRows,
+                          packed[a * 2 + b].data() + (p * K + t * Cout + o0) * kMicroRows);
+            }
+          }
+      }
+  });
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 2; ++b) {
+      const int64_t first = 1 - b, K = (a + 1) * (b + 1) * Cout;
+      gemm_packed(isa, KernelA{packed[a * 2 + b].data(), g.C, K}, {shifted.data() + first * Cout * HW, K, g.N * HW, HW, 1},
+                  {gx, g.C, g.N * HW, HW, 1}, 0.0f, {HW, 4 * Cout * HW, g.C * HW}, Scatter{gx, g.C, g.H, g.W, OW, a, b});
+    }
+}
+}  // namespace detail
+
 // gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
 template <class T>
 void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
@@ -994,6 +1083,9 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   const ConvAlgorithm algo = choose_conv_algorithm(g);
   if (algo == ConvAlgorithm::Winograd3x3) return winograd::backward_input(gy, g.N, g.C, g.H, g.W, g.ph, g.pw, w, g.Cout, gx);
   if (algo == ConvAlgorithm::ShiftedGemm && g.sw == 1) return detail::shifted_backward_input(g, gy, w, gx);
+  if constexpr (std::is_same_v<T, float>)
+    if (const Isa isa = active_isa(); detail::input_gradient_by_phases(g, isa))
+      return detail::input_gradient_by_phases(isa, g, gy, w, gx);
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   // Blocks of one image's tiles overlap in gx (col2im), so such tiles run in order within one work
