@@ -133,6 +133,53 @@ TEST_CASE("a leaf's .grad never aliases another tensor's memory") {
   CHECK(b.grad().at({0}) == 1);
 }
 
+// An op whose backward may add its gradient (all ones) into the input's gradient the engine has gathered so far.
+namespace {
+struct Offered {
+  bool defined = false;
+  std::vector<double> values;
+};
+Tensor<double> probe(const Tensor<double>& x, bool add_in, Offered& seen) {
+  Tensor<double> result;
+  {
+    tv::NoGradGuard no_grad;
+    result = x * 1.0;
+  }
+  tv::autograd::record(result, "ProbeBackward", {x}, [add_in, &seen](const Tensor<double>& g, const auto& n) {
+    Tensor<double> sum = n.gathered_gradient(0);
+    seen.defined = sum.defined();
+    if (sum.defined()) seen.values = sum.to_vector();
+    if (add_in && sum.defined()) {
+      const Tensor<double> gc = g.contiguous();  // (sum's gradient is one value, expanded)
+      for (int64_t i = 0; i < sum.numel(); ++i) sum.data()[i] += gc.data()[i];
+      return std::vector<Tensor<double>>{sum};
+    }
+    return std::vector<Tensor<double>>{g.clone()};
+  });
+  return result;
+}
+}  // namespace
+
+TEST_CASE("a backward is offered the input's gradient gathered so far where only the engine holds it") {
+  for (bool add_in : {false, true}) {
+    CAPTURE(add_in);
+    auto x = tv::tensor<double>({1, 2, 3}).requires_grad_();
+    Offered seen;
+    // x * 2's backward (run first: the later consumer's node is taken first) gives x a gradient of its own, 2s.
+    tv::sum(probe(x, add_in, seen) + x * 2.0).backward();
+    CHECK(seen.defined);
+    CHECK(seen.values == std::vector<double>{2, 2, 2});
+    CHECK(x.grad().to_vector() == std::vector<double>{3, 3, 3});  // added by the op or by the engine, once
+  }
+  // add's backward hands one tensor to both inputs: not the engine's alone, so not offered.
+  auto x = tv::tensor<double>({1, 2}).requires_grad_();
+  Offered seen;
+  auto y = x * 1.0;
+  tv::sum(probe(y, true, seen) + y).backward();
+  CHECK_FALSE(seen.defined);
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
+}
+
 // A user's own op, written as tinyvid's ops are: forward, then autograd::record with its backward.
 namespace {
 Tensor<double> cube(const Tensor<double>& x, double wrong_factor) {

@@ -1177,6 +1177,31 @@ TEST_CASE("nn::conv_bn in training: the add and ReLU in the batch norm's pass, t
   CHECK(fused == op_by_op);  // the same bits
 }
 
+TEST_CASE("conv2d: a 1x1 conv's input gradient added into the shortcut's, as in a bottleneck block, equals the sum") {
+  // x feeds a 1x1 conv and, as the residual, the batch norm after it: the batch norm's backward gives x the ReLU's
+  // gradient first, and the conv's backward (float, AVX-512) adds its input gradient into that tensor. Against the
+  // same graph in double, where the gradients are added by the engine.
+  const Shape xs{2, 16, 7, 9};
+  auto xd = randn(xs, 41).requires_grad_(), wd = randn({16, 16, 1, 1}, 42, 0.3).requires_grad_();
+  auto gy = randn(xs, 43);
+  auto graph = [&](auto x, auto w, auto g) {
+    using T = typename decltype(x)::value_type;
+    auto rm = tv::zeros<T>({16}), rv = tv::ones<T>({16});
+    auto y = tv::batch_norm(tv::conv2d(x, w), rm, rv, tv::BatchNormFuncOptions<T>().training(true).residual(x).relu(true));
+    tv::sum(y * g).backward();
+  };
+  graph(xd, wd, gy);
+  for (auto isa : runnable_isas()) {
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    tv::cpu::ScopedIsa scoped(isa);
+    auto xf = cast<float>(xd.detach()).requires_grad_(), wf = cast<float>(wd.detach()).requires_grad_();
+    graph(xf, wf, cast<float>(gy));
+    CHECK(fixtures::worst_ratio(xf.grad(), xd.grad(), 1e-4, 1e-4) <= 1);
+    CHECK(fixtures::worst_ratio(wf.grad(), wd.grad(), 1e-4, 1e-4) <= 1);
+  }
+}
+
 TEST_CASE("conv2d: an empty batch gives an empty output and zero weight gradient") {
   for (int64_t size : {4, 20}) {  // the unrolled path and the shifted one
     auto x = tv::zeros<float>({0, 3, size, size}).requires_grad_();

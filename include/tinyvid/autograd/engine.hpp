@@ -2,6 +2,7 @@
 // The backward walk: count each node's consumers, then run nodes in an order where every node's
 // gradient is complete before it runs (Kahn's algorithm, iterative: a ResNet graph has tens of
 // thousands of nodes). Saved tensors are freed as the walk goes unless the graph is retained.
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -101,7 +102,18 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
     auto git = grads.find(n.get());
     Tensor<T> g = git->second;
     grads.erase(git);
+    // The gradients gathered so far for this node's inputs that only the engine holds (an input the node reads once),
+    // offered for the backward to add into (Node::gathered_gradient).
+    n->gathered.assign(n->next.size(), Tensor<T>());
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      if (!n->next[i] || std::count(n->next.begin(), n->next.end(), n->next[i]) != 1) continue;
+      auto it = grads.find(n->next[i].get());
+      if (it != grads.end() && it->second.impl_ptr().use_count() == 1 && it->second.storage().use_count() == 1)
+        n->gathered[i] = it->second;
+    }
     std::vector<Tensor<T>> in_grads = n->apply(g);
+    const std::vector<Tensor<T>> offered = std::move(n->gathered);
+    n->gathered.clear();
     g = Tensor<T>();
     if (!retain_graph) n->release();
     for (size_t i = 0; i < n->next.size(); ++i) {
@@ -114,7 +126,8 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
       TV_CHECK(gi.device() == n->input_devices[i], n->name(), ": backward returned a gradient on ",
                device_name(gi.device()), " for input ", i, " on ", device_name(n->input_devices[i]));
       auto [it, fresh] = grads.try_emplace(next.get(), gi);
-      if (!fresh) it->second = detail::add_grads(it->second, gi);
+      const bool added_in = i < offered.size() && offered[i].defined() && offered[i].impl() == gi.impl();
+      if (!fresh && !added_in) it->second = detail::add_grads(it->second, gi);
       if (--pending[next.get()] == 0) ready.push_back(next);
     }
   }

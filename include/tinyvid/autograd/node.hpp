@@ -39,9 +39,18 @@ class Node {
   // The mask every backward receives: only inputs that need a gradient get one computed.
   bool needs_grad(size_t input) const { return input < next.size() && next[input] != nullptr; }
 
+  // The gradient the engine has gathered so far for input i from the input's other consumers, where it alone holds
+  // it (undefined otherwise): a backward may add its gradient into this tensor and return it, instead of returning a
+  // new one that the engine would then add (a conv's input gradient: ops/conv.hpp).
+  const Tensor<T>& gathered_gradient(size_t input) const {
+    static const Tensor<T> none;
+    return input < gathered.size() ? gathered[input] : none;
+  }
+
   std::vector<std::shared_ptr<Node>> next;  // the node of each input; null where no gradient is needed
   std::vector<Shape> input_shapes;          // to check the shape of every gradient an op returns
   std::vector<Device> input_devices;        // and its device
+  std::vector<Tensor<T>> gathered;          // set by the engine for the call of apply: see gathered_gradient
 
  private:
   std::string name_;

@@ -98,6 +98,21 @@ void conv2d_backward_input(const ConvGeometry& g, const Tensor<T>& gy, const Ten
               conv2d_backward_input<T>(g, gy.data(), w.data(), gx.data()));
 }
 
+// Whether conv2d_backward_input_add can add this conv's input gradient into gx (contiguous, the input's shape):
+// on the CPU, where its path can (cpu::input_gradient_adds).
+template <class T>
+bool conv2d_input_gradient_adds(const ConvGeometry& g, const Tensor<T>& gx) {
+  return gx.device() == Device::CPU && gx.is_contiguous() && gx.shape() == Shape{g.N, g.C, g.H, g.W} &&
+         cpu::input_gradient_adds<T>(g);
+}
+
+// gx += the gradient of the input (where conv2d_input_gradient_adds).
+template <class T>
+void conv2d_backward_input_add(const ConvGeometry& g, const Tensor<T>& gy, const Tensor<T>& w, Tensor<T>& gx) {
+  TV_CHECK(device_of("conv2d backward", gy, w, gx) == Device::CPU, "conv2d backward: adding into gx runs on the CPU");
+  cpu::conv2d_backward_input<T>(g, gy.data(), w.data(), gx.data(), true);
+}
+
 // gw (Cout x C/groups x KH x KW, overwritten) = the gradient of the weight.
 template <class T>
 void conv2d_backward_weight(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& gy, Tensor<T>& gw) {

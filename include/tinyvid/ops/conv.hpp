@@ -61,8 +61,15 @@ Tensor<T> conv2d(const Tensor<T>& input, const Tensor<T>& weight, const Tensor<T
                      const Tensor<T> gy = grad.contiguous();
                      std::vector<Tensor<T>> r(3);
                      if (n.needs_grad(0)) {
-                       r[0] = Tensor<T>::empty({g.N, g.C, g.H, g.W}, gy.device());
-                       kernel::conv2d_backward_input(g, gy, sw.get("conv2d"), r[0]);
+                       // Added into the input's gradient gathered so far where the kernel can (the shortcut's, in a
+                       // bottleneck block), saving the engine's pass that adds the two.
+                       if (Tensor<T> sum = n.gathered_gradient(0); sum.defined() && kernel::conv2d_input_gradient_adds(g, sum)) {
+                         kernel::conv2d_backward_input_add(g, gy, sw.get("conv2d"), sum);
+                         r[0] = sum;
+                       } else {
+                         r[0] = Tensor<T>::empty({g.N, g.C, g.H, g.W}, gy.device());
+                         kernel::conv2d_backward_input(g, gy, sw.get("conv2d"), r[0]);
+                       }
                      }
                      if (n.needs_grad(1)) {
                        r[1] = Tensor<T>::empty({g.Cout, g.Cg(), g.KH, g.KW}, gy.device());

@@ -42,7 +42,8 @@ enum class ConvAlgorithm { Gemm1x1, Winograd3x3, ShiftedGemm, Im2colGemm };
 //   kernel tap, each reading the padded input at a fixed offset: no unrolling at all. A stride-2 conv is the
 //   same on the four phases of the padded input (ShiftedLayout). Its outputs are computed on the padded
 //   (phase) width and the extra columns dropped, so it is used where they are few. The input gradient of a
-//   stride-2 conv unrolls (Im2colGemm's col2im). The forward of a stride-2 3x3 conv whose weights pass L2 runs
+//   stride-2 conv unrolls (Im2colGemm's col2im), but a 3x3 one's on an even map runs by phases of gx where the
+//   packed GEMM runs (input_gradient_by_phases). The forward of a stride-2 3x3 conv whose weights pass L2 runs
 //   as a 1x1 conv on the unrolled batch where the packed GEMM runs (unroll_batch).
 // - Im2colGemm: everything else (other strides, dilation, groups, small maps).
 inline ConvAlgorithm choose_conv_algorithm(const ConvGeometry& g) {
@@ -274,8 +275,8 @@ class WeightOperand {
   bool on_own_gemm() const { return !operands_.empty(); }
   template <class Finish = NoFinish>
   void multiply_runs(int64_t grp, const MatrixRef<const float>& b, const MatrixRef<float>& c, const ColumnRuns& runs,
-                     Finish&& finish = {}) const {
-    gemm_packed(isa_, operands_[grp], b, c, 0.0f, runs, finish);
+                     Finish&& finish = {}, float beta = 0.0f) const {
+    gemm_packed(isa_, operands_[grp], b, c, beta, runs, finish);
   }
 
  private:
@@ -1073,9 +1074,22 @@ inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float
 }
 }  // namespace detail
 
-// gx (N x C x H x W, overwritten) = the gradient of the input, from gy and w.
+// Whether conv2d_backward_input can add the gradient into gx (`adds`) rather than overwrite it: a 1x1 stride-1
+// conv's one product over the batch (float, where tinyvid's GEMM runs), which then reads gx as C (beta 1). A
+// bottleneck block's input gets its gradient from the block's first conv and from the shortcut; added in the
+// product, the sum of the two costs no pass of its own (the autograd engine offers the shortcut's gradient: engine.hpp).
 template <class T>
-void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx) {
+bool input_gradient_adds(const ConvGeometry& g) {
+  if constexpr (!std::is_same_v<T, float>) return false;
+  return choose_conv_algorithm(g) == ConvAlgorithm::Gemm1x1 && g.N * g.Cout * g.OHW() > 0 && use_own_gemm(active_isa()) &&
+         !omp_in_parallel();
+}
+
+// gx (N x C x H x W) = the gradient of the input, from gy and w: overwritten, or, with `adds` (where
+// input_gradient_adds), added to what gx holds.
+template <class T>
+void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx, bool adds = false) {
+  TV_CHECK(!adds || input_gradient_adds<T>(g), "conv2d_backward_input: this conv's path cannot add into gx");
   if (g.N * g.Cout * g.OHW() == 0) {
     std::fill(gx, gx + g.N * g.C * g.HW(), T(0));
     return;
@@ -1104,7 +1118,8 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
       float* out = pointwise ? gx : scratch<float>(g.N * g.C * HW, kScratchPadded);
       for (int64_t grp = 0; grp < g.groups; ++grp)
         weights_t.multiply_runs(grp, {gy + grp * g.Cog() * HW, g.Cog(), g.N * HW, HW, 1},
-                                {out + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {HW, g.Cout * HW, g.C * HW});
+                                {out + grp * g.Cg() * HW, g.Cg(), g.N * HW, HW, 1}, {HW, g.Cout * HW, g.C * HW}, NoFinish{},
+                                adds ? 1.0f : 0.0f);
       if (!pointwise) detail::spread_1x1_pixels(g, out, gx);
       return;
     }
