@@ -180,6 +180,21 @@ TEST_CASE("a backward is offered the input's gradient gathered so far where only
   CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
 }
 
+TEST_CASE("a backward that throws leaves no gradient offered to its node") {
+  auto x = tv::tensor<double>({1, 2}).requires_grad_();
+  Tensor<double> thrown;
+  {
+    tv::NoGradGuard no_grad;
+    thrown = x * 1.0;
+  }
+  tv::autograd::record(thrown, "ThrowingBackward", {x}, [](const Tensor<double>&, const auto& n) -> std::vector<Tensor<double>> {
+    CHECK(n.gathered_gradient(0).defined());  // x * 2's gradient, offered
+    throw tv::Error("backward failed on purpose");
+  });
+  CHECK_THROWS_AS(tv::sum(thrown + x * 2.0).backward(), tv::Error);
+  CHECK(thrown.impl()->grad_fn->gathered.empty());
+}
+
 // A user's own op, written as tinyvid's ops are: forward, then autograd::record with its backward.
 namespace {
 Tensor<double> cube(const Tensor<double>& x, double wrong_factor) {

@@ -1290,6 +1290,14 @@ TEST_CASE("batch_norm matches PyTorch: training with running statistics, eval, a
   run(float{}, kAtolF, kRtolF);
 }
 
+TEST_CASE("batch_norm: no channels in evaluation mode give an empty output and gradient") {
+  auto x = tv::zeros<float>({2, 0, 3, 3}).requires_grad_();
+  auto y = tv::batch_norm(x, tv::zeros<float>({0}), tv::ones<float>({0}), tv::BatchNormFuncOptions<float>().relu(true));
+  CHECK(y.shape() == Shape{2, 0, 3, 3});
+  tv::sum(y).backward();
+  CHECK(x.grad().shape() == Shape{2, 0, 3, 3});
+}
+
 TEST_CASE("batch_norm: gradcheck, and a group of frames normalized through a view") {
   // stats_group_clips 0: the whole batch; 1: a group per sample; 2: groups of 2, 2, 1; 5 and 8: the whole batch.
   auto x = randn({5, 2, 4, 3}, 5), w = randn({2}, 6), b = randn({2}, 7);

@@ -104,6 +104,7 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
     grads.erase(git);
     // The gradients gathered so far for this node's inputs that only the engine holds (an input the node reads once),
     // offered for the backward to add into (Node::gathered_gradient).
+    std::vector<Tensor<T>> in_grads;
     n->gathered.assign(n->next.size(), Tensor<T>());
     for (size_t i = 0; i < n->next.size(); ++i) {
       if (!n->next[i] || std::count(n->next.begin(), n->next.end(), n->next[i]) != 1) continue;
@@ -111,9 +112,18 @@ void backward(const Tensor<T>& root, Tensor<T> gradient, bool retain_graph) {
       if (it != grads.end() && it->second.impl_ptr().use_count() == 1 && it->second.storage().use_count() == 1)
         n->gathered[i] = it->second;
     }
-    std::vector<Tensor<T>> in_grads = n->apply(g);
-    const std::vector<Tensor<T>> offered = std::move(n->gathered);
-    n->gathered.clear();
+    std::vector<Tensor<T>> offered;
+    {
+      struct Withdraw {  // the offers end with the call, also when it throws
+        Node<T>& node;
+        std::vector<Tensor<T>>& kept;
+        ~Withdraw() {
+          kept = std::move(node.gathered);
+          node.gathered.clear();
+        }
+      } withdraw{*n, offered};
+      in_grads = n->apply(g);
+    }
     g = Tensor<T>();
     if (!retain_graph) n->release();
     for (size_t i = 0; i < n->next.size(); ++i) {

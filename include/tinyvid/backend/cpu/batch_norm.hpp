@@ -88,6 +88,7 @@ void for_channel_blocks(const ChannelWalk<K>& w, F&& f) {
 // core does not finish last with a block's worth of work while the other waits.
 template <size_t K, class F>
 void for_channel_pieces(const ChannelWalk<K>& w, F&& f) {
+  if (w.channels == 0) return;  // (no blocks to cut the runs by)
   const int64_t threads = get_num_threads();
   const int64_t width = std::clamp<int64_t>((w.channels + threads - 1) / threads, 1, kChannelBlock);
   const int64_t blocks = (w.channels + width - 1) / width;
