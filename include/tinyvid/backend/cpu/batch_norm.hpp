@@ -73,11 +73,15 @@ struct ChannelWalk {
 // order). Each channel's sums still run over its runs in order, so the results are the channel-by-channel ones.
 constexpr int64_t kChannelBlock = 16;
 
-// f(c0, c1) for blocks of channels [c0, c1), in parallel: blocks of kChannelBlock, narrower where that would leave a
-// thread without one.
+// Channels per block: kChannelBlock, fewer where that would leave a thread without a block.
+inline int64_t channel_block_width(int64_t channels) {
+  return std::clamp<int64_t>((channels + get_num_threads() - 1) / get_num_threads(), 1, kChannelBlock);
+}
+
+// f(c0, c1) for blocks of channels [c0, c1) (channel_block_width), in parallel.
 template <size_t K, class F>
 void for_channel_blocks(const ChannelWalk<K>& w, F&& f) {
-  const int64_t width = std::clamp<int64_t>((w.channels + get_num_threads() - 1) / get_num_threads(), 1, kChannelBlock);
+  const int64_t width = channel_block_width(w.channels);
   parallel_for(0, (w.channels + width - 1) / width, 1, [&](int64_t b, int64_t e) {
     for (int64_t blk = b; blk < e; ++blk) f(blk * width, std::min(w.channels, (blk + 1) * width));
   });
@@ -89,10 +93,8 @@ void for_channel_blocks(const ChannelWalk<K>& w, F&& f) {
 template <size_t K, class F>
 void for_channel_pieces(const ChannelWalk<K>& w, F&& f) {
   if (w.channels == 0) return;  // (no blocks to cut the runs by)
-  const int64_t threads = get_num_threads();
-  const int64_t width = std::clamp<int64_t>((w.channels + threads - 1) / threads, 1, kChannelBlock);
-  const int64_t blocks = (w.channels + width - 1) / width;
-  const int64_t parts = std::clamp<int64_t>((8 * threads + blocks - 1) / blocks, 1, std::max<int64_t>(1, w.num_runs()));
+  const int64_t width = channel_block_width(w.channels), blocks = (w.channels + width - 1) / width;
+  const int64_t parts = std::clamp<int64_t>((8 * get_num_threads() + blocks - 1) / blocks, 1, std::max<int64_t>(1, w.num_runs()));
   parallel_for(0, blocks * parts, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t blk = item / parts, part = item % parts;

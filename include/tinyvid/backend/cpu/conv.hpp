@@ -1004,6 +1004,9 @@ inline bool input_gradient_by_phases(const ConvGeometry& g, Isa isa) {
 inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float* gy, const float* w, float* gx) {
   const int64_t OH = g.OH, OW = g.OW, HW = OH * OW, Cout = g.Cout;
   constexpr int64_t kShift[4][2] = {{0, 1}, {0, 0}, {1, 0}, {1, 1}};  // the copies' (row, column) shifts
+  // Phase (a, b) reads copies [first_copy(b), first_copy(b) + taps(a, b)).
+  auto first_copy = [](int64_t b) { return 1 - b; };
+  auto taps = [](int64_t a, int64_t b) { return (a + 1) * (b + 1); };
   AlignedVector<float> shifted(static_cast<size_t>(g.N * 4 * Cout * HW));  // [n][copy][o][u][v]
   parallel_for(0, g.N * 4 * Cout, 1 + kParallelGrain / HW, [&](int64_t b, int64_t e) {
     for (int64_t plane = b; plane < e; ++plane) {
@@ -1044,7 +1047,7 @@ inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float
   constexpr int64_t kTile = 64;
   std::array<AlignedVector<float>, 4> packed;  // phase a * 2 + b
   for (int64_t a = 0; a < 2; ++a)
-    for (int64_t b = 0; b < 2; ++b) packed[a * 2 + b].resize(static_cast<size_t>(g.C * (a + 1) * (b + 1) * Cout));
+    for (int64_t b = 0; b < 2; ++b) packed[a * 2 + b].resize(static_cast<size_t>(g.C * taps(a, b) * Cout));
   parallel_for(0, g.C / kMicroRows, 1, [&](int64_t p0, int64_t p1) {
     float tile[9][kTile][kMicroRows];  // [tap][o][c]
     for (int64_t p = p0; p < p1; ++p)
@@ -1055,8 +1058,8 @@ inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float
             for (int64_t tap = 0; tap < 9; ++tap) tile[tap][o][r] = w[((o0 + o) * g.C + p * kMicroRows + r) * 9 + tap];
         for (int64_t a = 0; a < 2; ++a)
           for (int64_t b = 0; b < 2; ++b) {
-            const int64_t first = 1 - b, taps = (a + 1) * (b + 1), K = taps * Cout;  // its copies: [first, first + taps)
-            for (int64_t t = 0; t < taps; ++t) {
+            const int64_t first = first_copy(b), K = taps(a, b) * Cout;
+            for (int64_t t = 0; t < taps(a, b); ++t) {
               const int64_t di = kShift[first + t][0], dj = kShift[first + t][1];
               const int64_t kh = a == 0 ? 1 : (di == 0 ? 2 : 0), kw = b == 0 ? 1 : (dj == 0 ? 2 : 0);
               std::copy_n(&tile[kh * 3 + kw][0][0], on * kMicroRows,
@@ -1067,7 +1070,7 @@ inline void input_gradient_by_phases(Isa isa, const ConvGeometry& g, const float
   });
   for (int64_t a = 0; a < 2; ++a)
     for (int64_t b = 0; b < 2; ++b) {
-      const int64_t first = 1 - b, K = (a + 1) * (b + 1) * Cout;
+      const int64_t first = first_copy(b), K = taps(a, b) * Cout;
       gemm_packed(isa, KernelA{packed[a * 2 + b].data(), g.C, K}, {shifted.data() + first * Cout * HW, K, g.N * HW, HW, 1},
                   {gx, g.C, g.N * HW, HW, 1}, 0.0f, {HW, 4 * Cout * HW, g.C * HW}, Scatter{gx, g.C, g.H, g.W, OW, a, b});
     }
