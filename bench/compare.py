@@ -44,6 +44,7 @@ KEYS = {
     "elementwise": ("op", [("gbps", True)]),
     "conv": ("shape", [("fwd_gflops", True), ("fwd_bwd_gflops", True)]),
     "batch_norm": ("shape", [("gbps", True)]),
+    "batch_norm_relu": ("shape", [("ms", False)]),
     "lstm_cell": ("shape", [("ms", False)]),
     "decode": ("file", [("fps", True)]),
     "model": ("model", [("forward_s", False), ("train_step_s", False), ("peak_rss_mb", False)]),

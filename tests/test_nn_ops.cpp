@@ -1151,6 +1151,48 @@ TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradi
                        doctest::Contains("the residual's shape [4, 6, 5, 1] must be the input's, [4, 6, 5, 7]"), tv::Error);
 }
 
+TEST_CASE("batch_norm's backward: the ReLU's mask recomputed from x is the forward's, also where the output rounds to 0") {
+  // Each channel's shift is minus the product of its first value and its scale, and that value recurs along the
+  // channel: there the batch norm's output is the product's rounding error (a fused multiply-add) or exactly 0 (none).
+  // A backward that rounded otherwise than the forward would let another set of gradients through.
+  const int64_t N = 3, C = 24, HW = 41;
+  tv::Generator gen(31);
+  auto x = tv::normal<float>({N, C, HW}, 0, 1, gen);
+  const auto gy = tv::normal<float>({N, C, HW}, 0, 1, gen);
+  auto scale = Tensor<float>::empty({1, C}), shift = Tensor<float>::empty({1, C});
+  for (int64_t c = 0; c < C; ++c) {
+    const float first = x.data()[c * HW];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; i += 3) x.data()[(n * C + c) * HW + i] = first;
+    scale.data()[c] = 0.1f + 0.013f * static_cast<float>(c);
+    volatile float product = first * scale.data()[c];  // (rounded to float: nothing to fuse with)
+    shift.data()[c] = -product;
+  }
+  auto y = Tensor<float>::empty(x.shape());
+  tv::kernel::batch_norm_apply(x, 1, N, scale, shift, Tensor<float>(), true, y);
+  // The ReLU's gradient as ReluBackward gives it, from y.
+  auto g = Tensor<float>::empty(x.shape());
+  int64_t through = 0, kinks = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    g.data()[i] = y.data()[i] <= 0.0f ? 0.0f : gy.data()[i];
+    if ((i % HW) % 3 == 0) ++kinks, through += y.data()[i] > 0.0f;
+  }
+  MESSAGE(through, " of ", kinks, " values at the ReLU's kink came out above 0");
+  auto mean = tv::full<double>({1, C}, 0.2), invstd = tv::full<double>({1, C}, 1.7);
+  const auto weight = tv::normal<float>({C}, 1, 0.3, gen);
+  for (const bool batch_stats : {true, false}) {
+    CAPTURE(batch_stats);
+    auto gx = Tensor<float>::empty(x.shape()), gw = Tensor<float>::empty({C}), gb = Tensor<float>::empty({C});
+    auto gx_ref = Tensor<float>::empty(x.shape()), gw_ref = Tensor<float>::empty({C}), gb_ref = Tensor<float>::empty({C});
+    tv::kernel::batch_norm_backward(gy, x, 1, N, HW, mean, invstd, weight, batch_stats, gx, gw, gb, scale, shift);
+    tv::kernel::batch_norm_backward(g, x, 1, N, HW, mean, invstd, weight, batch_stats, gx_ref, gw_ref, gb_ref,
+                                    Tensor<float>(), Tensor<float>());
+    CHECK(gx.to_vector() == gx_ref.to_vector());  // the same bits
+    CHECK(gw.to_vector() == gw_ref.to_vector());
+    CHECK(gb.to_vector() == gb_ref.to_vector());
+  }
+}
+
 TEST_CASE("nn::conv_bn in training: the add and ReLU in the batch norm's pass, the values of the ops one by one") {
   tv::Generator gen(5);
   tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(8, 16, 3).padding(1).bias(false), gen);

@@ -64,18 +64,24 @@ void batch_norm_apply(const Tensor<T>& x, int64_t channel_dim, int64_t group_row
                                   residual.defined() ? residual.strides() : kNoStrides, relu));
 }
 
-// gx, gw, gb (each may be undefined: not wanted) from gy, with the forward's x, statistics and weight.
+// gx, gw, gb (each may be undefined: not wanted) from gy, with the forward's x, statistics and weight. With
+// relu_scale and relu_shift (the forward's scale and shift, G x C; undefined: none), gy is the gradient of a ReLU
+// that followed the batch norm (no residual between), its mask recomputed from x.
 template <class T>
 void batch_norm_backward(const Tensor<T>& gy, const Tensor<T>& x, int64_t channel_dim, int64_t group_rows,
                          int64_t per_row, const Tensor<double>& mean, const Tensor<double>& invstd,
-                         const Tensor<T>& weight, bool use_batch_stats, Tensor<T>& gx, Tensor<T>& gw, Tensor<T>& gb) {
+                         const Tensor<T>& weight, bool use_batch_stats, Tensor<T>& gx, Tensor<T>& gw, Tensor<T>& gb,
+                         const Tensor<T>& relu_scale, const Tensor<T>& relu_shift) {
   static const Shape kNoStrides;
-  TV_DISPATCH("batch_norm backward", device_of("batch_norm backward", gy, x, mean, invstd, weight, gx, gw, gb),
+  TV_DISPATCH("batch_norm backward",
+              device_of("batch_norm backward", gy, x, mean, invstd, weight, gx, gw, gb, relu_scale, relu_shift),
               batch_norm_backward<T>(gy.data(), gy.strides(), x.data(), x.shape(), x.strides(), channel_dim, group_rows,
                                      per_row, mean.data(), invstd.data(), weight.defined() ? weight.data() : nullptr,
                                      weight.defined() ? weight.stride(0) : 0, use_batch_stats,
                                      gx.defined() ? gx.data() : nullptr, gx.defined() ? gx.strides() : kNoStrides,
-                                     gw.defined() ? gw.data() : nullptr, gb.defined() ? gb.data() : nullptr));
+                                     gw.defined() ? gw.data() : nullptr, gb.defined() ? gb.data() : nullptr,
+                                     relu_scale.defined() ? relu_scale.data() : nullptr,
+                                     relu_shift.defined() ? relu_shift.data() : nullptr));
 }
 
 }  // namespace tv::kernel

@@ -204,4 +204,14 @@ struct PowScalarGrad {
   TV_HOST_DEVICE T operator()(T g, T v) const { return p == T(0) ? T(0) : g * p * std::pow(v, p - T(1)); }
 };
 
+// ---- shared by fused kernels ----
+
+// Batch norm's output before any residual and ReLU, x * scale + shift: one expression for every kernel that computes
+// it, the forward's and the backward's that recomputes a ReLU's mask from it, so that all round alike (a fused
+// multiply-add in each or in none).
+template <class T>
+TV_HOST_DEVICE inline T batch_norm_affine(T x, T scale, T shift) {
+  return x * scale + shift;
+}
+
 }  // namespace tv::fn

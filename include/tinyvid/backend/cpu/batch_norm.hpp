@@ -15,6 +15,7 @@
 
 #include "tinyvid/backend/cpu/loops.hpp"
 #include "tinyvid/backend/cpu/reduce.hpp"
+#include "tinyvid/backend/functors.hpp"
 #include "tinyvid/core/parallel.hpp"
 
 namespace tv::cpu {
@@ -169,7 +170,7 @@ void channel_affine(T* y, const T* x, const T* residual, const ChannelWalk<K>& w
           const T* p = w.run(1, x, c, r);
           const T* res = has_residual ? w.run(K - 1, residual, c, r) : nullptr;
           auto at = [&](int64_t i, int64_t step0, int64_t step1, int64_t step2) {
-            T v = p[i * step1] * a + s;
+            T v = fn::batch_norm_affine(p[i * step1], a, s);
             if constexpr (has_residual) v = v + res[i * step2];
             if constexpr (relu_after) v = v <= T(0) ? T(0) : v;
             q[i * step0] = v;
@@ -188,12 +189,29 @@ void channel_affine(T* y, const T* x, const T* residual, const ChannelWalk<K>& w
   else pass(std::false_type{});
 }
 
-// Per-channel sums of gy and of gy * (x - mean), over independent lanes as in channel_stats: one accumulator
-// each was bound by the add latency (42 of a TSN-R50 training step's 1.18 s, the statistics pass 19).
-// Operand 0 is gy, operand 1 is x.
+// The ReLU a batch norm's forward applied to its output (batch_norm's relu option without a residual), folded into
+// the backward: the gradient reaching the batch norm is gy where batch_norm_affine(x, scale, shift) <= 0 is false
+// (ReluGrad's test on y), recomputed from x with the forward's own per-channel scale and shift, so that the backward's
+// passes read gy and x as they would without the ReLU. A separate ReLU backward wrote that gradient and both passes
+// read it back: three passes over the activation of eight. scale null: no ReLU.
 template <class T>
-void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
-                       double* sum_gy_xc) {
+struct ReluAfter {
+  const T* scale = nullptr;
+  const T* shift = nullptr;
+  ReluAfter at(int64_t offset) const { return scale ? ReluAfter{scale + offset, shift + offset} : ReluAfter{}; }
+};
+
+// gy where the ReLU (if any) let it through, else 0: the ReLU's input gradient, by ReluGrad's test. (One expression:
+// written as an if constexpr around ReluGrad's call, GCC 12 left the loops over it scalar, 10x slower.)
+template <bool Masked, class T>
+inline T through_relu(T g, T x, T scale, T shift) {
+  return Masked && fn::batch_norm_affine(x, scale, shift) <= T(0) ? T(0) : g;
+}
+
+// channel_grad_sums, with the ReLU's mask or without.
+template <bool Masked, class T>
+void channel_grad_sums_pass(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
+                            double* sum_gy_xc, ReluAfter<T> relu) {
   for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
     constexpr int64_t L = 16;
     double s[kChannelBlock][L] = {}, sx[kChannelBlock][L] = {};
@@ -202,19 +220,27 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b = c - c0;
         const double mu = mean[c];
+        const T ra = Masked ? relu.scale[c] : T(0), rs = Masked ? relu.shift[c] : T(0);
         const T* g = w.run(0, gy, c, r);
         const T* p = w.run(1, x, c, r);
         int64_t i = 0;
         if (w.step[0] == 1 && w.step[1] == 1)
-          for (; i + L <= w.inner; i += L)
+          for (; i + L <= w.inner; i += L) {
+            // The mask in a loop of its own: in the loop that widens to double, GCC 12 made the select a branch.
+            T masked[L];
+            if constexpr (Masked) {
+#pragma omp simd
+              for (int64_t l = 0; l < L; ++l) masked[l] = through_relu<Masked>(g[i + l], p[i + l], ra, rs);
+            }
 #pragma omp simd
             for (int64_t l = 0; l < L; ++l) {
-              const double gv = g[i + l];
+              const double gv = Masked ? masked[l] : g[i + l];
               s[b][l] += gv;
               sx[b][l] += gv * (p[i + l] - mu);
             }
+          }
         for (; i < w.inner; ++i) {
-          const double gv = g[i * w.step[0]];
+          const double gv = through_relu<Masked>(g[i * w.step[0]], p[i * w.step[1]], ra, rs);
           s_tail[b] += gv;
           sx_tail[b] += gv * (p[i * w.step[1]] - mu);
         }
@@ -231,26 +257,46 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
   });
 }
 
-// gx = a[c] * gy + bx[c] * x + k[c]: batch norm's input gradient, rearranged to one fused pass.
-// Operand 0 is gx, 1 is gy, 2 is x.
+// Per-channel sums of gy and of gy * (x - mean), over independent lanes as in channel_stats: one accumulator
+// each was bound by the add latency (42 of a TSN-R50 training step's 1.18 s, the statistics pass 19); gy after
+// the ReLU's mask where relu says so. Operand 0 is gy, operand 1 is x.
 template <class T>
-void channel_grad_input(T* gx, const T* gy, const T* x, const ChannelWalk<3>& w, const T* a, const T* bx, const T* k) {
-  for_channel_pieces(w, [&](int64_t c0, int64_t c1, int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = c0; c < c1; ++c) {
-        const T ac = a[c], bc = bx[c], kc = k[c];
-        T* q = w.run(0, gx, c, r);
-        const T* g = w.run(1, gy, c, r);
-        const T* p = w.run(2, x, c, r);
-        if (w.step[0] == 1 && w.step[1] == 1 && w.step[2] == 1) {
+void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
+                       double* sum_gy_xc, ReluAfter<T> relu = {}) {
+  if (relu.scale) channel_grad_sums_pass<true>(gy, x, w, mean, sum_gy, sum_gy_xc, relu);
+  else channel_grad_sums_pass<false>(gy, x, w, mean, sum_gy, sum_gy_xc, relu);
+}
+
+
+// gx = a[c] * gy + bx[c] * x + k[c]: batch norm's input gradient, rearranged to one fused pass; gy after the ReLU's
+// mask where relu says so. Operand 0 is gx, 1 is gy, 2 is x.
+template <class T>
+void channel_grad_input(T* gx, const T* gy, const T* x, const ChannelWalk<3>& w, const T* a, const T* bx, const T* k,
+                        ReluAfter<T> relu = {}) {
+  auto pass = [&](auto masked) {
+    constexpr bool Masked = decltype(masked)::value;
+    for_channel_pieces(w, [&](int64_t c0, int64_t c1, int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          const T ac = a[c], bc = bx[c], kc = k[c];
+          const T ra = Masked ? relu.scale[c] : T(0), rs = Masked ? relu.shift[c] : T(0);
+          T* q = w.run(0, gx, c, r);
+          const T* g = w.run(1, gy, c, r);
+          const T* p = w.run(2, x, c, r);
+          if (w.step[0] == 1 && w.step[1] == 1 && w.step[2] == 1) {
 #pragma omp simd
-          for (int64_t i = 0; i < w.inner; ++i) q[i] = ac * g[i] + bc * p[i] + kc;
-        } else {
-          for (int64_t i = 0; i < w.inner; ++i)
-            q[i * w.step[0]] = ac * g[i * w.step[1]] + bc * p[i * w.step[2]] + kc;
+            for (int64_t i = 0; i < w.inner; ++i) q[i] = ac * through_relu<Masked>(g[i], p[i], ra, rs) + bc * p[i] + kc;
+          } else {
+            for (int64_t i = 0; i < w.inner; ++i) {
+              const T pv = p[i * w.step[2]];
+              q[i * w.step[0]] = ac * through_relu<Masked>(g[i * w.step[1]], pv, ra, rs) + bc * pv + kc;
+            }
+          }
         }
-      }
-  });
+    });
+  };
+  if (relu.scale) pass(std::true_type{});
+  else pass(std::false_type{});
 }
 
 // ---- batch norm over statistics groups ----
@@ -354,13 +400,16 @@ void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& sha
 
 // The gradients of batch_norm from gy (x's shape, any strides): gx (may be null; x's shape, gx_strides), gw and
 // gb (C each; may be null). mean and invstd are the forward's (G x C); weight may be null (1). With
-// use_batch_stats the statistics depend on x too (training); else they are constants (the running ones).
+// use_batch_stats the statistics depend on x too (training); else they are constants (the running ones). With
+// relu_scale and relu_shift (G x C, the forward's scale and shift; may be null), gy is the gradient of the ReLU that
+// followed the batch norm (ReluAfter).
 template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
                          const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
-                         const Shape& gx_strides, T* gw, T* gb) {
+                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift) {
   const int64_t C = shape[channel_dim], G = stats_group_count(shape[0], group_rows);
+  const ReluAfter<T> relu{relu_scale, relu_shift};
   std::vector<double> sum_gy(C), sum_gy_xc(C), dw(C), db(C);
   std::vector<T> a(C), bx(C), k(C);
   for (int64_t g = 0; g < G; ++g) {
@@ -371,7 +420,7 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
     const double* mean_g = mean + g * C;
     const double* invstd_g = invstd + g * C;
     channel_grad_sums(gy_g, x_g, ChannelWalk<2>(gshape, {gy_strides, x_strides}, channel_dim), mean_g, sum_gy.data(),
-                      sum_gy_xc.data());
+                      sum_gy_xc.data(), relu.at(g * C));
     for (int64_t c = 0; c < C; ++c) {
       dw[c] += sum_gy_xc[c] * invstd_g[c];
       db[c] += sum_gy[c];
@@ -393,7 +442,7 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
     }
     channel_grad_input(gx + g * group_rows * gx_strides[0], gy_g, x_g,
                        ChannelWalk<3>(gshape, {gx_strides, gy_strides, x_strides}, channel_dim), a.data(), bx.data(),
-                       k.data());
+                       k.data(), relu.at(g * C));
   }
   if (gw)
     for (int64_t c = 0; c < C; ++c) gw[c] = static_cast<T>(dw[c]);

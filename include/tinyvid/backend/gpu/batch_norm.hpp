@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "tinyvid/backend/cuda.hpp"
+#include "tinyvid/backend/functors.hpp"
 #include "tinyvid/backend/gpu/launch.hpp"
 #include "tinyvid/backend/gpu/reduce.hpp"
 #include "tinyvid/core/storage.hpp"
@@ -346,7 +347,7 @@ struct BnApplyKernel {
     for (int64_t i = t.global(); i < n; i += t.stride()) {
       at.offsets(i, off);
       const int64_t o = bn_group_of(i, G, group_size) * C + off[2];
-      T v = x[off[1]] * scale[o] + shift[o];
+      T v = fn::batch_norm_affine(x[off[1]], scale[o], shift[o]);
       if (residual) v = v + residual[off[3]];
       if (relu) v = v <= T(0) ? T(0) : v;
       y[off[0]] = v;
@@ -369,8 +370,15 @@ void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& sha
                             bn_group_size(shape, G, group_rows)});
 }
 
+// gy where a ReLU after the batch norm let it through (relu_scale null: no ReLU), from x with the forward's scale
+// and shift of output o, as the CPU's ReluAfter.
+template <class T>
+TV_HOST_DEVICE inline T bn_relu_gradient(T g, T x, const T* relu_scale, const T* relu_shift, int64_t o) {
+  return relu_scale ? fn::ReluGrad{}(g, fn::batch_norm_affine(x, relu_scale[o], relu_shift[o])) : g;
+}
+
 // partial[p * outputs + o] and partial[(pieces + p) * outputs + o]: piece p's sums of gy and gy * (x - mean)
-// for output o = g * C + c. Operands: gy, x.
+// for output o = g * C + c (gy through the ReLU's mask where relu_scale is given). Operands: gy, x.
 template <class T>
 struct BnGradPiecesKernel {
   ChannelGroups<2> w;
@@ -379,6 +387,8 @@ struct BnGradPiecesKernel {
   const double* mean;
   int64_t pieces;
   double* partial;
+  const T* relu_scale;
+  const T* relu_shift;
   TV_HOST_DEVICE void operator()(Thread t) const {
     const int64_t outputs = w.G * w.C;
     for (int64_t i = t.global(); i < outputs * pieces; i += t.stride()) {
@@ -392,8 +402,8 @@ struct BnGradPiecesKernel {
           T gv[kBnLoads], xv[kBnLoads];
           for (int u = 0; u < kBnLoads; ++u)
             if (e + u * pieces < n) {
-              gv[u] = gy[cur.at(0)];
               xv[u] = x[cur.at(1)];
+              gv[u] = bn_relu_gradient(gy[cur.at(0)], xv[u], relu_scale, relu_shift, o);
               cur.advance(pieces);
             }
           for (int u = 0; u < kBnLoads; ++u)
@@ -473,7 +483,8 @@ struct BnGradParamsKernel {
   }
 };
 
-// gx = a[g, c] * gy + bx[g, c] * x + k[g, c], one thread per element. Operands: gx, gy, x, the channel index.
+// gx = a[g, c] * gy + bx[g, c] * x + k[g, c], one thread per element (gy through the ReLU's mask where relu_scale
+// is given). Operands: gx, gy, x, the channel index.
 template <class T>
 struct BnGradInputKernel {
   Indexer<4> at;
@@ -482,13 +493,17 @@ struct BnGradInputKernel {
   const T* x;
   const T* coef;
   int64_t n, C, G, group_size;
+  const T* relu_scale;
+  const T* relu_shift;
   TV_HOST_DEVICE void operator()(Thread t) const {
     const int64_t outputs = G * C;
     int64_t off[4];
     for (int64_t i = t.global(); i < n; i += t.stride()) {
       at.offsets(i, off);
       const int64_t o = bn_group_of(i, G, group_size) * C + off[3];
-      gx[off[0]] = coef[o] * gy[off[1]] + coef[outputs + o] * x[off[2]] + coef[2 * outputs + o];
+      const T xv = x[off[2]];
+      gx[off[0]] = coef[o] * bn_relu_gradient(gy[off[1]], xv, relu_scale, relu_shift, o) + coef[outputs + o] * xv +
+                   coef[2 * outputs + o];
     }
   }
 };
@@ -497,14 +512,14 @@ template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
                          const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
-                         const Shape& gx_strides, T* gw, T* gb) {
+                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift) {
   const ChannelGroups<2> w = channel_groups<2>(shape, {gy_strides, x_strides}, channel_dim, group_rows, "batch_norm");
   const int64_t outputs = w.G * w.C;
   if (outputs == 0) return;
   const int64_t pieces = bn_pieces(outputs, w.count(0));
   Storage<double> partial(2 * pieces * outputs, Device::CUDA), sums(2 * outputs, Device::CUDA);
   Storage<T> coef(gx ? 3 * outputs : 1, Device::CUDA);
-  launch_n("batch_norm backward", outputs * pieces, BnGradPiecesKernel<T>{w, gy, x, mean, pieces, partial.data()});
+  launch_n("batch_norm backward", outputs * pieces, BnGradPiecesKernel<T>{w, gy, x, mean, pieces, partial.data(), relu_scale, relu_shift});
   launch_n("batch_norm backward", outputs,
            BnGradFinishKernel<T>{partial.data(), pieces, w.C, w.G, shape[0], group_rows, per_row, mean, invstd, weight,
                                  w_stride, use_batch_stats, sums.data(), gx ? coef.data() : nullptr});
@@ -517,7 +532,8 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
                                                 {gx_strides, gy_strides, x_strides,
                                                  channel_index_strides(shape.size(), channel_dim)},
                                                 "batch_norm backward"),
-                                gx, gy, x, coef.data(), n, w.C, w.G, bn_group_size(shape, w.G, group_rows)});
+                                gx, gy, x, coef.data(), n, w.C, w.G, bn_group_size(shape, w.G, group_rows), relu_scale,
+                                relu_shift});
 }
 
 }  // namespace tv::cuda
