@@ -250,6 +250,38 @@ TEST_CASE("parallel_for: each item once, in pieces aligned within a share; a slo
   });
   CHECK(std::count(ran_on.begin(), ran_on.end(), -1) == 0);
   CHECK(std::count(ran_on.begin(), ran_on.begin() + 32, 1) > 0);  // of thread 0's share
+  // The last grain of a share, too: thread 0 owns items 0 and 1 and runs item 0 first, which waits (up to 10 s) until
+  // item 1 has run; the other thread, done with items 2 and 3, must take item 1. (When the last grain was its owner's,
+  // item 1 waited for item 0 to give up.)
+  {
+    std::atomic<int> item1_on{-1};
+    std::atomic<bool> item0_gave_up{false};
+    tv::parallel_for(0, 4, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        if (i == 1) item1_on = omp_get_thread_num();
+        if (i != 0) continue;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (item1_on.load() < 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        item0_gave_up = item1_on.load() < 0;
+      }
+    });
+    CHECK_FALSE(item0_gave_up.load());
+    CHECK(item1_on.load() == 1);
+  }
+  // How much a thread takes: of its own share whole batches until two are left, then halves; of another's, half of
+  // the rest, the last grain too.
+  using tv::detail::grains_to_take;
+  CHECK(grains_to_take(12, 4, true) == 4);  // half of 12 is 6, rounded down to a batch
+  CHECK(grains_to_take(40, 4, true) == 20);
+  CHECK(grains_to_take(9, 4, true) == 4);
+  CHECK(grains_to_take(8, 4, true) == 4);   // two batches left: half
+  CHECK(grains_to_take(6, 4, true) == 3);
+  CHECK(grains_to_take(1, 4, true) == 1);
+  CHECK(grains_to_take(7, 1, true) == 4);
+  CHECK(grains_to_take(0, 1, true) == 0);
+  CHECK(grains_to_take(1, 1, false) == 1);
+  CHECK(grains_to_take(3, 5, false) == 2);
+  CHECK(grains_to_take(0, 1, false) == 0);
   // parallel_for_static: one call per thread, on its equal share (what per-thread sums rely on).
   for (int threads : {1, 2, 3}) {
     tv::set_num_threads(threads);

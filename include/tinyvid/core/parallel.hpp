@@ -51,6 +51,14 @@ inline int loop_threads(int64_t n, int64_t grain) {
   if (nt > 1) cpu::active_isa();  // reads TINYVID_ISA here, where its error can be thrown (the kernels inside read it too)
   return nt;
 }
+
+// How many of a share's `left` grains not yet taken a thread takes: from the front of its own share, half rounded down
+// to whole batches (at least one) until two batches are left, then half; from the back of another's, half, the last
+// grain too.
+inline uint64_t grains_to_take(uint64_t left, uint64_t batch, bool own) {
+  const uint64_t half = (left + 1) / 2;
+  return own && left > 2 * batch ? std::max(batch, half / batch * batch) : half;
+}
 }  // namespace detail
 
 // Calls f(chunk_begin, chunk_end) over [begin, end) split in contiguous chunks, one per thread, each called once:
@@ -86,7 +94,10 @@ void parallel_for_static(int64_t begin, int64_t end, int64_t grain, F&& f) {
 // thread so keeps the items it ran in the loop before (a batch's images stay in its core's cache from layer to
 // layer: claimed in any order, the model's forward ran 4% slower). Pieces are whole multiples of `grain` items from
 // their share's start (and no thread is started for less than a grain), an owner's pieces whole multiples of `batch`
-// grains (but a share's last): a GEMM's chunk of column panels, which reuses a slice of the weights. f may be called
+// grains (a GEMM's chunk of column panels, which reuses a slice of the weights) until two batches are left, then halves.
+// The owner's halves are rounded down to batches, and a thread done first takes half of another's rest, its last
+// grain too: with halves rounded up and the last grain kept for its owner, a slower core's share ended in a large
+// claim or a grain that the other thread waited out (docs/cpu_kernels.md, "Shares' ends"). f may be called
 // several times on one thread, with pieces that differ from run to run: no result may depend on which thread runs
 // which items (a loop that keeps sums per thread is parallel_for_static's). f must not throw: exceptions cannot cross
 // an OpenMP region.
@@ -117,7 +128,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, int64_t batch, F&& 
     uint64_t cur = range.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t front = cur >> 32, back = cur & 0xFFFFFFFFu, left = back > front ? back - front : 0;
-      const uint64_t count = own ? std::min(left, ((left + 1) / 2 + owner_batch - 1) / owner_batch * owner_batch) : left / 2;
+      const uint64_t count = detail::grains_to_take(left, owner_batch, own);
       if (count == 0) return false;
       const uint64_t u0 = own ? front : back - count;
       if (range.compare_exchange_weak(cur, own ? pack(front + count, back) : pack(front, back - count), std::memory_order_relaxed)) {
@@ -138,7 +149,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, int64_t batch, F&& 
     }
     for (bool took = true; took;) {  // then the others', the one with the most left first
       int most = -1;
-      uint64_t most_left = 1;  // (one grain left is its owner's)
+      uint64_t most_left = 0;
       for (int o = 0; o < team; ++o) {
         const uint64_t r = shares[o].range.load(std::memory_order_relaxed), front = r >> 32, back = r & 0xFFFFFFFFu;
         if (o != t && back > front && back - front > most_left) most = o, most_left = back - front;
