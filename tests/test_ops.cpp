@@ -272,16 +272,19 @@ std::vector<OpCase> op_cases() {
   c.push_back({"batch_norm_train_add_relu_stats_groups", {{6, 3, 2, 2}, {3}, {3}, {6, 3, 2, 2}}, bn_fused(true, 4, true)});
   c.push_back({"batch_norm_eval_add", {{3, 4, 2, 3}, {4}, {4}, {3, 4, 2, 3}}, bn_fused(false, 0, false)});
   // ReLU with no residual (nn::conv_bn's training path for a bottleneck's first two batch norms)
-  auto bn_relu = [](int64_t stats_group) {
+  // (its backward recomputes the ReLU's mask from x: in training and evaluation, with groups, channels in dim 2)
+  auto bn_relu = [](int64_t stats_group, bool training = true, int64_t channel_dim = 1) {
     return [=](const auto& x) {
       using T = elem_t<decltype(x)>;
-      const int64_t C = x[0].size(1);
+      const int64_t C = x[0].size(channel_dim);
       auto rm = on_device_of(x, tv::full<T>({C}, 0.2)), rv = on_device_of(x, tv::full<T>({C}, 1.5));
-      return tv::batch_norm(x[0], rm, rv, tv::BatchNormFuncOptions<T>().weight(x[1]).bias(x[2]).training(true).stats_group_clips(stats_group).relu(true));
+      return tv::batch_norm(x[0], rm, rv, tv::BatchNormFuncOptions<T>().weight(x[1]).bias(x[2]).training(training).stats_group_clips(stats_group).channel_dim(channel_dim).relu(true));
     };
   };
   c.push_back({"batch_norm_train_relu", {{4, 3, 2, 2}, {3}, {3}}, bn_relu(0)});
   c.push_back({"batch_norm_train_relu_stats_groups", {{6, 3, 2, 2}, {3}, {3}}, bn_relu(4)});
+  c.push_back({"batch_norm_eval_relu", {{3, 4, 2, 3}, {4}, {4}}, bn_relu(0, false)});
+  c.push_back({"batch_norm_train_relu_channel_dim2_groups", {{4, 2, 3, 2, 2}, {3}, {3}}, bn_relu(2, true, 2)});
   // pools (2-D only: tinyvid has no 3-D pool)
   c.push_back({"max_pool2d", {{2, 3, 7, 6}}, [](const auto& x) { return tv::max_pool2d(x[0], tv::MaxPool2dOptions(3).stride(2).padding(1)); }});
   c.push_back({"max_pool2d_ceil", {{1, 2, 5, 5}}, [](const auto& x) { return tv::max_pool2d(x[0], tv::MaxPool2dOptions(2).ceil_mode(true)); }});

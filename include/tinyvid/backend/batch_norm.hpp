@@ -73,6 +73,8 @@ void batch_norm_backward(const Tensor<T>& gy, const Tensor<T>& x, int64_t channe
                          const Tensor<T>& weight, bool use_batch_stats, Tensor<T>& gx, Tensor<T>& gw, Tensor<T>& gb,
                          const Tensor<T>& relu_scale, const Tensor<T>& relu_shift) {
   static const Shape kNoStrides;
+  TV_CHECK(relu_scale.defined() == relu_shift.defined(),
+           "batch_norm backward: give both relu_scale and relu_shift, or neither");
   TV_DISPATCH("batch_norm backward",
               device_of("batch_norm backward", gy, x, mean, invstd, weight, gx, gw, gb, relu_scale, relu_shift),
               batch_norm_backward<T>(gy.data(), gy.strides(), x.data(), x.shape(), x.strides(), channel_dim, group_rows,

@@ -208,7 +208,8 @@ struct PowScalarGrad {
 
 // Batch norm's output before any residual and ReLU, x * scale + shift: one expression for every kernel that computes
 // it, the forward's and the backward's that recomputes a ReLU's mask from it, so that all round alike (a fused
-// multiply-add in each or in none).
+// multiply-add in each or in none) where they are compiled with the same flags, as in one program's build or the CUDA
+// library's (a test holds the CPU's to it).
 template <class T>
 TV_HOST_DEVICE inline T batch_norm_affine(T x, T scale, T shift) {
   return x * scale + shift;

@@ -154,7 +154,9 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, int64_t batch, F&& 
         const uint64_t r = shares[o].range.load(std::memory_order_relaxed), front = r >> 32, back = r & 0xFFFFFFFFu;
         if (o != t && back > front && back - front > most_left) most = o, most_left = back - front;
       }
-      took = most >= 0 && take(most, per, false);
+      // (a take that lost the race for that share's last grains looks again: another share may have some left)
+      took = most >= 0;
+      if (took) take(most, per, false);
     }
   }
 }

@@ -132,19 +132,18 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   // A ReLU straight after the batch norm is undone inside the backward's passes, its mask recomputed from x with
   // this scale and shift (kernel::batch_norm_backward); after a residual it needs y, and its gradient is the
   // residual's too.
-  const bool relu_from_x = relu_after && !residual.defined();
+  const bool relu_from_x = relu_after && !residual.defined(), relu_from_y = relu_after && residual.defined();
   autograd::record(
       y, name, {x, weight, bias, residual},
       [sx = autograd::Saved<T>(x), sw = weight.defined() ? autograd::Saved<T>(weight) : autograd::Saved<T>(),
-       sy = relu_after && !relu_from_x ? autograd::Saved<T>(y) : autograd::Saved<T>(), has_weight = weight.defined(),
-       relu_after, relu_from_x, relu_scale = relu_from_x ? scale : Tensor<T>(), relu_shift = relu_from_x ? shift : Tensor<T>(),
-       mean, invstd, cd, use_batch_stats, rows, per_row](const Tensor<T>& gy, const autograd::Node<T>& n) {
+       sy = relu_from_y ? autograd::Saved<T>(y) : autograd::Saved<T>(), has_weight = weight.defined(), relu_from_y,
+       relu_scale = relu_from_x ? scale : Tensor<T>(), relu_shift = relu_from_x ? shift : Tensor<T>(), mean, invstd, cd,
+       use_batch_stats, rows, per_row](const Tensor<T>& gy, const autograd::Node<T>& n) {
         const Tensor<T>& xv = sx.get("batch_norm");
         const Tensor<T> w = has_weight ? sw.get("batch_norm") : Tensor<T>();
         const int64_t C = xv.size(cd);
         // The gradient of relu's input (ReluBackward's), which is the residual's and the batch norm's output's.
-        const Tensor<T> g =
-            relu_after && !relu_from_x ? detail::zip(gy, sy.get("batch_norm"), "batch_norm", fn::ReluGrad{}) : gy;
+        const Tensor<T> g = relu_from_y ? detail::zip(gy, sy.get("batch_norm"), "batch_norm", fn::ReluGrad{}) : gy;
         std::vector<Tensor<T>> r(4);
         if (n.needs_grad(0)) r[0] = Tensor<T>::empty(xv.shape(), xv.device());
         if (n.needs_grad(1)) r[1] = Tensor<T>::empty({C}, xv.device());

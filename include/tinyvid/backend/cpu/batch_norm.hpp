@@ -267,7 +267,6 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
   else channel_grad_sums_pass<false>(gy, x, w, mean, sum_gy, sum_gy_xc, relu);
 }
 
-
 // gx = a[c] * gy + bx[c] * x + k[c]: batch norm's input gradient, rearranged to one fused pass; gy after the ReLU's
 // mask where relu says so. Operand 0 is gx, 1 is gy, 2 is x.
 template <class T>

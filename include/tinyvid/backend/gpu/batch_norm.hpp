@@ -519,7 +519,8 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
   const int64_t pieces = bn_pieces(outputs, w.count(0));
   Storage<double> partial(2 * pieces * outputs, Device::CUDA), sums(2 * outputs, Device::CUDA);
   Storage<T> coef(gx ? 3 * outputs : 1, Device::CUDA);
-  launch_n("batch_norm backward", outputs * pieces, BnGradPiecesKernel<T>{w, gy, x, mean, pieces, partial.data(), relu_scale, relu_shift});
+  launch_n("batch_norm backward", outputs * pieces,
+           BnGradPiecesKernel<T>{w, gy, x, mean, pieces, partial.data(), relu_scale, relu_shift});
   launch_n("batch_norm backward", outputs,
            BnGradFinishKernel<T>{partial.data(), pieces, w.C, w.G, shape[0], group_rows, per_row, mean, invstd, weight,
                                  w_stride, use_batch_stats, sums.data(), gx ? coef.data() : nullptr});
