@@ -1191,6 +1191,9 @@ TEST_CASE("batch_norm's backward: the ReLU's mask recomputed from x is the forwa
     CHECK(gw.to_vector() == gw_ref.to_vector());
     CHECK(gb.to_vector() == gb_ref.to_vector());
   }
+  auto gx = Tensor<float>::empty(x.shape()), none = Tensor<float>();
+  CHECK_THROWS_WITH_AS(tv::kernel::batch_norm_backward(gy, x, 1, N, HW, mean, invstd, weight, true, gx, none, none, scale, none),
+                       doctest::Contains("give both relu_scale and relu_shift, or neither"), tv::Error);
 }
 
 TEST_CASE("nn::conv_bn in training: the add and ReLU in the batch norm's pass, the values of the ops one by one") {

@@ -208,63 +208,60 @@ inline T through_relu(T g, T x, T scale, T shift) {
   return Masked && fn::batch_norm_affine(x, scale, shift) <= T(0) ? T(0) : g;
 }
 
-// channel_grad_sums, with the ReLU's mask or without.
-template <bool Masked, class T>
-void channel_grad_sums_pass(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
-                            double* sum_gy_xc, ReluAfter<T> relu) {
-  for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
-    constexpr int64_t L = 16;
-    double s[kChannelBlock][L] = {}, sx[kChannelBlock][L] = {};
-    double s_tail[kChannelBlock] = {}, sx_tail[kChannelBlock] = {};
-    for (int64_t r = 0; r < w.num_runs(); ++r)
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t b = c - c0;
-        const double mu = mean[c];
-        const T ra = Masked ? relu.scale[c] : T(0), rs = Masked ? relu.shift[c] : T(0);
-        const T* g = w.run(0, gy, c, r);
-        const T* p = w.run(1, x, c, r);
-        int64_t i = 0;
-        if (w.step[0] == 1 && w.step[1] == 1)
-          for (; i + L <= w.inner; i += L) {
-            // The mask in a loop of its own: in the loop that widens to double, GCC 12 made the select a branch.
-            T masked[L];
-            if constexpr (Masked) {
-#pragma omp simd
-              for (int64_t l = 0; l < L; ++l) masked[l] = through_relu<Masked>(g[i + l], p[i + l], ra, rs);
-            }
-#pragma omp simd
-            for (int64_t l = 0; l < L; ++l) {
-              const double gv = Masked ? masked[l] : g[i + l];
-              s[b][l] += gv;
-              sx[b][l] += gv * (p[i + l] - mu);
-            }
-          }
-        for (; i < w.inner; ++i) {
-          const double gv = through_relu<Masked>(g[i * w.step[0]], p[i * w.step[1]], ra, rs);
-          s_tail[b] += gv;
-          sx_tail[b] += gv * (p[i * w.step[1]] - mu);
-        }
-      }
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t b = c - c0;
-      for (int64_t l = 0; l < L; ++l) {
-        s_tail[b] += s[b][l];
-        sx_tail[b] += sx[b][l];
-      }
-      sum_gy[c] = s_tail[b];
-      sum_gy_xc[c] = sx_tail[b];
-    }
-  });
-}
-
 // Per-channel sums of gy and of gy * (x - mean), over independent lanes as in channel_stats: one accumulator
 // each was bound by the add latency (42 of a TSN-R50 training step's 1.18 s, the statistics pass 19); gy after
 // the ReLU's mask where relu says so. Operand 0 is gy, operand 1 is x.
 template <class T>
 void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
                        double* sum_gy_xc, ReluAfter<T> relu = {}) {
-  if (relu.scale) channel_grad_sums_pass<true>(gy, x, w, mean, sum_gy, sum_gy_xc, relu);
-  else channel_grad_sums_pass<false>(gy, x, w, mean, sum_gy, sum_gy_xc, relu);
+  auto pass = [&](auto masked) {
+    constexpr bool Masked = decltype(masked)::value;
+    for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
+      constexpr int64_t L = 16;
+      double s[kChannelBlock][L] = {}, sx[kChannelBlock][L] = {};
+      double s_tail[kChannelBlock] = {}, sx_tail[kChannelBlock] = {};
+      for (int64_t r = 0; r < w.num_runs(); ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t b = c - c0;
+          const double mu = mean[c];
+          const T ra = Masked ? relu.scale[c] : T(0), rs = Masked ? relu.shift[c] : T(0);
+          const T* g = w.run(0, gy, c, r);
+          const T* p = w.run(1, x, c, r);
+          int64_t i = 0;
+          if (w.step[0] == 1 && w.step[1] == 1)
+            for (; i + L <= w.inner; i += L) {
+              // The mask in a loop of its own: in the loop that widens to double, GCC 12 made the select a branch.
+              T through[L];
+              if constexpr (Masked) {
+#pragma omp simd
+                for (int64_t l = 0; l < L; ++l) through[l] = through_relu<Masked>(g[i + l], p[i + l], ra, rs);
+              }
+#pragma omp simd
+              for (int64_t l = 0; l < L; ++l) {
+                const double gv = Masked ? through[l] : g[i + l];
+                s[b][l] += gv;
+                sx[b][l] += gv * (p[i + l] - mu);
+              }
+            }
+          for (; i < w.inner; ++i) {
+            const double gv = through_relu<Masked>(g[i * w.step[0]], p[i * w.step[1]], ra, rs);
+            s_tail[b] += gv;
+            sx_tail[b] += gv * (p[i * w.step[1]] - mu);
+          }
+        }
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b = c - c0;
+        for (int64_t l = 0; l < L; ++l) {
+          s_tail[b] += s[b][l];
+          sx_tail[b] += sx[b][l];
+        }
+        sum_gy[c] = s_tail[b];
+        sum_gy_xc[c] = sx_tail[b];
+      }
+    });
+  };
+  if (relu.scale) pass(std::true_type{});
+  else pass(std::false_type{});
 }
 
 // gx = a[c] * gy + bx[c] * x + k[c]: batch norm's input gradient, rearranged to one fused pass; gy after the ReLU's
