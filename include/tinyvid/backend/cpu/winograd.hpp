@@ -240,11 +240,13 @@ void for_each_image_rows(const TileLayout& L, int64_t r0, int64_t r1, Fn&& f) {
   }
 }
 
-// V[xi][c][p] = (B^T d B)[xi] for the patch d of every tile p of chunk rows [r0, r1), channel c. With AVX-512, the
-// patches' columns come from each input row by vector permutes (split_row).
+// V[xi][c][p] = (B^T d B)[xi] for the patch d of every tile p of chunk rows [r0, r1), channel c, up to the
+// transforms' width (the tiles past the chunk's: zeros). With zero_to_ld, V's columns from there to L.ld are zeroed
+// too, for a product that reads whole rows of L.ld (the BLAS path); the micro-kernels' products stop at the width.
+// With AVX-512, the patches' columns come from each input row by vector permutes (split_row).
 template <class F, class T>
 void transform_input_channel(Isa isa, const T* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
-                             const TileLayout& L, int64_t r0, int64_t r1, int64_t c, T* V) {
+                             const TileLayout& L, int64_t r0, int64_t r1, int64_t c, T* V, bool zero_to_ld = false) {
   constexpr int64_t P = F::patch;
   const int64_t vs = xi_stride(C * L.ld), used = (r1 - r0) * L.TW, span = L.Wq + F::tile, width = transform_width(used);
   T* buf = scratch<T>(2 * F::taps * width + span, 1);
@@ -290,8 +292,8 @@ void transform_input_channel(Isa isa, const T* x, int64_t C, int64_t H, int64_t 
     for (int64_t j = 0; j < P; ++j) v[j] = V + (i * P + j) * vs + c * L.ld;
     transform_rows<F::BT>(t + i * P, v, width);
   }
-  // The panel's columns past the chunk's tiles: zeros, so the GEMM reads defined values.
-  for (int64_t xi = 0; xi < F::taps; ++xi) std::fill(V + xi * vs + c * L.ld + width, V + xi * vs + (c + 1) * L.ld, T(0));
+  if (zero_to_ld)
+    for (int64_t xi = 0; xi < F::taps; ++xi) std::fill(V + xi * vs + c * L.ld + width, V + xi * vs + (c + 1) * L.ld, T(0));
 }
 
 // y[n][k] rows tile * ty + a = A^T m A (+ bias) for every tile of chunk rows [r0, r1), channel k, then the
@@ -337,7 +339,7 @@ void transform_output_channel(const T* M, int64_t Cout, int64_t OH, int64_t OW, 
 }
 
 // dM[xi][k][p] = (A dY A^T)[xi], the adjoint of transform_output_channel, with dY the block of gy at tile p
-// (zero where the tile reaches past the output).
+// (zero where the tile reaches past the output), up to the transforms' width (all the weight gradient's products read).
 template <class F, class T>
 void transform_output_grad_channel(const T* gy, int64_t Cout, int64_t OH, int64_t OW, const TileLayout& L, int64_t r0,
                                    int64_t r1, int64_t k, T* dM) {
@@ -377,7 +379,6 @@ void transform_output_grad_channel(const T* gy, int64_t Cout, int64_t OH, int64_
     for (int64_t i = 0; i < P; ++i) out[i] = dM + (i * P + j) * ms + k * L.ld;
     transform_rows<kA<F>>(in, out, width);
   }
-  for (int64_t xi = 0; xi < F::taps; ++xi) std::fill(dM + xi * ms + k * L.ld + width, dM + xi * ms + (k + 1) * L.ld, T(0));
 }
 
 template <class T>
@@ -500,7 +501,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V);
+      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V, true);
     });
     parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
       for (int64_t xi = b; xi < e; ++xi)
