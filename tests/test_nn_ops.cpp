@@ -378,6 +378,40 @@ TEST_CASE("conv2d: the three algorithms agree on the same convolution") {
   CHECK(fixtures::worst_ratio(y7.narrow(3, 0, 6), y_wide, 1e-4, 1e-4) <= 1);
 }
 
+TEST_CASE("conv2d: a weight gradient summed in runs of work items (more runs than threads, groups) is each image's summed") {
+  // conv2d_backward_weight sums its work items in fixed runs, each into a sum of its own, that the threads claim as
+  // they come free; a group a run never reaches is skipped when the sums are added. The batch's gradient must be
+  // the sum of the images' (each image alone has fewer items, so fewer runs).
+  struct Case {
+    const char* name;
+    tv::ConvGeometry g;
+  };
+  const Case cases[] = {{"1x1, 2 groups", {8, 64, 56, 56, 32, 1, 1, 1, 1, 0, 0, 1, 1, 2, 56, 56}},
+                        {"3x3 dilated, 2 groups (im2col)", {8, 32, 40, 40, 16, 3, 3, 1, 1, 2, 2, 2, 2, 2, 40, 40}},
+                        {"1x1 stride 2", {8, 64, 57, 57, 32, 1, 1, 2, 2, 0, 0, 1, 1, 1, 29, 29}}};
+  for (const auto& c : cases) {
+    SUBCASE(c.name) {
+      const tv::ConvGeometry& g = c.g;
+      CHECK(tv::cpu::choose_conv_algorithm(g) != tv::cpu::ConvAlgorithm::Winograd3x3);
+      CHECK(tv::cpu::detail::blocks_for(g, sizeof(double)).items(g) >= 8);  // runs: a multiple of the threads, up to 16
+      auto x = randn({g.N, g.C, g.H, g.W}, 41), gy = randn({g.N, g.Cout, g.OH, g.OW}, 42);
+      const int64_t wsize = g.Cout * g.K();
+      std::vector<double> batch(wsize), summed(wsize, 0.0), one(wsize);
+      tv::cpu::conv2d_backward_weight<double>(g, x.data(), gy.data(), batch.data());
+      tv::ConvGeometry single = g;
+      single.N = 1;
+      for (int64_t n = 0; n < g.N; ++n) {
+        tv::cpu::conv2d_backward_weight<double>(single, x.data() + n * g.C * g.HW(), gy.data() + n * g.Cout * g.OH * g.OW,
+                                                one.data());
+        for (int64_t i = 0; i < wsize; ++i) summed[i] += one[i];
+      }
+      double worst = 0;
+      for (int64_t i = 0; i < wsize; ++i) worst = std::max(worst, std::abs(batch[i] - summed[i]) / (1e-10 + 1e-12 * std::abs(summed[i])));
+      CHECK(worst <= 1);
+    }
+  }
+}
+
 TEST_CASE("conv2d matches PyTorch") {
   fixtures::Fixture f("nn_conv.txt");
   struct Case {

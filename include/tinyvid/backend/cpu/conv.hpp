@@ -1150,8 +1150,13 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
   });
 }
 
-// gw (Cout x Cg x KH x KW, overwritten) = the gradient of the weight. Each thread sums its own
-// work items into a private partial; the partials are added in thread order at the end.
+// A weight gradient's work items are summed in at most this many runs of their own (conv2d_backward_weight), whose
+// sums (but the first) take at most about this many elements of memory besides gw.
+constexpr int64_t kWeightGradLeaves = 16;
+constexpr int64_t kWeightGradSumFloats = int64_t{1} << 20;
+
+// gw (Cout x Cg x KH x KW, overwritten) = the gradient of the weight: fixed runs of work items, each summed into a
+// sum of its own, the sums added in order at the end.
 template <class T>
 void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* gw) {
   if (g.N * g.Cout * g.OHW() == 0) {
@@ -1179,45 +1184,49 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   const bool pointwise = algo == ConvAlgorithm::Gemm1x1;
   const auto blocks = detail::blocks_for(g, sizeof(T));
   const int64_t items = blocks.items(g), wsize = g.Cout * g.K();
-  // parallel_for_static runs on the calling thread alone when nested; otherwise on up to `threads` threads. The first
-  // thread sums into gw itself, each other into a partial of its own; each thread's first product of a group
-  // overwrites (beta 0), so nothing is zeroed first (zeroing the partials and copying the first into gw were two
-  // passes over memory the size of the weights, per thread, in every call).
-  const bool nested = omp_in_parallel();
-  const int threads = nested ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(get_num_threads(), items)));
-  AlignedVector<T> partials(static_cast<size_t>(threads - 1) * wsize);  // (uninitialized: see CacheAligned)
-  std::vector<char> started(static_cast<size_t>(threads * g.groups), 0);  // [thread][group]: summed into
+  // The items are summed in `leaves` fixed runs, each into a sum of its own (the first into gw itself), which the
+  // threads claim as they come free (parallel_for); the sums are then added in order, so the result does not depend
+  // on which thread ran which run. More runs than threads let the thread on a faster core take over a slower one's
+  // (with one fixed share per thread the faster waited: 14-19% of the region's thread time in a TSN-R50 training
+  // step), as many as the sums' memory allows (kWeightGradSumFloats), a multiple of the thread count so that threads
+  // of equal speed finish together. Each run's first product overwrites (beta 0): nothing is zeroed first.
+  const int64_t threads = omp_in_parallel() ? 1 : std::min<int64_t>(get_num_threads(), items);
+  const int64_t most = std::min({items, kWeightGradLeaves, 1 + kWeightGradSumFloats / std::max<int64_t>(wsize, 1)});
+  const int64_t leaves = threads * std::max<int64_t>(1, most / threads);
+  AlignedVector<T> sums(static_cast<size_t>(leaves - 1) * wsize);  // (uninitialized: see CacheAligned)
+  std::vector<char> started(static_cast<size_t>(leaves * g.groups), 0);  // [leaf][group]: summed into
   const auto phases = detail::use_column_phases(g) ? detail::split_column_phases(g, x) : nullptr;
-  parallel_for_static(0, items, 1, [&](int64_t b, int64_t e) {
-    const int t = nested ? 0 : omp_get_thread_num();
-    T* mine = t == 0 ? gw : partials.data() + (t - 1) * wsize;
-    for (int64_t it = b; it < e; ++it) {
-      const auto blk = blocks.decode(g, it);
-      const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
-      const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
-      MatrixRef<T> gwg{mine + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
-      const T beta = std::exchange(started[t * g.groups + blk.grp], 1) ? T(1) : T(0);
-      if (pointwise && blk.single_image()) {  // gy x^T
-        gemm<T>(gyb, {x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, cols_n, g.K(), 1, g.HW()}, gwg, beta);
-        continue;
+  parallel_for(0, leaves, 1, [&](int64_t l0, int64_t l1) {
+    for (int64_t leaf = l0; leaf < l1; ++leaf) {
+      T* mine = leaf == 0 ? gw : sums.data() + (leaf - 1) * wsize;
+      for (int64_t it = items * leaf / leaves; it < items * (leaf + 1) / leaves; ++it) {
+        const auto blk = blocks.decode(g, it);
+        const int64_t cols_n = blk.columns(), span = blk.j1 - blk.j0;
+        const MatrixRef<const T> gyb = detail::gy_block(g, blk, gy);
+        MatrixRef<T> gwg{mine + blk.grp * g.Cog() * g.K(), g.Cog(), g.K(), g.K(), 1};
+        const T beta = std::exchange(started[leaf * g.groups + blk.grp], 1) ? T(1) : T(0);
+        if (pointwise && blk.single_image()) {  // gy x^T
+          gemm<T>(gyb, {x + (blk.n0 * g.C + blk.grp * g.Cg()) * g.HW() + blk.j0, cols_n, g.K(), 1, g.HW()}, gwg, beta);
+          continue;
+        }
+        T* cols = scratch<T>(g.K() * cols_n, 0);
+        for (int64_t n = blk.n0; n < blk.n1; ++n)
+          detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n,
+                              detail::phases_of(g, phases, n, blk.grp));
+        gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, beta);  // gy cols^T
       }
-      T* cols = scratch<T>(g.K() * cols_n, 0);
-      for (int64_t n = blk.n0; n < blk.n1; ++n)
-        detail::im2col_tile(g, x + (n * g.C + blk.grp * g.Cg()) * g.HW(), blk.j0, blk.j1, cols + (n - blk.n0) * span, cols_n,
-                            detail::phases_of(g, phases, n, blk.grp));
-      gemm<T>(gyb, {cols, cols_n, g.K(), 1, cols_n}, gwg, beta);  // gy cols^T
     }
   });
-  // The other threads' partials added in thread order, the elements split across threads (a serial pass left a thread
-  // idle); a group a thread never reached is skipped, and one the first thread never reached starts from zero.
+  // The other runs' sums added in order, the elements split across threads; a group a run never reached is skipped,
+  // and one the first run never reached starts from zero.
   const int64_t per_group = g.Cog() * g.K();
   parallel_for(0, wsize, kParallelGrain, [&](int64_t b, int64_t e) {
     for (int64_t i0 = b; i0 < e;) {  // run by run within one group
       const int64_t grp = i0 / per_group, i1 = std::min(e, (grp + 1) * per_group);
       if (!started[grp]) std::fill(gw + i0, gw + i1, T(0));
-      for (int t = 1; t < threads; ++t) {
-        if (!started[t * g.groups + grp]) continue;
-        const T* p = partials.data() + (t - 1) * wsize;
+      for (int64_t leaf = 1; leaf < leaves; ++leaf) {
+        if (!started[leaf * g.groups + grp]) continue;
+        const T* p = sums.data() + (leaf - 1) * wsize;
 #pragma omp simd
         for (int64_t i = i0; i < i1; ++i) gw[i] += p[i];
       }
