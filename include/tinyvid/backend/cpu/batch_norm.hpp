@@ -76,8 +76,8 @@ constexpr int64_t kChannelBlock = 16;
 
 // The sums' lanes run in the data's own type over spans of this many vectors of 16 (16 terms per lane), then are
 // added into double lanes. Widening every element to double made the passes bound by the conversions, not by
-// memory (8 x 256 x 56 x 56, 2 cores: the gradient sums 2.2-2.6 ms, 20-23 GB/s, against 1.4-1.5 ms so; the
-// statistics 0.76-0.80 ms against 0.43-0.45). A span's float sum of 16 terms rounds by at most 16 float ulps
+// memory (8 x 256 x 56 x 56, 2 cores, warm: the gradient sums 2.2-2.6 ms, 20-23 GB/s, against 1.4-1.55 ms so;
+// the statistics 0.75-0.80 ms against 0.43-0.45). A span's float sum of 16 terms rounds by at most 16 float ulps
 // (about 1e-6) of its terms' magnitudes, the order of the float inputs' own rounding; the spans' sums stay double.
 constexpr int64_t kSumSpan = 16;
 
