@@ -1153,7 +1153,7 @@ void conv2d_backward_input(const ConvGeometry& g, const T* gy, const T* w, T* gx
 // A weight gradient's work items are summed in at most this many runs of their own (conv2d_backward_weight), whose
 // sums (but the first) take at most about this many elements of memory besides gw.
 constexpr int64_t kWeightGradLeaves = 16;
-constexpr int64_t kWeightGradSumFloats = int64_t{1} << 20;
+constexpr int64_t kWeightGradSumElements = int64_t{1} << 20;
 
 // gw (Cout x Cg x KH x KW, overwritten) = the gradient of the weight: fixed runs of work items, each summed into a
 // sum of its own, the sums added in order at the end.
@@ -1188,10 +1188,10 @@ void conv2d_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* g
   // threads claim as they come free (parallel_for); the sums are then added in order, so the result does not depend
   // on which thread ran which run. More runs than threads let the thread on a faster core take over a slower one's
   // (with one fixed share per thread the faster waited: 14-19% of the region's thread time in a TSN-R50 training
-  // step), as many as the sums' memory allows (kWeightGradSumFloats), a multiple of the thread count so that threads
+  // step), as many as the sums' memory allows (kWeightGradSumElements), a multiple of the thread count so that threads
   // of equal speed finish together. Each run's first product overwrites (beta 0): nothing is zeroed first.
   const int64_t threads = omp_in_parallel() ? 1 : std::min<int64_t>(get_num_threads(), items);
-  const int64_t most = std::min({items, kWeightGradLeaves, 1 + kWeightGradSumFloats / std::max<int64_t>(wsize, 1)});
+  const int64_t most = std::min({items, kWeightGradLeaves, 1 + kWeightGradSumElements / std::max<int64_t>(wsize, 1)});
   const int64_t leaves = threads * std::max<int64_t>(1, most / threads);
   AlignedVector<T> sums(static_cast<size_t>(leaves - 1) * wsize);  // (uninitialized: see CacheAligned)
   std::vector<char> started(static_cast<size_t>(leaves * g.groups), 0);  // [leaf][group]: summed into
