@@ -501,7 +501,7 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
   for (int64_t r0 = 0; r0 < L.rows; r0 += L.chunk_rows) {
     const int64_t r1 = std::min(L.rows, r0 + L.chunk_rows);
     parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V, true);
+      for (int64_t c = b; c < e; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, r0, r1, c, V, /*zero_to_ld=*/true);
     });
     parallel_for(0, F::taps, 1, [&](int64_t b, int64_t e) {
       for (int64_t xi = b; xi < e; ++xi)
