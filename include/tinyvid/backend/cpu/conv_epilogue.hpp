@@ -61,6 +61,9 @@ struct ConvEpilogue {
     else if (relu || src != out || bias != T(0)) with_relu(No{}, No{});
   }
 
+  // Whether store leaves its input as it is (no batch norm, residual or ReLU; the bias aside).
+  bool plain() const { return !scale && !residual && !relu; }
+
   // Asks for the residual of out[0, len) of `at` in L2 before store reads it: the GEMM calls it while the tiles it
   // finishes are summed. Read only at finish time, each row's few cache lines (rows a map apart) were misses that no
   // hardware prefetcher had run ahead of: the residual cost a 1x1 conv at 56 x 56 half as much time as its product.

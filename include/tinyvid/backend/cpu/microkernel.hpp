@@ -215,6 +215,28 @@ TINYVID_TARGET_AVX512 inline void copy_rows(const float* src, int64_t lds, int64
   }
 }
 
+// micro_kernel_8xv_taps's forms that micro_kernel_8x48_taps runs, picked from a table and called directly: that
+// wrapper runs once per tile, and a 1x1 conv of 64 input channels calls it per 64 multiply-adds, where a dispatch
+// through nested lambdas (their closures built on the stack on every call) took 7% of the conv's time.
+using Kernel8x48 = void (*)(int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane, const float* Ap,
+                            const float* base, float* Cm, int64_t ldc, float* copy, int64_t b_step, int64_t c_step,
+                            int64_t lda);
+template <bool Accumulate, ALayout Layout>
+inline constexpr Kernel8x48 kKernels8x48[5] = {  // 16, 32 or 48 columns; 48 with PrefetchNext; with CopyB too
+    &micro_kernel_8xv_taps<1, Accumulate, false, false, false, false, Layout>,
+    &micro_kernel_8xv_taps<2, Accumulate, false, false, false, false, Layout>,
+    &micro_kernel_8xv_taps<3, Accumulate, false, false, false, false, Layout>,
+    &micro_kernel_8xv_taps<3, Accumulate, true, false, false, false, Layout>,
+    &micro_kernel_8xv_taps<3, Accumulate, true, true, false, false, Layout>};
+inline Kernel8x48 kernel_8x48(bool accumulate, int64_t width, bool prefetch_next, bool copy_b, ALayout layout) {
+  static constexpr const Kernel8x48* table[3][2] = {
+      {kKernels8x48<false, ALayout::Packed>, kKernels8x48<true, ALayout::Packed>},
+      {kKernels8x48<false, ALayout::Rows>, kKernels8x48<true, ALayout::Rows>},
+      {kKernels8x48<false, ALayout::Columns>, kKernels8x48<true, ALayout::Columns>}};
+  const int form = copy_b ? 4 : prefetch_next && width == kMicroCols ? 3 : width <= 16 ? 0 : width <= 32 ? 1 : 2;
+  return table[static_cast<int>(layout)][accumulate ? 1 : 0][form];
+}
+
 }  // namespace avx512
 
 // The same contracts on 16 ymm registers: each kernel runs as sub-tiles that fit them.
@@ -357,6 +379,28 @@ inline bool has_micro_kernels(Isa isa) { return isa != Isa::Generic; }
 // The entry points. isa is Avx2 or Avx512 (has_micro_kernels); they are called inside parallel loops, so
 // they take the ISA their caller read once.
 
+#ifdef TINYVID_X86_KERNELS
+namespace detail {
+// micro_kernel_8x48_taps' AVX2 path, out of line so that the AVX-512 path's wrapper stays a table lookup and a call.
+[[gnu::noinline]] inline void micro_kernel_8x48_taps_avx2(int64_t taps, int64_t C, const int64_t* tap_offset, int64_t plane,
+                                                          const float* Ap, const float* base, float* Cm, int64_t ldc,
+                                                          bool accumulate, int64_t width, float* copy_b, ALayout a_layout,
+                                                          int64_t lda) {
+  std::vector<float> packed;  // (A in place: packed here for the AVX2 body)
+  if (a_layout != ALayout::Packed) {
+    packed.resize(static_cast<size_t>(taps * C * kMicroRows));
+    for (int64_t k = 0; k < taps * C; ++k)
+      for (int64_t i = 0; i < kMicroRows; ++i)
+        packed[k * kMicroRows + i] = a_layout == ALayout::Rows ? Ap[i * lda + k] : Ap[k * lda + i];
+    Ap = packed.data();
+  }
+  if (copy_b)  // (the AVX2 body copies apart)
+    for (int64_t k = 0; k < C; ++k) std::copy_n(base + tap_offset[0] + k * plane, kMicroCols, copy_b + k * kMicroCols);
+  return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);  // (no prefetch)
+}
+}  // namespace detail
+#endif
+
 // C (8 x 48, row stride ldc) (+)= Ap (K x 8, packed [k][8], K = taps x C) times B, B's row k = (tap t,
 // channel c) being the 48 floats at base + tap_offset[t] + c * plane (read in place; a packed 48-wide panel
 // is one tap with plane 48). With accumulate, C's values are the starting point. A narrower width (a GEMM's last
@@ -375,35 +419,11 @@ inline void micro_kernel_8x48_taps(Isa isa, int64_t taps, int64_t C, const int64
                                    int64_t width = kMicroCols, bool prefetch_next = false, float* copy_b = nullptr,
                                    ALayout a_layout = ALayout::Packed, int64_t lda = kMicroRows) {
 #ifdef TINYVID_X86_KERNELS
-  if (isa == Isa::Avx512) {
-    auto with_layout = [&]<ALayout Layout>() {
-      auto run = [&]<int V, bool PrefetchNext = false, bool CopyB = false>() {
-        return accumulate ? avx512::micro_kernel_8xv_taps<V, true, PrefetchNext, CopyB, false, false, Layout>(
-                                taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b, 16, 16, lda)
-                          : avx512::micro_kernel_8xv_taps<V, false, PrefetchNext, CopyB, false, false, Layout>(
-                                taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b, 16, 16, lda);
-      };
-      if (copy_b) return run.template operator()<3, true, true>();
-      if (prefetch_next && width == kMicroCols) return run.template operator()<3, true>();
-      if (width <= 16) return run.template operator()<1>();
-      if (width <= 32) return run.template operator()<2>();
-      return run.template operator()<3>();
-    };
-    if (a_layout == ALayout::Rows) return with_layout.template operator()<ALayout::Rows>();
-    if (a_layout == ALayout::Columns) return with_layout.template operator()<ALayout::Columns>();
-    return with_layout.template operator()<ALayout::Packed>();
-  }
-  std::vector<float> packed;  // (A in place: packed here for the AVX2 body)
-  if (a_layout != ALayout::Packed) {
-    packed.resize(static_cast<size_t>(taps * C * kMicroRows));
-    for (int64_t k = 0; k < taps * C; ++k)
-      for (int64_t i = 0; i < kMicroRows; ++i)
-        packed[k * kMicroRows + i] = a_layout == ALayout::Rows ? Ap[i * lda + k] : Ap[k * lda + i];
-    Ap = packed.data();
-  }
-  if (copy_b)  // (the AVX2 body copies apart)
-    for (int64_t k = 0; k < C; ++k) std::copy_n(base + tap_offset[0] + k * plane, kMicroCols, copy_b + k * kMicroCols);
-  return avx2::micro_kernel_8x48_taps(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width);  // (no prefetch)
+  if (isa == Isa::Avx512)
+    return avx512::kernel_8x48(accumulate, width, prefetch_next, copy_b != nullptr, a_layout)(
+        taps, C, tap_offset, plane, Ap, base, Cm, ldc, copy_b, 16, 16, lda);
+  return detail::micro_kernel_8x48_taps_avx2(taps, C, tap_offset, plane, Ap, base, Cm, ldc, accumulate, width, copy_b,
+                                             a_layout, lda);
 #else
   (void)isa, (void)taps, (void)C, (void)tap_offset, (void)plane, (void)Ap, (void)base, (void)Cm, (void)ldc, (void)accumulate,
       (void)width, (void)prefetch_next, (void)copy_b, (void)a_layout, (void)lda;
