@@ -229,7 +229,7 @@ inline constexpr Kernel8x48 kKernels8x48[5] = {  // 16, 32 or 48 columns; 48 wit
     &micro_kernel_8xv_taps<3, Accumulate, true, false, false, false, Layout>,
     &micro_kernel_8xv_taps<3, Accumulate, true, true, false, false, Layout>};
 inline Kernel8x48 kernel_8x48(bool accumulate, int64_t width, bool prefetch_next, bool copy_b, ALayout layout) {
-  static constexpr const Kernel8x48* table[3][2] = {
+  static constexpr const Kernel8x48* table[3][2] = {  // [ALayout, in its order][accumulate]
       {kKernels8x48<false, ALayout::Packed>, kKernels8x48<true, ALayout::Packed>},
       {kKernels8x48<false, ALayout::Rows>, kKernels8x48<true, ALayout::Rows>},
       {kKernels8x48<false, ALayout::Columns>, kKernels8x48<true, ALayout::Columns>}};
