@@ -4,10 +4,29 @@ Run with Debian's python3-torch (/usr/bin/python3). Exits 0 with a note when tor
 Takes the same flags as the two binaries: [--sizes 256,1024,2048] [--numel 16777216] [--threads 2].
 """
 import argparse
+import ctypes
 import json
 import os
 import sys
 import time
+
+
+def steady_malloc():
+    """glibc's malloc hands freed blocks back to the system below thresholds that it raises only as larger blocks are
+    freed, so a fresh process running one conv shape of a few MB maps and faults in its buffers on every call
+    (PyTorch's 1x1 64 -> 64 at 56 x 56, alone in a process: forward+backward 11-40 GFLOP/s, 180-340 after a larger
+    shape or with these thresholds), where a long run has raised them. Set them as such a run has them (32 MB:
+    glibc's largest dynamic mmap threshold)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt's parameters (malloc.h)
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 64 << 20)
+
+
+steady_malloc()
 
 try:
     import torch

@@ -69,14 +69,18 @@ done
       if (( round % 2 )); then "${plain[@]}"; "${skylakex[@]}"; else "${skylakex[@]}"; "${plain[@]}"; fi
       (cd bench && /usr/bin/python3 peer_models.py --model tsn_r50 --variant "round$round")
     done
-    # The conv goal rows (the 1x1 shapes and the stem) the same way: bench_conv and peer_conv.py alternating in five
-    # rounds (which side runs first alternates); compare.py's conv goal lines take the median of the rounds' ratios.
-    goal_convs=$(awk '!/^#/ && ($1 ~ /^1x1/ || $1 ~ /^stem/) {print $1}' bench/conv_shapes.txt | paste -sd, -)
+    # The conv goal rows (the 1x1 shapes and the stem) in five rounds too, shape by shape: bench_conv and peer_conv.py
+    # on one shape seconds apart, which side runs first alternating from round to round (each side over all shapes in
+    # turn put a shape's two figures a minute apart, and an unchanged row's round ratios moved by 0.82-1.18);
+    # compare.py's conv goal lines take the median of the rounds' ratios.
+    goal_convs=$(awk '!/^#/ && ($1 ~ /^1x1/ || $1 ~ /^stem/) {print $1}' bench/conv_shapes.txt)
     for round in 1 2 3 4 5; do
-      ours=("$build/bench/bench_conv" --only "$goal_convs" --seconds 0.5 --variant "convround$round")
-      if (( round % 2 )); then "${ours[@]}"; fi
-      (cd bench && /usr/bin/python3 peer_conv.py --only "$goal_convs" --seconds 0.5 --variant "convround$round")
-      if (( round % 2 == 0 )); then "${ours[@]}"; fi
+      for shape in $goal_convs; do
+        ours=("$build/bench/bench_conv" --only "$shape" --seconds 0.5 --variant "convround$round")
+        if (( round % 2 )); then "${ours[@]}"; fi
+        (cd bench && /usr/bin/python3 peer_conv.py --only "$shape" --seconds 0.5 --variant "convround$round")
+        if (( round % 2 == 0 )); then "${ours[@]}"; fi
+      done
     done
   else
     echo "run.sh: python3-torch not installed; no peer figures (bash tools/install_deps.sh --peer)" >&2

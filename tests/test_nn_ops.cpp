@@ -268,23 +268,31 @@ TEST_CASE("conv2d: Winograd's rounding in float on ResNet's 3x3 shapes, F(4x4, 3
 TEST_CASE("conv2d: the stem's output past 16 MB, written by streaming stores, equals each image's alone, bit for bit") {
   // Batch 6 at 224 x 224: 19 MB of output (kShiftedStreamBytes), panels along its rows of 112 (48 and 48, then the last
   // 16 columns of up to three rows of one image in one call: 112 rows an image, stacks of 3, 3, ..., 1); one image
-  // (3.2 MB) goes through the grid's panels and the kernel's tile. The same sums either way, on each ISA.
+  // (3.2 MB) goes through the grid's panels and the kernel's tile. The same sums either way, on each ISA. Each thread
+  // pads the input rows its output rows read: 4 and 5 threads start their shares inside an image.
   tv::Generator gen(31);
   const auto x = tv::normal<float>({6, 3, 224, 224}, 0, 1, gen), w = tv::normal<float>({64, 3, 7, 7}, 0, 0.1, gen);
+  const int threads_before = tv::get_num_threads();
   for (auto isa : runnable_isas()) {
     if (!tv::cpu::has_micro_kernels(isa)) continue;
     const std::string isa_label = tv::cpu::isa_name(isa);
     CAPTURE(isa_label);
     tv::cpu::ScopedIsa scoped(isa);
     tv::NoGradGuard no_grad;
-    const auto y = tv::conv2d(x, w, {}, {2, 2}, {3, 3});
-    bool same = true;
-    for (int64_t n = 0; n < 6; ++n) {
-      const auto alone = tv::conv2d(x.narrow(0, n, 1).contiguous(), w, {}, {2, 2}, {3, 3});
-      const auto part = y.narrow(0, n, 1).contiguous();
-      same = same && std::equal(alone.data(), alone.data() + alone.numel(), part.data());
+    std::vector<tv::Tensor<float>> alone;
+    for (int64_t n = 0; n < 6; ++n) alone.push_back(tv::conv2d(x.narrow(0, n, 1).contiguous(), w, {}, {2, 2}, {3, 3}));
+    for (int threads : {threads_before, 4, 5}) {
+      CAPTURE(threads);
+      tv::set_num_threads(threads);
+      const auto y = tv::conv2d(x, w, {}, {2, 2}, {3, 3});
+      bool same = true;
+      for (int64_t n = 0; n < 6; ++n) {
+        const auto part = y.narrow(0, n, 1).contiguous();
+        same = same && std::equal(alone[n].data(), alone[n].data() + alone[n].numel(), part.data());
+      }
+      CHECK(same);
     }
-    CHECK(same);
+    tv::set_num_threads(threads_before);
   }
 }
 

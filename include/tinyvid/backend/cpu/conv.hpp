@@ -337,30 +337,48 @@ void zero_few(T* p, int64_t n) {
     if (j < n) p[j] = T(0);
 }
 
-// Zeros every element of one channel's padded planes that the input does not overwrite: the padding rows
-// and columns, a phase's odd last row or column, and the slack (the buffer is reused, so no fill of the
-// whole: that would double the memory traffic of the copy).
+// Padded rows [r0, r1) of `channels` planes (x: the first channel's input plane, planes: its padded planes, s.plane
+// apart): each row's input copied (at stride 2 split into its column phases: padded row r is row r / 2 of the phases
+// (r % 2, 0) and (r % 2, 1)), its padding columns zeroed, rows outside the input all zeros. Rows up to s.stride * s.Hq
+// (at stride 2, an odd padded height's phase has one row past it: zeros). Every element of those rows is written (the
+// buffers are reused, so no fill of the whole: that would double the memory traffic of the copy).
 template <class T>
-void zero_padding(const ConvGeometry& g, const ShiftedLayout& s, T* plane) {
-  const int64_t phases = s.stride * s.stride;
-  for (int64_t p = 0; p < phases; ++p) {
-    T* ph = plane + p * s.phase_plane;
-    const int64_t pr = p / s.stride, pc = p % s.stride;  // this phase holds padded rows pr + stride * i, likewise columns
-    // Columns c = pc + stride * j outside [pw, pw + W) are padding: j < lo and j >= hi.
-    const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
-    const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
-    for (int64_t i = 0; i < s.Hq; ++i) {
-      const int64_t r = pr + s.stride * i;
-      T* row = ph + i * s.Wq;
+void pad_rows(const ConvGeometry& g, const ShiftedLayout& s, const T* x, T* planes, int64_t channels, int64_t r0, int64_t r1) {
+  const int64_t phases = s.stride;  // column phases
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t r = r0; r < r1; ++r) {
+      T* row = planes + c * s.plane + (r % s.stride) * s.stride * s.phase_plane + (r / s.stride) * s.Wq;  // column phase 0
       if (r < g.ph || r >= g.ph + g.H) {
-        std::fill(row, row + s.Wq, T(0));
+        for (int64_t pc = 0; pc < phases; ++pc) std::fill(row + pc * s.phase_plane, row + pc * s.phase_plane + s.Wq, T(0));
         continue;
       }
-      zero_few(row, lo);
-      zero_few(row + hi, s.Wq - hi);
+      for (int64_t pc = 0; pc < phases; ++pc) {
+        // This phase's columns pc + stride * j outside [pw, pw + W) are padding: j < lo and j >= hi.
+        const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
+        const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
+        zero_few(row + pc * s.phase_plane, lo);
+        zero_few(row + pc * s.phase_plane + hi, s.Wq - hi);
+      }
+      const T* src = x + c * g.HW() + (r - g.ph) * g.W;
+      if (s.stride == 1) {
+        std::copy(src, src + g.W, row + g.pw);
+        continue;
+      }
+      T* even = row + ((g.pw % 2) ? s.phase_plane : 0) + g.pw / 2;  // where input column 0 lands
+      T* odd = row + ((g.pw % 2) ? 0 : s.phase_plane) + (g.pw + 1) / 2;  // where input column 1 lands
+      const int64_t n_even = (g.W + 1) / 2, n_odd = g.W / 2;
+#pragma omp simd
+      for (int64_t j = 0; j < n_even; ++j) even[j] = src[2 * j];
+#pragma omp simd
+      for (int64_t j = 0; j < n_odd; ++j) odd[j] = src[2 * j + 1];
     }
-  }
-  std::fill(plane + phases * s.phase_plane, plane + s.plane, T(0));
+}
+
+// The slack after a channel's phases (read by the last taps of the grid's last positions): zeros.
+template <class T>
+void zero_slack(const ShiftedLayout& s, T* planes, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c)
+    std::fill(planes + c * s.plane + s.stride * s.stride * s.phase_plane, planes + (c + 1) * s.plane, T(0));
 }
 
 template <class T>
@@ -369,25 +387,9 @@ PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T
   std::vector<char> finite(static_cast<size_t>(g.N * g.C), 1);
   parallel_for(0, g.N * g.C, 1, [&](int64_t b, int64_t e) {
     for (int64_t nc = b; nc < e; ++nc) {
-      T* plane = xp + nc * s.plane;
-      zero_padding(g, s, plane);
       if (check_finite) finite[nc] = all_finite(x + nc * g.HW(), g.HW());
-      for (int64_t i = 0; i < g.H; ++i) {
-        const T* src = x + (nc * g.H + i) * g.W;
-        if (s.stride == 1) {
-          std::copy(src, src + g.W, plane + (i + g.ph) * s.Wp + g.pw);
-          continue;
-        }
-        const int64_t r = i + g.ph;  // padded row r: phase row r % 2, at row r / 2; column j + pw likewise
-        T* row = plane + (r % 2) * 2 * s.phase_plane + (r / 2) * s.Wq;
-        T* even = row + ((g.pw % 2) ? s.phase_plane : 0) + g.pw / 2;  // where input column 0 lands
-        T* odd = row + ((g.pw % 2) ? 0 : s.phase_plane) + (g.pw + 1) / 2;  // where input column 1 lands
-        const int64_t n_even = (g.W + 1) / 2, n_odd = g.W / 2;
-#pragma omp simd
-        for (int64_t j = 0; j < n_even; ++j) even[j] = src[2 * j];
-#pragma omp simd
-        for (int64_t j = 0; j < n_odd; ++j) odd[j] = src[2 * j + 1];
-      }
+      pad_rows(g, s, x + nc * g.HW(), xp + nc * s.plane, 1, 0, s.stride * s.Hq);
+      zero_slack(s, xp + nc * s.plane, 1);
     }
   });
   return {xp, std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; })};
@@ -412,8 +414,13 @@ inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s)
 inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const float* w, const float* bias, float* y,
                                   Isa isa, const ConvEpilogue<float>& ep) {
   const ShiftedLayout s(g);
-  const PaddedInput<float> xp = pad_planes(g, s, x);
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
+  const bool weights_past_l2 = M * K > kShiftedWeightsInCache && C % kShiftedSlice == 0;
+  const bool plain = !bias && !ep.scale && !ep.residual && !ep.relu;
+  const bool streamed = !weights_past_l2 && plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols &&
+                        g.N * M * g.OHW() * int64_t{sizeof(float)} >= kShiftedStreamBytes;
+  // (The streamed path pads the rows it reads itself.)
+  const PaddedInput<float> xp = streamed ? PaddedInput<float>{nullptr, true} : pad_planes(g, s, x);
   // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c, in the calling thread's scratch (a fresh 9.4 MB for
   // layer4's weights cost page faults and a fill every call). w is read in order, each panel's writes within
   // the panel (in L2): read in ap's order, every read missed.
@@ -439,7 +446,7 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
       }
     });
   };
-  if (M * K > kShiftedWeightsInCache && C % kShiftedSlice == 0) {
+  if (weights_past_l2) {
     // Weights past L2 (the stride-2 3x3 convs of ResNet's layer3 and layer4: 2.4 and 9.4 MB): per column panel,
     // all of them streamed from L3 for 48 columns of output ran at 120-230 GFLOP/s. Here a group of column panels
     // (any images') goes through K in slices of kShiftedSlice channels of one tap, each slice of a weight panel
@@ -484,30 +491,47 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   // channel panel by output channel panel: the stores then run down 8 output rows at a time, 48 floats further on each
   // call, rather than across all Cout rows (the stem writes 64 rows of 25.7 MB once: its forward 0-4% faster).
   const int64_t group = std::clamp<int64_t>(kShiftedGroupBytes / (K * kMicroCols * int64_t{sizeof(float)}), 1, 16);
-  const bool plain = !bias && !ep.scale && !ep.residual && !ep.relu;
-  if (plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols && g.N * M * g.OHW() * int64_t{sizeof(float)} >= kShiftedStreamBytes) {
+  if (streamed) {
     // Column panels within one output row (the stem's 112 columns: 48, 48, and the last 16 of up to three rows of one
     // image in one call, where a row's 16 alone ran at two thirds of the tile's rate), so that the kernel writes y
     // itself, whole aligned lines, by streaming stores (bench_conv's stem forward: 278 -> 307 GFLOP/s, PyTorch 382).
+    // Each thread pads the input rows its output rows read, into one image's planes of its own, just before: they
+    // stay in L2 for the kernels (padding the batch in a pass of its own wrote 5 MB for the stem, 4% of its time).
     const int64_t row_panels = (g.OW + kMicroCols - 1) / kMicroCols, rows_per_group = std::max<int64_t>(1, group / row_panels);
     const int64_t full_cols = g.OW % kMicroCols == 16 ? g.OW - 16 : g.OW;
     parallel_for(0, g.N * g.OH, rows_per_group, [&](int64_t b, int64_t e) {
-      for (int64_t r0 = b; r0 < e; r0 += rows_per_group) {
-        const int64_t r1 = std::min(e, r0 + rows_per_group);
-        for (int64_t mb = 0; mb < panels_m; ++mb) {
-          const float* a = ap + mb * K * kMicroRows;
-          auto b_at = [&](int64_t r, int64_t x0) { return xp.data + r / g.OH * C * s.plane + r % g.OH * s.Wq + x0; };
-          auto y_at = [&](int64_t r, int64_t x0) { return y + (r / g.OH * M + mb * kMicroRows) * g.OHW() + r % g.OH * g.OW + x0; };
-          for (int64_t r = r0; r < r1; ++r)
-            for (int64_t x0 = 0; x0 < full_cols; x0 += kMicroCols)
-              micro_kernel_8x48_stream(isa, taps, C, tap_offset.data(), s.plane, a, b_at(r, x0), y_at(r, x0), g.OHW(),
+      float* own = scratch<float>(C * s.plane, kScratchPadded);
+      zero_slack(s, own, C);
+      int64_t image = -1, padded_from = 0, padded_to = 0;  // own holds image's padded rows [padded_from, padded_to)
+      for (int64_t r0 = b, r1; r0 < e; r0 = r1) {
+        r1 = std::min({e, r0 + rows_per_group, (r0 / g.OH + 1) * g.OH});  // rows of one image
+        const int64_t from = r0 % g.OH * g.sh, to = std::min(s.stride * s.Hq, (r1 - 1) % g.OH * g.sh + (g.KH - 1) * g.dh + 1);
+        if (r0 / g.OH != image || from < padded_from || from > padded_to) image = r0 / g.OH, padded_from = padded_to = from;
+        if (to > padded_to) {
+          pad_rows(g, s, x + image * C * g.HW(), own, C, std::max(from, padded_to), to);
+          padded_to = to;
+        }
+        // The input rows the next rows will pad, asked for while the kernels run on these.
+        for (int64_t r = to; r < std::min(to + rows_per_group * g.sh, g.ph + g.H); ++r)
+          if (r >= g.ph)
+            for (int64_t c = 0; c < C; ++c)
+              for (int64_t v = 0; v < g.W; v += 16) __builtin_prefetch(x + ((image * C + c) * g.H + r - g.ph) * g.W + v, 0, 3);
+        // Each panel of B through every output channel panel while it is in L1 (channel panel by channel panel over
+        // the rows, the rows' B came from L2 eight times: the stem 1% slower).
+        auto a_of = [&](int64_t mb) { return ap + mb * K * kMicroRows; };
+        auto b_at = [&](int64_t r, int64_t x0) { return own + r % g.OH * s.Wq + x0; };
+        auto y_at = [&](int64_t mb, int64_t r, int64_t x0) { return y + (r / g.OH * M + mb * kMicroRows) * g.OHW() + r % g.OH * g.OW + x0; };
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t x0 = 0; x0 < full_cols; x0 += kMicroCols)
+            for (int64_t mb = 0; mb < panels_m; ++mb)
+              micro_kernel_8x48_stream(isa, taps, C, tap_offset.data(), s.plane, a_of(mb), b_at(r, x0), y_at(mb, r, x0), g.OHW(),
                                        std::min(kMicroCols, full_cols - x0));
-          for (int64_t r = r0; r < r1 && full_cols < g.OW;) {
-            const int64_t count = std::min({int64_t{3}, r1 - r, g.OH - r % g.OH});  // rows of one image
-            micro_kernel_8x16_stacked_stream(isa, taps, C, tap_offset.data(), s.plane, a, b_at(r, full_cols), s.Wq,
-                                             y_at(r, full_cols), g.OHW(), g.OW, count);
-            r += count;
-          }
+        for (int64_t r = r0; r < r1 && full_cols < g.OW;) {
+          const int64_t count = std::min({int64_t{3}, r1 - r, g.OH - r % g.OH});  // rows of one image
+          for (int64_t mb = 0; mb < panels_m; ++mb)
+            micro_kernel_8x16_stacked_stream(isa, taps, C, tap_offset.data(), s.plane, a_of(mb), b_at(r, full_cols), s.Wq,
+                                             y_at(mb, r, full_cols), g.OHW(), g.OW, count);
+          r += count;
         }
       }
       stream_fence();
