@@ -314,6 +314,14 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
           if (sl.copy) return {sl.copy, kMicroCols, false, nullptr};
           return {sl.b, sl.plane, false, nullptr};
         };
+        // At a K slice's end (last: the sums complete), what finish will read of row panel p's columns [j0, j1),
+        // asked for ahead.
+        auto prefetch_rows = [&](bool last, int64_t p, int64_t j0, int64_t j1) {
+          if constexpr (prefetches)
+            if (last)
+              for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), j0, j1,
+                             [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
+        };
         if constexpr (staged) {
           // The chunk's sums in a buffer of its own, 8-row tiles side by side (row stride: the chunk's width), each
           // row panel finished after its last slice; with one slice, one row panel's at a time (in L1).
@@ -325,10 +333,7 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
             slices.clear();
             for (int64_t q = c0; q < c1; ++q) slices.push_back(b_slice(q, k0, kc));
             for (int64_t p = p0; p < p1; ++p) {
-              if constexpr (prefetches)
-                if (k0 + kc >= K)
-                  for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), col(c0), j_end,
-                                 [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
+              prefetch_rows(k0 + kc >= K, p, col(c0), j_end);
               const float* apanel = a.panel(p, k0);
               float* row = one_slice ? sums : sums + (p - p0) * kMicroRows * width;
               for (int64_t q = c0; q < c1; ++q) {
@@ -378,13 +383,7 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
           const int64_t kc = std::min(kGemmKc, K - k0);
           const bool accumulate = k0 > 0 || beta != 0.0f;
           for (int64_t q = c0; q < c1; ++q) panels[q - c0].slice = b_slice(q, k0, kc);
-          // At the last slice, what finish will read of row panel p's columns [j0, j1), asked for ahead.
-          auto prefetch_rows = [&](int64_t p, int64_t j0, int64_t j1) {
-            if constexpr (prefetches)
-              if (k0 + kc >= K)
-                for_each_piece(p * kMicroRows, p * kMicroRows + rows_of(p), j0, j1,
-                               [&](int64_t i, int64_t j, int64_t end) { finish.prefetch(i, j / runs.length, j % runs.length, end - j); });
-          };
+          const bool last = k0 + kc >= K;
           auto tile = [&](int64_t p, int64_t q) {
             const float* apanel = a.panel(p, k0);
             const Panel& pn = panels[q - c0];
@@ -397,12 +396,12 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
                                    kMicroCols, r.prefetch_next, r.copy_b, a.layout, a.ld);
           };
           if (few_row_panels) {
-            // Few row panels, B read in place (its rows contiguous): column panel by column panel, so that its slice,
-            // rows a map apart, stays in L1 while every row panel reads it (1x1 512 -> 128 at 28 x 28: 0.96x the
+            // Few row panels (B read in place where its rows are contiguous): column panel by column panel, so that
+            // its slice, rows a map apart, stays in L1 while every row panel reads it (1x1 512 -> 128 at 28 x 28: 0.96x the
             // time, 256 -> 128 at 56 x 56 0.95-0.96x against row panel by row panel, which reread it from L2).
             for (int64_t q = c0; q < c1; ++q)
               for (int64_t p = p0; p < p1; ++p) {
-                prefetch_rows(p, col(q), col(q) + cols_of(q));
+                prefetch_rows(last, p, col(q), col(q) + cols_of(q));
                 tile(p, q);
               }
             continue;
@@ -410,7 +409,7 @@ void gemm_packed(Isa isa, const KernelA& a, const MatrixRef<const float>& b, con
           // Packed B: row panel by row panel across the chunk, so that C is written in runs of the chunk's width, 8
           // rows at a time, rather than a tile on each of 8 x 32 rows.
           for (int64_t p = p0; p < p1; ++p) {
-            prefetch_rows(p, col(c0), std::min(j_last, col(c1)));
+            prefetch_rows(last, p, col(c0), std::min(j_last, col(c1)));
             for (int64_t q = c0; q < c1; ++q) tile(p, q);
           }
         }
