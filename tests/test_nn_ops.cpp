@@ -1238,6 +1238,63 @@ TEST_CASE("batch_norm's backward: the ReLU's mask recomputed from x is the forwa
                        doctest::Contains("give both relu_scale and relu_shift, or neither"), tv::Error);
 }
 
+TEST_CASE("batch_norm's backward: the ReLU after a residual folded into its sums pass, the bits of ReluGrad then the pass") {
+  // relu_out and g_out: the sums pass reads the ReLU's output and writes the gradient it lets through, which the
+  // input-gradient pass then reads. The same bits as ReluGrad's pass followed by the plain backward, for contiguous
+  // operands (the vectorized spans and their tails), strided ones (channels last: no span) and statistics groups.
+  const int64_t N = 4, C = 20, HW = 37;  // (37: two spans of 16 and a tail of 5)
+  tv::Generator gen(43);
+  auto make = [&](bool channels_last, float mean, float sd) {
+    return channels_last ? tv::normal<float>({N, HW, C}, mean, sd, gen).transpose(1, 2) : tv::normal<float>({N, C, HW}, mean, sd, gen);
+  };
+  for (const bool channels_last : {false, true})
+    for (const int64_t group_rows : {N, int64_t{3}}) {
+      CAPTURE(channels_last);
+      CAPTURE(group_rows);
+      const auto x = make(channels_last, 0.3f, 1.0f), gy = make(channels_last, 0.0f, 1.0f);
+      auto out = make(channels_last, 0.0f, 1.0f);
+      int64_t zeros = 0;
+      for (int64_t i = 0; i < out.numel(); ++i)  // a ReLU's output: 0 where it cut (and about half are)
+        if (float& v = out.data()[i]; v < 0.0f) v = 0.0f, ++zeros;
+      CHECK(zeros > out.numel() / 4);
+      const int64_t G = tv::cpu::stats_group_count(N, group_rows);
+      auto mean = tv::normal<double>({G, C}, 0.3, 0.1, gen), invstd = tv::uniform<double>({G, C}, 0.5, 2.0, gen);
+      const auto weight = tv::normal<float>({C}, 1, 0.3, gen);
+      auto g_ref = tv::zeros<float>(x.shape());
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < HW; ++i) {
+            const float o = out.at({n, c, i}), g = gy.at({n, c, i});
+            g_ref.data()[(n * C + c) * HW + i] = o <= 0.0f ? 0.0f : g;
+          }
+      for (const bool batch_stats : {true, false}) {
+        CAPTURE(batch_stats);
+        auto gx = Tensor<float>::empty(x.shape()), gw = Tensor<float>::empty({C}), gb = Tensor<float>::empty({C});
+        auto gx_ref = Tensor<float>::empty(x.shape()), gw_ref = Tensor<float>::empty({C}), gb_ref = Tensor<float>::empty({C});
+        auto g = make(channels_last, 0.0f, 1.0f), none = Tensor<float>();  // (overwritten; strided as the rest)
+        tv::kernel::batch_norm_backward(gy, x, 1, group_rows, HW, mean, invstd, weight, batch_stats, gx, gw, gb, none,
+                                        none, out, g);
+        tv::kernel::batch_norm_backward(g_ref, x, 1, group_rows, HW, mean, invstd, weight, batch_stats, gx_ref, gw_ref,
+                                        gb_ref, none, none);
+        CHECK(g.contiguous().to_vector() == g_ref.to_vector());  // the same bits
+        CHECK(gx.to_vector() == gx_ref.to_vector());
+        CHECK(gw.to_vector() == gw_ref.to_vector());
+        CHECK(gb.to_vector() == gb_ref.to_vector());
+      }
+    }
+  auto x = tv::normal<float>({N, C, HW}, 0, 1, gen), gx = Tensor<float>::empty(x.shape()), none = Tensor<float>();
+  auto mean = tv::zeros<double>({1, C}), invstd = tv::ones<double>({1, C});
+  auto scale = tv::ones<float>({1, C});
+  CHECK_THROWS_WITH_AS(tv::kernel::batch_norm_backward(x, x, 1, N, HW, mean, invstd, none, true, gx, none, none, none, none, x, none),
+                       doctest::Contains("give relu_out with g_out, and neither with relu_scale"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::kernel::batch_norm_backward(x, x, 1, N, HW, mean, invstd, none, true, gx, none, none, scale, scale, x, gx),
+                       doctest::Contains("give relu_out with g_out, and neither with relu_scale"), tv::Error);
+  CHECK_THROWS_WITH_AS(tv::kernel::batch_norm_backward(x, x, 1, N, HW, mean, invstd, none, true, gx, none, none, none, none,
+                                                       x.narrow(2, 0, 5), gx),
+                       doctest::Contains("relu_out of shape [4, 20, 5] and g_out of shape [4, 20, 37] must have the input's, [4, 20, 37]"),
+                       tv::Error);
+}
+
 TEST_CASE("nn::conv_bn in training: the add and ReLU in the batch norm's pass, the values of the ops one by one") {
   tv::Generator gen(5);
   tv::nn::Conv2d<float> conv(tv::nn::Conv2dOptions(8, 16, 3).padding(1).bias(false), gen);

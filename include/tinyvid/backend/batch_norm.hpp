@@ -66,24 +66,36 @@ void batch_norm_apply(const Tensor<T>& x, int64_t channel_dim, int64_t group_row
 
 // gx, gw, gb (each may be undefined: not wanted) from gy, with the forward's x, statistics and weight. With
 // relu_scale and relu_shift (the forward's scale and shift, G x C; undefined: none), gy is the gradient of a ReLU
-// that followed the batch norm (no residual between), its mask recomputed from x.
+// that followed the batch norm (no residual between), its mask recomputed from x. With relu_out (the output of a
+// ReLU after a residual, x's shape; undefined: none), gy is that ReLU's gradient, and g_out (x's shape) gets the
+// gradient the ReLU lets through (the residual's too) in the same pass.
 template <class T>
 void batch_norm_backward(const Tensor<T>& gy, const Tensor<T>& x, int64_t channel_dim, int64_t group_rows,
                          int64_t per_row, const Tensor<double>& mean, const Tensor<double>& invstd,
                          const Tensor<T>& weight, bool use_batch_stats, Tensor<T>& gx, Tensor<T>& gw, Tensor<T>& gb,
-                         const Tensor<T>& relu_scale, const Tensor<T>& relu_shift) {
+                         const Tensor<T>& relu_scale, const Tensor<T>& relu_shift, const Tensor<T>& relu_out = {},
+                         Tensor<T> g_out = {}) {
   static const Shape kNoStrides;
   TV_CHECK(relu_scale.defined() == relu_shift.defined(),
            "batch_norm backward: give both relu_scale and relu_shift, or neither");
+  TV_CHECK(relu_out.defined() == g_out.defined() && !(relu_out.defined() && relu_scale.defined()),
+           "batch_norm backward: give relu_out with g_out, and neither with relu_scale");
+  TV_CHECK(!relu_out.defined() || (relu_out.shape() == x.shape() && g_out.shape() == x.shape()),
+           "batch_norm backward: relu_out of shape ", relu_out.defined() ? relu_out.shape() : Shape{}, " and g_out of shape ",
+           g_out.defined() ? g_out.shape() : Shape{}, " must have the input's, ", x.shape());
   TV_DISPATCH("batch_norm backward",
-              device_of("batch_norm backward", gy, x, mean, invstd, weight, gx, gw, gb, relu_scale, relu_shift),
+              device_of("batch_norm backward", gy, x, mean, invstd, weight, gx, gw, gb, relu_scale, relu_shift, relu_out,
+                        g_out),
               batch_norm_backward<T>(gy.data(), gy.strides(), x.data(), x.shape(), x.strides(), channel_dim, group_rows,
                                      per_row, mean.data(), invstd.data(), weight.defined() ? weight.data() : nullptr,
                                      weight.defined() ? weight.stride(0) : 0, use_batch_stats,
                                      gx.defined() ? gx.data() : nullptr, gx.defined() ? gx.strides() : kNoStrides,
                                      gw.defined() ? gw.data() : nullptr, gb.defined() ? gb.data() : nullptr,
                                      relu_scale.defined() ? relu_scale.data() : nullptr,
-                                     relu_shift.defined() ? relu_shift.data() : nullptr));
+                                     relu_shift.defined() ? relu_shift.data() : nullptr,
+                                     relu_out.defined() ? relu_out.data() : nullptr,
+                                     relu_out.defined() ? relu_out.strides() : kNoStrides,
+                                     g_out.defined() ? g_out.data() : nullptr, g_out.defined() ? g_out.strides() : kNoStrides));
 }
 
 }  // namespace tv::kernel

@@ -108,7 +108,8 @@ template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
                          const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
-                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift);
+                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift,
+                         const T* relu_out, const Shape& ro_strides, T* g_out, const Shape& go_strides);
 
 // ---- pools (gpu/pool.hpp) ----
 template <class T>

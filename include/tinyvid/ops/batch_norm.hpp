@@ -130,8 +130,8 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
 
   const char* name = residual.defined() || relu_after ? "BatchNormAddReluBackward" : "BatchNormBackward";
   // A ReLU straight after the batch norm is undone inside the backward's passes, its mask recomputed from x with
-  // this scale and shift (kernel::batch_norm_backward); after a residual it needs y, and its gradient is the
-  // residual's too.
+  // this scale and shift (kernel::batch_norm_backward); after a residual it needs y, and its gradient, the residual's
+  // too, is written by the backward's first pass (or alone, where the batch norm's own gradients are not wanted).
   const bool relu_from_x = relu_after && !residual.defined(), relu_from_y = relu_after && residual.defined();
   autograd::record(
       y, name, {x, weight, bias, residual},
@@ -142,16 +142,19 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
         const Tensor<T>& xv = sx.get("batch_norm");
         const Tensor<T> w = has_weight ? sw.get("batch_norm") : Tensor<T>();
         const int64_t C = xv.size(cd);
-        // The gradient of relu's input (ReluBackward's), which is the residual's and the batch norm's output's.
-        const Tensor<T> g = relu_from_y ? detail::zip(gy, sy.get("batch_norm"), "batch_norm", fn::ReluGrad{}) : gy;
+        const bool own_grads = n.needs_grad(0) || n.needs_grad(1) || n.needs_grad(2);
         std::vector<Tensor<T>> r(4);
         if (n.needs_grad(0)) r[0] = Tensor<T>::empty(xv.shape(), xv.device());
         if (n.needs_grad(1)) r[1] = Tensor<T>::empty({C}, xv.device());
         if (n.needs_grad(2)) r[2] = Tensor<T>::empty({C}, xv.device());
-        if (n.needs_grad(3)) r[3] = g;
-        if (n.needs_grad(0) || n.needs_grad(1) || n.needs_grad(2))
-          kernel::batch_norm_backward(g, xv, cd, rows, per_row, mean, invstd, w, use_batch_stats, r[0], r[1], r[2],
-                                      relu_scale, relu_shift);
+        // The gradient of relu's input (ReluBackward's), which is the residual's and the batch norm's output's.
+        const Tensor<T> relu_out = relu_from_y ? sy.get("batch_norm") : Tensor<T>();
+        Tensor<T> g;
+        if (relu_from_y) g = own_grads ? Tensor<T>::empty(gy.shape(), gy.device()) : detail::zip(gy, relu_out, "batch_norm", fn::ReluGrad{});
+        if (own_grads)
+          kernel::batch_norm_backward(gy, xv, cd, rows, per_row, mean, invstd, w, use_batch_stats, r[0], r[1], r[2],
+                                      relu_scale, relu_shift, relu_out, g);
+        if (n.needs_grad(3)) r[3] = relu_from_y ? g : gy;
         return r;
       });
   return y;

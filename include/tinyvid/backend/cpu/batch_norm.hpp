@@ -223,13 +223,26 @@ inline T through_relu(T g, T x, T scale, T shift) {
   return Masked && fn::batch_norm_affine(x, scale, shift) <= T(0) ? T(0) : g;
 }
 
+// The ReLU after a residual (batch_norm's relu with a residual), folded into the backward's sums pass: its mask is
+// the forward's output, out <= 0 (ReluGrad's test), and the gradient it lets through, the residual's too, is written
+// to g as the pass reads it. A ReLU backward of its own read gy and out and wrote g, which the sums pass then read
+// back: one of the eight reads and writes of the activation's size that the two passes made. out null: no such ReLU.
+template <class T>
+struct ReluOut {
+  const T* out = nullptr;
+  T* g = nullptr;
+};
+
 // Per-channel sums of gy and of gy * (x - mean), over independent lanes as in channel_stats: one accumulator
 // each was bound by the add latency (42 of a TSN-R50 training step's 1.18 s, the statistics pass 19); gy after
-// the ReLU's mask where relu says so. Operand 0 is gy, operand 1 is x. The spans take x - mean with the mean
+// the ReLU's mask where relu says so. Operand 0 is gy, operand 1 is x; with K = 4, gy passes the ReLU of
+// ReluOut first (operand 2 its output, operand 3 the gradient written). The spans take x - mean with the mean
 // rounded to T; the sums then add (mean_t - mean) * sum(gy), so that the result is the sum about the exact mean.
-template <class T>
-void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const double* mean, double* sum_gy,
-                       double* sum_gy_xc, ReluAfter<T> relu = {}) {
+template <class T, size_t K>
+void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<K>& w, const double* mean, double* sum_gy,
+                       double* sum_gy_xc, ReluAfter<T> relu = {}, ReluOut<T> relu_out = {}) {
+  static_assert(K == 2 || K == 4);
+  constexpr bool kOut = K == 4;
   auto pass = [&](auto masked) {
     constexpr bool Masked = decltype(masked)::value;
     for_channel_blocks(w, [&](int64_t c0, int64_t c1) {
@@ -244,14 +257,28 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
           const T ra = Masked ? relu.scale[c] : T(0), rs = Masked ? relu.shift[c] : T(0);
           const T* g = w.run(0, gy, c, r);
           const T* p = w.run(1, x, c, r);
+          const T* o = kOut ? w.run(K - 2, relu_out.out, c, r) : nullptr;
+          T* q = kOut ? w.run(K - 1, relu_out.g, c, r) : nullptr;
+          // gy at i (steps a, ...) through whichever ReLU there is; the ReLU of ReluOut's also writes it to q.
+          auto through = [&](int64_t i, int64_t step_g, int64_t step_x, int64_t step_o, int64_t step_q) {
+            if constexpr (kOut) {
+              const T gv = fn::ReluGrad{}(g[i * step_g], o[i * step_o]);
+              q[i * step_q] = gv;
+              return gv;
+            } else {
+              return through_relu<Masked>(g[i * step_g], p[i * step_x], ra, rs);
+            }
+          };
           int64_t i = 0;
-          if (w.step[0] == 1 && w.step[1] == 1)
+          bool contiguous = w.step[0] == 1 && w.step[1] == 1;
+          if constexpr (kOut) contiguous = contiguous && w.step[2] == 1 && w.step[3] == 1;
+          if (contiguous)
             for (const int64_t vec_end = w.inner - w.inner % L; i < vec_end;) {
               T fs[L] = {}, fsx[L] = {};
               for (const int64_t span_end = std::min(vec_end, i + kSpan); i < span_end; i += L)
 #pragma omp simd
                 for (int64_t l = 0; l < L; ++l) {
-                  const T gv = through_relu<Masked>(g[i + l], p[i + l], ra, rs);
+                  const T gv = through(i + l, 1, 1, 1, 1);
                   fs[l] += gv;
                   fsx[l] += gv * (p[i + l] - mu_t);
                 }
@@ -261,8 +288,9 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<2>& w, const d
                 sx[b][l] += fsx[l];
               }
             }
+          const int64_t step_o = kOut ? w.step[K - 2] : 0, step_q = kOut ? w.step[K - 1] : 0;
           for (; i < w.inner; ++i) {
-            const double gv = through_relu<Masked>(g[i * w.step[0]], p[i * w.step[1]], ra, rs);
+            const double gv = through(i, w.step[0], w.step[1], step_o, step_q);
             s_tail[b] += gv;
             sx_tail[b] += gv * (p[i * w.step[1]] - mu);
           }
@@ -417,12 +445,14 @@ void batch_norm_apply(T* y, const Shape& y_strides, const T* x, const Shape& sha
 // gb (C each; may be null). mean and invstd are the forward's (G x C); weight may be null (1). With
 // use_batch_stats the statistics depend on x too (training); else they are constants (the running ones). With
 // relu_scale and relu_shift (G x C, the forward's scale and shift; may be null), gy is the gradient of the ReLU that
-// followed the batch norm (ReluAfter).
+// followed the batch norm (ReluAfter). With relu_out (x's shape, ro_strides; may be null), gy is the gradient of the
+// ReLU after a residual whose output relu_out is, and g_out (go_strides) gets the gradient it lets through (ReluOut).
 template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
                          const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
-                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift) {
+                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift,
+                         const T* relu_out, const Shape& ro_strides, T* g_out, const Shape& go_strides) {
   const int64_t C = shape[channel_dim], G = stats_group_count(shape[0], group_rows);
   const ReluAfter<T> relu{relu_scale, relu_shift};
   std::vector<double> sum_gy(C), sum_gy_xc(C), dw(C), db(C);
@@ -434,8 +464,16 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
     const T* x_g = x + g * group_rows * x_strides[0];
     const double* mean_g = mean + g * C;
     const double* invstd_g = invstd + g * C;
-    channel_grad_sums(gy_g, x_g, ChannelWalk<2>(gshape, {gy_strides, x_strides}, channel_dim), mean_g, sum_gy.data(),
-                      sum_gy_xc.data(), relu.at(g * C));
+    if (relu_out) {  // the input gradient then reads the ReLU's gradient, written by the sums pass
+      T* g_g = g_out + g * group_rows * go_strides[0];
+      channel_grad_sums(gy_g, x_g,
+                        ChannelWalk<4>(gshape, {gy_strides, x_strides, ro_strides, go_strides}, channel_dim), mean_g,
+                        sum_gy.data(), sum_gy_xc.data(), {}, ReluOut<T>{relu_out + g * group_rows * ro_strides[0], g_g});
+      gy_g = g_g;
+    } else {
+      channel_grad_sums(gy_g, x_g, ChannelWalk<2>(gshape, {gy_strides, x_strides}, channel_dim), mean_g, sum_gy.data(),
+                        sum_gy_xc.data(), relu.at(g * C));
+    }
     for (int64_t c = 0; c < C; ++c) {
       dw[c] += sum_gy_xc[c] * invstd_g[c];
       db[c] += sum_gy[c];
@@ -456,8 +494,8 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
       }
     }
     channel_grad_input(gx + g * group_rows * gx_strides[0], gy_g, x_g,
-                       ChannelWalk<3>(gshape, {gx_strides, gy_strides, x_strides}, channel_dim), a.data(), bx.data(),
-                       k.data(), relu.at(g * C));
+                       ChannelWalk<3>(gshape, {gx_strides, relu_out ? go_strides : gy_strides, x_strides}, channel_dim),
+                       a.data(), bx.data(), k.data(), relu.at(g * C));
   }
   if (gw)
     for (int64_t c = 0; c < C; ++c) gw[c] = static_cast<T>(dw[c]);

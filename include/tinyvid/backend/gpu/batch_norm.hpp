@@ -11,6 +11,7 @@
 
 #include "tinyvid/backend/cuda.hpp"
 #include "tinyvid/backend/functors.hpp"
+#include "tinyvid/backend/gpu/elementwise.hpp"
 #include "tinyvid/backend/gpu/launch.hpp"
 #include "tinyvid/backend/gpu/reduce.hpp"
 #include "tinyvid/core/storage.hpp"
@@ -512,7 +513,15 @@ template <class T>
 void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const Shape& shape, const Shape& x_strides,
                          int64_t channel_dim, int64_t group_rows, int64_t per_row, const double* mean,
                          const double* invstd, const T* weight, int64_t w_stride, bool use_batch_stats, T* gx,
-                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift) {
+                         const Shape& gx_strides, T* gw, T* gb, const T* relu_scale, const T* relu_shift,
+                         const T* relu_out, const Shape& ro_strides, T* g_out, const Shape& go_strides) {
+  if (relu_out) {  // the ReLU after a residual: its gradient first (the residual's too), then read as gy
+    map2(shape, g_out, go_strides, gy, gy_strides, relu_out, ro_strides, fn::ReluGrad{});
+    gy = g_out;
+    return batch_norm_backward(gy, go_strides, x, shape, x_strides, channel_dim, group_rows, per_row, mean, invstd, weight,
+                               w_stride, use_batch_stats, gx, gx_strides, gw, gb, relu_scale, relu_shift,
+                               static_cast<const T*>(nullptr), ro_strides, static_cast<T*>(nullptr), go_strides);
+  }
   const ChannelGroups<2> w = channel_groups<2>(shape, {gy_strides, x_strides}, channel_dim, group_rows, "batch_norm");
   const int64_t outputs = w.G * w.C;
   if (outputs == 0) return;

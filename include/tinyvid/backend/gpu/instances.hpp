@@ -74,7 +74,8 @@
                                     const T*, const T*, const T*, const Shape&, bool);                       \
   template void batch_norm_backward<T>(const T*, const Shape&, const T*, const Shape&, const Shape&, int64_t,  \
                                        int64_t, int64_t, const double*, const double*, const T*, int64_t,    \
-                                       bool, T*, const Shape&, T*, T*, const T*, const T*);                  \
+                                       bool, T*, const Shape&, T*, T*, const T*, const T*, const T*,         \
+                                       const Shape&, T*, const Shape&);                                      \
   template void max_pool2d<T>(const T*, T*, int64_t*, const PoolGeometry&);                                   \
   template void max_pool2d_backward<T>(const T*, const int64_t*, T*, const PoolGeometry&);                    \
   template void avg_pool2d<T>(const T*, T*, const PoolGeometry&, bool);                                       \
