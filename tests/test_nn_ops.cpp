@@ -1159,9 +1159,13 @@ TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradi
   auto w = tv::normal<float>({6}, 1, 0.3, gen).requires_grad_(), b = tv::normal<float>({6}, 0, 0.5, gen).requires_grad_();
   const auto gout = tv::normal<float>(shape, 0, 1, gen);
   auto bits = [](const Tensor<float>& t) { return t.to_vector(); };
+  // (expanded: the output's gradient a sum's, one value expanded over every element, stride 0: the backward's sums
+  // then run on ReluGrad's contiguous copy, as the ops one by one do, not on gy where it lies)
+  for (const bool expanded : {false, true})
   for (const bool training : {true, false})
     for (const bool with_residual : {true, false})
       for (const bool relu : {true, false}) {
+        CAPTURE(expanded);
         CAPTURE(training);
         CAPTURE(with_residual);
         CAPTURE(relu);
@@ -1179,7 +1183,7 @@ TEST_CASE("batch_norm with a residual and ReLU in its pass: the values and gradi
             if (with_residual) y = tv::add(y, r);
             if (relu) y = tv::relu(y);
           }
-          tv::sum(tv::mul(y, gout)).backward();
+          tv::sum(expanded ? y : tv::mul(y, gout)).backward();
           std::vector<std::vector<float>> out = {bits(y), bits(rm), bits(rv), bits(x.grad()), bits(w.grad()), bits(b.grad())};
           if (with_residual) out.push_back(bits(r.grad()));
           else CHECK_FALSE(r.grad().defined());
@@ -1242,7 +1246,7 @@ TEST_CASE("batch_norm's backward: the ReLU after a residual folded into its sums
   // relu_out and g_out: the sums pass reads the ReLU's output and writes the gradient it lets through, which the
   // input-gradient pass then reads. The same bits as ReluGrad's pass followed by the plain backward, for contiguous
   // operands (the vectorized spans and their tails), strided ones (channels last: no span) and statistics groups.
-  const int64_t N = 4, C = 20, HW = 37;  // (37: two spans of 16 and a tail of 5)
+  const int64_t N = 4, C = 20, HW = 37;  // (37: two vectors of 16 lanes and a tail of 5)
   tv::Generator gen(43);
   auto make = [&](bool channels_last, float mean, float sd) {
     return channels_last ? tv::normal<float>({N, HW, C}, mean, sd, gen).transpose(1, 2) : tv::normal<float>({N, C, HW}, mean, sd, gen);
@@ -1280,6 +1284,27 @@ TEST_CASE("batch_norm's backward: the ReLU after a residual folded into its sums
         CHECK(gx.to_vector() == gx_ref.to_vector());
         CHECK(gw.to_vector() == gw_ref.to_vector());
         CHECK(gb.to_vector() == gb_ref.to_vector());
+        // Operands of mixed layouts (x and g as the other four are not) take the loops element by element: the same
+        // gradient g, sums in another order (within float rounding); without gx, g still written.
+        auto x_other = make(!channels_last, 0.0f, 1.0f), g_other = make(!channels_last, 0.0f, 1.0f);
+        x_other.copy_(x);
+        auto gx_mixed = Tensor<float>::empty(x.shape()), gw_mixed = Tensor<float>::empty({C}), gb_mixed = Tensor<float>::empty({C});
+        tv::kernel::batch_norm_backward(gy, x_other, 1, group_rows, HW, mean, invstd, weight, batch_stats, gx_mixed, gw_mixed,
+                                        gb_mixed, none, none, out, g_other);
+        CHECK(g_other.to_vector() == g_ref.to_vector());
+        const auto near = [](const std::vector<float>& a, const std::vector<float>& b) {
+          for (size_t i = 0; i < a.size(); ++i)
+            if (std::abs(a[i] - b[i]) > 1e-5f * (1.0f + std::abs(b[i]))) return false;
+          return a.size() == b.size();
+        };
+        CHECK(near(gx_mixed.to_vector(), gx_ref.to_vector()));
+        CHECK(near(gw_mixed.to_vector(), gw_ref.to_vector()));
+        CHECK(near(gb_mixed.to_vector(), gb_ref.to_vector()));
+        auto g_only = Tensor<float>::empty(x.shape());
+        tv::kernel::batch_norm_backward(gy, x, 1, group_rows, HW, mean, invstd, weight, batch_stats, none, gw_mixed, none,
+                                        none, none, out, g_only);
+        CHECK(g_only.to_vector() == g_ref.to_vector());
+        CHECK(gw_mixed.to_vector() == gw_ref.to_vector());
       }
     }
   auto x = tv::normal<float>({N, C, HW}, 0, 1, gen), gx = Tensor<float>::empty(x.shape()), none = Tensor<float>();

@@ -259,7 +259,7 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<K>& w, const d
           const T* p = w.run(1, x, c, r);
           const T* o = kOut ? w.run(K - 2, relu_out.out, c, r) : nullptr;
           T* q = kOut ? w.run(K - 1, relu_out.g, c, r) : nullptr;
-          // gy at i (steps a, ...) through whichever ReLU there is; the ReLU of ReluOut's also writes it to q.
+          // gy's element i (each operand's step given) through whichever ReLU there is; ReluOut's also writes it to q.
           auto through = [&](int64_t i, int64_t step_g, int64_t step_x, int64_t step_o, int64_t step_q) {
             if constexpr (kOut) {
               const T gv = fn::ReluGrad{}(g[i * step_g], o[i * step_o]);
