@@ -147,20 +147,22 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
         if (n.needs_grad(0)) r[0] = Tensor<T>::empty(xv.shape(), xv.device());
         if (n.needs_grad(1)) r[1] = Tensor<T>::empty({C}, xv.device());
         if (n.needs_grad(2)) r[2] = Tensor<T>::empty({C}, xv.device());
-        // Behind a ReLU, gy laid out as ReluBackward's gradient would be (contiguous, as y): the passes then sum as
-        // they would over that gradient, the ops one by one's bits (a gy expanded from a sum, stride 0, took other
-        // loops).
-        const bool behind_relu = relu_from_y || relu_scale.defined();
-        const Tensor<T> gyc = behind_relu && !gy.is_contiguous() ? gy.contiguous() : gy;
-        // g: the gradient of relu's input (ReluBackward's), which is the residual's and the batch norm's output's,
-        // written by the backward's sums pass where that runs.
+        // g: the gradient of relu's input (ReluBackward's), which is the residual's and the batch norm's output's:
+        // written by the backward's sums pass, or by ReluGrad's pass where the batch norm's own gradients are not wanted.
         const Tensor<T> relu_out = relu_from_y ? sy.get("batch_norm") : Tensor<T>();
-        Tensor<T> g = gyc;
-        if (relu_from_y)
-          g = own_grads ? Tensor<T>::empty(gy.shape(), gy.device()) : detail::zip(gyc, relu_out, "batch_norm", fn::ReluGrad{});
-        if (own_grads)
+        Tensor<T> g = gy;
+        if (own_grads) {
+          // Behind a ReLU, gy laid out as ReluBackward's gradient would be (contiguous, as y): the passes then sum as
+          // they would over that gradient, the ops one by one's bits (a gy expanded from a sum, stride 0, took other
+          // loops).
+          const bool behind_relu = relu_from_y || relu_scale.defined();
+          const Tensor<T> gyc = behind_relu && !gy.is_contiguous() ? gy.contiguous() : gy;
+          if (relu_from_y) g = Tensor<T>::empty(gy.shape(), gy.device());
           kernel::batch_norm_backward(gyc, xv, cd, rows, per_row, mean, invstd, w, use_batch_stats, r[0], r[1], r[2],
                                       relu_scale, relu_shift, relu_out, relu_from_y ? g : Tensor<T>());
+        } else if (relu_from_y) {
+          g = detail::zip(gy, relu_out, "batch_norm", fn::ReluGrad{});
+        }
         if (n.needs_grad(3)) r[3] = g;
         return r;
       });

@@ -307,7 +307,8 @@ void channel_grad_sums(const T* gy, const T* x, const ChannelWalk<K>& w, const d
       }
     });
   };
-  if (relu.scale) pass(std::true_type{});
+  if constexpr (kOut) pass(std::false_type{});  // (ReluOut's ReLU is the only one)
+  else if (relu.scale) pass(std::true_type{});
   else pass(std::false_type{});
 }
 

@@ -517,8 +517,7 @@ void batch_norm_backward(const T* gy, const Shape& gy_strides, const T* x, const
                          const T* relu_out, const Shape& ro_strides, T* g_out, const Shape& go_strides) {
   if (relu_out) {  // the ReLU after a residual: its gradient first (the residual's too), then read as gy
     map2(shape, g_out, go_strides, gy, gy_strides, relu_out, ro_strides, fn::ReluGrad{});
-    gy = g_out;
-    return batch_norm_backward(gy, go_strides, x, shape, x_strides, channel_dim, group_rows, per_row, mean, invstd, weight,
+    return batch_norm_backward(static_cast<const T*>(g_out), go_strides, x, shape, x_strides, channel_dim, group_rows, per_row, mean, invstd, weight,
                                w_stride, use_batch_stats, gx, gx_strides, gw, gb, relu_scale, relu_shift,
                                static_cast<const T*>(nullptr), ro_strides, static_cast<T*>(nullptr), go_strides);
   }
