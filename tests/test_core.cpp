@@ -195,7 +195,8 @@ TEST_CASE("seeded randomness: same seed, same numbers") {
 }
 
 TEST_CASE("thread count: one setting, and results that do not depend on it") {
-  int before = tv::get_num_threads();
+  const int before = tv::get_num_threads();
+  const tv::ScopedNumThreads restore(before);
   auto x = tv::normal<float>({3000, 1000});
   tv::set_num_threads(1);
   CHECK(tv::get_num_threads() == 1);
@@ -208,12 +209,20 @@ TEST_CASE("thread count: one setting, and results that do not depend on it") {
   auto m2 = tv::matmul(x.narrow(0, 0, 300), x.narrow(0, 0, 300).t());
   CHECK(s1 == s2);
   for (size_t i = 0; i < m1.size(); i += 997) CHECK(m1[i] == doctest::Approx(m2.to_vector()[i]).epsilon(1e-4));
-  tv::set_num_threads(before);
   CHECK_THROWS_AS(tv::set_num_threads(0), tv::Error);
+  // ScopedNumThreads gives the count back at the end of its scope, also when the scope throws.
+  tv::set_num_threads(before);
+  try {
+    const tv::ScopedNumThreads three(3);
+    CHECK(tv::get_num_threads() == 3);
+    throw std::runtime_error("a check that failed");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK(tv::get_num_threads() == before);
 }
 
 TEST_CASE("parallel_for: each item once, in pieces aligned within a share; a slow thread's items taken over") {
-  const int before = tv::get_num_threads();
+  const tv::ScopedNumThreads restore(tv::get_num_threads());  // (the checks below set other counts)
   for (int threads : {1, 2, 3, 4})
     for (int64_t n : {1, 7, 100, 1001})
       for (int64_t grain : {1, 3})
@@ -297,12 +306,10 @@ TEST_CASE("parallel_for: each item once, in pieces aligned within a share; a slo
     const int64_t per = (100 + threads - 1) / threads;
     for (int t = 0; t < threads; ++t) CHECK(calls[t] == std::pair<int64_t, int64_t>(t * per, std::min<int64_t>(100, (t + 1) * per)));
   }
-  tv::set_num_threads(before);
 }
 
 TEST_CASE("elementwise loops and batch norm's passes: each element once, in pieces the threads can share") {
-  const int before = tv::get_num_threads();
-  tv::set_num_threads(2);
+  const tv::ScopedNumThreads two(2);
   // A contiguous tensor is one row: cut into pieces of about kParallelGrain, not one per thread, so that a thread
   // done first takes over pieces of the other's (a slower core's).
   for (int64_t numel : {int64_t{5}, int64_t{40000}, int64_t{300001}}) {
@@ -337,7 +344,6 @@ TEST_CASE("elementwise loops and batch norm's passes: each element once, in piec
     CHECK(std::count_if(seen.begin(), seen.end(), [](const auto& v) { return v.load() != 1; }) == 0);
     if (channels == 64) CHECK(items.load() >= 16);  // 4 blocks of 16 channels, each in parts
   }
-  tv::set_num_threads(before);
 }
 
 TEST_CASE("shape errors name the op and both shapes") {

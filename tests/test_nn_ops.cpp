@@ -210,14 +210,12 @@ TEST_CASE("conv2d: Winograd equals the direct sum, forward (both variants) and b
         tv::Generator gen(3);
         const auto x = tv::normal<float>({c.N, c.C, c.H, c.W}, 0, 1, gen);
         const auto gy = tv::normal<float>({c.N, c.Cout, nc.OH, nc.OW}, 0, 1, gen);
-        const int threads = tv::get_num_threads();
         std::vector<std::vector<float>> gw;
         for (int t : {1, 2, 3}) {
-          tv::set_num_threads(t);
+          const tv::ScopedNumThreads threads(t);
           gw.emplace_back(static_cast<size_t>(c.Cout * c.C * 9));
           wg::backward_weight(x.data(), c.N, c.C, c.H, c.W, c.ph, c.pw, gy.data(), c.Cout, gw.back().data());
         }
-        tv::set_num_threads(threads);
         CHECK(gw[0] == gw[1]);
         CHECK(gw[0] == gw[2]);
       }
@@ -283,7 +281,7 @@ TEST_CASE("conv2d: the stem's output past 16 MB, written by streaming stores, eq
     for (int64_t n = 0; n < 6; ++n) alone.push_back(tv::conv2d(x.narrow(0, n, 1).contiguous(), w, {}, {2, 2}, {3, 3}));
     for (int threads : {threads_before, 4, 5}) {
       CAPTURE(threads);
-      tv::set_num_threads(threads);
+      const tv::ScopedNumThreads scoped_threads(threads);
       const auto y = tv::conv2d(x, w, {}, {2, 2}, {3, 3});
       bool same = true;
       for (int64_t n = 0; n < 6; ++n) {
@@ -292,7 +290,6 @@ TEST_CASE("conv2d: the stem's output past 16 MB, written by streaming stores, eq
       }
       CHECK(same);
     }
-    tv::set_num_threads(threads_before);
   }
 }
 
@@ -692,14 +689,13 @@ TEST_CASE("packed GEMM: the same bits on 1, 2 and 3 threads") {
   std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N));
   for (auto& v : A) v = uniform(rng);
   for (auto& v : B) v = uniform(rng);
-  const int threads_before = tv::get_num_threads();
   for (auto isa : runnable_isas()) {
     if (!tv::cpu::has_micro_kernels(isa)) continue;
     const std::string isa_label = tv::cpu::isa_name(isa);
     CAPTURE(isa_label);
     std::vector<std::vector<float>> results;
     for (int threads : {1, 2, 3}) {
-      tv::set_num_threads(threads);
+      const tv::ScopedNumThreads scoped_threads(threads);
       std::vector<float> Cm(static_cast<size_t>(M * N), 0.5f);
       tv::cpu::gemm_packed(isa, {A.data(), M, K, K, 1}, {B.data(), K, N, N, 1}, {Cm.data(), M, N, N, 1}, 1.0f);
       results.push_back(Cm);
@@ -707,7 +703,6 @@ TEST_CASE("packed GEMM: the same bits on 1, 2 and 3 threads") {
     CHECK(results[0] == results[1]);
     CHECK(results[0] == results[2]);
   }
-  tv::set_num_threads(threads_before);
 }
 
 TEST_CASE("scratch buffers are 64-byte aligned in every slot and size (a 16-byte start split every vector load)") {
@@ -944,7 +939,7 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
     for (int t : {threads, 1}) {  // one thread: column blocks of several images in the unrolled paths
     if (t == 1 && threads == 1) continue;
     SUBCASE((std::string(c.name) + (t == 1 ? ", 1 thread" : "")).c_str()) {
-      tv::set_num_threads(t);
+      const tv::ScopedNumThreads scoped_threads(t);
       tv::Generator gen(21);
       const int64_t cout = c.w[0];
       const auto x = tv::normal<float>(c.x, 0, 1, gen), w = tv::normal<float>(c.w, 0, 0.2, gen);
@@ -996,7 +991,6 @@ TEST_CASE("conv2d_inference: the fused conv equals conv2d, batch norm, add and r
           CHECK(same_bits(y_is_r));
         }
       }
-      tv::set_num_threads(threads);
     }
     }
   // No gradient flows through it: an input that requires grad is refused while grad mode is on; shapes are checked.

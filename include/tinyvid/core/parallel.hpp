@@ -39,6 +39,18 @@ inline void set_num_threads(int n) {
 #endif
 }
 
+// Runs a scope on n threads (tests, benchmarks), restoring the previous count at its end, also when the scope throws.
+class ScopedNumThreads {
+ public:
+  explicit ScopedNumThreads(int n) : previous_(get_num_threads()) { set_num_threads(n); }
+  ~ScopedNumThreads() { set_num_threads(previous_); }
+  ScopedNumThreads(const ScopedNumThreads&) = delete;
+  ScopedNumThreads& operator=(const ScopedNumThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Elements below which a loop is not worth splitting across threads.
 constexpr int64_t kParallelGrain = 32768;
 

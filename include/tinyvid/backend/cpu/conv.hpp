@@ -396,12 +396,13 @@ PaddedInput<T> pad_planes(const ConvGeometry& g, const ShiftedLayout& s, const T
 }
 
 // shifted_forward_micro's blocked schedule: where the packed weights pass this many floats (1 MB: Zen 5's L2), in
-// slices of this many channels of one tap (a weight panel's slice: 8 KB), groups' sums up to this many floats.
-constexpr int64_t kShiftedWeightsInCache = 256 * 1024, kShiftedSlice = 128, kShiftedGroupFloats = 96 * 1024;
+// slices of this many channels of one tap (a weight panel's slice: 8 KB), groups' sums up to this many floats (768 KB;
+// it runs where the packed GEMM does not, with AVX2: 384 KB streamed the weights twice as often, 5-6% slower).
+constexpr int64_t kShiftedWeightsInCache = 256 * 1024, kShiftedSlice = 128, kShiftedGroupFloats = 192 * 1024;
 // The unblocked schedule's groups of column panels: their slices of B (K x 48 floats each) up to this many bytes.
 constexpr int64_t kShiftedGroupBytes = 256 * 1024;
 // A plain output (no bias, no epilogue) of at least this many bytes, whose rows are whole 16-float vectors and at
-// least 96 wide, is written by streaming stores, panels cut along its rows (the stem at batch 8: 25.7 MB).
+// least 96 wide, is written by streaming stores with AVX-512, panels cut along its rows (the stem at batch 8: 25.7 MB).
 constexpr int64_t kShiftedStreamBytes = 16 << 20;
 
 inline int64_t shifted_tile_width(const ConvGeometry& g, const ShiftedLayout& s) {
@@ -417,7 +418,9 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   const int64_t taps = g.KH * g.KW, M = g.Cout, C = g.C, K = taps * C, panels_m = M / kMicroRows;
   const bool weights_past_l2 = M * K > kShiftedWeightsInCache && C % kShiftedSlice == 0;
   const bool plain = !bias && !ep.scale && !ep.residual && !ep.relu;
-  const bool streamed = !weights_past_l2 && plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols &&
+  // (Streaming stores are AVX-512's: the AVX2 kernels would write through a tile of their own and a copy, the stem
+  // 2-4% slower than the plain path.)
+  const bool streamed = isa == Isa::Avx512 && !weights_past_l2 && plain && g.OW % 16 == 0 && g.OW >= 2 * kMicroCols &&
                         g.N * M * g.OHW() * int64_t{sizeof(float)} >= kShiftedStreamBytes;
   // (The streamed path pads the rows it reads itself.)
   const PaddedInput<float> xp = streamed ? PaddedInput<float>{nullptr, true} : pad_planes(g, s, x);

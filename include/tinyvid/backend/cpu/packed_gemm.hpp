@@ -144,8 +144,9 @@ inline void pack_b_panel(Isa isa, const MatrixRef<const float>& b, const ColumnR
 }  // namespace detail
 
 // Whether cpu::gemm<float> runs tinyvid's GEMM: with AVX-512. With AVX2 the 8 x 48 kernel runs as four 4 x 24
-// sub-tiles (16 registers) and the driver reached about half of OpenBLAS's AVX2 GEMM (bench_matmul 1000 and
-// 2048, 2026-12-04), so there the products stay on BLAS; AVX2's conv kernels (Winograd, shifted) do win and run.
+// sub-tiles (16 registers); on the 1x1 convs' products the driver on it came level with OpenBLAS's AVX2 GEMM, 0.85-1.13x
+// its speed shape by shape and slower on most weight gradients (docs/cpu_kernels.md, "AVX2's kernel ..."), so there
+// the products stay on BLAS; AVX2's conv kernels (Winograd, shifted) do win and run.
 inline bool use_own_gemm(Isa isa) { return isa == Isa::Avx512; }
 
 // A as the kernel reads it (ALayout): packed into 8-row panels, data[panel][k][8] over all K, zero past the last row
