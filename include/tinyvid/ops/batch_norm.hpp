@@ -136,7 +136,7 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
   autograd::record(
       y, name, {x, weight, bias, residual},
       [sx = autograd::Saved<T>(x), sw = weight.defined() ? autograd::Saved<T>(weight) : autograd::Saved<T>(),
-       sy = relu_from_y ? autograd::Saved<T>(y) : autograd::Saved<T>(), has_weight = weight.defined(), relu_from_y,
+       sy = relu_from_y ? autograd::Saved<T>(y) : autograd::Saved<T>(), has_weight = weight.defined(), relu_from_x, relu_from_y,
        relu_scale = relu_from_x ? scale : Tensor<T>(), relu_shift = relu_from_x ? shift : Tensor<T>(), mean, invstd, cd,
        use_batch_stats, rows, per_row](const Tensor<T>& gy, const autograd::Node<T>& n) {
         const Tensor<T>& xv = sx.get("batch_norm");
@@ -155,8 +155,7 @@ Tensor<T> batch_norm(const Tensor<T>& x, Tensor<T> running_mean, Tensor<T> runni
           // Behind a ReLU, gy laid out as ReluBackward's gradient would be (contiguous, as y): the passes then sum as
           // they would over that gradient, the ops one by one's bits (a gy expanded from a sum, stride 0, took other
           // loops).
-          const bool behind_relu = relu_from_y || relu_scale.defined();
-          const Tensor<T> gyc = behind_relu && !gy.is_contiguous() ? gy.contiguous() : gy;
+          const Tensor<T> gyc = (relu_from_x || relu_from_y) && !gy.is_contiguous() ? gy.contiguous() : gy;
           if (relu_from_y) g = Tensor<T>::empty(gy.shape(), gy.device());
           kernel::batch_norm_backward(gyc, xv, cd, rows, per_row, mean, invstd, w, use_batch_stats, r[0], r[1], r[2],
                                       relu_scale, relu_shift, relu_out, relu_from_y ? g : Tensor<T>());
