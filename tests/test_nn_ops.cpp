@@ -472,8 +472,8 @@ TEST_CASE("conv2d in float agrees with double on every path and every kernel ISA
                         {"1x1 stride 2 onto 9x9 (weight gradient over its pixels gathered once)", {2, 16, 17, 17}, {24, 16, 1, 1}, {2, 2}, {0, 0}},
                         {"1x1 stride (2, 1) onto 10x10 (the same)", {2, 8, 20, 10}, {16, 8, 1, 1}, {2, 1}, {0, 0}},
                         {"3x3 stride 2 on 7x7 (unrolled)", {3, 16, 7, 7}, {24, 16, 3, 3}, {2, 2}, {1, 1}},
-                        {"3x3 stride 2, weights past L2 (AVX-512: the batch unrolled, one GEMM; AVX2: K in slices, groups of "
-                         "panels across images)", {3, 256, 20, 20},
+                        {"3x3 stride 2, weights past L2 (AVX-512: the batch unrolled, one GEMM; AVX2: K in slices, panels "
+                         "across two images' grids, the output channels in one share per thread)", {3, 256, 20, 20},
                          {128, 256, 3, 3}, {2, 2}, {1, 1}}};
   const auto isas = runnable_isas();
   for (const auto& c : cases) {

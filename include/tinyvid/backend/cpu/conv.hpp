@@ -345,6 +345,13 @@ void zero_few(T* p, int64_t n) {
 template <class T>
 void pad_rows(const ConvGeometry& g, const ShiftedLayout& s, const T* x, T* planes, int64_t channels, int64_t r0, int64_t r1) {
   const int64_t phases = s.stride;  // column phases
+  // Column phase pc's columns pc + stride * j outside [pw, pw + W) are padding: j < lo[pc] and j >= hi[pc]. (Bounds
+  // once per call: divided anew on every row, they took most of a 14 x 14 plane's time.)
+  int64_t lo[2], hi[2];
+  for (int64_t pc = 0; pc < phases; ++pc) {
+    lo[pc] = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
+    hi[pc] = std::min(s.Wq, std::max<int64_t>(lo[pc], (g.pw + g.W - pc + s.stride - 1) / s.stride));
+  }
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t r = r0; r < r1; ++r) {
       T* row = planes + c * s.plane + (r % s.stride) * s.stride * s.phase_plane + (r / s.stride) * s.Wq;  // column phase 0
@@ -353,11 +360,8 @@ void pad_rows(const ConvGeometry& g, const ShiftedLayout& s, const T* x, T* plan
         continue;
       }
       for (int64_t pc = 0; pc < phases; ++pc) {
-        // This phase's columns pc + stride * j outside [pw, pw + W) are padding: j < lo and j >= hi.
-        const int64_t lo = std::min(s.Wq, (std::max<int64_t>(g.pw - pc, 0) + s.stride - 1) / s.stride);
-        const int64_t hi = std::min(s.Wq, std::max<int64_t>(lo, (g.pw + g.W - pc + s.stride - 1) / s.stride));
-        zero_few(row + pc * s.phase_plane, lo);
-        zero_few(row + pc * s.phase_plane + hi, s.Wq - hi);
+        zero_few(row + pc * s.phase_plane, lo[pc]);
+        zero_few(row + pc * s.phase_plane + hi[pc], s.Wq - hi[pc]);
       }
       const T* src = x + c * g.HW() + (r - g.ph) * g.W;
       if (s.stride == 1) {
@@ -425,15 +429,19 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   // (The streamed path pads the rows it reads itself.)
   const PaddedInput<float> xp = streamed ? PaddedInput<float>{nullptr, true} : pad_planes(g, s, x);
   // ap[mb][k][i] = w[mb * 8 + i][c][tap], k = tap * C + c, in the calling thread's scratch (a fresh 9.4 MB for
-  // layer4's weights cost page faults and a fill every call). w is read in order, each panel's writes within
-  // the panel (in L2): read in ap's order, every read missed.
+  // layer4's weights cost page faults and a fill every call). Channel by channel of a panel: its 8 rows' taps (8
+  // lines of w, each read on for the next channels) go out as 8 floats per tap (one float per write, taps C x 8
+  // floats apart, took 1.6 times as long).
   float* ap = scratch<float>(M * K, kScratchGemmA);
   parallel_for(0, panels_m, 1, [&](int64_t b, int64_t e) {
     for (int64_t mb = b; mb < e; ++mb)
-      for (int64_t i = 0; i < kMicroRows; ++i)
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t t = 0; t < taps; ++t)
-            ap[(mb * K + t * C + c) * kMicroRows + i] = w[((mb * kMicroRows + i) * C + c) * taps + t];
+      for (int64_t c = 0; c < C; ++c) {
+        const float* rows = w + (mb * kMicroRows * C + c) * taps;  // row i at rows + i * C * taps
+        float* out = ap + (mb * K + c) * kMicroRows;                // tap t at out + t * C * 8
+        for (int64_t t = 0; t < taps; ++t)
+#pragma GCC unroll 8
+          for (int64_t i = 0; i < kMicroRows; ++i) out[t * C * kMicroRows + i] = rows[i * C * taps + t];
+      }
   });
   std::vector<int64_t> tap_offset(taps);
   for (int64_t t = 0; t < taps; ++t) tap_offset[t] = s.tap_offset(g, t);
@@ -452,39 +460,63 @@ inline void shifted_forward_micro(const ConvGeometry& g, const float* x, const f
   if (weights_past_l2) {
     // Weights past L2 (the stride-2 3x3 convs of ResNet's layer3 and layer4: 2.4 and 9.4 MB): per column panel,
     // all of them streamed from L3 for 48 columns of output ran at 120-230 GFLOP/s. Here a group of column panels
-    // (any images') goes through K in slices of kShiftedSlice channels of one tap, each slice of a weight panel
-    // (8 KB, L1) serving every panel of the group, the group's sums in tiles of their own (L2).
-    const int64_t total = g.N * panels_n, threads = get_num_threads();
-    const int64_t most = std::max<int64_t>(1, kShiftedGroupFloats / (M * kMicroCols));
-    const int64_t groups = (std::max(threads, (total + most - 1) / most) + threads - 1) / threads * threads;
-    const int64_t per_group = (total + groups - 1) / groups;
-    parallel_for(0, (total + per_group - 1) / per_group, 1, [&](int64_t b, int64_t e) {
-      float* tiles = scratch<float>(per_group * M * kMicroCols, kScratchGemmC);  // [panel][mb][8 x 48]
+    // goes through K in slices of kShiftedSlice channels of one tap, each slice of a weight panel (8 KB, L1) serving
+    // every panel of the group, the group's sums in tiles of their own (L2). The panels run along the batch's grids
+    // side by side, so that a panel may span two images: panels of each image's grid alone ended in a short one
+    // (3x3/2 512 at 14: 48 + 8 columns for a grid of 56).
+    const int64_t columns = g.N * s.L, total = (columns + kMicroCols - 1) / kMicroCols, threads = get_num_threads();
+    // The output channel panels in one share per thread, each share over every column panel: each thread streams its
+    // share of the weights alone, and the shares are equal where column panels would not be (3x3/2 512 at 14: 10).
+    const int64_t shares = std::min(threads, panels_m), share_panels = (panels_m + shares - 1) / shares;
+    const int64_t most = std::max<int64_t>(1, kShiftedGroupFloats / (share_panels * kMicroRows * kMicroCols));
+    const int64_t groups = std::min(total, std::max((total + most - 1) / most, (threads + shares - 1) / shares));
+    const int64_t per_group = (total + groups - 1) / groups;  // at most; group grp: [grp * total / groups, ...)
+    // f(n, j, end) for each image's part [j, end) of grid columns [j0, j1) of the batch (j, end: within image n's grid).
+    auto for_each_image_part = [&](int64_t j0, int64_t j1, auto&& f) {
+      for (int64_t j = j0; j < j1;) {
+        const int64_t n = j / s.L, end = std::min(j1, (n + 1) * s.L);
+        f(n, j - n * s.L, end - n * s.L);
+        j = end;
+      }
+    };
+    parallel_for(0, shares * groups, 1, [&](int64_t b, int64_t e) {
+      float* tiles = scratch<float>(per_group * share_panels * kMicroRows * kMicroCols, kScratchGemmC);  // [panel][mb][8 x 48]
       float* bp = scratch<float>(per_group * kShiftedSlice * kMicroCols, kScratchGemmB);  // [panel][row][48]
-      for (int64_t grp = b; grp < e; ++grp) {
-        const int64_t q0 = grp * per_group, q1 = std::min(total, q0 + per_group);
+      for (int64_t item = b; item < e; ++item) {
+        const int64_t share = item / groups, grp = item % groups;
+        const int64_t mb0 = share * panels_m / shares, mb1 = (share + 1) * panels_m / shares, rows = mb1 - mb0;
+        const int64_t q0 = grp * total / groups, q1 = (grp + 1) * total / groups;
+        auto tile_of = [&](int64_t q, int64_t mb) { return tiles + ((q - q0) * rows + mb - mb0) * kMicroRows * kMicroCols; };
         for (int64_t t = 0; t < taps; ++t)
           for (int64_t c0 = 0; c0 < C; c0 += kShiftedSlice) {
             const int64_t k0 = t * C + c0, no_offset = 0;
             // The slice's rows of each panel packed contiguous (48 floats, rows `plane` apart in place): read in
             // place, every kernel call missed L1 on each row.
             for (int64_t q = q0; q < q1; ++q) {
-              const int64_t n = q / panels_n, j0 = (q % panels_n) * kMicroCols;
-              pack_rows_48(xp.data + (n * C + c0) * s.plane + tap_offset[t] + j0, s.plane, kShiftedSlice,
-                           bp + (q - q0) * kShiftedSlice * kMicroCols);
+              const int64_t j0 = q * kMicroCols, j1 = std::min(columns, j0 + kMicroCols);
+              float* out = bp + (q - q0) * kShiftedSlice * kMicroCols;
+              const int64_t n = j0 / s.L;
+              auto src_of = [&](int64_t image, int64_t j) { return xp.data + (image * C + c0) * s.plane + tap_offset[t] + j; };
+              if (j1 - j0 == kMicroCols && j1 <= (n + 1) * s.L) {
+                pack_rows_48(src_of(n, j0 - n * s.L), s.plane, kShiftedSlice, out);
+                continue;
+              }
+              for_each_image_part(j0, j1, [&](int64_t image, int64_t j, int64_t end) {
+                copy_rows(isa, src_of(image, j), s.plane, kShiftedSlice, end - j, out + (image * s.L + j - j0), kMicroCols);
+              });
             }
             for (int64_t q = q0; q < q1; ++q) {
-              const int64_t width = std::min(kMicroCols, s.L - (q % panels_n) * kMicroCols);
-              for (int64_t mb = 0; mb < panels_m; ++mb)
+              const int64_t width = std::min(kMicroCols, columns - q * kMicroCols);
+              for (int64_t mb = mb0; mb < mb1; ++mb)
                 micro_kernel_8x48_taps(isa, 1, kShiftedSlice, &no_offset, kMicroCols, ap + (mb * K + k0) * kMicroRows,
-                                       bp + (q - q0) * kShiftedSlice * kMicroCols,
-                                       tiles + ((q - q0) * panels_m + mb) * kMicroRows * kMicroCols, kMicroCols, k0 > 0, width);
+                                       bp + (q - q0) * kShiftedSlice * kMicroCols, tile_of(q, mb), kMicroCols, k0 > 0, width);
             }
           }
         for (int64_t q = q0; q < q1; ++q) {
-          const int64_t n = q / panels_n, j0 = (q % panels_n) * kMicroCols;
-          for (int64_t mb = 0; mb < panels_m; ++mb)
-            write_tile(tiles + ((q - q0) * panels_m + mb) * kMicroRows * kMicroCols, n, mb, j0, std::min(s.L, j0 + kMicroCols));
+          const int64_t j0 = q * kMicroCols;
+          for_each_image_part(j0, std::min(columns, j0 + kMicroCols), [&](int64_t n, int64_t j, int64_t end) {
+            for (int64_t mb = mb0; mb < mb1; ++mb) write_tile(tile_of(q, mb) + (n * s.L + j - j0), n, mb, j, end);
+          });
         }
       }
     });
