@@ -55,45 +55,61 @@ void max_pool2d_values(const T* x, T* y, const PoolGeometry& geometry) {
   });
 }
 
+// max_pool2d with the argmax, output row by output row: Stride the column stride when known at compile time (0: read
+// from geometry), Index the positions' type while a row is built.
+template <class T, int64_t Stride, class Index>
+void max_pool2d_rows(const T* x, T* y, int64_t* argmax, const PoolGeometry& geometry) {
+  const int64_t grain = kParallelGrain / (geometry.OH * geometry.OW * geometry.KH * geometry.KW);
+  parallel_for(0, geometry.planes, std::max<int64_t>(1, grain), [&](int64_t b, int64_t e) {
+    const int64_t H = geometry.H, W = geometry.W, OH = geometry.OH, OW = geometry.OW;
+    const int64_t sw = Stride ? Stride : geometry.sw;
+    Index* arg = scratch<Index>(OW, 0);
+    for (int64_t p = b; p < e; ++p) {
+      const T* plane = x + p * H * W;
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        // Window tap by window tap (rows of the window, then columns: the order of the plain loop, so the first
+        // maximum still wins), each tap over the outputs whose column is inside the input: branch-free selects over a
+        // row, where a branch per element cost 4% of a ResNet-50 forward.
+        T* best = y + (p * OH + oy) * OW;
+        std::fill(best, best + OW, -std::numeric_limits<T>::infinity());
+        std::fill(arg, arg + OW, Index(-1));
+        const int64_t y0 = oy * geometry.sh - geometry.ph;
+        const int64_t iy0 = std::max<int64_t>(y0, 0), iy1 = std::min(y0 + geometry.KH, H);
+        for (int64_t iy = iy0; iy < iy1; ++iy) {
+          const T* row = plane + iy * W;
+          for (int64_t kx = 0; kx < geometry.KW; ++kx) {
+            const int64_t off = kx - geometry.pw;  // input column ox * sw + off
+            int64_t lo, hi;
+            valid_columns(0, OW, off, sw, W, lo, hi);
+            const Index at = static_cast<Index>(iy * W + off);
+            for (int64_t ox = lo; ox < hi; ++ox) {
+              const T v = row[ox * sw + off];
+              const bool take = v > best[ox] || v != v || arg[ox] < 0;  // NaN wins, as in PyTorch
+              best[ox] = take ? v : best[ox];
+              arg[ox] = take ? static_cast<Index>(at + static_cast<Index>(ox * sw)) : arg[ox];
+            }
+          }
+        }
+        int64_t* out = argmax + (p * OH + oy) * OW;
+        for (int64_t ox = 0; ox < OW; ++ox) out[ox] = arg[ox];
+      }
+    }
+  });
+}
+
 // Max over each window into y (planes x OH x OW) and the flat index of the maximum within its input plane into
 // argmax (unless null: inference); a NaN is taken whenever met, so the last NaN of the window wins, as in PyTorch's
 // CPU kernel.
 template <class T>
 void max_pool2d(const T* x, T* y, int64_t* argmax, const PoolGeometry& geometry) {
   if (!argmax) return max_pool2d_values(x, y, geometry);
-  const int64_t grain = kParallelGrain / (geometry.OH * geometry.OW * geometry.KH * geometry.KW);
-  parallel_for(0, geometry.planes, std::max<int64_t>(1, grain), [&](int64_t b, int64_t e) {
-    const int64_t H = geometry.H, W = geometry.W, OH = geometry.OH, OW = geometry.OW;
-    for (int64_t p = b; p < e; ++p) {
-      const T* plane = x + p * H * W;
-      for (int64_t oy = 0; oy < OH; ++oy) {
-        // One output row at a time, window tap by window tap (rows of the window, then columns: the order of the
-        // plain loop, so the first maximum still wins), each tap over the outputs whose column is inside the input:
-        // branch-free selects over a row, where a branch per element cost 4% of a ResNet-50 forward.
-        T* best = y + (p * OH + oy) * OW;
-        int64_t* arg = argmax + (p * OH + oy) * OW;
-        std::fill(best, best + OW, -std::numeric_limits<T>::infinity());
-        std::fill(arg, arg + OW, int64_t(-1));
-        const int64_t y0 = oy * geometry.sh - geometry.ph;
-        const int64_t iy0 = std::max<int64_t>(y0, 0), iy1 = std::min(y0 + geometry.KH, H);
-        for (int64_t iy = iy0; iy < iy1; ++iy) {
-          const T* row = plane + iy * W;
-          for (int64_t kx = 0; kx < geometry.KW; ++kx) {
-            const int64_t off = kx - geometry.pw, sw = geometry.sw;  // input column ox * sw + off
-            int64_t lo, hi;
-            valid_columns(0, OW, off, sw, W, lo, hi);
-            for (int64_t ox = lo; ox < hi; ++ox) {
-              const int64_t ix = ox * sw + off;
-              const T v = row[ix];
-              const bool take = v > best[ox] || v != v || arg[ox] < 0;  // NaN wins, as in PyTorch
-              best[ox] = take ? v : best[ox];
-              arg[ox] = take ? iy * W + ix : arg[ox];
-            }
-          }
-        }
-      }
-    }
-  });
+  // A row's maxima and their positions in 32 bits where a plane's positions fit (the selects then run in vectors of
+  // 16; with 64-bit positions they ran half as wide), widened to the argmax's 64 bits once per row. The common
+  // strides are compile-time constants, so that the strided reads of a row vectorize.
+  if (geometry.H * geometry.W > std::numeric_limits<int32_t>::max()) return max_pool2d_rows<T, 0, int64_t>(x, y, argmax, geometry);
+  if (geometry.sw == 2) return max_pool2d_rows<T, 2, int32_t>(x, y, argmax, geometry);
+  if (geometry.sw == 1) return max_pool2d_rows<T, 1, int32_t>(x, y, argmax, geometry);
+  return max_pool2d_rows<T, 0, int32_t>(x, y, argmax, geometry);
 }
 
 // gx (planes x H x W, overwritten) = each output gradient gy added at its window's maximum (argmax).
