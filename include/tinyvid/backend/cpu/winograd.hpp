@@ -142,13 +142,16 @@ struct TileLayout {
   int64_t chunk_rows;    // tile rows per chunk
   int64_t ld;            // columns of a chunk's V and M rows: its tiles, rounded up to a panel
   int64_t Wq;            // a zero-padded input row: tile * TW + 2 columns cover every tile's patch
-  // The layout of variant F (F2x2 or F4x4) for an N-image output of OH x OW, GEMM column panels `panel` wide.
+  // The layout of variant F (F2x2 or F4x4) for an N-image output of OH x OW, GEMM column panels `panel` wide; a map
+  // whose V and M together take at most `whole_bytes` is one chunk.
   template <class F>
-  static TileLayout of(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
-    return TileLayout(F::tile, F::taps, N, C, Cout, OH, OW, panel);
+  static TileLayout of(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel,
+                       int64_t whole_bytes = int64_t{12} << 20) {
+    return TileLayout(F::tile, F::taps, N, C, Cout, OH, OW, panel, whole_bytes);
   }
  private:
-  TileLayout(int64_t tile, int64_t taps, int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel) {
+  TileLayout(int64_t tile, int64_t taps, int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW, int64_t panel,
+             int64_t whole_bytes) {
     TH = (OH + tile - 1) / tile;
     TW = (OW + tile - 1) / tile;
     rows = N * TH;
@@ -157,9 +160,9 @@ struct TileLayout {
     // chunk sizes within that, the one with the fewest padded columns (each chunk counted as 16 more,
     // for its fork-joins), so a small map is not cut into half-empty panels.
     const int64_t per_tile = taps * (C + Cout) * 4;
-    // A small map whose V and M fit in ~12 MB is one chunk (see forward_one_chunk).
-    const int64_t cap = rows * TW * per_tile <= (12 << 20) ? rows * TW
-                                                           : std::max<int64_t>({(3 << 20) / std::max<int64_t>(per_tile, 1), 96, TW});
+    // A small map whose V and M fit in whole_bytes is one chunk (see forward_one_chunk and weight_grad_layout).
+    const int64_t cap = rows * TW * per_tile <= whole_bytes ? rows * TW
+                                                            : std::max<int64_t>({(3 << 20) / std::max<int64_t>(per_tile, 1), 96, TW});
     int64_t best_cost = -1;
     for (int64_t cr = 1; cr <= rows && cr * TW <= cap; ++cr) {
       const int64_t full = rows / cr, rest = rows % cr;
@@ -524,6 +527,15 @@ void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int
   forward<F2x2>(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, flipped.data(), C, static_cast<const T*>(nullptr), gx);
 }
 
+// backward_weight's layout: the map is one chunk up to 32 MB of V and dM (not 12 as in the forward). Chunk by chunk,
+// each chunk's three steps (transforms of x and gy, then the 16 products added into dU) split over the threads met
+// three barriers and read and wrote all of dU again: at batch 8, 2 threads, 3x3 128 -> 128 at 28 x 28 (25.7 MB, 9
+// chunks) 4.81-4.92 -> 4.05-4.27 ms as one chunk, 256 -> 256 at 14 x 14 (12.8 MB, 5 chunks) 4.00-4.09 -> 3.48-3.59 ms.
+// The buffers stay allocated for the next call (scratch): TSN-R50's training step's peak RSS 1372 -> 1409 MB.
+inline TileLayout weight_grad_layout(int64_t N, int64_t C, int64_t Cout, int64_t OH, int64_t OW) {
+  return TileLayout::of<F2x2>(N, C, Cout, OH, OW, 16, int64_t{32} << 20);
+}
+
 // backward_weight's groups of tile rows, each summed apart by one thread: 16 or 8, as many as leave each group two
 // chunks or more, on maps with few channels (where it measured faster); 0 for chunk by chunk. A function of the shape
 // alone, not of the thread count, so that the sums do not depend on it (with more threads than groups, some wait).
@@ -542,7 +554,7 @@ void backward_weight(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   using F = F2x2;
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   const Isa isa = active_isa();
-  const auto L = TileLayout::of<F>(N, C, Cout, OH, OW, 16);
+  const auto L = weight_grad_layout(N, C, Cout, OH, OW);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld), us = xi_stride(Cout * C);
   T* dU = scratch<T>(F::taps * us, kScratchWinogradU);
   // Tile rows [r0, r1)'s product for xi added into dUs's (beta 0 when first), over the transforms' width (the
