@@ -58,6 +58,17 @@ CONV_GOAL = 1.0  # tinyvid GFLOP/s / PyTorch's faster layout, each 1x1 and stem 
 VARIANT_GOAL = 0.05  # |a variant run / the plain run - 1|
 
 
+# The kinds of line this script prints besides the ones it reads; its ratio lines carry the bench's own name with
+# "key", "figure" and "ratio" (a measurement names its implementation, "impl", instead).
+DERIVED_BENCHES = {"conv_pct_peak", "dnr_cost", "model_rounds", "variant", "round_ratios", "conv_round_ratios", "goal",
+                   "goal_summary"}
+
+
+def is_derived(r):
+    """Whether line r is one of this script's own (run.sh appends them to the results file it writes)."""
+    return isinstance(r, dict) and (r.get("bench") in DERIVED_BENCHES or ("ratio" in r and "impl" not in r))
+
+
 def finite(v):
     """v where it is a finite number (json reads NaN and Infinity too), else None."""
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
@@ -74,11 +85,14 @@ def main():
         line = line.strip()
         if not line.startswith("{"):
             continue
-        print(line)
         try:
             r = json.loads(line)
         except ValueError:
+            print(line)
             continue
+        if is_derived(r):  # a results file read again: its comparisons are made anew below
+            continue
+        print(line)
         bench = r.get("bench")
         if bench == "peak":
             peaks[(r["isa"], r["threads"])] = r["gflops"]

@@ -155,6 +155,14 @@ check(len(b) == 1 and b[0]["status"] == "n/a" and b[0].get("missing") == "pytorc
 c = find(bench="conv_round_ratios", shape="1x1_c", figure="fwd_gflops")
 check(len(c) == 1 and c[0]["ratios"] == [round(180 / 200, 3)] and c[0]["median"] == round(180 / 200, 3),
       f"the NaN round left out: {c}")
+# A results file holds compare.py's own lines after the measurements (run.sh appends them): read again, those lines
+# are left out and made anew, so the output is the same, not a crash on a ratio line or each line twice.
+first = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], check=True, capture_output=True,
+                       text=True, input="\n".join(json.dumps(r) for r in CANNED + ROUNDS + CONV_ROUNDS) + "\n").stdout
+again = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "compare.py")], capture_output=True, text=True,
+                       input=first)
+check(again.returncode == 0, f"compare.py on its own output: {again.stderr[-300:]}")
+check(again.stdout == first, "compare.py on its own output prints the same lines")
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
 print("compare.py: all checks passed")
