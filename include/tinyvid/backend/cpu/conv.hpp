@@ -830,35 +830,48 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
 // The pixels a 1x1 conv without padding reads, every sh-th row and sw-th column of image n's channel c, written as
 // an OH x OW plane at dst_of(n, c): a strided conv's products then read them as a plain matrix. (A plain loop:
 // im2col_tile does the same with per-row bounds for padding, and cost the 1x1/2 rows at 28x28 and 14x14 7% of their
-// forward in bench_conv.)
+// forward in bench_conv.) Column stride 2, the downsamples', is a compile-time constant, so that the row's loop
+// vectorizes (8 x 512 x 28 x 28 at stride 2, 2 threads: 0.26 -> 0.12 ms).
 template <class DstOf>
 void gather_1x1_pixels(const ConvGeometry& g, const float* x, DstOf&& dst_of) {
-  parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.OHW()), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      float* dst = dst_of(nc / g.C, nc % g.C);
-      for (int64_t oy = 0; oy < g.OH; ++oy) {
-        const float* src = x + nc * g.HW() + oy * g.sh * g.W;
-        for (int64_t ox = 0; ox < g.OW; ++ox) dst[oy * g.OW + ox] = src[ox * g.sw];
+  auto rows = [&](auto sw) {
+    parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.OHW()), [&](int64_t b, int64_t e) {
+      for (int64_t nc = b; nc < e; ++nc) {
+        float* dst = dst_of(nc / g.C, nc % g.C);
+        for (int64_t oy = 0; oy < g.OH; ++oy) {
+          const float* src = x + nc * g.HW() + oy * g.sh * g.W;
+          float* row = dst + oy * g.OW;
+#pragma omp simd
+          for (int64_t ox = 0; ox < g.OW; ++ox) row[ox] = src[ox * sw];
+        }
       }
-    }
-  });
+    });
+  };
+  if (g.sw == 2) rows(std::integral_constant<int64_t, 2>{});
+  else rows(g.sw);
 }
 
 // The inverse for gradients: x (N x C x H x W) = zeros, with plane (n, c) of `compact` (OH x OW each) on every sh-th
-// row and sw-th column; each row of x written once.
+// row and sw-th column; each row of x written once (column stride 2 compile-time, as in the gather: 8 x 512 x 28 x 28
+// at stride 2, 0.35 -> 0.26 ms).
 inline void spread_1x1_pixels(const ConvGeometry& g, const float* compact, float* x) {
-  parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.HW()), [&](int64_t b, int64_t e) {
-    for (int64_t nc = b; nc < e; ++nc) {
-      const float* src = compact + nc * g.OHW();
-      for (int64_t iy = 0; iy < g.H; ++iy) {
-        float* row = x + nc * g.HW() + iy * g.W;
-        std::fill(row, row + g.W, 0.0f);
-        if (iy % g.sh != 0 || iy / g.sh >= g.OH) continue;
-        const float* in = src + (iy / g.sh) * g.OW;
-        for (int64_t ox = 0; ox < g.OW; ++ox) row[ox * g.sw] = in[ox];
+  auto rows = [&](auto sw) {
+    parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.HW()), [&](int64_t b, int64_t e) {
+      for (int64_t nc = b; nc < e; ++nc) {
+        const float* src = compact + nc * g.OHW();
+        for (int64_t iy = 0; iy < g.H; ++iy) {
+          float* row = x + nc * g.HW() + iy * g.W;
+          std::fill(row, row + g.W, 0.0f);
+          if (iy % g.sh != 0 || iy / g.sh >= g.OH) continue;
+          const float* in = src + (iy / g.sh) * g.OW;
+#pragma omp simd
+          for (int64_t ox = 0; ox < g.OW; ++ox) row[ox * sw] = in[ox];
+        }
       }
-    }
-  });
+    });
+  };
+  if (g.sw == 2) rows(std::integral_constant<int64_t, 2>{});
+  else rows(g.sw);
 }
 
 }  // namespace detail
