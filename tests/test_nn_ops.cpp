@@ -650,36 +650,46 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
 }
 
 namespace {
-// U[xi] = G g G^T for every kernel, in the GEMM's rows and in the micro-kernel's panels, against the product in double.
+// U[xi] = G g G^T for every kernel, in the GEMM's rows and in the micro-kernel's panels, against the product in double:
+// of w's kernels, and of its input gradient's, read from w in place (channel axes swapped, each kernel turned around).
 template <class F>
 void check_weight_transform() {
   namespace wg = tv::cpu::winograd;
-  // 20 kernels: two full panels and a partial one, which the packed layout pads to 24 with zeros.
-  const int64_t C = 5, Cout = 20, xs = wg::xi_stride(Cout * C), xp = wg::xi_stride(24 * C);
+  const int64_t C = 5, Cout = 20;
   tv::Generator gen(5);
   const auto w = tv::normal<float>({Cout, C, 3, 3}, 0, 1, gen);
-  std::vector<float> rows(static_cast<size_t>(F::taps * xs), 0.0f), panels(static_cast<size_t>(F::taps * xp), 0.0f);
-  wg::transform_weight_rows<F>(w.data(), C, 0, Cout, false, rows.data(), xs);
-  wg::transform_weight_rows<F>(w.data(), C, 0, Cout, true, panels.data(), xp);
-  double worst = 0;
-  for (int64_t k = 0; k < 24; ++k)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t r = 0; r < F::patch; ++r)
-        for (int64_t s = 0; s < F::patch; ++s) {
-          double ref = 0;
-          for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b)
-              if (k < Cout) ref += F::G[r][a] * double(w.data()[(k * C + c) * 9 + a * 3 + b]) * F::G[s][b];
-          const int64_t xi = r * F::patch + s;
-          const double packed = panels[xi * xp + (k / 8) * 8 * C + c * 8 + k % 8];  // kernels past Cout: zeros
-          worst = std::max(worst, std::abs(packed - ref) / (1e-6 * (1 + std::abs(ref))));
-          if (k < Cout) worst = std::max(worst, std::abs(double(rows[xi * xs + k * C + c]) - ref) / (1e-6 * (1 + std::abs(ref))));
-        }
-  CHECK(worst <= 1);
+  // kernels: K x Cin of them; tap(k, c, a, b): kernel (k, c)'s tap (a, b) as w holds it.
+  auto check = [&](const wg::Kernels3x3<float>& kernels, int64_t K, int64_t Cin, auto tap) {
+    const int64_t padded = (K + 7) / 8 * 8, xs = wg::xi_stride(K * Cin), xp = wg::xi_stride(padded * Cin);
+    std::vector<float> rows(static_cast<size_t>(F::taps * xs), 0.0f), panels(static_cast<size_t>(F::taps * xp), 0.0f);
+    wg::transform_weight_rows<F>(kernels, Cin, 0, K, false, rows.data(), xs);
+    wg::transform_weight_rows<F>(kernels, Cin, 0, K, true, panels.data(), xp);
+    double worst = 0;
+    for (int64_t k = 0; k < padded; ++k)
+      for (int64_t c = 0; c < Cin; ++c)
+        for (int64_t r = 0; r < F::patch; ++r)
+          for (int64_t s = 0; s < F::patch; ++s) {
+            double ref = 0;
+            for (int a = 0; a < 3; ++a)
+              for (int b = 0; b < 3; ++b)
+                if (k < K) ref += F::G[r][a] * double(tap(k, c, a, b)) * F::G[s][b];
+            const int64_t xi = r * F::patch + s;
+            const double packed = panels[xi * xp + (k / 8) * 8 * Cin + c * 8 + k % 8];  // kernels past K: zeros
+            worst = std::max(worst, std::abs(packed - ref) / (1e-6 * (1 + std::abs(ref))));
+            if (k < K) worst = std::max(worst, std::abs(double(rows[xi * xs + k * Cin + c]) - ref) / (1e-6 * (1 + std::abs(ref))));
+          }
+    CHECK(worst <= 1);
+  };
+  // 20 kernels: two full panels and a partial one, which the packed layout pads to 24 with zeros.
+  check(wg::Kernels3x3<float>::of(w.data(), C), Cout, C,
+        [&](int64_t k, int64_t c, int a, int b) { return w.data()[(k * C + c) * 9 + a * 3 + b]; });
+  // The input gradient's: 5 x 20 kernels, kernel (c, k) w's (k, c) turned around.
+  check(wg::Kernels3x3<float>::input_gradient_of(w.data(), C), C, Cout,
+        [&](int64_t c, int64_t k, int a, int b) { return w.data()[(k * C + c) * 9 + (2 - a) * 3 + (2 - b)]; });
 }
 }  // namespace
 
-TEST_CASE("Winograd's weight transform: G g G^T in the GEMM's rows and in packed panels, in both variants") {
+TEST_CASE("Winograd's weight transform: G g G^T in the GEMM's rows and in packed panels, in both variants, of a conv's kernels and of its input gradient's") {
   SUBCASE("F(2x2, 3x3)") { check_weight_transform<tv::cpu::winograd::F2x2>(); }
   SUBCASE("F(4x4, 3x3)") { check_weight_transform<tv::cpu::winograd::F4x4>(); }
 }

@@ -32,27 +32,6 @@
 #include "tinyvid/backend/cpu/scratch.hpp"
 #include "tinyvid/core/parallel.hpp"
 
-namespace tv::cpu {
-
-// The kernels of a conv's input gradient (a conv of gy): w (Cout x C x taps) with its channel axes swapped and each
-// kernel flipped, [c][k][taps - 1 - tap]. Row by row in parallel: element by element in w's order, on one thread, it
-// took 1.2 ms of the 6.8 ms input gradient of a 3x3 512 -> 512 at 7 x 7 (0.46 ms so).
-template <class T>
-AlignedVector<T> flipped_transposed_kernels(const T* w, int64_t Cout, int64_t C, int64_t taps) {
-  AlignedVector<T> out(static_cast<size_t>(C * Cout * taps));
-  parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
-    for (int64_t c = b; c < e; ++c)
-      for (int64_t k = 0; k < Cout; ++k) {
-        const T* src = w + (k * C + c) * taps;
-        T* dst = out.data() + (c * Cout + k) * taps;
-        for (int64_t tap = 0; tap < taps; ++tap) dst[taps - 1 - tap] = src[tap];
-      }
-  });
-  return out;
-}
-
-}  // namespace tv::cpu
-
 namespace tv::cpu::winograd {
 
 // F(2x2, 3x3): interpolation points 0, 1, -1 and infinity.
@@ -174,12 +153,29 @@ struct TileLayout {
   }
 };
 
-// U = (G g G^T) for each 3x3 kernel g = w[k][c], k in [k0, k1) (k0 a multiple of 8). Written to u + xi * xi_stride
+// A conv's 3x3 kernels as the weight transform reads them: kernel (k, c) (output k, input c) at w + k * k_stride +
+// c * c_stride, 9 taps in order, or in reverse where flipped. The input gradient's kernels are w's with the channel
+// axes swapped and each kernel turned around (input_gradient_of): read so in place, the copy that held them
+// (flipped_transposed_kernels) took 14% of the input gradient of 3x3 512 -> 512 at 7 x 7.
+template <class T>
+struct Kernels3x3 {
+  const T* w;
+  int64_t k_stride, c_stride;
+  bool flipped = false;
+  // w as it lies: Cout x C x 3 x 3.
+  static Kernels3x3 of(const T* w, int64_t C) { return {w, 9 * C, 9, false}; }
+  // The kernels of the input gradient of a conv with weights w (Cout x C x 3 x 3): C x Cout of them.
+  static Kernels3x3 input_gradient_of(const T* w, int64_t C) { return {w, 9, 9 * C, true}; }
+  T tap(int64_t k, int64_t c, int64_t t) const { return w[k * k_stride + c * c_stride + (flipped ? 8 - t : t)]; }
+};
+
+// U = (G g G^T) for each 3x3 kernel g = w's (k, c), k in [k0, k1) (k0 a multiple of 8). Written to u + xi * xi_stride
 // as rows (k - k0) * C + c for a GEMM, or packed for the micro-kernel: panels of 8 kernels, [(k - k0) / 8][c][k % 8].
 // Either way a group of kernels (8 packed, 1 not) fills one contiguous run of every U[xi]: its 9 taps are gathered
 // into rows laid out the same way, and both products with G run along those rows.
 template <class F, class T>
-void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u, int64_t xi_stride) {
+void transform_weight_rows(const Kernels3x3<T>& w, int64_t C, int64_t k0, int64_t k1, bool packed, T* u,
+                           int64_t xi_stride) {
   constexpr int64_t P = F::patch;
   const int64_t lanes = packed ? kMicroRows : 1;
   const int64_t cs = std::max<int64_t>(1, 256 / lanes);  // channels per pass: the passes' rows stay in L1
@@ -194,7 +190,7 @@ void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool p
       for (int64_t c = c0; c < c1; ++c)
         for (int64_t i = 0; i < lanes; ++i)
           for (int64_t tap = 0; tap < 9; ++tap)
-            g[tap][(c - c0) * lanes + i] = i < nk ? w[((kb + i) * C + c) * 9 + tap] : T(0);
+            g[tap][(c - c0) * lanes + i] = i < nk ? w.tap(kb + i, c, tap) : T(0);
       for (int64_t b = 0; b < 3; ++b) {
         const T* in[3] = {g[b], g[3 + b], g[6 + b]};
         T* out[P];
@@ -212,7 +208,7 @@ void transform_weight_rows(const T* w, int64_t C, int64_t k0, int64_t k1, bool p
 
 // All kernels' U, as U[xi] (Cout x C) or packed, into u (F::taps * xi_stride(Cout * C) values).
 template <class F, class T>
-void transform_weight(const T* w, int64_t Cout, int64_t C, bool packed, T* u) {
+void transform_weight(const Kernels3x3<T>& w, int64_t Cout, int64_t C, bool packed, T* u) {
   parallel_for(0, (Cout + kMicroRows - 1) / kMicroRows, 1, [&](int64_t b, int64_t e) {
     const int64_t k0 = b * kMicroRows, k1 = std::min(Cout, e * kMicroRows);
     transform_weight_rows<F>(w, C, k0, k1, packed, u + k0 * C, xi_stride(Cout * C));
@@ -394,7 +390,7 @@ bool use_micro_kernel(int64_t Cout, Isa isa) {
 // its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
 // With prepared weights (a frozen conv), each 8-row panel's U is transformed once and kept, and read from there.
 template <class F>
-void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const float* w,
+void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const Kernels3x3<float>& w,
                        int64_t Cout, const float* bias, float* y, const TileLayout& L, float* V, float* M, Isa isa,
                        const ConvEpilogue<float>& ep, PreparedWeights* prepared) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
@@ -447,10 +443,10 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
   });
 }
 
-// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw), finished by ep,
-// in the variant F. prepared: U kept across calls (a frozen conv's, float), or null.
+// y (N x Cout x OH x OW) = the 3x3 stride-1 convolution of x (N x C x H x W) padded by (ph, pw) with the kernels w
+// (Cout x C of them), finished by ep, in the variant F. prepared: U kept across calls (a frozen conv's, float), or null.
 template <class F, class T>
-void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w, int64_t Cout,
+void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const Kernels3x3<T>& w, int64_t Cout,
              const T* bias, T* y, const ConvEpilogue<T>& ep = {}, PreparedWeights* prepared = nullptr) {
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
   const Isa isa = active_isa();
@@ -522,9 +518,8 @@ void forward(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph,
 template <class T>
 void backward_input(const T* gy, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const T* w,
                     int64_t Cout, T* gx) {
-  const AlignedVector<T> flipped = flipped_transposed_kernels(w, Cout, C, 9);
   const int64_t OH = H + 2 * ph - 2, OW = W + 2 * pw - 2;
-  forward<F2x2>(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, flipped.data(), C, static_cast<const T*>(nullptr), gx);
+  forward<F2x2>(gy, N, Cout, OH, OW, 2 - ph, 2 - pw, Kernels3x3<T>::input_gradient_of(w, C), C, static_cast<const T*>(nullptr), gx);
 }
 
 // backward_weight's layout: the map is one chunk up to 32 MB of V and dM (not 12 as in the forward). Chunk by chunk,
