@@ -651,19 +651,20 @@ TEST_CASE("micro-kernels: each ISA's 8x48 kernel, 16x16 transpose and broadcast 
 
 namespace {
 // U[xi] = G g G^T for every kernel, in the GEMM's rows and in the micro-kernel's panels, against the product in double:
-// of w's kernels, and of its input gradient's, read from w in place (channel axes swapped, each kernel turned around).
+// of w's kernels, and of its input gradient's, read from w in place (channel axes swapped, each kernel turned around);
+// whole panels of 8 kernels gathered by 8 x 8 transposes (AVX2 and AVX-512), partial ones tap by tap.
 template <class F>
-void check_weight_transform() {
+void check_weight_transform(tv::cpu::Isa isa) {
   namespace wg = tv::cpu::winograd;
-  const int64_t C = 5, Cout = 20;
+  const int64_t C = 10, Cout = 20;
   tv::Generator gen(5);
   const auto w = tv::normal<float>({Cout, C, 3, 3}, 0, 1, gen);
   // kernels: K x Cin of them; tap(k, c, a, b): kernel (k, c)'s tap (a, b) as w holds it.
   auto check = [&](const wg::Kernels3x3<float>& kernels, int64_t K, int64_t Cin, auto tap) {
     const int64_t padded = (K + 7) / 8 * 8, xs = wg::xi_stride(K * Cin), xp = wg::xi_stride(padded * Cin);
     std::vector<float> rows(static_cast<size_t>(F::taps * xs), 0.0f), panels(static_cast<size_t>(F::taps * xp), 0.0f);
-    wg::transform_weight_rows<F>(kernels, Cin, 0, K, false, rows.data(), xs);
-    wg::transform_weight_rows<F>(kernels, Cin, 0, K, true, panels.data(), xp);
+    wg::transform_weight_rows<F>(isa, kernels, Cin, 0, K, false, rows.data(), xs);
+    wg::transform_weight_rows<F>(isa, kernels, Cin, 0, K, true, panels.data(), xp);
     double worst = 0;
     for (int64_t k = 0; k < padded; ++k)
       for (int64_t c = 0; c < Cin; ++c)
@@ -683,15 +684,19 @@ void check_weight_transform() {
   // 20 kernels: two full panels and a partial one, which the packed layout pads to 24 with zeros.
   check(wg::Kernels3x3<float>::of(w.data(), C), Cout, C,
         [&](int64_t k, int64_t c, int a, int b) { return w.data()[(k * C + c) * 9 + a * 3 + b]; });
-  // The input gradient's: 5 x 20 kernels, kernel (c, k) w's (k, c) turned around.
+  // The input gradient's: 10 x 20 kernels (a full panel and a partial one), kernel (c, k) w's (k, c) turned around.
   check(wg::Kernels3x3<float>::input_gradient_of(w.data(), C), C, Cout,
         [&](int64_t c, int64_t k, int a, int b) { return w.data()[(k * C + c) * 9 + (2 - a) * 3 + (2 - b)]; });
 }
 }  // namespace
 
 TEST_CASE("Winograd's weight transform: G g G^T in the GEMM's rows and in packed panels, in both variants, of a conv's kernels and of its input gradient's") {
-  SUBCASE("F(2x2, 3x3)") { check_weight_transform<tv::cpu::winograd::F2x2>(); }
-  SUBCASE("F(4x4, 3x3)") { check_weight_transform<tv::cpu::winograd::F4x4>(); }
+  for (auto isa : runnable_isas()) {
+    const std::string isa_label = tv::cpu::isa_name(isa);
+    CAPTURE(isa_label);
+    check_weight_transform<tv::cpu::winograd::F2x2>(isa);
+    check_weight_transform<tv::cpu::winograd::F4x4>(isa);
+  }
 }
 
 TEST_CASE("packed GEMM: the same bits on 1, 2 and 3 threads") {
