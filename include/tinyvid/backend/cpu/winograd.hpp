@@ -438,18 +438,18 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
   parallel_for(0, C, 1, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) transform_input_channel<F>(isa, x, C, H, W, ph, pw, L, 0, L.rows, c, V);
   });
-  // As few blocks as there are threads: every block reads all of V (from L3 at these sizes), while a
-  // block's U (at most 8 MB here) is read one xi at a time. Panels per block divide Cout / 8.
-  const int64_t panels_m = Cout / kMicroRows, threads = get_num_threads();
-  const int64_t budget = std::max<int64_t>(1, std::min((panels_m + threads - 1) / threads, (2 << 20) / (F::taps * C * kMicroRows)));
-  int64_t per_block = 1;
-  for (int64_t d = 1; d <= std::min(panels_m, budget); ++d)
-    if (panels_m % d == 0) per_block = d;
-  const int64_t rows = per_block * kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0, kSlice = 128;
+  // One 8-row panel of output channels per work item, claimed as the threads come free: the panel's U, kept or
+  // transformed into the thread's scratch (16 x 16 KB at 512 channels, in L2), is read front to back, and every
+  // panel reads all of V (from L3). Blocks of panels up to a thread's share (so that V was read once per block, the
+  // blocks' U in turn one xi at a time: 8 streams 590 KB apart where kept) ran slower, at batch 8 on 2 threads:
+  // 3x3 512 -> 512 at 7 x 7, F(2x2, 3x3) forward and input gradient (32 panels a block) 5.3-5.6 -> 4.7-4.9 ms,
+  // F(4x4, 3x3) with U kept (a frozen conv, 4 panels a block) 4.3-4.8 -> 2.5-2.9 ms (with all channels in one call,
+  // below), at batch 2 3.6-4.0 -> 1.8 ms.
+  const int64_t panels_m = Cout / kMicroRows, panels_n = L.ld / kMicroCols, no_offset = 0;
   // A short last panel runs a narrower kernel (7 x 7 maps: 32 of 48 columns), to the transforms' width at least.
   const int64_t width = transform_width(L.rows * L.TW);
   const int64_t vs = xi_stride(C * L.ld), ms = xi_stride(Cout * L.ld);
-  const int64_t panel_us = xi_stride(kMicroRows * C);  // a kept panel's U: F::taps matrices this far apart
+  const int64_t panel_us = xi_stride(kMicroRows * C);  // a panel's U: F::taps matrices this far apart
   const float* kept = nullptr;
   if (prepared)
     kept = prepared->get(prepared_tag<F>(true, true), panels_m * F::taps * panel_us, [&](float* out) {
@@ -458,27 +458,19 @@ void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t 
           transform_weight_rows<F>(isa, w, C, p * kMicroRows, (p + 1) * kMicroRows, true, out + p * F::taps * panel_us, panel_us);
       });
     });
-  const int64_t us = xi_stride(rows * C);
-  parallel_for(0, panels_m / per_block, 1, [&](int64_t b, int64_t e) {
-    float* ub = kept ? nullptr : scratch<float>(F::taps * us, 0);
-    // Panel mb of the block, position xi, channels from c0: its packed rows of U.
-    auto u_at = [&](int64_t k0, int64_t mb, int64_t xi, int64_t c0) {
-      if (kept) return kept + ((k0 / kMicroRows + mb) * F::taps + xi) * panel_us + c0 * kMicroRows;
-      return static_cast<const float*>(ub) + xi * us + (mb * C + c0) * kMicroRows;
-    };
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t k0 = blk * rows;
-      if (!kept) transform_weight_rows<F>(isa, w, C, k0, k0 + rows, true, ub, us);
-      // Channels in slices of kSlice, so the 48-column sliver of V stays in L1 across the block's panels.
+  parallel_for(0, panels_m, 1, [&](int64_t b, int64_t e) {
+    float* fresh = kept ? nullptr : scratch<float>(F::taps * panel_us, 0);
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t k0 = p * kMicroRows;
+      const float* u = kept ? kept + p * F::taps * panel_us : fresh;
+      if (!kept) transform_weight_rows<F>(isa, w, C, k0, k0 + kMicroRows, true, fresh, panel_us);
+      // All channels in one call: in slices of 128 (so that a block's panels found the slice's sliver of V in L1), the
+      // sums went out to memory and back between slices (512 at 7 x 7: 5-6% of the forward).
       for (int64_t xi = 0; xi < F::taps; ++xi)
         for (int64_t j = 0; j < panels_n; ++j)
-          for (int64_t c0 = 0; c0 < C; c0 += kSlice)
-            for (int64_t mb = 0; mb < per_block; ++mb)
-              micro_kernel_8x48_taps(isa, 1, std::min(kSlice, C - c0), &no_offset, L.ld,
-                                     u_at(k0, mb, xi, c0), V + xi * vs + c0 * L.ld + j * kMicroCols,
-                                     M + xi * ms + (k0 + mb * kMicroRows) * L.ld + j * kMicroCols, L.ld, c0 > 0,
-                                     std::min(kMicroCols, width - j * kMicroCols));
-      for (int64_t k = k0; k < k0 + rows; ++k)
+          micro_kernel_8x48_taps(isa, 1, C, &no_offset, L.ld, u + xi * panel_us, V + xi * vs + j * kMicroCols,
+                                 M + xi * ms + k0 * L.ld + j * kMicroCols, L.ld, false, std::min(kMicroCols, width - j * kMicroCols));
+      for (int64_t k = k0; k < k0 + kMicroRows; ++k)
         transform_output_channel<F>(M, Cout, OH, OW, L, 0, L.rows, k, bias ? bias[k] : 0.0f, y, ep, false);
     }
   });
