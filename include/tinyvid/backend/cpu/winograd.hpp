@@ -427,8 +427,8 @@ bool use_micro_kernel(int64_t Cout, Isa isa) {
 }
 
 // The forward for a map small enough to be one chunk (the late stages, where the weights outweigh
-// the activations): each work item owns a block of output channels, transforms their kernels into
-// its own cache-sized buffer, multiplies and transforms its outputs, so U never goes to memory.
+// the activations): each work item owns an 8-row panel of output channels, transforms their kernels into
+// its own buffer (in L2), multiplies and transforms its outputs, so U never goes to memory.
 // With prepared weights (a frozen conv), each 8-row panel's U is transformed once and kept, and read from there.
 template <class F>
 void forward_one_chunk(const float* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, const Kernels3x3<float>& w,
