@@ -845,14 +845,22 @@ void shifted_backward_weight(const ConvGeometry& g, const T* x, const T* gy, T* 
       for (int64_t c = 0; c < C; ++c) gw[(k * C + c) * taps + t] = partials[(t * K + k) * C + c];
 }
 
+// f(step) with a column step of 2 (the downsamples') as a compile-time constant, so that the loops over it vectorize;
+// any other step at run time.
+template <class F>
+void with_column_step(int64_t step, F&& f) {
+  if (step == 2) f(std::integral_constant<int64_t, 2>{});
+  else f(step);
+}
+
 // The pixels a 1x1 conv without padding reads, every sh-th row and sw-th column of image n's channel c, written as
 // an OH x OW plane at dst_of(n, c): a strided conv's products then read them as a plain matrix. (A plain loop:
 // im2col_tile does the same with per-row bounds for padding, and cost the 1x1/2 rows at 28x28 and 14x14 7% of their
-// forward in bench_conv.) Column stride 2, the downsamples', is a compile-time constant, so that the row's loop
-// vectorizes (8 x 512 x 28 x 28 at stride 2, 2 threads: 0.26 -> 0.12 ms).
+// forward in bench_conv.) Column stride 2 compile-time (with_column_step): 8 x 512 x 28 x 28 at stride 2, 2 threads,
+// 0.26 -> 0.12 ms.
 template <class DstOf>
 void gather_1x1_pixels(const ConvGeometry& g, const float* x, DstOf&& dst_of) {
-  auto rows = [&](auto sw) {
+  with_column_step(g.sw, [&](auto sw) {
     parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.OHW()), [&](int64_t b, int64_t e) {
       for (int64_t nc = b; nc < e; ++nc) {
         float* dst = dst_of(nc / g.C, nc % g.C);
@@ -864,16 +872,14 @@ void gather_1x1_pixels(const ConvGeometry& g, const float* x, DstOf&& dst_of) {
         }
       }
     });
-  };
-  if (g.sw == 2) rows(std::integral_constant<int64_t, 2>{});
-  else rows(g.sw);
+  });
 }
 
 // The inverse for gradients: x (N x C x H x W) = zeros, with plane (n, c) of `compact` (OH x OW each) on every sh-th
 // row and sw-th column; each row of x written once (column stride 2 compile-time, as in the gather: 8 x 512 x 28 x 28
 // at stride 2, 0.35 -> 0.26 ms).
 inline void spread_1x1_pixels(const ConvGeometry& g, const float* compact, float* x) {
-  auto rows = [&](auto sw) {
+  with_column_step(g.sw, [&](auto sw) {
     parallel_for(0, g.N * g.C, 1 + kParallelGrain / std::max<int64_t>(1, g.HW()), [&](int64_t b, int64_t e) {
       for (int64_t nc = b; nc < e; ++nc) {
         const float* src = compact + nc * g.OHW();
@@ -887,9 +893,7 @@ inline void spread_1x1_pixels(const ConvGeometry& g, const float* compact, float
         }
       }
     });
-  };
-  if (g.sw == 2) rows(std::integral_constant<int64_t, 2>{});
-  else rows(g.sw);
+  });
 }
 
 }  // namespace detail
